@@ -1,0 +1,84 @@
+"""The ``airgap`` command line: thin typer apps over the library.
+
+Every :class:`~airgap.errors.AirgapError` becomes its exit code and one stderr line here, in
+:func:`main`, and nowhere else. Usage errors stay click's exit 2. Typer's pretty exceptions are
+off: they print local variables, and locals can hold passphrases and keys.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from airgap import __version__
+from airgap.cli import audit, bundle, ca, keys, mesh, release
+from airgap.cli._app import new_app
+from airgap.errors import AirgapError
+
+app = new_app(
+    help="Service-mesh PKI and installs across an air gap, with every byte verified.\n\n"
+    "Offline (root host): ca, keys, bundle create, release verify, audit.\n"
+    "Connected (jump host): release fetch/extract, bundle verify/import, mesh, preflight.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"airgap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (never secrets)."),
+) -> None:
+    """airgap: the offline and connected halves of a service-mesh PKI."""
+    if debug:
+        os.environ["AIRGAP_DEBUG"] = "1"
+
+
+app.add_typer(ca.app, name="ca")
+app.add_typer(keys.app, name="keys")
+app.add_typer(bundle.app, name="bundle")
+app.add_typer(release.app, name="release")
+app.add_typer(mesh.app, name="mesh")
+app.add_typer(audit.app, name="audit")
+mesh.register_top_level(app)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run the app, map errors to exit codes, exit.
+
+    Typer runs in standalone mode, so usage errors keep its own message and exit 2, and
+    ``--help``/``--version`` exit 0 by themselves.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("AIRGAP_DEBUG") == "1"
+    try:
+        app(args=args, prog_name="airgap")
+    except AirgapError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"airgap: error: {exc.message}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("airgap: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"airgap: internal error: {type(exc).__name__} (run with --debug for details)",
+            file=sys.stderr,
+        )
+        sys.exit(70)

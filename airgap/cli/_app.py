@@ -1,0 +1,75 @@
+"""Shared CLI plumbing: app factory, JSON output, the rich progress observer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+
+def new_app(**kwargs: Any) -> typer.Typer:
+    """A Typer app with pretty exceptions (which print locals, and so secrets) turned off."""
+    kwargs.setdefault("no_args_is_help", True)
+    return typer.Typer(
+        pretty_exceptions_enable=False,
+        pretty_exceptions_show_locals=False,
+        add_completion=False,
+        rich_markup_mode=None,
+        **kwargs,
+    )
+
+
+def print_json(doc: Any) -> None:
+    """One JSON document on stdout, keys sorted, for scripts."""
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def warn(message: str) -> None:
+    print(f"airgap: warning: {message}", file=sys.stderr)
+
+
+def info(message: str) -> None:
+    """Human progress notes go to stderr so stdout stays clean for --json and pipes."""
+    print(message, file=sys.stderr)
+
+
+class RichProgress:
+    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+
+    def start(self, description: str, total: int | None) -> None:
+        if not sys.stderr.isatty():
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, amount: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, amount)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

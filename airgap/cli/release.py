@@ -1,0 +1,7 @@
+"""`airgap release ...` commands."""
+
+from __future__ import annotations
+
+from airgap.cli._app import new_app
+
+app = new_app(help="release commands.")

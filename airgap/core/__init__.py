@@ -1,0 +1,1 @@
+"""Shared by both halves. Never imports requests or kubernetes."""

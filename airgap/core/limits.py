@@ -1,0 +1,28 @@
+"""Size limits in one place (after python-tuf's ``ngclient/config.py``).
+
+Parsers of untrusted input take a :class:`Limits` and refuse anything beyond it before reading
+further. Commands use :data:`DEFAULT_LIMITS`; tests pass smaller ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GiB = 1024**3
+MiB = 1024**2
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bundle_size: int = 16 * GiB
+    max_member_size: int = 8 * GiB
+    max_members: int = 256
+    max_manifest_size: int = 1 * MiB
+    max_download_size: int = 4 * GiB
+    max_archive_total: int = 8 * GiB  # sum of extracted sizes (release tarballs)
+    max_archive_members: int = 100_000
+    max_archive_ratio: int = 200  # uncompressed / compressed: a decompression bomb beyond this
+    max_pem_size: int = 1 * MiB
+
+
+DEFAULT_LIMITS = Limits()

@@ -1,0 +1,70 @@
+"""Where passphrases come from: a file, ``AIRGAP_PASSPHRASE``, or a prompt on a TTY.
+
+Never from a command-line value (it would land in shell history and ``ps``). A passphrase file is
+read as ``openssl -passin file:F`` reads it: the first line, without its line ending.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from airgap.errors import InvalidInput
+
+ENV_VAR = "AIRGAP_PASSPHRASE"
+MAX_PASSPHRASE_FILE = 64 * 1024
+
+
+def read_passphrase_file(path: Path) -> bytes:
+    """The first line of ``path`` without its line ending, as openssl's ``file:`` source reads it."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_PASSPHRASE_FILE)
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read passphrase file: {exc.strerror}") from exc
+    line = data.split(b"\n", 1)[0]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if not line:
+        raise InvalidInput(f"{path}: passphrase file is empty")
+    return line
+
+
+def resolve_passphrase(
+    passphrase_file: Path | None,
+    *,
+    no_passphrase: bool = False,
+    confirm: bool = False,
+    required: bool = True,
+    purpose: str = "PKI passphrase",
+) -> bytes | None:
+    """Return the passphrase to use, or ``None`` when keys are (or will be) unencrypted.
+
+    Order: ``--no-passphrase`` → ``--passphrase-file`` → ``$AIRGAP_PASSPHRASE`` → prompt on a TTY
+    (with confirmation when ``confirm``). With no source and ``required``, a clear error (exit 3).
+    """
+    if no_passphrase:
+        if passphrase_file is not None:
+            raise InvalidInput("--passphrase-file and --no-passphrase cannot be used together")
+        return None
+    if passphrase_file is not None:
+        return read_passphrase_file(passphrase_file)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return env.encode()
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"{purpose}: ")
+        if confirm:
+            second = getpass.getpass(f"{purpose} (again): ")
+            if first != second:
+                raise InvalidInput("the two passphrases differ")
+        if not first:
+            raise InvalidInput("empty passphrase")
+        return first.encode()
+    if required:
+        raise InvalidInput(
+            f"no passphrase: give --passphrase-file, set {ENV_VAR}, run on a terminal, or use --no-passphrase"
+        )
+    return None

@@ -1,0 +1,306 @@
+"""X.509 for Istio's plugged-in CA: build the root and intermediates, load and check them.
+
+Profiles follow Istio's ``tools/certs/Makefile.selfsigned.mk`` (see the contract), plus
+``cRLSign`` on both CAs, key identifiers, random positive serials and SHA-256 or stronger.
+
+:func:`check_ca_material` checks a cluster's four ``cacerts`` files the way istiod does before
+it will sign with them; bundle import and ``ca list`` both use it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+
+from airgap.core.keys import PrivateKey, PublicKey, keys_match, signature_hash_for
+from airgap.errors import InvalidInput, VerificationError
+
+ISTIOD_SAN = "DNS:istiod.istio-system.svc"
+EXPIRING_DAYS = 90
+# Backdate notBefore a little so clocks slightly behind ours still accept the cert.
+BACKDATE = dt.timedelta(minutes=5)
+
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=True,  # nonRepudiation
+    key_encipherment=True,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+_WEAK_SIGNATURES = {
+    SignatureAlgorithmOID.RSA_WITH_SHA1,
+    SignatureAlgorithmOID.ECDSA_WITH_SHA1,
+    SignatureAlgorithmOID.DSA_WITH_SHA1,
+    SignatureAlgorithmOID.RSA_WITH_MD5,
+    SignatureAlgorithmOID._RSA_WITH_SHA1,
+}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 over the DER certificate, lowercase hex."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _name(org: str, cn: str, locality: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)]
+    if locality:
+        attrs.append(x509.NameAttribute(NameOID.LOCALITY_NAME, locality))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+def _parse_san(value: str) -> x509.GeneralName:
+    kind, _, rest = value.partition(":")
+    if not rest:
+        raise InvalidInput(f"--san {value!r}: expected TYPE:VALUE, e.g. DNS:istiod.istio-system.svc")
+    kind = kind.upper()
+    if kind == "DNS":
+        return x509.DNSName(rest)
+    if kind == "URI":
+        return x509.UniformResourceIdentifier(rest)
+    if kind == "IP":
+        import ipaddress
+
+        try:
+            return x509.IPAddress(ipaddress.ip_address(rest))
+        except ValueError as exc:
+            raise InvalidInput(f"--san {value!r}: not an IP address") from exc
+    raise InvalidInput(f"--san {value!r}: type must be DNS, URI or IP")
+
+
+def build_root(
+    key: PrivateKey, *, org: str, cn: str, days: int, not_before: dt.datetime | None = None
+) -> x509.Certificate:
+    """A self-signed root: ``CA:true`` (critical), the Istio key usage plus cRLSign, SKI and AKI."""
+    start = (not_before or now()) - BACKDATE
+    name = _name(org, cn)
+    pub = key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(pub)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + BACKDATE + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pub), critical=False)
+    )
+    return builder.sign(key, signature_hash_for(key))
+
+
+def build_intermediate(
+    public: PublicKey,
+    *,
+    cluster: str,
+    root_cert: x509.Certificate,
+    root_key: PrivateKey,
+    org: str,
+    cn: str,
+    days: int,
+    sans: list[str],
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A cluster intermediate: ``CA:true, pathlen:0`` (critical), ``L=<cluster>``, SAN, SKI, AKI.
+
+    The caller guarantees validity ends no later than the root's (:func:`check_within_root`).
+    """
+    start = (not_before or now()) - BACKDATE
+    ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(org, cn, locality=cluster))
+        .issuer_name(root_cert.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + BACKDATE + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectAlternativeName([_parse_san(s) for s in sans]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+    )
+    return builder.sign(root_key, signature_hash_for(root_key))
+
+
+def validate_sans(sans: list[str]) -> None:
+    for s in sans:
+        _parse_san(s)
+
+
+def check_within_root(root_cert: x509.Certificate, days: int, *, at: dt.datetime | None = None) -> None:
+    """Refuse an intermediate that would outlive its root (exit 4: precondition)."""
+    from airgap.errors import Refused
+
+    start = at or now()
+    end = start + dt.timedelta(days=days)
+    root_end = root_cert.not_valid_after_utc
+    if end > root_end:
+        left = (root_end - start).days
+        raise Refused(
+            f"an intermediate valid {days} days would outlive the root (expires {root_end:%Y-%m-%d}, "
+            f"{max(left, 0)} days left); use --days {max(left, 0)} or less"
+        )
+    if root_end <= start:
+        raise Refused(f"the root expired on {root_end:%Y-%m-%d}")
+
+
+def load_cert_pem(data: bytes, *, source: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{source}: not a valid PEM certificate") from exc
+
+
+def load_certs_pem(data: bytes, *, source: str) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{source}: not a valid PEM certificate chain") from exc
+    if not certs:
+        raise InvalidInput(f"{source}: no certificate found")
+    return certs
+
+
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when ``issuer``'s key made ``cert``'s signature and the names chain."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError):
+        return False
+    except Exception:  # InvalidSignature
+        return False
+    return True
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def weak_signature(cert: x509.Certificate) -> bool:
+    """True for SHA-1/MD5 signatures, which istiod rejects."""
+    return cert.signature_algorithm_oid in _WEAK_SIGNATURES
+
+
+def status_of(cert: x509.Certificate, *, at: dt.datetime | None = None) -> str:
+    """``valid`` / ``expiring`` (< 90 days left) / ``expired`` / ``not-yet-valid``."""
+    t = at or now()
+    if cert.not_valid_after_utc <= t:
+        return "expired"
+    if cert.not_valid_before_utc > t:
+        return "not-yet-valid"
+    if cert.not_valid_after_utc - t < dt.timedelta(days=EXPIRING_DAYS):
+        return "expiring"
+    return "valid"
+
+
+@dataclass(frozen=True)
+class CAMaterial:
+    """A cluster's four ``cacerts`` files, parsed and checked as istiod would."""
+
+    ca_cert: x509.Certificate
+    root_cert: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    ca_cert_pem: bytes
+    ca_key_pem: bytes
+    cert_chain_pem: bytes
+    root_cert_pem: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.ca_cert)
+
+
+def check_ca_material(
+    *,
+    ca_cert_pem: bytes,
+    ca_key: PrivateKey | None,
+    ca_key_pem: bytes,
+    cert_chain_pem: bytes,
+    root_cert_pem: bytes,
+    at: dt.datetime | None = None,
+    source: str = "cacerts",
+) -> CAMaterial:
+    """Check CA material as istiod's plugged-in CA would, or raise :class:`VerificationError`.
+
+    1. every file parses; 2. the key matches ``ca-cert.pem`` (skipped when ``ca_key`` is None);
+    3. ``ca-cert.pem`` is a CA; 4. ``cert-chain.pem`` starts with ``ca-cert.pem``; 5. the chain
+    verifies link by link and ends at a cert signed by ``root-cert.pem``; 6. nothing is expired or
+    not yet valid; 7. no SHA-1/MD5 signature.
+    """
+    ca_cert = load_cert_pem(ca_cert_pem, source=f"{source}/ca-cert.pem")
+    chain = load_certs_pem(cert_chain_pem, source=f"{source}/cert-chain.pem")
+    roots = load_certs_pem(root_cert_pem, source=f"{source}/root-cert.pem")
+    if ca_key is not None and not keys_match(ca_key, ca_cert.public_key()):  # type: ignore[arg-type]
+        raise VerificationError(f"{source}: ca-key.pem does not match ca-cert.pem")
+    if not is_ca(ca_cert):
+        raise VerificationError(f"{source}: ca-cert.pem is not a CA certificate")
+    if chain[0] != ca_cert:
+        raise VerificationError(f"{source}: cert-chain.pem does not start with ca-cert.pem")
+    for child, parent in itertools.pairwise(chain):
+        if not signed_by(child, parent):
+            raise VerificationError(f"{source}: cert-chain.pem is broken at {child.subject.rfc4514_string()}")
+    last = chain[-1]
+    anchor = next((r for r in roots if r == last or signed_by(last, r)), None)
+    if anchor is None:
+        raise VerificationError(f"{source}: the chain does not verify to root-cert.pem")
+    t = at or now()
+    for cert in (*chain, anchor):
+        who = cert.subject.rfc4514_string()
+        if cert.not_valid_after_utc <= t:
+            raise VerificationError(f"{source}: certificate {who} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+        if cert.not_valid_before_utc > t:
+            raise VerificationError(f"{source}: certificate {who} is not yet valid")
+        if weak_signature(cert):
+            raise VerificationError(f"{source}: certificate {who} uses a SHA-1/MD5 signature, which istiod rejects")
+    return CAMaterial(
+        ca_cert=ca_cert,
+        root_cert=anchor,
+        chain=tuple(chain),
+        ca_cert_pem=ca_cert_pem,
+        ca_key_pem=ca_key_pem,
+        cert_chain_pem=cert_chain_pem,
+        root_cert_pem=root_cert_pem,
+    )
+
+
+__all__ = [
+    "ISTIOD_SAN",
+    "CAMaterial",
+    "build_intermediate",
+    "build_root",
+    "cert_pem",
+    "check_ca_material",
+    "check_within_root",
+    "fingerprint",
+    "is_ca",
+    "load_cert_pem",
+    "load_certs_pem",
+    "signed_by",
+    "status_of",
+]

@@ -1,0 +1,70 @@
+"""Helpers shared by the tests: run the CLI in-process or as a real process."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Result:
+    """Run ``airgap ARGS`` in this process (fast) and return exit code, stdout and stderr."""
+    from airgap.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    if env:
+        os.environ.update(env)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def run_proc(*args: str | os.PathLike[str], env: Mapping[str, str] | None = None, timeout: float = 120) -> Result:
+    """Run ``python -m airgap ARGS`` as a separate process."""
+    full_env = {**os.environ, **(env or {})}
+    p = subprocess.run(
+        [sys.executable, "-m", "airgap", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+def openssl(
+    *args: str | os.PathLike[str], check: bool = True, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the real openssl CLI."""
+    return subprocess.run(["openssl", *map(str, args)], capture_output=True, check=check, input=input)
+
+
+def tree(path: Path) -> list[str]:
+    """Every file and folder below ``path`` (relative, sorted): for 'nothing was written' checks."""
+    if not path.exists():
+        return []
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
