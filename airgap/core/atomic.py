@@ -32,6 +32,8 @@ def ensure_dir(path: Path, mode: int = 0o755) -> Path:
         path.mkdir(parents=True, exist_ok=True, mode=mode)
     except FileExistsError as exc:
         raise InvalidInput(f"{path}: exists and is not a folder") from exc
+    except PermissionError as exc:
+        raise InvalidInput(f"{path}: cannot create folder: parent folder is not writable") from exc
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot create folder: {exc.strerror}") from exc
     if not path.is_dir():

@@ -1,7 +1,8 @@
 """Where passphrases come from: a file, ``AIRGAP_PASSPHRASE``, or a prompt on a TTY.
 
 Never from a command-line value (it would land in shell history and ``ps``). A passphrase file is
-read as ``openssl -passin file:F`` reads it: the first line, without its line ending.
+read as ``openssl -passin file:F`` reads it: the first line, cut at its newline (a carriage
+return before the newline stays, as openssl keeps it).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ def read_passphrase_file(path: Path) -> bytes:
             data = fh.read(MAX_PASSPHRASE_FILE)
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read passphrase file: {exc.strerror}") from exc
+    # Exactly openssl's app_get_pass(): cut at the first '\n'. A '\r' before it is kept, as
+    # openssl keeps it, so both tools open the same keys from the same file.
     line = data.split(b"\n", 1)[0]
-    if line.endswith(b"\r"):
-        line = line[:-1]
     if not line:
         raise InvalidInput(f"{path}: passphrase file is empty")
     return line

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from airgap.core.keys import PrivateKey, PublicKey, keys_match, signature_hash_for
@@ -26,17 +27,24 @@ EXPIRING_DAYS = 90
 # Backdate notBefore a little so clocks slightly behind ours still accept the cert.
 BACKDATE = dt.timedelta(minutes=5)
 
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=True,  # nonRepudiation
-    key_encipherment=True,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
+
+def ca_key_usage(subject_key: PublicKey | PrivateKey) -> x509.KeyUsage:
+    """Istio's CA key usage (digitalSignature, nonRepudiation, keyEncipherment, keyCertSign) + cRLSign.
+
+    keyEncipherment only for RSA keys: RFC 8813 prohibits it for EC keys (pkilint flags it).
+    """
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=True,  # nonRepudiation
+        key_encipherment=isinstance(subject_key, rsa.RSAPublicKey | rsa.RSAPrivateKey),
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
 
 _WEAK_SIGNATURES = {
     SignatureAlgorithmOID.RSA_WITH_SHA1,
@@ -103,7 +111,7 @@ def build_root(
         .not_valid_before(start)
         .not_valid_after(start + BACKDATE + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(ca_key_usage(pub), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pub), critical=False)
     )
@@ -137,7 +145,7 @@ def build_intermediate(
         .not_valid_before(start)
         .not_valid_after(start + BACKDATE + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(ca_key_usage(public), critical=True)
         .add_extension(x509.SubjectAlternativeName([_parse_san(s) for s in sans]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)

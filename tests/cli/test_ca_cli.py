@@ -1,0 +1,249 @@
+"""`airgap ca` and `airgap keys` through the CLI: exit codes, one stderr line, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from tests.helpers import REPO, run_cli, run_proc, tree
+
+EC = ("--key-type", "ecdsa-p256")
+
+
+def _one_error_line(err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("airgap: error: "), err
+    for n in needles:
+        assert n in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_version_and_help() -> None:
+    r = run_cli("--version")
+    assert r.code == 0 and r.out.strip().startswith("airgap ")
+    r = run_cli("ca", "issue", "--help")
+    assert r.code == 0 and "Example:" in r.out and "outlive the root" in r.out
+
+
+def test_init_issue_list_json(tmp_path: Path, passfile: Path) -> None:
+    d = tmp_path / "deep" / "pki"
+    r = run_cli("ca", "init", "--dir", d, *EC, "--passphrase-file", passfile)
+    assert r.code == 0, r.err
+    assert "Root CA created" in r.out
+    r = run_cli("ca", "issue", "a", "b", "--dir", d, *EC, "--passphrase-file", passfile)
+    assert r.code == 0, r.err
+    r = run_cli("ca", "list", "--dir", d, "--json", "--passphrase-file", passfile)
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert [i["cluster"] for i in doc["intermediates"]] == ["a", "b"]
+    assert all(i["key_check"] == "passed" and i["status"] == "valid" for i in doc["intermediates"])
+    assert len(doc["root"]["fingerprint"]) == 64 and doc["root"]["fingerprint"] == doc["root"]["fingerprint"].lower()
+    r = run_cli("ca", "list", "--dir", d, "--json")
+    assert {i["key_check"] for i in json.loads(r.out)["intermediates"]} == {"skipped"}
+    r = run_cli("ca", "list", "--dir", d)
+    assert r.code == 0 and "a" in r.out and "skipped" in r.out
+
+
+def test_issue_without_root(tmp_path: Path, passfile: Path) -> None:
+    r = run_cli("ca", "issue", "c1", "--dir", tmp_path / "pki", *EC, "--passphrase-file", passfile)
+    assert r.code == 4
+    _one_error_line(r.err, "root-cert.pem", "ca init")
+    assert not (tmp_path / "pki" / "c1").exists()
+
+
+def test_wrong_passphrase(pki: Path, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("nope\n")
+    before = tree(pki)
+    r = run_cli("ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", wrong)
+    assert r.code == 3
+    _one_error_line(r.err, "root-key.pem", "wrong passphrase")
+    assert tree(pki) == before
+
+
+def test_corrupt_root_cert(pki: Path, passfile: Path) -> None:
+    (pki / "root-cert.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
+    before = tree(pki)
+    r = run_cli("ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", passfile)
+    assert r.code == 3
+    _one_error_line(r.err, "root-cert.pem", "not a valid PEM certificate")
+    assert tree(pki) == before
+
+
+def test_corrupt_root_key(pki: Path, passfile: Path) -> None:
+    (pki / "root-key.pem").write_text("garbage\n")
+    r = run_cli("ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", passfile)
+    assert r.code == 3
+    _one_error_line(r.err, "root-key.pem", "not a valid PEM private key")
+    assert not (pki / "c3").exists()
+
+
+def test_existing_root_refused(pki: Path, passfile: Path) -> None:
+    key_before = (pki / "root-key.pem").read_bytes()
+    r = run_cli("ca", "init", "--dir", pki, *EC, "--passphrase-file", passfile)
+    assert r.code == 4
+    _one_error_line(r.err, "already exists")
+    assert (pki / "root-key.pem").read_bytes() == key_before
+
+
+def test_existing_cluster_refused_and_batch_untouched(pki: Path, passfile: Path) -> None:
+    before = tree(pki)
+    key_before = (pki / "c1" / "ca-key.pem").read_bytes()
+    r = run_cli("ca", "issue", "c9", "c1", "--dir", pki, *EC, "--passphrase-file", passfile)
+    assert r.code == 4
+    _one_error_line(r.err, "c1", "already exists")
+    assert tree(pki) == before  # c9 was not made either: all checks run before any key
+    assert (pki / "c1" / "ca-key.pem").read_bytes() == key_before
+
+
+@pytest.mark.parametrize("name", ["bad/name", "x-", "UPPER CASE", ".."])
+def test_bad_cluster_name(pki: Path, passfile: Path, name: str) -> None:
+    before = tree(pki)
+    r = run_cli("ca", "issue", name, "--dir", pki, *EC, "--passphrase-file", passfile)
+    assert r.code == 3
+    _one_error_line(r.err, "cluster name", "not valid")
+    assert tree(pki) == before
+
+
+def test_intermediate_outliving_root(tmp_path: Path, passfile: Path) -> None:
+    d = tmp_path / "pki"
+    assert run_cli("ca", "init", "--dir", d, *EC, "--days", "365", "--passphrase-file", passfile).code == 0
+    before = tree(d)
+    r = run_cli("ca", "issue", "c1", "--dir", d, *EC, "--days", "730", "--passphrase-file", passfile)
+    assert r.code == 4
+    _one_error_line(r.err, "outlive the root")
+    assert tree(d) == before
+
+
+def test_unknown_key_type_and_usage_errors(tmp_path: Path, passfile: Path) -> None:
+    r = run_cli("ca", "init", "--dir", tmp_path / "p", "--key-type", "dsa", "--passphrase-file", passfile)
+    assert r.code == 3
+    _one_error_line(r.err, "unknown key type")
+    assert run_cli("ca", "init").code == 2  # missing --dir: typer's own usage error
+    assert not (tmp_path / "p").exists()
+
+
+def test_no_passphrase_source_is_clear(tmp_path: Path) -> None:
+    r = run_cli("ca", "init", "--dir", tmp_path / "p", *EC, env={"AIRGAP_PASSPHRASE": ""})
+    assert r.code == 3
+    _one_error_line(r.err, "no passphrase")
+    assert not (tmp_path / "p" / "root-key.pem").exists()
+
+
+def test_unwritable_folder(tmp_path: Path, passfile: Path) -> None:
+    """A real process that cannot write the folder (as root: with CAP_DAC_OVERRIDE dropped)."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    os.chmod(d, 0o555)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root ignores mode bits and setpriv is missing")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    for target in (d / "pki", d):  # a folder to create inside it, and the folder itself
+        p = subprocess.run(
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "airgap",
+                "ca",
+                "init",
+                "--dir",
+                str(target),
+                *EC,
+                "--passphrase-file",
+                str(passfile),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert p.returncode == 3, p.stderr
+        _one_error_line(p.stderr, "not writable")
+        assert tree(d) == []
+
+
+def test_keys_new_signing(tmp_path: Path, passfile: Path) -> None:
+    r = run_cli("keys", "new", "officer", "--out", tmp_path / "k", "--passphrase-file", passfile)
+    assert r.code == 0, r.err
+    assert (tmp_path / "k" / "officer.key").stat().st_mode & 0o777 == 0o600
+    key_text = (tmp_path / "k" / "officer.key").read_text()
+    assert "ENCRYPTED" in key_text and key_text not in r.out + r.err
+    before = (tmp_path / "k" / "officer.key").read_bytes()
+    r = run_cli("keys", "new", "officer", "--out", tmp_path / "k", "--passphrase-file", passfile)
+    assert r.code == 4
+    _one_error_line(r.err, "officer.key", "already exists")
+    assert (tmp_path / "k" / "officer.key").read_bytes() == before
+    r = run_cli("keys", "new", "../evil", "--out", tmp_path / "k", "--no-passphrase")
+    assert r.code == 3
+    _one_error_line(r.err, "key name")
+
+
+def test_offline_commands_import_no_network_libraries() -> None:
+    for argv in (["ca", "--help"], ["--help"], ["keys", "--help"], ["--version"]):
+        p = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "airgap", *argv], capture_output=True, text=True, cwd=REPO
+        )
+        assert p.returncode == 0
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in p.stderr.splitlines() if "|" in line}
+        assert "airgap" in imported  # the probe is live
+        assert not imported & {"requests", "kubernetes", "urllib3"}, argv
+
+
+def test_sigkill_mid_issue_leaves_no_partial_file(tmp_path: Path, passfile: Path) -> None:
+    d = tmp_path / "pki"
+    assert run_cli("ca", "init", "--dir", d, *EC, "--passphrase-file", passfile).code == 0
+    names = [f"k{i:03d}" for i in range(400)]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airgap",
+            "ca",
+            "issue",
+            *names,
+            "--dir",
+            str(d),
+            *EC,
+            "--passphrase-file",
+            str(passfile),
+            "--workers",
+            "1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len([p for p in d.iterdir() if p.name.startswith("k")]) < 3:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.name for p in d.iterdir() if p.name.startswith("k"))
+    assert 0 < len(done) < len(names), "the kill must land mid-run"
+    # Every published cluster folder is complete and readable.
+    for name in done:
+        files = sorted(p.name for p in (d / name).iterdir())
+        assert files == ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"], name
+        x509.load_pem_x509_certificate((d / name / "ca-cert.pem").read_bytes())
+        assert len(x509.load_pem_x509_certificates((d / name / "cert-chain.pem").read_bytes())) == 2
+    json.loads((d / "inventory.json").read_text())  # never torn
+    # A rerun for the rest completes and cleans the temp left by the kill.
+    rest = [n for n in names[: len(done) + 3] if n not in done]
+    r = run_cli("ca", "issue", *rest, "--dir", d, *EC, "--passphrase-file", passfile)
+    assert r.code == 0, r.err
+    assert not [p for p in d.iterdir() if p.name.startswith(".airgap-tmp-")]
+    r = run_proc("ca", "list", "--dir", d, "--json", "--passphrase-file", passfile)
+    rows = json.loads(r.out)["intermediates"]
+    assert all(i["key_check"] == "passed" for i in rows) and len(rows) == len(done) + len(rest)

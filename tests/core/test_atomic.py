@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from airgap.core.atomic import TMP_PREFIX, AtomicFile, remove_stale_temps, staged_dir, write_new, write_replace
+from airgap.errors import InvalidInput, Refused
+
+
+def test_write_new_creates_file_with_mode(tmp_path: Path) -> None:
+    p = tmp_path / "a" / "b" / "key.pem"
+    write_new(p, b"secret", mode=0o600)
+    assert p.read_bytes() == b"secret"
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert [c.name for c in p.parent.iterdir()] == ["key.pem"]
+
+
+def test_write_new_never_replaces(tmp_path: Path) -> None:
+    p = tmp_path / "key.pem"
+    p.write_bytes(b"original")
+    with pytest.raises(Refused, match="already exists"):
+        write_new(p, b"new")
+    assert p.read_bytes() == b"original"
+    assert [c.name for c in tmp_path.iterdir()] == ["key.pem"]
+
+
+def test_write_replace_replaces(tmp_path: Path) -> None:
+    p = tmp_path / "state.json"
+    p.write_bytes(b"old")
+    write_replace(p, b"new")
+    assert p.read_bytes() == b"new"
+
+
+def test_error_inside_block_publishes_nothing(tmp_path: Path) -> None:
+    p = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError), AtomicFile(p) as fh:
+        fh.write(b"partial")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mode_is_exact_despite_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_new(tmp_path / "k", b"x", mode=0o600)
+        write_new(tmp_path / "c", b"x", mode=0o644)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o644
+
+
+def test_parent_is_a_file_is_invalid_input(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InvalidInput, match="not a folder"):
+        write_new(tmp_path / "f" / "k.pem", b"x")
+
+
+def test_staged_dir_publishes_whole_folder(tmp_path: Path) -> None:
+    final = tmp_path / "c1"
+    with staged_dir(final) as d:
+        (d / "a").write_text("1")
+        (d / "b").write_text("2")
+        assert not final.exists()
+    assert sorted(p.name for p in final.iterdir()) == ["a", "b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["c1"]
+
+
+def test_staged_dir_failure_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError), staged_dir(tmp_path / "c1") as d:
+        (d / "a").write_text("1")
+        raise ValueError("x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_dir_refuses_existing_even_empty(tmp_path: Path) -> None:
+    (tmp_path / "c1").mkdir()
+    with pytest.raises(Refused), staged_dir(tmp_path / "c1"):
+        pass
+
+
+def test_remove_stale_temps(tmp_path: Path) -> None:
+    (tmp_path / f"{TMP_PREFIX}x").mkdir()
+    (tmp_path / f"{TMP_PREFIX}y").write_text("partial")
+    (tmp_path / "keep.pem").write_text("ok")
+    remove_stale_temps(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.pem"]
