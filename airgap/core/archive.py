@@ -1,0 +1,354 @@
+"""Safe extraction of untrusted ``.tar.gz`` and ``.zip`` archives.
+
+Nothing in an archive is trusted, not even after its signature verified (a signed archive can still
+be hostile or broken). Every member goes through these steps before a byte is written:
+
+1. Its name: no absolute path, no ``..`` component, no backslash or drive letter, no NUL.
+2. Its type: regular files, folders, and (tar only) symbolic and hard links inside the tree.
+   Devices, FIFOs and anything else are refused.
+3. For tar: the standard library's PEP 706 ``data`` filter (which also strips setuid/setgid and
+   group/other write bits) on top of the checks above, which it lacks (it silently strips a
+   leading ``/`` instead of refusing it, and it allows ``a/../b``).
+4. Caps from :class:`~airgap.core.limits.Limits`: member count, total extracted bytes (counted
+   as written, not as the header claims), and the expansion ratio (a decompression bomb).
+5. Writes never follow a link: every parent folder is checked with ``lstat`` and files are
+   created with ``O_EXCL | O_NOFOLLOW``; duplicate names are refused.
+6. When everything is written, every symbolic link is resolved once more against the final
+   tree and must stay inside it (catches link chains that only escape once complete).
+
+Everything is extracted into a temporary folder beside the output folder, which is renamed into
+place only when all steps passed: a refused archive leaves nothing behind. Unsafe archives raise
+:class:`~airgap.errors.InvalidInput` (exit 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from airgap.core.atomic import ensure_dir, staged_dir
+from airgap.core.limits import DEFAULT_LIMITS, Limits
+from airgap.core.progress import NO_PROGRESS, Progress
+from airgap.errors import InvalidInput, Refused
+
+CHUNK = 1024 * 1024
+# The ratio cap applies once this much was extracted: tiny archives of text compress well by nature.
+RATIO_FLOOR = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ExtractedFile:
+    """One extracted member: relative POSIX path, kind, and for files their SHA-256, size and mode."""
+
+    path: str
+    kind: str  # "file" | "dir" | "symlink" | "hardlink"
+    sha256: str | None = None
+    size: int = 0
+    mode: int = 0
+    target: str | None = None  # link target (symlink: as stored; hardlink: the member it links to)
+
+
+def archive_kind(path: Path) -> str:
+    """``"tar"`` for ``.tar.gz``/``.tgz``/``.tar``, ``"zip"`` for ``.zip``; anything else is exit 3."""
+    name = path.name.lower()
+    if name.endswith((".tar.gz", ".tgz", ".tar")):
+        return "tar"
+    if name.endswith(".zip"):
+        return "zip"
+    raise InvalidInput(f"{path}: not a .tar.gz or .zip archive")
+
+
+def check_member_name(name: str, *, source: str) -> str:
+    """Step 1: return the normalised relative POSIX name, or refuse (exit 3)."""
+    if not name or "\x00" in name:
+        raise InvalidInput(f"{source}: unsafe member with an empty or NUL name")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise InvalidInput(f"{source}: unsafe member {name!r}: absolute path")
+    if "\\" in name:
+        raise InvalidInput(f"{source}: unsafe member {name!r}: backslash in path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidInput(f"{source}: unsafe member {name!r}: '..' in path")
+    if not parts:
+        return "."
+    return "/".join(parts)
+
+
+class _Budget:
+    """Step 4: member count, total bytes and expansion ratio."""
+
+    def __init__(self, source: str, archive_size: int, limits: Limits) -> None:
+        self.source = source
+        self.archive_size = max(archive_size, 1)
+        self.limits = limits
+        self.members = 0
+        self.total = 0
+
+    def member(self) -> None:
+        self.members += 1
+        if self.members > self.limits.max_archive_members:
+            raise InvalidInput(f"{self.source}: more than {self.limits.max_archive_members} members; refusing")
+
+    def add(self, n: int) -> None:
+        self.total += n
+        if self.total > self.limits.max_archive_total:
+            raise InvalidInput(
+                f"{self.source}: extracts to more than {self.limits.max_archive_total} bytes; "
+                "refusing (decompression bomb?)"
+            )
+        if self.total > RATIO_FLOOR and self.total > self.limits.max_archive_ratio * self.archive_size:
+            raise InvalidInput(
+                f"{self.source}: expands more than {self.limits.max_archive_ratio}x; refusing (decompression bomb?)"
+            )
+
+
+def _check_parents(root: Path, rel: str, source: str) -> Path:
+    """Step 5: create missing parent folders of ``rel``; refuse if any existing one is not a real folder."""
+    target = root
+    parts = rel.split("/")
+    for part in parts[:-1]:
+        target = target / part
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            target.mkdir(mode=0o755)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidInput(f"{source}: unsafe member {rel!r}: passes through a link or file")
+    return target / parts[-1]
+
+
+def _write_file(
+    dest: Path, stream: IO[bytes], mode: int, budget: _Budget, progress: Progress, rel: str
+) -> tuple[str, int]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(dest, flags, 0o600)
+    except FileExistsError as exc:
+        raise InvalidInput(f"{budget.source}: unsafe archive: member {rel!r} appears twice") from exc
+    h = hashlib.sha256()
+    size = 0
+    with os.fdopen(fd, "wb") as out:
+        while True:
+            chunk = stream.read(CHUNK)
+            if not chunk:
+                break
+            budget.add(len(chunk))
+            h.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+            progress.advance(len(chunk))
+        os.fchmod(out.fileno(), mode)
+    return h.hexdigest(), size
+
+
+def _mkdir(dest: Path, rel: str, source: str) -> None:
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        dest.mkdir(mode=0o755)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidInput(f"{source}: unsafe archive: folder {rel!r} collides with another member")
+
+
+def _extract_tar(archive: Path, root: Path, limits: Limits, progress: Progress) -> list[ExtractedFile]:
+    source = str(archive)
+    budget = _Budget(source, archive.stat().st_size, limits)
+    done: list[ExtractedFile] = []
+    files: dict[str, ExtractedFile] = {}
+    try:
+        # Stream mode ("r|*"): one pass, no seeking, no member list held in memory.
+        with tarfile.open(archive, "r|*") as tar:
+            for member in tar:
+                budget.member()
+                rel = check_member_name(member.name, source=source)
+                if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+                    kind = "device" if (member.ischr() or member.isblk()) else "FIFO" if member.isfifo() else "special"
+                    raise InvalidInput(f"{source}: unsafe member {member.name!r}: {kind} file")
+                if member.issym() or member.islnk():
+                    if member.linkname.startswith("/"):
+                        raise InvalidInput(f"{source}: unsafe member {member.name!r}: link to an absolute path")
+                    if member.islnk():
+                        check_member_name(member.linkname, source=source)
+                # Step 3: the standard library's PEP 706 data filter.
+                try:
+                    filtered = tarfile.data_filter(member, str(root))
+                except tarfile.FilterError as exc:
+                    raise InvalidInput(f"{source}: unsafe member {member.name!r}: {exc}") from exc
+                if rel == ".":
+                    continue
+                dest = _check_parents(root, rel, source)
+                if member.isdir():
+                    _mkdir(dest, rel, source)
+                    done.append(ExtractedFile(rel, "dir"))
+                elif member.issym():
+                    lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), member.linkname))
+                    if lexical == ".." or lexical.startswith("../"):
+                        raise InvalidInput(f"{source}: unsafe member {member.name!r}: link points outside")
+                    try:
+                        os.symlink(member.linkname, dest)
+                    except FileExistsError as exc:
+                        raise InvalidInput(f"{source}: unsafe archive: member {rel!r} appears twice") from exc
+                    done.append(ExtractedFile(rel, "symlink", target=member.linkname))
+                elif member.islnk():
+                    target_rel = check_member_name(member.linkname, source=source)
+                    target = files.get(target_rel)
+                    if target is None:
+                        raise InvalidInput(
+                            f"{source}: unsafe member {member.name!r}: hard link to {member.linkname!r}, "
+                            "which is not a file extracted before it"
+                        )
+                    try:
+                        os.link(root / target_rel, dest, follow_symlinks=False)
+                    except FileExistsError as exc:
+                        raise InvalidInput(f"{source}: unsafe archive: member {rel!r} appears twice") from exc
+                    entry = ExtractedFile(rel, "hardlink", target.sha256, target.size, target.mode, target_rel)
+                    done.append(entry)
+                else:
+                    stream = tar.extractfile(member)
+                    if stream is None:  # pragma: no cover - isreg() members always have data
+                        raise InvalidInput(f"{source}: member {member.name!r} has no data")
+                    mode = stat.S_IMODE(filtered.mode if filtered.mode is not None else 0o644)
+                    digest, size = _write_file(dest, stream, mode, budget, progress, rel)
+                    entry = ExtractedFile(rel, "file", digest, size, mode)
+                    files[rel] = entry
+                    done.append(entry)
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
+        raise InvalidInput(f"{source}: not a valid tar archive: {exc}") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{source}: cannot extract: {exc.strerror or exc}") from exc
+    return done
+
+
+def _extract_zip(archive: Path, root: Path, limits: Limits, progress: Progress) -> list[ExtractedFile]:
+    source = str(archive)
+    budget = _Budget(source, archive.stat().st_size, limits)
+    done: list[ExtractedFile] = []
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            if len(infos) > limits.max_archive_members:
+                raise InvalidInput(f"{source}: more than {limits.max_archive_members} members; refusing")
+            for info in infos:
+                budget.member()
+                rel = check_member_name(info.filename, source=source)
+                unix_mode = info.external_attr >> 16
+                ftype = stat.S_IFMT(unix_mode)
+                if ftype not in (0, stat.S_IFREG, stat.S_IFDIR):
+                    kind = "link" if ftype == stat.S_IFLNK else "special"
+                    raise InvalidInput(f"{source}: unsafe member {info.filename!r}: {kind} entry in a zip")
+                if rel == ".":
+                    continue
+                dest = _check_parents(root, rel, source)
+                if info.is_dir():
+                    _mkdir(dest, rel, source)
+                    done.append(ExtractedFile(rel, "dir"))
+                    continue
+                # Same policy as the tar data filter: owner rw, keep exec bits, drop setuid and group/other write.
+                mode = (stat.S_IMODE(unix_mode) if unix_mode else 0o644) & 0o755 | 0o600
+                with zf.open(info) as stream:
+                    digest, size = _write_file(dest, stream, mode, budget, progress, rel)
+                entry = ExtractedFile(rel, "file", digest, size, mode)
+                done.append(entry)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, zlib.error, ValueError) as exc:
+        raise InvalidInput(f"{source}: not a valid zip archive: {exc}") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{source}: cannot extract: {exc.strerror or exc}") from exc
+    return done
+
+
+def _check_links_inside(root: Path, entries: list[ExtractedFile], source: str) -> None:
+    """Step 6: with the tree complete, every symbolic link must still resolve inside it."""
+    real_root = os.path.realpath(root)
+    for e in entries:
+        if e.kind != "symlink":
+            continue
+        resolved = os.path.realpath(root / e.path)
+        if resolved != real_root and not resolved.startswith(real_root + os.sep):
+            raise InvalidInput(f"{source}: unsafe member {e.path!r}: link points outside")
+
+
+def extract_into(
+    archive: Path, root: Path, *, limits: Limits = DEFAULT_LIMITS, progress: Progress = NO_PROGRESS
+) -> list[ExtractedFile]:
+    """Extract ``archive`` into the existing, empty folder ``root`` (steps 1 to 6).
+
+    Prefer :func:`extract_archive`, which also stages and renames; on an error here ``root``
+    holds a partial tree that the caller must remove.
+    """
+    kind = archive_kind(archive)
+    try:
+        archive.stat()
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{archive}: archive not found") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{archive}: cannot read archive: {exc.strerror}") from exc
+    progress.start(f"extracting {archive.name}", None)
+    try:
+        if kind == "tar":
+            entries = _extract_tar(archive, root, limits, progress)
+        else:
+            entries = _extract_zip(archive, root, limits, progress)
+    finally:
+        progress.finish()
+    _check_links_inside(root, entries, str(archive))
+    return entries
+
+
+def _prepare_out(out: Path) -> None:
+    """``--out`` may be missing (created) or an empty folder (replaced); anything else is refused."""
+    if out.is_symlink():
+        raise Refused(f"{out}: is a link; refusing to extract into it")
+    if out.is_dir():
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only succeeds when empty
+        if out.exists():
+            raise Refused(f"{out}: already exists and is not empty; refusing to overwrite")
+    elif out.exists():
+        raise Refused(f"{out}: already exists; refusing to overwrite")
+    ensure_dir(out.parent)
+
+
+def extract_archive(
+    archive: Path,
+    out: Path,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress = NO_PROGRESS,
+    finish: Callable[[Path, list[ExtractedFile]], None] | None = None,
+) -> list[ExtractedFile]:
+    """Extract ``archive`` safely to the folder ``out``, all or nothing.
+
+    ``out`` must be missing or empty (else :class:`Refused`, exit 4). The tree is built in a
+    temporary folder beside ``out``; ``finish(tmp, entries)`` may add files (such as a record)
+    before the folder is renamed to ``out``. Any error removes the temporary folder.
+    """
+    _prepare_out(out)
+    with staged_dir(out) as tmp:
+        entries = extract_into(archive, tmp, limits=limits, progress=progress)
+        if finish is not None:
+            finish(tmp, entries)
+    return entries
+
+
+def iter_files(entries: list[ExtractedFile]) -> Iterator[ExtractedFile]:
+    """The file-like entries (regular files and hard links) of an extraction."""
+    return (e for e in entries if e.kind in ("file", "hardlink"))
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a partial tree (used by callers of :func:`extract_into`)."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,458 @@
+"""Release artifacts: pinned keys, streaming signature verification, safe extraction, the record.
+
+Trust model:
+
+* **Trusted**: the pinned keys below (copied from the ASM install guide), keys in the user's keys
+  folder (see :func:`user_keys_dir`), and a ``--key PEM`` given on the command line.
+* **Untrusted**: the release file, its signature, the archive's contents. A release is accepted only
+  when a trusted key verifies the detached signature over the SHA-256 (SHA-384 for P-384 keys) of
+  the whole file, streamed in chunks with bounded memory.
+* ``RELEASE.json`` is written by :func:`extract_release` only after verification; later commands call
+  :func:`check_release_file` to re-hash a file (``bin/istioctl``) against it before running it. The
+  record detects changes made after extraction; anyone who can rewrite both the file and the record
+  can defeat it, so keep the folder writable only by the operator.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+
+from airgap.core.archive import ExtractedFile, extract_archive
+from airgap.core.atomic import write_new
+from airgap.core.keys import (
+    PublicKey,
+    key_type_of,
+    load_public_key,
+    load_public_key_pem,
+    signature_hash_for,
+    spki_sha256,
+)
+from airgap.core.limits import DEFAULT_LIMITS, Limits
+from airgap.core.progress import NO_PROGRESS, Progress
+from airgap.core.signatures import MAX_SIGNATURE, decode_signature, verify_digest
+from airgap.errors import InvalidInput, VerificationError
+
+CHUNK = 1024 * 1024
+RECORD_NAME = "RELEASE.json"
+RECORD_FORMAT = "airgap-release/1"
+MAX_RECORD = 64 * 1024 * 1024
+DEFAULT_BASE_URL = "https://storage.googleapis.com/gke-release/asm"
+PLATFORMS = ("linux-amd64", "osx", "win")
+
+# The ASM release signing key, exactly as printed in the ASM 1.8 install guide (ECDSA P-256).
+ASM_RELEASE_KEY_PEM = b"""-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWZrGCUaJJr1H8a36sG4UUoXvlXvZ
+wQfk16sxprI2gOJ2vFFggdq3ixF2h4qNBt0kI7ciDhgpwS8t+/960IsIgw==
+-----END PUBLIC KEY-----
+"""
+PINNED_KEYS: tuple[tuple[str, bytes, str], ...] = (
+    ("asm-release", ASM_RELEASE_KEY_PEM, "Anthos Service Mesh release key (ASM install guide)"),
+)
+
+
+@dataclass(frozen=True)
+class ReleaseKey:
+    """A trusted release key: a stable id, where it came from, and the key itself."""
+
+    id: str
+    public: PublicKey = field(repr=False)
+    source: str  # "pinned", a keys-folder file, or a --key file
+    description: str = ""
+
+    @property
+    def algorithm(self) -> str:
+        return key_type_of(self.public)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the DER SubjectPublicKeyInfo, lowercase hex."""
+        return spki_sha256(self.public)
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "algorithm": self.algorithm,
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+            "description": self.description,
+        }
+
+
+def pinned_keys() -> list[ReleaseKey]:
+    """The keys built into airgap."""
+    return [ReleaseKey(kid, load_public_key_pem(pem, source=kid), "pinned", desc) for kid, pem, desc in PINNED_KEYS]
+
+
+def user_keys_dir() -> Path:
+    """The keys folder: ``$AIRGAP_RELEASE_KEYS``, else ``$XDG_CONFIG_HOME/airgap/release-keys``
+    (``~/.config/airgap/release-keys``). Every ``*.pem`` public key there is trusted; its id is the
+    file name without ``.pem``."""
+    env = os.environ.get("AIRGAP_RELEASE_KEYS")
+    if env:
+        return Path(env).expanduser()
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "airgap" / "release-keys"
+
+
+def folder_keys(folder: Path | None = None) -> list[ReleaseKey]:
+    """Keys from the keys folder (missing folder: none). A broken key file there is exit 3."""
+    folder = user_keys_dir() if folder is None else folder
+    if not folder.is_dir():
+        return []
+    return [
+        ReleaseKey(p.stem, load_public_key(p), str(p), "keys folder")
+        for p in sorted(folder.glob("*.pem"))
+        if p.is_file()
+    ]
+
+
+def known_keys() -> list[ReleaseKey]:
+    """Pinned keys, then keys-folder keys. A folder key may not reuse a pinned id."""
+    keys = pinned_keys()
+    ids = {k.id for k in keys}
+    for k in folder_keys():
+        if k.id in ids:
+            raise InvalidInput(f"{k.source}: key id {k.id!r} is already used by another release key; rename the file")
+        ids.add(k.id)
+        keys.append(k)
+    return keys
+
+
+def select_keys(key: Path | None = None, key_id: str | None = None) -> list[ReleaseKey]:
+    """The keys a verification trusts: ``--key PEM`` alone, or ``--key-id`` (an id or a full
+    fingerprint) among the known keys, or else every known key."""
+    if key is not None and key_id is not None:
+        raise InvalidInput("give either --key or --key-id, not both")
+    if key is not None:
+        return [ReleaseKey(key.name.removesuffix(".pem"), load_public_key(key), str(key), "--key")]
+    keys = known_keys()
+    if key_id is not None:
+        wanted = key_id.lower()
+        chosen = [k for k in keys if k.id == key_id or k.fingerprint == wanted]
+        if not chosen:
+            known = ", ".join(k.id for k in keys)
+            raise InvalidInput(f"unknown release key id {key_id!r}; known: {known} (see: airgap release keys)")
+        return chosen
+    return keys
+
+
+def read_signature(path: Path) -> bytes:
+    """Read a detached signature (raw DER or base64); missing/unreadable/empty is exit 3."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SIGNATURE + 1)
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{path}: signature file not found") from exc
+    except IsADirectoryError as exc:
+        raise InvalidInput(f"{path}: is a folder, expected a signature file") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read signature: {exc.strerror}") from exc
+    return decode_signature(raw, source=str(path))
+
+
+def _hashes_for(keys: Iterable[ReleaseKey]) -> dict[str, hashes.HashAlgorithm]:
+    algs: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256()}
+    for k in keys:
+        alg = signature_hash_for(k.public)
+        algs.setdefault(alg.name, alg)
+    return algs
+
+
+class StreamDigests:
+    """Several hashes over one stream, fed in chunks: bounded memory whatever the file size."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._h = {n: hashlib.new(n) for n in names}
+        self.size = 0
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        for h in self._h.values():
+            h.update(chunk)
+        self.size += len(chunk)
+
+    def digests(self) -> dict[str, bytes]:
+        return {n: h.digest() for n, h in self._h.items()}
+
+
+def hash_file(path: Path, names: Iterable[str], progress: Progress = NO_PROGRESS) -> tuple[dict[str, bytes], int]:
+    """Stream ``path`` through the named hashes in 1 MiB chunks. Missing/unreadable is exit 3."""
+    sd = StreamDigests(names)
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise InvalidInput(f"{path}: not a regular file")
+            progress.start(f"verifying {path.name}", os.fstat(fh.fileno()).st_size)
+            try:
+                while True:
+                    n = fh.readinto(buf)
+                    if not n:
+                        break
+                    sd.update(view[:n])
+                    progress.advance(n)
+            finally:
+                progress.finish()
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{path}: file not found") from exc
+    except IsADirectoryError as exc:
+        raise InvalidInput(f"{path}: is a folder, expected a file") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
+    return sd.digests(), sd.size
+
+
+@dataclass(frozen=True)
+class VerifiedRelease:
+    """A release file whose signature a trusted key verified. Only :func:`verify_release` makes one."""
+
+    path: Path
+    sha256: str
+    size: int
+    key: ReleaseKey
+    signature: bytes = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path),
+            "sha256": self.sha256,
+            "size": self.size,
+            "key_id": self.key.id,
+            "key_algorithm": self.key.algorithm,
+            "fingerprint": self.key.fingerprint,
+            "verdict": "verified",
+        }
+
+
+def verify_digests(
+    path: Path, digests: dict[str, bytes], size: int, signature: bytes, keys: Sequence[ReleaseKey]
+) -> VerifiedRelease:
+    """Check ``signature`` over pre-computed digests of ``path`` against ``keys``; the first that
+    verifies wins. Raise :class:`VerificationError` when none does."""
+    if not keys:
+        raise VerificationError(f"{path}: no trusted release key to verify with")
+    for k in keys:
+        alg = signature_hash_for(k.public)
+        try:
+            verify_digest(k.public, digests[alg.name], signature, alg)
+        except VerificationError:
+            continue
+        return VerifiedRelease(path, digests["sha256"].hex(), size, k, signature)
+    which = keys[0].id if len(keys) == 1 else f"any of {', '.join(k.id for k in keys)}"
+    raise VerificationError(f"{path}: signature does not verify with {which}")
+
+
+def verify_release(
+    path: Path,
+    signature: Path | None = None,
+    *,
+    key: Path | None = None,
+    key_id: str | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> VerifiedRelease:
+    """Verify a release file's detached signature (default ``FILE.1.sig``) with trusted keys.
+
+    Steps: (1) pick the trusted keys; (2) read and decode the signature (raw DER or base64);
+    (3) stream the file once through every hash the keys need; (4) verify the signature over the
+    digest. A missing or unreadable file, signature or key is :class:`InvalidInput` (exit 3); a
+    signature that does not verify is :class:`VerificationError` (exit 1).
+    """
+    keys = select_keys(key, key_id)  # 1
+    sig = read_signature(signature if signature is not None else default_signature_path(path))  # 2
+    if not path.exists():
+        raise InvalidInput(f"{path}: file not found")
+    digests, size = hash_file(path, _hashes_for(keys), progress)  # 3
+    return verify_digests(path, digests, size, sig, keys)  # 4
+
+
+def default_signature_path(path: Path) -> Path:
+    return path.with_name(path.name + ".1.sig")
+
+
+def release_file_name(version: str, platform: str) -> str:
+    """The guide's names: ``istio-VERSION-PLATFORM.tar.gz``, ``.zip`` for ``win``."""
+    if platform not in PLATFORMS:
+        raise InvalidInput(f"unknown platform {platform!r}; choose one of {', '.join(PLATFORMS)}")
+    if not version or "/" in version or "\\" in version or version.startswith(".") or any(c.isspace() for c in version):
+        raise InvalidInput(f"invalid release version {version!r}")
+    ext = "zip" if platform == "win" else "tar.gz"
+    return f"istio-{version}-{platform}.{ext}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Extraction and the RELEASE.json record
+
+
+def _record(verified: VerifiedRelease, entries: list[ExtractedFile], sig_name: str) -> dict[str, Any]:
+    tops = {e.path.split("/", 1)[0] for e in entries}
+    root: str | None = None
+    if len(tops) == 1:
+        top = next(iter(tops))
+        if any(e.path.startswith(top + "/") or (e.path == top and e.kind == "dir") for e in entries):
+            root = top  # the archive's single top-level folder (istio-VERSION)
+    files: dict[str, dict[str, Any]] = {}
+    links: dict[str, str] = {}
+    for e in entries:
+        if e.kind in ("file", "hardlink"):
+            files[e.path] = {"sha256": e.sha256, "size": e.size, "mode": f"{e.mode:04o}"}
+        elif e.kind == "symlink" and e.target is not None:
+            links[e.path] = e.target
+    return {
+        "format": RECORD_FORMAT,
+        "archive": {"name": verified.path.name, "sha256": verified.sha256, "size": verified.size},
+        "signature": {"name": sig_name, "base64": base64.b64encode(verified.signature).decode("ascii")},
+        "key": {"id": verified.key.id, "algorithm": verified.key.algorithm, "fingerprint": verified.key.fingerprint},
+        "root": root,
+        "files": dict(sorted(files.items())),
+        "symlinks": dict(sorted(links.items())),
+    }
+
+
+@dataclass(frozen=True)
+class ExtractedRelease:
+    out: Path
+    root: Path | None
+    record: dict[str, Any]
+    verified: VerifiedRelease
+
+
+def extract_release(
+    path: Path,
+    out: Path,
+    signature: Path | None = None,
+    *,
+    key: Path | None = None,
+    key_id: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress = NO_PROGRESS,
+) -> ExtractedRelease:
+    """Verify ``path`` (see :func:`verify_release`), then extract it safely to ``out`` with
+    ``out/RELEASE.json``: all or nothing. Nothing is extracted from an unverified file.
+
+    The file is hashed and verified first; extraction then re-hashes as it reads, and the record's
+    archive digest must match, so a file swapped between the two reads is refused (exit 1).
+    """
+    verified = verify_release(path, signature, key=key, key_id=key_id, progress=progress)
+    sig_name = (signature if signature is not None else default_signature_path(path)).name
+
+    def finish(tmp: Path, entries: list[ExtractedFile]) -> None:
+        if any(e.path == RECORD_NAME for e in entries):
+            raise InvalidInput(f"{path}: archive has a top-level {RECORD_NAME}, which would collide with the record")
+        # The archive may have changed since it was verified: hash it again now that it is extracted.
+        again, _ = hash_file(path, ["sha256"])
+        if again["sha256"].hex() != verified.sha256:
+            raise VerificationError(f"{path}: changed while it was being extracted; refusing")
+        record = _record(verified, entries, sig_name)
+        write_new(tmp / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        holder["record"] = record
+
+    holder: dict[str, dict[str, Any]] = {}
+    extract_archive(path, out, limits=limits, progress=progress, finish=finish)
+    record = holder["record"]
+    root = out / record["root"] if record["root"] else None
+    return ExtractedRelease(out, root, record, verified)
+
+
+def _find_record(release: Path) -> tuple[Path, dict[str, Any]]:
+    """Locate and parse RELEASE.json for ``release`` (the --out folder or the istio-* folder in it)."""
+    for out in (release, release.parent):
+        rec_path = out / RECORD_NAME
+        if rec_path.is_file() or rec_path.is_symlink():
+            break
+    else:
+        raise VerificationError(
+            f"{release}: no {RECORD_NAME} found here or in its parent; extract the release with "
+            "'airgap release extract' first"
+        )
+    try:
+        if rec_path.is_symlink():
+            raise VerificationError(f"{rec_path}: is a link; refusing")
+        with open(rec_path, "rb") as fh:
+            raw = fh.read(MAX_RECORD + 1)
+        if len(raw) > MAX_RECORD:
+            raise VerificationError(f"{rec_path}: too large for a release record")
+        doc = json.loads(raw)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise VerificationError(f"{rec_path}: release record is unreadable: {exc}") from exc
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != RECORD_FORMAT
+        or not isinstance(doc.get("files"), dict)
+        or not (doc.get("root") is None or isinstance(doc.get("root"), str))
+    ):
+        raise VerificationError(f"{rec_path}: not an airgap release record ({RECORD_FORMAT})")
+    return out, doc
+
+
+def release_root(release: Path) -> Path:
+    """The ``istio-*`` folder of an extracted release; ``release`` is the ``--out`` folder of
+    ``release extract`` or that ``istio-*`` folder itself. Uses RELEASE.json when present.
+    Raise :class:`InvalidInput` (exit 3) when there is no such folder."""
+    release = Path(release).absolute()
+    if not release.is_dir():
+        raise InvalidInput(f"{release}: release folder not found")
+    try:
+        out, doc = _find_record(release)
+    except VerificationError:
+        out, doc = release, {}
+    root_name = doc.get("root")
+    if isinstance(root_name, str) and root_name and "/" not in root_name and root_name != "..":
+        candidate = out / root_name
+        if candidate.is_dir() and not candidate.is_symlink():
+            return candidate
+    if release.name.startswith("istio-"):
+        return release
+    found = sorted(p for p in release.glob("istio-*") if p.is_dir() and not p.is_symlink())
+    if len(found) == 1:
+        return found[0]
+    raise InvalidInput(f"{release}: no single istio-* folder found; pass the --out folder of 'airgap release extract'")
+
+
+def check_release_file(release: Path, member: str = "bin/istioctl") -> Path:
+    """Re-check one file of an extracted release against its RELEASE.json; return its absolute path.
+
+    ``release`` is the ``--out`` folder of ``release extract`` or the ``istio-*`` folder inside it;
+    ``member`` is relative to the ``istio-*`` folder. Trusted: the record (written only after the
+    signature verified). Not trusted: the file on disk, which is re-hashed now. Raise
+    :class:`VerificationError` (exit 1) if the record is missing or unreadable, the member is not in
+    it, or the file is missing, not a regular file, or its SHA-256 or mode changed.
+    """
+    release = Path(release).absolute()
+    out, doc = _find_record(release)
+    root_name = doc.get("root")
+    parts = [p for p in member.split("/") if p not in ("", ".")]
+    if member.startswith("/") or ".." in parts or not parts:
+        raise VerificationError(f"{member!r}: not a relative path inside the release")
+    rel = "/".join(([root_name] if root_name else []) + parts)
+    entry = doc["files"].get(rel)
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise VerificationError(f"{out / RECORD_NAME}: {rel} is not in the release record")
+    path = out / rel
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise VerificationError(f"{path}: missing (recorded in {out / RECORD_NAME})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise VerificationError(f"{path}: is not a regular file any more")
+    try:
+        digests, _ = hash_file(path, ["sha256"])
+    except InvalidInput as exc:
+        raise VerificationError(exc.message) from exc
+    if digests["sha256"].hex() != entry["sha256"]:
+        raise VerificationError(f"{path}: changed since it was extracted (SHA-256 differs from {RECORD_NAME})")
+    mode = entry.get("mode")
+    if isinstance(mode, str) and f"{stat.S_IMODE(st.st_mode):04o}" != mode:
+        raise VerificationError(
+            f"{path}: mode changed since it was extracted ({stat.S_IMODE(st.st_mode):04o}, was {mode})"
+        )
+    return path
