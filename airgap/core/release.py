@@ -160,7 +160,7 @@ def read_signature(path: Path) -> bytes:
     return decode_signature(raw, source=str(path))
 
 
-def _hashes_for(keys: Iterable[ReleaseKey]) -> dict[str, hashes.HashAlgorithm]:
+def hashes_for(keys: Iterable[ReleaseKey]) -> dict[str, hashes.HashAlgorithm]:
     algs: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256()}
     for k in keys:
         alg = signature_hash_for(k.public)
@@ -271,7 +271,7 @@ def verify_release(
     sig = read_signature(signature if signature is not None else default_signature_path(path))  # 2
     if not path.exists():
         raise InvalidInput(f"{path}: file not found")
-    digests, size = hash_file(path, _hashes_for(keys), progress)  # 3
+    digests, size = hash_file(path, hashes_for(keys), progress)  # 3
     return verify_digests(path, digests, size, sig, keys)  # 4
 
 

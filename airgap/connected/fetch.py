@@ -1,0 +1,387 @@
+"""Download release artifacts over HTTPS (or from a ``file://`` mirror), then verify before keeping.
+
+Trusted: the release keys (see :mod:`airgap.core.release`) and the TLS trust store
+(``--ca-bundle``, else ``$REQUESTS_CA_BUNDLE``, else the system's). Not trusted: the server, the
+mirror, the proxy, every byte received. TLS only keeps a passive observer out; what makes a download
+acceptable is the detached signature, checked before the file gets its final name.
+
+Behaviour: connect/read timeouts; retries with exponential backoff on 5xx/429 and dropped or timed-out
+connections; an interrupted body resumes from the ``.part`` file with an HTTP ``Range`` request (also
+across runs); a redirect from https to anything else is refused; a size cap; the body is hashed as it
+arrives (raw bytes, never content-decoded), so verification needs no second read. ``requests`` is
+imported inside functions only: the offline commands never load it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airgap.core.atomic import ensure_dir, fsync_dir, write_new
+from airgap.core.limits import DEFAULT_LIMITS
+from airgap.core.progress import NO_PROGRESS, Progress
+from airgap.core.release import (
+    DEFAULT_BASE_URL,
+    ReleaseKey,
+    StreamDigests,
+    VerifiedRelease,
+    hashes_for,
+    release_file_name,
+    select_keys,
+    verify_digests,
+)
+from airgap.core.signatures import MAX_SIGNATURE, decode_signature
+from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
+
+if TYPE_CHECKING:
+    import requests
+
+CHUNK = 1024 * 1024
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """Transport settings. Tests shrink the timeouts and the backoff."""
+
+    ca_bundle: Path | None = None
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0
+    retries: int = 5
+    backoff: float = 1.0  # first wait in seconds, doubled on each retry (capped at 30 s)
+    max_size: int = DEFAULT_LIMITS.max_download_size
+    max_redirects: int = 10
+    sleep: Any = field(default=time.sleep, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class FetchedRelease:
+    """A downloaded release that verified, under its final names."""
+
+    tarball: Path
+    signature: Path
+    url: str
+    verified: VerifiedRelease
+
+    def to_json(self) -> dict[str, Any]:
+        doc = self.verified.to_json()
+        doc.update({"file": str(self.tarball), "signature": str(self.signature), "url": self.url})
+        return doc
+
+
+def _check_base_url(base_url: str) -> str:
+    scheme = urllib.parse.urlsplit(base_url).scheme.lower()
+    if scheme not in ("https", "file"):
+        raise InvalidInput(f"{base_url}: base URL must be https:// or file:// (got {scheme or 'no scheme'})")
+    return base_url.rstrip("/")
+
+
+def _file_path(url: str) -> Path:
+    parts = urllib.parse.urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise InvalidInput(f"{url}: file:// URLs must name a local path")
+    return Path(urllib.request.url2pathname(parts.path))
+
+
+def _ca_verify(options: FetchOptions) -> str | None:
+    if options.ca_bundle is None:
+        return None  # requests: $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, else certifi
+    if not options.ca_bundle.is_file():
+        raise InvalidInput(f"{options.ca_bundle}: CA bundle not found")
+    return str(options.ca_bundle)
+
+
+def _new_session() -> requests.Session:
+    import requests
+
+    session = requests.Session()
+    session.trust_env = True  # proxies (HTTPS_PROXY, NO_PROXY ...) and REQUESTS_CA_BUNDLE
+    session.headers.update({"User-Agent": "airgap-release-fetch", "Accept-Encoding": "identity"})
+    return session
+
+
+class _Transient(Exception):
+    """A failure worth retrying (5xx, 429, dropped connection, timeout)."""
+
+
+def _open(session: requests.Session, url: str, headers: dict[str, str], options: FetchOptions) -> Any:
+    """GET ``url`` following redirects by hand: https may only redirect to https."""
+    import requests
+
+    current = url
+    for _ in range(options.max_redirects + 1):
+        try:
+            resp = session.get(
+                current,
+                headers=headers,
+                stream=True,
+                allow_redirects=False,
+                timeout=(options.connect_timeout, options.read_timeout),
+                verify=_ca_verify(options),
+            )
+        except requests.exceptions.SSLError as exc:
+            raise NetworkError(f"{current}: TLS failed ({_reason(exc)}); a private mirror needs --ca-bundle") from exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise _Transient(f"{current}: {_reason(exc)}") from exc
+        if resp.status_code not in REDIRECTS:
+            return resp
+        location = resp.headers.get("Location")
+        resp.close()
+        if not location:
+            raise NetworkError(f"{current}: redirect without a Location")
+        target = urllib.parse.urljoin(current, location)
+        if urllib.parse.urlsplit(current).scheme == "https" and urllib.parse.urlsplit(target).scheme != "https":
+            raise Refused(f"{current}: refusing redirect from https to {target}")
+        current = target
+    raise NetworkError(f"{url}: more than {options.max_redirects} redirects")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    for pattern, reason in (
+        (r"[Rr]ead timed out", "read timed out"),
+        (r"[Cc]onnect(ion)? ?[Tt]imeout|timed out", "timed out"),
+        (r"CERTIFICATE_VERIFY_FAILED", "certificate verify failed"),
+        (r"Connection refused", "connection refused"),
+        (r"IncompleteRead|Connection broken|ended prematurely", "connection dropped mid-body"),
+    ):
+        if re.search(pattern, text):
+            return reason
+    return type(exc).__name__
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _hash_existing(part: Path, names: Sequence[str]) -> StreamDigests:
+    sd = StreamDigests(names)
+    with open(part, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            sd.update(chunk)
+    return sd
+
+
+def download(
+    url: str,
+    part: Path,
+    *,
+    hash_names: Sequence[str] = ("sha256",),
+    options: FetchOptions = FetchOptions(),
+    progress: Progress = NO_PROGRESS,
+) -> tuple[dict[str, bytes], int]:
+    """Download ``url`` into ``part`` (resuming what is there), hashing the raw bytes as they arrive.
+
+    Returns the digests of the complete file and its size. The caller verifies and renames; nothing
+    here trusts the content. Network failures after the retries are :class:`NetworkError` (exit 5);
+    a file over the cap is :class:`InvalidInput` (exit 3); an https→http redirect is :class:`Refused`.
+    """
+    if urllib.parse.urlsplit(url).scheme == "file":
+        return _copy_file(_file_path(url), part, hash_names, options, progress)
+    import requests
+    import urllib3
+
+    session = _new_session()
+    if part.is_symlink() or (part.exists() and not part.is_file()):
+        raise InvalidInput(f"{part}: exists and is not a regular file")
+    sd = _hash_existing(part, hash_names) if part.exists() else StreamDigests(hash_names)
+    failures = 0
+    started = False
+    try:
+        while True:
+            offset = sd.size
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            got = 0
+            try:
+                resp = _open(session, url, headers, options)
+                with resp:
+                    status = resp.status_code
+                    if status == 416 and offset:
+                        m = re.fullmatch(r"bytes \*/(\d+)", resp.headers.get("Content-Range", ""))
+                        if m and int(m.group(1)) == offset:
+                            return sd.digests(), sd.size  # the .part was already complete
+                        sd = _restart(part, hash_names)
+                        continue
+                    if status == 404:
+                        raise NetworkError(f"{url}: 404 Not Found (check the version, --platform and --base-url)")
+                    if status == 429 or status >= 500:
+                        raise _Transient(f"{url}: HTTP {status} {resp.reason}")
+                    if status not in (200, 206):
+                        raise NetworkError(f"{url}: HTTP {status} {resp.reason}")
+                    if status == 206:
+                        m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+                        if not m or int(m.group(1)) != offset:
+                            sd = _restart(part, hash_names)  # a range we did not ask for: start over
+                            raise _Transient(f"{url}: server answered a different range")
+                        total = None if m.group(3) == "*" else int(m.group(3))
+                    else:
+                        if offset:
+                            sd = _restart(part, hash_names)  # server ignored Range: start over
+                            offset = 0
+                        length = resp.headers.get("Content-Length")
+                        total = int(length) if length and length.isdigit() else None
+                    if total is not None and total > options.max_size:
+                        raise InvalidInput(f"{url}: {total} bytes is over the download cap of {options.max_size}")
+                    if not started:
+                        progress.start(part.name.removesuffix(".part"), total)
+                        started = True
+                        progress.advance(offset)
+                    with open(part, "ab") as out:
+                        for chunk in resp.raw.stream(CHUNK, decode_content=False):
+                            if sd.size + len(chunk) > options.max_size:
+                                raise InvalidInput(f"{url}: over the download cap of {options.max_size} bytes")
+                            out.write(chunk)
+                            sd.update(chunk)
+                            got += len(chunk)
+                            progress.advance(len(chunk))
+                        out.flush()
+                        os.fsync(out.fileno())
+                    if total is not None and sd.size != total:
+                        raise _Transient(f"{url}: connection dropped mid-body ({sd.size} of {total} bytes)")
+                    return sd.digests(), sd.size
+            except (
+                _Transient,
+                requests.exceptions.RequestException,
+                urllib3.exceptions.HTTPError,
+                ConnectionError,
+                TimeoutError,
+            ) as exc:
+                failures = 0 if got else failures + 1
+                reason = str(exc) if isinstance(exc, _Transient) else f"{url}: {_reason(exc)}"
+                if failures > options.retries:
+                    raise NetworkError(f"{reason} (gave up after {options.retries} retries)") from exc
+                if not got:
+                    options.sleep(min(options.backoff * 2 ** (failures - 1), MAX_BACKOFF))
+    finally:
+        if started:
+            progress.finish()
+        session.close()
+
+
+def _restart(part: Path, hash_names: Sequence[str]) -> StreamDigests:
+    with open(part, "wb"):
+        pass
+    return StreamDigests(hash_names)
+
+
+def _copy_file(
+    src: Path, part: Path, hash_names: Sequence[str], options: FetchOptions, progress: Progress
+) -> tuple[dict[str, bytes], int]:
+    """``file://`` mirrors: a plain streaming copy (no resume needed), same cap and hashing."""
+    sd = StreamDigests(hash_names)
+    try:
+        fh = open(src, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{src}: not found in the mirror folder") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{src}: cannot read: {exc.strerror}") from exc
+    with fh, open(part, "wb") as out:
+        size = os.fstat(fh.fileno()).st_size
+        if size > options.max_size:
+            raise InvalidInput(f"{src}: {size} bytes is over the download cap of {options.max_size}")
+        progress.start(part.name.removesuffix(".part"), size)
+        try:
+            while chunk := fh.read(CHUNK):
+                if sd.size + len(chunk) > options.max_size:
+                    raise InvalidInput(f"{src}: over the download cap of {options.max_size} bytes")
+                out.write(chunk)
+                sd.update(chunk)
+                progress.advance(len(chunk))
+        finally:
+            progress.finish()
+        out.flush()
+        os.fsync(out.fileno())
+    return sd.digests(), sd.size
+
+
+def fetch_small(url: str, *, limit: int, options: FetchOptions = FetchOptions()) -> bytes:
+    """A small file (a signature) into memory, with the same transport rules and a size limit."""
+    if urllib.parse.urlsplit(url).scheme == "file":
+        path = _file_path(url)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(limit + 1)
+        except FileNotFoundError as exc:
+            raise InvalidInput(f"{path}: not found in the mirror folder") from exc
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
+        if len(data) > limit:
+            raise InvalidInput(f"{url}: larger than {limit} bytes")
+        return data
+    import tempfile
+
+    small = FetchOptions(
+        ca_bundle=options.ca_bundle,
+        connect_timeout=options.connect_timeout,
+        read_timeout=options.read_timeout,
+        retries=options.retries,
+        backoff=options.backoff,
+        max_size=limit,
+        max_redirects=options.max_redirects,
+        sleep=options.sleep,
+    )
+    with tempfile.TemporaryDirectory(prefix="airgap-sig-") as tmp:
+        part = Path(tmp) / "small.part"
+        download(url, part, options=small)
+        return part.read_bytes()
+
+
+def fetch_release(
+    version: str,
+    *,
+    platform: str = "linux-amd64",
+    base_url: str = DEFAULT_BASE_URL,
+    out: Path = Path(),
+    key: Path | None = None,
+    key_id: str | None = None,
+    options: FetchOptions = FetchOptions(),
+    progress: Progress = NO_PROGRESS,
+) -> FetchedRelease:
+    """Fetch ``istio-VERSION-PLATFORM.tar.gz`` (``.zip`` for win) and its ``.1.sig``; verify; keep.
+
+    Steps: (1) check names, URL and trusted keys before any traffic; (2) refuse if the final names
+    exist; (3) fetch the signature (small, into memory); (4) download into ``NAME.part``, resuming,
+    hashing as it arrives; (5) verify the signature over the digest: on failure delete the ``.part``
+    and raise :class:`VerificationError` (exit 1), so nothing is left under the final name;
+    (6) publish the signature and the tarball under their final names (never replacing a file).
+    """
+    name = release_file_name(version, platform)  # 1
+    base = _check_base_url(base_url)
+    keys: list[ReleaseKey] = select_keys(key, key_id)
+    _ca_verify(options)
+    ensure_dir(out)
+    final, sig_final, part = out / name, out / f"{name}.1.sig", out / f"{name}.part"
+    for p in (final, sig_final):  # 2
+        if p.exists() or p.is_symlink():
+            raise Refused(f"{p}: already exists; refusing to overwrite (check it with: airgap release verify {final})")
+    url, sig_url = f"{base}/{name}", f"{base}/{name}.1.sig"
+    raw_sig = fetch_small(sig_url, limit=MAX_SIGNATURE, options=options)  # 3
+    signature = decode_signature(raw_sig, source=sig_url)
+    digests, size = download(url, part, hash_names=list(hashes_for(keys)), options=options, progress=progress)  # 4
+    try:
+        verified = verify_digests(final, digests, size, signature, keys)  # 5
+    except VerificationError as exc:
+        part.unlink(missing_ok=True)
+        why = exc.message.removeprefix(f"{final}: ")
+        raise VerificationError(f"{url}: {why}; the download was removed") from exc
+    write_new(sig_final, raw_sig)  # 6
+    try:
+        os.link(part, final)
+    except FileExistsError as exc:
+        sig_final.unlink(missing_ok=True)
+        raise Refused(f"{final}: already exists; refusing to overwrite") from exc
+    except BaseException:
+        sig_final.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(FileNotFoundError):
+        part.unlink()
+    fsync_dir(out)
+    return FetchedRelease(final, sig_final, url, verified)
