@@ -1,7 +1,221 @@
-"""`airgap bundle ...` commands."""
+"""`airgap bundle ...`: create (offline), verify / inspect (anyone), import (jump host).
+
+Thin: parse options, call the library (airgap.offline.bundle, airgap.core.bundle,
+airgap.connected.bundle_import), print. Errors are raised and turned into exit codes in
+``airgap.cli.main``.
+"""
 
 from __future__ import annotations
 
-from airgap.cli._app import new_app
+from pathlib import Path
+from typing import Any
 
-app = new_app(help="bundle commands.")
+import typer
+
+from airgap.cli._app import RichProgress, info, new_app, print_json
+
+app = new_app(help="Transfer bundles: one signed, encrypted, cluster-bound bundle per cluster CA.")
+
+
+def _trust_keys(paths: list[Path]) -> list[Any]:
+    from airgap.core.keys import load_public_key
+    from airgap.errors import InvalidInput
+
+    if not paths:
+        raise InvalidInput("give at least one --trust PUB (the officer's public key)")
+    return [load_public_key(p) for p in paths]
+
+
+def _verified_doc(b: Any) -> dict[str, Any]:
+    m = b.manifest
+    return {
+        "verified": True,
+        "bundle": str(b.path),
+        "bundle_id": m.bundle_id,
+        "cluster": m.cluster,
+        "sequence": m.sequence,
+        "signer": m.signer,
+        "created": m.created,
+        "expires": m.expires,
+        "recipients": list(m.recipients),
+        "members": [x.to_doc() for x in m.members],
+    }
+
+
+def _print_summary(doc: dict[str, Any]) -> None:
+    for k in ("bundle_id", "cluster", "sequence", "signer", "created", "expires"):
+        typer.echo(f"{k:<10} {doc[k]}")
+    recips = doc.get("recipients") or []
+    typer.echo(f"{'recipients':<10} {', '.join(recips) if recips else '(none: not encrypted)'}")
+    typer.echo("members:")
+    for x in doc["members"]:
+        flag = " (age-encrypted)" if x["encrypted"] else ""
+        typer.echo(f"  {x['path']}  {x['size']} bytes  sha256 {x['sha256']}{flag}")
+
+
+@app.command("create")
+def create(
+    cluster: str = typer.Argument(..., help="The cluster the bundle is for (a folder in --dir)."),
+    pki: Path = typer.Option(..., "--dir", help="The PKI folder (ca init / ca issue)."),
+    sign_key: Path = typer.Option(..., "--sign-key", help="The officer's signing key (keys new --kind signing)."),
+    recipient: list[str] = typer.Option([], "--recipient", help="age recipient: a NAME.pub file or age1… (repeat)."),
+    include: list[Path] = typer.Option([], "--include", help="Another file to carry, e.g. a release tarball."),
+    expires: int = typer.Option(30, "--expires", help="Days until the bundle expires."),
+    no_encrypt: bool = typer.Option(False, "--no-encrypt", help="Carry ca-key.pem in the clear (not advised)."),
+    out: Path = typer.Option(..., "--out", help="The bundle file to write (never replaced)."),
+    passphrase_file: Path | None = typer.Option(
+        None, "--passphrase-file", help="PKI passphrase (opens ca-key.pem; also the signing key by default)."
+    ),
+    sign_passphrase_file: Path | None = typer.Option(
+        None, "--sign-passphrase-file", help="Passphrase of --sign-key, when it differs from the PKI's."
+    ),
+) -> None:
+    """Seal PKI/CLUSTER's cacerts files (+ --include files) into a signed bundle.
+
+    Example: airgap bundle create c1 --dir pki --sign-key officer.key --recipient op.pub --out c1.bundle
+    """
+    from airgap.core.age import load_recipients
+    from airgap.core.passphrase import resolve_passphrase
+    from airgap.offline.bundle import cluster_key_is_encrypted, seal_bundle, sign_key_is_encrypted
+
+    recips = [r for spec in recipient for r in load_recipients(spec)]
+    pki_pw = None
+    if cluster_key_is_encrypted(pki, cluster):
+        pki_pw = resolve_passphrase(passphrase_file, purpose="PKI passphrase")
+    sign_pw = None
+    if sign_key_is_encrypted(sign_key):
+        if sign_passphrase_file is not None:
+            sign_pw = resolve_passphrase(sign_passphrase_file, purpose="signing key passphrase")
+        else:
+            sign_pw = pki_pw or resolve_passphrase(passphrase_file, purpose="signing key passphrase")
+    sealed = seal_bundle(
+        cluster,
+        pki_dir=pki,
+        sign_key_path=sign_key,
+        sign_passphrase=sign_pw,
+        pki_passphrase=pki_pw,
+        recipients=recips,
+        includes=include,
+        expires_days=expires,
+        no_encrypt=no_encrypt,
+        out=out,
+        progress=RichProgress(),
+    )
+    m = sealed.manifest
+    typer.echo(f"Bundle     {sealed.path}")
+    typer.echo(f"cluster    {m.cluster}")
+    typer.echo(f"sequence   {m.sequence}")
+    typer.echo(f"bundle_id  {m.bundle_id}")
+    typer.echo(f"signer     {m.signer}")
+    typer.echo(f"expires    {m.expires}")
+    key_note = f"age-encrypted to {len(m.recipients)} recipient(s)" if m.recipients else "IN THE CLEAR (--no-encrypt)"
+    typer.echo(f"members    {len(m.members)}; ca-key.pem {key_note}")
+
+
+@app.command("verify")
+def verify(
+    bundle: Path = typer.Argument(..., help="The bundle file."),
+    trust: list[Path] = typer.Option([], "--trust", help="A trusted signer public key (PEM); repeat for several."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Verify format, signature, every member's hash, completeness and expiry (exit 0 only if all pass)."""
+    from airgap.core.bundle import open_bundle
+
+    verified = open_bundle(bundle, _trust_keys(trust), progress=RichProgress())
+    doc = _verified_doc(verified)
+    if as_json:
+        print_json(doc)
+        return
+    typer.echo(f"Verified OK: {bundle}")
+    _print_summary(doc)
+
+
+@app.command("inspect")
+def inspect(
+    bundle: Path = typer.Argument(..., help="The bundle file."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Show what a bundle CLAIMS, without checking its signature (labelled UNVERIFIED)."""
+    from airgap.core.bundle import inspect_bundle
+
+    doc = inspect_bundle(bundle)
+    if as_json:
+        print_json(doc)
+        return
+    typer.echo(f"UNVERIFIED: what {bundle} claims; nothing here is checked (use 'airgap bundle verify')")
+    if doc["manifest_problem"]:
+        typer.echo(f"manifest problem: {doc['manifest_problem']}")
+    man = doc["manifest"]
+    if isinstance(man, dict) and doc["manifest_problem"] is None:
+        _print_summary(man)
+    else:
+        typer.echo(f"manifest: {man!r}")
+    typer.echo(f"signature  {'present (not checked)' if doc['signature_present'] else 'MISSING'}")
+    typer.echo("archive:")
+    for e in doc["archive"]:
+        typer.echo(f"  {e['name']}  {e['size']} bytes")
+
+
+@app.command("import")
+def import_(
+    bundle: Path = typer.Argument(..., help="The bundle file."),
+    trust: list[Path] = typer.Option([], "--trust", help="A trusted signer public key (PEM); repeat for several."),
+    identity: Path | None = typer.Option(None, "--identity", help="Your age identity (keys new --kind recipient)."),
+    cluster: str = typer.Option(..., "--cluster", help="The cluster you are importing into (must match)."),
+    context: str | None = typer.Option(None, "--context", help="kubeconfig context (default: current)."),
+    rotate: bool = typer.Option(False, "--rotate", help="Replace an existing cacerts secret (CA rotation)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, print the plan, write nothing."),
+    output_dir: Path | None = typer.Option(None, "--output-dir", help="Render YAML here; touch no cluster."),
+    passphrase_file: Path | None = typer.Option(None, "--passphrase-file", help="Passphrase of --identity."),
+) -> None:
+    """Verify, decrypt and check a bundle, then render it (--output-dir) or write it to the cluster.
+
+    Example: airgap bundle import c1.bundle --trust officer.pub --identity op.key --cluster c1 --output-dir out
+    """
+    from airgap.connected.bundle_import import (
+        ANN_FINGERPRINT,
+        prepare_import,
+        record_accepted,
+        render_to_dir,
+    )
+    from airgap.core.age import identity_is_encrypted
+    from airgap.core.passphrase import resolve_passphrase
+
+    if dry_run and output_dir is not None:
+        raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    if context is not None and (dry_run or output_dir is not None):
+        raise typer.BadParameter("--context writes to a cluster; it cannot be used with --dry-run or --output-dir")
+    keys = _trust_keys(trust)
+    pw = None
+    if identity is not None and identity_is_encrypted(identity):
+        pw = resolve_passphrase(passphrase_file, purpose="identity passphrase")
+    prepared = prepare_import(bundle, keys, identity, pw, cluster, progress=RichProgress())
+    secret = prepared.cacerts_secret_manifest()
+    summary = (
+        f"bundle {prepared.bundle_id} for cluster {prepared.cluster}, sequence {prepared.sequence}, "
+        f"signer {prepared.signer}, CA fingerprint {secret['metadata']['annotations'][ANN_FINGERPRINT]}"
+    )
+    if dry_run:
+        typer.echo(f"Verified OK: {summary}")
+        typer.echo("Would apply: Namespace istio-system")
+        typer.echo(f"Would apply: Secret istio-system/cacerts (keys: {', '.join(secret['data'])})")
+        typer.echo("Dry run: nothing written.")
+        return
+    if output_dir is not None:
+        written = render_to_dir(prepared, output_dir)
+        record_accepted(prepared)
+        typer.echo(f"Verified OK: {summary}")
+        for p in written:
+            typer.echo(f"Wrote {p}")
+        return
+    try:
+        from airgap.connected.cacerts import import_to_cluster  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:  # the cluster-side module is built in its own issue
+        from airgap.errors import InvalidInput
+
+        raise InvalidInput(
+            "writing to a cluster is not available in this build; use --output-dir or --dry-run"
+        ) from exc
+    import_to_cluster(prepared, context=context, rotate=rotate)
+    record_accepted(prepared)
+    info(f"Imported: {summary}")

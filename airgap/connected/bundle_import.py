@@ -1,0 +1,354 @@
+"""The shared import path of a transfer bundle on the jump host.
+
+:func:`prepare_import` verifies the bundle (:func:`airgap.core.bundle.open_bundle`), refuses a
+bundle for another cluster, an expired one, or one older than the last this host accepted for the
+same cluster and signer, decrypts the CA key with the operator's age identity, and checks the CA
+material as istiod would. Only then does it return a :class:`PreparedImport`, whose manifests the
+``--output-dir`` renderer and the Kubernetes writer both use. :func:`record_accepted` moves the
+anti-rollback state forward; call it only after the material was written somewhere.
+
+State: ``$AIRGAP_STATE_DIR``, else ``$XDG_STATE_HOME/airgap``, else ``~/.local/state/airgap``;
+file ``accepted.json``, written atomically under an exclusive lock, only after success.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airgap.core import age
+from airgap.core.atomic import ensure_dir, fsync_dir, staged_dir, write_new, write_replace
+from airgap.core.bundle import (
+    CA_CERT,
+    CA_CRL,
+    CA_KEY,
+    CA_KEY_AGE,
+    CERT_CHAIN,
+    ROOT_CERT,
+    VerifiedBundle,
+    open_bundle,
+)
+from airgap.core.keys import PublicKey, load_private_key_pem
+from airgap.core.limits import DEFAULT_LIMITS, Limits
+from airgap.core.progress import NO_PROGRESS, Progress
+from airgap.core.x509 import CAMaterial, check_ca_material
+from airgap.errors import InvalidInput, Refused, VerificationError
+
+NAMESPACE = "istio-system"
+SECRET_NAME = "cacerts"  # noqa: S105 - a Secret's name, not a password
+ANN_BUNDLE_ID = "airgap.dev/bundle-id"
+ANN_SEQUENCE = "airgap.dev/sequence"
+ANN_SIGNER = "airgap.dev/signer"
+ANN_FINGERPRINT = "airgap.dev/ca-fingerprint"
+ANN_CLUSTER = "airgap.dev/cluster"
+STATE_FILE = "accepted.json"
+RENDERED_NAMESPACE = "00-namespace.yaml"
+RENDERED_SECRET = "10-cacerts-secret.yaml"  # noqa: S105 - a file name
+
+
+def resolve_state_dir(override: Path | None = None) -> Path:
+    """Where this jump host keeps the last accepted sequence per cluster and signer."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("AIRGAP_STATE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "airgap"
+
+
+@dataclass(frozen=True)
+class AcceptedRecord:
+    sequence: int
+    bundle_id: str
+
+
+def _state_key(cluster: str, signer: str) -> str:
+    return f"{cluster}/{signer}"
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"format": 1, "accepted": {}}
+    try:
+        doc = json.loads(path.read_bytes())
+        if not isinstance(doc, dict) or not isinstance(doc.get("accepted"), dict):
+            raise ValueError("bad layout")
+        for v in doc["accepted"].values():
+            if not isinstance(v, dict) or type(v.get("sequence")) is not int or not isinstance(v.get("bundle_id"), str):
+                raise ValueError("bad entry")
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"{path}: import state is corrupt; fix or remove it deliberately") from exc
+    return doc
+
+
+def last_accepted(cluster: str, signer: str, *, state: Path | None = None) -> AcceptedRecord | None:
+    """The last bundle this host accepted for ``cluster`` signed by ``signer`` (key id), if any."""
+    doc = _read_state(resolve_state_dir(state) / STATE_FILE)
+    entry = doc["accepted"].get(_state_key(cluster, signer))
+    return AcceptedRecord(int(entry["sequence"]), str(entry["bundle_id"])) if entry else None
+
+
+def _check_not_rollback(bundle: VerifiedBundle, record: AcceptedRecord | None) -> None:
+    if record is None:
+        return
+    seq = bundle.sequence
+    if seq < record.sequence:
+        raise Refused(
+            f"{bundle.path}: sequence {seq} is older than sequence {record.sequence} already accepted for cluster "
+            f"{bundle.cluster} (replayed or rolled-back bundle)"
+        )
+    if seq == record.sequence and bundle.bundle_id != record.bundle_id:
+        raise Refused(
+            f"{bundle.path}: sequence {seq} was already accepted for cluster {bundle.cluster} "
+            f"with another bundle ({record.bundle_id})"
+        )
+
+
+@dataclass(frozen=True)
+class PreparedImport:
+    """A verified, decrypted and checked bundle, ready to render or write to a cluster.
+
+    ``sequence`` and ``signer`` are exposed for the live cluster's rollback check (compare with
+    the ``airgap.dev/sequence`` / ``airgap.dev/signer`` annotations of the existing secret).
+    """
+
+    bundle: VerifiedBundle
+    material: CAMaterial
+    ca_crl_pem: bytes | None
+    state: Path
+
+    @property
+    def cluster(self) -> str:
+        return self.bundle.cluster
+
+    @property
+    def sequence(self) -> int:
+        return self.bundle.sequence
+
+    @property
+    def signer(self) -> str:
+        return self.bundle.signer_key_id
+
+    @property
+    def bundle_id(self) -> str:
+        return self.bundle.bundle_id
+
+    @property
+    def fingerprint(self) -> str:
+        return self.material.fingerprint
+
+    def annotations(self) -> dict[str, str]:
+        return {
+            ANN_BUNDLE_ID: self.bundle_id,
+            ANN_CLUSTER: self.cluster,
+            ANN_FINGERPRINT: self.fingerprint,
+            ANN_SEQUENCE: str(self.sequence),
+            ANN_SIGNER: self.signer,
+        }
+
+    def secret_data(self) -> dict[str, str]:
+        """The ``cacerts`` data keys, base64, exactly as istiod's plugged-in CA reads them."""
+        files = {
+            "ca-cert.pem": self.material.ca_cert_pem,
+            "ca-key.pem": self.material.ca_key_pem,
+            "cert-chain.pem": self.material.cert_chain_pem,
+            "root-cert.pem": self.material.root_cert_pem,
+        }
+        if self.ca_crl_pem is not None:
+            files["ca-crl.pem"] = self.ca_crl_pem
+        return {k: base64.b64encode(v).decode("ascii") for k, v in sorted(files.items())}
+
+    def namespace_manifest(self) -> dict[str, Any]:
+        """The ``istio-system`` Namespace (plain dict, ready for YAML or the Kubernetes API)."""
+        return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+
+    def cacerts_secret_manifest(self) -> dict[str, Any]:
+        """The ``cacerts`` Secret in ``istio-system``: type Opaque, four (or five) keys, annotations."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": SECRET_NAME,
+                "namespace": NAMESPACE,
+                "labels": {"app.kubernetes.io/managed-by": "airgap"},
+                "annotations": self.annotations(),
+            },
+            "type": "Opaque",
+            "data": self.secret_data(),
+        }
+
+
+def _check_crl(crl_pem: bytes, material: CAMaterial, *, source: str) -> None:
+    from cryptography import x509
+
+    try:
+        crl = x509.load_pem_x509_crl(crl_pem)
+    except ValueError as exc:
+        raise VerificationError(f"{source}: ca-crl.pem is not a valid PEM CRL") from exc
+    for issuer in (material.ca_cert, material.root_cert):
+        if crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+            return
+    raise VerificationError(f"{source}: ca-crl.pem is not signed by the bundled CA or root")
+
+
+def prepare_import(
+    bundle_path: Path,
+    trust: Sequence[PublicKey],
+    identity: Path | None,
+    identity_passphrase: bytes | None,
+    cluster: str,
+    state_dir: Path | None = None,
+    now: dt.datetime | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress = NO_PROGRESS,
+) -> PreparedImport:
+    """Every check of ``bundle import``, in order; returns only when all passed. Writes nothing.
+
+    1. :func:`open_bundle` (format, signature by a ``trust`` key, hashes, completeness, expiry);
+    2. the bundle is for ``cluster`` (else :class:`Refused`, exit 4);
+    3. its sequence is not older than the last accepted here for this cluster and signer (exit 4);
+    4. the CA key decrypts with ``identity`` (exit 3 if the identity is not a recipient);
+    5. the CA material passes istiod's checks (exit 1).
+    """
+    bundle_path = Path(bundle_path)
+    source = str(bundle_path)
+    t = now or dt.datetime.now(dt.UTC)
+    # 1. verify
+    bundle = open_bundle(bundle_path, trust, limits=limits, now=t, progress=progress)
+    # 2. cluster binding
+    if bundle.cluster != cluster:
+        raise Refused(f"{source}: bundle was made for cluster {bundle.cluster!r}, not {cluster!r}")
+    # 3. rollback
+    sdir = resolve_state_dir(state_dir)
+    _check_not_rollback(bundle, last_accepted(bundle.cluster, bundle.signer_key_id, state=sdir))
+    # 4. decrypt
+    if bundle.has_member(CA_KEY_AGE):
+        if identity is None:
+            raise InvalidInput(f"{source}: the CA key is encrypted; give --identity KEY")
+        identities = age.load_identities(identity, identity_passphrase)
+        mine = {str(i.to_public()) for i in identities}
+        if not mine & set(bundle.manifest.recipients):
+            raise InvalidInput(f"{identity}: this identity is not one of the bundle's recipients")
+        key_pem = age.decrypt(
+            bundle.member_bytes(CA_KEY_AGE), identities, source=f"{source}: {CA_KEY_AGE}", max_size=limits.max_pem_size
+        )
+    else:
+        key_pem = bundle.member_bytes(CA_KEY)
+    # 5. the CA material, as istiod checks it
+    key = load_private_key_pem(key_pem, None, source=f"{source}: ca-key.pem")
+    material = check_ca_material(
+        ca_cert_pem=bundle.member_bytes(CA_CERT),
+        ca_key=key,
+        ca_key_pem=key_pem,
+        cert_chain_pem=bundle.member_bytes(CERT_CHAIN),
+        root_cert_pem=bundle.member_bytes(ROOT_CERT),
+        at=t,
+        source=source,
+    )
+    crl = bundle.member_bytes(CA_CRL) if bundle.has_member(CA_CRL) else None
+    if crl is not None:
+        _check_crl(crl, material, source=source)
+    return PreparedImport(bundle=bundle, material=material, ca_crl_pem=crl, state=sdir)
+
+
+@contextlib.contextmanager
+def _state_lock(sdir: Path) -> Iterator[None]:
+    ensure_dir(sdir, mode=0o700)
+    try:
+        fd = os.open(sdir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise InvalidInput(f"{sdir}: state folder is not writable: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def record_accepted(prepared: PreparedImport) -> None:
+    """Move this host's anti-rollback state to ``prepared``'s sequence (after a successful write).
+
+    Re-checks under the lock, so two concurrent imports cannot both move it (exit 4 for the loser).
+    """
+    with _state_lock(prepared.state):
+        path = prepared.state / STATE_FILE
+        doc = _read_state(path)
+        key = _state_key(prepared.cluster, prepared.signer)
+        entry = doc["accepted"].get(key)
+        _check_not_rollback(
+            prepared.bundle, AcceptedRecord(int(entry["sequence"]), str(entry["bundle_id"])) if entry else None
+        )
+        doc["accepted"][key] = {"sequence": prepared.sequence, "bundle_id": prepared.bundle_id}
+        write_replace(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
+
+
+def render_yaml(doc: dict[str, Any]) -> bytes:
+    """Deterministic YAML: sorted keys, block style, no render timestamps."""
+    return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, explicit_start=True).encode("utf-8")
+
+
+def rendered_files(prepared: PreparedImport) -> dict[str, bytes]:
+    return {
+        RENDERED_NAMESPACE: render_yaml(prepared.namespace_manifest()),
+        RENDERED_SECRET: render_yaml(prepared.cacerts_secret_manifest()),
+    }
+
+
+def render_to_dir(prepared: PreparedImport, out_dir: Path) -> list[Path]:
+    """Write the Namespace and Secret YAML into ``out_dir`` (created when missing).
+
+    Every check already passed (a PreparedImport exists). A missing folder is built beside its
+    final name and renamed into place; in an existing folder, existing files are never replaced
+    (exit 4) and a partial write is removed. The files hold the CA private key: mode 0600.
+    """
+    out_dir = Path(out_dir)
+    files = rendered_files(prepared)
+    if not out_dir.exists():
+        with staged_dir(out_dir, mode=0o700) as tmp:
+            for name, data in files.items():
+                write_new(tmp / name, data, mode=0o600)
+        return [out_dir / n for n in files]
+    if not out_dir.is_dir():
+        raise InvalidInput(f"{out_dir}: exists and is not a folder")
+    for name in files:
+        if (out_dir / name).exists() or (out_dir / name).is_symlink():
+            raise Refused(f"{out_dir / name}: already exists; refusing to overwrite")
+    written: list[Path] = []
+    try:
+        for name, data in files.items():
+            write_new(out_dir / name, data, mode=0o600)
+            written.append(out_dir / name)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    fsync_dir(out_dir)
+    return written
+
+
+__all__ = [
+    "ANN_BUNDLE_ID",
+    "ANN_FINGERPRINT",
+    "ANN_SEQUENCE",
+    "ANN_SIGNER",
+    "PreparedImport",
+    "last_accepted",
+    "prepare_import",
+    "record_accepted",
+    "render_to_dir",
+    "rendered_files",
+    "resolve_state_dir",
+]

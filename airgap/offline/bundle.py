@@ -1,0 +1,356 @@
+"""``airgap bundle create``: seal a cluster's CA material into a signed, encrypted bundle.
+
+Runs on the offline root host. Trusted inputs: the officer's PKI folder, signing key and the
+recipients they name. The cluster's CA material is checked as istiod would (key matches, chain to
+the root, not expired) before anything is sealed, so a bundle never carries broken material.
+
+The per-cluster sequence number lives in ``PKI/state/sequence.json`` (written atomically, under
+the PKI lock). It is reserved before the bundle is written: a failed run leaves a harmless gap,
+never two bundles with one number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from airgap.core import age
+from airgap.core.atomic import AtomicFile, ensure_dir, write_replace
+from airgap.core.bundle import (
+    CA_CERT,
+    CA_CRL,
+    CA_KEY,
+    CA_KEY_AGE,
+    CERT_CHAIN,
+    FORMAT_VERSION,
+    INCLUDE_NAME,
+    MAX_EXPIRY_DAYS,
+    MAX_USTAR_SIZE,
+    ROOT_CERT,
+    BundleWriter,
+    Manifest,
+    MemberEntry,
+    check_signer_key,
+    format_time,
+    sign_manifest,
+)
+from airgap.core.keys import PrivateKey, is_encrypted_pem, load_private_key, load_private_key_pem, spki_sha256
+from airgap.core.limits import DEFAULT_LIMITS, Limits
+from airgap.core.progress import NO_PROGRESS, Progress
+from airgap.core.x509 import check_ca_material
+from airgap.errors import InvalidInput, Refused
+from airgap.offline.ca import CAStore, check_cluster_name
+
+DEFAULT_EXPIRY_DAYS = 30
+SEQUENCE_FILE = Path("state") / "sequence.json"
+
+
+@dataclass(frozen=True)
+class SealedBundle:
+    """What ``bundle create`` wrote."""
+
+    path: Path
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class SecretMember:
+    """A cacerts member's bytes as they go into the archive (ciphertext when encrypted)."""
+
+    path: str
+    data: bytes
+    encrypted: bool
+
+
+def sign_key_is_encrypted(path: Path) -> bool:
+    """True when the signing key file needs a passphrase (so the CLI knows whether to ask)."""
+    try:
+        return is_encrypted_pem(path.read_bytes()[: 1024 * 1024])
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read signing key: {exc.strerror}") from exc
+
+
+def cluster_key_is_encrypted(pki_dir: Path, cluster: str) -> bool:
+    p = Path(pki_dir) / check_cluster_name(cluster) / "ca-key.pem"
+    try:
+        return is_encrypted_pem(p.read_bytes()[: 1024 * 1024])
+    except OSError:
+        return False  # reported properly by seal_bundle
+
+
+# -- sequence numbers ------------------------------------------------------------------------------
+def _read_sequences(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"format": 1, "clusters": {}}
+    try:
+        doc = json.loads(path.read_bytes())
+        if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), dict):
+            raise ValueError("bad layout")
+        for v in doc["clusters"].values():
+            if not isinstance(v, dict) or not isinstance(v.get("sequence"), int) or isinstance(v["sequence"], bool):
+                raise ValueError("bad entry")
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"{path}: sequence state is corrupt; restore it from backup") from exc
+    return doc
+
+
+def last_sequence(pki_dir: Path, cluster: str) -> int:
+    """The last sequence number sealed for ``cluster`` in this PKI folder (0 if none)."""
+    doc = _read_sequences(Path(pki_dir) / SEQUENCE_FILE)
+    entry = doc["clusters"].get(cluster)
+    return int(entry["sequence"]) if entry else 0
+
+
+def _reserve_sequence(pki_dir: Path, cluster: str, bundle_id: str, created: str) -> int:
+    """Under the PKI lock: next number for ``cluster``, recorded before the bundle is written."""
+    path = Path(pki_dir) / SEQUENCE_FILE
+    doc = _read_sequences(path)
+    entry = doc["clusters"].get(cluster)
+    seq = (int(entry["sequence"]) if entry else 0) + 1
+    doc["clusters"][cluster] = {"sequence": seq, "bundle_id": bundle_id, "created": created}
+    ensure_dir(path.parent, mode=0o700)
+    write_replace(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+    return seq
+
+
+# -- building --------------------------------------------------------------------------------------
+def _read_pki_file(path: Path, limits: Limits) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limits.max_pem_size + 1)
+    except FileNotFoundError as exc:
+        raise Refused(f"{path}: missing; the cluster's CA material is incomplete") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(data) > limits.max_pem_size:
+        raise InvalidInput(f"{path}: too large for a PEM file")
+    return data
+
+
+def cacerts_members(
+    pki_dir: Path,
+    cluster: str,
+    *,
+    pki_passphrase: bytes | None,
+    recipients: Sequence[str],
+    encrypt: bool,
+    limits: Limits = DEFAULT_LIMITS,
+    now: dt.datetime | None = None,
+) -> list[SecretMember]:
+    """Read and check ``PKI/<cluster>/``; return the cacerts members, ``ca-key.pem`` age-encrypted.
+
+    The CA key is opened with ``pki_passphrase`` and sealed as plain PKCS#8 (istiod reads it so)
+    inside the age envelope, or in the clear only when ``encrypt`` is False (``--no-encrypt``).
+    """
+    d = Path(pki_dir) / check_cluster_name(cluster)
+    if not d.is_dir():
+        raise Refused(f"{d}: no CA for cluster {cluster!r}; run 'airgap ca issue {cluster} --dir {pki_dir}' first")
+    cert = _read_pki_file(d / "ca-cert.pem", limits)
+    chain = _read_pki_file(d / "cert-chain.pem", limits)
+    root = _read_pki_file(d / "root-cert.pem", limits)
+    key_pem_stored = _read_pki_file(d / "ca-key.pem", limits)
+    key = load_private_key_pem(key_pem_stored, pki_passphrase, source=str(d / "ca-key.pem"))
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    check_ca_material(
+        ca_cert_pem=cert,
+        ca_key=key,
+        ca_key_pem=key_pem,
+        cert_chain_pem=chain,
+        root_cert_pem=root,
+        at=now,
+        source=str(d),
+    )
+    if encrypt:
+        key_member = SecretMember(CA_KEY_AGE, age.encrypt(key_pem, list(recipients)), True)
+    else:
+        key_member = SecretMember(CA_KEY, key_pem, False)
+    out = [SecretMember(CA_CERT, cert, False), key_member, SecretMember(CERT_CHAIN, chain, False)]
+    out.append(SecretMember(ROOT_CERT, root, False))
+    crl = d / "ca-crl.pem"
+    if crl.exists():
+        out.append(SecretMember(CA_CRL, _read_pki_file(crl, limits), False))
+    return out
+
+
+@dataclass(frozen=True)
+class _Include:
+    name: str
+    path: Path
+    size: int
+
+
+def _check_includes(includes: Sequence[Path], limits: Limits, n_fixed: int) -> list[_Include]:
+    out: list[_Include] = []
+    seen: set[str] = set()
+    for p in includes:
+        p = Path(p)
+        try:
+            st = p.stat()
+        except FileNotFoundError as exc:
+            raise InvalidInput(f"{p}: --include file not found") from exc
+        except OSError as exc:
+            raise InvalidInput(f"{p}: cannot read --include file: {exc.strerror}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(f"{p}: --include must be a regular file")
+        if not INCLUDE_NAME.match(p.name):
+            raise InvalidInput(f"{p}: file name not allowed in a bundle (letters, digits, '.', '_', '-'; ≤ 91 chars)")
+        if p.name in seen:
+            raise InvalidInput(f"{p}: two --include files are named {p.name!r}")
+        if st.st_size > min(limits.max_member_size, MAX_USTAR_SIZE):
+            raise InvalidInput(f"{p}: {st.st_size} bytes is over the member size limit")
+        seen.add(p.name)
+        out.append(_Include(p.name, p, st.st_size))
+    if len(out) + n_fixed > limits.max_members:
+        raise InvalidInput(f"too many members (limit {limits.max_members})")
+    return out
+
+
+def write_bundle(
+    out: Path,
+    *,
+    cluster: str,
+    sequence: int,
+    bundle_id: str,
+    created: dt.datetime,
+    expires: dt.datetime,
+    sign_key: PrivateKey,
+    recipients: Sequence[str],
+    secret_members: Sequence[SecretMember],
+    includes: Sequence[tuple[str, Path]] = (),
+    deterministic: bool = False,
+    mode: int = 0o644,
+    progress: Progress = NO_PROGRESS,
+) -> Manifest:
+    """Write a bundle file (atomically; never replacing ``out``) from prepared members.
+
+    Used by :func:`seal_bundle` and by the example generator (which needs fixed ids, times and
+    RFC 6979 signatures). Include files are streamed: each byte is read, hashed and written once.
+    """
+    check_signer_key(sign_key, source="signing key")
+    with AtomicFile(out, mode=mode) as fh:
+        writer = BundleWriter(fh, progress=progress)
+        entries: list[MemberEntry] = [writer.add_bytes(m.path, m.data, encrypted=m.encrypted) for m in secret_members]
+        sizes: list[tuple[str, Path, int]] = []
+        for name, path in includes:
+            try:
+                sizes.append((name, path, os.stat(path).st_size))
+            except OSError as exc:
+                raise InvalidInput(f"{path}: cannot read --include file: {exc.strerror}") from exc
+        progress.start(f"sealing {Path(out).name}", sum(s for _, _, s in sizes))
+        for name, path, size in sizes:
+            try:
+                src = open(path, "rb")  # noqa: SIM115
+            except OSError as exc:
+                raise InvalidInput(f"{path}: cannot read --include file: {exc.strerror}") from exc
+            with src:
+                entries.append(writer.add_stream(f"include/{name}", src, size, source=str(path)))
+        progress.finish()
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            bundle_id=bundle_id,
+            cluster=cluster,
+            sequence=sequence,
+            created=format_time(created),
+            expires=format_time(expires),
+            signer=spki_sha256(sign_key),
+            recipients=tuple(recipients),
+            members=tuple(entries),
+        )
+        data = manifest.canonical_bytes()
+        writer.finish(data, sign_manifest(sign_key, data, deterministic=deterministic))
+    return manifest
+
+
+def seal_bundle(
+    cluster: str,
+    *,
+    pki_dir: Path,
+    sign_key_path: Path,
+    sign_passphrase: bytes | None,
+    pki_passphrase: bytes | None,
+    recipients: Sequence[str],
+    includes: Sequence[Path] = (),
+    expires_days: int = DEFAULT_EXPIRY_DAYS,
+    no_encrypt: bool = False,
+    out: Path,
+    limits: Limits = DEFAULT_LIMITS,
+    now: dt.datetime | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> SealedBundle:
+    """``bundle create``: every check first, then reserve a sequence number and write the bundle.
+
+    Refuses (exit 4) to write a private key in plaintext unless ``no_encrypt``, to overwrite
+    ``out``, or to seal a cluster the PKI has no CA for. ``recipients`` are ``age1…`` strings.
+    """
+    cluster = check_cluster_name(cluster)
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        raise Refused(f"{out}: already exists; refusing to overwrite")
+    if no_encrypt and recipients:
+        raise InvalidInput("--no-encrypt and --recipient cannot be used together")
+    if not no_encrypt and not recipients:
+        raise Refused(
+            "refusing to write the CA private key in plaintext: give --recipient PUB (or --no-encrypt explicitly)"
+        )
+    recips = list(dict.fromkeys(recipients))
+    for r in recips:
+        age.parse_recipient(r, source="--recipient")
+    if not 1 <= expires_days <= MAX_EXPIRY_DAYS:
+        raise InvalidInput(f"--expires must be between 1 and {MAX_EXPIRY_DAYS} days")
+    store = CAStore(Path(pki_dir))
+    store.load_root_cert()  # a PKI folder, not any folder
+    sign_key = load_private_key(Path(sign_key_path), sign_passphrase)
+    check_signer_key(sign_key, source=str(sign_key_path))
+    t = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    secret = cacerts_members(
+        store.path,
+        cluster,
+        pki_passphrase=pki_passphrase,
+        recipients=recips,
+        encrypt=not no_encrypt,
+        limits=limits,
+        now=t,
+    )
+    incs = _check_includes(includes, limits, len(secret))
+    bundle_id = secrets.token_hex(16)
+    with store.locked():
+        seq = _reserve_sequence(store.path, cluster, bundle_id, format_time(t))
+        manifest = write_bundle(
+            out,
+            cluster=cluster,
+            sequence=seq,
+            bundle_id=bundle_id,
+            created=t,
+            expires=t + dt.timedelta(days=expires_days),
+            sign_key=sign_key,
+            recipients=recips,
+            secret_members=secret,
+            includes=[(i.name, i.path) for i in incs],
+            mode=0o600 if no_encrypt else 0o644,
+            progress=progress,
+        )
+    return SealedBundle(out, manifest)
+
+
+__all__ = [
+    "DEFAULT_EXPIRY_DAYS",
+    "SealedBundle",
+    "SecretMember",
+    "cacerts_members",
+    "cluster_key_is_encrypted",
+    "last_sequence",
+    "seal_bundle",
+    "sign_key_is_encrypted",
+    "write_bundle",
+]
