@@ -55,9 +55,10 @@ spec:
 def release_members(version: str) -> list[tuple[str, bytes, int]]:
     """(path, content, mode) of every file in the test release."""
     root = f"istio-{version}"
+    profile = ASM_MULTICLOUD.replace("@VERSION@", version).encode()
     return [
         (f"{root}/bin/istioctl", FAKE_ISTIOCTL.replace("@VERSION@", version).encode(), 0o755),
-        (f"{root}/manifests/profiles/asm-multicloud.yaml", ASM_MULTICLOUD.replace("@VERSION@", version).encode(), 0o644),
+        (f"{root}/manifests/profiles/asm-multicloud.yaml", profile, 0o644),
     ]
 
 
@@ -124,3 +125,118 @@ def make_signed_release(
     priv, pub = openssl_keypair(tmp / "keys", "release")
     sig = openssl_sign(priv, tarball, tmp / f"{tarball.name}.1.sig")
     return tarball, sig, pub
+
+
+# --- hostile archives: each entry is one attack, with one line saying what is wrong ----------------
+
+
+def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+    return path
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, *, link: str = "", mode: int = 0o644) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.mode = mode
+    info.mtime = 1_600_000_000
+    return info
+
+
+def _zip(path: Path, members: list[tuple[str, bytes, int]]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data, mode in members:
+            info = zipfile.ZipInfo(name, date_time=(2020, 9, 13, 12, 0, 0))
+            info.external_attr = mode << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    return path
+
+
+def evil_archive(kind: str, folder: Path) -> Path:
+    """Build the hostile archive ``kind`` in ``folder`` (see :data:`EVIL_KINDS`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ok = (_info("istio-1/bin/istioctl", mode=0o755), b"#!/bin/sh\n")
+    tgz = folder / f"evil-{kind}.tar.gz"
+    if kind == "dotdot":  # a member climbing out with ../
+        return _tar(tgz, [ok, (_info("istio-1/../../escaped.txt"), b"pwned\n")])
+    if kind == "absolute":  # an absolute member name
+        return _tar(tgz, [ok, (_info(str(folder.parent / "escaped-abs.txt")), b"pwned\n")])
+    if kind == "symlink-out":  # a symlink pointing outside the tree
+        return _tar(tgz, [ok, (_info("istio-1/out", tarfile.SYMTYPE, link="../../.."), None)])
+    if kind == "symlink-abs":  # a symlink to an absolute path
+        return _tar(tgz, [ok, (_info("istio-1/etc", tarfile.SYMTYPE, link="/etc"), None)])
+    if kind == "symlink-write-through":  # a link inside, then a member written through it
+        return _tar(
+            tgz,
+            [
+                ok,
+                (_info("istio-1/sub", tarfile.DIRTYPE, mode=0o755), None),
+                (_info("istio-1/d", tarfile.SYMTYPE, link="sub"), None),
+                (_info("istio-1/d/x.txt"), b"through a link\n"),
+            ],
+        )
+    if kind == "symlink-chain":  # each link looks inside on its own; together they escape
+        return _tar(
+            tgz,
+            [
+                ok,
+                (_info("istio-1/s", tarfile.SYMTYPE, link="l/../.."), None),
+                (_info("istio-1/l", tarfile.SYMTYPE, link="."), None),
+            ],
+        )
+    if kind == "hardlink-out":  # a hard link to a file outside the tree
+        return _tar(tgz, [ok, (_info("istio-1/passwd", tarfile.LNKTYPE, link="../../etc/passwd"), None)])
+    if kind == "hardlink-abs":  # a hard link to an absolute path
+        return _tar(tgz, [ok, (_info("istio-1/passwd", tarfile.LNKTYPE, link="/etc/passwd"), None)])
+    if kind == "device":  # a character device node
+        dev = _info("istio-1/null", tarfile.CHRTYPE)
+        dev.devmajor, dev.devminor = 1, 3
+        return _tar(tgz, [ok, (dev, None)])
+    if kind == "fifo":  # a named pipe
+        return _tar(tgz, [ok, (_info("istio-1/pipe", tarfile.FIFOTYPE), None)])
+    if kind == "duplicate":  # the same file twice (a later copy would replace a checked one)
+        return _tar(tgz, [ok, (_info("istio-1/bin/istioctl", mode=0o755), b"#!/bin/sh\necho evil\n")])
+    if kind == "bomb":  # 4 MiB of zeros in a few KiB: over the test cap of 2 MiB
+        return _tar(tgz, [ok, (_info("istio-1/zeros"), bytes(4 * 1024 * 1024))])
+    if kind == "garbage":  # not an archive at all
+        tgz.write_bytes(b"\x1f\x8b" + b"\x00" * 64)
+        return tgz
+    zp = folder / f"evil-{kind}.zip"
+    if kind == "zip-dotdot":  # a zip member climbing out with ../
+        return _zip(zp, [("istio-1/../../escaped.txt", b"pwned\n", 0o100644)])
+    if kind == "zip-absolute":  # an absolute zip member
+        return _zip(zp, [("/tmp/escaped-abs.txt", b"pwned\n", 0o100644)])
+    if kind == "zip-symlink":  # a zip entry with symlink mode bits
+        return _zip(zp, [("istio-1/link", b"/etc/passwd", 0o120777)])
+    if kind == "zip-bomb":  # 4 MiB of zeros compressed to a few KiB
+        return _zip(zp, [("istio-1/zeros", bytes(4 * 1024 * 1024), 0o100644)])
+    raise ValueError(kind)
+
+
+EVIL_KINDS = (
+    "dotdot",
+    "absolute",
+    "symlink-out",
+    "symlink-abs",
+    "symlink-write-through",
+    "symlink-chain",
+    "hardlink-out",
+    "hardlink-abs",
+    "device",
+    "fifo",
+    "duplicate",
+    "bomb",
+    "garbage",
+    "zip-dotdot",
+    "zip-absolute",
+    "zip-symlink",
+    "zip-bomb",
+)
