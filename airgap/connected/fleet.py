@@ -1,0 +1,115 @@
+"""Run one cluster task over many kubeconfig contexts, concurrently with a bound.
+
+One cluster's failure never stops the others; every cluster gets a row in the summary; the
+fleet's exit code is the worst one (highest contract code; an unexpected error counts as 70).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airgap.errors import AirgapError, InvalidInput
+
+DEFAULT_PARALLEL = 8
+INTERNAL_ERROR = 70
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened on one cluster: exit code, a one-word result, a detail line, and any value."""
+
+    context: str
+    exit_code: int
+    result: str
+    detail: str = ""
+    value: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"context": self.context, "exit_code": self.exit_code, "result": self.result, "detail": self.detail}
+
+
+class FleetFailed(AirgapError):
+    """Some clusters failed; the exit code is the worst of theirs."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    outcomes: list[Outcome]
+
+    @property
+    def exit_code(self) -> int:
+        return max((o.exit_code for o in self.outcomes), default=0)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.exit_code != 0]
+
+    def table(self) -> str:
+        """A plain-text summary table, one row per cluster, in the order the contexts were given."""
+        rows = [("CONTEXT", "RESULT", "EXIT", "DETAIL")]
+        rows += [(o.context, o.result, str(o.exit_code), o.detail) for o in self.outcomes]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() for r in rows]
+        return "\n".join(lines)
+
+    def raise_for_failures(self) -> None:
+        """Raise :class:`FleetFailed` (worst exit code) naming the failed clusters, or return."""
+        bad = self.failed
+        if bad:
+            names = ", ".join(f"{o.context} (exit {o.exit_code})" for o in bad)
+            raise FleetFailed(f"{len(bad)} of {len(self.outcomes)} clusters failed: {names}", self.exit_code)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"exit_code": self.exit_code, "clusters": [o.as_dict() for o in self.outcomes]}
+
+
+def unique_contexts(contexts: Sequence[str]) -> list[str]:
+    """The contexts in the order given, each once."""
+    seen: dict[str, None] = {}
+    for c in contexts:
+        if not c:
+            raise InvalidInput("--context must not be empty")
+        seen.setdefault(c, None)
+    return list(seen)
+
+
+def run_fleet(
+    contexts: Sequence[str],
+    task: Callable[[str], Outcome],
+    *,
+    parallel: int = DEFAULT_PARALLEL,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> FleetReport:
+    """Run ``task(context)`` for every context, at most ``parallel`` at a time.
+
+    ``task`` returns its cluster's :class:`Outcome`; an :class:`AirgapError` it raises becomes a
+    failed outcome with that error's exit code and message; anything else becomes exit 70.
+    """
+    if parallel < 1:
+        raise InvalidInput(f"--parallel must be at least 1 (got {parallel})")
+    ordered = unique_contexts(contexts)
+
+    def guarded(ctx: str) -> Outcome:
+        try:
+            return task(ctx)
+        except AirgapError as exc:
+            return Outcome(ctx, exc.exit_code, "failed", exc.message)
+        except Exception as exc:  # one cluster's bug must not take the fleet down
+            return Outcome(ctx, INTERNAL_ERROR, "failed", f"internal error: {type(exc).__name__}: {exc}")
+
+    results: dict[str, Outcome] = {}
+    with cf.ThreadPoolExecutor(max_workers=min(parallel, max(1, len(ordered))), thread_name_prefix="fleet") as pool:
+        futures = {pool.submit(guarded, ctx): ctx for ctx in ordered}
+        for fut in cf.as_completed(futures):
+            outcome = fut.result()
+            results[futures[fut]] = outcome
+            if on_done is not None:
+                on_done(outcome)
+    return FleetReport([results[c] for c in ordered])

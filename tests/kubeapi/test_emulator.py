@@ -1,0 +1,248 @@
+"""The emulator's own semantics, checked over HTTPS with plain ``requests`` (not airgap's client)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.kubeapi.server import Emulator, _trust_ca
+from tests.kubeapi.store import merge_patch, parse_selector, strategic_merge_patch
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    e = Emulator(name="t", ready_delay=0.0).start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def http(emu: Emulator, tmp_path: Path) -> Iterator[requests.Session]:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(_trust_ca().cert_pem.bytes())
+    s = requests.Session()
+    s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+    s.verify = str(ca)
+    s.headers["Authorization"] = f"Bearer {emu.token}"
+    yield s
+    s.close()
+
+
+def test_version_and_auth(emu: Emulator, http: requests.Session) -> None:
+    r = http.get(f"{emu.url}/version")
+    assert r.status_code == 200 and r.json()["gitVersion"] == "v1.19.16"
+    bad = http.get(f"{emu.url}/api/v1/namespaces", headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401
+    assert bad.json() == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "Unauthorized",
+        "reason": "Unauthorized",
+        "code": 401,
+    }
+
+
+def test_create_get_conflict_and_status_shapes(emu: Emulator, http: requests.Session) -> None:
+    base = f"{emu.url}/api/v1/namespaces/default/secrets"
+    body = {"metadata": {"name": "s1", "labels": {"a": "1"}}, "data": {"k": base64.b64encode(b"v").decode()}}
+    r = http.post(base, json=body)
+    assert r.status_code == 201
+    created = r.json()
+    rv1 = created["metadata"]["resourceVersion"]
+    assert created["kind"] == "Secret" and created["metadata"]["uid"]
+    again = http.post(base, json=body)
+    assert again.status_code == 409 and again.json()["reason"] == "AlreadyExists"
+    assert again.json()["details"] == {"name": "s1", "kind": "secrets"}
+    # update with the current resourceVersion: 200 and a new resourceVersion
+    created["data"]["k"] = base64.b64encode(b"w").decode()
+    up = http.put(f"{base}/s1", json=created)
+    assert up.status_code == 200 and int(up.json()["metadata"]["resourceVersion"]) > int(rv1)
+    # update with the stale one: 409 Conflict, object unchanged
+    created["data"]["k"] = base64.b64encode(b"x").decode()
+    stale = http.put(f"{base}/s1", json=created)
+    assert stale.status_code == 409 and stale.json()["reason"] == "Conflict"
+    assert "the object has been modified" in stale.json()["message"]
+    assert http.get(f"{base}/s1").json()["data"]["k"] == base64.b64encode(b"w").decode()
+    missing = http.get(f"{base}/nope")
+    assert missing.status_code == 404 and missing.json()["message"] == 'secrets "nope" not found'
+    no_ns = http.post(f"{emu.url}/api/v1/namespaces/ghost/secrets", json=body)
+    assert no_ns.status_code == 404 and no_ns.json()["message"] == 'namespaces "ghost" not found'
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/namespaces", {"metadata": {"name": "Bad_Name"}}, "metadata.name"),
+        ("/api/v1/namespaces/default/secrets", {"metadata": {"name": "s"}, "data": {"k": "!!notbase64"}}, "data[k]"),
+        (
+            "/api/v1/namespaces/default/secrets",
+            {"metadata": {"name": "s", "labels": {"a": "bad value"}}},
+            "metadata.labels",
+        ),
+        (
+            "/api/v1/namespaces/default/services",
+            {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}, {"port": 81}]}},
+            "spec.ports[0].name",
+        ),
+    ],
+)
+def test_invalid_objects_get_422(emu: Emulator, http: requests.Session, path: str, body: dict, field: str) -> None:
+    r = http.post(f"{emu.url}{path}", json=body)
+    assert r.status_code == 422
+    doc = r.json()
+    assert doc["reason"] == "Invalid" and field in [c["field"] for c in doc["details"]["causes"]]
+
+
+def test_patches(emu: Emulator, http: requests.Session) -> None:
+    http.post(
+        f"{emu.url}/api/v1/namespaces", json={"metadata": {"name": "ns1", "labels": {"istio-injection": "enabled"}}}
+    )
+    url = f"{emu.url}/api/v1/namespaces/ns1"
+    merge = {"metadata": {"labels": {"istio.io/rev": "asm-186-8", "istio-injection": None}}}
+    r = http.patch(url, data=json.dumps(merge), headers={"Content-Type": "application/merge-patch+json"})
+    labels = r.json()["metadata"]["labels"]
+    assert r.status_code == 200 and labels["istio.io/rev"] == "asm-186-8" and "istio-injection" not in labels
+    smp = {"metadata": {"annotations": {"a": "b"}}}
+    r = http.patch(url, data=json.dumps(smp), headers={"Content-Type": "application/strategic-merge-patch+json"})
+    assert r.json()["metadata"]["annotations"] == {"a": "b"}
+    ops = [
+        {"op": "remove", "path": "/metadata/annotations/a"},
+        {"op": "add", "path": "/metadata/labels/x", "value": "y"},
+    ]
+    r = http.patch(url, data=json.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    assert r.json()["metadata"]["annotations"] == {} and r.json()["metadata"]["labels"]["x"] == "y"
+    stale = {"metadata": {"resourceVersion": "1", "labels": {"z": "1"}}}
+    r = http.patch(url, data=json.dumps(stale), headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 409 and "z" not in http.get(url).json()["metadata"]["labels"]
+    r = http.patch(url, data="{}", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+
+
+def test_label_selectors(emu: Emulator, http: requests.Session) -> None:
+    for name, labels in [("a", {"app": "x", "tier": "1"}), ("b", {"app": "y"}), ("c", {"tier": "2"})]:
+        http.post(f"{emu.url}/api/v1/namespaces", json={"metadata": {"name": name, "labels": labels}})
+
+    def names(sel: str) -> list[str]:
+        items = http.get(f"{emu.url}/api/v1/namespaces", params={"labelSelector": sel}).json()["items"]
+        return sorted(i["metadata"]["name"] for i in items if i["metadata"]["name"] in "abc")
+
+    assert names("app=x") == ["a"]
+    assert names("app==y") == ["b"]
+    assert names("app!=x") == ["b", "c"]
+    assert names("app in (x,y)") == ["a", "b"]
+    assert names("tier notin (1)") == ["b", "c"]
+    assert names("app") == ["a", "b"]
+    assert names("!app") == ["c"]
+    assert names("app,tier") == ["a"]
+
+
+def test_selector_parser_and_patch_helpers() -> None:
+    reqs = parse_selector("a in (1, 2),b!=3,!c")
+    assert [(r.key, r.op, r.values) for r in reqs] == [
+        ("a", "in", ("1", "2")),
+        ("b", "!=", ("3",)),
+        ("c", "!exists", ()),
+    ]
+    assert merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None}}) == {"a": {"c": 2}}
+    merged = strategic_merge_patch(
+        {"containers": [{"name": "a", "image": "1"}]}, {"containers": [{"name": "a", "image": "2"}]}
+    )
+    assert merged == {"containers": [{"name": "a", "image": "2"}]}
+
+
+def test_faults(emu: Emulator, http: requests.Session) -> None:
+    emu.faults.fail(2, 503, path="/version")
+    assert [http.get(f"{emu.url}/version").status_code for _ in range(3)] == [503, 503, 200]
+    emu.faults.throttle(1, retry_after=7)
+    r = http.get(f"{emu.url}/version")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "7" and r.json()["reason"] == "TooManyRequests"
+    emu.faults.drop(1)
+    with pytest.raises(requests.ConnectionError):
+        http.get(f"{emu.url}/version")
+    emu.faults.drop(1, after_write=True, method="POST")
+    with pytest.raises(requests.ConnectionError):
+        http.post(f"{emu.url}/api/v1/namespaces", json={"metadata": {"name": "dropped"}})
+    assert emu.get("namespaces", None, "dropped") is not None  # applied, answer lost
+
+
+def test_controller_runs_and_restarts_with_injection(emu: Emulator, http: requests.Session) -> None:
+    emu.add_deployment("shop", "web", {"app": "web"}, replicas=2)
+    emu.wait_idle()
+    pods = emu.list("pods", "shop")
+    assert len(pods) == 2 and all("istio.io/rev" not in p["metadata"]["labels"] for p in pods)
+    emu.patch("namespaces", None, "shop", {"metadata": {"labels": {"istio.io/rev": "asm-186-8"}}})
+    restart = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "now"}}}}}
+    r = http.patch(
+        f"{emu.url}/apis/apps/v1/namespaces/shop/deployments/web",
+        data=json.dumps(restart),
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+    )
+    assert r.status_code == 200 and r.json()["metadata"]["generation"] == 2
+    emu.wait_idle()
+    pods = emu.list("pods", "shop")
+    assert len(pods) == 2 and {p["metadata"]["labels"]["istio.io/rev"] for p in pods} == {"asm-186-8"}
+    assert all(p["metadata"]["name"] not in [q["metadata"]["name"] for q in emu.list("pods", "x")] for p in pods)
+    dep = emu.get("deployments", "shop", "web")
+    assert dep is not None and dep["status"]["readyReplicas"] == 2 and dep["status"]["observedGeneration"] == 2
+
+
+def test_injection_fails_silently_with_both_labels(emu: Emulator) -> None:
+    emu.create(
+        "namespaces",
+        None,
+        {"metadata": {"name": "both", "labels": {"istio.io/rev": "r1", "istio-injection": "enabled"}}},
+    )
+    emu.add_deployment("both", "web", {"app": "web"})
+    emu.wait_idle()
+    assert all("istio.io/rev" not in p["metadata"]["labels"] for p in emu.list("pods", "both"))
+
+
+def test_selfsubjectaccessreview(emu: Emulator, http: requests.Session) -> None:
+    review = {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "spec": {"resourceAttributes": {"verb": "create", "resource": "clusterrolebindings"}},
+    }
+    url = f"{emu.url}/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    assert http.post(url, json=review).json()["status"]["allowed"] is True
+    emu.denied.add(("create", "clusterrolebindings"))
+    assert http.post(url, json=review).json()["status"]["allowed"] is False
+
+
+def test_standalone_writes_kubeconfig(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from tests.helpers import REPO
+
+    kc = tmp_path / "kc"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tests.kubeapi", "--kubeconfig", str(kc), "--clusters", "2"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout is not None
+        first = p.stdout.readline()
+        assert "NOT a real Kubernetes" in first
+        doc = yaml.safe_load(kc.read_text())
+        assert [c["name"] for c in doc["contexts"]] == ["emu-1", "emu-2"] and doc["current-context"] == "emu-1"
+        from airgap.connected.kube import connect
+
+        with connect("emu-2", kubeconfig=kc) as kube:
+            assert kube.version()["gitVersion"].startswith("v1.")
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        del time
