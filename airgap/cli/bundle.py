@@ -216,6 +216,5 @@ def import_(
         raise InvalidInput(
             "writing to a cluster is not available in this build; use --output-dir or --dry-run"
         ) from exc
-    import_to_cluster(prepared, context=context, rotate=rotate)
-    record_accepted(prepared)
+    import_to_cluster(prepared, context=context, rotate=rotate)  # records the accepted sequence itself
     info(f"Imported: {summary}")

@@ -423,12 +423,17 @@ class TarEntry:
 
 
 def _parse_octal(field_bytes: bytes, *, what: str, source: str) -> int:
+    """A numeric header field in its one allowed form: ``width-1`` octal digits then NUL.
+
+    The checksum field is 6 digits, NUL, space (as POSIX, GNU tar and Python write it). One
+    spelling per value means no byte of a header can change without changing what it says.
+    """
     if field_bytes[:1] and field_bytes[0] & 0x80:
         raise InvalidInput(f"{source}: {what} uses base-256, which the bundle format does not allow")
-    text = field_bytes.rstrip(b"\0 ").lstrip(b" ")
-    if not text or any(c not in b"01234567" for c in text):
+    digits, tail = (field_bytes[:6], field_bytes[6:]) if what == "checksum" else (field_bytes[:-1], field_bytes[-1:])
+    if tail != (b"\0 " if what == "checksum" else b"\0") or any(c not in b"01234567" for c in digits):
         raise InvalidInput(f"{source}: malformed tar header ({what})")
-    return int(text, 8)
+    return int(digits, 8)
 
 
 def _read_exact(fh: IO[bytes], n: int, *, source: str) -> bytes:
