@@ -1,0 +1,457 @@
+"""`release fetch` against a real HTTPS server on loopback (certificates from trustme).
+
+The server plays a script per path: each request pops the next behaviour ("cut", "503", "slow",
+"404", "redirect:URL", "ignore-range") and falls back to serving the file with Range support.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import re
+import shutil
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trustme
+
+from airgap.connected.fetch import FetchOptions, download, fetch_release
+from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
+from tests.helpers import run_cli, tree
+from tests.release_fixtures import make_signed_release
+
+VERSION = "1.8.6-asm.8"
+NAME = f"istio-{VERSION}-linux-amd64.tar.gz"
+
+
+@dataclass
+class Script:
+    root: Path
+    plan: dict[str, list[str]] = field(default_factory=dict)
+    seen: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next(self, path: str) -> str:
+        with self.lock:
+            steps = self.plan.get(path) or []
+            return steps.pop(0) if steps else "ok"
+
+
+def make_handler(script: Script) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            script.seen.append((path, self.headers.get("Range")))
+            step = script.next(path)
+            file = script.root / path.lstrip("/")
+            if step == "404" or not file.is_file():
+                self._status(404)
+                return
+            if step == "503":
+                self._status(503)
+                return
+            if step.startswith("redirect:"):
+                self.send_response(302)
+                self.send_header("Location", step.removeprefix("redirect:"))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = file.read_bytes()
+            start = 0
+            rng = self.headers.get("Range")
+            m = re.fullmatch(r"bytes=(\d+)-", rng or "")
+            if m and step != "ignore-range":
+                start = int(m.group(1))
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            body = data[start:]
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            if step == "slow":
+                time.sleep(1.5)
+            if step == "cut":
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(body)
+
+        def _status(self, code: int) -> None:
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return Handler
+
+
+@dataclass
+class Server:
+    url: str
+    script: Script
+    ca_file: Path
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path, ssl.SSLContext]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return ca, ca_file, ctx
+
+
+@pytest.fixture
+def server(tmp_path: Path, tls: tuple[trustme.CA, Path, ssl.SSLContext]) -> Iterator[Server]:
+    _, ca_file, ctx = tls
+    root = tmp_path / "www"
+    root.mkdir()
+    script = Script(root)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(script))
+    httpd.daemon_threads = True
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield Server(f"https://127.0.0.1:{httpd.server_address[1]}", script, ca_file)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The small signed release of tests/release_fixtures.py (its key is not a pinned one)."""
+    return make_signed_release(tmp_path_factory.mktemp("signed"))
+
+
+def publish(server: Server, signed: tuple[Path, Path, Path], *, tamper: bool = False) -> tuple[Path, Path]:
+    tarball, sig, pub = signed
+    dst = server.script.root / "asm"
+    dst.mkdir(exist_ok=True)
+    data = tarball.read_bytes()
+    if tamper:
+        data = data[:-1] + bytes([data[-1] ^ 0x01])
+    (dst / tarball.name).write_bytes(data)
+    shutil.copy(sig, dst / sig.name)
+    return tarball, pub
+
+
+def quick(server: Server, **kw: object) -> FetchOptions:
+    sleeps: list[float] = []
+    opts: dict[str, object] = {"ca_bundle": server.ca_file, "backoff": 0.25, "sleep": sleeps.append}
+    opts.update(kw)
+    return FetchOptions(**opts)  # type: ignore[arg-type]
+
+
+def fetch(server: Server, out: Path, pub: Path, options: FetchOptions) -> Path:
+    return fetch_release(VERSION, base_url=f"{server.url}/asm", out=out, key=pub, options=options).tarball
+
+
+# --- the happy path and its variants ---------------------------------------------------------------
+
+
+def test_fetch_over_https_verifies_and_keeps(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    got = fetch_release(VERSION, base_url=f"{server.url}/asm", out=out, key=pub, options=quick(server))
+    assert got.tarball.read_bytes() == tarball.read_bytes()
+    assert got.signature.read_bytes() == signed[1].read_bytes()
+    assert got.verified.key.source == str(pub)
+    assert tree(out) == [NAME, f"{NAME}.1.sig"]
+
+
+def test_cut_short_body_resumes_with_range(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    tarball, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = ["cut"]
+    out = tmp_path / "out"
+    got = fetch(server, out, pub, quick(server))
+    assert got.read_bytes() == tarball.read_bytes()
+    ranges = [r for p, r in server.script.seen if p == f"/asm/{NAME}"]
+    half = tarball.stat().st_size // 2
+    assert ranges == [None, f"bytes={half}-"]
+    assert tree(out) == [NAME, f"{NAME}.1.sig"]
+
+
+def test_part_file_from_an_earlier_run_resumes(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{NAME}.part").write_bytes(tarball.read_bytes()[:300])
+    got = fetch(server, out, pub, quick(server))
+    assert got.read_bytes() == tarball.read_bytes()
+    assert [r for p, r in server.script.seen if p == f"/asm/{NAME}"] == ["bytes=300-"]
+
+
+def test_server_ignoring_range_restarts_cleanly(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{NAME}.part").write_bytes(b"stale bytes from some other file")
+    server.script.plan[f"/asm/{NAME}"] = ["ignore-range"]
+    assert fetch(server, out, pub, quick(server)).read_bytes() == tarball.read_bytes()
+
+
+def test_503_twice_then_200(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    tarball, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = ["503", "503"]
+    sleeps: list[float] = []
+    got = fetch(server, tmp_path / "out", pub, quick(server, sleep=sleeps.append))
+    assert got.read_bytes() == tarball.read_bytes()
+    assert sleeps == [0.25, 0.5]  # exponential backoff
+    assert len([p for p, _ in server.script.seen if p == f"/asm/{NAME}"]) == 3
+
+
+def test_503_forever_gives_up(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = ["503"] * 10
+    with pytest.raises(NetworkError, match=r"HTTP 503 .*gave up after 2 retries") as err:
+        fetch(server, tmp_path / "out", pub, quick(server, retries=2))
+    assert err.value.exit_code == 5
+    assert not any(p.name == NAME for p in (tmp_path / "out").iterdir())
+
+
+def test_redirect_within_https_is_followed(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    tarball, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = [f"redirect:{server.url}/asm/{NAME}?moved"]
+    assert fetch(server, tmp_path / "out", pub, quick(server)).read_bytes() == tarball.read_bytes()
+
+
+def test_requests_ca_bundle_env_is_honoured(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tarball, pub = publish(server, signed)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_file))
+    got = fetch(server, tmp_path / "out", pub, quick(server, ca_bundle=None))
+    assert got.read_bytes() == tarball.read_bytes()
+
+
+def test_file_mirror(signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    tarball, _, pub = signed
+    got = fetch_release(VERSION, base_url=tarball.parent.as_uri(), out=tmp_path / "out", key=pub)
+    assert got.tarball.read_bytes() == tarball.read_bytes()
+    with pytest.raises(InvalidInput, match="not found in the mirror folder"):
+        fetch_release("9.9.9", base_url=tarball.parent.as_uri(), out=tmp_path / "out2", key=pub)
+
+
+# --- failures -------------------------------------------------------------------------------------
+
+
+def test_tampered_tarball_is_refused_and_removed(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, pub = publish(server, signed, tamper=True)
+    out = tmp_path / "out"
+    with pytest.raises(VerificationError, match="the download was removed"):
+        fetch(server, out, pub, quick(server))
+    assert tree(out) == []
+
+
+def test_404_is_a_clear_error(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = ["404"]
+    out = tmp_path / "out"
+    with pytest.raises(NetworkError, match=r"404 Not Found \(check the version"):
+        fetch(server, out, pub, quick(server))
+    assert tree(out) == []
+    assert len(server.script.seen) == 2  # the signature, then one try: a 404 is not retried
+
+
+def test_slow_server_hits_the_read_timeout(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = ["slow", "slow"]
+    with pytest.raises(NetworkError, match=r"read timed out .*gave up after 1 retries"):
+        fetch(server, tmp_path / "out", pub, quick(server, read_timeout=0.3, retries=1))
+
+
+def test_https_to_http_redirect_is_refused(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = [f"redirect:http://127.0.0.1:9/asm/{NAME}"]
+    out = tmp_path / "out"
+    with pytest.raises(Refused, match="refusing redirect from https to http://"):
+        fetch(server, out, pub, quick(server))
+    assert tree(out) == []
+
+
+def test_unknown_ca_fails_tls(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    with pytest.raises(NetworkError, match="certificate verify failed"):
+        fetch(server, tmp_path / "out", pub, quick(server, ca_bundle=other))
+
+
+def test_size_cap(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    with pytest.raises(InvalidInput, match="over the download cap of 100"):
+        fetch(server, tmp_path / "out", pub, quick(server, max_size=100))
+
+
+def test_final_name_is_never_replaced(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / NAME).write_text("mine")
+    with pytest.raises(Refused, match="already exists"):
+        fetch(server, out, pub, quick(server))
+    assert (out / NAME).read_text() == "mine"
+    assert server.script.seen == []  # refused before any traffic
+
+
+def test_proxy_variables_are_honoured(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, pub = publish(server, signed)
+    with socket.socket() as s:  # a port with nothing listening: the proxy is down
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{dead}")
+    with pytest.raises(NetworkError, match=r"ProxyError|connection refused"):
+        fetch(server, tmp_path / "out", pub, quick(server, retries=0))
+    assert server.script.seen == []  # the request went to the (dead) proxy, not straight to the server
+
+
+def test_download_reports_progress(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    tarball, _ = publish(server, signed)
+    events: list[tuple[str, object]] = []
+
+    class Recorder:
+        def start(self, description: str, total: int | None) -> None:
+            events.append(("start", total))
+
+        def advance(self, amount: int) -> None:
+            events.append(("advance", amount))
+
+        def finish(self) -> None:
+            events.append(("finish", None))
+
+    url = f"{server.url}/asm/{NAME}"
+    digests, size = download(url, tmp_path / "x.part", options=quick(server), progress=Recorder())
+    assert size == tarball.stat().st_size
+    assert digests["sha256"] == hashlib.sha256(tarball.read_bytes()).digest()
+    assert events[0] == ("start", size) and events[-1] == ("finish", None)
+    assert sum(int(a) for k, a in events if k == "advance") == size  # type: ignore[call-overload]
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def cli_fetch(server: Server, out: Path, pub: Path, *extra: str) -> tuple[int, str, str]:
+    r = run_cli(
+        "release",
+        "fetch",
+        VERSION,
+        "--base-url",
+        f"{server.url}/asm",
+        "--ca-bundle",
+        server.ca_file,
+        "--key",
+        pub,
+        "--out",
+        out,
+        *extra,
+    )
+    return r.code, r.out, r.err
+
+
+def test_cli_fetch_ok(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    code, out, err = cli_fetch(server, tmp_path / "out", pub)
+    assert (code, out.splitlines()[0]) == (0, "Verified OK"), err
+    assert tree(tmp_path / "out") == [NAME, f"{NAME}.1.sig"]
+
+
+def test_cli_fetch_json(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    import json
+
+    tarball, pub = publish(server, signed)
+    code, out, err = cli_fetch(server, tmp_path / "out", pub, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["verdict"] == "verified"
+    assert doc["url"] == f"{server.url}/asm/{NAME}"
+    assert doc["sha256"] == hashlib.sha256(tarball.read_bytes()).hexdigest()
+
+
+def test_cli_fetch_tampered(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed, tamper=True)
+    code, out, err = cli_fetch(server, tmp_path / "out", pub)
+    assert code == 1
+    assert out == "Verification Failure\n"
+    assert err.startswith("airgap: error: ") and "the download was removed" in err
+    assert len(err.splitlines()) == 1
+    assert tree(tmp_path / "out") == []
+
+
+def test_cli_fetch_404(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    code, _, err = cli_fetch(server, tmp_path / "out", pub, "--platform", "osx")
+    assert code == 5
+    assert err == f"airgap: error: {server.url}/asm/istio-{VERSION}-osx.tar.gz.1.sig: 404 Not Found " + (
+        "(check the version, --platform and --base-url)\n"
+    )
+    assert tree(tmp_path / "out") == []
+
+
+def test_cli_fetch_read_timeout(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = ["slow"]
+    code, _, err = cli_fetch(server, tmp_path / "out", pub, "--timeout", "0.3", "--retries", "0")
+    assert code == 5
+    assert "read timed out" in err and err.startswith("airgap: error: ")
+    assert not (tmp_path / "out" / NAME).exists()
+
+
+def test_cli_fetch_redirect_to_http(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}.1.sig"] = ["redirect:http://127.0.0.1:9/x.sig"]
+    code, _, err = cli_fetch(server, tmp_path / "out", pub)
+    assert code == 4
+    assert "refusing redirect from https to http://127.0.0.1:9/x.sig" in err
+    assert tree(tmp_path / "out") == []
+
+
+def test_cli_fetch_bad_inputs(tmp_path: Path, signed: tuple[Path, Path, Path]) -> None:
+    pub = signed[2]
+    r = run_cli("release", "fetch", VERSION, "--base-url", "http://mirror.invalid/asm", "--key", pub, "--out", tmp_path)
+    assert r.code == 3 and "base URL must be https:// or file://" in r.err
+    r = run_cli("release", "fetch", VERSION, "--platform", "plan9", "--key", pub, "--out", tmp_path)
+    assert r.code == 3 and "unknown platform 'plan9'" in r.err
+    r = run_cli("release", "fetch", VERSION, "--ca-bundle", tmp_path / "nope.pem", "--key", pub, "--out", tmp_path)
+    assert r.code == 3 and "CA bundle not found" in r.err
+    assert tree(tmp_path) == []
+
+
+def test_fetch_module_keeps_requests_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, airgap.cli, airgap.connected.fetch; assert 'requests' not in sys.modules, 'eager'"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
