@@ -200,16 +200,19 @@ def apply_cacerts(
     fingerprint = _annotation(desired, A_FINGERPRINT)
     ns_created = _ensure_namespace(kube, namespace_manifest)
     where = f"context {kube.context}: secret {NAMESPACE}/{SECRET_NAME}"
+    tried_create = False  # a create whose answer was lost may have been applied
     for _round in range(kube.policy.conflict_attempts):
         live = kube.get("Secret", SECRET_NAME, NAMESPACE)
         if live is None:
             try:
+                tried_create = True
                 kube.create("Secret", desired, NAMESPACE)
             except AlreadyExists:
                 continue  # someone (or our own retried create) made it: decide again from what is there
             return ImportResult(kube.context, "created", ns_created, None, sequence, fingerprint)
         if same_content(live, desired):
-            return ImportResult(kube.context, "unchanged", ns_created, None, sequence, fingerprint)
+            outcome = "created" if tried_create else "unchanged"
+            return ImportResult(kube.context, outcome, ns_created, None, sequence, fingerprint)
         live_seq = _sequence(live)
         if live_seq is not None and sequence is not None and live_seq > sequence:
             raise Refused(

@@ -149,23 +149,36 @@ def kubeconfig_path(explicit: Path | None = None) -> str:
 
 
 def resolve_context(context: str | None, kubeconfig: Path | None = None) -> tuple[str, str]:
-    """(kubeconfig path, context name): ``context`` checked against the kubeconfig, or its current context."""
-    from kubernetes.config.config_exception import ConfigException
-    from kubernetes.config.kube_config import list_kube_config_contexts
+    """(kubeconfig path, context name): ``context`` checked against the kubeconfig, or its current context.
+
+    Several ``KUBECONFIG`` files merge as kubectl merges them: the first file that names a
+    context or sets ``current-context`` wins.
+    """
+    import yaml
 
     path = kubeconfig_path(kubeconfig)
-    files = [p for p in path.split(os.pathsep) if p]
-    if not any(Path(p).expanduser().is_file() for p in files):
-        raise InvalidInput(f"{path}: kubeconfig not found (set KUBECONFIG or pass a context from an existing file)")
-    try:
-        contexts, current = list_kube_config_contexts(path)  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
-        raise InvalidInput(f"{path}: cannot read kubeconfig: {exc}") from exc
-    names = [c.get("name") for c in contexts or []]
+    files = [Path(p).expanduser() for p in path.split(os.pathsep) if p]
+    existing = [f for f in files if f.is_file()]
+    if not existing:
+        raise InvalidInput(f"{path}: kubeconfig not found (set KUBECONFIG or create ~/.kube/config)")
+    names: list[str] = []
+    current = ""
+    for f in existing:
+        try:
+            doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise InvalidInput(f"{f}: cannot read kubeconfig: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise InvalidInput(f"{f}: not a kubeconfig (expected a mapping)")
+        for entry in doc.get("contexts") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"] not in names:
+                names.append(entry["name"])
+        if not current and isinstance(doc.get("current-context"), str):
+            current = doc["current-context"]
     if context is None:
-        if not current or not current.get("name"):
+        if not current:
             raise InvalidInput(f"{path}: no current context; pass --context")
-        return path, str(current["name"])
+        context = current
     if context not in names:
         raise InvalidInput(f"context {context!r} not found in kubeconfig {path}")
     return path, context
