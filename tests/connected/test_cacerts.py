@@ -129,7 +129,7 @@ def test_rollback_refused_even_with_rotate(cluster: Cluster, pki: Path) -> None:
 def test_fewer_than_four_keys_is_refused_before_any_write(cluster: Cluster, pki: Path) -> None:
     m = cacerts_manifest(pki / "c1")
     del m["data"]["ca-key.pem"]
-    with pytest.raises(InvalidInput, match="lacks ca-key.pem"):
+    with pytest.raises(InvalidInput, match=r"lacks ca-key\.pem"):
         _import(cluster, Prepared(m, 1))
     with connect(cluster.context, kubeconfig=cluster.kubeconfig, policy=FAST) as kube:
         assert kube.get("Secret", "cacerts", "istio-system") is None

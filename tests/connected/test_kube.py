@@ -158,7 +158,7 @@ def test_clients_are_independent_across_threads(kube_cluster: Cluster) -> None:
             with _kube(kube_cluster) as kube:
                 for _ in range(5):
                     kube.list("Namespace")
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
