@@ -1,0 +1,227 @@
+"""The shared import path: prepare_import, the manifests, rollback state, rendering."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airgap.connected.bundle_import import (
+    PreparedImport,
+    last_accepted,
+    prepare_import,
+    record_accepted,
+    render_to_dir,
+    resolve_state_dir,
+)
+from airgap.core.bundle import CA_CERT, CA_KEY_AGE, CERT_CHAIN, ROOT_CERT
+from airgap.core.keys import load_private_key
+from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.offline.bundle import SecretMember, write_bundle
+from tests.bundle_fixtures import NOW, Keys, bkeys, make_bundle, resign, trust_of  # noqa: F401
+from tests.helpers import tree
+
+
+def _prepare(bundle: Path, keys: Keys, state: Path, cluster: str = "c1", **kw: object) -> PreparedImport:
+    return prepare_import(
+        bundle,
+        trust_of(keys),
+        kw.pop("identity", keys.identity),  # type: ignore[arg-type]
+        None,
+        cluster,
+        state_dir=state,
+        now=kw.pop("now", NOW),  # type: ignore[arg-type]
+    )
+
+
+def test_prepare_and_manifests(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    p = _prepare(bundle, bkeys, tmp_path / "state")
+    assert p.cluster == "c1" and p.sequence == 1
+    assert p.signer == p.bundle.manifest.signer
+    ns = p.namespace_manifest()
+    assert ns == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}
+    s = p.cacerts_secret_manifest()
+    assert s["kind"] == "Secret" and s["type"] == "Opaque"
+    assert s["metadata"]["name"] == "cacerts" and s["metadata"]["namespace"] == "istio-system"
+    assert sorted(s["data"]) == ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"]
+    for name in ("ca-cert.pem", "cert-chain.pem", "root-cert.pem"):
+        assert base64.b64decode(s["data"][name]) == (pki / "c1" / name).read_bytes()
+    assert base64.b64decode(s["data"]["ca-key.pem"]).startswith(b"-----BEGIN PRIVATE KEY-----")
+    ann = s["metadata"]["annotations"]
+    assert ann["airgap.dev/bundle-id"] == p.bundle_id
+    assert ann["airgap.dev/sequence"] == "1"
+    assert ann["airgap.dev/signer"] == p.signer
+    assert ann["airgap.dev/ca-fingerprint"] == p.fingerprint
+    # prepare writes nothing, not even state
+    assert not (tmp_path / "state").exists()
+
+
+def test_render_is_deterministic_and_complete(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    p1 = _prepare(bundle, bkeys, tmp_path / "state")
+    render_to_dir(p1, tmp_path / "a")
+    p2 = _prepare(bundle, bkeys, tmp_path / "state")
+    (tmp_path / "b").mkdir()
+    render_to_dir(p2, tmp_path / "b")
+    assert tree(tmp_path / "a") == ["00-namespace.yaml", "10-cacerts-secret.yaml"]
+    for name in tree(tmp_path / "a"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        assert (tmp_path / "a" / name).stat().st_mode & 0o077 == 0
+    docs = yaml.safe_load((tmp_path / "a" / "10-cacerts-secret.yaml").read_text())
+    assert docs == p1.cacerts_secret_manifest()
+    with pytest.raises(Refused, match="already exists"):
+        render_to_dir(p1, tmp_path / "b")
+
+
+def test_record_and_rollback(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    state = tmp_path / "state"
+    old, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="old.bundle")
+    new, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="new.bundle")
+    record_accepted(_prepare(new, bkeys, state))
+    assert last_accepted("c1", _prepare(new, bkeys, state).signer, state=state) is not None
+    with pytest.raises(Refused, match="sequence 1 is older than sequence 2"):
+        _prepare(old, bkeys, state)
+    # the same bundle again is fine (idempotent re-import)
+    record_accepted(_prepare(new, bkeys, state))
+    doc = json.loads((state / "accepted.json").read_text())
+    assert [v["sequence"] for v in doc["accepted"].values()] == [2]
+
+
+def test_same_sequence_other_bundle_refused(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    state = tmp_path / "state"
+    b, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    record_accepted(_prepare(b, bkeys, state))
+    twin = resign(b, tmp_path / "twin.bundle", bkeys.signer, manifest=lambda d: {**d, "bundle_id": "0" * 32})
+    with pytest.raises(Refused, match="already accepted"):
+        _prepare(twin, bkeys, state)
+
+
+def test_record_rechecks_under_lock(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    state = tmp_path / "state"
+    old, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="old.bundle")
+    new, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="new.bundle")
+    prepared_old = _prepare(old, bkeys, state)  # checked before the newer one was accepted
+    record_accepted(_prepare(new, bkeys, state))
+    with pytest.raises(Refused, match="older"):
+        record_accepted(prepared_old)
+
+
+def test_state_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AIRGAP_STATE_DIR", str(tmp_path / "explicit"))
+    assert resolve_state_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("AIRGAP_STATE_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert resolve_state_dir() == tmp_path / "xdg" / "airgap"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_state_dir() == tmp_path / "home" / ".local" / "state" / "airgap"
+
+
+def test_corrupt_state_is_input_error(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "accepted.json").write_text("{not json")
+    b, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    with pytest.raises(InvalidInput, match="import state is corrupt"):
+        _prepare(b, bkeys, state)
+
+
+def test_other_cluster_wrong_identity_expired(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    state = tmp_path / "state"
+    b2, *_ = make_bundle(pki, tmp_path, "c2", keys=bkeys)
+    with pytest.raises(Refused, match="made for cluster 'c2', not 'c1'"):
+        _prepare(b2, bkeys, state)
+    with pytest.raises(InvalidInput, match="not one of the bundle's recipients"):
+        _prepare(b2, bkeys, state, cluster="c2", identity=bkeys.other_identity)
+    with pytest.raises(InvalidInput, match="give --identity"):
+        _prepare(b2, bkeys, state, cluster="c2", identity=None)
+    with pytest.raises(Refused, match="expired"):
+        _prepare(b2, bkeys, state, cluster="c2", now=NOW + dt.timedelta(days=31))
+    assert not state.exists()
+
+
+def _material_bundle(pki: Path, tmp: Path, keys: Keys, members: list[SecretMember], name: str) -> Path:
+    """A correctly signed bundle carrying CA material chosen by the test."""
+    out = tmp / name
+    write_bundle(
+        out,
+        cluster="c1",
+        sequence=7,
+        bundle_id="ab" * 16,
+        created=NOW - dt.timedelta(hours=1),
+        expires=NOW + dt.timedelta(days=1),
+        sign_key=load_private_key(keys.signer, None),
+        recipients=[keys.recipient],
+        secret_members=members,
+    )
+    return out
+
+
+def test_signed_but_broken_ca_material_fails(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    from airgap.core import age as agemod
+    from airgap.core.keys import encode_private_key
+    from airgap.core.x509 import cert_pem
+    from tests.conftest import PASSPHRASE
+
+    def files(cluster: str) -> dict[str, bytes]:
+        return {n: (pki / cluster / n).read_bytes() for n in ("ca-cert.pem", "cert-chain.pem", "root-cert.pem")}
+
+    c1, c2 = files("c1"), files("c2")
+    key2 = encode_private_key(load_private_key(pki / "c2" / "ca-key.pem", PASSPHRASE), None)
+    enc2 = agemod.encrypt(key2, [bkeys.recipient])
+    # the officer signed it, but the key is c2's while the cert is c1's
+    bad_key = _material_bundle(
+        pki,
+        tmp_path,
+        bkeys,
+        [
+            SecretMember(CA_CERT, c1["ca-cert.pem"], False),
+            SecretMember(CA_KEY_AGE, enc2, True),
+            SecretMember(CERT_CHAIN, c1["cert-chain.pem"], False),
+            SecretMember(ROOT_CERT, c1["root-cert.pem"], False),
+        ],
+        "badkey.bundle",
+    )
+    with pytest.raises(VerificationError, match="does not match"):
+        _prepare(bad_key, bkeys, tmp_path / "state")
+    # a chain that does not start with ca-cert.pem
+    bad_chain = _material_bundle(
+        pki,
+        tmp_path,
+        bkeys,
+        [
+            SecretMember(CA_CERT, c2["ca-cert.pem"], False),
+            SecretMember(CA_KEY_AGE, enc2, True),
+            SecretMember(CERT_CHAIN, c1["cert-chain.pem"], False),
+            SecretMember(ROOT_CERT, c1["root-cert.pem"], False),
+        ],
+        "badchain.bundle",
+    )
+    with pytest.raises(VerificationError, match="does not start with ca-cert"):
+        _prepare(bad_chain, bkeys, tmp_path / "state")
+    # a root that did not sign the chain
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from airgap.core.x509 import build_root
+
+    stranger_root = cert_pem(build_root(ec.generate_private_key(ec.SECP256R1()), org="X", cn="Other Root", days=30))
+    bad_root = _material_bundle(
+        pki,
+        tmp_path,
+        bkeys,
+        [
+            SecretMember(CA_CERT, c2["ca-cert.pem"], False),
+            SecretMember(CA_KEY_AGE, enc2, True),
+            SecretMember(CERT_CHAIN, c2["ca-cert.pem"], False),
+            SecretMember(ROOT_CERT, stranger_root, False),
+        ],
+        "badroot.bundle",
+    )
+    with pytest.raises(VerificationError, match="does not verify to root-cert"):
+        _prepare(bad_root, bkeys, tmp_path / "state")
+    assert not (tmp_path / "state").exists()

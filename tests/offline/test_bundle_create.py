@@ -1,0 +1,172 @@
+"""``seal_bundle``: what goes into a bundle, the sequence number, and refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from airgap.core import age
+from airgap.core.bundle import open_bundle
+from airgap.core.keys import load_private_key_pem, spki_sha256
+from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.offline.bundle import last_sequence, seal_bundle
+from tests.bundle_fixtures import NOW, Keys, bkeys, make_bundle, read_entries, trust_of  # noqa: F401
+from tests.conftest import PASSPHRASE
+
+
+def test_bundle_contents(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    inc = tmp_path / "istio-1.2.3-linux-amd64.tar.gz"
+    inc.write_bytes(bytes(range(256)) * 5000)
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys, includes=(inc,))
+    vb = open_bundle(bundle, trust_of(bkeys), now=NOW)
+    m = vb.manifest
+    assert m.cluster == "c1" and m.sequence == 1
+    assert m.signer == spki_sha256(load_private_key_pem(bkeys.signer.read_bytes(), None, source="k"))
+    assert (m.expires_at - m.created_at).days == 30
+    inc_entry = m.member("include/istio-1.2.3-linux-amd64.tar.gz")
+    assert inc_entry is not None
+    assert inc_entry.sha256 == hashlib.sha256(inc.read_bytes()).hexdigest()
+    for name in ("ca-cert.pem", "cert-chain.pem", "root-cert.pem"):
+        assert vb.member_bytes(f"cacerts/{name}") == (pki / "c1" / name).read_bytes()
+    # the CA key is age-encrypted; decrypted, it is the PKI key in plain PKCS#8 (what istiod reads)
+    assert vb.manifest.member("cacerts/ca-key.pem") is None
+    plain = age.decrypt(
+        vb.member_bytes("cacerts/ca-key.pem.age"),
+        age.load_identities(bkeys.identity, None),
+        source="t",
+        max_size=1 << 20,
+    )
+    assert plain.startswith(b"-----BEGIN PRIVATE KEY-----")
+    stored = load_private_key_pem((pki / "c1" / "ca-key.pem").read_bytes(), PASSPHRASE, source="k")
+    assert load_private_key_pem(plain, None, source="p").private_numbers() == stored.private_numbers()  # type: ignore[union-attr]
+    assert b"PRIVATE KEY" not in bundle.read_bytes()
+
+
+def test_real_tar_reads_bundle(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    out = subprocess.run(["tar", "tvf", bundle], capture_output=True, text=True, check=True).stdout
+    assert "cacerts/ca-key.pem.age" in out and "manifest.json.sig" in out
+    with tarfile.open(bundle) as tf:
+        assert [m.name for m in tf.getmembers()][-2:] == ["manifest.json", "manifest.json.sig"]
+        assert all(m.isreg() and m.uid == 0 and m.mtime == 0 for m in tf.getmembers())
+
+
+def test_sequence_grows_per_cluster(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    seqs = []
+    for i in range(3):
+        b, *_ = make_bundle(pki, tmp_path, keys=bkeys, name=f"c1-{i}.bundle")
+        seqs.append(open_bundle(b, trust_of(bkeys), now=NOW).sequence)
+    b2, *_ = make_bundle(pki, tmp_path, "c2", keys=bkeys)
+    assert seqs == [1, 2, 3]
+    assert open_bundle(b2, trust_of(bkeys), now=NOW).sequence == 1
+    assert last_sequence(pki, "c1") == 3
+    state = json.loads((pki / "state" / "sequence.json").read_text())
+    assert state["clusters"]["c1"]["sequence"] == 3
+    assert state["clusters"]["c2"]["sequence"] == 1
+
+
+def test_crl_included_when_present(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    (pki / "c1" / "ca-crl.pem").write_bytes(b"-----BEGIN X509 CRL-----\n")
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    names = [e.name for e in read_entries(bundle)]
+    assert "cacerts/ca-crl.pem" in names
+
+
+def test_refuses_plaintext_key_without_no_encrypt(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    with pytest.raises(Refused, match="plaintext"):
+        seal_bundle(
+            "c1",
+            pki_dir=pki,
+            sign_key_path=bkeys.signer,
+            sign_passphrase=None,
+            pki_passphrase=PASSPHRASE,
+            recipients=[],
+            out=tmp_path / "x.bundle",
+        )
+    assert not (tmp_path / "x.bundle").exists()
+    assert last_sequence(pki, "c1") == 0
+
+
+def test_no_encrypt_is_explicit_and_private(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys, no_encrypt=True)
+    vb = open_bundle(bundle, trust_of(bkeys), now=NOW)
+    assert vb.manifest.recipients == ()
+    assert vb.member_bytes("cacerts/ca-key.pem").startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"cluster": "c9"}, Refused, "no CA for cluster 'c9'"),
+        ({"cluster": "../c1"}, InvalidInput, "cluster name"),
+        ({"pki_passphrase": b"wrong"}, InvalidInput, "wrong passphrase"),
+        ({"expires_days": 0}, InvalidInput, "--expires"),
+        ({"recipients": ["age1notvalid"]}, InvalidInput, "not an age X25519 recipient"),
+        ({"no_encrypt": True}, InvalidInput, "cannot be used together"),
+        ({"includes": ("MISSING",)}, InvalidInput, "not found"),
+    ],
+)
+def test_refusals_write_nothing(
+    pki: Path,
+    tmp_path: Path,
+    bkeys: Keys,  # noqa: F811
+    kwargs: dict[str, object],
+    error: type[Exception],
+    message: str,
+) -> None:
+    args: dict[str, object] = {
+        "pki_dir": pki,
+        "sign_key_path": bkeys.signer,
+        "sign_passphrase": None,
+        "pki_passphrase": PASSPHRASE,
+        "recipients": [bkeys.recipient],
+        "out": tmp_path / "out.bundle",
+    }
+    cluster = str(kwargs.pop("cluster", "c1"))
+    if kwargs.get("includes") == ("MISSING",):
+        kwargs["includes"] = (tmp_path / "missing.tar.gz",)
+    args.update(kwargs)
+    with pytest.raises(error, match=message):
+        seal_bundle(cluster, **args)  # type: ignore[arg-type]
+    assert not (tmp_path / "out.bundle").exists()
+    assert last_sequence(pki, "c1") == 0
+
+
+def test_refuses_to_overwrite(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    (tmp_path / "c1.bundle").write_bytes(b"keep")
+    with pytest.raises(Refused, match="already exists"):
+        make_bundle(pki, tmp_path, keys=bkeys)
+    assert (tmp_path / "c1.bundle").read_bytes() == b"keep"
+
+
+def test_broken_ca_material_is_not_sealed(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    # c2's key in c1's folder: the key no longer matches ca-cert.pem
+    (pki / "c1" / "ca-key.pem").unlink()
+    (pki / "c1" / "ca-key.pem").write_bytes((pki / "c2" / "ca-key.pem").read_bytes())
+    with pytest.raises(VerificationError, match="does not match"):
+        make_bundle(pki, tmp_path, keys=bkeys)
+    assert not (tmp_path / "c1.bundle").exists()
+
+
+def test_include_name_rules(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+    a = tmp_path / "a"
+    b = tmp_path / "sub"
+    b.mkdir()
+    a.mkdir()
+    (a / "same.txt").write_text("1")
+    (b / "same.txt").write_text("2")
+    with pytest.raises(InvalidInput, match="two --include files"):
+        make_bundle(pki, tmp_path, keys=bkeys, includes=(a / "same.txt", b / "same.txt"))
+    with pytest.raises(InvalidInput, match="regular file"):
+        make_bundle(pki, tmp_path, keys=bkeys, includes=(a,))
+    weird = tmp_path / "has space.txt"
+    weird.write_text("x")
+    with pytest.raises(InvalidInput, match="not allowed"):
+        make_bundle(pki, tmp_path, keys=bkeys, includes=(weird,))
