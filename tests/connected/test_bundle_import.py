@@ -1,5 +1,7 @@
 """The shared import path: prepare_import, the manifests, rollback state, rendering."""
 
+# ruff: noqa: F811  (the bkeys fixture is imported from tests.bundle_fixtures)
+
 from __future__ import annotations
 
 import base64
@@ -38,7 +40,7 @@ def _prepare(bundle: Path, keys: Keys, state: Path, cluster: str = "c1", **kw: o
     )
 
 
-def test_prepare_and_manifests(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_prepare_and_manifests(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
     p = _prepare(bundle, bkeys, tmp_path / "state")
     assert p.cluster == "c1" and p.sequence == 1
@@ -61,7 +63,7 @@ def test_prepare_and_manifests(pki: Path, tmp_path: Path, bkeys: Keys) -> None: 
     assert not (tmp_path / "state").exists()
 
 
-def test_render_is_deterministic_and_complete(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_render_is_deterministic_and_complete(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
     p1 = _prepare(bundle, bkeys, tmp_path / "state")
     render_to_dir(p1, tmp_path / "a")
@@ -78,7 +80,7 @@ def test_render_is_deterministic_and_complete(pki: Path, tmp_path: Path, bkeys: 
         render_to_dir(p1, tmp_path / "b")
 
 
-def test_record_and_rollback(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_record_and_rollback(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     state = tmp_path / "state"
     old, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="old.bundle")
     new, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="new.bundle")
@@ -92,7 +94,7 @@ def test_record_and_rollback(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  #
     assert [v["sequence"] for v in doc["accepted"].values()] == [2]
 
 
-def test_same_sequence_other_bundle_refused(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_same_sequence_other_bundle_refused(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     state = tmp_path / "state"
     b, *_ = make_bundle(pki, tmp_path, keys=bkeys)
     record_accepted(_prepare(b, bkeys, state))
@@ -101,7 +103,7 @@ def test_same_sequence_other_bundle_refused(pki: Path, tmp_path: Path, bkeys: Ke
         _prepare(twin, bkeys, state)
 
 
-def test_record_rechecks_under_lock(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_record_rechecks_under_lock(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     state = tmp_path / "state"
     old, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="old.bundle")
     new, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="new.bundle")
@@ -122,7 +124,7 @@ def test_state_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert resolve_state_dir() == tmp_path / "home" / ".local" / "state" / "airgap"
 
 
-def test_corrupt_state_is_input_error(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_corrupt_state_is_input_error(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / "accepted.json").write_text("{not json")
@@ -131,7 +133,7 @@ def test_corrupt_state_is_input_error(pki: Path, tmp_path: Path, bkeys: Keys) ->
         _prepare(b, bkeys, state)
 
 
-def test_other_cluster_wrong_identity_expired(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_other_cluster_wrong_identity_expired(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     state = tmp_path / "state"
     b2, *_ = make_bundle(pki, tmp_path, "c2", keys=bkeys)
     with pytest.raises(Refused, match="made for cluster 'c2', not 'c1'"):
@@ -162,7 +164,7 @@ def _material_bundle(pki: Path, tmp: Path, keys: Keys, members: list[SecretMembe
     return out
 
 
-def test_signed_but_broken_ca_material_fails(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_signed_but_broken_ca_material_fails(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     from airgap.core import age as agemod
     from airgap.core.keys import encode_private_key
     from airgap.core.x509 import cert_pem

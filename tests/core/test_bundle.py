@@ -5,6 +5,8 @@ untrusted signature, hash mismatch, missing or extra member → VerificationErro
 Refused (4).
 """
 
+# ruff: noqa: F811  (the bkeys fixture is imported from tests.bundle_fixtures)
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,7 +34,7 @@ from airgap.core.bundle import (
 from airgap.core.keys import load_public_key
 from airgap.core.limits import Limits
 from airgap.errors import AirgapError, InvalidInput, Refused, VerificationError
-from tests.bundle_fixtures import (  # noqa: F401 - bkeys is a fixture
+from tests.bundle_fixtures import (  # noqa: F401
     NOW,
     Keys,
     RawEntry,
@@ -47,7 +49,7 @@ from tests.bundle_fixtures import (  # noqa: F401 - bkeys is a fixture
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory, bkeys: Keys, _pki_template: Path) -> Path:  # noqa: F811
+def base(tmp_path_factory: pytest.TempPathFactory, bkeys: Keys, _pki_template: Path) -> Path:
     """One valid c1 bundle with a small include, shared read-only by this module."""
     tmp = tmp_path_factory.mktemp("core-bundle")
     inc = tmp / "notes.txt"
@@ -64,7 +66,7 @@ def _open(path: Path, keys: Keys, **kw: Any) -> VerifiedBundle:
     return open_bundle(path, trust_of(keys), now=kw.pop("now", NOW), **kw)
 
 
-def test_valid_bundle_verifies(base: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_valid_bundle_verifies(base: Path, bkeys: Keys) -> None:
     vb = _open(base, bkeys)
     assert vb.cluster == "c1"
     assert vb.sequence == 1
@@ -80,26 +82,26 @@ def test_valid_bundle_verifies(base: Path, bkeys: Keys) -> None:  # noqa: F811
     assert vb.manifest.recipients == (bkeys.recipient,)
 
 
-def test_verified_bundle_only_from_open_bundle(base: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_verified_bundle_only_from_open_bundle(base: Path, bkeys: Keys) -> None:
     vb = _open(base, bkeys)
     with pytest.raises(TypeError):
         VerifiedBundle(vb.path, vb.manifest, vb.manifest_bytes, vb.signature, vb.signer_key_id, {}, {})
 
 
-def test_manifest_bytes_are_canonical(base: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_manifest_bytes_are_canonical(base: Path, bkeys: Keys) -> None:
     vb = _open(base, bkeys)
     assert vb.manifest_bytes == canonical_json(json.loads(vb.manifest_bytes))
     assert vb.manifest.canonical_bytes() == vb.manifest_bytes
 
 
-def test_extract_member_rechecks_hash(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_extract_member_rechecks_hash(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     vb = _open(base, bkeys)
     vb.extract_member("include/notes.txt", tmp_path / "notes.txt")
     assert (tmp_path / "notes.txt").read_bytes() == b"release notes\n" * 100
 
 
 # -- byte flips across the whole file --------------------------------------------------------------
-def test_byte_flips_anywhere_fail(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_byte_flips_anywhere_fail(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     data = base.read_bytes()
     rng = random.Random(1234)
     positions = sorted({*range(0, len(data), max(1, len(data) // 97)), *rng.sample(range(len(data)), 60)})
@@ -116,7 +118,7 @@ def test_byte_flips_anywhere_fail(base: Path, bkeys: Keys, tmp_path: Path) -> No
 
 
 # -- each member dropped / changed / duplicated; extra members ----------------------------------------
-def test_each_member_dropped(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_each_member_dropped(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     names = [e.name for e in read_entries(base)[:-2]]
     for name in names:
         out = resign(
@@ -126,7 +128,7 @@ def test_each_member_dropped(base: Path, bkeys: Keys, tmp_path: Path) -> None:  
             _open(out, bkeys)
 
 
-def test_each_member_changed(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_each_member_changed(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     names = [e.name for e in read_entries(base)[:-2]]
     for name in names:
 
@@ -138,7 +140,7 @@ def test_each_member_changed(base: Path, bkeys: Keys, tmp_path: Path) -> None:  
             _open(out, bkeys)
 
 
-def test_member_changed_to_other_length(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_member_changed_to_other_length(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     def grow(es: list[RawEntry]) -> list[RawEntry]:
         return [RawEntry(e.name, e.data + b"x") if e.name == "cacerts/ca-cert.pem" else e for e in es]
 
@@ -147,7 +149,7 @@ def test_member_changed_to_other_length(base: Path, bkeys: Keys, tmp_path: Path)
         _open(out, bkeys)
 
 
-def test_each_member_duplicated(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_each_member_duplicated(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     entries = read_entries(base)
     for i in range(len(entries)):
         dup = [*entries[: i + 1], entries[i], *entries[i + 1 :]]
@@ -156,7 +158,7 @@ def test_each_member_duplicated(base: Path, bkeys: Keys, tmp_path: Path) -> None
             _open(out, bkeys)
 
 
-def test_extra_member(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_extra_member(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     out = resign(
         base, tmp_path / "x.bundle", bkeys.signer, members=lambda es: [*es, RawEntry("include/evil.sh", b"rm -rf /")]
     )
@@ -164,7 +166,7 @@ def test_extra_member(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa:
         _open(out, bkeys)
 
 
-def test_members_reordered(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_members_reordered(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     out = resign(base, tmp_path / "r.bundle", bkeys.signer, members=lambda es: list(reversed(es)))
     with pytest.raises(VerificationError, match="order"):
         _open(out, bkeys)
@@ -188,7 +190,7 @@ def test_members_reordered(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # 
         (RawEntry("././@PaxHeader", b"", typeflag=b"x"), "pax"),
     ],
 )
-def test_unsafe_entries_rejected(base: Path, bkeys: Keys, tmp_path: Path, entry: RawEntry, message: str) -> None:  # noqa: F811
+def test_unsafe_entries_rejected(base: Path, bkeys: Keys, tmp_path: Path, entry: RawEntry, message: str) -> None:
     # the entry is also listed in a re-signed manifest where the schema allows it, so only the
     # archive checks can stop it
     out = resign(base, tmp_path / "u.bundle", bkeys.signer, members=lambda es: [entry, *es])
@@ -196,7 +198,7 @@ def test_unsafe_entries_rejected(base: Path, bkeys: Keys, tmp_path: Path, entry:
         _open(out, bkeys)
 
 
-def test_symlink_named_like_a_member_rejected(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_symlink_named_like_a_member_rejected(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     def swap(es: list[RawEntry]) -> list[RawEntry]:
         return [
             RawEntry(e.name, b"", typeflag=b"2", linkname="/etc/passwd") if e.name == "cacerts/root-cert.pem" else e
@@ -209,7 +211,7 @@ def test_symlink_named_like_a_member_rejected(base: Path, bkeys: Keys, tmp_path:
 
 
 # -- truncated and empty files ---------------------------------------------------------------------------
-def test_truncated_files(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_truncated_files(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     data = base.read_bytes()
     target = tmp_path / "t.bundle"
     for n in sorted({1, 100, 511, 512, 513, 1024, len(data) // 3, len(data) // 2, len(data) - 1024, len(data) - 1}):
@@ -219,7 +221,7 @@ def test_truncated_files(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # no
         assert info.value.exit_code in (1, 3), n
 
 
-def test_empty_file(bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_empty_file(bkeys: Keys, tmp_path: Path) -> None:
     p = tmp_path / "empty.bundle"
     p.write_bytes(b"")
     with pytest.raises(InvalidInput, match="empty file"):
@@ -229,7 +231,7 @@ def test_empty_file(bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
         _open(p, bkeys)
 
 
-def test_trailing_data_rejected(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_trailing_data_rejected(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     p = tmp_path / "trail.bundle"
     p.write_bytes(base.read_bytes() + b"PK\x03\x04")
     with pytest.raises(InvalidInput, match="after the end-of-archive"):
@@ -239,20 +241,20 @@ def test_trailing_data_rejected(base: Path, bkeys: Keys, tmp_path: Path) -> None
 
 
 # -- signatures --------------------------------------------------------------------------------------
-def test_untrusted_signer(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_untrusted_signer(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     out = resign(base, tmp_path / "o.bundle", bkeys.other_signer, manifest=lambda d: d)
     with pytest.raises(VerificationError, match="not a --trust key"):
         _open(out, bkeys)
 
 
-def test_untrusted_signer_claiming_trusted_key_id(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_untrusted_signer_claiming_trusted_key_id(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     trusted_id = manifest_doc(base)["signer"]
     out = resign(base, tmp_path / "o.bundle", bkeys.other_signer, manifest=lambda d: {**d, "signer": trusted_id})
     with pytest.raises(VerificationError, match="signature does not verify"):
         _open(out, bkeys)
 
 
-def test_trust_in_another_key_only(base: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_trust_in_another_key_only(base: Path, bkeys: Keys) -> None:
     with pytest.raises(VerificationError, match="not a --trust key"):
         open_bundle(base, [load_public_key(bkeys.other_signer_pub)], now=NOW)
 
@@ -262,7 +264,7 @@ def test_empty_trust_fails(base: Path) -> None:
         open_bundle(base, [], now=NOW)
 
 
-def test_missing_or_garbage_signature(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_missing_or_garbage_signature(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     entries = read_entries(base)
     out = write_entries(tmp_path / "nosig.bundle", entries[:-1])
     with pytest.raises(VerificationError, match="not signed"):
@@ -272,7 +274,7 @@ def test_missing_or_garbage_signature(base: Path, bkeys: Keys, tmp_path: Path) -
         _open(out, bkeys)
 
 
-def test_manifest_must_come_last(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_manifest_must_come_last(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     entries = read_entries(base)
     out = write_entries(tmp_path / "order.bundle", [entries[-2], entries[-1], *entries[:-2]])
     with pytest.raises(InvalidInput, match="last two members"):
@@ -304,7 +306,7 @@ def test_manifest_must_come_last(base: Path, bkeys: Keys, tmp_path: Path) -> Non
 )
 def test_schema_violations_rejected_even_when_signed(
     base: Path,
-    bkeys: Keys,  # noqa: F811
+    bkeys: Keys,
     tmp_path: Path,
     mutate: Any,
     message: str,
@@ -314,7 +316,7 @@ def test_schema_violations_rejected_even_when_signed(
         _open(out, bkeys)
 
 
-def test_non_canonical_manifest_rejected(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_non_canonical_manifest_rejected(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     from airgap.core.bundle import sign_manifest
     from airgap.core.keys import load_private_key
 
@@ -351,7 +353,7 @@ def test_validate_rejects_non_object() -> None:
 
 
 # -- size caps --------------------------------------------------------------------------------------------
-def test_size_caps(base: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_size_caps(base: Path, bkeys: Keys) -> None:
     size = base.stat().st_size
     with pytest.raises(InvalidInput, match="bundle size limit"):
         _open(base, bkeys, limits=Limits(max_bundle_size=size - 1))
@@ -364,14 +366,14 @@ def test_size_caps(base: Path, bkeys: Keys) -> None:  # noqa: F811
 
 
 # -- expiry -----------------------------------------------------------------------------------------------
-def test_expired(base: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_expired(base: Path, bkeys: Keys) -> None:
     exp = _open(base, bkeys).manifest.expires_at
     with pytest.raises(Refused, match="expired"):
         _open(base, bkeys, now=exp)
     assert _open(base, bkeys, now=exp - dt.timedelta(seconds=1)).cluster == "c1"
 
 
-def test_expired_checked_after_signature(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_expired_checked_after_signature(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     # an attacker cannot get a 'refused: expired' answer out of a forged bundle: the signature comes first
     out = resign(base, tmp_path / "e.bundle", bkeys.other_signer)
     with pytest.raises(VerificationError):
@@ -379,7 +381,7 @@ def test_expired_checked_after_signature(base: Path, bkeys: Keys, tmp_path: Path
 
 
 # -- inspect ----------------------------------------------------------------------------------------------
-def test_inspect_reports_unverified_claims(base: Path, bkeys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_inspect_reports_unverified_claims(base: Path, bkeys: Keys, tmp_path: Path) -> None:
     doc = inspect_bundle(base)
     assert doc["verified"] is False
     assert doc["manifest"]["cluster"] == "c1"
@@ -430,7 +432,7 @@ def test_random_archives_only_raise_airgap_errors(
     fmt: int,
     cut: int | None,
     flip: tuple[int, int] | None,
-    bkeys: Keys,  # noqa: F811
+    bkeys: Keys,
     tmp_path: Path,
 ) -> None:
     buf = io.BytesIO()

@@ -1,5 +1,7 @@
 """``seal_bundle``: what goes into a bundle, the sequence number, and refusals."""
 
+# ruff: noqa: F811  (the bkeys fixture is imported from tests.bundle_fixtures)
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +22,7 @@ from tests.bundle_fixtures import NOW, Keys, bkeys, make_bundle, read_entries, t
 from tests.conftest import PASSPHRASE
 
 
-def test_bundle_contents(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_bundle_contents(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     inc = tmp_path / "istio-1.2.3-linux-amd64.tar.gz"
     inc.write_bytes(bytes(range(256)) * 5000)
     bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys, includes=(inc,))
@@ -48,7 +50,7 @@ def test_bundle_contents(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noq
     assert b"PRIVATE KEY" not in bundle.read_bytes()
 
 
-def test_real_tar_reads_bundle(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_real_tar_reads_bundle(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
     out = subprocess.run(["tar", "tvf", bundle], capture_output=True, text=True, check=True).stdout
     assert "cacerts/ca-key.pem.age" in out and "manifest.json.sig" in out
@@ -57,7 +59,7 @@ def test_real_tar_reads_bundle(pki: Path, tmp_path: Path, bkeys: Keys) -> None: 
         assert all(m.isreg() and m.uid == 0 and m.mtime == 0 for m in tf.getmembers())
 
 
-def test_sequence_grows_per_cluster(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_sequence_grows_per_cluster(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     seqs = []
     for i in range(3):
         b, *_ = make_bundle(pki, tmp_path, keys=bkeys, name=f"c1-{i}.bundle")
@@ -71,14 +73,14 @@ def test_sequence_grows_per_cluster(pki: Path, tmp_path: Path, bkeys: Keys) -> N
     assert state["clusters"]["c2"]["sequence"] == 1
 
 
-def test_crl_included_when_present(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_crl_included_when_present(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     (pki / "c1" / "ca-crl.pem").write_bytes(b"-----BEGIN X509 CRL-----\n")
     bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
     names = [e.name for e in read_entries(bundle)]
     assert "cacerts/ca-crl.pem" in names
 
 
-def test_refuses_plaintext_key_without_no_encrypt(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_refuses_plaintext_key_without_no_encrypt(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     with pytest.raises(Refused, match="plaintext"):
         seal_bundle(
             "c1",
@@ -93,7 +95,7 @@ def test_refuses_plaintext_key_without_no_encrypt(pki: Path, tmp_path: Path, bke
     assert last_sequence(pki, "c1") == 0
 
 
-def test_no_encrypt_is_explicit_and_private(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_no_encrypt_is_explicit_and_private(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys, no_encrypt=True)
     vb = open_bundle(bundle, trust_of(bkeys), now=NOW)
     assert vb.manifest.recipients == ()
@@ -116,7 +118,7 @@ def test_no_encrypt_is_explicit_and_private(pki: Path, tmp_path: Path, bkeys: Ke
 def test_refusals_write_nothing(
     pki: Path,
     tmp_path: Path,
-    bkeys: Keys,  # noqa: F811
+    bkeys: Keys,
     kwargs: dict[str, object],
     error: type[Exception],
     message: str,
@@ -139,14 +141,14 @@ def test_refusals_write_nothing(
     assert last_sequence(pki, "c1") == 0
 
 
-def test_refuses_to_overwrite(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_refuses_to_overwrite(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     (tmp_path / "c1.bundle").write_bytes(b"keep")
     with pytest.raises(Refused, match="already exists"):
         make_bundle(pki, tmp_path, keys=bkeys)
     assert (tmp_path / "c1.bundle").read_bytes() == b"keep"
 
 
-def test_broken_ca_material_is_not_sealed(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_broken_ca_material_is_not_sealed(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     # c2's key in c1's folder: the key no longer matches ca-cert.pem
     (pki / "c1" / "ca-key.pem").unlink()
     (pki / "c1" / "ca-key.pem").write_bytes((pki / "c2" / "ca-key.pem").read_bytes())
@@ -155,7 +157,7 @@ def test_broken_ca_material_is_not_sealed(pki: Path, tmp_path: Path, bkeys: Keys
     assert not (tmp_path / "c1.bundle").exists()
 
 
-def test_include_name_rules(pki: Path, tmp_path: Path, bkeys: Keys) -> None:  # noqa: F811
+def test_include_name_rules(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     a = tmp_path / "a"
     b = tmp_path / "sub"
     b.mkdir()
