@@ -1,0 +1,523 @@
+"""``mesh install``: the guide's install steps for one cluster, from a verified release.
+
+Trusted: the extracted release's ``RELEASE.json`` (written only after the release signature
+verified) and the operator's flags and ``-f`` overlays. Not trusted: the release folder's files
+on disk (``bin/istioctl`` is re-hashed against the record before anything is rendered or run),
+and the cluster.
+
+Steps, in order (each one refuses before the cluster is touched if it can):
+
+1. re-check ``bin/istioctl`` (exit 1 if it changed or the record is missing);
+2. render ``cluster.yaml`` (IstioOperator; ``-f`` overlays merged in the order given, and they
+   may not contradict ``--revision``, ``--mesh-id``, ``--cluster-name`` or ``--network``);
+3. read ``istio-system``: an equal network label is left alone, a different one is refused
+   unless ``force``;
+4. run ``bin/istioctl install --context CTX -f cluster.yaml -y``, output streamed, with a timeout;
+5. label ``istio-system`` with ``topology.istio.io/network=NET``;
+6. create or update the revisioned ``istiod`` Service (exactly the guide's);
+7. wait until the istiod pods of the revision and the ingress gateway are Ready.
+
+``--output-dir`` (:func:`render_install`) stops after step 2 and writes the manifests and the
+exact istioctl command line instead, touching no cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airgap.core.atomic import fsync_dir, staged_dir, write_new
+from airgap.errors import ClusterError, InvalidInput, Refused
+
+JSON = dict[str, Any]
+
+DEFAULT_REVISION = "asm-186-8"
+DEFAULT_PROFILE = "asm-multicloud"
+NAMESPACE = "istio-system"
+NETWORK_LABEL = "topology.istio.io/network"
+REV_LABEL = "istio.io/rev"
+ISTIOD_SELECTOR = "app=istiod"
+INGRESS_SELECTOR = "app=istio-ingressgateway"
+MAX_OVERLAY = 1024 * 1024
+
+RENDERED_NAMESPACE = "20-istio-system-namespace.yaml"
+RENDERED_OPERATOR = "cluster.yaml"
+RENDERED_SERVICE = "30-istiod-service.yaml"
+RENDERED_COMMAND = "istioctl-install.sh"
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    """The operator's choices for one cluster, validated."""
+
+    cluster_name: str
+    network: str
+    mesh_id: str
+    revision: str = DEFAULT_REVISION
+    profile: str = DEFAULT_PROFILE
+    overlays: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        for flag, value in (
+            ("--cluster-name", self.cluster_name),
+            ("--network", self.network),
+            ("--mesh-id", self.mesh_id),
+        ):
+            if not value or len(value) > 63 or not _LABEL_VALUE.match(value):
+                raise InvalidInput(
+                    f"{flag} {value!r}: must be 1-63 letters, digits, '-', '_' or '.', starting and ending "
+                    "with a letter or digit (Kubernetes label value rules)"
+                )
+        if not _DNS_LABEL.match(self.revision) or len(self.revision) > 63:
+            raise InvalidInput(f"--revision {self.revision!r}: must be a lowercase DNS label (e.g. asm-186-8)")
+        if not self.profile or not re.match(r"^[A-Za-z0-9][-A-Za-z0-9_.]*$", self.profile):
+            raise InvalidInput(f"--profile {self.profile!r}: not a profile name")
+
+    def for_context(self, context: str) -> MeshSettings:
+        """Settings for one cluster of a fleet: ``{context}`` in the name or network is replaced."""
+        return MeshSettings(
+            self.cluster_name.replace("{context}", context),
+            self.network.replace("{context}", context),
+            self.mesh_id,
+            self.revision,
+            self.profile,
+            self.overlays,
+        )
+
+
+def load_overlay(path: Path) -> JSON:
+    """One ``-f`` file: a YAML mapping (an IstioOperator fragment). Untrusted input, size-capped."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_OVERLAY + 1)
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read overlay: {exc.strerror}") from exc
+    if len(data) > MAX_OVERLAY:
+        raise InvalidInput(f"{path}: overlay larger than {MAX_OVERLAY} bytes")
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{path}: overlay must be a YAML mapping (an IstioOperator)")
+    if doc.get("kind", "IstioOperator") != "IstioOperator":
+        raise InvalidInput(f"{path}: overlay kind is {doc.get('kind')!r}, expected IstioOperator")
+    return doc
+
+
+def deep_merge(base: Any, overlay: Any) -> Any:
+    """Mappings merge key by key (recursively); anything else in ``overlay`` replaces ``base``."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        out = dict(base)
+        for k, v in overlay.items():
+            out[k] = deep_merge(base[k], v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(overlay)
+
+
+def render_operator(settings: MeshSettings) -> JSON:
+    """The guide's ``cluster.yaml``, with the overlays merged in the order given."""
+    doc: JSON = {
+        "apiVersion": "install.istio.io/v1alpha1",
+        "kind": "IstioOperator",
+        "spec": {
+            "profile": settings.profile,
+            "revision": settings.revision,
+            "values": {
+                "global": {
+                    "meshID": settings.mesh_id,
+                    "multiCluster": {"clusterName": settings.cluster_name},
+                    "network": settings.network,
+                }
+            },
+        },
+    }
+    pinned = {
+        ("spec", "revision"): (settings.revision, "--revision"),
+        ("spec", "values", "global", "meshID"): (settings.mesh_id, "--mesh-id"),
+        ("spec", "values", "global", "multiCluster", "clusterName"): (settings.cluster_name, "--cluster-name"),
+        ("spec", "values", "global", "network"): (settings.network, "--network"),
+    }
+    for path in settings.overlays:
+        overlay = load_overlay(path)
+        doc = deep_merge(doc, overlay)
+        for keys, (want, flag) in pinned.items():
+            node: Any = doc
+            for k in keys:
+                node = node.get(k) if isinstance(node, dict) else None
+            if node != want:
+                raise InvalidInput(
+                    f"{path}: sets {'.'.join(keys)} to {node!r}, contradicting {flag} {want!r}; "
+                    "drop it from the overlay"
+                )
+    return doc
+
+
+def istiod_service(revision: str) -> JSON:
+    """The revisioned ``istiod`` Service, exactly as the guide (and the contract) have it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "istiod",
+            "namespace": NAMESPACE,
+            "labels": {REV_LABEL: revision, "app": "istiod", "istio": "pilot", "release": "istio"},
+        },
+        "spec": {
+            "ports": [
+                {"port": 15010, "name": "grpc-xds", "protocol": "TCP"},
+                {"port": 15012, "name": "https-dns", "protocol": "TCP"},
+                {"port": 443, "name": "https-webhook", "targetPort": 15017, "protocol": "TCP"},
+                {"port": 15014, "name": "http-monitoring", "protocol": "TCP"},
+            ],
+            "selector": {"app": "istiod", REV_LABEL: revision},
+        },
+    }
+
+
+def namespace_manifest(network: str) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE, "labels": {NETWORK_LABEL: network}},
+    }
+
+
+def istioctl_argv(istioctl: Path, context: str | None, cluster_yaml: Path) -> list[str]:
+    """``bin/istioctl install --context CTX -f cluster.yaml -y`` (no ``--context`` when none was chosen)."""
+    argv = [str(istioctl), "install"]
+    if context:
+        argv += ["--context", context]
+    return [*argv, "-f", str(cluster_yaml), "-y"]
+
+
+def dump_yaml(doc: JSON) -> bytes:
+    """Deterministic YAML: insertion order (fixed by the code and the overlays), block style."""
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode("utf-8")
+
+
+def verified_istioctl(release: Path) -> Path:
+    """Step 1: ``bin/istioctl`` re-hashed against the release record (exit 1 if changed/missing)."""
+    from airgap.core.release import check_release_file
+
+    return check_release_file(release, "bin/istioctl")
+
+
+# -- render (no cluster) -----------------------------------------------------------------------------
+
+
+def rendered_files(settings: MeshSettings, istioctl: Path, context: str | None, out_dir: Path) -> dict[str, bytes]:
+    operator = render_operator(settings)
+    argv = istioctl_argv(istioctl, context, out_dir.absolute() / RENDERED_OPERATOR)
+    script = (
+        "#!/bin/sh\n"
+        "# Rendered by airgap mesh install --output-dir: the exact istioctl command it would run.\n"
+        "set -eu\n"
+        f"{shlex.join(argv)}\n"
+    )
+    return {
+        RENDERED_NAMESPACE: dump_yaml(namespace_manifest(settings.network)),
+        RENDERED_OPERATOR: dump_yaml(operator),
+        RENDERED_SERVICE: dump_yaml(istiod_service(settings.revision)),
+        RENDERED_COMMAND: script.encode("utf-8"),
+    }
+
+
+def render_install(release: Path, settings: MeshSettings, out_dir: Path, *, context: str | None = None) -> list[Path]:
+    """``--output-dir``: check the release and the overlays, then write every manifest and the command.
+
+    Nothing is written unless every check passed; existing files are never replaced (exit 4);
+    the same inputs give byte-identical files. No cluster is contacted.
+    """
+    istioctl = verified_istioctl(release)
+    out_dir = Path(out_dir)
+    files = rendered_files(settings, istioctl, context, out_dir)
+    modes = {RENDERED_COMMAND: 0o755}
+    if not out_dir.exists():
+        with staged_dir(out_dir) as tmp:
+            for name, data in files.items():
+                write_new(tmp / name, data, mode=modes.get(name, 0o644))
+        return [out_dir / n for n in files]
+    if not out_dir.is_dir():
+        raise InvalidInput(f"{out_dir}: exists and is not a folder")
+    for name in files:
+        if (out_dir / name).exists() or (out_dir / name).is_symlink():
+            raise Refused(f"{out_dir / name}: already exists; refusing to overwrite")
+    written: list[Path] = []
+    try:
+        for name, data in files.items():
+            write_new(out_dir / name, data, mode=modes.get(name, 0o644))
+            written.append(out_dir / name)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    fsync_dir(out_dir)
+    return written
+
+
+# -- live install -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    istioctl_timeout: float = 900.0
+    ready_timeout: float = 600.0
+    poll: float = 2.0
+
+
+@dataclass
+class InstallResult:
+    context: str
+    argv: list[str]
+    network_label: str  # "set" | "unchanged" | "changed"
+    service: str  # "created" | "updated" | "unchanged"
+    ready: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_dict(self) -> JSON:
+        return {
+            "context": self.context,
+            "istioctl": self.argv,
+            "network_label": self.network_label,
+            "istiod_service": self.service,
+            "ready_pods": self.ready,
+            "dry_run": self.dry_run,
+        }
+
+
+def _network_action(kube: Any, network: str, force: bool) -> tuple[str, JSON | None]:
+    """Step 3: what the network label needs ("set", "unchanged", "changed"), refusing a silent change."""
+    ns = kube.get("Namespace", NAMESPACE)
+    if ns is None:
+        return "set", None
+    current = (ns["metadata"].get("labels") or {}).get(NETWORK_LABEL)
+    if current == network:
+        return "unchanged", ns
+    if current and not force:
+        raise Refused(
+            f"context {kube.context}: namespace {NAMESPACE} has {NETWORK_LABEL}={current}, not {network}; "
+            "pass --force to change it"
+        )
+    return ("changed" if current else "set"), ns
+
+
+def _apply_network_label(kube: Any, network: str, force: bool) -> str:
+    from airgap.connected.kube import AlreadyExists
+
+    action, ns = _network_action(kube, network, force)
+    if action == "unchanged":
+        return action
+    if ns is None:
+        try:
+            kube.create("Namespace", namespace_manifest(network))
+            return action
+        except AlreadyExists:
+            action, ns = _network_action(kube, network, force)
+            if action == "unchanged":
+                return action
+
+    def change(obj: JSON) -> JSON | None:
+        labels = obj["metadata"].setdefault("labels", {}) or {}
+        current = labels.get(NETWORK_LABEL)
+        if current == network:
+            return None
+        if current and not force:
+            raise Refused(
+                f"context {kube.context}: namespace {NAMESPACE} has {NETWORK_LABEL}={current}, not {network}; "
+                "pass --force to change it"
+            )
+        labels[NETWORK_LABEL] = network
+        obj["metadata"]["labels"] = labels
+        return obj
+
+    kube.update("Namespace", NAMESPACE, change)
+    return action
+
+
+def _service_matches(live: JSON, want: JSON) -> bool:
+    def ports(svc: JSON) -> list[tuple[Any, ...]]:
+        return sorted(
+            (p.get("name"), p.get("port"), p.get("targetPort", p.get("port")), p.get("protocol", "TCP"))
+            for p in (svc.get("spec") or {}).get("ports") or []
+        )
+
+    live_labels = live["metadata"].get("labels") or {}
+    return (
+        all(live_labels.get(k) == v for k, v in want["metadata"]["labels"].items())
+        and (live.get("spec") or {}).get("selector") == want["spec"]["selector"]
+        and ports(live) == ports(want)
+    )
+
+
+def apply_istiod_service(kube: Any, revision: str) -> str:
+    """Step 6: create the Service, or bring an existing one to the guide's ports/selector/labels."""
+    from airgap.connected.kube import AlreadyExists
+
+    want = istiod_service(revision)
+    live = kube.get("Service", "istiod", NAMESPACE)
+    if live is None:
+        try:
+            kube.create("Service", want, NAMESPACE)
+            return "created"
+        except AlreadyExists:
+            pass
+
+    def change(obj: JSON) -> JSON | None:
+        if _service_matches(obj, want):
+            return None
+        labels = obj["metadata"].get("labels") or {}
+        labels.update(want["metadata"]["labels"])
+        obj["metadata"]["labels"] = labels
+        obj.setdefault("spec", {})["ports"] = copy.deepcopy(want["spec"]["ports"])
+        obj["spec"]["selector"] = dict(want["spec"]["selector"])
+        return obj
+
+    _obj, changed = kube.update("Service", "istiod", change, NAMESPACE)
+    return "updated" if changed else "unchanged"
+
+
+def run_istioctl(argv: Sequence[str], *, timeout: float, on_line: Callable[[str], None], context: str) -> None:
+    """Step 4: run istioctl, streaming its output line by line; kill it after ``timeout`` seconds."""
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=os.environ.copy(),
+        )
+    except OSError as exc:
+        raise ClusterError(f"context {context}: cannot run {argv[0]}: {exc.strerror}") from exc
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, stop)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            on_line(raw.decode("utf-8", "replace").rstrip("\n"))
+        code = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if code != 0:
+        if timed_out.is_set():
+            raise ClusterError(f"context {context}: istioctl install did not finish within {timeout:g}s; stopped")
+        raise ClusterError(f"context {context}: istioctl install failed (exit {code}); see its output above")
+
+
+def _pod_ready(pod: JSON) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    conds = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+def control_plane_state(kube: Any, revision: str) -> tuple[list[str], list[str]]:
+    """(ready pod names, what is missing or not Ready) for istiod of ``revision`` and the ingress gateway."""
+    ready: list[str] = []
+    waiting: list[str] = []
+    groups = (
+        (f"istiod ({revision})", f"{ISTIOD_SELECTOR},{REV_LABEL}={revision}"),
+        ("istio-ingressgateway", INGRESS_SELECTOR),
+    )
+    for label, selector in groups:
+        pods = kube.list("Pod", NAMESPACE, selector=selector)
+        if not pods:
+            waiting.append(f"{label}: no pods yet")
+        for p in pods:
+            name = str(p["metadata"]["name"])
+            (ready if _pod_ready(p) else waiting).append(name if _pod_ready(p) else f"{name}: not Ready")
+    return ready, waiting
+
+
+def wait_ready(kube: Any, revision: str, *, timeout: float, poll: float, notify: Callable[[str], None]) -> list[str]:
+    """Step 7: poll until istiod (revision) and the ingress gateway are Ready; report progress on change."""
+    deadline = time.monotonic() + timeout
+    last: tuple[list[str], list[str]] | None = None
+    while True:
+        ready, waiting = control_plane_state(kube, revision)
+        if (ready, waiting) != last:
+            notify(
+                f"context {kube.context}: {len(ready)} ready"
+                + (f"; waiting for {', '.join(waiting)}" if waiting else "")
+            )
+            last = (ready, waiting)
+        if not waiting:
+            return ready
+        if time.monotonic() >= deadline:
+            raise ClusterError(
+                f"context {kube.context}: control plane not Ready after {timeout:g}s: {'; '.join(waiting)}"
+            )
+        time.sleep(poll)
+
+
+def install_mesh(
+    release: Path,
+    settings: MeshSettings,
+    *,
+    context: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    kubeconfig: Path | None = None,
+    policy: Any = None,
+    wait: WaitPolicy = WaitPolicy(),
+    notify: Callable[[str], None] = lambda _m: None,
+    on_output: Callable[[str], None] = lambda _m: None,
+) -> InstallResult:
+    """Steps 1-7 against the cluster of ``context`` (absent: the current context).
+
+    ``dry_run`` runs the checks (release, overlays, the cluster's network label) and reports what
+    would be done, changing nothing.
+    """
+    from airgap.connected.kube import DEFAULT_POLICY, connect
+
+    istioctl = verified_istioctl(release)  # 1
+    operator = render_operator(settings)  # 2
+    with connect(context, kubeconfig=kubeconfig, policy=policy or DEFAULT_POLICY, notify=notify) as kube:
+        action, _ns = _network_action(kube, settings.network, force)  # 3
+        with tempfile.TemporaryDirectory(prefix="airgap-mesh-") as tmp:
+            cluster_yaml = Path(tmp) / RENDERED_OPERATOR
+            argv = istioctl_argv(istioctl, kube.context, cluster_yaml)
+            if dry_run:
+                live = kube.get("Service", "istiod", NAMESPACE)
+                if live is None:
+                    svc = "create"
+                else:
+                    svc = "unchanged" if _service_matches(live, istiod_service(settings.revision)) else "update"
+                return InstallResult(kube.context, argv, action, svc, [], dry_run=True)
+            cluster_yaml.write_bytes(dump_yaml(operator))
+            istioctl = verified_istioctl(release)  # re-check right before running: no swap in between
+            notify(f"context {kube.context}: running {shlex.join(argv)}")
+            run_istioctl(argv, timeout=wait.istioctl_timeout, on_line=on_output, context=kube.context)  # 4
+            label = _apply_network_label(kube, settings.network, force)  # 5
+            service = apply_istiod_service(kube, settings.revision)  # 6
+            ready = wait_ready(kube, settings.revision, timeout=wait.ready_timeout, poll=wait.poll, notify=notify)  # 7
+    return InstallResult(kube.context, argv, label, service, ready)

@@ -1,0 +1,148 @@
+"""``mesh status``: what runs, which revision, which CA, which namespaces inject.
+
+Everything here is read from the cluster and so untrusted: the ``cacerts`` certificate is parsed
+to report its fingerprint and expiry (not verified against a root: that is ``bundle verify``'s
+job before import). Problems found make the command exit 1.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+from airgap.connected.mesh import INGRESS_SELECTOR, ISTIOD_SELECTOR, NAMESPACE, NETWORK_LABEL, REV_LABEL, _pod_ready
+from airgap.errors import InvalidInput
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class MeshStatus:
+    context: str
+    control_plane: dict[str, JSON]  # revision -> {"pods": n, "ready": m}
+    ingress: JSON
+    network: str | None
+    cacerts: JSON | None
+    namespaces: list[JSON]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> JSON:
+        return {
+            "context": self.context,
+            "ok": self.ok,
+            "control_plane": self.control_plane,
+            "ingress_gateway": self.ingress,
+            "network": self.network,
+            "cacerts": self.cacerts,
+            "injection": self.namespaces,
+            "problems": self.problems,
+        }
+
+    def text(self) -> str:
+        lines = [f"context: {self.context}"]
+        if self.control_plane:
+            for rev, st in sorted(self.control_plane.items()):
+                lines.append(f"istiod revision {rev}: {st['ready']}/{st['pods']} pods ready")
+        else:
+            lines.append("istiod: not running")
+        lines.append(f"ingress gateway: {self.ingress['ready']}/{self.ingress['pods']} pods ready")
+        lines.append(f"network: {self.network or '(no ' + NETWORK_LABEL + ' label)'}")
+        if self.cacerts:
+            c = self.cacerts
+            lines.append(
+                f"cacerts: {c['fingerprint']} ({c['subject']}), expires {c['not_after']} ({c['status']}), "
+                f"bundle sequence {c.get('sequence') or 'unknown'}"
+            )
+        else:
+            lines.append("cacerts: missing")
+        for ns in self.namespaces:
+            labels = ", ".join(
+                f"{k}={v}"
+                for k, v in (("istio.io/rev", ns["revision"]), ("istio-injection", ns["istio_injection"]))
+                if v
+            )
+            lines.append(f"namespace {ns['namespace']}: {labels}")
+        lines += [f"problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _cacerts_info(secret: JSON) -> JSON:
+    from airgap.core.x509 import fingerprint, load_cert_pem, status_of
+
+    raw = (secret.get("data") or {}).get("ca-cert.pem")
+    if not raw:
+        raise InvalidInput("cacerts has no ca-cert.pem")
+    try:
+        pem = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput("cacerts ca-cert.pem is not base64") from exc
+    cert = load_cert_pem(pem, source="cacerts ca-cert.pem")
+    ann = secret["metadata"].get("annotations") or {}
+    return {
+        "fingerprint": fingerprint(cert),
+        "subject": cert.subject.rfc4514_string(),
+        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": status_of(cert),
+        "keys": sorted((secret.get("data") or {}).keys()),
+        "sequence": ann.get("airgap.dev/sequence"),
+        "signer": ann.get("airgap.dev/signer"),
+        "bundle_id": ann.get("airgap.dev/bundle-id"),
+    }
+
+
+def mesh_status(kube: Any) -> MeshStatus:
+    """Read the control plane, the CA secret and the injection labels of one cluster."""
+    problems: list[str] = []
+    plane: dict[str, JSON] = {}
+    for p in kube.list("Pod", NAMESPACE, selector=ISTIOD_SELECTOR):
+        rev = str((p["metadata"].get("labels") or {}).get(REV_LABEL, "default"))
+        st = plane.setdefault(rev, {"pods": 0, "ready": 0})
+        st["pods"] += 1
+        st["ready"] += 1 if _pod_ready(p) else 0
+    if not plane:
+        problems.append("no istiod pods in istio-system")
+    for rev, st in plane.items():
+        if st["ready"] == 0:
+            problems.append(f"istiod revision {rev}: no pod ready")
+    ingress_pods = kube.list("Pod", NAMESPACE, selector=INGRESS_SELECTOR)
+    ingress = {"pods": len(ingress_pods), "ready": sum(1 for p in ingress_pods if _pod_ready(p))}
+    if ingress["ready"] == 0:
+        problems.append("ingress gateway: no pod ready")
+    ns_obj = kube.get("Namespace", NAMESPACE)
+    network = ((ns_obj or {}).get("metadata", {}).get("labels") or {}).get(NETWORK_LABEL)
+    secret = kube.get("Secret", "cacerts", NAMESPACE)
+    cacerts: JSON | None = None
+    if secret is None:
+        problems.append("secret istio-system/cacerts is missing (istiod would use a self-signed CA)")
+    else:
+        try:
+            cacerts = _cacerts_info(secret)
+        except InvalidInput as exc:
+            problems.append(f"secret istio-system/cacerts: {exc.message}")
+        else:
+            missing = [
+                k for k in ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem") if k not in cacerts["keys"]
+            ]
+            if missing:
+                problems.append(f"secret istio-system/cacerts lacks {', '.join(missing)}")
+            if cacerts["status"] in ("expired", "not-yet-valid"):
+                problems.append(f"cacerts CA certificate is {cacerts['status']} (not after {cacerts['not_after']})")
+    namespaces: list[JSON] = []
+    for ns in kube.list("Namespace"):
+        labels = ns["metadata"].get("labels") or {}
+        ns_rev, legacy = labels.get(REV_LABEL), labels.get("istio-injection")
+        if ns_rev is None and legacy is None:
+            continue
+        name = str(ns["metadata"]["name"])
+        namespaces.append({"namespace": name, "revision": ns_rev, "istio_injection": legacy})
+        if ns_rev is not None and legacy is not None:
+            problems.append(f"namespace {name} has both istio-injection and istio.io/rev: injection fails")
+        if ns_rev is not None and plane and ns_rev not in plane:
+            problems.append(f"namespace {name} asks for revision {ns_rev}, which does not run")
+    return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems)
