@@ -1,0 +1,204 @@
+"""Release verification and download, side by side with the tools the guide uses.
+
+1. Verify a 1 GiB file: ``airgap release verify`` vs ``openssl dgst -sha256 -verify``, same file,
+   same signature, same run, page cache warm. Wall time ratio and each child's peak RSS (from
+   ``os.wait4``). Targets: ratio <= 1.25, airgap peak RSS < 128 MiB.
+2. Fetch 1 GiB over loopback HTTPS (one Python TLS server process, trustme certificate):
+   ``airgap release fetch`` (download + signature fetch + verification) vs ``curl`` getting the same
+   two files. Also shown: curl followed by openssl verify (the guide's whole procedure).
+   Target: ratio <= 1.3.
+
+Set ``AIRGAP_BENCH_MIB`` to use a smaller file (default 1024).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+VERSION = "1.8.6-asm.8"
+NAME = f"istio-{VERSION}-linux-amd64.tar.gz"
+ROUNDS = 3
+
+SERVER = r"""
+import http.server, ssl, sys, functools
+root, cert, key = sys.argv[1], sys.argv[2], sys.argv[3]
+class H(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def copyfile(self, src, dst):
+        while chunk := src.read(1024 * 1024):
+            dst.write(chunk)
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=root))
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print(httpd.server_address[1], flush=True)
+httpd.serve_forever()
+"""
+
+
+def timed(cmd: list[str], **kw: object) -> tuple[float, int]:
+    """Run ``cmd``; return (wall seconds, peak RSS in KiB of that child alone)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out, err = p.stdout.read(), p.stderr.read()
+    p.stdout.close()
+    p.stderr.close()
+    if p.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed ({p.returncode}): {out[-300:]!r} {err[-300:]!r}")
+    return elapsed, usage.ru_maxrss
+
+
+def make_input(work: Path, mib: int) -> tuple[Path, Path, Path]:
+    data = work / "www" / "asm" / NAME
+    data.parent.mkdir(parents=True)
+    block = os.urandom(1024 * 1024)
+    with open(data, "wb") as fh:
+        for i in range(mib):
+            fh.write(block[i % 251 :] + block[: i % 251])  # distinct blocks, cheap to make
+    key, pub, sig = work / "k.key", work / "k.pem", Path(f"{data}.1.sig")
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key)], check=True
+    )
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(pub)], check=True)
+    subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(key), "-out", str(sig), str(data)], check=True)
+    return data, sig, pub
+
+
+def bench_verify(data: Path, sig: Path, pub: Path) -> dict[str, object]:
+    ours_cmd = [sys.executable, "-m", "airgap", "release", "verify", str(data), "--signature", str(sig)]
+    ours_cmd += ["--key", str(pub)]
+    theirs_cmd = ["openssl", "dgst", "-sha256", "-verify", str(pub), "-signature", str(sig), str(data)]
+    timed(theirs_cmd)  # warm the page cache
+    ours, theirs, rss_ours, rss_theirs = [], [], [], []
+    for _ in range(ROUNDS):
+        t, r = timed(theirs_cmd)
+        theirs.append(t)
+        rss_theirs.append(r)
+        t, r = timed(ours_cmd, cwd=REPO)
+        ours.append(t)
+        rss_ours.append(r)
+    o, t = statistics.median(ours), statistics.median(theirs)
+    # The fixed cost of a Python CLI (interpreter, typer, cryptography, loading the key), for context.
+    startup = statistics.median(
+        timed([sys.executable, "-m", "airgap", "release", "keys"], cwd=REPO)[0] for _ in range(5)
+    )
+    return {
+        "case": f"verify {data.stat().st_size // 2**20} MiB",
+        "airgap_startup_s": round(startup, 3),
+        "ratio_without_startup": round((o - startup) / t, 3),
+        "airgap_s": round(o, 3),
+        "openssl_s": round(t, 3),
+        "ratio": round(o / t, 3),
+        "target_ratio": 1.25,
+        "airgap_peak_rss_mib": round(max(rss_ours) / 1024, 1),
+        "openssl_peak_rss_mib": round(max(rss_theirs) / 1024, 1),
+        "target_rss_mib": 128,
+        "rounds": ROUNDS,
+    }
+
+
+def start_server(work: Path) -> tuple[subprocess.Popen[str], int, Path]:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = work / "srv.pem", work / "srv.key", work / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(work / "www"), str(cert_file), str(key_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+    return proc, port, ca_file
+
+
+def bench_fetch(work: Path, data: Path, pub: Path) -> dict[str, object]:
+    proc, port, ca_file = start_server(work)
+    base = f"https://127.0.0.1:{port}/asm"
+    curl_cmd = ["curl", "-sS", "--fail", "--cacert", str(ca_file)]
+    curl_cmd += ["-o", str(work / "c" / NAME), f"{base}/{NAME}", "-o", str(work / "c" / f"{NAME}.1.sig")]
+    curl_cmd += [f"{base}/{NAME}.1.sig"]
+    ours_cmd = [sys.executable, "-m", "airgap", "release", "fetch", VERSION, "--base-url", base]
+    ours_cmd += ["--ca-bundle", str(ca_file), "--key", str(pub), "--out", str(work / "a")]
+    verify_cmd = ["openssl", "dgst", "-sha256", "-verify", str(pub), "-signature", str(work / "c" / f"{NAME}.1.sig")]
+    verify_cmd += [str(work / "c" / NAME)]
+    ours, theirs, guide, rss = [], [], [], []
+    try:
+        for _ in range(ROUNDS):
+            for d in ("a", "c"):
+                shutil.rmtree(work / d, ignore_errors=True)
+                (work / d).mkdir()
+            t_curl, _ = timed(curl_cmd)
+            t_verify, _ = timed(verify_cmd)
+            theirs.append(t_curl)
+            guide.append(t_curl + t_verify)
+            for d in ("a", "c"):
+                shutil.rmtree(work / d, ignore_errors=True)
+                (work / d).mkdir()
+            t, r = timed(ours_cmd, cwd=REPO)
+            ours.append(t)
+            rss.append(r)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    o, t, g = statistics.median(ours), statistics.median(theirs), statistics.median(guide)
+    return {
+        "case": f"fetch {data.stat().st_size // 2**20} MiB over loopback HTTPS",
+        "airgap_s": round(o, 3),
+        "curl_s": round(t, 3),
+        "ratio": round(o / t, 3),
+        "target_ratio": 1.3,
+        "curl_then_openssl_verify_s": round(g, 3),
+        "ratio_vs_curl_then_verify": round(o / g, 3),
+        "airgap_peak_rss_mib": round(max(rss) / 1024, 1),
+        "rounds": ROUNDS,
+    }
+
+
+def main() -> list[dict[str, object]]:
+    mib = int(os.environ.get("AIRGAP_BENCH_MIB", "1024"))
+    with tempfile.TemporaryDirectory(prefix="airgap-bench-release-") as tmp:
+        work = Path(tmp)
+        data, sig, pub = make_input(work, mib)
+        rows = [bench_verify(data, sig, pub), bench_fetch(work, data, pub)]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "release.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"{'case':<40} {'airgap s':>9} {'other s':>9} {'ratio':>7} {'target':>7} {'airgap RSS MiB':>15}")
+    for r in rows:
+        other = r.get("openssl_s", r.get("curl_s"))
+        print(
+            f"{r['case']:<40} {r['airgap_s']:>9} {other:>9} {r['ratio']:>7} {r['target_ratio']:>7} "
+            f"{r['airgap_peak_rss_mib']:>15}"
+        )
+    verify, fetch = rows
+    print(
+        f"  (verify: airgap start-up {verify['airgap_startup_s']} s; "
+        f"ratio without it {verify['ratio_without_startup']})"
+    )
+    print(f"  (curl + openssl verify, the guide's whole procedure: {fetch['curl_then_openssl_verify_s']} s)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
