@@ -1,13 +1,334 @@
-"""`airgap mesh ...` and `airgap preflight`."""
+"""`airgap mesh install|inject|status` and `airgap preflight`: thin wrappers over airgap.connected.
+
+``--context`` may be repeated: the clusters then run concurrently (``--parallel``, default 8),
+one failure stops no other, a summary table ends the output, and the exit code is the worst one.
+Progress notes and istioctl's output go to stderr; results (and ``--json``) go to stdout.
+"""
 
 from __future__ import annotations
 
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import typer
 
-from airgap.cli._app import new_app
+from airgap.cli._app import new_app, print_json
+from airgap.errors import VerificationError
 
 app = new_app(help="Install and check the mesh on clusters.")
+
+_PRINT_LOCK = threading.Lock()
+
+CONTEXT_HELP = "kubeconfig context (default: current); repeat for a fleet."
+PARALLEL_HELP = "Clusters at a time when --context is repeated."
+
+
+def _say(prefix: str) -> Callable[[str], None]:
+    def out(line: str) -> None:
+        with _PRINT_LOCK:
+            print(f"{prefix}{line}", file=sys.stderr, flush=True)
+
+    return out
+
+
+def _contexts(context: list[str]) -> list[str | None]:
+    from airgap.connected.fleet import unique_contexts
+
+    return list(unique_contexts(context)) if context else [None]
+
+
+def _finish_fleet(report: Any, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    """Print the fleet's table (or JSON) and exit with the worst code."""
+    if as_json:
+        doc = report.as_dict()
+        doc.update(extra or {})
+        print_json(doc)
+    else:
+        typer.echo(report.table())
+    report.raise_for_failures()
+
+
+def _policy() -> Any:
+    from airgap.connected.kube import policy_from_env
+
+    return policy_from_env()
+
+
+# -- mesh install ----------------------------------------------------------------------------------
+
+
+@app.command("install")
+def install(
+    release: Path = typer.Option(..., "--release", help="The `release extract --out` folder, or its istio-* folder."),
+    cluster_name: str = typer.Option(
+        ..., "--cluster-name", help="multiCluster.clusterName; with several contexts use {context} in it."
+    ),
+    network: str = typer.Option(..., "--network", help="The cluster's network (topology.istio.io/network)."),
+    mesh_id: str = typer.Option(..., "--mesh-id", help="values.global.meshID (the same for every cluster)."),
+    context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
+    revision: str = typer.Option("asm-186-8", "--revision", help="The control plane revision."),
+    profile: str = typer.Option("asm-multicloud", "--profile", help="The IstioOperator profile."),
+    overlay: list[Path] = typer.Option([], "-f", "--overlay", help="IstioOperator overlay, merged in the order given."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan; change nothing."),
+    output_dir: Path | None = typer.Option(None, "--output-dir", help="Render manifests and the command; no cluster."),
+    force: bool = typer.Option(False, "--force", help="Change a different existing network label."),
+    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
+    timeout: float = typer.Option(900.0, "--timeout", min=1, help="Seconds istioctl install may take."),
+    wait_timeout: float = typer.Option(600.0, "--wait-timeout", min=0, help="Seconds to wait for Ready pods."),
+    poll: float = typer.Option(2.0, "--poll", min=0.01, hidden=True),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Install the mesh from a verified release: cluster.yaml, istioctl, network label, istiod Service, wait.
+
+    Example: airgap mesh install --context ctx1 --release rel --cluster-name cluster1 --network net1 --mesh-id proj-1
+    """
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install
+
+    if dry_run and output_dir is not None:
+        raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    contexts = _contexts(context)
+    if len(contexts) > 1 and "{context}" not in cluster_name:
+        raise typer.BadParameter("with several --context, --cluster-name must contain {context} (names must differ)")
+    base = MeshSettings(cluster_name, network, mesh_id, revision, profile, tuple(overlay))
+    if len(contexts) == 1:
+        base = base.for_context(contexts[0] or "")
+    wait = WaitPolicy(istioctl_timeout=timeout, ready_timeout=wait_timeout, poll=poll)
+    fleet = len(contexts) > 1
+
+    if output_dir is not None:
+        if not fleet:
+            written = render_install(release, base, output_dir, context=contexts[0])
+            for p in written:
+                typer.echo(f"Wrote {p}")
+            return
+
+        def render_one(ctx: str) -> Outcome:
+            files = render_install(release, base.for_context(ctx), output_dir / ctx, context=ctx)
+            return Outcome(ctx, 0, "rendered", str(files[0].parent))
+
+        _finish_fleet(run_fleet([c for c in contexts if c], render_one, parallel=parallel), as_json)
+        return
+
+    def one(ctx: str | None) -> Any:
+        settings = base.for_context(ctx) if fleet and ctx else base
+        prefix = f"[{ctx}] " if fleet else ""
+        return install_mesh(
+            release,
+            settings,
+            context=ctx,
+            force=force,
+            dry_run=dry_run,
+            policy=_policy(),
+            wait=wait,
+            notify=_say(prefix),
+            on_output=_say(prefix + "istioctl: "),
+        )
+
+    if not fleet:
+        result = one(contexts[0])
+        if as_json:
+            print_json(result.as_dict())
+            return
+        _print_install(result)
+        return
+
+    def fleet_one(ctx: str) -> Outcome:
+        r = one(ctx)
+        return Outcome(
+            ctx, 0, "planned" if r.dry_run else "installed", f"label {r.network_label}, service {r.service}", r
+        )
+
+    _finish_fleet(run_fleet([c for c in contexts if c], fleet_one, parallel=parallel), as_json)
+
+
+def _print_install(r: Any) -> None:
+    import shlex
+
+    if r.dry_run:
+        typer.echo(f"context {r.context}: dry run, nothing changed")
+        typer.echo(f"would run: {shlex.join(r.argv)}")
+        typer.echo(f"network label: would be {r.network_label}")
+        typer.echo(f"istiod service: would {r.service}")
+        return
+    typer.echo(f"context {r.context}: mesh installed")
+    typer.echo(f"ran: {shlex.join(r.argv)}")
+    typer.echo(f"network label: {r.network_label}")
+    typer.echo(f"istiod service: {r.service}")
+    typer.echo(f"ready: {', '.join(r.ready)}")
+
+
+# -- mesh inject -----------------------------------------------------------------------------------
+
+
+@app.command("inject")
+def inject(
+    namespaces: list[str] = typer.Argument(..., help="Namespaces to inject."),
+    context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
+    revision: str | None = typer.Option(None, "--revision", help="Revision (default: the running istiod's)."),
+    restart: bool = typer.Option(False, "--restart", help="Rollout-restart the namespaces' deployments and check."),
+    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
+    wait_timeout: float = typer.Option(300.0, "--wait-timeout", min=0, help="Seconds to wait for the rollouts."),
+    poll: float = typer.Option(2.0, "--poll", min=0.01, hidden=True),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Label namespaces with the revision (removing istio-injection); --restart restarts and checks the pods.
+
+    Example: airgap mesh inject shop payments --context ctx1 --restart
+    """
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.inject import enable_injection
+    from airgap.connected.kube import connect
+
+    contexts = _contexts(context)
+    fleet = len(contexts) > 1
+
+    def one(ctx: str | None) -> Any:
+        notify = _say(f"[{ctx}] " if fleet else "")
+        with connect(ctx, policy=_policy(), notify=notify) as kube:
+            return enable_injection(
+                kube, namespaces, revision=revision, restart=restart, timeout=wait_timeout, poll=poll, notify=notify
+            )
+
+    def check(r: Any) -> None:
+        missing = r.pods_without_revision
+        if missing:
+            raise VerificationError(
+                f"context {r.context}: {len(missing)} pod(s) still without istio.io/rev={r.revision}: "
+                f"{', '.join(missing)}"
+            )
+
+    if not fleet:
+        result = one(contexts[0])
+        if as_json:
+            print_json(result.as_dict())
+        else:
+            _print_inject(result)
+        check(result)
+        return
+
+    def fleet_one(ctx: str) -> Outcome:
+        r = one(ctx)
+        missing = r.pods_without_revision
+        detail = f"revision {r.revision}" + (f"; without label: {', '.join(missing)}" if missing else "")
+        return Outcome(ctx, 1 if missing else 0, "unchecked" if missing else "injected", detail, r)
+
+    _finish_fleet(run_fleet([c for c in contexts if c], fleet_one, parallel=parallel), as_json)
+
+
+def _print_inject(r: Any) -> None:
+    typer.echo(f"context {r.context}: revision {r.revision}")
+    for n in r.namespaces:
+        line = f"namespace {n.namespace}: istio.io/rev={r.revision} ({n.label})"
+        if n.restarted:
+            line += f"; restarted {', '.join(n.restarted)}"
+        typer.echo(line)
+        for p in n.without_revision:
+            typer.echo(f"  pod without istio.io/rev: {p}")
+
+
+# -- mesh status -----------------------------------------------------------------------------------
+
+
+@app.command("status")
+def status(
+    context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
+    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Control plane, revision, cacerts fingerprint and expiry, injection labels; exit 1 on problems.
+
+    Example: airgap mesh status --context ctx1 --json
+    """
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.kube import connect
+    from airgap.connected.status import mesh_status
+
+    contexts = _contexts(context)
+
+    def one(ctx: str | None) -> Any:
+        with connect(ctx, policy=_policy(), notify=_say(f"[{ctx}] " if len(contexts) > 1 else "")) as kube:
+            return mesh_status(kube)
+
+    if len(contexts) == 1:
+        st = one(contexts[0])
+        if as_json:
+            print_json(st.as_dict())
+        else:
+            typer.echo(st.text())
+        if not st.ok:
+            raise VerificationError(f"context {st.context}: {len(st.problems)} problem(s): {'; '.join(st.problems)}")
+        return
+
+    docs: dict[str, Any] = {}
+
+    def fleet_one(ctx: str) -> Outcome:
+        st = one(ctx)
+        docs[ctx] = st.as_dict()
+        return Outcome(ctx, 0 if st.ok else 1, "ok" if st.ok else "problems", "; ".join(st.problems), st)
+
+    report = run_fleet([c for c in contexts if c], fleet_one, parallel=parallel)
+    if not as_json:
+        for o in report.outcomes:
+            if o.value is not None:
+                typer.echo(o.value.text())
+                typer.echo("")
+    _finish_fleet(report, as_json, {"status": docs})
+
+
+# -- preflight (top level) -------------------------------------------------------------------------
+
+
+def preflight(
+    context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
+    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Check the guide's requirements on a cluster before installing; exit 1 when one fails.
+
+    Example: airgap preflight --context ctx1
+    """
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.kube import connect
+    from airgap.connected.preflight import preflight as run_preflight
+
+    contexts = _contexts(context)
+
+    def one(ctx: str | None) -> Any:
+        with connect(ctx, policy=_policy(), notify=_say(f"[{ctx}] " if len(contexts) > 1 else "")) as kube:
+            return run_preflight(kube)
+
+    if len(contexts) == 1:
+        rep = one(contexts[0])
+        if as_json:
+            print_json(rep.as_dict())
+        else:
+            typer.echo(rep.text())
+        if not rep.ok:
+            names = ", ".join(c.name for c in rep.failed)
+            raise VerificationError(f"context {rep.context}: preflight failed: {names}")
+        return
+
+    docs: dict[str, Any] = {}
+
+    def fleet_one(ctx: str) -> Outcome:
+        rep = one(ctx)
+        docs[ctx] = rep.as_dict()
+        failed = ", ".join(c.name for c in rep.failed)
+        return Outcome(ctx, 0 if rep.ok else 1, "pass" if rep.ok else "fail", failed, rep)
+
+    report = run_fleet([c for c in contexts if c], fleet_one, parallel=parallel)
+    if not as_json:
+        for o in report.outcomes:
+            if o.value is not None:
+                typer.echo(o.value.text())
+                typer.echo("")
+    _finish_fleet(report, as_json, {"preflight": docs})
 
 
 def register_top_level(root: typer.Typer) -> None:
     """Commands that sit at the top level (``airgap preflight``)."""
+    root.command("preflight")(preflight)

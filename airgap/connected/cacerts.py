@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from airgap.connected.fleet import DEFAULT_PARALLEL, FleetReport, Outcome, run_fleet
-from airgap.connected.kube import DEFAULT_POLICY, AlreadyExists, Conflict, Kube, RetryPolicy, connect
+from airgap.connected.kube import AlreadyExists, Conflict, Kube, RetryPolicy, connect, policy_from_env
 from airgap.errors import ClusterError, InvalidInput, Refused
 
 JSON = dict[str, Any]
@@ -254,7 +254,7 @@ def import_to_cluster(
     context: str | None = None,
     rotate: bool = False,
     kubeconfig: Path | None = None,
-    policy: RetryPolicy = DEFAULT_POLICY,
+    policy: RetryPolicy | None = None,
     notify: Callable[[str], None] | None = None,
     record: Callable[[Any], None] | None = None,
     now: Callable[[], dt.datetime] | None = None,
@@ -266,6 +266,7 @@ def import_to_cluster(
     bundle is recorded locally only after the cluster holds it.
     """
     sequence = getattr(prepared, "sequence", None)
+    policy = policy or policy_from_env()
     with connect(context, kubeconfig=kubeconfig, policy=policy, notify=notify) as kube:
         result = apply_cacerts(
             kube,
@@ -287,7 +288,7 @@ def import_to_fleet(
     rotate: bool = False,
     parallel: int = DEFAULT_PARALLEL,
     kubeconfig: Path | None = None,
-    policy: RetryPolicy = DEFAULT_POLICY,
+    policy: RetryPolicy | None = None,
     notify: Callable[[str], None] | None = None,
     record: Callable[[Any], None] | None = None,
 ) -> FleetReport:
