@@ -689,7 +689,7 @@ def open_bundle(
         try:
             verify_bytes(key, manifest_bytes, signature)
         except VerificationError as exc:
-            raise VerificationError(f"{source}: manifest signature does not verify ({exc.message})") from exc
+            raise VerificationError(f"{source}: manifest signature does not verify") from exc
         # 6. every member's size and SHA-256 (sizes first, so nothing over-long is read)
         by_name = {e.name: e for e in payload}
         small: dict[str, bytes] = {}
