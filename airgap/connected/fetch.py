@@ -33,12 +33,13 @@ from airgap.core.release import (
     ReleaseKey,
     StreamDigests,
     VerifiedRelease,
+    decode_release_signature,
     hashes_for,
     release_file_name,
     select_keys,
     verify_digests,
 )
-from airgap.core.signatures import MAX_SIGNATURE, decode_signature
+from airgap.core.signatures import MAX_SIGNATURE
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 
 if TYPE_CHECKING:
@@ -364,7 +365,7 @@ def fetch_release(
             raise Refused(f"{p}: already exists; refusing to overwrite (check it with: airgap release verify {final})")
     url, sig_url = f"{base}/{name}", f"{base}/{name}.1.sig"
     raw_sig = fetch_small(sig_url, limit=MAX_SIGNATURE, options=options)  # 3
-    signature = decode_signature(raw_sig, source=sig_url)
+    signature = decode_release_signature(raw_sig, source=sig_url)
     digests, size = download(url, part, hash_names=list(hashes_for(keys)), options=options, progress=progress)  # 4
     try:
         verified = verify_digests(final, digests, size, signature, keys)  # 5

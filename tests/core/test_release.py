@@ -392,3 +392,27 @@ def test_win_zip_release(tmp_path: Path) -> None:
     out = tmp_path / "asm"
     extract_release(zipball, out, sig, key=pub)
     assert check_release_file(out).stat().st_mode & 0o111
+
+
+def test_base64_signature_starting_with_zero(openssl_keys: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """Base64 text may start with '0' (0x30, the DER SEQUENCE tag): it must still be read as base64."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    priv_path, pub = openssl_keys["RSA"]
+    key = serialization.load_pem_private_key(priv_path.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    for i in range(10_000):
+        data = f"release {i}\n".encode()
+        b64 = base64.b64encode(key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
+        if b64.startswith(b"0"):
+            break
+    assert b64.startswith(b"0")
+    target, sig = tmp_path / "data.bin", tmp_path / "data.sig"
+    target.write_bytes(data)
+    wrapped = b"\n".join(b64[i : i + 64] for i in range(0, len(b64), 64)) + b"\n"  # PEM-style line wrapping
+    sig.write_bytes(wrapped)
+    verify_release(target, sig, key=pub)
+    raw = tmp_path / "raw.sig"
+    raw.write_bytes(base64.b64decode(b64))
+    assert openssl_verdict(pub, raw, target, "sha256")
