@@ -1,8 +1,16 @@
-"""`airgap ca init | issue | list`: the offline root and per-cluster intermediates."""
+"""`airgap ca init | issue | list | revoke | crl | rotate | rotate-root`: the offline CA.
+
+Acts on a PKI folder that keeps a ceremony log are recorded, signed with the officer's log key
+(``--log-key`` or ``$AIRGAP_LOG_KEY``); the root key may live in a PKCS#11 token
+(``--pkcs11-module/--token-label/--key-label``, PIN from ``--pin-file``, ``$AIRGAP_PKCS11_PIN`` or a prompt).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,6 +26,84 @@ PassFileOpt = typer.Option(
     "Also: $AIRGAP_PASSPHRASE, or a prompt on a terminal.",
 )
 NoPassOpt = typer.Option(False, "--no-passphrase", help="Write keys unencrypted (not recommended).")
+LogKeyOpt = typer.Option(
+    None,
+    "--log-key",
+    envvar="AIRGAP_LOG_KEY",
+    help="The officer's signing key (keys new --kind signing): signs this act into PKI/ceremony.log. "
+    "Given to 'ca init', it starts the log; once a PKI keeps a log, every act needs it. Also: $AIRGAP_LOG_KEY.",
+)
+LogPassOpt = typer.Option(
+    None,
+    "--log-key-passphrase-file",
+    help="Passphrase file of the log key (default: the PKI passphrase).",
+)
+ModuleOpt = typer.Option(
+    None, "--pkcs11-module", help="PKCS#11 module holding the root key, e.g. /usr/lib/softhsm/libsofthsm2.so."
+)
+TokenOpt = typer.Option(None, "--token-label", help="Label of the PKCS#11 token.")
+KeyLabelOpt = typer.Option(None, "--key-label", help="Label of the root key in the token.")
+PinFileOpt = typer.Option(
+    None, "--pin-file", help="File whose first line is the token user PIN. Also: $AIRGAP_PKCS11_PIN, or a prompt."
+)
+
+if TYPE_CHECKING:
+    from airgap.core.keys import PrivateKey
+    from airgap.offline.ca import RootRecord
+    from airgap.offline.ceremony import Officer
+    from airgap.offline.pkcs11 import TokenRef
+
+
+def _officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | None) -> Officer | None:
+    """Open the officer's log key; its passphrase is --log-key-passphrase-file or the PKI's."""
+    if log_key is None:
+        return None
+    from airgap.core.keys import is_encrypted_pem
+    from airgap.core.passphrase import read_passphrase_file
+    from airgap.offline.ceremony import load_officer
+
+    pw = read_passphrase_file(log_pass_file) if log_pass_file is not None else pki_pw
+    try:
+        encrypted = is_encrypted_pem(log_key.read_bytes()[:4096])
+    except OSError as exc:
+        raise _invalid(f"{log_key}: cannot read the log key: {exc.strerror}") from exc
+    return load_officer(log_key, pw if encrypted else None)
+
+
+def _invalid(msg: str) -> Exception:
+    from airgap.errors import InvalidInput
+
+    return InvalidInput(msg)
+
+
+def _token_ref(
+    pki: Path, module: Path | None, token_label: str | None, key_label: str | None, *, next_root: bool = False
+) -> TokenRef | None:
+    """The token key named on the command line, else the one the PKI folder records, else None."""
+    from airgap.offline.pkcs11 import TokenRef, read_key_record
+
+    if module is not None or token_label is not None or key_label is not None:
+        if not (token_label and key_label):
+            raise _invalid("--token-label and --key-label are both needed with a PKCS#11 key")
+        recorded = read_key_record(pki / "next-root" if next_root else pki)
+        mod = str(module) if module is not None else (recorded.module if recorded else None)
+        if mod is None:
+            raise _invalid("--pkcs11-module is needed with a PKCS#11 key")
+        return TokenRef(mod, token_label, key_label)
+    recorded = read_key_record(pki / "next-root" if next_root else pki)
+    return recorded.ref if recorded else None
+
+
+@contextlib.contextmanager
+def _root_key(ref: TokenRef | None, pin_file: Path | None) -> Iterator[PrivateKey | None]:
+    """Open the token key for signing (the session lives for the block), or yield None."""
+    if ref is None:
+        yield None
+        return
+    from airgap.offline.pkcs11 import open_key, resolve_pin
+
+    with open_key(ref, resolve_pin(pin_file)) as key:
+        yield key
 
 
 @app.command("init")
@@ -29,23 +115,89 @@ def init(
     cn: str = typer.Option("Root CA", "--cn"),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = NoPassOpt,
+    log_key: Path | None = LogKeyOpt,
+    log_key_passphrase_file: Path | None = LogPassOpt,
+    pkcs11_module: Path | None = ModuleOpt,
+    token_label: str | None = TokenOpt,
+    key_label: str | None = KeyLabelOpt,
+    pin_file: Path | None = PinFileOpt,
 ) -> None:
     """Create the root: PKI/root-key.pem (0600, encrypted) and PKI/root-cert.pem.
 
-    Example: airgap ca init --dir pki --passphrase-file pass.txt
+    With --pkcs11-module/--token-label/--key-label the root key is generated in the token and never
+    leaves it (PKI/root-key.pkcs11.json records where it is). With --log-key the ceremony log starts.
+
+    Example: airgap ca init --dir pki --passphrase-file pass.txt --log-key officer.key
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import resolve_passphrase
     from airgap.offline.ca import CAStore
 
     kt = check_key_type(key_type)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
-    rec = CAStore(dir).init_root(key_type=kt, days=days, org=org, cn=cn, passphrase=pw)
+    store = CAStore(dir)
+    ref = _token_ref(dir, pkcs11_module, token_label, key_label)
+    if ref is None:
+        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
+        officer = _officer(log_key, log_key_passphrase_file, pw)
+        rec = store.init_root(key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
+        where = f"{kt}, {'encrypted' if pw else 'UNENCRYPTED'}"
+    else:
+        rec = _init_in_token(store, ref, kt, days, org, cn, pin_file, log_key, log_key_passphrase_file, passphrase_file)
+        where = f"{kt}, in {ref.describe()} (not extractable)"
     typer.echo(f"Root CA created in {dir}")
     typer.echo(f"  subject      {rec.subject}")
-    typer.echo(f"  key          {kt}, {'encrypted' if pw else 'UNENCRYPTED'}")
+    typer.echo(f"  key          {where}")
     typer.echo(f"  valid until  {rec.not_after}")
     typer.echo(f"  fingerprint  {rec.fingerprint}")
+    if log_key is not None:
+        typer.echo(f"  ceremony log {dir / 'ceremony.log'}")
+
+
+def _init_in_token(
+    store: object,
+    ref: TokenRef,
+    kt: str,
+    days: int,
+    org: str,
+    cn: str,
+    pin_file: Path | None,
+    log_key: Path | None,
+    log_key_passphrase_file: Path | None,
+    passphrase_file: Path | None,
+) -> RootRecord:
+    """Generate the root key in the token and certify it; remove the key again if that fails."""
+    from airgap.core.keys import check_key_type, spki_sha256
+    from airgap.core.passphrase import read_passphrase_file
+    from airgap.offline.ca import CAStore
+    from airgap.offline.pkcs11 import KeyRecord, destroy_key, generate_key, resolve_pin
+
+    assert isinstance(store, CAStore)
+    for p in (store.root_key_path, store.root_cert_path, store.root_key_ref_path):
+        if p.exists():
+            from airgap.errors import Refused
+
+            raise Refused(f"{p}: already exists; refusing to overwrite the root")
+    pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    pin = resolve_pin(pin_file)
+    key_type = check_key_type(kt)
+    with generate_key(ref, pin, key_type) as key:
+        record = KeyRecord(ref.module, ref.token_label, ref.key_label, spki_sha256(key), key_type)
+        try:
+            return store.init_root(
+                key_type=key_type,
+                days=days,
+                org=org,
+                cn=cn,
+                passphrase=None,
+                officer=officer,
+                root_key=key,
+                key_record=record.to_json(),
+                key_params={"storage": "pkcs11", "token_label": ref.token_label, "key_label": ref.key_label},
+            )
+        except BaseException:
+            destroy_key(ref, pin)  # never certified: leave the token as it was
+            raise
 
 
 @app.command("issue")
@@ -64,6 +216,12 @@ def issue(
         False, "--no-passphrase", help="Root key is unencrypted and new keys are written unencrypted."
     ),
     workers: int = typer.Option(0, "--workers", help="Key-generation processes (0: every core)."),
+    log_key: Path | None = LogKeyOpt,
+    log_key_passphrase_file: Path | None = LogPassOpt,
+    pkcs11_module: Path | None = ModuleOpt,
+    token_label: str | None = TokenOpt,
+    key_label: str | None = KeyLabelOpt,
+    pin_file: Path | None = PinFileOpt,
 ) -> None:
     """Issue an intermediate CA per cluster: PKI/CLUSTER/{ca-cert,ca-key,cert-chain,root-cert}.pem.
 
@@ -75,17 +233,22 @@ def issue(
 
     kt = check_key_type(key_type)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
-    records = CAStore(dir).issue(
-        clusters,
-        key_type=kt,
-        days=days,
-        org=org,
-        cn=cn,
-        sans=san,
-        passphrase=pw,
-        key_passphrase=pw,
-        workers=workers or None,
-    )
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    ref = _token_ref(dir, pkcs11_module, token_label, key_label)
+    with _root_key(ref, pin_file) as root_key:
+        records = CAStore(dir).issue(
+            clusters,
+            key_type=kt,
+            days=days,
+            org=org,
+            cn=cn,
+            sans=san,
+            passphrase=pw,
+            key_passphrase=pw,
+            workers=workers or None,
+            officer=officer,
+            root_key=root_key,
+        )
     for r in records:
         typer.echo(f"Issued {r.cluster}: {r.subject}, until {r.not_after}, sha256 {r.fingerprint}")
     info(f"{len(records)} intermediate(s) written under {dir}")
@@ -98,17 +261,36 @@ def list_(
     passphrase_file: Path | None = typer.Option(
         None, "--passphrase-file", help="Open each ca-key.pem to check it matches (otherwise: skipped)."
     ),
+    expiring_within: int | None = typer.Option(
+        None,
+        "--expiring-within",
+        help="Exit 1 (for cron) when a root or current intermediate expires within DAYS days (or has expired).",
+    ),
 ) -> None:
-    """List the root and every intermediate with its checks and status (valid/expiring/expired).
+    """List the root and every intermediate with its checks and status (valid/expiring/expired/revoked).
 
     Example: airgap ca list --dir pki --json
+    Example: airgap ca list --dir pki --expiring-within 90   (exit 1 when something expires soon)
     """
     from airgap.core.passphrase import read_passphrase_file
     from airgap.core.x509 import fingerprint, status_of
     from airgap.offline.ca import CAStore
+    from airgap.offline.ca import expiring_within as find_expiring
 
     store = CAStore(dir)
     root = store.load_root_cert()
+    soon = find_expiring(store, expiring_within) if expiring_within is not None else []
+    next_root = None
+    if (store.next_root_dir / "root-cert.pem").exists():
+        from airgap.core.x509 import load_cert_pem
+
+        nr = load_cert_pem((store.next_root_dir / "root-cert.pem").read_bytes(), source="next-root")
+        next_root = {
+            "subject": nr.subject.rfc4514_string(),
+            "fingerprint": fingerprint(nr),
+            "not_after": nr.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "status": status_of(nr),
+        }
     pw = read_passphrase_file(passphrase_file) if passphrase_file else None
     rows = store.status(pw)
     root_doc = {
@@ -121,6 +303,18 @@ def list_(
         print_json(
             {
                 "root": root_doc,
+                "next_root": next_root,
+                "root_key": "pkcs11" if store.root_in_token() else "file",
+                "expiring_within": (
+                    None
+                    if expiring_within is None
+                    else {
+                        "days": expiring_within,
+                        "certificates": [
+                            {"what": e.what, "fingerprint": e.fingerprint, "not_after": e.not_after} for e in soon
+                        ],
+                    }
+                ),
                 "intermediates": [
                     {
                         "cluster": r.cluster,
@@ -147,6 +341,11 @@ def list_(
         f"Root: {root_doc['subject']}  until {root_doc['not_after']}  status {root_doc['status']}", markup=False
     )
     console.print(f"      sha256 {root_doc['fingerprint']}")
+    if next_root is not None:
+        console.print(
+            f"Next root (rotation in progress): {next_root['subject']}  until {next_root['not_after']}", markup=False
+        )
+        console.print(f"      sha256 {next_root['fingerprint']}")
     table = Table("cluster", "status", "not after", "key", "chain", "CA", "key check", "fingerprint")
     for r in rows:
         table.add_row(
@@ -163,3 +362,235 @@ def list_(
     for r in rows:
         for p in r.problems:
             console.print(f"{r.cluster}: {p}")
+    _fail_if_expiring(soon, expiring_within)
+
+
+def _fail_if_expiring(soon: Sequence[object], days: int | None) -> None:
+    if days is None or not soon:
+        return
+    from airgap.errors import VerificationError
+    from airgap.offline.ca import Expiring
+
+    parts = [f"{e.what} ({e.not_after})" for e in soon if isinstance(e, Expiring)]
+    raise VerificationError(f"{len(parts)} certificate(s) expire within {days} days: {', '.join(parts)}")
+
+
+@app.command("revoke")
+def revoke(
+    cluster: str = typer.Argument(..., help="The cluster whose intermediate is revoked."),
+    dir: Path = DirOpt,
+    reason: str = typer.Option(
+        ...,
+        "--reason",
+        help="RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, "
+        "cessationOfOperation, privilegeWithdrawn (case and '-' ignored).",
+    ),
+    serial: str | None = typer.Option(
+        None, "--serial", help="Hex serial of an archived intermediate (default: current)."
+    ),
+    next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the new CRL, in days."),
+    passphrase_file: Path | None = PassFileOpt,
+    no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
+    log_key: Path | None = LogKeyOpt,
+    log_key_passphrase_file: Path | None = LogPassOpt,
+    pkcs11_module: Path | None = ModuleOpt,
+    token_label: str | None = TokenOpt,
+    key_label: str | None = KeyLabelOpt,
+    pin_file: Path | None = PinFileOpt,
+) -> None:
+    """Revoke a cluster's intermediate and write a root-signed CRL to PKI/ca-crl.pem and PKI/*/ca-crl.pem.
+
+    The revoked intermediate stays in place until 'airgap ca rotate CLUSTER' replaces it.
+
+    Example: airgap ca revoke cluster1 --reason keyCompromise --dir pki --passphrase-file pass.txt
+    """
+    from airgap.core.passphrase import resolve_passphrase
+    from airgap.offline.ca import CAStore
+    from airgap.offline.crl import revoke as do_revoke
+
+    ref = _token_ref(dir, pkcs11_module, token_label, key_label)
+    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    with _root_key(ref, pin_file) as root_key:
+        rev, rec = do_revoke(
+            CAStore(dir),
+            cluster,
+            reason=reason,
+            serial=serial,
+            passphrase=pw,
+            root_key=root_key,
+            officer=officer,
+            next_update_days=next_update_days,
+        )
+    typer.echo(f"Revoked {cluster}: serial {rev.serial} ({rev.reason}), sha256 {rev.fingerprint}")
+    typer.echo(f"CRL #{rec.crl_number} written to {dir / 'ca-crl.pem'}, next update {rec.next_update}")
+    info(f"next: 'airgap ca rotate {cluster} --dir {dir}' to issue its replacement, then a new bundle")
+
+
+@app.command("crl")
+def crl(
+    dir: Path = DirOpt,
+    next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the new CRL, in days."),
+    passphrase_file: Path | None = PassFileOpt,
+    no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
+    log_key: Path | None = LogKeyOpt,
+    log_key_passphrase_file: Path | None = LogPassOpt,
+    pkcs11_module: Path | None = ModuleOpt,
+    token_label: str | None = TokenOpt,
+    key_label: str | None = KeyLabelOpt,
+    pin_file: Path | None = PinFileOpt,
+) -> None:
+    """Sign a fresh CRL (next number, thisUpdate now): run it before the last CRL's nextUpdate.
+
+    Example: airgap ca crl --dir pki --next-update-days 30 --passphrase-file pass.txt
+    """
+    from airgap.core.passphrase import resolve_passphrase
+    from airgap.offline.ca import CAStore
+    from airgap.offline.crl import refresh_crl
+
+    ref = _token_ref(dir, pkcs11_module, token_label, key_label)
+    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    with _root_key(ref, pin_file) as root_key:
+        rec = refresh_crl(
+            CAStore(dir), passphrase=pw, root_key=root_key, officer=officer, next_update_days=next_update_days
+        )
+    typer.echo(
+        f"CRL #{rec.crl_number} written to {dir / 'ca-crl.pem'}: {len(rec.revoked_serials)} revoked, "
+        f"next update {rec.next_update}, sha256 {rec.sha256}"
+    )
+
+
+@app.command("rotate")
+def rotate(
+    cluster: str = typer.Argument(..., help="The cluster whose next intermediate is issued."),
+    dir: Path = DirOpt,
+    days: int = typer.Option(730, "--days", help="Validity in days (refused if it would outlive the signing root)."),
+    key_type: str | None = typer.Option(None, "--key-type", help="Default: the old intermediate's key type."),
+    san: list[str] | None = typer.Option(None, "--san", help="Default: the old intermediate's SANs."),
+    passphrase_file: Path | None = PassFileOpt,
+    no_passphrase: bool = typer.Option(
+        False, "--no-passphrase", help="Root key is unencrypted and the new key is written unencrypted."
+    ),
+    log_key: Path | None = LogKeyOpt,
+    log_key_passphrase_file: Path | None = LogPassOpt,
+    pkcs11_module: Path | None = ModuleOpt,
+    token_label: str | None = TokenOpt,
+    key_label: str | None = KeyLabelOpt,
+    pin_file: Path | None = PinFileOpt,
+) -> None:
+    """Issue the cluster's next intermediate while the old one is still valid, and make it current.
+
+    The old folder moves to PKI/archive/CLUSTER/<serial>/. During a root rotation the new
+    intermediate is signed by the next root. Then: bundle create, and 'bundle import --rotate'.
+
+    Example: airgap ca rotate cluster1 --dir pki --passphrase-file pass.txt
+    """
+    from airgap.core.keys import check_key_type
+    from airgap.core.passphrase import resolve_passphrase
+    from airgap.offline.ca import CAStore
+    from airgap.offline.rotate import rotate_intermediate
+
+    kt = check_key_type(key_type) if key_type is not None else None
+    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    store = CAStore(dir)
+    ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=store.next_root_dir.exists())
+    with _root_key(ref, pin_file) as root_key:
+        r = rotate_intermediate(
+            store,
+            cluster,
+            days=days,
+            passphrase=pw,
+            key_passphrase=pw,
+            key_type=kt,
+            sans=san or None,
+            root_key=root_key,
+            officer=officer,
+        )
+    typer.echo(
+        f"Rotated {cluster}: {r.old_serial} -> {r.new.serial}, until {r.new.not_after}, sha256 {r.new.fingerprint}"
+    )
+    typer.echo(f"  previous intermediate archived in {r.archived_to}")
+    if r.under_next_root:
+        typer.echo("  signed by the NEXT root (root rotation in progress)")
+    info(f"next: 'airgap bundle create {cluster} ...' and on the jump host 'airgap bundle import ... --rotate'")
+
+
+@app.command("rotate-root")
+def rotate_root(
+    dir: Path = DirOpt,
+    finish: bool = typer.Option(False, "--finish", help="Step 3: retire the old root (all clusters rotated)."),
+    key_type: str = typer.Option("rsa-4096", "--key-type", help="Key type of the next root."),
+    days: int = typer.Option(3650, "--days", help="Validity of the next root in days."),
+    org: str = typer.Option("Istio", "--org"),
+    cn: str = typer.Option("Root CA", "--cn"),
+    passphrase_file: Path | None = PassFileOpt,
+    no_passphrase: bool = typer.Option(False, "--no-passphrase", help="Write the next root key unencrypted."),
+    next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the CRL --finish re-signs."),
+    log_key: Path | None = LogKeyOpt,
+    log_key_passphrase_file: Path | None = LogPassOpt,
+    pkcs11_module: Path | None = ModuleOpt,
+    token_label: str | None = TokenOpt,
+    key_label: str | None = KeyLabelOpt,
+    pin_file: Path | None = PinFileOpt,
+) -> None:
+    """Root rotation: step 1 makes the next root and gives every cluster a dual-root root-cert.pem;
+    step 2 is 'ca rotate CLUSTER' for each cluster; step 3 is 'ca rotate-root --finish'.
+
+    Example: airgap ca rotate-root --dir pki --passphrase-file pass.txt      (step 1)
+    Example: airgap ca rotate-root --dir pki --finish --passphrase-file pass.txt   (step 3)
+    """
+    from airgap.core.keys import check_key_type
+    from airgap.core.passphrase import resolve_passphrase
+    from airgap.offline.ca import CAStore
+    from airgap.offline.rotate import begin_root_rotation, finish_root_rotation
+
+    store = CAStore(dir)
+    if finish:
+        ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
+        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+        officer = _officer(log_key, log_key_passphrase_file, pw)
+        with _root_key(ref, pin_file) as root_key:
+            rec = finish_root_rotation(
+                store, passphrase=pw, root_key=root_key, officer=officer, next_update_days=next_update_days
+            )
+        typer.echo(f"Root rotation finished: the root is now {rec.subject}, sha256 {rec.fingerprint}")
+        typer.echo("  every cluster's root-cert.pem now carries the new root only; make and import new bundles")
+        return
+    kt = check_key_type(key_type)
+    new_ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
+    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    if new_ref is None:
+        rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
+    else:
+        from airgap.core.keys import spki_sha256
+        from airgap.offline.pkcs11 import KeyRecord, destroy_key, generate_key, resolve_pin
+
+        pin = resolve_pin(pin_file)
+        with generate_key(new_ref, pin, kt) as key:
+            kr = KeyRecord(new_ref.module, new_ref.token_label, new_ref.key_label, spki_sha256(key), kt)
+            try:
+                rec = begin_root_rotation(
+                    store,
+                    key_type=kt,
+                    days=days,
+                    org=org,
+                    cn=cn,
+                    passphrase=None,
+                    officer=officer,
+                    root_key=key,
+                    key_record=kr.to_json(),
+                    key_params={
+                        "storage": "pkcs11",
+                        "token_label": new_ref.token_label,
+                        "key_label": new_ref.key_label,
+                    },
+                )
+            except BaseException:
+                destroy_key(new_ref, pin)
+                raise
+    typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
+    typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")
+    typer.echo("  then 'airgap ca rotate CLUSTER' for each cluster, then 'airgap ca rotate-root --finish'")

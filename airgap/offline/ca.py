@@ -5,6 +5,11 @@ Layout (Istio-compatible, see the contract)::
     PKI/root-cert.pem  PKI/root-key.pem (0600)  PKI/inventory.json
     PKI/<cluster>/ca-cert.pem ca-key.pem (0600) cert-chain.pem root-cert.pem
 
+The root key is ``root-key.pem`` or, for a key held in a PKCS#11 token, the reference
+``root-key.pkcs11.json`` (see :mod:`airgap.offline.pkcs11`). When the folder keeps a ceremony log
+(``ceremony.log``, see :mod:`airgap.offline.ceremony`) every act must be given the officer's log key
+and is recorded; an act on a logged folder without it is refused before anything changes.
+
 Trust: the PKI folder is the officer's own and trusted; the passphrase protects the keys at rest.
 Every write is atomic and never replaces a key or certificate; a cluster folder is built beside its
 final name and renamed into place only when complete, so a killed run leaves nothing half-written.
@@ -37,14 +42,17 @@ from airgap.core.keys import (
     keys_match,
     load_private_key,
     load_public_key_pem,
+    spki_sha256,
 )
 from airgap.errors import InvalidInput, Refused
+from airgap.offline import ceremony
+from airgap.offline.ceremony import Officer
 
 ROOT_CERT = "root-cert.pem"
 ROOT_KEY = "root-key.pem"
 INVENTORY = "inventory.json"
 CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem")
-RESERVED_NAMES = frozenset({"state", "log", "keys", "ceremony", "crl", "root", "backup"})
+RESERVED_NAMES = frozenset({"state", "log", "keys", "ceremony", "crl", "root", "backup", "archive", "next-root"})
 # A Kubernetes label value (it is also a folder name and the L= of the intermediate).
 _CLUSTER_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
@@ -127,6 +135,21 @@ def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _cert_params(cert: x509.Certificate, **extra: str) -> dict[str, str]:
+    """What the ceremony log records about a certificate: public facts only."""
+    return {
+        **extra,
+        "serial": format(cert.serial_number, "x"),
+        "fingerprint": cx.fingerprint(cert),
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_before": _iso(cert.not_valid_before_utc),
+        "not_after": _iso(cert.not_valid_after_utc),
+        "key_id": spki_sha256(cert.public_key()),  # type: ignore[arg-type]
+        "key_type": key_type_of(cert.public_key()),  # type: ignore[arg-type]
+    }
+
+
 def _make_key(key_type: KeyType, passphrase: bytes | None) -> tuple[bytes, bytes]:
     """Worker: generate and encrypt one key; returns (encrypted PKCS#8 PEM, SPKI PEM).
 
@@ -170,6 +193,9 @@ class CAStore:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             remove_stale_temps(self.path)
+            from airgap.offline.rotate import finish_interrupted
+
+            finish_interrupted(self)
             yield
         finally:
             os.close(fd)
@@ -184,6 +210,12 @@ class CAStore:
         write_replace(self.inventory_path, inv.to_json())
 
     # -- root -----------------------------------------------------------------------------------
+    @property
+    def root_key_ref_path(self) -> Path:
+        from airgap.offline.pkcs11 import REF_NAME
+
+        return self.path / REF_NAME
+
     def init_root(
         self,
         *,
@@ -192,21 +224,36 @@ class CAStore:
         org: str,
         cn: str,
         passphrase: bytes | None,
+        officer: Officer | None = None,
+        root_key: PrivateKey | None = None,
+        key_record: bytes | None = None,
+        key_params: dict[str, str] | None = None,
     ) -> RootRecord:
-        """Create the root key and self-signed root certificate; refuse if either exists (exit 4)."""
+        """Create the root key and self-signed root certificate; refuse if either exists (exit 4).
+
+        With ``root_key`` (a key already in a PKCS#11 token) no key file is written: ``key_record``
+        (the token reference, no secret) is written as ``root-key.pkcs11.json`` instead, and
+        ``key_params`` describe the key in the log. With ``officer`` the acts are logged.
+        """
         if days <= 0:
             raise InvalidInput("--days must be positive")
-        for p in (self.root_key_path, self.root_cert_path):
+        for p in (self.root_key_path, self.root_cert_path, self.root_key_ref_path):
             if p.exists():
                 raise Refused(f"{p}: already exists; refusing to overwrite the root")
         with self.locked():
-            key = generate_private_key(key_type)
+            prep = ceremony.prepare(self.path, officer)
+            key = root_key if root_key is not None else generate_private_key(key_type)
             cert = cx.build_root(key, org=org, cn=cn, days=days)
-            write_new(self.root_key_path, encode_private_key(key, passphrase), mode=0o600)
+            if root_key is None:
+                write_new(self.root_key_path, encode_private_key(key, passphrase), mode=0o600)
+                key_file = self.root_key_path
+            else:
+                write_new(self.root_key_ref_path, key_record or b"{}\n")
+                key_file = self.root_key_ref_path
             try:
                 write_new(self.root_cert_path, cx.cert_pem(cert))
             except BaseException:
-                self.root_key_path.unlink(missing_ok=True)
+                key_file.unlink(missing_ok=True)
                 raise
             record = RootRecord(
                 serial=format(cert.serial_number, "x"),
@@ -214,12 +261,22 @@ class CAStore:
                 subject=cert.subject.rfc4514_string(),
                 not_before=_iso(cert.not_valid_before_utc),
                 not_after=_iso(cert.not_valid_after_utc),
-                key_type=key_type,
+                key_type=key_type_of(key),
                 created_at=_iso(cx.now()),
             )
             inv = self.read_inventory()
             inv.root = record
             self._write_inventory(inv)
+            if officer is not None:
+                storage = key_params or {"storage": "file", "file": ROOT_KEY}
+                ceremony.record(
+                    self.path,
+                    "key-create",
+                    {"purpose": "root", "key_type": record.key_type, "key_id": spki_sha256(key), **storage},
+                    officer,
+                    prepared=prep,
+                )
+                ceremony.record(self.path, "init", _cert_params(cert, role="root"), officer, prepared=prep)
         return record
 
     def load_root_cert(self) -> x509.Certificate:
@@ -227,14 +284,30 @@ class CAStore:
             raise Refused(f"{self.root_cert_path}: no root here; run 'airgap ca init --dir {self.path}' first")
         return cx.load_cert_pem(self.root_cert_path.read_bytes(), source=str(self.root_cert_path))
 
-    def load_root(self, passphrase: bytes | None) -> tuple[x509.Certificate, PrivateKey]:
+    def load_root(
+        self, passphrase: bytes | None, root_key: PrivateKey | None = None
+    ) -> tuple[x509.Certificate, PrivateKey]:
+        """The root certificate and its key: ``root_key`` (a token key) when given, else root-key.pem."""
         cert = self.load_root_cert()
+        if root_key is not None:
+            if not keys_match(root_key, cert.public_key()):  # type: ignore[arg-type]
+                raise InvalidInput(f"the token key {spki_sha256(root_key)} does not match {self.root_cert_path}")
+            return cert, root_key
         if not self.root_key_path.exists():
+            if self.root_key_ref_path.exists():
+                raise InvalidInput(
+                    f"{self.root_key_ref_path}: the root key is in a PKCS#11 token; "
+                    "give the token PIN (--pin-file or $AIRGAP_PKCS11_PIN)"
+                )
             raise Refused(f"{self.root_key_path}: root key is missing")
         key = load_private_key(self.root_key_path, passphrase)
         if not keys_match(key, cert.public_key()):  # type: ignore[arg-type]
             raise InvalidInput(f"{self.root_key_path}: does not match {self.root_cert_path}")
         return cert, key
+
+    def root_in_token(self) -> bool:
+        """True when the root key is held in a PKCS#11 token (``root-key.pkcs11.json``)."""
+        return self.root_key_ref_path.exists() and not self.root_key_path.exists()
 
     # -- intermediates --------------------------------------------------------------------------
     def issue(
@@ -249,11 +322,14 @@ class CAStore:
         passphrase: bytes | None,
         key_passphrase: bytes | None,
         workers: int | None = None,
+        officer: Officer | None = None,
+        root_key: PrivateKey | None = None,
     ) -> list[IntermediateRecord]:
         """Issue one intermediate per cluster, every check done before any key is made.
 
-        ``passphrase`` opens the root key; ``key_passphrase`` encrypts the new keys (None: plain).
-        Keys are generated in a process pool (``workers``, default: every core).
+        ``passphrase`` opens the root key (or ``root_key``, a token key, signs); ``key_passphrase``
+        encrypts the new keys (None: plain). Keys are generated in a process pool (``workers``,
+        default: every core). With ``officer`` each cluster's issue is logged.
         """
         if not clusters:
             raise InvalidInput("name at least one cluster")
@@ -265,7 +341,8 @@ class CAStore:
             raise InvalidInput(f"cluster named twice: {', '.join(dupes)}")
         cx.validate_sans(list(sans))
         with self.locked():
-            root_cert, root_key = self.load_root(passphrase)
+            prep = ceremony.prepare(self.path, officer)
+            root_cert, signing_key = self.load_root(passphrase, root_key)
             cx.check_within_root(root_cert, days)
             for n in names:
                 if (self.path / n).exists():
@@ -276,7 +353,6 @@ class CAStore:
             else:
                 with ProcessPoolExecutor(max_workers=n_workers) as pool:
                     made = list(pool.map(_make_key, [key_type] * len(names), [key_passphrase] * len(names)))
-            root_pem = cx.cert_pem(root_cert)
             inv = self.read_inventory()
             records: list[IntermediateRecord] = []
             for name, (key_pem, pub_pem) in zip(names, made, strict=True):
@@ -285,33 +361,61 @@ class CAStore:
                     pub,
                     cluster=name,
                     root_cert=root_cert,
-                    root_key=root_key,
+                    root_key=signing_key,
                     org=org,
                     cn=cn,
                     days=days,
                     sans=list(sans),
                 )
-                ca_pem = cx.cert_pem(cert)
-                with staged_dir(self.path / name, mode=0o700) as tmp:
-                    write_new(tmp / "ca-key.pem", key_pem, mode=0o600)
-                    write_new(tmp / "ca-cert.pem", ca_pem)
-                    write_new(tmp / "cert-chain.pem", ca_pem + root_pem)
-                    write_new(tmp / "root-cert.pem", root_pem)
-                record = IntermediateRecord(
-                    cluster=name,
-                    serial=format(cert.serial_number, "x"),
-                    fingerprint=cx.fingerprint(cert),
-                    subject=cert.subject.rfc4514_string(),
-                    not_before=_iso(cert.not_valid_before_utc),
-                    not_after=_iso(cert.not_valid_after_utc),
-                    key_type=key_type_of(pub),
-                    issued_at=_iso(cx.now()),
-                    root_fingerprint=cx.fingerprint(root_cert),
-                )
+                self.write_cluster(self.path / name, key_pem, cert, root_cert)
+                record = self._record_of(name, cert, root_cert)
                 inv.intermediates.append(record)
                 self._write_inventory(inv)  # after each cluster: the record never lags the disk
+                if officer is not None:
+                    ceremony.record(self.path, "issue", _cert_params(cert, cluster=name), officer, prepared=prep)
                 records.append(record)
         return records
+
+    @property
+    def next_root_dir(self) -> Path:
+        return self.path / "next-root"
+
+    def trust_pem(self) -> bytes:
+        """The roots a cluster must trust now: the root, plus the next root during a root rotation."""
+        pem = cx.cert_pem(self.load_root_cert())
+        nxt = self.next_root_dir / ROOT_CERT
+        if nxt.exists():
+            pem += cx.cert_pem(cx.load_cert_pem(nxt.read_bytes(), source=str(nxt)))
+        return pem
+
+    def write_cluster(self, final: Path, key_pem: bytes, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+        """Build a cluster folder beside ``final`` and rename it into place when complete.
+
+        ``cert-chain.pem`` is the intermediate then its issuing root; ``root-cert.pem`` is
+        :meth:`trust_pem` (both roots during a root rotation); ``ca-crl.pem`` is the current CRL.
+        """
+        ca_pem = cx.cert_pem(cert)
+        crl = self.path / "ca-crl.pem"
+        with staged_dir(final, mode=0o700) as tmp:
+            write_new(tmp / "ca-key.pem", key_pem, mode=0o600)
+            write_new(tmp / "ca-cert.pem", ca_pem)
+            write_new(tmp / "cert-chain.pem", ca_pem + cx.cert_pem(issuer))
+            write_new(tmp / "root-cert.pem", self.trust_pem())
+            if crl.exists():
+                write_new(tmp / "ca-crl.pem", crl.read_bytes())
+
+    def _record_of(self, name: str, cert: x509.Certificate, root_cert: x509.Certificate) -> IntermediateRecord:
+        return IntermediateRecord(
+            cluster=name,
+            serial=format(cert.serial_number, "x"),
+            fingerprint=cx.fingerprint(cert),
+            subject=cert.subject.rfc4514_string(),
+            not_before=_iso(cert.not_valid_before_utc),
+            not_after=_iso(cert.not_valid_after_utc),
+            key_type=key_type_of(cert.public_key()),  # type: ignore[arg-type]
+            issued_at=_iso(cx.now()),
+            root_fingerprint=cx.fingerprint(root_cert),
+        )
 
     def clusters(self) -> list[str]:
         """Cluster folders that hold a ``ca-cert.pem``, sorted."""
@@ -325,15 +429,25 @@ class CAStore:
 
     def status(self, passphrase: bytes | None, *, at: dt.datetime | None = None) -> list[IntermediateStatus]:
         """Check each intermediate as istiod would: chain, CA flag, key match, expiry."""
+        from airgap.offline.crl import read_state
+
         root_cert = self.load_root_cert()
+        roots = [root_cert]
+        nxt = self.next_root_dir / ROOT_CERT
+        if nxt.exists():
+            roots.append(cx.load_cert_pem(nxt.read_bytes(), source=str(nxt)))
+        revoked = read_state(self.path)
         out: list[IntermediateStatus] = []
         for name in self.clusters():
             d = self.path / name
             problems: list[str] = []
             cert = cx.load_cert_pem((d / "ca-cert.pem").read_bytes(), source=str(d / "ca-cert.pem"))
-            chains = cx.signed_by(cert, root_cert)
+            chains = any(cx.signed_by(cert, r) for r in roots)
             if not chains:
                 problems.append("does not chain to the root")
+            rev = revoked.is_revoked(cx.fingerprint(cert))
+            if rev is not None:
+                problems.append(f"revoked ({rev.reason}) on {rev.revoked_at}; run 'airgap ca rotate {name}'")
             ca = cx.is_ca(cert)
             if not ca:
                 problems.append("not a CA certificate")
@@ -363,7 +477,7 @@ class CAStore:
                     fingerprint=cx.fingerprint(cert),
                     not_after=_iso(cert.not_valid_after_utc),
                     key_type=key_type_of(cert.public_key()),  # type: ignore[arg-type]
-                    status=cx.status_of(cert, at=at),
+                    status="revoked" if rev is not None else cx.status_of(cert, at=at),
                     chains_to_root=chains,
                     is_ca=ca,
                     key_check=key_check,
@@ -371,3 +485,34 @@ class CAStore:
                 )
             )
         return out
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """A root or intermediate that expires within the window ``ca list --expiring-within`` asks about."""
+
+    what: str
+    fingerprint: str
+    not_after: str
+    days_left: int
+
+
+def expiring_within(store: CAStore, days: int, *, at: dt.datetime | None = None) -> list[Expiring]:
+    """Roots (current and next) and current intermediates whose notAfter falls within ``days``."""
+    if days < 0:
+        raise InvalidInput("--expiring-within must be zero or more days")
+    t = at or cx.now()
+    limit = t + dt.timedelta(days=days)
+    certs: list[tuple[str, x509.Certificate]] = [("root", store.load_root_cert())]
+    nxt = store.next_root_dir / ROOT_CERT
+    if nxt.exists():
+        certs.append(("next root", cx.load_cert_pem(nxt.read_bytes(), source=str(nxt))))
+    for name in store.clusters():
+        p = store.path / name / "ca-cert.pem"
+        certs.append((name, cx.load_cert_pem(p.read_bytes(), source=str(p))))
+    out = []
+    for what, cert in certs:
+        end = cert.not_valid_after_utc
+        if end <= limit:
+            out.append(Expiring(what, cx.fingerprint(cert), _iso(end), (end - t).days))
+    return out

@@ -1,0 +1,298 @@
+"""The ceremony log: an intact log verifies; each attack is found and the bad entry named."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from airgap.core.keys import sign, spki_sha256
+from airgap.errors import Refused, VerificationError
+from airgap.offline import ceremony
+from airgap.offline.ca import CAStore
+from airgap.offline.ceremony import DOMAIN, HEAD_DOMAIN, Officer, canonical, head_hash, verify_log
+from airgap.offline.crl import revoke
+from tests.conftest import PASSPHRASE
+from tests.helpers import tree
+
+ISSUE = {
+    "key_type": "ecdsa-p256",
+    "days": 365,
+    "org": "Istio",
+    "cn": "Intermediate CA",
+    "sans": ["DNS:istiod.istio-system.svc"],
+    "passphrase": PASSPHRASE,
+    "key_passphrase": PASSPHRASE,
+    "workers": 1,
+}
+
+
+@dataclass(frozen=True)
+class Logged:
+    pki: Path
+    officer: Officer
+
+
+@pytest.fixture(scope="session")
+def _officer() -> Officer:
+    return Officer.from_key(ec.generate_private_key(ec.SECP256R1()))
+
+
+@pytest.fixture(scope="session")
+def _logged_template(tmp_path_factory: pytest.TempPathFactory, _officer: Officer) -> Path:
+    """Entries: 1 log-start, 2 key-create, 3 init, 4 issue c1, 5 issue c2, 6 revoke c2, 7 crl."""
+    d = tmp_path_factory.mktemp("logged") / "pki"
+    store = CAStore(d)
+    store.init_root(
+        key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE, officer=_officer
+    )
+    store.issue(["c1"], officer=_officer, **ISSUE)  # type: ignore[arg-type]
+    store.issue(["c2"], officer=_officer, **ISSUE)  # type: ignore[arg-type]
+    revoke(store, "c2", reason="keyCompromise", passphrase=PASSPHRASE, officer=_officer)
+    return d
+
+
+@pytest.fixture
+def logged(_logged_template: Path, _officer: Officer, tmp_path: Path) -> Logged:
+    d = tmp_path / "pki"
+    shutil.copytree(_logged_template, d)
+    return Logged(d, _officer)
+
+
+def _lines(pki: Path) -> list[bytes]:
+    return (pki / "ceremony.log").read_bytes().splitlines()
+
+
+def _write(pki: Path, lines: list[bytes]) -> None:
+    (pki / "ceremony.log").write_bytes(b"".join(x + b"\n" for x in lines))
+
+
+def _entry(line: bytes) -> dict[str, object]:
+    doc = json.loads(line)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _signed(body: dict[str, object], key: ec.EllipticCurvePrivateKey) -> bytes:
+    """An entry line signed by ``key`` (what an attacker holding some key could write)."""
+    body = {**body, "signer": spki_sha256(key)}
+    body.pop("signature", None)
+    sig = base64.b64encode(sign(key, DOMAIN + canonical(body))).decode()
+    return canonical({**body, "signature": sig})
+
+
+def _fails(logged: Logged, *needles: str, trust: bool = True, **kw: object) -> str:
+    with pytest.raises(VerificationError) as ei:
+        verify_log(logged.pki, [logged.officer.key.public_key()] if trust else None, **kw)  # type: ignore[arg-type]
+    for n in needles:
+        assert n in ei.value.message, ei.value.message
+    return ei.value.message
+
+
+def test_intact_log_verifies_with_and_without_trust(logged: Logged) -> None:
+    log = verify_log(logged.pki, [logged.officer.key.public_key()])  # type: ignore[list-item]
+    assert [e.act for e in log.entries] == ["log-start", "key-create", "init", "issue", "issue", "revoke", "crl"]
+    assert log.anchored and log.head == head_hash(logged.pki) == log.entries[-1].hash
+    assert [e.seq for e in log.entries] == list(range(1, 8))
+    for a, b in zip(log.entries, log.entries[1:], strict=False):
+        assert b.prev == a.hash
+    unanchored = verify_log(logged.pki)
+    assert not unanchored.anchored and any("no --trust key" in n for n in unanchored.notes)
+    issue = log.entries[3]
+    assert issue.params["cluster"] == "c1"
+    assert issue.params["fingerprint"] and issue.params["serial"] and issue.params["key_id"]
+    assert log.entries[5].params["reason"] == "keyCompromise"
+    assert log.entries[0].params["officer_key_id"] == logged.officer.key_id
+
+
+def test_log_holds_no_secret(logged: Logged) -> None:
+    data = (logged.pki / "ceremony.log").read_bytes() + (logged.pki / "ceremony-head.json").read_bytes()
+    assert PASSPHRASE not in data
+    assert b"PRIVATE KEY" not in data
+    key_pem = (logged.pki / "c1" / "ca-key.pem").read_bytes()
+    body = b"".join(key_pem.splitlines()[1:-1])
+    assert body[:40] not in data
+
+
+def test_deleted_entry_is_named(logged: Logged) -> None:
+    lines = _lines(logged.pki)
+    del lines[3]
+    _write(logged.pki, lines)
+    _fails(logged, "entry 4 was removed")
+
+
+def test_edited_entry_is_named(logged: Logged) -> None:
+    lines = _lines(logged.pki)
+    lines[3] = lines[3].replace(b'"cluster":"c1"', b'"cluster":"c9"')
+    _write(logged.pki, lines)
+    _fails(logged, "entry 4 (issue): signature does not verify", "changed after signing")
+
+
+def test_reordered_entries_are_named(logged: Logged) -> None:
+    lines = _lines(logged.pki)
+    lines[3], lines[4] = lines[4], lines[3]
+    _write(logged.pki, lines)
+    _fails(logged, "entry 4", "reordered")
+
+
+def test_appended_unsigned_entry_is_named(logged: Logged) -> None:
+    lines = _lines(logged.pki)
+    last = _entry(lines[-1])
+    forged = {
+        "act": "issue",
+        "params": {"cluster": "evil"},
+        "prev": ceremony._sha256(lines[-1]),
+        "seq": 8,
+        "signer": "",
+        "signature": "",
+        "time": last["time"],
+    }
+    _write(logged.pki, [*lines, canonical(forged)])
+    _fails(logged, "entry 8 (issue) is not signed")
+    # and with the fields left out altogether
+    forged.pop("signer")
+    forged.pop("signature")
+    _write(logged.pki, [*lines, canonical(forged)])
+    _fails(logged, "entry 8 (issue) is not signed")
+
+
+def test_truncated_log_is_found(logged: Logged) -> None:
+    lines = _lines(logged.pki)
+    _write(logged.pki, lines[:-1])
+    _fails(logged, "entry 7 is missing", "truncated")
+
+
+def test_log_cut_mid_entry_is_found(logged: Logged) -> None:
+    data = (logged.pki / "ceremony.log").read_bytes()
+    (logged.pki / "ceremony.log").write_bytes(data[:-40])
+    _fails(logged, "entry 7", "cut short")
+
+
+def test_truncated_log_without_head_is_found(logged: Logged) -> None:
+    _write(logged.pki, _lines(logged.pki)[:-2])
+    (logged.pki / "ceremony-head.json").unlink()
+    _fails(logged, "signed head is missing", "truncated")
+
+
+def test_truncated_log_with_an_older_head_is_found_by_the_files(logged: Logged) -> None:
+    """Cut back to entry 4 and forge nothing: re-use an honest head signed at entry 4."""
+    lines = _lines(logged.pki)[:4]
+    _write(logged.pki, lines)
+    o = logged.officer
+    body = {"hash": ceremony._sha256(lines[-1]), "seq": 4, "signer": o.key_id}
+    sig = base64.b64encode(sign(o.key, HEAD_DOMAIN + canonical(body))).decode()
+    (logged.pki / "ceremony-head.json").write_bytes(canonical({**body, "signature": sig}))
+    msg = _fails(logged, "has no entry in the log", "truncated")
+    assert "c2" in msg
+
+
+def test_truncation_is_found_by_a_head_from_a_bundle(logged: Logged) -> None:
+    """Cut back past an act that left no certificate (the CRL): only an outside head finds it."""
+    h7 = head_hash(logged.pki)
+    assert h7 is not None
+    lines = _lines(logged.pki)[:6]
+    _write(logged.pki, lines)
+    o = logged.officer
+    body = {"hash": ceremony._sha256(lines[-1]), "seq": 6, "signer": o.key_id}
+    sig = base64.b64encode(sign(o.key, HEAD_DOMAIN + canonical(body))).decode()
+    (logged.pki / "ceremony-head.json").write_bytes(canonical({**body, "signature": sig}))
+    verify_log(logged.pki, [o.key.public_key()])  # type: ignore[list-item]
+    _fails(logged, f"no entry has hash {h7}", "truncated or rewritten", expect_head=h7)
+
+
+def test_entry_signed_by_another_key_is_named(logged: Logged) -> None:
+    other = ec.generate_private_key(ec.SECP256R1())
+    lines = _lines(logged.pki)
+    e = _entry(lines[-1])
+    forged = _signed({**e, "seq": 8, "prev": ceremony._sha256(lines[-1]), "act": "issue", "params": {}}, other)
+    _write(logged.pki, [*lines, forged])
+    _fails(logged, f"entry 8 (issue) is signed by key {spki_sha256(other)}", "not a --trust key")
+    _fails(logged, "not the officer key registered in entry 1", trust=False)
+
+
+def test_whole_log_rewritten_with_another_key_fails_against_trust(logged: Logged) -> None:
+    """A consistent forgery passes a self-check but not the officer's pinned key."""
+    other = ec.generate_private_key(ec.SECP256R1())
+    from airgap.core.keys import public_pem
+
+    out: list[bytes] = []
+    prev = ceremony.GENESIS_PREV
+    for line in _lines(logged.pki):
+        e = _entry(line)
+        if e["act"] == "log-start":
+            params = dict(e["params"])  # type: ignore[call-overload]
+            params["officer_key"] = public_pem(other).decode()
+            e["params"] = params
+        new = _signed({**e, "prev": prev}, other)
+        out.append(new)
+        prev = ceremony._sha256(new)
+    _write(logged.pki, out)
+    body = {"hash": prev, "seq": len(out), "signer": spki_sha256(other)}
+    sig = base64.b64encode(sign(other, HEAD_DOMAIN + canonical(body))).decode()
+    (logged.pki / "ceremony-head.json").write_bytes(canonical({**body, "signature": sig}))
+    verify_log(logged.pki)  # self-consistent
+    _fails(logged, "entry 1: the log was started by key", "not a --trust key")
+
+
+def test_spliced_entry_signed_by_the_officer_is_named(logged: Logged) -> None:
+    """A genuine officer signature on an entry that does not follow its predecessor."""
+    lines = _lines(logged.pki)
+    e = _entry(lines[4])
+    lines[4] = _signed({**e, "prev": "ab" * 32}, logged.officer.key)  # type: ignore[arg-type]
+    _write(logged.pki, lines)
+    _fails(logged, "entry 5 (issue) does not follow entry 4")
+
+
+def test_malformed_head_and_garbage_line(logged: Logged) -> None:
+    lines = _lines(logged.pki)
+    _write(logged.pki, [*lines[:2], b"not json", *lines[3:]])
+    _fails(logged, "entry at line 3 is not valid JSON")
+
+
+def test_act_on_logged_pki_needs_the_officer_and_changes_nothing(logged: Logged) -> None:
+    before = tree(logged.pki), (logged.pki / "ceremony.log").read_bytes()
+    store = CAStore(logged.pki)
+    with pytest.raises(Refused, match="keeps a ceremony log"):
+        store.issue(["c3"], **ISSUE)  # type: ignore[arg-type]
+    stranger = Officer.from_key(ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(Refused, match="is not the officer key registered"):
+        store.issue(["c3"], officer=stranger, **ISSUE)  # type: ignore[arg-type]
+    assert (tree(logged.pki), (logged.pki / "ceremony.log").read_bytes()) == before
+
+
+def test_broken_log_is_not_extended(logged: Logged) -> None:
+    lines = _lines(logged.pki)
+    del lines[2]
+    _write(logged.pki, lines)
+    before = tree(logged.pki)
+    with pytest.raises(VerificationError, match="refusing to extend a broken log"):
+        CAStore(logged.pki).issue(["c3"], officer=logged.officer, **ISSUE)  # type: ignore[arg-type]
+    assert tree(logged.pki) == before
+
+
+def test_next_act_extends_the_chain(logged: Logged) -> None:
+    h = head_hash(logged.pki)
+    CAStore(logged.pki).issue(["c3"], officer=logged.officer, **ISSUE)  # type: ignore[arg-type]
+    log = verify_log(logged.pki, [logged.officer.key.public_key()])  # type: ignore[list-item]
+    assert log.entries[-1].prev == h and log.entries[-1].params["cluster"] == "c3"
+
+
+def test_record_refuses_secrets(tmp_path: Path, _officer: Officer) -> None:
+    with pytest.raises(ValueError, match="looks like a secret"):
+        ceremony.record(tmp_path, "issue", {"passphrase": "x"}, _officer)
+    with pytest.raises(ValueError, match="holds a private key"):
+        ceremony.record(tmp_path, "issue", {"k": "-----BEGIN PRIVATE KEY-----"}, _officer)
+    assert not (tmp_path / "ceremony.log").exists()
+
+
+def test_existing_pki_starts_a_log_listing_what_exists(pki: Path, _officer: Officer) -> None:
+    """A PKI made without a log can start one: entry 1 lists the certificates already there."""
+    CAStore(pki).issue(["c3"], officer=_officer, **ISSUE)  # type: ignore[arg-type]
+    log = verify_log(pki, [_officer.key.public_key()])  # type: ignore[list-item]
+    assert len(log.entries[0].params["existing_certificates"]) == 3  # root, c1, c2
+    assert [e.act for e in log.entries] == ["log-start", "issue"]
