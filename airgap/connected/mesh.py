@@ -81,7 +81,8 @@ class MeshSettings:
             ("--network", self.network),
             ("--mesh-id", self.mesh_id),
         ):
-            if not value or len(value) > 63 or not _LABEL_VALUE.match(value):
+            concrete = value.replace("{context}", "c")  # a fleet template is checked per cluster again
+            if not concrete or len(concrete) > 63 or not _LABEL_VALUE.match(concrete):
                 raise InvalidInput(
                     f"{flag} {value!r}: must be 1-63 letters, digits, '-', '_' or '.', starting and ending "
                     "with a letter or digit (Kubernetes label value rules)"
