@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -172,3 +173,14 @@ def test_include_name_rules(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
     weird.write_text("x")
     with pytest.raises(InvalidInput, match="not allowed"):
         make_bundle(pki, tmp_path, keys=bkeys, includes=(weird,))
+
+
+@pytest.mark.skipif(shutil.which("age") is None, reason="the age CLI is not installed (Debian package 'age')")
+def test_age_cli_decrypts_the_bundled_ca_key(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    """Interop: the real tar and age CLIs get the CA key out of a bundle made by airgap."""
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    member = subprocess.run(["tar", "-xOf", bundle, "cacerts/ca-key.pem.age"], capture_output=True, check=True).stdout
+    assert member.startswith(b"age-encryption.org/v1\n")
+    plain = subprocess.run(["age", "-d", "-i", bkeys.identity], input=member, capture_output=True, check=True).stdout
+    stored = load_private_key_pem((pki / "c1" / "ca-key.pem").read_bytes(), PASSPHRASE, source="k")
+    assert load_private_key_pem(plain, None, source="age").private_numbers() == stored.private_numbers()  # type: ignore[union-attr]
