@@ -1,0 +1,85 @@
+"""The fleet runner: order, bounded concurrency, isolation of failures, the worst exit code."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from airgap.connected.cacerts import import_to_fleet
+from airgap.connected.fleet import FleetFailed, Outcome, run_fleet, unique_contexts
+from airgap.errors import ClusterError, InvalidInput, Refused
+from tests.connected.kubehelpers import FAST, Prepared, cacerts_manifest
+from tests.kubeapi.fixtures import *  # noqa: F403
+
+
+def test_order_worst_code_and_isolation() -> None:
+    def task(ctx: str) -> Outcome:
+        if ctx == "b":
+            raise Refused("no")
+        if ctx == "c":
+            raise ClusterError("down")
+        if ctx == "d":
+            raise RuntimeError("bug")
+        return Outcome(ctx, 0, "ok")
+
+    report = run_fleet(["a", "b", "c", "d", "e"], task, parallel=3)
+    assert [o.context for o in report.outcomes] == ["a", "b", "c", "d", "e"]
+    assert [o.exit_code for o in report.outcomes] == [0, 4, 5, 70, 0]
+    assert report.exit_code == 70
+    with pytest.raises(FleetFailed) as info:
+        report.raise_for_failures()
+    assert info.value.exit_code == 70
+    assert str(info.value) == "3 of 5 clusters failed: b (exit 4), c (exit 5), d (exit 70)"
+    table = report.table().splitlines()
+    assert table[0].split() == ["CONTEXT", "RESULT", "EXIT", "DETAIL"]
+    assert table[2].split() == ["b", "failed", "4", "no"]
+
+
+def test_concurrency_is_bounded() -> None:
+    lock = threading.Lock()
+    running, peak = 0, 0
+
+    def task(ctx: str) -> Outcome:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return Outcome(ctx, 0, "ok")
+
+    run_fleet([f"c{i}" for i in range(12)], task, parallel=3)
+    assert 1 <= peak <= 3
+    peak = 0
+    run_fleet([f"c{i}" for i in range(4)], task, parallel=1)
+    assert peak == 1
+
+
+def test_inputs() -> None:
+    assert unique_contexts(["a", "b", "a"]) == ["a", "b"]
+    with pytest.raises(InvalidInput):
+        run_fleet(["a"], lambda c: Outcome(c, 0, "ok"), parallel=0)
+    with pytest.raises(InvalidInput):
+        unique_contexts([""])
+
+
+def test_import_to_fleet_one_failure_does_not_stop_others(kube_fleet, pki: Path) -> None:  # type: ignore[no-untyped-def]
+    fleet = kube_fleet(4)
+    fleet.emulators["c2"].faults.fail(1000, 503)
+    fleet.emulators["c3"].create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    fleet.emulators["c3"].create("secrets", "istio-system", {"metadata": {"name": "cacerts"}, "data": {"x": "eA=="}})
+    p = Prepared(cacerts_manifest(pki / "c1"), 1)
+    report = import_to_fleet(p, fleet.contexts, parallel=2, kubeconfig=fleet.kubeconfig, policy=FAST, record=p.record)
+    assert [(o.context, o.exit_code, o.result) for o in report.outcomes] == [
+        ("c1", 0, "created"),
+        ("c2", 5, "failed"),
+        ("c3", 4, "failed"),
+        ("c4", 0, "created"),
+    ]
+    assert p.recorded == 2 and report.exit_code == 5
+    for ctx in ("c1", "c4"):
+        assert fleet.emulators[ctx].get("secrets", "istio-system", "cacerts") is not None

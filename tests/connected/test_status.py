@@ -1,0 +1,60 @@
+"""mesh status: what it reads and which problems it reports."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from airgap.connected.kube import connect
+from airgap.connected.status import mesh_status
+from airgap.core.x509 import build_root, fingerprint
+from tests.connected.kubehelpers import FAST
+from tests.kubeapi.fixtures import *  # noqa: F403
+from tests.kubeapi.fixtures import Cluster
+
+
+def _status(c: Cluster):  # type: ignore[no-untyped-def]
+    with connect(c.context, kubeconfig=c.kubeconfig, policy=FAST) as kube:
+        return mesh_status(kube)
+
+
+def test_expired_ca_and_unknown_revision_are_problems(kube_cluster: Cluster) -> None:
+    emu = kube_cluster.emu()
+    emu.simulate_istio_install("asm-186-8")
+    emu.wait_idle()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build_root(key, org="Istio", cn="Old CA", days=1, not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    data = {k: base64.b64encode(pem).decode() for k in ("ca-cert.pem", "cert-chain.pem", "root-cert.pem")}
+    emu.create(
+        "secrets",
+        "istio-system",
+        {"metadata": {"name": "cacerts", "annotations": {"airgap.dev/sequence": "4"}}, "data": data},
+    )
+    emu.create("namespaces", None, {"metadata": {"name": "shop", "labels": {"istio.io/rev": "asm-999"}}})
+    st = _status(kube_cluster)
+    assert st.control_plane == {"asm-186-8": {"pods": 1, "ready": 1}}
+    assert st.ingress == {"pods": 1, "ready": 1}
+    assert st.cacerts is not None and st.cacerts["fingerprint"] == fingerprint(cert)
+    assert st.cacerts["status"] == "expired" and st.cacerts["sequence"] == "4"
+    assert st.problems == [
+        "secret istio-system/cacerts lacks ca-key.pem",
+        "cacerts CA certificate is expired (not after 2020-01-02T00:00:00Z)",
+        "namespace shop asks for revision asm-999, which does not run",
+    ]
+    assert not st.ok and "cacerts: " + fingerprint(cert) in st.text()
+
+
+def test_unreadable_cacerts_is_a_problem_not_a_crash(kube_cluster: Cluster) -> None:
+    emu = kube_cluster.emu()
+    emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    emu.create(
+        "secrets",
+        "istio-system",
+        {"metadata": {"name": "cacerts"}, "data": {"ca-cert.pem": base64.b64encode(b"junk").decode()}},
+    )
+    st = _status(kube_cluster)
+    assert any(p.startswith("secret istio-system/cacerts: ") for p in st.problems) and st.cacerts is None
