@@ -1,7 +1,97 @@
-"""`airgap audit ...` commands."""
+"""`airgap audit verify | show`: check and read a PKI folder's ceremony log offline."""
 
 from __future__ import annotations
 
-from airgap.cli._app import new_app
+from pathlib import Path
 
-app = new_app(help="audit commands.")
+import typer
+
+from airgap.cli._app import new_app, print_json
+
+app = new_app(help="Check and read the ceremony log of a PKI folder (offline).")
+
+
+@app.command("verify")
+def verify(
+    pki: Path = typer.Argument(..., help="The PKI folder (holds ceremony.log and ceremony-head.json)."),
+    trust: list[Path] = typer.Option(
+        [],
+        "--trust",
+        help="The officer's public key (.pub); repeatable. Without it the log is checked "
+        "against the key it registers itself, which proves consistency only.",
+    ),
+    head: str | None = typer.Option(
+        None, "--head", help="A head hash kept elsewhere (a bundle, the jump host's import record): must be in the log."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Verify the whole log: every entry signed by the officer, chained, in order, none removed or
+    changed, nothing cut off. Names the first bad entry and exits 1 otherwise.
+
+    Example: airgap audit verify pki --trust officer.pub
+    """
+    from airgap.core.keys import load_public_key
+    from airgap.offline.ceremony import verify_log
+
+    keys = [load_public_key(p) for p in trust]
+    log = verify_log(pki, keys or None, expect_head=head)
+    if json_out:
+        print_json(
+            {
+                "verified": True,
+                "entries": len(log.entries),
+                "head": log.head,
+                "officer_keys": list(log.officer_keys),
+                "anchored": log.anchored,
+                "notes": list(log.notes),
+            }
+        )
+        return
+    typer.echo(f"Verified OK: {len(log.entries)} entries, head {log.head}")
+    typer.echo(f"  officer key(s) {', '.join(log.officer_keys)}")
+    for n in log.notes:
+        typer.echo(f"  note: {n}")
+
+
+@app.command("show")
+def show(
+    pki: Path = typer.Argument(..., help="The PKI folder."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Print the log's entries as written (UNVERIFIED: run 'airgap audit verify' to check them).
+
+    Example: airgap audit show pki --json
+    """
+    from airgap.errors import InvalidInput, VerificationError
+    from airgap.offline.ceremony import _parse_entry, _read_lines, log_path
+
+    if not log_path(pki).exists():
+        raise InvalidInput(f"{log_path(pki)}: no ceremony log in {pki}")
+    try:
+        entries = [_parse_entry(line, i, str(log_path(pki))) for i, line in enumerate(_read_lines(log_path(pki)), 1)]
+    except VerificationError as exc:
+        raise InvalidInput(exc.message) from exc
+    if json_out:
+        print_json(
+            {
+                "verified": False,
+                "head": entries[-1].hash if entries else None,
+                "entries": [e.to_json() for e in entries],
+            }
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"Ceremony log {log_path(pki)} (unverified: run 'airgap audit verify')", markup=False)
+    table = Table("#", "time", "act", "details", "signer")
+    for e in entries:
+        p = e.params
+        bits = [f"{k}={p[k]}" for k in ("cluster", "role", "purpose", "serial", "reason", "crl_number") if k in p]
+        if "fingerprint" in p:
+            bits.append(f"sha256 {str(p['fingerprint'])[:16]}…")
+        table.add_row(str(e.seq), e.time, e.act, " ".join(bits), (e.signer[:16] + "…") if e.signer else "UNSIGNED")
+    console.print(table)
+    if entries:
+        console.print(f"head {entries[-1].hash}", markup=False)

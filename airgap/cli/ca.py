@@ -169,7 +169,7 @@ def _init_in_token(
     from airgap.core.keys import check_key_type, spki_sha256
     from airgap.core.passphrase import read_passphrase_file
     from airgap.offline.ca import CAStore
-    from airgap.offline.pkcs11 import KeyRecord, destroy_key, generate_key, resolve_pin
+    from airgap.offline.pkcs11 import KeyRecord, generate_key, resolve_pin
 
     assert isinstance(store, CAStore)
     for p in (store.root_key_path, store.root_cert_path, store.root_key_ref_path):
@@ -196,7 +196,7 @@ def _init_in_token(
                 key_params={"storage": "pkcs11", "token_label": ref.token_label, "key_label": ref.key_label},
             )
         except BaseException:
-            destroy_key(ref, pin)  # never certified: leave the token as it was
+            key.destroy()  # never certified: leave the token as it was
             raise
 
 
@@ -566,7 +566,7 @@ def rotate_root(
         rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
     else:
         from airgap.core.keys import spki_sha256
-        from airgap.offline.pkcs11 import KeyRecord, destroy_key, generate_key, resolve_pin
+        from airgap.offline.pkcs11 import KeyRecord, generate_key, resolve_pin
 
         pin = resolve_pin(pin_file)
         with generate_key(new_ref, pin, kt) as key:
@@ -589,7 +589,7 @@ def rotate_root(
                     },
                 )
             except BaseException:
-                destroy_key(new_ref, pin)
+                key.destroy()
                 raise
     typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
     typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")

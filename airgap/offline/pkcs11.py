@@ -157,6 +157,17 @@ class _TokenKeyMixin:
     _public: PublicKey
     ref: TokenRef
 
+    _pub_handle: Any = None
+
+    def destroy(self) -> None:
+        """Remove this key pair from the token, in the session that made it (undo of a failed act)."""
+        import pkcs11
+
+        for h in (self._handle, self._pub_handle):
+            if h is not None:
+                with contextlib.suppress(pkcs11.PKCS11Error):
+                    h.destroy()
+
     def _not_extractable(self) -> NoReturn:
         raise Refused(f"{self.ref.describe()}: the key lives in the token and cannot be exported")
 
@@ -311,10 +322,12 @@ def _rsa_spki(pkcs1: bytes) -> bytes:
     return tlv(0x30, alg + tlv(0x03, b"\x00" + pkcs1))
 
 
-def _wrap(priv: Any, pub: PublicKey, ref: TokenRef) -> TokenKey:
-    if isinstance(pub, ec.EllipticCurvePublicKey):
-        return TokenECKey(priv, pub, ref)
-    return TokenRSAKey(priv, pub, ref)
+def _wrap(priv: Any, pub: PublicKey, ref: TokenRef, pub_handle: Any = None) -> TokenKey:
+    key: TokenKey = (
+        TokenECKey(priv, pub, ref) if isinstance(pub, ec.EllipticCurvePublicKey) else TokenRSAKey(priv, pub, ref)
+    )  # type: ignore[arg-type]
+    key._pub_handle = pub_handle
+    return key
 
 
 @contextlib.contextmanager
@@ -397,7 +410,7 @@ def generate_key(ref: TokenRef, pin: str, key_type: KeyType) -> Iterator[TokenKe
                 raise InvalidInput(f"key type {key_type!r} is not supported in a token")
         except pkcs11.PKCS11Error as exc:
             _fail(exc, ref)
-        yield _wrap(priv, _public_of(pub_h), ref)
+        yield _wrap(priv, _public_of(pub_h), ref, pub_h)
     finally:
         with contextlib.suppress(pkcs11.PKCS11Error):
             session.close()
