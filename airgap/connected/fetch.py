@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airgap.core.atomic import ensure_dir, fsync_dir, write_new
 from airgap.core.limits import DEFAULT_LIMITS
@@ -236,13 +238,16 @@ def download(
                         started = True
                         progress.advance(offset)
                     with open(part, "ab") as out:
-                        for chunk in resp.raw.stream(CHUNK, decode_content=False):
-                            if sd.size + len(chunk) > options.max_size:
-                                raise InvalidInput(f"{url}: over the download cap of {options.max_size} bytes")
-                            out.write(chunk)
-                            sd.update(chunk)
-                            got += len(chunk)
-                            progress.advance(len(chunk))
+                        sink = _Sink(out, sd, part)
+                        try:
+                            for chunk in resp.raw.stream(CHUNK, decode_content=False):
+                                if offset + got + len(chunk) > options.max_size:
+                                    raise InvalidInput(f"{url}: over the download cap of {options.max_size} bytes")
+                                sink.put(chunk)
+                                got += len(chunk)
+                                progress.advance(len(chunk))
+                        finally:
+                            sink.close()  # joins the writer: sd now covers exactly the bytes in the .part
                         out.flush()
                         os.fsync(out.fileno())
                     if total is not None and sd.size != total:
@@ -265,6 +270,43 @@ def download(
         if started:
             progress.finish()
         session.close()
+
+
+class _Sink:
+    """Write and hash chunks on a worker thread, so the socket keeps being read meanwhile.
+
+    TLS decryption, SHA-256 and file writes all release the GIL, so they overlap on several cores.
+    The queue is bounded (8 chunks of 1 MiB): memory stays flat whatever the file size.
+    """
+
+    def __init__(self, out: BinaryIO, sd: StreamDigests, part: Path) -> None:
+        self._out, self._sd, self._part = out, sd, part
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="airgap-fetch-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:  # after an error keep draining, so put() never blocks forever
+                try:
+                    self._out.write(chunk)
+                    self._sd.update(chunk)
+                except OSError as exc:
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise InvalidInput(f"{self._part}: cannot write: {self._error.strerror or self._error}")
+
+    def put(self, chunk: bytes) -> None:
+        self._raise()
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
 
 
 def _restart(part: Path, hash_names: Sequence[str]) -> StreamDigests:
