@@ -20,7 +20,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +125,9 @@ class PreparedImport:
     """
 
     bundle: VerifiedBundle
-    material: CAMaterial
-    ca_crl_pem: bytes | None
-    state: Path
+    material: CAMaterial = field(repr=False)  # holds the decrypted CA key: never in a repr or log
+    ca_crl_pem: bytes | None = field(default=None, repr=False)
+    state: Path = field(default_factory=resolve_state_dir)
 
     @property
     def cluster(self) -> str:

@@ -345,3 +345,71 @@ def test_replayed_older_bundle(pki: Path, bkeys: Keys, passfile: Path, env: dict
     assert _create(pki, bkeys, passfile, new).code == 0
     assert _import(new, bkeys, env, "--output-dir", tmp_path / "first").code == 0
     _expect_refused_import(old, bkeys, env, tmp_path, 4, "sequence 1 is older than sequence 2")
+
+
+def test_passphrase_protected_identity(
+    pki: Path, bkeys: Keys, passfile: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    r = run_cli("keys", "new", "op", "--kind", "recipient", "--out", tmp_path / "k", "--passphrase-file", passfile)
+    assert r.code == 0, r.err
+    b = tmp_path / "b.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", tmp_path / "k" / "op.pub",
+        "--passphrase-file", passfile, "--out", b,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("nope\n")
+    out = tmp_path / "DIR"
+    out.mkdir()
+    base = (
+        "bundle",
+        "import",
+        b,
+        "--trust",
+        bkeys.signer_pub,
+        "--identity",
+        tmp_path / "k" / "op.key",
+        "--cluster",
+        "c1",
+    )
+    r = run_cli(*base, "--output-dir", out, "--passphrase-file", wrong, env=env)
+    assert r.code == 3
+    assert (
+        _one_error_line(r) == f"airgap: error: {tmp_path / 'k' / 'op.key'}: wrong passphrase or corrupt identity file"
+    )
+    assert tree(out) == []
+    r = run_cli(*base, "--output-dir", out, "--passphrase-file", passfile, env=env)
+    assert r.code == 0, r.err
+    assert tree(out) == ["00-namespace.yaml", "10-cacerts-secret.yaml"]
+
+
+def test_context_excludes_render_modes(bundle: Path, bkeys: Keys, env: dict[str, str], tmp_path: Path) -> None:
+    r = _import(bundle, bkeys, env, "--context", "ctx", "--dry-run")
+    assert r.code == 2
+    assert "--context writes to a cluster" in r.err
+
+
+def test_import_needs_identity_for_encrypted_key(
+    bundle: Path, bkeys: Keys, env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "DIR"
+    r = run_cli(
+        "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--cluster", "c1", "--output-dir", out, env=env
+    )  # fmt: skip
+    assert r.code == 3
+    assert "the CA key is encrypted; give --identity KEY" in _one_error_line(r)
+    assert not out.exists()
+
+
+def test_sign_passphrase_file(pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other-pass.txt"
+    other.write_text("a different passphrase\n")
+    assert run_cli("keys", "new", "officer", "--out", tmp_path / "k", "--passphrase-file", other).code == 0
+    args = ("bundle", "create", "c1", "--dir", pki, "--sign-key", tmp_path / "k" / "officer.key",
+            "--recipient", bkeys.recipient, "--passphrase-file", passfile)  # fmt: skip
+    r = run_cli(*args, "--out", tmp_path / "a.bundle")
+    assert r.code == 3 and "wrong passphrase" in _one_error_line(r)
+    assert not (tmp_path / "a.bundle").exists()
+    r = run_cli(*args, "--sign-passphrase-file", other, "--out", tmp_path / "b.bundle")
+    assert r.code == 0, r.err
