@@ -455,3 +455,34 @@ def test_fetch_module_keeps_requests_lazy() -> None:
 
     code = "import sys, airgap.cli, airgap.connected.fetch; assert 'requests' not in sys.modules, 'eager'"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
+
+
+def test_complete_part_file_gets_416_and_is_used(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{NAME}.part").write_bytes(tarball.read_bytes())  # a run killed just before the rename
+    assert fetch(server, out, pub, quick(server)).read_bytes() == tarball.read_bytes()
+    assert [r for p, r in server.script.seen if p == f"/asm/{NAME}"] == [f"bytes={tarball.stat().st_size}-"]
+    assert tree(out) == [NAME, f"{NAME}.1.sig"]
+
+
+def test_win_zip_from_a_file_mirror(tmp_path: Path) -> None:
+    zipball, _, pub = make_signed_release(tmp_path / "mirror", platform="win")
+    r = run_cli(
+        "release",
+        "fetch",
+        VERSION,
+        "--platform",
+        "win",
+        "--base-url",
+        zipball.parent.as_uri(),
+        "--key",
+        pub,
+        "--out",
+        tmp_path / "out",
+    )
+    assert r.code == 0, r.err
+    assert tree(tmp_path / "out") == [zipball.name, f"{zipball.name}.1.sig"]
