@@ -18,9 +18,11 @@ server answers; every answer is checked for shape before it is used.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,28 +150,51 @@ def kubeconfig_path(explicit: Path | None = None) -> str:
     return str(Path("~/.kube/config").expanduser())
 
 
+_DOC_CACHE: dict[tuple[str, int, int], JSON] = {}
+_DOC_LOCK = threading.Lock()
+
+
+def _read_kubeconfig(f: Path) -> JSON:
+    """One kubeconfig file, parsed once per content (a fleet reads the same file for every cluster)."""
+    import yaml
+
+    try:
+        st = f.stat()
+        key = (str(f), st.st_mtime_ns, st.st_size)
+        with _DOC_LOCK:
+            if key in _DOC_CACHE:
+                return _DOC_CACHE[key]
+        text = f.read_text(encoding="utf-8")
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        doc = yaml.load(text, Loader=loader) or {}  # noqa: S506  (a safe loader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"{f}: cannot read kubeconfig: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{f}: not a kubeconfig (expected a mapping)")
+    with _DOC_LOCK:
+        _DOC_CACHE[key] = doc
+    return doc
+
+
+def _existing_files(path: str) -> list[Path]:
+    files = [Path(p).expanduser() for p in path.split(os.pathsep) if p]
+    existing = [f for f in files if f.is_file()]
+    if not existing:
+        raise InvalidInput(f"{path}: kubeconfig not found (set KUBECONFIG or create ~/.kube/config)")
+    return existing
+
+
 def resolve_context(context: str | None, kubeconfig: Path | None = None) -> tuple[str, str]:
     """(kubeconfig path, context name): ``context`` checked against the kubeconfig, or its current context.
 
     Several ``KUBECONFIG`` files merge as kubectl merges them: the first file that names a
     context or sets ``current-context`` wins.
     """
-    import yaml
-
     path = kubeconfig_path(kubeconfig)
-    files = [Path(p).expanduser() for p in path.split(os.pathsep) if p]
-    existing = [f for f in files if f.is_file()]
-    if not existing:
-        raise InvalidInput(f"{path}: kubeconfig not found (set KUBECONFIG or create ~/.kube/config)")
     names: list[str] = []
     current = ""
-    for f in existing:
-        try:
-            doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise InvalidInput(f"{f}: cannot read kubeconfig: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise InvalidInput(f"{f}: not a kubeconfig (expected a mapping)")
+    for f in _existing_files(path):
+        doc = _read_kubeconfig(f)
         for entry in doc.get("contexts") or []:
             if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"] not in names:
                 names.append(entry["name"])
@@ -421,14 +446,23 @@ def connect(
     import urllib3
     from kubernetes.client import ApiClient, Configuration
     from kubernetes.config.config_exception import ConfigException
-    from kubernetes.config.kube_config import load_kube_config
+    from kubernetes.config.kube_config import KubeConfigLoader, load_kube_config
 
     path, name = resolve_context(context, kubeconfig)
     cfg = Configuration()
+    files = _existing_files(path)
     try:
-        load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path, context=name, client_configuration=cfg, persist_config=False
-        )
+        if len(files) == 1:  # the common case: reuse the parsed file; relative paths resolve beside it
+            loader = KubeConfigLoader(  # type: ignore[no-untyped-call]
+                config_dict=copy.deepcopy(_read_kubeconfig(files[0])),
+                active_context=name,
+                config_base_path=str(files[0].parent),
+            )
+            loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
+        else:  # several files: the client's own merge, as kubectl merges them
+            load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, context=name, client_configuration=cfg, persist_config=False
+            )
     except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
         raise InvalidInput(f"context {name}: cannot load credentials from {path}: {exc}") from exc
     # Retries are ours (with backoff and Retry-After); urllib3 must not retry behind our back.
