@@ -302,7 +302,7 @@ def release_file_name(version: str, platform: str) -> str:
     """The guide's names: ``istio-VERSION-PLATFORM.tar.gz``, ``.zip`` for ``win``."""
     if platform not in PLATFORMS:
         raise InvalidInput(f"unknown platform {platform!r}; choose one of {', '.join(PLATFORMS)}")
-    if not version or "/" in version or "\\" in version or version.startswith(".") or any(c.isspace() for c in version):
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,99}", version):
         raise InvalidInput(f"invalid release version {version!r}")
     ext = "zip" if platform == "win" else "tar.gz"
     return f"istio-{version}-{platform}.{ext}"

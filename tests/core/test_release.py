@@ -232,6 +232,8 @@ def test_release_file_names() -> None:
         release_file_name("1.8.6-asm.8", "plan9")
     with pytest.raises(InvalidInput, match="invalid release version"):
         release_file_name("../../etc", "osx")
+    with pytest.raises(InvalidInput, match="invalid release version"):
+        release_file_name("1.8?x=#", "osx")
 
 
 # --- extract, RELEASE.json and the re-check --------------------------------------------------------
