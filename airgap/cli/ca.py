@@ -67,6 +67,8 @@ def _officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | N
         encrypted = is_encrypted_pem(log_key.read_bytes()[:4096])
     except OSError as exc:
         raise _invalid(f"{log_key}: cannot read the log key: {exc.strerror}") from exc
+    if encrypted and pw is None:
+        raise _invalid(f"{log_key}: the log key is encrypted; give --log-key-passphrase-file (or the PKI passphrase)")
     return load_officer(log_key, pw if encrypted else None)
 
 
@@ -332,6 +334,7 @@ def list_(
                 ],
             }
         )
+        _fail_if_expiring(soon, expiring_within)
         return
     from rich.console import Console
     from rich.table import Table

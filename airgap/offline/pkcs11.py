@@ -292,40 +292,26 @@ TokenKey = TokenECKey | TokenRSAKey
 
 
 def _public_of(pub_handle: Any) -> PublicKey:
+    """The public half read from the token, as a cryptography key."""
+    from pkcs11 import Attribute
     from pkcs11 import KeyType as P11KeyType
     from pkcs11.util.ec import encode_ec_public_key
-    from pkcs11.util.rsa import encode_rsa_public_key
 
     if pub_handle.key_type == P11KeyType.EC:
-        der = encode_ec_public_key(pub_handle)
-        pub: object = serialization.load_der_public_key(der)
+        pub: object = serialization.load_der_public_key(encode_ec_public_key(pub_handle))
     else:
-        pub = serialization.load_der_public_key(_rsa_spki(encode_rsa_public_key(pub_handle)))
+        n = int.from_bytes(pub_handle[Attribute.MODULUS], "big")
+        e = int.from_bytes(pub_handle[Attribute.PUBLIC_EXPONENT], "big")
+        pub = rsa.RSAPublicNumbers(e, n).public_key()
     if not isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise InvalidInput("the token key is neither RSA nor EC")
     return pub
 
 
-def _rsa_spki(pkcs1: bytes) -> bytes:
-    """Wrap a PKCS#1 RSAPublicKey in a SubjectPublicKeyInfo (rsaEncryption, NULL params)."""
-
-    def tlv(tag: int, body: bytes) -> bytes:
-        n = len(body)
-        if n < 0x80:
-            ln = bytes([n])
-        else:
-            b = n.to_bytes((n.bit_length() + 7) // 8, "big")
-            ln = bytes([0x80 | len(b)]) + b
-        return bytes([tag]) + ln + body
-
-    alg = tlv(0x30, bytes.fromhex("06092a864886f70d0101010500"))
-    return tlv(0x30, alg + tlv(0x03, b"\x00" + pkcs1))
-
-
 def _wrap(priv: Any, pub: PublicKey, ref: TokenRef, pub_handle: Any = None) -> TokenKey:
     key: TokenKey = (
         TokenECKey(priv, pub, ref) if isinstance(pub, ec.EllipticCurvePublicKey) else TokenRSAKey(priv, pub, ref)
-    )  # type: ignore[arg-type]
+    )
     key._pub_handle = pub_handle
     return key
 

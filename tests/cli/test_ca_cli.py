@@ -247,3 +247,93 @@ def test_sigkill_mid_issue_leaves_no_partial_file(tmp_path: Path, passfile: Path
     r = run_proc("ca", "list", "--dir", d, "--json", "--passphrase-file", passfile)
     rows = json.loads(r.out)["intermediates"]
     assert all(i["key_check"] == "passed" for i in rows) and len(rows) == len(done) + len(rest)
+
+
+# -- revoke, crl, rotate, rotate-root, list --expiring-within (issue 6) --------------------------
+
+
+def test_revoke_and_crl_cli(pki: Path, passfile: Path) -> None:
+    pf = ("--passphrase-file", passfile)
+    r = run_cli("ca", "revoke", "c1", "--reason", "key-compromise", "--dir", pki, *pf)
+    assert r.code == 0, r.err
+    assert "Revoked c1" in r.out and "(keyCompromise)" in r.out and "CRL #1" in r.out
+    assert (pki / "ca-crl.pem").exists() and (pki / "c2" / "ca-crl.pem").exists()
+    before = tree(pki)
+    r = run_cli("ca", "revoke", "c1", "--reason", "keyCompromise", "--dir", pki, *pf)
+    assert r.code == 4
+    _one_error_line(r.err, "is already revoked")
+    r = run_cli("ca", "revoke", "c2", "--reason", "because", "--dir", pki, *pf)
+    assert r.code == 3
+    _one_error_line(r.err, "unknown revocation reason 'because'")
+    r = run_cli("ca", "revoke", "c2", "--reason", "superseded", "--dir", pki, "--next-update-days", "0", *pf)
+    assert r.code == 3
+    _one_error_line(r.err, "--next-update-days must be positive")
+    r = run_cli("ca", "revoke", "c2", "--dir", pki, *pf)
+    assert r.code == 2
+    assert tree(pki) == before
+    r = run_cli("ca", "crl", "--dir", pki, "--next-update-days", "7", *pf)
+    assert r.code == 0 and "CRL #2" in r.out and "1 revoked" in r.out
+    r = run_cli("ca", "list", "--dir", pki, "--json")
+    rows = {i["cluster"]: i for i in json.loads(r.out)["intermediates"]}
+    assert rows["c1"]["status"] == "revoked" and rows["c2"]["status"] == "valid"
+
+
+def test_rotate_cli(pki: Path, passfile: Path) -> None:
+    pf = ("--passphrase-file", passfile)
+    old = (pki / "c1" / "ca-cert.pem").read_bytes()
+    r = run_cli("ca", "rotate", "c1", "--dir", pki, "--days", "100", *pf)
+    assert r.code == 0, r.err
+    assert r.out.startswith("Rotated c1: ") and "archived in" in r.out
+    assert (pki / "c1" / "ca-cert.pem").read_bytes() != old
+    assert any((d / "ca-cert.pem").read_bytes() == old for d in (pki / "archive" / "c1").iterdir())
+    before = tree(pki)
+    r = run_cli("ca", "rotate", "c9", "--dir", pki, *pf)
+    assert r.code == 4
+    _one_error_line(r.err, "no intermediate to rotate", "ca issue c9")
+    r = run_cli("ca", "rotate", "c1", "--dir", pki, "--days", "99999", *pf)
+    assert r.code == 4
+    _one_error_line(r.err, "would outlive the root")
+    r = run_cli("ca", "rotate", "c1", "--dir", pki, "--passphrase-file", pki / "c1" / "ca-cert.pem")
+    assert r.code == 3
+    _one_error_line(r.err, "root-key.pem", "wrong passphrase")
+    assert [x for x in tree(pki) if x != ".lock"] == [x for x in before if x != ".lock"]
+
+
+def test_rotate_root_cli(pki: Path, passfile: Path) -> None:
+    pf = ("--passphrase-file", passfile)
+    r = run_cli("ca", "rotate-root", "--dir", pki, *EC, "--cn", "Root CA 2", *pf)
+    assert r.code == 0, r.err
+    assert "both roots" in r.out
+    assert len(x509.load_pem_x509_certificates((pki / "c1" / "root-cert.pem").read_bytes())) == 2
+    r = run_cli("ca", "list", "--dir", pki, "--json")
+    assert "Root CA 2" in json.loads(r.out)["next_root"]["subject"]
+    r = run_cli("ca", "rotate-root", "--dir", pki, "--finish", *pf)
+    assert r.code == 4
+    _one_error_line(r.err, "c1, c2 still have an intermediate under the old root", "ca rotate c1")
+    for c in ("c1", "c2"):
+        r = run_cli("ca", "rotate", c, "--dir", pki, "--days", "100", *pf)
+        assert r.code == 0 and "signed by the NEXT root" in r.out, r.err
+    r = run_cli("ca", "rotate-root", "--dir", pki, "--finish", *pf)
+    assert r.code == 0, r.err
+    root = x509.load_pem_x509_certificate((pki / "root-cert.pem").read_bytes())
+    assert "Root CA 2" in root.subject.rfc4514_string()
+    assert x509.load_pem_x509_certificates((pki / "c2" / "root-cert.pem").read_bytes()) == [root]
+    r = run_cli("ca", "rotate-root", "--dir", pki, "--finish", *pf)
+    assert r.code == 4
+    _one_error_line(r.err, "no root rotation in progress")
+
+
+def test_list_expiring_within_for_cron(pki: Path) -> None:
+    r = run_cli("ca", "list", "--dir", pki, "--expiring-within", "30")
+    assert r.code == 0, r.err
+    r = run_cli("ca", "list", "--dir", pki, "--expiring-within", "800", "--json")
+    assert r.code == 1
+    _one_error_line(r.err, "2 certificate(s) expire within 800 days", "c1 (", "c2 (")
+    doc = json.loads(r.out)  # the report is still printed for the cron mail
+    assert [c["what"] for c in doc["expiring_within"]["certificates"]] == ["c1", "c2"]
+    r = run_cli("ca", "list", "--dir", pki, "--expiring-within", "4000")
+    assert r.code == 1
+    _one_error_line(r.err, "3 certificate(s)", "root (")
+    r = run_cli("ca", "list", "--dir", pki, "--expiring-within", "-1")
+    assert r.code == 3
+    _one_error_line(r.err, "--expiring-within must be zero or more days")

@@ -1,0 +1,142 @@
+"""A whole ceremony through the CLI, recorded; `airgap audit verify | show` as an auditor runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSPHRASE
+from tests.helpers import run_cli, tree
+
+EC = ("--key-type", "ecdsa-p256")
+
+
+def _one_error_line(err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("airgap: error: "), err
+    for n in needles:
+        assert n in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="session")
+def _ceremony(tmp_path_factory: pytest.TempPathFactory, passfile: Path) -> tuple[Path, Path]:
+    """keys new officer; ca init; ca issue c1 c2; ca revoke c2; ca crl; ca rotate c1 — all logged."""
+    base = tmp_path_factory.mktemp("ceremony")
+    keys, pki = base / "keys", base / "pki"
+    pf = ("--passphrase-file", passfile)
+    steps = [
+        ("keys", "new", "officer", "--out", keys, *pf),
+        ("ca", "init", "--dir", pki, *EC, *pf, "--log-key", keys / "officer.key"),
+        ("ca", "issue", "c1", "c2", "--dir", pki, *EC, *pf, "--workers", "1"),
+        ("ca", "revoke", "c2", "--reason", "keyCompromise", "--dir", pki, *pf),
+        ("ca", "crl", "--dir", pki, "--next-update-days", "14", *pf),
+        ("ca", "rotate", "c1", "--dir", pki, "--days", "365", *pf),
+    ]
+    for i, args in enumerate(steps):
+        env = {"AIRGAP_LOG_KEY": str(keys / "officer.key")} if i >= 2 else None  # the env var works too
+        r = run_cli(*args, env=env)
+        assert r.code == 0, (args, r.err)
+    return keys, pki
+
+
+@pytest.fixture
+def ceremony(_ceremony: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    keys, pki = _ceremony
+    shutil.copytree(pki, tmp_path / "pki")
+    return keys, tmp_path / "pki"
+
+
+def test_audit_verify_and_show(ceremony: tuple[Path, Path]) -> None:
+    keys, pki = ceremony
+    r = run_cli("audit", "verify", pki, "--trust", keys / "officer.pub")
+    assert r.code == 0, r.err
+    assert r.out.startswith("Verified OK: 9 entries, head ")
+    r = run_cli("audit", "verify", pki, "--trust", keys / "officer.pub", "--json")
+    doc = json.loads(r.out)
+    assert doc["verified"] and doc["anchored"] and doc["entries"] == 9
+    r = run_cli("audit", "show", pki, "--json")
+    shown = json.loads(r.out)
+    assert shown["verified"] is False and shown["head"] == doc["head"]
+    acts = [e["act"] for e in shown["entries"]]
+    assert acts == ["log-start", "key-create", "init", "issue", "issue", "revoke", "crl", "crl", "rotate"]
+    assert shown["entries"][-1]["params"]["cluster"] == "c1"
+    r = run_cli("audit", "show", pki)
+    assert r.code == 0 and "unverified" in r.out and "rotate" in r.out
+    # the head hash an import record keeps is accepted as a check
+    r = run_cli("audit", "verify", pki, "--head", doc["head"])
+    assert r.code == 0 and "no --trust key" in r.out
+
+
+def test_no_secret_in_the_log(ceremony: tuple[Path, Path]) -> None:
+    _, pki = ceremony
+    data = (pki / "ceremony.log").read_bytes()
+    assert PASSPHRASE not in data and b"PRIVATE KEY" not in data
+
+
+def test_tampered_log_fails_with_the_entry_named(ceremony: tuple[Path, Path], passfile: Path) -> None:
+    keys, pki = ceremony
+    lines = (pki / "ceremony.log").read_bytes().splitlines(keepends=True)
+    lines[5] = lines[5].replace(b"keyCompromise", b"superseded")
+    (pki / "ceremony.log").write_bytes(b"".join(lines))
+    r = run_cli("audit", "verify", pki, "--trust", keys / "officer.pub")
+    assert r.code == 1
+    _one_error_line(r.err, "entry 6 (revoke): signature does not verify")
+    # and an officer cannot extend it: the next act is refused, nothing changes
+    before = tree(pki)
+    r = run_cli("ca", "crl", "--dir", pki, "--no-passphrase", "--log-key", keys / "officer.key")
+    assert r.code == 3
+    _one_error_line(r.err, "the log key is encrypted; give --log-key-passphrase-file")
+    r = run_cli("ca", "crl", "--dir", pki, "--passphrase-file", passfile, "--log-key", keys / "officer.key")
+    assert r.code == 1
+    _one_error_line(r.err, "refusing to extend a broken log")
+    assert tree(pki) == before
+
+
+def test_verify_errors(ceremony: tuple[Path, Path], tmp_path: Path) -> None:
+    _keys, pki = ceremony
+    r = run_cli("keys", "new", "stranger", "--out", tmp_path, "--no-passphrase")
+    assert r.code == 0
+    r = run_cli("audit", "verify", pki, "--trust", tmp_path / "stranger.pub")
+    assert r.code == 1
+    _one_error_line(r.err, "entry 1: the log was started by key", "not a --trust key")
+    r = run_cli("audit", "verify", pki, "--head", "ab" * 32)
+    assert r.code == 1
+    _one_error_line(r.err, f"no entry has hash {'ab' * 32}")
+    r = run_cli("audit", "verify", tmp_path)
+    assert r.code == 1
+    _one_error_line(r.err, "no ceremony log")
+    r = run_cli("audit", "show", tmp_path)
+    assert r.code == 3
+    _one_error_line(r.err, "no ceremony log")
+    r = run_cli("audit", "verify", pki, "--trust", tmp_path / "missing.pub")
+    assert r.code == 3
+    _one_error_line(r.err, "missing.pub")
+
+
+def test_an_act_without_the_log_key_is_refused(ceremony: tuple[Path, Path], passfile: Path) -> None:
+    keys, pki = ceremony
+    before = tree(pki)
+    r = run_cli("ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", passfile)
+    assert r.code == 4
+    _one_error_line(r.err, "keeps a ceremony log", "--log-key")
+    assert tree(pki) == before
+    # a wrong passphrase for the log key is exit 3, before anything is done
+    bad = pki.parent / "bad.txt"
+    bad.write_text("wrong\n")
+    r = run_cli(
+        "ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", passfile,
+        "--log-key", keys / "officer.key", "--log-key-passphrase-file", bad,
+    )  # fmt: skip
+    assert r.code == 3
+    _one_error_line(r.err, "officer.key", "wrong passphrase")
+    assert tree(pki) == before
+    r = run_cli(
+        "ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", passfile, "--log-key", keys / "officer.key"
+    )
+    assert r.code == 0, r.err
+    assert run_cli("audit", "verify", pki, "--trust", keys / "officer.pub").code == 0
