@@ -18,8 +18,11 @@ from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import Officer, verify_log
 from airgap.offline.crl import read_state, revoke
 from airgap.offline.rotate import begin_root_rotation, finish_root_rotation, rotate_intermediate
+from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
 from tests.conftest import PASSPHRASE
 from tests.helpers import openssl, tree
+from tests.kubeapi.fixtures import *  # noqa: F403
+from tests.kubeapi.fixtures import Cluster
 
 
 def _cert(p: Path) -> x509.Certificate:
@@ -208,3 +211,103 @@ def test_root_rotation_with_a_dual_root_trust_bundle(pki: Path, tmp_path: Path) 
         "log-start", "revoke", "crl", "key-create", "root-rotation-begin", "rotate", "rotate",
         "root-rotation-finish", "crl",
     ]  # fmt: skip
+
+
+# -- the walk-through across the air gap: rotate, bundle, import --rotate into the emulator ---------
+
+
+def test_rotation_walkthrough_into_the_emulator(
+    kube_cluster: Cluster,
+    pki: Path,
+    bkeys: Keys,  # noqa: F811
+    passfile: Path,
+    tmp_path: Path,
+) -> None:
+    """old intermediate → new intermediate → bundle → import --rotate; then a whole root rotation,
+    each step's cacerts Secret checked as istiod would."""
+    import base64
+    import json
+
+    from tests.connected.kubehelpers import FAST_ENV
+    from tests.helpers import run_cli
+
+    emu = kube_cluster.emu()
+    env = {**kube_cluster.env, **FAST_ENV, "AIRGAP_STATE_DIR": str(tmp_path / "state")}
+    pf = ("--passphrase-file", passfile)
+    step = iter(range(1, 100))
+
+    def ship(*, rotate: bool) -> dict[str, bytes]:
+        bundle = tmp_path / f"c1-{next(step)}.bundle"
+        r = run_cli(
+            "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
+            *pf, "--out", bundle,
+        )  # fmt: skip
+        assert r.code == 0, r.err
+        imp = ["bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity]
+        imp += ["--cluster", "c1", "--context", kube_cluster.context] + (["--rotate"] if rotate else [])
+        r = run_cli(*imp, env=env)
+        assert r.code == 0, r.err
+        secret = emu.get("secrets", "istio-system", "cacerts")
+        assert secret is not None
+        data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+        cx.check_ca_material(
+            ca_cert_pem=data["ca-cert.pem"],
+            ca_key=None,
+            ca_key_pem=data["ca-key.pem"],
+            cert_chain_pem=data["cert-chain.pem"],
+            root_cert_pem=data["root-cert.pem"],
+        )
+        assert data["ca-cert.pem"] == (pki / "c1" / "ca-cert.pem").read_bytes()
+        return data
+
+    def run(*args: object) -> None:
+        r = run_cli(*map(str, args))
+        assert r.code == 0, r.err
+
+    first = ship(rotate=False)
+    # 1. intermediate rotation: the next intermediate replaces the live one, the old is backed up
+    run("ca", "rotate", "c1", "--dir", pki, "--days", "365", *pf)
+    bundle = tmp_path / "c1-refused.bundle"
+    run(
+        "bundle",
+        "create",
+        "c1",
+        "--dir",
+        pki,
+        "--sign-key",
+        bkeys.signer,
+        "--recipient",
+        bkeys.recipient_pub,
+        *pf,
+        "--out",
+        bundle,
+    )
+    r = run_cli(
+        "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
+        "--context", kube_cluster.context, env=env,
+    )  # fmt: skip
+    assert r.code == 4 and "--rotate" in r.err  # without --rotate a different live CA is never replaced
+    second = ship(rotate=True)
+    assert second["ca-cert.pem"] != first["ca-cert.pem"] and second["root-cert.pem"] == first["root-cert.pem"]
+    backups = emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts")
+    assert len(backups) == 1
+
+    # 2. root rotation, step 1: the dual-root trust reaches the cluster with the old intermediate
+    old_root = _cert(pki / "root-cert.pem")
+    run("ca", "rotate-root", "--dir", pki, "--key-type", "ecdsa-p256", "--cn", "Root CA 2", *pf)
+    new_root = _cert(pki / "next-root" / "root-cert.pem")
+    dual = ship(rotate=True)
+    assert x509.load_pem_x509_certificates(dual["root-cert.pem"]) == [old_root, new_root]
+    assert dual["ca-cert.pem"] == second["ca-cert.pem"]
+    # step 2: the intermediate from the next root, both roots still trusted
+    run("ca", "rotate", "c1", "--dir", pki, "--days", "365", *pf)
+    run("ca", "rotate", "c2", "--dir", pki, "--days", "365", *pf)
+    moved = ship(rotate=True)
+    assert x509.load_pem_x509_certificates(moved["cert-chain.pem"])[-1] == new_root
+    assert x509.load_pem_x509_certificates(moved["root-cert.pem"]) == [old_root, new_root]
+    # step 3: the old root retired; the cluster ends with the new root only
+    run("ca", "rotate-root", "--dir", pki, "--finish", *pf)
+    final = ship(rotate=True)
+    assert x509.load_pem_x509_certificates(final["root-cert.pem"]) == [new_root]
+    state = json.loads((tmp_path / "state" / "accepted.json").read_text())
+    assert [v["sequence"] for v in state["accepted"].values()] == [6]
