@@ -36,13 +36,14 @@ from airgap.core.bundle import (
     CERT_CHAIN,
     ROOT_CERT,
     VerifiedBundle,
+    check_bundled_crl,
     open_bundle,
 )
 from airgap.core.keys import PublicKey, load_private_key_pem
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import CAMaterial, check_ca_material
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import InvalidInput, Refused
 
 NAMESPACE = "istio-system"
 SECRET_NAME = "cacerts"  # noqa: S105 - a Secret's name, not a password
@@ -190,19 +191,6 @@ class PreparedImport:
         }
 
 
-def _check_crl(crl_pem: bytes, material: CAMaterial, *, source: str) -> None:
-    from cryptography import x509
-
-    try:
-        crl = x509.load_pem_x509_crl(crl_pem)
-    except ValueError as exc:
-        raise VerificationError(f"{source}: ca-crl.pem is not a valid PEM CRL") from exc
-    for issuer in (material.ca_cert, material.root_cert):
-        if crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-            return
-    raise VerificationError(f"{source}: ca-crl.pem is not signed by the bundled CA or root")
-
-
 def prepare_import(
     bundle_path: Path,
     trust: Sequence[PublicKey],
@@ -260,7 +248,7 @@ def prepare_import(
     )
     crl = bundle.member_bytes(CA_CRL) if bundle.has_member(CA_CRL) else None
     if crl is not None:
-        _check_crl(crl, material, source=source)
+        check_bundled_crl(crl, material, source=source)
     return PreparedImport(bundle=bundle, material=material, ca_crl_pem=crl, state=sdir)
 
 

@@ -32,6 +32,7 @@ from airgap.core.keys import PrivateKey, PublicKey, signature_hash_for, spki_sha
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.signatures import MAX_SIGNATURE, verify_bytes
+from airgap.core.x509 import CAMaterial
 from airgap.errors import AirgapError, InvalidInput, Refused, VerificationError
 
 FORMAT_VERSION = 1
@@ -178,8 +179,12 @@ def _no_constant(value: str) -> Any:
     raise ValueError(f"{value} is not allowed")
 
 
-def parse_manifest_json(data: bytes, *, source: str) -> Any:
-    """Parse manifest bytes strictly: UTF-8/ASCII JSON, no duplicate keys, no floats, canonical form."""
+def parse_manifest_json(data: bytes, *, source: str, canonical: bool = True) -> Any:
+    """Parse manifest bytes strictly: ASCII JSON, no duplicate keys, no floats, canonical form.
+
+    ``canonical=False`` (``inspect`` only) skips the last check, so a non-canonical manifest can
+    still be shown; verification always requires it.
+    """
     try:
         doc = json.loads(
             data.decode("ascii"),
@@ -189,11 +194,13 @@ def parse_manifest_json(data: bytes, *, source: str) -> Any:
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{source}: manifest.json is not valid JSON: {exc}") from exc
+    if not canonical:
+        return doc
     try:
-        canonical = canonical_json(doc)
+        expected = canonical_json(doc)
     except (TypeError, ValueError) as exc:  # pragma: no cover - json.loads only yields encodable values
         raise InvalidInput(f"{source}: manifest.json cannot be canonicalised") from exc
-    if canonical != data:
+    if expected != data:
         raise InvalidInput(f"{source}: manifest.json is not in canonical form")
     return doc
 
@@ -296,6 +303,20 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
         recipients=tuple(recips),
         members=tuple(members),
     )
+
+
+def check_bundled_crl(crl_pem: bytes, material: CAMaterial, *, source: str) -> None:
+    """``ca-crl.pem`` must be a PEM CRL issued and signed by the bundle's CA or its root (exit 1)."""
+    from cryptography import x509
+
+    try:
+        crl = x509.load_pem_x509_crl(crl_pem)
+    except ValueError as exc:
+        raise VerificationError(f"{source}: ca-crl.pem is not a valid PEM CRL") from exc
+    for issuer in (material.ca_cert, material.root_cert):
+        if crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+            return
+    raise VerificationError(f"{source}: ca-crl.pem is not signed by the bundled CA or root")
 
 
 # -- ustar writing ---------------------------------------------------------------------------------
@@ -775,9 +796,10 @@ def inspect_bundle(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> dict[str, 
             raise InvalidInput(f"{source}: no manifest.json, not a bundle")
         man = next(e for e in entries if e.name == MANIFEST_NAME)
         raw = _read_entry(fh, man, source=source)
-        doc = parse_manifest_json(raw, source=source)
+        doc = parse_manifest_json(raw, source=source, canonical=False)
         problem: str | None = None
         try:
+            parse_manifest_json(raw, source=source)
             validate_manifest(doc, source=source, limits=limits)
         except InvalidInput as exc:
             problem = exc.message

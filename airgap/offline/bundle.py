@@ -39,6 +39,7 @@ from airgap.core.bundle import (
     BundleWriter,
     Manifest,
     MemberEntry,
+    check_bundled_crl,
     check_signer_key,
     format_time,
     sign_manifest,
@@ -162,7 +163,7 @@ def cacerts_members(
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    check_ca_material(
+    material = check_ca_material(
         ca_cert_pem=cert,
         ca_key=key,
         ca_key_pem=key_pem,
@@ -179,7 +180,9 @@ def cacerts_members(
     out.append(SecretMember(ROOT_CERT, root, False))
     crl = d / "ca-crl.pem"
     if crl.exists():
-        out.append(SecretMember(CA_CRL, _read_pki_file(crl, limits), False))
+        crl_pem = _read_pki_file(crl, limits)
+        check_bundled_crl(crl_pem, material, source=str(d))
+        out.append(SecretMember(CA_CRL, crl_pem, False))
     return out
 
 

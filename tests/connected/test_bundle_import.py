@@ -227,3 +227,21 @@ def test_signed_but_broken_ca_material_fails(pki: Path, tmp_path: Path, bkeys: K
     with pytest.raises(VerificationError, match="does not verify to root-cert"):
         _prepare(bad_root, bkeys, tmp_path / "state")
     assert not (tmp_path / "state").exists()
+
+
+def test_crl_is_rendered(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    from tests.offline.test_bundle_create import _crl_for
+
+    crl = _crl_for(pki, "c1")
+    (pki / "c1" / "ca-crl.pem").write_bytes(crl)
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    data = _prepare(bundle, bkeys, tmp_path / "state").cacerts_secret_manifest()["data"]
+    assert sorted(data) == ["ca-cert.pem", "ca-crl.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"]
+    assert base64.b64decode(data["ca-crl.pem"]) == crl
+
+
+def test_prepared_import_repr_has_no_key(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    p = _prepare(bundle, bkeys, tmp_path / "state")
+    assert "PRIVATE KEY" not in repr(p)
+    assert "PRIVATE KEY" in base64.b64decode(p.cacerts_secret_manifest()["data"]["ca-key.pem"]).decode()

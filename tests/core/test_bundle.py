@@ -390,6 +390,11 @@ def test_inspect_reports_unverified_claims(base: Path, bkeys: Keys, tmp_path: Pa
     assert inspect_bundle(forged)["manifest"]["cluster"] == "prod"  # claims, not facts
     bad = resign(base, tmp_path / "b.bundle", bkeys.signer, manifest=lambda d: {**d, "extra": 1})
     assert "unknown field" in inspect_bundle(bad)["manifest_problem"]
+    entries = read_entries(base)
+    pretty = RawEntry(MANIFEST_NAME, json.dumps(json.loads(entries[-2].data), indent=2).encode())
+    shown = inspect_bundle(write_entries(tmp_path / "p.bundle", [*entries[:-2], pretty, entries[-1]]))
+    assert shown["manifest"]["cluster"] == "c1"
+    assert "not in canonical form" in shown["manifest_problem"]
 
 
 # -- structurally random archives -------------------------------------------------------------------------

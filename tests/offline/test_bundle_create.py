@@ -74,11 +74,43 @@ def test_sequence_grows_per_cluster(pki: Path, tmp_path: Path, bkeys: Keys) -> N
     assert state["clusters"]["c2"]["sequence"] == 1
 
 
+def _crl_for(pki: Path, cluster: str) -> bytes:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    cert = x509.load_pem_x509_certificate((pki / cluster / "ca-cert.pem").read_bytes())
+    key = load_private_key_pem((pki / cluster / "ca-key.pem").read_bytes(), PASSPHRASE, source="k")
+    now = dt.datetime.now(dt.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(cert.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=7))
+        .sign(key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
 def test_crl_included_when_present(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
-    (pki / "c1" / "ca-crl.pem").write_bytes(b"-----BEGIN X509 CRL-----\n")
+    crl = _crl_for(pki, "c1")
+    (pki / "c1" / "ca-crl.pem").write_bytes(crl)
     bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys)
-    names = [e.name for e in read_entries(bundle)]
-    assert "cacerts/ca-crl.pem" in names
+    vb = open_bundle(bundle, trust_of(bkeys), now=NOW)
+    assert vb.member_bytes("cacerts/ca-crl.pem") == crl
+    assert [e.name for e in read_entries(bundle)][4] == "cacerts/ca-crl.pem"
+
+
+def test_broken_or_foreign_crl_is_not_sealed(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    (pki / "c1" / "ca-crl.pem").write_bytes(b"-----BEGIN X509 CRL-----\n")
+    with pytest.raises(VerificationError, match="not a valid PEM CRL"):
+        make_bundle(pki, tmp_path, keys=bkeys)
+    (pki / "c1" / "ca-crl.pem").write_bytes(_crl_for(pki, "c2"))
+    with pytest.raises(VerificationError, match="not signed by the bundled CA or root"):
+        make_bundle(pki, tmp_path, keys=bkeys)
+    assert not (tmp_path / "c1.bundle").exists()
+    assert last_sequence(pki, "c1") == 0
 
 
 def test_refuses_plaintext_key_without_no_encrypt(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
