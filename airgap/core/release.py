@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
+import io
 import json
 import os
+import queue
 import re
 import stat
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,23 +207,61 @@ class StreamDigests:
         return {n: h.digest() for n, h in self._h.items()}
 
 
+def _read_ahead(fh: io.FileIO, depth: int = 3) -> Generator[memoryview, None, None]:
+    """Yield the file's chunks, read by a worker thread while the caller hashes the previous ones.
+
+    Reading (a copy out of the page cache) and SHA-256 both release the GIL, so they overlap.
+    Memory is ``depth`` buffers of 1 MiB, reused.
+    """
+    free: queue.Queue[bytearray] = queue.Queue()
+    full: queue.Queue[tuple[bytearray, int] | OSError] = queue.Queue()
+    for _ in range(depth):
+        free.put(bytearray(CHUNK))
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                buf = free.get()
+                n = fh.readinto(buf) or 0
+                full.put((buf, n))
+                if not n:
+                    return
+        except OSError as exc:
+            full.put(exc)
+
+    thread = threading.Thread(target=reader, name="airgap-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = full.get()
+            if isinstance(item, OSError):
+                raise item
+            buf, n = item
+            if not n:
+                return
+            yield memoryview(buf)[:n]
+            free.put(buf)
+    finally:
+        stop.set()
+        free.put(bytearray(0))  # unblock a reader waiting for a buffer (reads 0 bytes: stops)
+        thread.join()
+
+
 def hash_file(path: Path, names: Iterable[str], progress: Progress = NO_PROGRESS) -> tuple[dict[str, bytes], int]:
     """Stream ``path`` through the named hashes in 1 MiB chunks. Missing/unreadable is exit 3."""
     sd = StreamDigests(names)
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     try:
         with open(path, "rb", buffering=0) as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
                 raise InvalidInput(f"{path}: not a regular file")
-            progress.start(f"verifying {path.name}", os.fstat(fh.fileno()).st_size)
+            progress.start(f"verifying {path.name}", st.st_size)
             try:
-                while True:
-                    n = fh.readinto(buf)
-                    if not n:
-                        break
-                    sd.update(view[:n])
-                    progress.advance(n)
+                with contextlib.closing(_read_ahead(fh)) as chunks:
+                    for chunk in chunks:
+                        sd.update(chunk)
+                        progress.advance(len(chunk))
             finally:
                 progress.finish()
     except FileNotFoundError as exc:

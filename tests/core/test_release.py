@@ -169,7 +169,7 @@ def test_streaming_memory_is_bounded(tmp_path: Path, openssl_keys: dict[str, tup
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 4 * 1024 * 1024, peak  # a 32 MiB file, read in 1 MiB chunks
+    assert peak < 8 * 1024 * 1024, peak  # a 32 MiB file, read ahead in three 1 MiB buffers
 
 
 # --- keys ----------------------------------------------------------------------------------------
