@@ -150,3 +150,91 @@ def test_schema_accepts_valid_and_rejects_unknown_fields() -> None:
     assert _schema_errors(bad, schema, schema) == ["$: unknown comment"]
     broken = {**inspect_bundle(EXAMPLES / "valid.bundle")["manifest"], "sequence": 0, "bundle_id": "XYZ"}
     assert sorted(_schema_errors(broken, schema, schema)) == ["$.bundle_id: pattern", "$.sequence: minimum"]
+
+
+# -- an independent verifier written from bundles/SPEC.md alone agrees on every example -----------------
+def _spec_verify(path: Path, trusted_pub_pem: bytes, now: object) -> int:
+    """SPEC.md section 5, re-implemented without airgap.core.bundle; returns the exit code."""
+    import datetime as dt
+    import hashlib
+    import json
+    import re
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    data = path.read_bytes()
+    if not data:
+        return 3
+    entries: list[tuple[str, bytes]] = []
+    pos = 0
+    while True:
+        h = data[pos : pos + 512]
+        if len(h) < 512:
+            return 3
+        if h == bytes(512):
+            if data[pos + 512 : pos + 1024] != bytes(512) or len(data) < pos + 1024 or data[pos + 1024 :].strip(b"\0"):
+                return 3
+            break
+        if not re.fullmatch(rb"[0-7]{6}\0 ", h[148:156]) or int(h[148:154], 8) != sum(h[:148]) + 256 + sum(h[156:]):
+            return 3
+        if h[257:265] != b"ustar\x0000" or not re.fullmatch(rb"[0-7]{11}\0", h[124:136]):
+            return 3
+        size = int(h[124:135], 8)
+        if h[156:157] not in (b"0", b"\0") or h[157:257].strip(b"\0") or h[345:500].strip(b"\0"):
+            return 3
+        name = h[:100].split(b"\0", 1)[0].decode()
+        parts = name.split("/")
+        if (
+            name.startswith("/")
+            or any(p in ("", ".", "..") for p in parts)
+            or not re.fullmatch(r"[A-Za-z0-9._/-]+", name)
+        ):
+            return 3
+        body = data[pos + 512 : pos + 512 + size]
+        padded = pos + 512 + size + (-size % 512)
+        if len(body) != size or len(data) < padded or data[pos + 512 + size : padded].strip(b"\0"):
+            return 3
+        entries.append((name, body))
+        pos = padded
+    names = [n for n, _ in entries]
+    if len(set(names)) != len(names) or "manifest.json" not in names:
+        return 3
+    if "manifest.json.sig" not in names:
+        return 1
+    if names[-2:] != ["manifest.json", "manifest.json.sig"]:
+        return 3
+    raw, sig = entries[-2][1], entries[-1][1]
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return 3
+    if json.dumps(doc, sort_keys=True, separators=(",", ":")).encode() != raw or set(doc) != {
+        "format_version", "bundle_id", "cluster", "sequence", "created", "expires", "signer", "recipients", "members"
+    }:  # fmt: skip
+        return 3
+    if any(set(m) != {"path", "size", "sha256", "encrypted"} for m in doc["members"]):
+        return 3
+    pub = serialization.load_pem_public_key(trusted_pub_pem)
+    der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if doc["signer"] != hashlib.sha256(der).hexdigest():
+        return 1
+    try:
+        pub.verify(sig, raw, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
+    except InvalidSignature:
+        return 1
+    payload = dict(entries[:-2])
+    for m in doc["members"]:
+        if m["path"] in payload and hashlib.sha256(payload[m["path"]]).hexdigest() != m["sha256"]:
+            return 1
+    if [n for n, _ in entries[:-2]] != [m["path"] for m in doc["members"]]:
+        return 1
+    expires = dt.datetime.strptime(doc["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    return 4 if now >= expires else 0  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_independent_spec_verifier_agrees(name: str) -> None:
+    code = _spec_verify(EXAMPLES / name, (KEYS / "officer.pub").read_bytes(), GEN.CHECK_TIME)
+    assert code == CATALOGUE[name].verify
