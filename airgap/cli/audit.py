@@ -62,15 +62,9 @@ def show(
 
     Example: airgap audit show pki --json
     """
-    from airgap.errors import InvalidInput, VerificationError
-    from airgap.offline.ceremony import _parse_entry, _read_lines, log_path
+    from airgap.offline.ceremony import log_path, read_entries
 
-    if not log_path(pki).exists():
-        raise InvalidInput(f"{log_path(pki)}: no ceremony log in {pki}")
-    try:
-        entries = [_parse_entry(line, i, str(log_path(pki))) for i, line in enumerate(_read_lines(log_path(pki)), 1)]
-    except VerificationError as exc:
-        raise InvalidInput(exc.message) from exc
+    entries = read_entries(pki)
     if json_out:
         print_json(
             {

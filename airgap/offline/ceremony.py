@@ -190,6 +190,17 @@ def _read_lines(p: Path) -> list[bytes]:
     return lines[:-1]
 
 
+def read_entries(pki: Path) -> list[Entry]:
+    """Parse every entry WITHOUT verifying anything (for ``audit show``); malformed lines raise."""
+    p = log_path(pki)
+    if not p.exists():
+        raise InvalidInput(f"{p}: no ceremony log in {pki}")
+    try:
+        return [_parse_entry(line, i, str(p)) for i, line in enumerate(_read_lines(p), 1)]
+    except VerificationError as exc:
+        raise InvalidInput(exc.message) from exc
+
+
 def _parse_entry(line: bytes, lineno: int, source: str) -> Entry:
     try:
         doc = json.loads(line)
@@ -338,7 +349,9 @@ def _check_head(pki: Path, entries: list[Entry], officer: Mapping[str, PublicKey
         seq, h, signer, sig = doc["seq"], doc["hash"], doc["signer"], base64.b64decode(doc["signature"])
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise VerificationError(f"{src}: the signed head is malformed") from exc
-    key = officer.get(signer)
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(h, str):
+        raise VerificationError(f"{src}: the signed head is malformed")
+    key = officer.get(signer) if isinstance(signer, str) else None
     if key is None:
         raise VerificationError(f"{src}: the head is signed by key {signer}, which is not an officer key")
     verify_head = HEAD_DOMAIN + canonical({"hash": h, "seq": seq, "signer": signer})
@@ -347,8 +360,6 @@ def _check_head(pki: Path, entries: list[Entry], officer: Mapping[str, PublicKey
     except VerificationError as exc:
         raise VerificationError(f"{src}: the head's signature does not verify") from exc
     n = len(entries)
-    if not isinstance(seq, int) or seq < 1:
-        raise VerificationError(f"{src}: the signed head is malformed")
     if seq > n:
         raise VerificationError(
             f"{log_path(pki)}: entry {n + 1} is missing: the log ends at entry {n} but its signed head "
@@ -517,6 +528,7 @@ __all__ = [
     "head_hash",
     "load_officer",
     "prepare",
+    "read_entries",
     "record",
     "verify_log",
 ]

@@ -296,3 +296,23 @@ def test_existing_pki_starts_a_log_listing_what_exists(pki: Path, _officer: Offi
     log = verify_log(pki, [_officer.key.public_key()])  # type: ignore[list-item]
     assert len(log.entries[0].params["existing_certificates"]) == 3  # root, c1, c2
     assert [e.act for e in log.entries] == ["log-start", "issue"]
+
+
+@pytest.mark.parametrize(
+    ("head", "needle"),
+    [
+        (b"{", "the signed head is malformed"),
+        (b'{"hash": "x", "seq": "7", "signer": "s", "signature": ""}', "the signed head is malformed"),
+        (b'{"hash": "x", "seq": 7, "signer": "s", "signature": ""}', "is not an officer key"),
+    ],
+)
+def test_malformed_head_is_reported(logged: Logged, head: bytes, needle: str) -> None:
+    (logged.pki / "ceremony-head.json").write_bytes(head)
+    _fails(logged, needle)
+
+
+def test_head_signed_over_other_bytes_is_reported(logged: Logged) -> None:
+    doc = json.loads((logged.pki / "ceremony-head.json").read_bytes())
+    doc["seq"] = 6
+    (logged.pki / "ceremony-head.json").write_bytes(canonical(doc))
+    _fails(logged, "the head's signature does not verify")
