@@ -398,15 +398,24 @@ def apply_istiod_service(kube: Any, revision: str) -> str:
     return "updated" if changed else "unchanged"
 
 
-def run_istioctl(argv: Sequence[str], *, timeout: float, on_line: Callable[[str], None], context: str) -> None:
-    """Step 4: run istioctl, streaming its output line by line; kill it after ``timeout`` seconds."""
+def run_istioctl(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    on_line: Callable[[str], None],
+    context: str,
+    kubeconfig: Path | None = None,
+) -> None:
+    """Step 4: run istioctl, streaming its output line by line; kill it after ``timeout`` seconds.
+
+    istioctl reads the same kubeconfig we did (``kubeconfig``, else the inherited ``KUBECONFIG``).
+    """
+    env = os.environ.copy()
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
     try:
         proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=os.environ.copy(),
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
     except OSError as exc:
         raise ClusterError(f"context {context}: cannot run {argv[0]}: {exc.strerror}") from exc
@@ -517,7 +526,9 @@ def install_mesh(
             cluster_yaml.write_bytes(dump_yaml(operator))
             istioctl = verified_istioctl(release)  # re-check right before running: no swap in between
             notify(f"context {kube.context}: running {shlex.join(argv)}")
-            run_istioctl(argv, timeout=wait.istioctl_timeout, on_line=on_output, context=kube.context)  # 4
+            run_istioctl(  # 4
+                argv, timeout=wait.istioctl_timeout, on_line=on_output, context=kube.context, kubeconfig=kubeconfig
+            )
             label = _apply_network_label(kube, settings.network, force)  # 5
             service = apply_istiod_service(kube, settings.revision)  # 6
             ready = wait_ready(kube, settings.revision, timeout=wait.ready_timeout, poll=wait.poll, notify=notify)  # 7
