@@ -216,3 +216,25 @@ def test_ceremony_log_records_the_token_key_without_the_pin(
     assert entries[1]["params"]["storage"] == "pkcs11" and entries[1]["params"]["key_label"] == label
     r = run_cli("audit", "verify", pki, "--trust", keys / "officer.pub")
     _ok(r)
+
+
+def test_root_rotation_into_the_token(softhsm: SoftHSM, tmp_path: Path, passfile: Path) -> None:  # noqa: F811
+    """A file root replaced by a token root: the next root, rotations and --finish find the token."""
+    pki = tmp_path / "pki"
+    pf = ("--passphrase-file", passfile)
+    _ok(run_cli("ca", "init", "--dir", pki, *EC, *pf))
+    _ok(run_cli("ca", "issue", "c1", "--dir", pki, *EC, *pf))
+    label = softhsm.key_label("next")
+    _ok(run_cli("ca", "rotate-root", "--dir", pki, *EC, "--cn", "Root CA 2", *softhsm.options(label), *pf))
+    assert (pki / "next-root" / "root-key.pkcs11.json").exists() and not (pki / "next-root" / "root-key.pem").exists()
+    r = run_cli("ca", "rotate", "c1", "--dir", pki, *pf, "--pin-file", softhsm.pin_file)
+    _ok(r)
+    assert "NEXT root" in r.out
+    _ok(run_cli("ca", "rotate-root", "--dir", pki, "--finish", *pf, "--pin-file", softhsm.pin_file))
+    assert (pki / "root-key.pkcs11.json").exists() and not (pki / "root-key.pem").exists()
+    _ok(run_cli("ca", "issue", "c2", "--dir", pki, *EC, *pf, "--pin-file", softhsm.pin_file))
+    for c in ("c1", "c2"):
+        v = openssl("verify", "-CAfile", pki / "root-cert.pem", pki / c / "ca-cert.pem")
+        assert v.stdout.decode().strip().endswith(": OK")
+    root = x509.load_pem_x509_certificate((pki / "root-cert.pem").read_bytes())
+    assert "Root CA 2" in root.subject.rfc4514_string()
