@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -235,7 +235,7 @@ class CAMaterial:
     root_cert: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     ca_cert_pem: bytes
-    ca_key_pem: bytes
+    ca_key_pem: bytes = field(repr=False)  # a secret: never in reprs, logs or tracebacks
     cert_chain_pem: bytes
     root_cert_pem: bytes
 
