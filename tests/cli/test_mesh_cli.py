@@ -631,3 +631,44 @@ def test_bundle_import_through_faults(
     emu.faults.fail(1000, 503, path="/secrets")
     r = run_cli(*imp, "--context", "test", env=env)
     assert r.code == 5 and "gave up after 5 attempts" in _one_error_line(r)
+
+
+def test_mesh_install_rerun_after_kill(kube_cluster: Cluster, release: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    emu = kube_cluster.emu()
+    env = {**os.environ, **_env(kube_cluster, tmp_path), "PYTHONPATH": str(REPO)}
+    args = [
+        sys.executable,
+        "-m",
+        "airgap",
+        "mesh",
+        "install",
+        "--context",
+        "test",
+        "--release",
+        str(release),
+        *INSTALL,
+        *POLL,
+    ]
+    gate = emu.faults.hold(method="POST", path="/namespaces/istio-system/services")
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert gate.arrived.wait(60), proc.communicate(timeout=5)
+        os.kill(proc.pid, signal.SIGKILL)  # killed after istioctl and the label, before the Service landed
+        proc.wait(timeout=10)
+    finally:
+        gate.release(apply=False)
+    assert emu.get("services", "istio-system", "istiod") is None
+    r = run_cli(
+        "mesh", "install", "--context", "test", "--release", release, *INSTALL, *POLL, env=_env(kube_cluster, tmp_path)
+    )
+    assert r.code == 0, r.err
+    assert "network label: unchanged" in r.out and "istiod service: created" in r.out
+    assert [s["metadata"]["name"] for s in emu.list("services", "istio-system")] == ["istiod"]
+    assert len(emu.list("deployments", "istio-system", "app=istiod")) == 1
+    assert len(_istioctl_calls(kube_cluster)) == 2
