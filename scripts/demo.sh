@@ -26,6 +26,44 @@ $AIRGAP ca list --dir "$DEMO/pki" --passphrase-file "$DEMO/passphrase.txt"
 say "5. The officer's signing key for transfer bundles"
 $AIRGAP keys new officer --kind signing --out "$DEMO/keys" --passphrase-file "$DEMO/passphrase.txt"
 
+say "6. The operator's recipient key (on the jump host; only its .pub crosses to the officer)"
+$AIRGAP keys new operator --kind recipient --out "$DEMO/jump/keys" --no-passphrase
+
+say "7. A signed bundle for cluster1: cacerts files, the CA key age-encrypted to the operator"
+$AIRGAP bundle create cluster1 --dir "$DEMO/pki" --sign-key "$DEMO/keys/officer.key" \
+  --recipient "$DEMO/jump/keys/operator.pub" --passphrase-file "$DEMO/passphrase.txt" --out "$DEMO/cluster1.bundle"
+
+say "--- the bundle crosses the air gap (USB stick, data diode); on the jump host: ---"
+export AIRGAP_STATE_DIR="$DEMO/jump/state"
+cp "$DEMO/keys/officer.pub" "$DEMO/jump/officer.pub"
+cp "$DEMO/cluster1.bundle" "$DEMO/jump/cluster1.bundle"
+
+say "8. What the bundle claims (unverified)"
+$AIRGAP bundle inspect "$DEMO/jump/cluster1.bundle"
+
+say "9. Verify it against the officer's public key"
+$AIRGAP bundle verify "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub"
+
+say "10. Import: verify, decrypt, check the CA as istiod would, render the manifests"
+$AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --output-dir "$DEMO/jump/rendered"
+ls -l "$DEMO/jump/rendered"
+cat "$DEMO/jump/rendered/00-namespace.yaml"
+
+if command -v age >/dev/null 2>&1; then
+  say "11. Interop: the standard age CLI opens the same secret member"
+  tar -xOf "$DEMO/jump/cluster1.bundle" cacerts/ca-key.pem.age | age -d -i "$DEMO/jump/keys/operator.key" \
+    | openssl pkey -noout && echo "   age -d gave a valid private key (not shown)"
+fi
+
+say "12. A bundle made for cluster1 is refused for cluster2 (exit 4)"
+if $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster2 --dry-run; then
+  echo "unexpected: accepted" >&2; exit 1
+else
+  echo "   refused, as it should be"
+fi
+
 cat <<MSG
 
 What was made, in $DEMO/:
@@ -33,7 +71,9 @@ What was made, in $DEMO/:
   pki/clusterN/{ca-cert,ca-key,cert-chain,root-cert}.pem   each cluster's cacerts files
   pki/inventory.json                                       what was issued, when, until when
   keys/officer.key (encrypted, 0600), keys/officer.pub     the bundle signing key
+  cluster1.bundle                                          signed, CA key encrypted to the operator
+  jump/rendered/                                           the istio-system Namespace and cacerts Secret
 
-Next: carry each cluster's files across the gap in a signed, encrypted bundle (airgap bundle
-create), verify it on the jump host (airgap bundle verify) and import it (airgap bundle import).
+Next on a real jump host: airgap bundle import ... --context CTX writes the cacerts secret, then
+airgap release fetch/extract and airgap mesh install finish the guide's steps.
 MSG
