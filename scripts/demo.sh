@@ -13,18 +13,29 @@ say "1. The security officer picks a passphrase for the PKI folder (kept in a fi
 head -c 24 /dev/urandom | base64 > "$DEMO/passphrase.txt"
 echo "   $DEMO/passphrase.txt"
 
-say "2. Root CA on the offline host (ECDSA P-384 for the demo's speed; the default is RSA-4096)"
+say "2. The officer's signing key: signs transfer bundles and every entry of the ceremony log"
+$AIRGAP keys new officer --kind signing --out "$DEMO/keys" --passphrase-file "$DEMO/passphrase.txt"
+export AIRGAP_LOG_KEY="$DEMO/keys/officer.key"
+
+say "3. Root CA on the offline host (ECDSA P-384 for the demo's speed; the default is RSA-4096)"
 $AIRGAP ca init --dir "$DEMO/pki" --key-type ecdsa-p384 --passphrase-file "$DEMO/passphrase.txt"
 
-say "3. One intermediate CA per cluster, issued in parallel"
+say "4. One intermediate CA per cluster, issued in parallel"
 $AIRGAP ca issue cluster1 cluster2 cluster3 --dir "$DEMO/pki" --key-type ecdsa-p256 \
   --passphrase-file "$DEMO/passphrase.txt"
 
-say "4. The inventory: every intermediate checked as istiod would"
+say "5. The inventory: every intermediate checked as istiod would"
 $AIRGAP ca list --dir "$DEMO/pki" --passphrase-file "$DEMO/passphrase.txt"
 
-say "5. The officer's signing key for transfer bundles"
-$AIRGAP keys new officer --kind signing --out "$DEMO/keys" --passphrase-file "$DEMO/passphrase.txt"
+say "5b. Revoke and rotate: cluster3's intermediate is replaced, and the root-signed CRL lists the old one"
+$AIRGAP ca revoke cluster3 --reason superseded --dir "$DEMO/pki" --passphrase-file "$DEMO/passphrase.txt"
+$AIRGAP ca rotate cluster3 --dir "$DEMO/pki" --passphrase-file "$DEMO/passphrase.txt"
+openssl crl -in "$DEMO/pki/ca-crl.pem" -noout -text | grep -E -A1 "Serial Number|Reason Code" | grep -v "^--"
+
+say "5c. The auditor checks the signed ceremony log, offline"
+$AIRGAP audit verify "$DEMO/pki" --trust "$DEMO/keys/officer.pub"
+$AIRGAP audit show "$DEMO/pki"
+$AIRGAP ca list --dir "$DEMO/pki" --expiring-within 90 && echo "   nothing expires within 90 days"
 
 say "6. The operator's recipient key (on the jump host; only its .pub crosses to the officer)"
 $AIRGAP keys new operator --kind recipient --out "$DEMO/jump/keys" --no-passphrase
@@ -70,6 +81,8 @@ What was made, in $DEMO/:
   pki/root-cert.pem, pki/root-key.pem (encrypted, 0600)    the offline root
   pki/clusterN/{ca-cert,ca-key,cert-chain,root-cert}.pem   each cluster's cacerts files
   pki/inventory.json                                       what was issued, when, until when
+  pki/ceremony.log, pki/ceremony-head.json                 every act, hash-chained and signed
+  pki/ca-crl.pem                                           the root-signed CRL (cluster3's old intermediate)
   keys/officer.key (encrypted, 0600), keys/officer.pub     the bundle signing key
   cluster1.bundle                                          signed, CA key encrypted to the operator
   jump/rendered/                                           the istio-system Namespace and cacerts Secret
