@@ -100,17 +100,12 @@ def not_found(rd: ResourceDef, name: str) -> ApiError:
 
 def invalid(rd: ResourceDef, name: str, causes: list[tuple[str, str]]) -> ApiError:
     msg = "; ".join(f"{field}: {why}" for field, why in causes)
-    return ApiError(
-        422,
-        "Invalid",
-        f'{rd.kind} "{name}" is invalid: {msg}',
-        {
-            "name": name,
-            "group": rd.group,
-            "kind": rd.kind,
-            "causes": [{"reason": "FieldValueInvalid", "message": why, "field": field} for field, why in causes],
-        },
-    )
+    details: JSON = {"name": name}
+    if rd.group:
+        details["group"] = rd.group
+    details["kind"] = rd.kind
+    details["causes"] = [{"reason": "FieldValueInvalid", "message": why, "field": field} for field, why in causes]
+    return ApiError(422, "Invalid", f'{rd.kind} "{name}" is invalid: {msg}', details)
 
 
 def conflict(rd: ResourceDef, name: str) -> ApiError:
