@@ -27,6 +27,7 @@ class MeshStatus:
     cacerts: JSON | None
     namespaces: list[JSON]
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # flagged, but not a failure (e.g. expiring soon)
 
     @property
     def ok(self) -> bool:
@@ -42,6 +43,7 @@ class MeshStatus:
             "cacerts": self.cacerts,
             "injection": self.namespaces,
             "problems": self.problems,
+            "warnings": self.warnings,
         }
 
     def text(self) -> str:
@@ -68,21 +70,30 @@ class MeshStatus:
                 if v
             )
             lines.append(f"namespace {ns['namespace']}: {labels}")
+        lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
 
-def _cacerts_info(secret: JSON) -> JSON:
-    from airgap.core.x509 import fingerprint, load_cert_pem, status_of
-
-    raw = (secret.get("data") or {}).get("ca-cert.pem")
+def _secret_file(secret: JSON, key: str) -> bytes | None:
+    raw = (secret.get("data") or {}).get(key)
     if not raw:
-        raise InvalidInput("cacerts has no ca-cert.pem")
+        return None
     try:
-        pem = base64.b64decode(raw, validate=True)
+        return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput("cacerts ca-cert.pem is not base64") from exc
+        raise InvalidInput(f"cacerts {key} is not base64") from exc
+
+
+def _cacerts_info(secret: JSON) -> JSON:
+    from airgap.core.x509 import fingerprint, load_cert_pem, load_certs_pem, status_of
+
+    pem = _secret_file(secret, "ca-cert.pem")
+    if pem is None:
+        raise InvalidInput("cacerts has no ca-cert.pem")
     cert = load_cert_pem(pem, source="cacerts ca-cert.pem")
+    roots_pem = _secret_file(secret, "root-cert.pem")
+    roots = load_certs_pem(roots_pem, source="cacerts root-cert.pem") if roots_pem else []
     ann = secret["metadata"].get("annotations") or {}
     return {
         "fingerprint": fingerprint(cert),
@@ -93,12 +104,22 @@ def _cacerts_info(secret: JSON) -> JSON:
         "sequence": ann.get("airgap.dev/sequence"),
         "signer": ann.get("airgap.dev/signer"),
         "bundle_id": ann.get("airgap.dev/bundle-id"),
+        "roots": [
+            {
+                "fingerprint": fingerprint(r),
+                "subject": r.subject.rfc4514_string(),
+                "not_after": r.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "status": status_of(r),
+            }
+            for r in roots
+        ],
     }
 
 
 def mesh_status(kube: Any) -> MeshStatus:
     """Read the control plane, the CA secret and the injection labels of one cluster."""
     problems: list[str] = []
+    warnings: list[str] = []
     plane: dict[str, JSON] = {}
     for p in kube.list("Pod", NAMESPACE, selector=ISTIOD_SELECTOR):
         rev = str((p["metadata"].get("labels") or {}).get(REV_LABEL, "default"))
@@ -133,6 +154,16 @@ def mesh_status(kube: Any) -> MeshStatus:
                 problems.append(f"secret istio-system/cacerts lacks {', '.join(missing)}")
             if cacerts["status"] in ("expired", "not-yet-valid"):
                 problems.append(f"cacerts CA certificate is {cacerts['status']} (not after {cacerts['not_after']})")
+            elif cacerts["status"] == "expiring":
+                warnings.append(f"cacerts CA certificate expires within 90 days ({cacerts['not_after']}): rotate it")
+            for r in cacerts["roots"]:
+                if r["status"] == "expired":
+                    problems.append(f"root {r['fingerprint']} in cacerts root-cert.pem expired on {r['not_after']}")
+                elif r["status"] == "expiring":
+                    warnings.append(
+                        f"root {r['fingerprint']} in cacerts root-cert.pem expires within 90 days "
+                        f"({r['not_after']}): rotate the root"
+                    )
     namespaces: list[JSON] = []
     for ns in kube.list("Namespace"):
         labels = ns["metadata"].get("labels") or {}
@@ -145,4 +176,4 @@ def mesh_status(kube: Any) -> MeshStatus:
             problems.append(f"namespace {name} has both istio-injection and istio.io/rev: injection fails")
         if ns_rev is not None and plane and ns_rev not in plane:
             problems.append(f"namespace {name} asks for revision {ns_rev}, which does not run")
-    return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems)
+    return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings)

@@ -43,6 +43,7 @@ def test_expired_ca_and_unknown_revision_are_problems(kube_cluster: Cluster) -> 
     assert st.problems == [
         "secret istio-system/cacerts lacks ca-key.pem",
         "cacerts CA certificate is expired (not after 2020-01-02T00:00:00Z)",
+        f"root {fingerprint(cert)} in cacerts root-cert.pem expired on 2020-01-02T00:00:00Z",
         "namespace shop asks for revision asm-999, which does not run",
     ]
     assert not st.ok and "cacerts: " + fingerprint(cert) in st.text()
@@ -58,3 +59,34 @@ def test_unreadable_cacerts_is_a_problem_not_a_crash(kube_cluster: Cluster) -> N
     )
     st = _status(kube_cluster)
     assert any(p.startswith("secret istio-system/cacerts: ") for p in st.problems) and st.cacerts is None
+
+
+def test_expiring_ca_and_root_are_flagged_as_warnings(kube_cluster: Cluster) -> None:
+    """Issue 6: mesh status flags an intermediate and a root that expire within 90 days."""
+    emu = kube_cluster.emu()
+    emu.simulate_istio_install("asm-186-8")
+    emu.wait_idle()
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = build_root(root_key, org="Istio", cn="Root CA", days=60)
+    long_root = build_root(ec.generate_private_key(ec.SECP256R1()), org="Istio", cn="Next Root", days=3650)
+    pems = {
+        "ca-cert.pem": root.public_bytes(serialization.Encoding.PEM),
+        "ca-key.pem": b"not read by status",
+        "cert-chain.pem": root.public_bytes(serialization.Encoding.PEM),
+        "root-cert.pem": root.public_bytes(serialization.Encoding.PEM)
+        + long_root.public_bytes(serialization.Encoding.PEM),
+    }
+    emu.create(
+        "secrets",
+        "istio-system",
+        {"metadata": {"name": "cacerts"}, "data": {k: base64.b64encode(v).decode() for k, v in pems.items()}},
+    )
+    st = _status(kube_cluster)
+    assert st.cacerts is not None and st.cacerts["status"] == "expiring"
+    assert [r["status"] for r in st.cacerts["roots"]] == ["expiring", "valid"]
+    assert len(st.warnings) == 2
+    assert st.warnings[0].startswith("cacerts CA certificate expires within 90 days")
+    assert st.warnings[1].startswith(f"root {fingerprint(root)} in cacerts root-cert.pem expires within 90 days")
+    assert st.ok  # expiring is a warning, not a failure
+    assert "warning: cacerts CA certificate expires within 90 days" in st.text()
+    assert st.as_dict()["warnings"] == st.warnings
