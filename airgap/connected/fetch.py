@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 CHUNK = 1024 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_BACKOFF = 30.0
+WRITEBACK_EVERY = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -287,11 +288,20 @@ class _Sink:
         self._thread.start()
 
     def _run(self) -> None:
+        start = self._out.tell()
+        written = flushed = 0
         while (chunk := self._queue.get()) is not None:
             if self._error is None:  # after an error keep draining, so put() never blocks forever
                 try:
                     self._out.write(chunk)
                     self._sd.update(chunk)
+                    written += len(chunk)
+                    if written - flushed >= WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
+                        # Start writing back to disk now (asynchronously), so the fsync before the
+                        # rename has little left to do; the bytes were hashed, no need to keep them cached.
+                        self._out.flush()
+                        os.posix_fadvise(self._out.fileno(), start + flushed, written - flushed, os.POSIX_FADV_DONTNEED)
+                        flushed = written
                 except OSError as exc:
                     self._error = exc
 
