@@ -75,6 +75,52 @@ else
   echo "   refused, as it should be"
 fi
 
+say "13. A stand-in release mirror (the real ASM tarball cannot be downloaded here: this one is built and
+    signed by the tests, and its bin/istioctl only records its arguments)"
+.venv/bin/python - "$DEMO/mirror" <<'PY'
+import sys
+from pathlib import Path
+from tests.release_fixtures import make_signed_release
+tarball, sig, pub = make_signed_release(Path(sys.argv[1]))
+(Path(sys.argv[1]) / "release-key.pem").write_bytes(pub.read_bytes())
+print(f"   {tarball.name}, {sig.name}, signing key release-key.pem")
+PY
+
+say "14. Fetch from the mirror, verify against the pinned key, extract safely (RELEASE.json records every file)"
+$AIRGAP release fetch 1.8.6-asm.8 --base-url "file://$(cd "$DEMO" && pwd)/mirror" --key "$DEMO/mirror/release-key.pem" \
+  --out "$DEMO/jump/releases"
+$AIRGAP release verify "$DEMO/jump/releases/istio-1.8.6-asm.8-linux-amd64.tar.gz" --key "$DEMO/mirror/release-key.pem"
+$AIRGAP release extract "$DEMO/jump/releases/istio-1.8.6-asm.8-linux-amd64.tar.gz" \
+  --signature "$DEMO/jump/releases/istio-1.8.6-asm.8-linux-amd64.tar.gz.1.sig" \
+  --key "$DEMO/mirror/release-key.pem" --out "$DEMO/jump/asm"
+
+say "15. Render the whole install without touching a cluster (--output-dir)"
+$AIRGAP mesh install --release "$DEMO/jump/asm" --cluster-name cluster1 --network network1 --mesh-id proj-demo \
+  --output-dir "$DEMO/jump/rendered-install"
+ls "$DEMO/jump/rendered-install"
+
+say "16. The connected half against the Kubernetes API EMULATOR (tests/kubeapi), NOT a real cluster"
+mkdir -p "$DEMO/emu"
+.venv/bin/python -m tests.kubeapi --kubeconfig "$DEMO/emu/kubeconfig" --clusters 2 --workloads \
+  --istioctl-log "$DEMO/emu/istioctl.log" > "$DEMO/emu/emulator.log" 2>&1 &
+EMU_PID=$!
+trap 'kill $EMU_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 200); do grep -q '^kubeconfig:' "$DEMO/emu/emulator.log" && break; sleep 0.1; done
+export KUBECONFIG="$DEMO/emu/kubeconfig" ISTIOCTL_LOG="$DEMO/emu/istioctl.log"
+$AIRGAP preflight --context emu-1 || echo "   (preflight found the problems listed above)"
+$AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --context emu-1
+$AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name cluster1 --network network1 \
+  --mesh-id proj-demo
+$AIRGAP mesh inject demo --context emu-1 --restart
+$AIRGAP mesh status --context emu-1
+
+say "17. Run again: nothing changes the second time"
+$AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --context emu-1
+$AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name cluster1 --network network1 \
+  --mesh-id proj-demo
+
 cat <<MSG
 
 What was made, in $DEMO/:
@@ -86,7 +132,9 @@ What was made, in $DEMO/:
   keys/officer.key (encrypted, 0600), keys/officer.pub     the bundle signing key
   cluster1.bundle                                          signed, CA key encrypted to the operator
   jump/rendered/                                           the istio-system Namespace and cacerts Secret
+  jump/asm/ (RELEASE.json)                                 the verified, extracted release
+  jump/rendered-install/                                   cluster.yaml, istiod Service, the istioctl command
 
-Next on a real jump host: airgap bundle import ... --context CTX writes the cacerts secret, then
-airgap release fetch/extract and airgap mesh install finish the guide's steps.
+The cluster steps (16, 17) ran against the loopback Kubernetes API emulator in tests/kubeapi.
+On a real jump host, the same commands take a real kubeconfig context.
 MSG
