@@ -19,6 +19,7 @@ import datetime as dt
 import filecmp
 import hashlib
 import json
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -53,6 +54,9 @@ EXPIRES = dt.datetime(2035, 12, 1, tzinfo=dt.UTC)
 # A time at which every valid example verifies (tests pass it as ``now``).
 CHECK_TIME = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 NOTES = b"Example include: a release tarball would go here.\n"
+# The example PKI keeps no ceremony log: valid.bundle carries this fixed stand-in head so the
+# field is exercised with a value (a real bundle carries the SHA-256 of the log's last entry).
+EXAMPLE_HEAD = hashlib.sha256(b"airgap example ceremony head").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,14 @@ class Example:
 CATALOGUE = [
     Example(
         "valid.bundle",
-        "nothing: a valid bundle for cluster c1, sequence 2, signed by officer, encrypted to operator",
+        "nothing: a valid format 2 bundle for cluster c1, sequence 2, signed by officer, encrypted to operator, "
+        "with a ceremony_head",
+        0,
+        0,
+    ),
+    Example(
+        "legacy-v1.bundle",
+        "nothing: a valid format 1 bundle (made before ceremony_head existed), sequence 4; still accepted",
         0,
         0,
     ),
@@ -94,6 +105,27 @@ CATALOGUE = [
     Example("unsigned.bundle", "no manifest.json.sig member", 1, 1),
     Example("untrusted-signer.bundle", "correctly signed, but by stranger.key, which is not trusted", 1, 1),
     Example("forged-signer-id.bundle", "signed by stranger.key while the manifest claims officer's key id", 1, 1),
+    Example(
+        "tampered-ceremony-head.bundle",
+        "ceremony_head in manifest.json edited without re-signing (bad signature)",
+        1,
+        1,
+    ),
+    Example(
+        "missing-ceremony-head.bundle",
+        "signed format 2 manifest without ceremony_head (required; null when the PKI keeps no log)",
+        3,
+        3,
+    ),
+    Example(
+        "v1-with-ceremony-head.bundle",
+        "signed format 1 manifest carrying ceremony_head (a field format 1 does not have)",
+        3,
+        3,
+    ),
+    Example(
+        "bad-ceremony-head.bundle", "signed manifest whose ceremony_head is uppercase hex (one spelling only)", 3, 3
+    ),
     Example("unknown-field.bundle", "signed manifest with an unknown field 'comment' (schema rejects it)", 3, 3),
     Example("non-canonical.bundle", "signed manifest that is not in canonical form (indented JSON)", 3, 3),
     Example("expired.bundle", "signed, but expired on 2025-01-31", 4, 4),
@@ -179,6 +211,7 @@ def _seal(
     created: dt.datetime = CREATED,
     expires: dt.datetime = EXPIRES,
     notes: Path | None = None,
+    format_version: int = 2,
 ) -> None:
     write_bundle(
         out,
@@ -192,6 +225,8 @@ def _seal(
         secret_members=_members(cluster, who),
         includes=[("notes.txt", notes)] if notes else [],
         deterministic=True,
+        format_version=format_version,
+        ceremony_head=EXAMPLE_HEAD if format_version >= 2 else None,
     )
 
 
@@ -289,6 +324,21 @@ def generate(out: Path) -> None:
     _resign(valid, out / "untrusted-signer.bundle", signer="stranger")
     officer_id = spki_sha256(load_private_key(KEYS / "officer.key", None))
     _resign(valid, out / "forged-signer-id.bundle", signer="stranger", manifest=lambda d: {**d, "signer": officer_id})
+    edited_head = man.data.replace(EXAMPLE_HEAD.encode(), hashlib.sha256(b"another head").hexdigest().encode())
+    assert edited_head != man.data
+    _write(out / "tampered-ceremony-head.bundle", [*entries[:-2], Entry(MANIFEST_NAME, edited_head), entries[-1]])
+    _resign(
+        valid,
+        out / "missing-ceremony-head.bundle",
+        manifest=lambda d: {k: v for k, v in d.items() if k != "ceremony_head"},
+    )
+    _resign(valid, out / "bad-ceremony-head.bundle", manifest=lambda d: {**d, "ceremony_head": EXAMPLE_HEAD.upper()})
+    _seal(out / "legacy-v1.bundle", sequence=4, format_version=1)
+    _resign(
+        out / "legacy-v1.bundle",
+        out / "v1-with-ceremony-head.bundle",
+        manifest=lambda d: {**d, "ceremony_head": EXAMPLE_HEAD},
+    )
     _resign(valid, out / "unknown-field.bundle", manifest=lambda d: {**d, "comment": "trust me"})
     _resign(
         valid,
@@ -345,7 +395,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.check:
         return check()
-    generate(EXAMPLES)
+    # Build everything in a temp folder, then replace the committed examples (old ones removed).
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp))
+        for old in EXAMPLES.glob("*.bundle"):
+            old.unlink()
+        for made in sorted(Path(tmp).iterdir()):
+            shutil.copyfile(made, EXAMPLES / made.name)
     print(f"wrote {len(CATALOGUE)} examples to {EXAMPLES}")
     return 0
 

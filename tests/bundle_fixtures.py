@@ -37,7 +37,9 @@ from airgap.core.keys import (
     write_private_key,
 )
 from airgap.core.limits import DEFAULT_LIMITS
-from airgap.offline.bundle import seal_bundle
+from airgap.offline.bundle import SealedBundle, seal_bundle
+from airgap.offline.ca import CAStore
+from airgap.offline.ceremony import Officer
 from tests.conftest import PASSPHRASE
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)  # the session PKI is made "now"
@@ -96,6 +98,64 @@ def new_keys(folder: Path) -> Keys:
 def bkeys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     """Session-wide unencrypted test keys (fast); encrypted ones are tested on their own."""
     return new_keys(tmp_path_factory.mktemp("bundle-keys"))
+
+
+@pytest.fixture(scope="session")
+def _logged_pki_template(tmp_path_factory: pytest.TempPathFactory, bkeys: Keys) -> Path:
+    """A P-256 PKI that keeps a ceremony log (root + c1), officer log key = ``bkeys.signer``.
+
+    Entries: 1 log-start, 2 key-create, 3 init, 4 issue c1. Keys encrypted with PASSPHRASE.
+    """
+    d = tmp_path_factory.mktemp("logged-pki") / "pki"
+    officer = Officer.from_key(load_private_key(bkeys.signer, None))
+    store = CAStore(d)
+    store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE, officer=officer)
+    store.issue(
+        ["c1"],
+        key_type="ecdsa-p256",
+        days=730,
+        org="Istio",
+        cn="Intermediate CA",
+        sans=["DNS:istiod.istio-system.svc"],
+        passphrase=PASSPHRASE,
+        key_passphrase=PASSPHRASE,
+        workers=1,
+        officer=officer,
+    )
+    return d
+
+
+@pytest.fixture
+def logged_pki(_logged_pki_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the logged PKI (officer = ``bkeys.signer``, its public key ``bkeys.signer_pub``)."""
+    import shutil
+
+    d = tmp_path / "logged-pki"
+    shutil.copytree(_logged_pki_template, d)
+    return d
+
+
+def seal(
+    pki: Path,
+    out: Path,
+    keys: Keys,
+    *,
+    sign_key: Path | None = None,
+    officer: Officer | None = None,
+    now: dt.datetime = NOW,
+) -> SealedBundle:
+    """``seal_bundle`` for c1 with the test defaults (encrypted to ``keys.recipient``)."""
+    return seal_bundle(
+        "c1",
+        pki_dir=pki,
+        sign_key_path=sign_key or keys.signer,
+        sign_passphrase=None,
+        pki_passphrase=PASSPHRASE,
+        recipients=[keys.recipient],
+        out=out,
+        officer=officer,
+        now=now,
+    )
 
 
 def make_bundle(

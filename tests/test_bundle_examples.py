@@ -104,14 +104,16 @@ def _schema_errors(value: object, schema: dict[str, object], root: dict[str, obj
         return _schema_errors(value, root["$defs"][ref], root, where)  # type: ignore[index]
     errs: list[str] = []
     kind = schema.get("type")
-    types = {"object": dict, "array": list, "string": str, "boolean": bool}
+    types = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
     if kind == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
         return [f"{where}: not an integer"]
     if isinstance(kind, str) and kind in types and not isinstance(value, types[kind]):
         return [f"{where}: not {kind}"]
+    if isinstance(kind, list) and not any(isinstance(value, types[k]) for k in kind):
+        return [f"{where}: not {' or '.join(kind)}"]
     if "const" in schema and (value != schema["const"] or isinstance(value, bool)):
         errs.append(f"{where}: not {schema['const']}")
-    if "pattern" in schema and not re.search(str(schema["pattern"]), str(value)):
+    if "pattern" in schema and isinstance(value, str) and not re.search(str(schema["pattern"]), value):
         errs.append(f"{where}: pattern")
     if "minimum" in schema and value < schema["minimum"]:  # type: ignore[operator]
         errs.append(f"{where}: minimum")
@@ -138,18 +140,36 @@ def _schema_errors(value: object, schema: dict[str, object], root: dict[str, obj
 def test_schema_accepts_valid_and_rejects_unknown_fields() -> None:
     import json
 
-    from airgap.core.bundle import _MEMBER_KEYS, _TOP_KEYS, inspect_bundle
+    from airgap.core.bundle import _MEMBER_KEYS, _TOP_KEYS, _TOP_KEYS_V1, inspect_bundle
 
     schema = json.loads((REPO / "bundles" / "manifest.schema.json").read_text())
-    assert set(schema["required"]) == set(_TOP_KEYS)
+    v1 = json.loads((REPO / "bundles" / "manifest-v1.schema.json").read_text())
+    assert set(schema["required"]) == set(_TOP_KEYS) == set(schema["properties"])
+    assert set(v1["required"]) == set(_TOP_KEYS_V1) == set(v1["properties"])
     assert set(schema["properties"]["members"]["items"]["required"]) == set(_MEMBER_KEYS)
+    assert {k: v for k, v in schema["properties"].items() if k not in ("format_version", "ceremony_head")} == {
+        k: v for k, v in v1["properties"].items() if k != "format_version"
+    }
     for name in ("valid.bundle", "other-cluster.bundle", "wrong-recipient.bundle", "expired.bundle"):
         doc = inspect_bundle(EXAMPLES / name)["manifest"]
         assert _schema_errors(doc, schema, schema) == [], name
+    valid = inspect_bundle(EXAMPLES / "valid.bundle")["manifest"]
+    assert _schema_errors({**valid, "ceremony_head": None}, schema, schema) == []
     bad = inspect_bundle(EXAMPLES / "unknown-field.bundle")["manifest"]
     assert _schema_errors(bad, schema, schema) == ["$: unknown comment"]
-    broken = {**inspect_bundle(EXAMPLES / "valid.bundle")["manifest"], "sequence": 0, "bundle_id": "XYZ"}
+    broken = {**valid, "sequence": 0, "bundle_id": "XYZ"}
     assert sorted(_schema_errors(broken, schema, schema)) == ["$.bundle_id: pattern", "$.sequence: minimum"]
+    # ceremony_head: required in format 2, one spelling, and unknown in format 1
+    missing = inspect_bundle(EXAMPLES / "missing-ceremony-head.bundle")["manifest"]
+    assert _schema_errors(missing, schema, schema) == ["$: missing ceremony_head"]
+    upper = inspect_bundle(EXAMPLES / "bad-ceremony-head.bundle")["manifest"]
+    assert _schema_errors(upper, schema, schema) == ["$.ceremony_head: pattern"]
+    assert _schema_errors({**valid, "ceremony_head": 7}, schema, schema) == ["$.ceremony_head: not string or null"]
+    legacy = inspect_bundle(EXAMPLES / "legacy-v1.bundle")["manifest"]
+    assert _schema_errors(legacy, v1, v1) == []
+    assert sorted(_schema_errors(legacy, schema, schema)) == ["$.format_version: not 2", "$: missing ceremony_head"]
+    v1_head = inspect_bundle(EXAMPLES / "v1-with-ceremony-head.bundle")["manifest"]
+    assert _schema_errors(v1_head, v1, v1) == ["$: unknown ceremony_head"]
 
 
 # -- an independent verifier written from bundles/SPEC.md alone agrees on every example -----------------
@@ -210,9 +230,14 @@ def _spec_verify(path: Path, trusted_pub_pem: bytes, now: object) -> int:
         doc = json.loads(raw)
     except ValueError:
         return 3
-    if json.dumps(doc, sort_keys=True, separators=(",", ":")).encode() != raw or set(doc) != {
+    v1_fields = {
         "format_version", "bundle_id", "cluster", "sequence", "created", "expires", "signer", "recipients", "members"
-    }:  # fmt: skip
+    }  # fmt: skip
+    fields = {1: v1_fields, 2: v1_fields | {"ceremony_head"}}.get(doc.get("format_version"))  # SPEC: Versions
+    if json.dumps(doc, sort_keys=True, separators=(",", ":")).encode() != raw or set(doc) != fields:
+        return 3
+    head = doc.get("ceremony_head")
+    if head is not None and not (isinstance(head, str) and re.fullmatch(r"[0-9a-f]{64}", head)):
         return 3
     if any(set(m) != {"path", "size", "sha256", "encrypted"} for m in doc["members"]):
         return 3

@@ -8,11 +8,14 @@ airgap.connected.bundle_import), print. Errors are raised and turned into exit c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from airgap.cli._app import RichProgress, info, new_app, print_json
+
+if TYPE_CHECKING:
+    from airgap.offline.ceremony import Officer
 
 app = new_app(help="Transfer bundles: one signed, encrypted, cluster-bound bundle per cluster CA.")
 
@@ -31,6 +34,7 @@ def _verified_doc(b: Any) -> dict[str, Any]:
     return {
         "verified": True,
         "bundle": str(b.path),
+        "format_version": m.format_version,
         "bundle_id": m.bundle_id,
         "cluster": m.cluster,
         "sequence": m.sequence,
@@ -38,6 +42,7 @@ def _verified_doc(b: Any) -> dict[str, Any]:
         "created": m.created,
         "expires": m.expires,
         "recipients": list(m.recipients),
+        "ceremony_head": m.ceremony_head,
         "members": [x.to_doc() for x in m.members],
     }
 
@@ -45,6 +50,11 @@ def _verified_doc(b: Any) -> dict[str, Any]:
 def _print_summary(doc: dict[str, Any]) -> None:
     for k in ("bundle_id", "cluster", "sequence", "signer", "created", "expires"):
         typer.echo(f"{k:<10} {doc[k]}")
+    if "ceremony_head" not in doc:
+        head = "(none: format 1 bundle, made before bundles carried it)"
+    else:
+        head = doc["ceremony_head"] or "(none: the PKI kept no ceremony log)"
+    typer.echo(f"{'ceremony':<10} {head}")
     recips = doc.get("recipients") or []
     typer.echo(f"{'recipients':<10} {', '.join(recips) if recips else '(none: not encrypted)'}")
     typer.echo("members:")
@@ -69,8 +79,21 @@ def create(
     sign_passphrase_file: Path | None = typer.Option(
         None, "--sign-passphrase-file", help="Passphrase of --sign-key, when it differs from the PKI's."
     ),
+    log_key: Path | None = typer.Option(
+        None,
+        "--log-key",
+        envvar="AIRGAP_LOG_KEY",
+        help="The officer's log key, when the PKI keeps a ceremony log and --sign-key is not that key: "
+        "records this bundle in PKI/ceremony.log. Also: $AIRGAP_LOG_KEY.",
+    ),
+    log_key_passphrase_file: Path | None = typer.Option(
+        None, "--log-key-passphrase-file", help="Passphrase file of --log-key (default: the PKI's, then --sign-key's)."
+    ),
 ) -> None:
     """Seal PKI/CLUSTER's cacerts files (+ --include files) into a signed bundle.
+
+    On a PKI that keeps a ceremony log the bundle carries the log's head and is recorded in the
+    log, signed with --log-key (default: --sign-key, when it is the registered officer key).
 
     Example: airgap bundle create c1 --dir pki --sign-key officer.key --recipient op.pub --out c1.bundle
     """
@@ -88,6 +111,7 @@ def create(
             sign_pw = resolve_passphrase(sign_passphrase_file, purpose="signing key passphrase")
         else:
             sign_pw = pki_pw or resolve_passphrase(passphrase_file, purpose="signing key passphrase")
+    officer = _log_officer(log_key, log_key_passphrase_file, pki_pw or sign_pw, passphrase_file)
     sealed = seal_bundle(
         cluster,
         pki_dir=pki,
@@ -99,6 +123,7 @@ def create(
         expires_days=expires,
         no_encrypt=no_encrypt,
         out=out,
+        officer=officer,
         progress=RichProgress(),
     )
     m = sealed.manifest
@@ -110,6 +135,37 @@ def create(
     typer.echo(f"expires    {m.expires}")
     key_note = f"age-encrypted to {len(m.recipients)} recipient(s)" if m.recipients else "IN THE CLEAR (--no-encrypt)"
     typer.echo(f"members    {len(m.members)}; ca-key.pem {key_note}")
+    if sealed.log_entry is not None:
+        typer.echo(
+            f"ceremony   head {m.ceremony_head or '(log started by this act)'}; recorded as entry {sealed.log_entry}"
+        )
+    else:
+        typer.echo("ceremony   (none: the PKI keeps no ceremony log)")
+
+
+def _log_officer(
+    log_key: Path | None, log_pass_file: Path | None, known_pw: bytes | None, passphrase_file: Path | None
+) -> Officer | None:
+    """Open --log-key; its passphrase: --log-key-passphrase-file, else the PKI's / signing key's."""
+    if log_key is None:
+        return None
+    from airgap.core.keys import is_encrypted_pem
+    from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
+    from airgap.errors import InvalidInput
+    from airgap.offline.ceremony import load_officer
+
+    try:
+        encrypted = is_encrypted_pem(log_key.read_bytes()[:4096])
+    except OSError as exc:
+        raise InvalidInput(f"{log_key}: cannot read the log key: {exc.strerror}") from exc
+    if not encrypted:
+        return load_officer(log_key, None)
+    pw: bytes | None
+    if log_pass_file is not None:
+        pw = read_passphrase_file(log_pass_file)
+    else:
+        pw = known_pw or resolve_passphrase(passphrase_file, purpose="log key passphrase")
+    return load_officer(log_key, pw)
 
 
 @app.command("verify")
@@ -172,12 +228,7 @@ def import_(
 
     Example: airgap bundle import c1.bundle --trust officer.pub --identity op.key --cluster c1 --output-dir out
     """
-    from airgap.connected.bundle_import import (
-        ANN_FINGERPRINT,
-        prepare_import,
-        record_accepted,
-        render_to_dir,
-    )
+    from airgap.connected.bundle_import import ANN_FINGERPRINT, import_to_dir, prepare_import
     from airgap.core.age import identity_is_encrypted
     from airgap.core.passphrase import resolve_passphrase
 
@@ -193,7 +244,8 @@ def import_(
     secret = prepared.cacerts_secret_manifest()
     summary = (
         f"bundle {prepared.bundle_id} for cluster {prepared.cluster}, sequence {prepared.sequence}, "
-        f"signer {prepared.signer}, CA fingerprint {secret['metadata']['annotations'][ANN_FINGERPRINT]}"
+        f"signer {prepared.signer}, CA fingerprint {secret['metadata']['annotations'][ANN_FINGERPRINT]}, "
+        f"ceremony head {prepared.ceremony_head or 'none'}"
     )
     if dry_run:
         typer.echo(f"Verified OK: {summary}")
@@ -202,8 +254,7 @@ def import_(
         typer.echo("Dry run: nothing written.")
         return
     if output_dir is not None:
-        written = render_to_dir(prepared, output_dir)
-        record_accepted(prepared)
+        written = import_to_dir(prepared, output_dir)  # records the accepted bundle before publishing
         typer.echo(f"Verified OK: {summary}")
         for p in written:
             typer.echo(f"Wrote {p}")

@@ -8,7 +8,11 @@ material as istiod would. Only then does it return a :class:`PreparedImport`, wh
 anti-rollback state forward; call it only after the material was written somewhere.
 
 State: ``$AIRGAP_STATE_DIR``, else ``$XDG_STATE_HOME/airgap``, else ``~/.local/state/airgap``;
-file ``accepted.json``, written atomically under an exclusive lock, only after success.
+file ``accepted.json``, written atomically under an exclusive lock, only after every check passed.
+Each record keeps the bundle's sequence, id and ``ceremony_head`` (the officer's ceremony-log head
+when the bundle was sealed), so an auditor can later run ``airgap audit verify PKI --head H``.
+With ``--output-dir`` (:func:`import_to_dir`) the record is written after the files are complete
+under temporary names and before they are published: an unwritable state folder leaves no files.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import datetime as dt
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,7 @@ from typing import Any
 import yaml
 
 from airgap.core import age
-from airgap.core.atomic import ensure_dir, fsync_dir, staged_dir, write_new, write_replace
+from airgap.core.atomic import TMP_PREFIX, ensure_dir, fsync_dir, publish, staged_dir, write_new, write_replace
 from airgap.core.bundle import (
     CA_CERT,
     CA_CRL,
@@ -52,6 +57,7 @@ ANN_SEQUENCE = "airgap.dev/sequence"
 ANN_SIGNER = "airgap.dev/signer"
 ANN_FINGERPRINT = "airgap.dev/ca-fingerprint"
 ANN_CLUSTER = "airgap.dev/cluster"
+ANN_CEREMONY_HEAD = "airgap.dev/ceremony-head"
 STATE_FILE = "accepted.json"
 RENDERED_NAMESPACE = "00-namespace.yaml"
 RENDERED_SECRET = "10-cacerts-secret.yaml"  # noqa: S105 - a file name
@@ -71,8 +77,11 @@ def resolve_state_dir(override: Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class AcceptedRecord:
+    """What this host keeps about the last bundle it accepted for a cluster and signer."""
+
     sequence: int
     bundle_id: str
+    ceremony_head: str | None = None
 
 
 def _state_key(cluster: str, signer: str) -> str:
@@ -89,6 +98,8 @@ def _read_state(path: Path) -> dict[str, Any]:
         for v in doc["accepted"].values():
             if not isinstance(v, dict) or type(v.get("sequence")) is not int or not isinstance(v.get("bundle_id"), str):
                 raise ValueError("bad entry")
+            if not isinstance(v.get("ceremony_head"), str | None):  # absent in records made before it existed
+                raise ValueError("bad ceremony_head")
     except (ValueError, OSError) as exc:
         raise InvalidInput(f"{path}: import state is corrupt; fix or remove it deliberately") from exc
     return doc
@@ -98,7 +109,11 @@ def last_accepted(cluster: str, signer: str, *, state: Path | None = None) -> Ac
     """The last bundle this host accepted for ``cluster`` signed by ``signer`` (key id), if any."""
     doc = _read_state(resolve_state_dir(state) / STATE_FILE)
     entry = doc["accepted"].get(_state_key(cluster, signer))
-    return AcceptedRecord(int(entry["sequence"]), str(entry["bundle_id"])) if entry else None
+    return _record_of(entry) if entry else None
+
+
+def _record_of(entry: dict[str, Any]) -> AcceptedRecord:
+    return AcceptedRecord(int(entry["sequence"]), str(entry["bundle_id"]), entry.get("ceremony_head"))
 
 
 def _check_not_rollback(bundle: VerifiedBundle, record: AcceptedRecord | None) -> None:
@@ -150,14 +165,26 @@ class PreparedImport:
     def fingerprint(self) -> str:
         return self.material.fingerprint
 
+    @property
+    def ceremony_head(self) -> str | None:
+        """The officer's ceremony-log head the signed manifest carries (None: no log, or format 1).
+
+        Verified only as part of the signed manifest: it says which log state the officer sealed
+        at; ``airgap audit verify PKI --trust officer.pub --head H`` checks the log still holds it.
+        """
+        return self.bundle.ceremony_head
+
     def annotations(self) -> dict[str, str]:
-        return {
+        ann = {
             ANN_BUNDLE_ID: self.bundle_id,
             ANN_CLUSTER: self.cluster,
             ANN_FINGERPRINT: self.fingerprint,
             ANN_SEQUENCE: str(self.sequence),
             ANN_SIGNER: self.signer,
         }
+        if self.ceremony_head is not None:
+            ann[ANN_CEREMONY_HEAD] = self.ceremony_head
+        return ann
 
     def secret_data(self) -> dict[str, str]:
         """The ``cacerts`` data keys, base64, exactly as istiod's plugged-in CA reads them."""
@@ -276,10 +303,12 @@ def record_accepted(prepared: PreparedImport) -> None:
         doc = _read_state(path)
         key = _state_key(prepared.cluster, prepared.signer)
         entry = doc["accepted"].get(key)
-        _check_not_rollback(
-            prepared.bundle, AcceptedRecord(int(entry["sequence"]), str(entry["bundle_id"])) if entry else None
-        )
-        doc["accepted"][key] = {"sequence": prepared.sequence, "bundle_id": prepared.bundle_id}
+        _check_not_rollback(prepared.bundle, _record_of(entry) if entry else None)
+        doc["accepted"][key] = {
+            "sequence": prepared.sequence,
+            "bundle_id": prepared.bundle_id,
+            "ceremony_head": prepared.ceremony_head,
+        }
         write_replace(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
 
 
@@ -295,44 +324,74 @@ def rendered_files(prepared: PreparedImport) -> dict[str, bytes]:
     }
 
 
-def render_to_dir(prepared: PreparedImport, out_dir: Path) -> list[Path]:
+def render_to_dir(
+    prepared: PreparedImport, out_dir: Path, *, before_publish: Callable[[], None] | None = None
+) -> list[Path]:
     """Write the Namespace and Secret YAML into ``out_dir`` (created when missing).
 
-    Every check already passed (a PreparedImport exists). A missing folder is built beside its
-    final name and renamed into place; in an existing folder, existing files are never replaced
-    (exit 4) and a partial write is removed. The files hold the CA private key: mode 0600.
+    Every check already passed (a PreparedImport exists). The files are written completely under
+    temporary names first; ``before_publish`` (e.g. :func:`record_accepted`) runs then, and only
+    if it returns are they published. A missing folder is built beside its final name and renamed
+    into place; in an existing folder existing files are never replaced (exit 4) and a failure
+    leaves none of ours behind. The files hold the CA private key: mode 0600.
     """
     out_dir = Path(out_dir)
     files = rendered_files(prepared)
-    if not out_dir.exists():
+    if not out_dir.exists() and not out_dir.is_symlink():
         with staged_dir(out_dir, mode=0o700) as tmp:
             for name, data in files.items():
                 write_new(tmp / name, data, mode=0o600)
+            if before_publish is not None:
+                before_publish()
         return [out_dir / n for n in files]
     if not out_dir.is_dir():
         raise InvalidInput(f"{out_dir}: exists and is not a folder")
     for name in files:
         if (out_dir / name).exists() or (out_dir / name).is_symlink():
             raise Refused(f"{out_dir / name}: already exists; refusing to overwrite")
+    stage = out_dir / f"{TMP_PREFIX}render-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        stage.mkdir(mode=0o700)
+    except OSError as exc:
+        raise InvalidInput(f"{out_dir}: folder is not writable: {exc.strerror}") from exc
     written: list[Path] = []
     try:
         for name, data in files.items():
-            write_new(out_dir / name, data, mode=0o600)
+            write_new(stage / name, data, mode=0o600)
+        if before_publish is not None:
+            before_publish()
+        for name in files:
+            publish(stage / name, out_dir / name, replace=False)
             written.append(out_dir / name)
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
         raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     fsync_dir(out_dir)
     return written
 
 
+def import_to_dir(prepared: PreparedImport, out_dir: Path) -> list[Path]:
+    """``bundle import --output-dir``: render, record the accepted bundle, then publish the files.
+
+    The record comes before publishing, so an unwritable or locked-out state folder (exit 3) or a
+    lost race with another import (exit 4) leaves nothing in ``out_dir``. If publishing fails after
+    the record, importing the same bundle again is allowed (same sequence and bundle id).
+    """
+    return render_to_dir(prepared, out_dir, before_publish=lambda: record_accepted(prepared))
+
+
 __all__ = [
     "ANN_BUNDLE_ID",
+    "ANN_CEREMONY_HEAD",
     "ANN_FINGERPRINT",
     "ANN_SEQUENCE",
     "ANN_SIGNER",
+    "AcceptedRecord",
     "PreparedImport",
+    "import_to_dir",
     "last_accepted",
     "prepare_import",
     "record_accepted",

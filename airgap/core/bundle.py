@@ -35,7 +35,8 @@ from airgap.core.signatures import MAX_SIGNATURE, verify_bytes
 from airgap.core.x509 import CAMaterial
 from airgap.errors import AirgapError, InvalidInput, Refused, VerificationError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what writers produce; 2 added ceremony_head
+SUPPORTED_FORMAT_VERSIONS = (1, 2)  # 1: bundles made before ceremony_head, still accepted (SPEC.md 3)
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.json.sig"
 BLOCK = 512
@@ -65,9 +66,11 @@ _MEMBER_PATH = re.compile(
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9._/-]+$")
 INCLUDE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,90}$")
 
-_TOP_KEYS = frozenset(
+_TOP_KEYS_V1 = frozenset(
     {"format_version", "bundle_id", "cluster", "sequence", "created", "expires", "signer", "recipients", "members"}
 )
+_TOP_KEYS = _TOP_KEYS_V1 | {"ceremony_head"}
+_TOP_KEYS_BY_VERSION = {1: _TOP_KEYS_V1, 2: _TOP_KEYS}
 _MEMBER_KEYS = frozenset({"path", "size", "sha256", "encrypted"})
 
 _TYPE_NAMES = {
@@ -128,9 +131,16 @@ class Manifest:
     signer: str
     recipients: tuple[str, ...]
     members: tuple[MemberEntry, ...]
+    # SHA-256 (hex) of the last ceremony-log entry when the bundle was sealed; None when the PKI
+    # keeps no log. Format 2 always carries the field (null or hex); format 1 has no such field.
+    ceremony_head: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format_version == 1 and self.ceremony_head is not None:
+            raise ValueError("format_version 1 manifests cannot carry ceremony_head")
 
     def to_doc(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "format_version": self.format_version,
             "bundle_id": self.bundle_id,
             "cluster": self.cluster,
@@ -141,6 +151,9 @@ class Manifest:
             "recipients": list(self.recipients),
             "members": [m.to_doc() for m in self.members],
         }
+        if self.format_version >= 2:
+            doc["ceremony_head"] = self.ceremony_head
+        return doc
 
     def canonical_bytes(self) -> bytes:
         return canonical_json(self.to_doc())
@@ -220,14 +233,20 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
 
     if not isinstance(doc, dict):
         raise bad("top level must be an object")
-    unknown = sorted(set(doc) - _TOP_KEYS)
+    version = doc.get("format_version")
+    if not _is_int(version) or version not in SUPPORTED_FORMAT_VERSIONS:
+        raise bad(f"format_version must be one of {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}")
+    keys = _TOP_KEYS_BY_VERSION[version]
+    unknown = sorted(set(doc) - keys)
     if unknown:
-        raise bad(f"unknown field {unknown[0]!r}")
-    missing = sorted(_TOP_KEYS - set(doc))
+        hint = " (format_version 1 has no ceremony_head)" if unknown[0] == "ceremony_head" else ""
+        raise bad(f"unknown field {unknown[0]!r}{hint}")
+    missing = sorted(keys - set(doc))
     if missing:
         raise bad(f"missing field {missing[0]!r}")
-    if not _is_int(doc["format_version"]) or doc["format_version"] != FORMAT_VERSION:
-        raise bad(f"format_version must be {FORMAT_VERSION}")
+    head = doc.get("ceremony_head")
+    if head is not None and (not isinstance(head, str) or not _HEX64.match(head)):
+        raise bad("ceremony_head must be null or 64 lowercase hex digits (SHA-256 of the ceremony log's last entry)")
     if not isinstance(doc["bundle_id"], str) or not _BUNDLE_ID.match(doc["bundle_id"]):
         raise bad("bundle_id must be 32 lowercase hex digits")
     if not isinstance(doc["cluster"], str) or not _CLUSTER.match(doc["cluster"]):
@@ -293,7 +312,7 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
     if (CA_KEY_AGE in paths) != bool(recips):
         raise bad("recipients must be listed exactly when a member is encrypted")
     return Manifest(
-        format_version=FORMAT_VERSION,
+        format_version=version,
         bundle_id=doc["bundle_id"],
         cluster=doc["cluster"],
         sequence=seq,
@@ -302,6 +321,7 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
         signer=doc["signer"],
         recipients=tuple(recips),
         members=tuple(members),
+        ceremony_head=head,
     )
 
 
@@ -603,6 +623,11 @@ class VerifiedBundle:
     def sequence(self) -> int:
         return self.manifest.sequence
 
+    @property
+    def ceremony_head(self) -> str | None:
+        """The officer's ceremony-log head when sealed (signed, so verified; None: no log / format 1)."""
+        return self.manifest.ceremony_head
+
     def has_member(self, path: str) -> bool:
         return self.manifest.member(path) is not None
 
@@ -821,6 +846,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "SIGNATURE_NAME",
+    "SUPPORTED_FORMAT_VERSIONS",
     "BundleWriter",
     "Manifest",
     "MemberEntry",

@@ -7,16 +7,25 @@ the root, not expired) before anything is sealed, so a bundle never carries brok
 The per-cluster sequence number lives in ``PKI/state/sequence.json`` (written atomically, under
 the PKI lock). It is reserved before the bundle is written: a failed run leaves a harmless gap,
 never two bundles with one number.
+
+Ceremony log: when the PKI folder keeps one (``PKI/ceremony.log``), sealing is an act like any
+other. Under the PKI lock, before anything changes, the log is checked and the officer's key
+confirmed (:func:`airgap.offline.ceremony.prepare`: a refusal consumes no sequence number and writes
+no file); the log's head hash goes into the manifest as ``ceremony_head``; the ``bundle`` entry is
+appended once the bundle is complete but BEFORE it is published under its final name, so a
+published bundle always has its entry. (If publishing then fails, the log names a bundle that
+does not exist: a harmless gap, like the sequence number.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import secrets
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +58,9 @@ from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import check_ca_material
 from airgap.errors import InvalidInput, Refused
+from airgap.offline import ceremony
 from airgap.offline.ca import CAStore, check_cluster_name
+from airgap.offline.ceremony import Officer
 
 DEFAULT_EXPIRY_DAYS = 30
 SEQUENCE_FILE = Path("state") / "sequence.json"
@@ -61,6 +72,11 @@ class SealedBundle:
 
     path: Path
     manifest: Manifest
+    log_entry: int | None = None  # the ceremony-log entry recording this bundle (None: no log)
+
+    @property
+    def ceremony_head(self) -> str | None:
+        return self.manifest.ceremony_head
 
 
 @dataclass(frozen=True)
@@ -234,11 +250,16 @@ def write_bundle(
     deterministic: bool = False,
     mode: int = 0o644,
     progress: Progress = NO_PROGRESS,
+    ceremony_head: str | None = None,
+    format_version: int = FORMAT_VERSION,
+    before_publish: Callable[[Manifest], None] | None = None,
 ) -> Manifest:
     """Write a bundle file (atomically; never replacing ``out``) from prepared members.
 
     Used by :func:`seal_bundle` and by the example generator (which needs fixed ids, times and
-    RFC 6979 signatures). Include files are streamed: each byte is read, hashed and written once.
+    RFC 6979 signatures, and format 1 for the legacy example). Include files are streamed: each
+    byte is read, hashed and written once. ``before_publish`` runs when the bundle is complete
+    under its temporary name; if it raises, nothing is published.
     """
     check_signer_key(sign_key, source="signing key")
     with AtomicFile(out, mode=mode) as fh:
@@ -260,7 +281,7 @@ def write_bundle(
                 entries.append(writer.add_stream(f"include/{name}", src, size, source=str(path)))
         progress.finish()
         manifest = Manifest(
-            format_version=FORMAT_VERSION,
+            format_version=format_version,
             bundle_id=bundle_id,
             cluster=cluster,
             sequence=sequence,
@@ -269,10 +290,41 @@ def write_bundle(
             signer=spki_sha256(sign_key),
             recipients=tuple(recipients),
             members=tuple(entries),
+            ceremony_head=ceremony_head,
         )
         data = manifest.canonical_bytes()
         writer.finish(data, sign_manifest(sign_key, data, deterministic=deterministic))
+        if before_publish is not None:
+            before_publish(manifest)
     return manifest
+
+
+def _bundle_officer(pki: Path, sign_key: PrivateKey, officer: Officer | None) -> tuple[Officer | None, bool]:
+    """(the officer who records this act, whether it defaulted to the signing key).
+
+    An explicit ``officer`` (``--log-key``) wins. Otherwise, on a PKI that keeps a log, the
+    signing key is tried as the officer's log key (the usual setup: one officer key for both);
+    :func:`ceremony.prepare` then checks that it really is the registered one.
+    """
+    if officer is not None:
+        return officer, False
+    if ceremony.has_log(pki):
+        return Officer.from_key(sign_key), True
+    return None, False
+
+
+def _prepare_log(pki: Path, officer: Officer | None, defaulted: bool) -> ceremony.Prepared | None:
+    try:
+        return ceremony.prepare(pki, officer)
+    except Refused as exc:
+        if not defaulted:
+            raise
+        assert officer is not None
+        raise Refused(
+            f"{ceremony.log_path(pki)}: this PKI keeps a ceremony log and the signing key {officer.key_id} is not "
+            f"its officer key; give the officer's log key (--log-key KEY or ${ceremony.ENV_LOG_KEY}) so this "
+            "bundle is recorded"
+        ) from exc
 
 
 def seal_bundle(
@@ -287,6 +339,7 @@ def seal_bundle(
     expires_days: int = DEFAULT_EXPIRY_DAYS,
     no_encrypt: bool = False,
     out: Path,
+    officer: Officer | None = None,
     limits: Limits = DEFAULT_LIMITS,
     now: dt.datetime | None = None,
     progress: Progress = NO_PROGRESS,
@@ -295,6 +348,14 @@ def seal_bundle(
 
     Refuses (exit 4) to write a private key in plaintext unless ``no_encrypt``, to overwrite
     ``out``, or to seal a cluster the PKI has no CA for. ``recipients`` are ``age1…`` strings.
+
+    Ceremony log: ``officer`` is the officer's log key (``--log-key``). When it is None and the PKI
+    keeps a log, the signing key is used if it is the registered officer key; otherwise the act is
+    refused (exit 4) before a sequence number is reserved or a byte written. A log that no longer
+    verifies is exit 1, also before anything changes. With a log, the manifest carries its head
+    (``ceremony_head``) and a ``bundle`` entry is appended before the bundle is published. An
+    explicit ``officer`` on a PKI without a log starts the log (``ceremony_head`` is then null:
+    there was no log when the bundle was sealed).
     """
     cluster = check_cluster_name(cluster)
     out = Path(out)
@@ -327,8 +388,29 @@ def seal_bundle(
     )
     incs = _check_includes(includes, limits, len(secret))
     bundle_id = secrets.token_hex(16)
+    logged: list[int] = []
     with store.locked():
+        # The log first: a refused or broken log stops the act before anything changes.
+        who, defaulted = _bundle_officer(store.path, sign_key, officer)
+        prep = _prepare_log(store.path, who, defaulted)
+        head = ceremony.head_hash(store.path)
         seq = _reserve_sequence(store.path, cluster, bundle_id, format_time(t))
+
+        def record(manifest: Manifest) -> None:
+            if who is None:
+                return
+            params = {
+                "cluster": cluster,
+                "bundle_id": bundle_id,
+                "sequence": seq,
+                "signer_key_id": manifest.signer,
+                "ceremony_head": head,
+                "expires": manifest.expires,
+                "manifest_sha256": hashlib.sha256(manifest.canonical_bytes()).hexdigest(),
+            }
+            entry = ceremony.record(store.path, "bundle", params, who, at=now, prepared=prep)
+            logged.append(entry.seq)
+
         manifest = write_bundle(
             out,
             cluster=cluster,
@@ -342,8 +424,10 @@ def seal_bundle(
             includes=[(i.name, i.path) for i in incs],
             mode=0o600 if no_encrypt else 0o644,
             progress=progress,
+            ceremony_head=head,
+            before_publish=record,
         )
-    return SealedBundle(out, manifest)
+    return SealedBundle(out, manifest, logged[0] if logged else None)
 
 
 __all__ = [

@@ -16,10 +16,23 @@ import pytest
 
 from airgap.core import age
 from airgap.core.bundle import open_bundle
-from airgap.core.keys import load_private_key_pem, spki_sha256
+from airgap.core.keys import load_private_key, load_private_key_pem, load_public_key, spki_sha256
 from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.offline import ceremony
 from airgap.offline.bundle import last_sequence, seal_bundle
-from tests.bundle_fixtures import NOW, Keys, bkeys, make_bundle, read_entries, trust_of  # noqa: F401
+from airgap.offline.ceremony import Officer, head_hash, verify_log
+from airgap.offline.ceremony import read_entries as log_entries
+from tests.bundle_fixtures import (  # noqa: F401
+    NOW,
+    Keys,
+    _logged_pki_template,
+    bkeys,
+    logged_pki,
+    make_bundle,
+    read_entries,
+    seal,
+    trust_of,
+)
 from tests.conftest import PASSPHRASE
 
 
@@ -216,3 +229,127 @@ def test_age_cli_decrypts_the_bundled_ca_key(pki: Path, tmp_path: Path, bkeys: K
     plain = subprocess.run(["age", "-d", "-i", bkeys.identity], input=member, capture_output=True, check=True).stdout
     stored = load_private_key_pem((pki / "c1" / "ca-key.pem").read_bytes(), PASSPHRASE, source="k")
     assert load_private_key_pem(plain, None, source="age").private_numbers() == stored.private_numbers()  # type: ignore[union-attr]
+
+
+# -- the ceremony log ----------------------------------------------------------------------------------
+def _officer(path: Path) -> Officer:
+    return Officer.from_key(load_private_key(path, None))
+
+
+def test_logged_pki_bundle_carries_head_and_is_recorded(logged_pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    """Default officer = the signing key (it is the registered officer key)."""
+    before = head_hash(logged_pki)
+    n_before = len(log_entries(logged_pki))
+    assert before is not None
+    sealed = seal(logged_pki, tmp_path / "c1.bundle", bkeys)
+    vb = open_bundle(sealed.path, trust_of(bkeys), now=NOW)
+    assert vb.manifest.format_version == 2
+    assert vb.ceremony_head == sealed.ceremony_head == before
+    entries = log_entries(logged_pki)
+    assert len(entries) == n_before + 1 and sealed.log_entry == n_before + 1
+    last = entries[-1]
+    assert last.act == "bundle" and last.prev == before  # the bundle's entry follows the head it carries
+    assert last.params == {
+        "cluster": "c1",
+        "bundle_id": vb.bundle_id,
+        "sequence": vb.sequence,
+        "signer_key_id": vb.manifest.signer,
+        "ceremony_head": before,
+        "expires": vb.manifest.expires,
+        "manifest_sha256": hashlib.sha256(vb.manifest_bytes).hexdigest(),
+    }
+    log = verify_log(logged_pki, [load_public_key(bkeys.signer_pub)], expect_head=before)
+    assert log.anchored and log.head == head_hash(logged_pki) == last.hash
+    # the next bundle carries the head that includes the first bundle's entry
+    second = seal(logged_pki, tmp_path / "c1-2.bundle", bkeys)
+    assert second.ceremony_head == last.hash and second.manifest.sequence == vb.sequence + 1
+
+
+def test_logged_pki_refuses_without_the_officer_key(logged_pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    """Signed by another key, no --log-key: refused before a number is reserved or a byte written."""
+    log_before = (logged_pki / "ceremony.log").read_bytes()
+    head_before = (logged_pki / "ceremony-head.json").read_bytes()
+    with pytest.raises(Refused, match=r"keeps a ceremony log and the signing key [0-9a-f]{64} is not its officer key"):
+        seal(logged_pki, tmp_path / "c1.bundle", bkeys, sign_key=bkeys.other_signer)
+    # an explicit log key that is not the registered one is refused too
+    with pytest.raises(Refused, match="is not the officer key registered"):
+        seal(logged_pki, tmp_path / "c1.bundle", bkeys, officer=_officer(bkeys.other_signer))
+    assert not (tmp_path / "c1.bundle").exists()
+    assert list(tmp_path.glob("*.bundle")) == [] and list(tmp_path.glob(".airgap-tmp-*")) == []
+    assert last_sequence(logged_pki, "c1") == 0
+    assert not (logged_pki / "state" / "sequence.json").exists()
+    assert (logged_pki / "ceremony.log").read_bytes() == log_before
+    assert (logged_pki / "ceremony-head.json").read_bytes() == head_before
+
+
+def test_separate_log_key(logged_pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    """Bundles signed by one key, recorded with the officer's log key (``--log-key``)."""
+    sealed = seal(
+        logged_pki, tmp_path / "c1.bundle", bkeys, sign_key=bkeys.other_signer, officer=_officer(bkeys.signer)
+    )
+    other_id = spki_sha256(load_private_key(bkeys.other_signer, None))
+    assert sealed.manifest.signer == other_id
+    last = log_entries(logged_pki)[-1]
+    assert last.act == "bundle" and last.params["signer_key_id"] == other_id
+    assert last.signer == spki_sha256(load_private_key(bkeys.signer, None))
+    verify_log(logged_pki, [load_public_key(bkeys.signer_pub)], expect_head=sealed.ceremony_head)
+
+
+def test_broken_log_refuses_and_writes_nothing(logged_pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    lines = (logged_pki / "ceremony.log").read_bytes().splitlines()
+    doc = json.loads(lines[2])
+    doc["params"]["days"] = 1  # entry 3 edited after signing
+    lines[2] = ceremony.canonical(doc)
+    (logged_pki / "ceremony.log").write_bytes(b"".join(x + b"\n" for x in lines))
+    with pytest.raises(VerificationError, match=r"entry 3 \(init\): signature does not verify.*refusing to extend"):
+        seal(logged_pki, tmp_path / "c1.bundle", bkeys)
+    assert not (tmp_path / "c1.bundle").exists()
+    assert last_sequence(logged_pki, "c1") == 0
+
+
+def test_unlogged_pki_has_null_head_and_no_log(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    sealed = seal(pki, tmp_path / "c1.bundle", bkeys)
+    assert sealed.ceremony_head is None and sealed.log_entry is None
+    assert open_bundle(sealed.path, trust_of(bkeys), now=NOW).ceremony_head is None
+    assert b'"ceremony_head":null' in read_entries(sealed.path)[-2].data
+    assert not ceremony.has_log(pki)
+
+
+def test_explicit_log_key_starts_the_log(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    sealed = seal(pki, tmp_path / "c1.bundle", bkeys, officer=_officer(bkeys.signer))
+    assert sealed.ceremony_head is None  # there was no log when it was sealed
+    entries = log_entries(pki)
+    assert [e.act for e in entries] == ["log-start", "bundle"] and sealed.log_entry == 2
+    verify_log(pki, [load_public_key(bkeys.signer_pub)])
+
+
+def test_failed_record_publishes_no_bundle(
+    logged_pki: Path, tmp_path: Path, bkeys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log entry is written before the bundle is published: no entry, no bundle (a gap in numbers)."""
+
+    def fail(*a: object, **k: object) -> None:
+        raise InvalidInput("ceremony.log: disk full")
+
+    log_before = (logged_pki / "ceremony.log").read_bytes()
+    monkeypatch.setattr(ceremony, "record", fail)
+    with pytest.raises(InvalidInput, match="disk full"):
+        seal(logged_pki, tmp_path / "c1.bundle", bkeys)
+    assert list(tmp_path.glob("*.bundle")) == [] and list(tmp_path.glob(".airgap-tmp-*")) == []
+    assert (logged_pki / "ceremony.log").read_bytes() == log_before
+    assert last_sequence(logged_pki, "c1") == 1  # reserved before writing: a gap, never a reused number
+
+
+def test_rewritten_log_is_caught_by_the_bundles_head(logged_pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    """Even the officer's own key cannot rewrite history past a head a bundle carried."""
+    sealed = seal(logged_pki, tmp_path / "c1.bundle", bkeys)
+    officer = _officer(bkeys.signer)
+    entries = log_entries(logged_pki)
+    todo = [(e.act, dict(e.params)) for e in entries]
+    todo[3][1]["days"] = 3650  # the issue entry, quietly edited and the whole chain re-signed
+    (logged_pki / "ceremony.log").unlink()
+    ceremony._append(logged_pki, [], todo, officer, None)
+    trust = [load_public_key(bkeys.signer_pub)]
+    verify_log(logged_pki, trust)  # internally consistent, signed by the officer...
+    with pytest.raises(VerificationError, match=f"no entry has hash {sealed.ceremony_head}"):
+        verify_log(logged_pki, trust, expect_head=sealed.ceremony_head)  # ...but not the log the bundle saw
