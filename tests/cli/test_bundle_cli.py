@@ -17,7 +17,16 @@ from pathlib import Path
 import pytest
 
 from airgap.core.bundle import format_time
-from tests.bundle_fixtures import Keys, RawEntry, bkeys, read_entries, resign, write_entries  # noqa: F401
+from tests.bundle_fixtures import (  # noqa: F401
+    Keys,
+    RawEntry,
+    _logged_pki_template,
+    bkeys,
+    logged_pki,
+    read_entries,
+    resign,
+    write_entries,
+)
 from tests.helpers import Result, run_cli, tree
 
 
@@ -413,3 +422,167 @@ def test_sign_passphrase_file(pki: Path, bkeys: Keys, passfile: Path, tmp_path: 
     assert not (tmp_path / "a.bundle").exists()
     r = run_cli(*args, "--sign-passphrase-file", other, "--out", tmp_path / "b.bundle")
     assert r.code == 0, r.err
+
+
+# -- the ceremony log ------------------------------------------------------------------------------------
+def _log_state(pki: Path) -> tuple[bytes, bytes]:
+    return (pki / "ceremony.log").read_bytes(), (pki / "ceremony-head.json").read_bytes()
+
+
+def _last_act(pki: Path) -> dict[str, object]:
+    r = run_cli("audit", "show", pki, "--json")
+    assert r.code == 0, r.err
+    last: dict[str, object] = json.loads(r.out)["entries"][-1]
+    return last
+
+
+def test_logged_pki_without_the_log_key_refused(
+    logged_pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signed with a key that is not the officer's and no --log-key: exit 4, nothing written anywhere."""
+    monkeypatch.delenv("AIRGAP_LOG_KEY", raising=False)
+    before = _log_state(logged_pki)
+    out = tmp_path / "c1.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", logged_pki, "--sign-key", bkeys.other_signer,
+        "--recipient", bkeys.recipient_pub, "--passphrase-file", passfile, "--out", out,
+    )  # fmt: skip
+    assert r.code == 4
+    line = _one_error_line(r)
+    assert "keeps a ceremony log and the signing key" in line
+    assert line.endswith("give the officer's log key (--log-key KEY or $AIRGAP_LOG_KEY) so this bundle is recorded")
+    assert not out.exists() and list(tmp_path.glob("*.bundle")) == []
+    assert not (logged_pki / "state" / "sequence.json").exists()
+    assert _log_state(logged_pki) == before
+    # a --log-key that is not the registered officer key: refused the same way
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", logged_pki, "--sign-key", bkeys.signer, "--log-key", bkeys.other_signer,
+        "--recipient", bkeys.recipient_pub, "--passphrase-file", passfile, "--out", out,
+    )  # fmt: skip
+    assert r.code == 4 and "is not the officer key registered" in _one_error_line(r)
+    assert not out.exists() and _log_state(logged_pki) == before
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_log_key_records_the_bundle(
+    logged_pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIRGAP_LOG_KEY", raising=False)
+    out = tmp_path / "c1.bundle"
+    extra: list[str | Path] = ["--log-key", bkeys.signer] if how == "option" else []
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", logged_pki, "--sign-key", bkeys.other_signer,
+        "--recipient", bkeys.recipient_pub, "--passphrase-file", passfile, "--out", out, *extra,
+        env={"AIRGAP_LOG_KEY": str(bkeys.signer)} if how == "env" else None,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert "recorded as entry 5" in r.out
+    last = _last_act(logged_pki)
+    assert last["act"] == "bundle" and last["seq"] == 5
+    verified = json.loads(run_cli("bundle", "verify", out, "--trust", bkeys.other_signer_pub, "--json").out)
+    assert last["params"] == {  # type: ignore[comparison-overlap]
+        "cluster": "c1",
+        "bundle_id": verified["bundle_id"],
+        "sequence": 1,
+        "signer_key_id": verified["signer"],
+        "ceremony_head": verified["ceremony_head"],
+        "expires": verified["expires"],
+        "manifest_sha256": last["params"]["manifest_sha256"],  # type: ignore[index]
+    }
+    r = run_cli("audit", "verify", logged_pki, "--trust", bkeys.signer_pub)
+    assert r.code == 0, r.err
+    assert r.out.startswith(f"Verified OK: 5 entries, head {last['hash']}")
+
+
+def test_encrypted_log_key(logged_pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path) -> None:
+    """An encrypted log key opens with --log-key-passphrase-file, else the PKI passphrase; wrong one: exit 3."""
+    from airgap.core.keys import load_private_key, write_private_key
+    from tests.conftest import PASSPHRASE
+
+    enc = tmp_path / "officer-enc.key"
+    write_private_key(enc, load_private_key(bkeys.signer, None), PASSPHRASE)
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("nope\n")
+    base: list[str | Path] = [
+        "bundle", "create", "c1", "--dir", logged_pki, "--sign-key", bkeys.other_signer,
+        "--recipient", bkeys.recipient_pub, "--passphrase-file", passfile, "--log-key", enc,
+    ]  # fmt: skip
+    before = _log_state(logged_pki)
+    r = run_cli(*base, "--log-key-passphrase-file", wrong, "--out", tmp_path / "a.bundle")
+    assert r.code == 3 and "wrong passphrase" in _one_error_line(r)
+    assert not (tmp_path / "a.bundle").exists() and _log_state(logged_pki) == before
+    r = run_cli(*base, "--log-key-passphrase-file", passfile, "--out", tmp_path / "a.bundle")
+    assert r.code == 0, r.err
+    r = run_cli(*base, "--out", tmp_path / "b.bundle")  # the PKI passphrase opens it too
+    assert r.code == 0, r.err
+    assert _last_act(logged_pki)["seq"] == 6
+
+
+def test_ceremony_head_round_trip_to_audit_verify(
+    logged_pki: Path, bkeys: Keys, passfile: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Bundle made on a logged PKI -> verify/inspect show the head -> import keeps it -> audit verify --head."""
+    out = tmp_path / "c1.bundle"
+    r = _create(logged_pki, bkeys, passfile, out)  # --sign-key is the officer key: recorded by default
+    assert r.code == 0, r.err
+    head_before = json.loads(run_cli("audit", "show", logged_pki, "--json").out)["entries"][-2]["hash"]
+    assert f"ceremony   head {head_before}; recorded as entry 5" in r.out
+
+    doc = json.loads(run_cli("bundle", "verify", out, "--trust", bkeys.signer_pub, "--json").out)
+    assert doc["format_version"] == 2 and doc["ceremony_head"] == head_before
+    text = run_cli("bundle", "verify", out, "--trust", bkeys.signer_pub).out
+    assert f"ceremony   {head_before}" in text
+    ri = run_cli("bundle", "inspect", out)
+    assert ri.code == 0 and f"ceremony   {head_before}" in ri.out
+    assert json.loads(run_cli("bundle", "inspect", out, "--json").out)["manifest"]["ceremony_head"] == head_before
+
+    r = _import(out, bkeys, env, "--output-dir", tmp_path / "rendered")
+    assert r.code == 0, r.err
+    assert f"ceremony head {head_before}" in r.out
+    secret = (tmp_path / "rendered" / "10-cacerts-secret.yaml").read_text()
+    assert f"airgap.dev/ceremony-head: {head_before}" in secret
+    record = json.loads((tmp_path / "state" / "accepted.json").read_text())
+    (kept,) = [v["ceremony_head"] for v in record["accepted"].values()]
+    assert kept == head_before
+
+    # the auditor, with the officer's public key and the head the jump host kept
+    r = run_cli("audit", "verify", logged_pki, "--trust", bkeys.signer_pub, "--head", kept)
+    assert r.code == 0, r.err
+    assert r.out.startswith("Verified OK: 5 entries")
+    # a log cut back to before that head no longer verifies against it
+    lines = (logged_pki / "ceremony.log").read_bytes().splitlines(keepends=True)
+    (logged_pki / "ceremony.log").write_bytes(b"".join(lines[:3]))
+    r = run_cli("audit", "verify", logged_pki, "--trust", bkeys.signer_pub, "--head", kept)
+    assert r.code == 1 and "truncated" in _one_error_line(r)
+
+
+def test_unlogged_and_legacy_bundles_show_no_head(
+    bundle: Path, bkeys: Keys, env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.helpers import REPO
+
+    doc = json.loads(run_cli("bundle", "verify", bundle, "--trust", bkeys.signer_pub, "--json").out)
+    assert doc["ceremony_head"] is None
+    assert "ceremony   (none: the PKI kept no ceremony log)" in run_cli("bundle", "inspect", bundle).out
+    r = _import(bundle, bkeys, env, "--output-dir", tmp_path / "o")
+    assert r.code == 0 and "ceremony head none" in r.out
+    assert "ceremony-head" not in (tmp_path / "o" / "10-cacerts-secret.yaml").read_text()
+    legacy = REPO / "bundles" / "examples" / "legacy-v1.bundle"
+    r = run_cli("bundle", "inspect", legacy)
+    assert r.code == 0 and "ceremony   (none: format 1 bundle" in r.out
+
+
+def test_output_dir_with_unwritable_state_writes_nothing(
+    bundle: Path, bkeys: Keys, env: dict[str, str], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / ".lock").mkdir()  # cannot be opened as the lock file (root included)
+    r = _import(bundle, bkeys, env, "--output-dir", tmp_path / "out")
+    assert r.code == 3
+    assert "state folder is not writable" in _one_error_line(r)
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "existing").mkdir()
+    r = _import(bundle, bkeys, env, "--output-dir", tmp_path / "existing")
+    assert r.code == 3 and tree(tmp_path / "existing") == []
+    assert not (state / "accepted.json").exists()

@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from airgap.connected.bundle_import import (
+    ANN_CEREMONY_HEAD,
     PreparedImport,
+    import_to_dir,
     last_accepted,
     prepare_import,
     record_accepted,
@@ -24,7 +26,17 @@ from airgap.core.bundle import CA_CERT, CA_KEY_AGE, CERT_CHAIN, ROOT_CERT
 from airgap.core.keys import load_private_key
 from airgap.errors import InvalidInput, Refused, VerificationError
 from airgap.offline.bundle import SecretMember, write_bundle
-from tests.bundle_fixtures import NOW, Keys, bkeys, make_bundle, resign, trust_of  # noqa: F401
+from tests.bundle_fixtures import (  # noqa: F401
+    NOW,
+    Keys,
+    _logged_pki_template,
+    bkeys,
+    logged_pki,
+    make_bundle,
+    resign,
+    seal,
+    trust_of,
+)
 from tests.helpers import tree
 
 
@@ -245,3 +257,88 @@ def test_prepared_import_repr_has_no_key(pki: Path, tmp_path: Path, bkeys: Keys)
     p = _prepare(bundle, bkeys, tmp_path / "state")
     assert "PRIVATE KEY" not in repr(p)
     assert "PRIVATE KEY" in base64.b64decode(p.cacerts_secret_manifest()["data"]["ca-key.pem"]).decode()
+
+
+# -- the ceremony head on the jump host ----------------------------------------------------------------
+def test_ceremony_head_annotation_and_record(logged_pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    from airgap.offline.ceremony import head_hash
+
+    state = tmp_path / "state"
+    head = head_hash(logged_pki)
+    sealed = seal(logged_pki, tmp_path / "c1.bundle", bkeys)
+    p = _prepare(sealed.path, bkeys, state)
+    assert p.ceremony_head == head is not None
+    assert p.cacerts_secret_manifest()["metadata"]["annotations"][ANN_CEREMONY_HEAD] == head
+    written = import_to_dir(p, tmp_path / "out")
+    assert [x.name for x in written] == ["00-namespace.yaml", "10-cacerts-secret.yaml"]
+    assert f"airgap.dev/ceremony-head: {head}" in (tmp_path / "out" / "10-cacerts-secret.yaml").read_text()
+    rec = last_accepted("c1", p.signer, state=state)
+    assert rec is not None and (rec.sequence, rec.bundle_id, rec.ceremony_head) == (1, p.bundle_id, head)
+    doc = json.loads((state / "accepted.json").read_text())
+    assert doc["accepted"][f"c1/{p.signer}"] == {"sequence": 1, "bundle_id": p.bundle_id, "ceremony_head": head}
+
+
+def test_no_log_no_annotation_null_record(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    state = tmp_path / "state"
+    b, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    p = _prepare(b, bkeys, state)
+    assert p.ceremony_head is None
+    assert ANN_CEREMONY_HEAD not in p.cacerts_secret_manifest()["metadata"]["annotations"]
+    record_accepted(p)
+    rec = last_accepted("c1", p.signer, state=state)
+    assert rec is not None and rec.ceremony_head is None
+
+
+def test_state_written_before_ceremony_head_existed_still_reads(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    state = tmp_path / "state"
+    b, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    p = _prepare(b, bkeys, state)
+    state.mkdir()
+    old = {"format": 1, "accepted": {f"c1/{p.signer}": {"sequence": 1, "bundle_id": p.bundle_id}}}
+    (state / "accepted.json").write_text(json.dumps(old))
+    rec = last_accepted("c1", p.signer, state=state)
+    assert rec is not None and rec.ceremony_head is None
+    record_accepted(_prepare(b, bkeys, state))  # the same bundle again: allowed, and now keeps the head field
+    assert "ceremony_head" in json.loads((state / "accepted.json").read_text())["accepted"][f"c1/{p.signer}"]
+    (state / "accepted.json").write_text(
+        json.dumps({"format": 1, "accepted": {"c1/x": {"sequence": 1, "bundle_id": "y", "ceremony_head": 5}}})
+    )
+    with pytest.raises(InvalidInput, match="import state is corrupt"):
+        _prepare(b, bkeys, state)
+
+
+@pytest.mark.parametrize("existing_dir", [False, True])
+def test_unwritable_state_leaves_no_files(pki: Path, tmp_path: Path, bkeys: Keys, existing_dir: bool) -> None:
+    """The record is written before the files are published: if it fails, DIR gets nothing."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / ".lock").mkdir()  # the state lock cannot be opened (works as root too, unlike chmod)
+    b, *_ = make_bundle(pki, tmp_path, keys=bkeys)
+    p = _prepare(b, bkeys, state)
+    out = tmp_path / "out"
+    if existing_dir:
+        out.mkdir()
+    with pytest.raises(InvalidInput, match="state folder is not writable"):
+        import_to_dir(p, out)
+    if existing_dir:
+        assert sorted(x.name for x in out.iterdir()) == []
+    else:
+        assert not out.exists()
+    assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".airgap-tmp-")] == []
+    assert not (state / "accepted.json").exists()
+
+
+def test_losing_a_race_leaves_no_files(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    """Checked before a newer bundle was accepted, recorded after: refused at record time, DIR empty."""
+    state = tmp_path / "state"
+    old, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="old.bundle")
+    new, *_ = make_bundle(pki, tmp_path, keys=bkeys, name="new.bundle")
+    prepared_old = _prepare(old, bkeys, state)
+    record_accepted(_prepare(new, bkeys, state))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(Refused, match="older"):
+        import_to_dir(prepared_old, tmp_path / "out")
+    assert tree(tmp_path / "out") == []
+    with pytest.raises(Refused, match="older"):
+        import_to_dir(prepared_old, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()

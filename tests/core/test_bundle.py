@@ -38,11 +38,14 @@ from tests.bundle_fixtures import (  # noqa: F401
     NOW,
     Keys,
     RawEntry,
+    _logged_pki_template,
     bkeys,
+    logged_pki,
     make_bundle,
     manifest_doc,
     read_entries,
     resign,
+    seal,
     trust_of,
     write_entries,
 )
@@ -472,3 +475,61 @@ def test_random_archives_only_raise_airgap_errors(
     except AirgapError:
         return
     assert doc["verified"] is False
+
+
+# -- ceremony_head -------------------------------------------------------------------------------------
+def test_ceremony_head_is_covered_by_the_signature(logged_pki: Path, bkeys: Keys, tmp_path: Path) -> None:
+    import re
+
+    from airgap.core.keys import load_private_key, spki_sha256
+
+    bundle = seal(logged_pki, tmp_path / "c1.bundle", bkeys).path
+    head = _open(bundle, bkeys).ceremony_head
+    assert head is not None and re.fullmatch("[0-9a-f]{64}", head)
+    forged = "f" * 64
+    # edited in place, signature kept: the signature fails
+    entries = read_entries(bundle)
+    edited = entries[-2].data.replace(head.encode(), forged.encode())
+    assert edited != entries[-2].data
+    out = write_entries(tmp_path / "edited.bundle", [*entries[:-2], RawEntry(MANIFEST_NAME, edited), entries[-1]])
+    with pytest.raises(VerificationError, match="manifest signature does not verify"):
+        _open(out, bkeys)
+    # edited and re-signed by an untrusted key: not a --trust key
+    out = resign(
+        bundle, tmp_path / "stranger.bundle", bkeys.other_signer, manifest=lambda d: {**d, "ceremony_head": forged}
+    )
+    with pytest.raises(VerificationError, match="not a --trust key"):
+        _open(out, bkeys)
+    # ... also when it claims the officer's key id
+    officer_id = spki_sha256(load_private_key(bkeys.signer, None))
+    out = resign(
+        bundle,
+        tmp_path / "claims.bundle",
+        bkeys.other_signer,
+        manifest=lambda d: {**d, "ceremony_head": forged, "signer": officer_id},
+    )
+    with pytest.raises(VerificationError, match="manifest signature does not verify"):
+        _open(out, bkeys)
+    # dropping the head (or downgrading to format 1 to lose it) needs the officer's key as well
+    out = resign(
+        bundle,
+        tmp_path / "downgraded.bundle",
+        bkeys.other_signer,
+        manifest=lambda d: {**{k: v for k, v in d.items() if k != "ceremony_head"}, "format_version": 1},
+    )
+    with pytest.raises(VerificationError, match="not a --trust key"):
+        _open(out, bkeys)
+
+
+def test_format_1_manifest_still_verifies(base: Path, bkeys: Keys, tmp_path: Path) -> None:
+    """Bundles sealed before ceremony_head existed (format 1) are accepted; they carry no head."""
+    out = resign(
+        base,
+        tmp_path / "v1.bundle",
+        bkeys.signer,
+        manifest=lambda d: {**{k: v for k, v in d.items() if k != "ceremony_head"}, "format_version": 1},
+    )
+    vb = _open(out, bkeys)
+    assert vb.manifest.format_version == 1 and vb.ceremony_head is None
+    assert b"ceremony_head" not in vb.manifest_bytes
+    assert vb.manifest.canonical_bytes() == vb.manifest_bytes  # the model round-trips format 1 exactly
