@@ -61,6 +61,10 @@ $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.p
 ls -l "$DEMO/jump/rendered"
 cat "$DEMO/jump/rendered/00-namespace.yaml"
 
+say "10b. The auditor: the officer's ceremony log still holds the head this bundle carried"
+H=$(.venv/bin/python -c 'import json,sys; print(next(iter(json.load(open(sys.argv[1]))["accepted"].values()))["ceremony_head"])' "$DEMO/jump/state/accepted.json")
+$AIRGAP audit verify "$DEMO/pki" --trust "$DEMO/keys/officer.pub" --head "$H"
+
 if command -v age >/dev/null 2>&1; then
   say "11. Interop: the standard age CLI opens the same secret member"
   tar -xOf "$DEMO/jump/cluster1.bundle" cacerts/ca-key.pem.age | age -d -i "$DEMO/jump/keys/operator.key" \
