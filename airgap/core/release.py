@@ -16,7 +16,6 @@ Trust model:
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import hashlib
 import io
@@ -166,20 +165,8 @@ def read_signature(path: Path) -> bytes:
     return decode_release_signature(raw, source=str(path))
 
 
-_B64_TEXT = re.compile(rb"[A-Za-z0-9+/=\s]+")
-
-
 def decode_release_signature(raw: bytes, *, source: str) -> bytes:
-    """Raw DER/RSA bytes or their base64 text (cosign). Base64 is tried first: base64 text can start
-    with ``0`` (0x30, a DER SEQUENCE tag), whereas a binary signature made only of base64 characters
-    is vanishingly unlikely."""
-    if raw and len(raw) <= MAX_SIGNATURE and _B64_TEXT.fullmatch(raw):
-        try:
-            decoded = base64.b64decode(b"".join(raw.split()), validate=True)
-        except (binascii.Error, ValueError):
-            decoded = b""
-        if decoded:
-            return decoded
+    """Raw DER/RSA bytes or their base64 text (cosign): see :func:`decode_signature`."""
     return decode_signature(raw, source=source)
 
 

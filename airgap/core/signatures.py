@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -20,20 +21,27 @@ from airgap.errors import InvalidInput, VerificationError
 MAX_SIGNATURE = 64 * 1024
 
 
+_B64_TEXT = re.compile(rb"[A-Za-z0-9+/=\s]+")
+
+
 def decode_signature(raw: bytes, *, source: str = "signature") -> bytes:
-    """Raw DER stays as is; base64 text (cosign) is decoded. Anything else is exit 3."""
+    """Raw DER/RSA signature bytes, or their base64 text (cosign). Anything empty or huge is exit 3.
+
+    Base64 is tried first: base64 text can start with ``0`` (0x30, the DER SEQUENCE tag), while a
+    binary signature made only of base64 characters is vanishingly unlikely.
+    """
     if not raw:
         raise InvalidInput(f"{source}: signature is empty")
     if len(raw) > MAX_SIGNATURE:
         raise InvalidInput(f"{source}: too large for a signature")
-    if raw[:1] == b"\x30":  # DER SEQUENCE (ECDSA); RSA signatures are raw big-endian bytes
-        return raw
-    text = raw.strip()
-    try:
-        decoded = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return raw  # not base64: let verification decide (e.g. an RSA signature)
-    return decoded if decoded else raw
+    if _B64_TEXT.fullmatch(raw):
+        try:
+            decoded = base64.b64decode(b"".join(raw.split()), validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if decoded:
+            return decoded
+    return raw  # binary: let verification decide
 
 
 def verify_digest(public: PublicKey, digest: bytes, signature: bytes, algorithm: hashes.HashAlgorithm) -> None:

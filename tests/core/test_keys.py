@@ -123,3 +123,14 @@ def test_decode_signature_base64() -> None:
     assert decode_signature(sig) == sig
     with pytest.raises(InvalidInput, match="empty"):
         decode_signature(b"")
+
+
+def test_decode_signature_base64_text_starting_with_zero() -> None:
+    """Base64 text may begin with '0' (0x30, the DER tag): it must still be decoded, not taken raw."""
+    import base64
+
+    raw = bytes([0xD3]) + bytes(range(70))  # encodes to text starting with '0'
+    text = base64.b64encode(raw)
+    assert text[:1] == b"0"
+    assert decode_signature(text) == raw
+    assert decode_signature(text[:20] + b"\n" + text[20:] + b"\n") == raw  # wrapped lines too
