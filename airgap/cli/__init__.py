@@ -52,6 +52,29 @@ app.add_typer(audit.app, name="audit")
 mesh.register_top_level(app)
 
 
+def _files_are_checked_by_the_commands(root: typer.Typer) -> None:
+    """Turn off typer's own ``readable`` check on Path parameters (typer ≥ 0.20 defaults it on).
+
+    An unreadable file must be the contract's exit 3 with airgap's one-line error, raised by the
+    command that opens it, not click's usage error (exit 2).
+    """
+    import inspect
+
+    from typer.models import ParameterInfo
+
+    for info in root.registered_commands:
+        if info.callback is not None:
+            for p in inspect.signature(info.callback).parameters.values():
+                if isinstance(p.default, ParameterInfo):
+                    p.default.readable = False
+    for group in root.registered_groups:
+        if group.typer_instance is not None:
+            _files_are_checked_by_the_commands(group.typer_instance)
+
+
+_files_are_checked_by_the_commands(app)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the app, map errors to exit codes, exit.
 

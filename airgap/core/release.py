@@ -315,10 +315,10 @@ def verify_release(
     digest. A missing or unreadable file, signature or key is :class:`InvalidInput` (exit 3); a
     signature that does not verify is :class:`VerificationError` (exit 1).
     """
+    if not path.exists():  # the file first: its absence explains a missing default .1.sig too
+        raise InvalidInput(f"{path}: file not found")
     keys = select_keys(key, key_id)  # 1
     sig = read_signature(signature if signature is not None else default_signature_path(path))  # 2
-    if not path.exists():
-        raise InvalidInput(f"{path}: file not found")
     digests, size = hash_file(path, hashes_for(keys), progress)  # 3
     return verify_digests(path, digests, size, sig, keys)  # 4
 

@@ -337,3 +337,36 @@ def test_list_expiring_within_for_cron(pki: Path) -> None:
     r = run_cli("ca", "list", "--dir", pki, "--expiring-within", "-1")
     assert r.code == 3
     _one_error_line(r.err, "--expiring-within must be zero or more days")
+
+
+def test_unreadable_passphrase_file_is_exit_3(tmp_path: Path, passfile: Path) -> None:
+    """Typer's own readable check (exit 2) is off: the command reports it, exit 3, one line."""
+    pw = tmp_path / "pw"
+    pw.write_bytes(passfile.read_bytes())
+    pw.chmod(0)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root reads any file and setpriv is missing")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    p = subprocess.run(
+        [
+            *prefix,
+            sys.executable,
+            "-m",
+            "airgap",
+            "ca",
+            "init",
+            "--dir",
+            str(tmp_path / "pki"),
+            *EC,
+            "--passphrase-file",
+            str(pw),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert p.returncode == 3, p.stderr
+    _one_error_line(p.stderr, str(pw), "cannot read passphrase file")
+    assert not (tmp_path / "pki" / "root-key.pem").exists()

@@ -177,7 +177,7 @@ def test_verify_missing_things_are_exit_3(rel: tuple[Path, Path, Path], tmp_path
     tarball, sig, pub = rel
     cases = [
         (("release", "verify", tmp_path / "nope.tar.gz", "--signature", sig, "--key", pub), "file not found"),
-        (("release", "verify", tmp_path / "nope.tar.gz", "--key", pub), "signature file not found"),
+        (("release", "verify", tmp_path / "nope.tar.gz", "--key", pub), "nope.tar.gz: file not found"),
         (("release", "verify", tarball, "--signature", tmp_path / "x.sig", "--key", pub), "signature file not found"),
         (("release", "verify", tarball, "--key", tmp_path / "k.pem"), "public key not found"),
         (("release", "verify", tmp_path, "--signature", sig, "--key", pub), "is a folder"),
@@ -190,14 +190,41 @@ def test_verify_missing_things_are_exit_3(rel: tuple[Path, Path, Path], tmp_path
 
 
 def test_verify_unreadable_file_is_exit_3(rel: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """A real process that may not read the file (as root: with the DAC capabilities dropped)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    prefix: list[str] = []
     if os.geteuid() == 0:
-        pytest.skip("root reads any file")
+        if not shutil.which("setpriv"):
+            pytest.skip("root reads any file and setpriv is missing")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
     tarball, sig, pub = rel
     locked = tmp_path / tarball.name
     shutil.copy(tarball, locked)
     locked.chmod(0)
-    r = run_cli("release", "verify", locked, "--signature", sig, "--key", pub)
-    assert r.code == 3 and "cannot read" in r.err
+    p = subprocess.run(
+        [
+            *prefix,
+            sys.executable,
+            "-m",
+            "airgap",
+            "release",
+            "verify",
+            str(locked),
+            "--signature",
+            str(sig),
+            "--key",
+            str(pub),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert p.returncode == 3, p.stderr
+    assert "cannot read" in one_error_line(p.stderr) and p.stdout == ""
 
 
 def test_key_and_key_id_together_is_a_usage_error(rel: tuple[Path, Path, Path]) -> None:
