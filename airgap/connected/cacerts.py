@@ -9,15 +9,24 @@ The rules (issue 5):
 
 1. ``istio-system`` is created when missing.
 2. No ``cacerts`` yet: it is created, with the four keys (never fewer; ``ca-crl.pem`` too if given).
-3. The same content already there: nothing changes; the result says "unchanged".
-4. Different content: refused (exit 4), the live secret untouched, unless ``rotate``.
-   Whatever ``rotate`` says, a live secret whose ``airgap.dev/sequence`` annotation is newer
-   than the bundle's is a rollback and is refused.
+3. Whatever else holds, a live secret whose ``airgap.dev/sequence`` annotation is newer than the
+   bundle's is a rollback and is refused (exit 4), ``rotate`` or not, same content or not.
+4. The same content and the same ``airgap.dev/*`` annotations already there: nothing is written;
+   the result says "unchanged".
+   The same content (the same CA material) but other ``airgap.dev/*`` annotations (a newer bundle
+   carrying the same material): only the annotations are brought to the bundle's, in one update
+   conditioned on the ``resourceVersion`` we read; the result says "annotated".
+   Different content: refused (exit 4), the live secret untouched, unless ``rotate``.
 5. ``rotate``: the live secret is first saved as ``cacerts-backup-<UTC time>`` (a rerun after a
    kill reuses an existing backup of the same content), then ``cacerts`` is replaced in one update
    conditioned on the ``resourceVersion`` we read. If someone else wrote in between (409
    Conflict), our backup is removed and the decision is made again from the new state.
 6. The local record of accepted bundles is written only after the cluster is in the new state.
+   In a fleet it is written after the first cluster that reaches it (once); a cluster that failed
+   can be retried later with the same bundle, because this host accepts an equal sequence with the
+   same bundle id again.
+7. A dry run reads the cluster (GETs only) and says what the rules above would do; it never
+   writes and never records.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +43,7 @@ from typing import Any, Protocol
 
 from airgap.connected.fleet import DEFAULT_PARALLEL, FleetReport, Outcome, run_fleet
 from airgap.connected.kube import AlreadyExists, Conflict, Kube, RetryPolicy, connect, policy_from_env
-from airgap.errors import ClusterError, InvalidInput, Refused
+from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
 
 JSON = dict[str, Any]
 
@@ -48,6 +58,7 @@ A_FINGERPRINT = "airgap.dev/ca-fingerprint"
 L_BACKUP_OF = "airgap.dev/backup-of"
 A_BACKED_UP_AT = "airgap.dev/backed-up-at"
 A_BACKUP_RV = "airgap.dev/backup-of-resource-version"
+ANNOTATION_PREFIX = "airgap.dev/"
 
 
 _RECORD_LOCK = threading.Lock()
@@ -63,32 +74,93 @@ class PreparedImportLike(Protocol):
 
 @dataclass(frozen=True)
 class ImportResult:
-    """The cluster's state after an import: what was done, and the backup made (if any)."""
+    """The cluster's state after an import (or, with ``dry_run``, what an import would do).
+
+    ``outcome`` is one of ``created``, ``unchanged``, ``annotated`` (same CA material, the
+    ``airgap.dev/*`` annotations brought to this bundle's), ``rotated`` (the old secret saved as
+    ``backup``); in a dry run the same words say what would happen (``rotated``: ``backup`` is an
+    existing backup that would be reused, or the name a new one would get).
+    """
 
     context: str
-    outcome: str  # "created" | "unchanged" | "rotated"
+    outcome: str  # "created" | "unchanged" | "annotated" | "rotated"
     namespace_created: bool
     backup: str | None
     sequence: int | None
     fingerprint: str | None
+    dry_run: bool = False
+    backup_exists: bool = False  # dry run + rotated: ``backup`` already holds the live content
 
     def describe(self) -> str:
-        parts = [f"context {self.context}: cacerts {self.outcome}"]
+        """One human line: ``context C: cacerts rotated (backup NAME)``, ``... would create cacerts``..."""
+        if self.dry_run:
+            return self._describe_plan()
+        seq = "unknown" if self.sequence is None else str(self.sequence)
+        text = {
+            "created": "cacerts created",
+            "unchanged": "cacerts unchanged (same content and annotations; nothing written)",
+            "annotated": f"cacerts annotated (same CA material; airgap.dev annotations updated to sequence {seq})",
+            "rotated": f"cacerts rotated (backup {self.backup})",
+        }.get(self.outcome, f"cacerts {self.outcome}")
+        parts = [f"context {self.context}: {text}"]
         if self.namespace_created:
             parts.append(f"namespace {NAMESPACE} created")
+        return "; ".join(parts)
+
+    def _describe_plan(self) -> str:
+        seq = "unknown" if self.sequence is None else str(self.sequence)
+        if self.backup_exists:
+            backup = f"reusing the existing backup {self.backup}"
+        else:
+            backup = f"saving the live secret as a new backup {self.backup}"
+        text = {
+            "created": "would create cacerts",
+            "unchanged": "cacerts unchanged (same content and annotations; nothing would be written)",
+            "annotated": f"would update the cacerts annotations to sequence {seq} (same CA material)",
+            "rotated": f"would rotate cacerts ({backup})",
+        }.get(self.outcome, f"would {self.outcome} cacerts")
+        parts = [f"context {self.context}: {text}"]
+        if self.namespace_created:
+            parts.append(f"would create namespace {NAMESPACE}")
+        return "; ".join(parts)
+
+    @property
+    def result_word(self) -> str:
+        """The fleet table's RESULT column: the outcome, or ``would-<verb>`` in a dry run."""
+        if not self.dry_run or self.outcome == "unchanged":
+            return self.outcome
+        return {"created": "would-create", "annotated": "would-annotate", "rotated": "would-rotate"}[self.outcome]
+
+    @property
+    def detail(self) -> str:
+        """The fleet table's DETAIL column."""
+        parts = []
         if self.backup:
-            parts.append(f"previous secret saved as {self.backup}")
+            parts.append(f"backup {self.backup}" + (" (exists)" if self.dry_run and self.backup_exists else ""))
+        if self.outcome == "annotated":
+            parts.append(f"sequence {self.sequence}")
+        if self.namespace_created:
+            parts.append(f"namespace {NAMESPACE} {'would be ' if self.dry_run else ''}created")
         return "; ".join(parts)
 
     def as_dict(self) -> JSON:
         return {
             "context": self.context,
             "outcome": self.outcome,
+            "dry_run": self.dry_run,
             "namespace_created": self.namespace_created,
             "backup": self.backup,
             "sequence": self.sequence,
             "ca_fingerprint": self.fingerprint,
         }
+
+
+class RecordFailed(AirgapError):
+    """The cluster holds the bundle, but this host's record of accepted bundles could not be written."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _decoded(data: Any) -> dict[str, bytes] | None:
@@ -183,6 +255,52 @@ def _ensure_namespace(kube: Kube, manifest: JSON) -> bool:
     return True
 
 
+def _airgap_annotations(secret: JSON | None) -> dict[str, str]:
+    ann = (secret or {}).get("metadata", {}).get("annotations") or {}
+    return {str(k): str(v) for k, v in ann.items() if str(k).startswith(ANNOTATION_PREFIX)}
+
+
+def _with_annotations(live: JSON, desired: JSON) -> JSON:
+    """``live`` (data, labels, other annotations, ``resourceVersion`` kept) with the desired ``airgap.dev/*``."""
+    updated: JSON = json.loads(json.dumps(live))
+    meta = updated.setdefault("metadata", {})
+    others = {k: v for k, v in (meta.get("annotations") or {}).items() if not str(k).startswith(ANNOTATION_PREFIX)}
+    meta["annotations"] = {**others, **_airgap_annotations(desired)}
+    return updated
+
+
+def _decide(live: JSON | None, desired: JSON, *, sequence: int | None, rotate: bool, where: str) -> str:
+    """What the rules say for this live state: ``create``, ``unchanged``, ``annotate`` or ``rotate``.
+
+    Raises :class:`Refused` for a rollback, or for different content without ``rotate``. Pure: the
+    writer and the dry run both decide here, so a dry run says exactly what a run would do.
+    """
+    if live is None:
+        return "create"
+    live_seq = _sequence(live)
+    if live_seq is not None and sequence is not None and live_seq > sequence:
+        raise Refused(
+            f"{where} holds bundle sequence {live_seq}, newer than this bundle's {sequence}: refusing a rollback"
+        )
+    if same_content(live, desired):
+        return "unchanged" if _airgap_annotations(live) == _airgap_annotations(desired) else "annotate"
+    if not rotate:
+        live_fp = _annotation(live, A_FINGERPRINT) or "unknown"
+        seq_text = "unknown" if live_seq is None else str(live_seq)
+        raise Refused(
+            f"{where} already exists with different content (sequence {seq_text}, CA fingerprint {live_fp}); "
+            "left untouched; pass --rotate to replace it (the old one is kept as a backup)"
+        )
+    return "rotate"
+
+
+def _desired(secret_manifest: JSON) -> JSON:
+    _check_desired(secret_manifest)
+    desired = {**secret_manifest, "metadata": {**secret_manifest["metadata"], "namespace": NAMESPACE}}
+    desired["metadata"].pop("resourceVersion", None)
+    return desired
+
+
 def apply_cacerts(
     kube: Kube,
     namespace_manifest: JSON,
@@ -192,39 +310,39 @@ def apply_cacerts(
     rotate: bool = False,
     now: Callable[[], dt.datetime] | None = None,
 ) -> ImportResult:
-    """Bring one cluster to ``secret_manifest`` under the rules in the module docstring."""
-    _check_desired(secret_manifest)
+    """Bring one cluster to ``secret_manifest`` under the rules in the module docstring.
+
+    ``secret_manifest`` is trusted (it comes from a verified bundle); everything read from the
+    cluster is not, and every write is conditioned on what was read.
+    """
+    desired = _desired(secret_manifest)
     clock = now or (lambda: dt.datetime.now(dt.UTC))
-    desired = {**secret_manifest, "metadata": {**secret_manifest["metadata"], "namespace": NAMESPACE}}
-    desired["metadata"].pop("resourceVersion", None)
     fingerprint = _annotation(desired, A_FINGERPRINT)
     ns_created = _ensure_namespace(kube, namespace_manifest)
     where = f"context {kube.context}: secret {NAMESPACE}/{SECRET_NAME}"
     tried_create = False  # a create whose answer was lost may have been applied
+
+    def result(outcome: str, backup: str | None = None) -> ImportResult:
+        return ImportResult(kube.context, outcome, ns_created, backup, sequence, fingerprint)
+
     for _round in range(kube.policy.conflict_attempts):
         live = kube.get("Secret", SECRET_NAME, NAMESPACE)
-        if live is None:
+        action = _decide(live, desired, sequence=sequence, rotate=rotate, where=where)
+        if live is None:  # action "create"
             try:
                 tried_create = True
                 kube.create("Secret", desired, NAMESPACE)
             except AlreadyExists:
                 continue  # someone (or our own retried create) made it: decide again from what is there
-            return ImportResult(kube.context, "created", ns_created, None, sequence, fingerprint)
-        if same_content(live, desired):
-            outcome = "created" if tried_create else "unchanged"
-            return ImportResult(kube.context, outcome, ns_created, None, sequence, fingerprint)
-        live_seq = _sequence(live)
-        if live_seq is not None and sequence is not None and live_seq > sequence:
-            raise Refused(
-                f"{where} holds bundle sequence {live_seq}, newer than this bundle's {sequence}: refusing a rollback"
-            )
-        if not rotate:
-            live_fp = _annotation(live, A_FINGERPRINT) or "unknown"
-            seq_text = "unknown" if live_seq is None else str(live_seq)
-            raise Refused(
-                f"{where} already exists with different content (sequence {seq_text}, CA fingerprint {live_fp}); "
-                "left untouched; pass --rotate to replace it (the old one is kept as a backup)"
-            )
+            return result("created")
+        if action == "unchanged":
+            return result("created" if tried_create else "unchanged")
+        if action == "annotate":
+            try:
+                kube.replace("Secret", _with_annotations(live, desired), NAMESPACE)
+            except Conflict:
+                continue  # changed since we read it: decide again from the new state
+            return result("annotated")
         backup, backup_uid = _ensure_backup(kube, live, clock)
         replacement = {**desired, "metadata": {**desired["metadata"]}}
         replacement["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
@@ -236,9 +354,55 @@ def apply_cacerts(
             if backup_uid is not None:
                 kube.delete("Secret", backup, NAMESPACE, uid=backup_uid)
             continue
-        return ImportResult(kube.context, "rotated", ns_created, backup, sequence, fingerprint)
+        return result("rotated", backup)
     raise ClusterError(
         f"{where}: still changing under us after {kube.policy.conflict_attempts} attempts; nothing replaced"
+    )
+
+
+def plan_cacerts(
+    kube: Kube,
+    namespace_manifest: JSON,
+    secret_manifest: JSON,
+    *,
+    sequence: int | None,
+    rotate: bool = False,
+    now: Callable[[], dt.datetime] | None = None,
+) -> ImportResult:
+    """What :func:`apply_cacerts` would do now, from GETs only (nothing is written).
+
+    Raises :class:`Refused` exactly when the import would be refused; the message starts with
+    ``dry run:``. The live state can change before a real run; that run decides again.
+    """
+    desired = _desired(secret_manifest)
+    clock = now or (lambda: dt.datetime.now(dt.UTC))
+    ns_name = str(namespace_manifest.get("metadata", {}).get("name", NAMESPACE))
+    ns_missing = kube.get("Namespace", ns_name) is None
+    live = None if ns_missing else kube.get("Secret", SECRET_NAME, NAMESPACE)
+    where = f"context {kube.context}: secret {NAMESPACE}/{SECRET_NAME}"
+    try:
+        action = _decide(live, desired, sequence=sequence, rotate=rotate, where=where)
+    except Refused as exc:
+        raise Refused(f"dry run: would refuse: {exc.message}") from exc
+    outcome = {"create": "created", "unchanged": "unchanged", "annotate": "annotated", "rotate": "rotated"}[action]
+    backup: str | None = None
+    exists = False
+    if action == "rotate" and live is not None:
+        for existing in kube.list("Secret", NAMESPACE, selector=f"{L_BACKUP_OF}={SECRET_NAME}"):
+            if same_content(existing, live):
+                backup, exists = str(existing["metadata"]["name"]), True
+                break
+        else:
+            backup = _backup_name(clock())
+    return ImportResult(
+        kube.context,
+        outcome,
+        ns_missing,
+        backup,
+        sequence,
+        _annotation(desired, A_FINGERPRINT),
+        dry_run=True,
+        backup_exists=exists,
     )
 
 
@@ -248,11 +412,25 @@ def _record_accepted(prepared: Any) -> None:
     record_accepted(prepared)
 
 
+def _record(record: Callable[[Any], None], prepared: Any, result: ImportResult) -> None:
+    """Record the accepted bundle; if that fails, say plainly that the cluster already holds it."""
+    try:
+        with _RECORD_LOCK:
+            record(prepared)
+    except AirgapError as exc:
+        raise RecordFailed(
+            f"context {result.context}: cacerts {result.outcome} in the cluster, but this host's record of "
+            f"accepted bundles was not written: {exc.message}",
+            exc.exit_code,
+        ) from exc
+
+
 def import_to_cluster(
     prepared: PreparedImportLike,
     *,
     context: str | None = None,
     rotate: bool = False,
+    dry_run: bool = False,
     kubeconfig: Path | None = None,
     policy: RetryPolicy | None = None,
     notify: Callable[[str], None] | None = None,
@@ -261,14 +439,18 @@ def import_to_cluster(
 ) -> ImportResult:
     """Import a verified, prepared bundle into the cluster of ``context`` (absent: current context).
 
-    Raises :class:`Refused` (exit 4) for a different or newer live ``cacerts`` (without
-    ``rotate``), :class:`ClusterError` (exit 5) when the cluster fails after retries. The accepted
-    bundle is recorded locally only after the cluster holds it.
+    Trusted: ``prepared`` (verified, decrypted and checked by ``prepare_import``). Not trusted: the
+    cluster. Raises :class:`Refused` (exit 4) for a rollback or a different live ``cacerts``
+    (without ``rotate``), :class:`ClusterError` (exit 5) when the cluster fails after retries. The
+    accepted bundle is recorded locally (``record``, default ``record_accepted``) only after the
+    cluster holds it; if that record fails, :class:`RecordFailed` says the cluster holds it.
+    ``dry_run``: only reads, says what would happen (:func:`plan_cacerts`), records nothing.
     """
     sequence = getattr(prepared, "sequence", None)
     policy = policy or policy_from_env()
     with connect(context, kubeconfig=kubeconfig, policy=policy, notify=notify) as kube:
-        result = apply_cacerts(
+        step = plan_cacerts if dry_run else apply_cacerts
+        result = step(
             kube,
             prepared.namespace_manifest(),
             prepared.cacerts_secret_manifest(),
@@ -276,8 +458,8 @@ def import_to_cluster(
             rotate=rotate,
             now=now,
         )
-    with _RECORD_LOCK:
-        (record or _record_accepted)(prepared)
+    if not dry_run:
+        _record(record or _record_accepted, prepared, result)
     return result
 
 
@@ -286,23 +468,44 @@ def import_to_fleet(
     contexts: Sequence[str],
     *,
     rotate: bool = False,
+    dry_run: bool = False,
     parallel: int = DEFAULT_PARALLEL,
     kubeconfig: Path | None = None,
     policy: RetryPolicy | None = None,
     notify: Callable[[str], None] | None = None,
     record: Callable[[Any], None] | None = None,
+    now: Callable[[], dt.datetime] | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
 ) -> FleetReport:
     """:func:`import_to_cluster` on every context, ``parallel`` at a time; one failure stops no other.
 
-    The local record is written after each cluster that succeeds (recording is idempotent and
-    serialised here).
+    ``prepared`` was verified and decrypted once, before this is called; nothing here re-reads the
+    bundle. The local record is written once, after the first cluster that holds the bundle (if
+    that write fails, the next success tries again); later clusters, and a failed cluster retried
+    later with the same bundle, are accepted again because the sequence and bundle id are equal.
+    ``notify`` gets each retry note (they name their context). A dry run writes nothing and records nothing.
     """
+    recorder = record or _record_accepted
+    recorded = threading.Event()
+
+    def record_once(p: Any) -> None:
+        if recorded.is_set():
+            return
+        recorder(p)  # serialised by _RECORD_LOCK in _record
+        recorded.set()
 
     def one(ctx: str) -> Outcome:
         result = import_to_cluster(
-            prepared, context=ctx, rotate=rotate, kubeconfig=kubeconfig, policy=policy, notify=notify, record=record
+            prepared,
+            context=ctx,
+            rotate=rotate,
+            dry_run=dry_run,
+            kubeconfig=kubeconfig,
+            policy=policy,
+            notify=notify,
+            record=record_once,
+            now=now,
         )
-        detail = f"backup {result.backup}" if result.backup else ""
-        return Outcome(ctx, 0, result.outcome, detail, result)
+        return Outcome(ctx, 0, result.result_word, result.detail, result)
 
-    return run_fleet(contexts, one, parallel=parallel)
+    return run_fleet(contexts, one, parallel=parallel, on_done=on_done)

@@ -247,3 +247,111 @@ def test_apply_cacerts_directly_with_an_existing_namespace(cluster: Cluster, pki
             kube.create("Namespace", namespace_manifest())
         r = apply_cacerts(kube, namespace_manifest(), cacerts_manifest(pki / "c1"), sequence=1)
     assert r.outcome == "created" and r.namespace_created is False
+
+
+# -- same CA material, newer bundle: the annotations follow ------------------------------------------
+
+
+def test_same_content_newer_bundle_updates_annotations_only(cluster: Cluster, pki: Path) -> None:
+    old = cacerts_manifest(pki / "c1", sequence=1, extra={"airgap.dev/ceremony-head": "aa" * 32})
+    _import(cluster, Prepared(old, 1))
+    with connect(cluster.context, kubeconfig=cluster.kubeconfig, policy=FAST) as kube:
+        kube.patch("Secret", "cacerts", {"metadata": {"annotations": {"team.example/owner": "mesh"}}}, "istio-system")
+    before = _live(cluster)
+    new = cacerts_manifest(pki / "c1", sequence=2)  # same four files, newer bundle, no ceremony head
+    p = Prepared(new, 2)
+    result = _import(cluster, p)
+    assert result.outcome == "annotated" and result.backup is None and p.recorded == 1
+    assert result.describe() == (
+        "context test: cacerts annotated (same CA material; airgap.dev annotations updated to sequence 2)"
+    )
+    live = _live(cluster)
+    ann = live["metadata"]["annotations"]
+    assert ann["airgap.dev/sequence"] == "2" and ann["airgap.dev/bundle-id"] == "test-c1-2"
+    assert "airgap.dev/ceremony-head" not in ann  # a stale head is not left behind
+    assert ann["team.example/owner"] == "mesh"  # annotations that are not ours are kept
+    assert live["data"] == before["data"] and live["metadata"]["uid"] == before["metadata"]["uid"]
+    assert live["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"]
+    assert _backups(cluster) == []
+    if cluster.emulator:
+        puts = cluster.emulator.requests_for("PUT", "/secrets/cacerts")
+        assert [r.status for r in puts] == [200]
+    # the same bundle again: now nothing differs
+    assert _import(cluster, Prepared(new, 2)).outcome == "unchanged"
+
+
+def test_same_content_older_bundle_is_a_rollback(cluster: Cluster, pki: Path) -> None:
+    _import(cluster, Prepared(cacerts_manifest(pki / "c1", sequence=4), 4))
+    before = _live(cluster)
+    p = Prepared(cacerts_manifest(pki / "c1", sequence=3), 3)
+    with pytest.raises(Refused, match="holds bundle sequence 4, newer than this bundle's 3: refusing a rollback"):
+        _import(cluster, p)
+    assert _live(cluster) == before and p.recorded == 0
+
+
+def test_annotation_update_conflict_is_decided_again(cluster: Cluster, pki: Path) -> None:
+    emu = cluster.emu()
+    _import(cluster, Prepared(cacerts_manifest(pki / "c1", sequence=1), 1))
+
+    def racer() -> None:  # someone moves the sequence on between our read and our update
+        emu.patch("secrets", "istio-system", "cacerts", {"metadata": {"annotations": {"airgap.dev/sequence": "7"}}})
+
+    emu.faults.before(racer, method="PUT", path="/secrets/cacerts")
+    with pytest.raises(Refused, match="holds bundle sequence 7, newer than this bundle's 2"):
+        _import(cluster, Prepared(cacerts_manifest(pki / "c1", sequence=2), 2))
+    assert [r.status for r in emu.requests_for("PUT", "/secrets/cacerts")] == [409]
+    assert _live(cluster)["metadata"]["annotations"]["airgap.dev/sequence"] == "7"
+
+
+# -- dry run: GETs only, the same decision ------------------------------------------------------------
+
+
+def _writes(c: Cluster) -> list[object]:
+    emu = c.emu()
+    return [r for r in emu.requests if r.method != "GET"]
+
+
+def test_dry_run_plans_each_case_without_writing(cluster: Cluster, pki: Path) -> None:
+    c1 = Prepared(cacerts_manifest(pki / "c1", sequence=1), 1)
+    plan = _import(cluster, c1, dry_run=True)
+    assert (plan.outcome, plan.dry_run, plan.namespace_created) == ("created", True, True)
+    assert plan.describe() == "context test: would create cacerts; would create namespace istio-system"
+    assert _writes(cluster) == [] and c1.recorded == 0
+    _import(cluster, c1)
+    writes = len(_writes(cluster))
+    assert _import(cluster, c1, dry_run=True).outcome == "unchanged"
+    newer = Prepared(cacerts_manifest(pki / "c1", sequence=2), 2)
+    assert _import(cluster, newer, dry_run=True).describe() == (
+        "context test: would update the cacerts annotations to sequence 2 (same CA material)"
+    )
+    other = Prepared(cacerts_manifest(pki / "c2", sequence=2), 2)
+    with pytest.raises(Refused, match=r"^dry run: would refuse: context test: secret istio-system/cacerts already"):
+        _import(cluster, other, dry_run=True)
+    plan = _import(cluster, other, dry_run=True, rotate=True, now=lambda: T0)
+    assert plan.describe() == (
+        "context test: would rotate cacerts (saving the live secret as a new backup cacerts-backup-20260102-030405)"
+    )
+    older = Prepared(cacerts_manifest(pki / "c2", sequence=0), 0)
+    with pytest.raises(Refused, match=r"dry run: would refuse: .* refusing a rollback"):
+        _import(cluster, older, dry_run=True, rotate=True)
+    assert len(_writes(cluster)) == writes and other.recorded == 0 and newer.recorded == 0
+    assert _live(cluster)["metadata"]["annotations"]["airgap.dev/sequence"] == "1"
+
+
+def test_dry_run_names_a_backup_it_would_reuse(cluster: Cluster, pki: Path) -> None:
+    emu = cluster.emu()
+    _import(cluster, Prepared(cacerts_manifest(pki / "c1", sequence=1), 1))
+    live = _live(cluster)
+    emu.create(
+        "secrets",
+        "istio-system",
+        {
+            "metadata": {"name": "cacerts-backup-20250101-000000", "labels": {"airgap.dev/backup-of": "cacerts"}},
+            "data": live["data"],
+        },
+    )
+    writes = len(_writes(cluster))
+    plan = _import(cluster, Prepared(cacerts_manifest(pki / "c2", sequence=2), 2), dry_run=True, rotate=True)
+    assert plan.backup == "cacerts-backup-20250101-000000" and plan.backup_exists
+    assert "reusing the existing backup cacerts-backup-20250101-000000" in plan.describe()
+    assert len(_writes(cluster)) == writes

@@ -80,6 +80,52 @@ def test_import_to_fleet_one_failure_does_not_stop_others(kube_fleet, pki: Path)
         ("c3", 4, "failed"),
         ("c4", 0, "created"),
     ]
-    assert p.recorded == 2 and report.exit_code == 5
+    assert p.recorded == 1 and report.exit_code == 5  # recorded once, after the first cluster that holds it
     for ctx in ("c1", "c4"):
         assert fleet.emulators[ctx].get("secrets", "istio-system", "cacerts") is not None
+
+
+def test_import_to_fleet_record_failure_is_reported_and_retried(kube_fleet, pki: Path) -> None:  # type: ignore[no-untyped-def]
+    fleet = kube_fleet(3)
+    p = Prepared(cacerts_manifest(pki / "c1"), 1)
+    calls: list[int] = []
+
+    def flaky_record(_prepared: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise InvalidInput("/state: state folder is not writable: Permission denied")
+        p.record(_prepared)
+
+    report = import_to_fleet(
+        p, fleet.contexts, parallel=1, kubeconfig=fleet.kubeconfig, policy=FAST, record=flaky_record
+    )
+    first = report.outcomes[0]
+    assert (first.context, first.exit_code, first.result) == ("c1", 3, "failed")
+    assert first.detail == (
+        "context c1: cacerts created in the cluster, but this host's record of accepted bundles was not written: "
+        "/state: state folder is not writable: Permission denied"
+    )
+    assert [o.result for o in report.outcomes[1:]] == ["created", "created"]
+    assert len(calls) == 2 and p.recorded == 1  # retried on the next success, then not again
+    for emu in fleet.emulators.values():
+        assert emu.get("secrets", "istio-system", "cacerts") is not None
+
+
+def test_import_to_fleet_dry_run_writes_and_records_nothing(kube_fleet, pki: Path) -> None:  # type: ignore[no-untyped-def]
+    fleet = kube_fleet(2)
+    fleet.emulators["c2"].create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    fleet.emulators["c2"].create("secrets", "istio-system", {"metadata": {"name": "cacerts"}, "data": {"x": "eA=="}})
+    p = Prepared(cacerts_manifest(pki / "c1"), 1)
+    report = import_to_fleet(
+        p, fleet.contexts, dry_run=True, rotate=True, kubeconfig=fleet.kubeconfig, policy=FAST, record=p.record
+    )
+    assert [(o.context, o.exit_code, o.result) for o in report.outcomes] == [
+        ("c1", 0, "would-create"),
+        ("c2", 0, "would-rotate"),
+    ]
+    assert "namespace istio-system would be created" in report.outcomes[0].detail
+    assert report.outcomes[1].detail.startswith("backup cacerts-backup-")
+    assert p.recorded == 0
+    for emu in fleet.emulators.values():
+        assert [r for r in emu.requests if r.method != "GET"] == []
+    assert fleet.emulators["c1"].get("namespaces", None, "istio-system") is None
