@@ -7,6 +7,7 @@ airgap.connected.bundle_import), print. Errors are raised and turned into exit c
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,28 +219,42 @@ def import_(
     trust: list[Path] = typer.Option([], "--trust", help="A trusted signer public key (PEM); repeat for several."),
     identity: Path | None = typer.Option(None, "--identity", help="Your age identity (keys new --kind recipient)."),
     cluster: str = typer.Option(..., "--cluster", help="The cluster you are importing into (must match)."),
-    context: str | None = typer.Option(None, "--context", help="kubeconfig context (default: current)."),
+    context: list[str] = typer.Option(
+        [], "--context", help="kubeconfig context (default: current); repeat to import into a fleet."
+    ),
+    parallel: int = typer.Option(8, "--parallel", min=1, help="Clusters at a time when --context is repeated."),
     rotate: bool = typer.Option(False, "--rotate", help="Replace an existing cacerts secret (CA rotation)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, print the plan, write nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check everything, print the plan, write nothing (with --context: read the cluster)."
+    ),
     output_dir: Path | None = typer.Option(None, "--output-dir", help="Render YAML here; touch no cluster."),
     passphrase_file: Path | None = typer.Option(None, "--passphrase-file", help="Passphrase of --identity."),
 ) -> None:
-    """Verify, decrypt and check a bundle, then render it (--output-dir) or write it to the cluster.
+    """Verify, decrypt and check a bundle, then render it (--output-dir) or write it to the cluster(s).
 
-    Example: airgap bundle import c1.bundle --trust officer.pub --identity op.key --cluster c1 --output-dir out
+    The bundle is verified and decrypted once, before any cluster is touched. On each cluster the
+    result is "created", "unchanged" (nothing written), "annotated" (same CA material, newer
+    bundle: only the airgap.dev annotations change) or "rotated (backup NAME)" (--rotate). With
+    several --context the clusters run --parallel at a time, a table ends the output and the exit
+    code is the worst cluster's. --dry-run --context reads the cluster(s) and says what would happen.
+
+    Example: airgap bundle import c1.bundle --trust officer.pub --identity op.key --cluster c1 --context prod-1
     """
     from airgap.connected.bundle_import import ANN_FINGERPRINT, import_to_dir, prepare_import
+    from airgap.connected.fleet import unique_contexts
     from airgap.core.age import identity_is_encrypted
     from airgap.core.passphrase import resolve_passphrase
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
-    if context is not None and (dry_run or output_dir is not None):
-        raise typer.BadParameter("--context writes to a cluster; it cannot be used with --dry-run or --output-dir")
+    if context and output_dir is not None:
+        raise typer.BadParameter("--context writes to a cluster; it cannot be used with --output-dir")
+    contexts = unique_contexts(context)
     keys = _trust_keys(trust)
     pw = None
     if identity is not None and identity_is_encrypted(identity):
         pw = resolve_passphrase(passphrase_file, purpose="identity passphrase")
+    # Verified, decrypted and checked once, before any cluster is touched.
     prepared = prepare_import(bundle, keys, identity, pw, cluster, progress=RichProgress())
     secret = prepared.cacerts_secret_manifest()
     summary = (
@@ -247,11 +262,11 @@ def import_(
         f"signer {prepared.signer}, CA fingerprint {secret['metadata']['annotations'][ANN_FINGERPRINT]}, "
         f"ceremony head {prepared.ceremony_head or 'none'}"
     )
-    if dry_run:
+    if dry_run and not contexts:
         typer.echo(f"Verified OK: {summary}")
         typer.echo("Would apply: Namespace istio-system")
         typer.echo(f"Would apply: Secret istio-system/cacerts (keys: {', '.join(secret['data'])})")
-        typer.echo("Dry run: nothing written.")
+        typer.echo("Dry run: nothing written (no --context: no cluster was read).")
         return
     if output_dir is not None:
         written = import_to_dir(prepared, output_dir)  # records the accepted bundle before publishing
@@ -259,13 +274,37 @@ def import_(
         for p in written:
             typer.echo(f"Wrote {p}")
         return
-    try:
-        from airgap.connected.cacerts import import_to_cluster  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:  # the cluster-side module is built in its own issue
-        from airgap.errors import InvalidInput
+    from airgap.connected.cacerts import import_to_cluster, import_to_fleet
 
-        raise InvalidInput(
-            "writing to a cluster is not available in this build; use --output-dir or --dry-run"
-        ) from exc
-    import_to_cluster(prepared, context=context, rotate=rotate)  # records the accepted sequence itself
-    info(f"Imported: {summary}")
+    typer.echo(f"Verified OK: {summary}")
+    if len(contexts) <= 1:
+        # Records the accepted bundle itself, after the cluster holds it (never in a dry run).
+        result = import_to_cluster(
+            prepared, context=contexts[0] if contexts else None, rotate=rotate, dry_run=dry_run, notify=_note
+        )
+        typer.echo(result.describe())
+        if dry_run:
+            typer.echo("Dry run: nothing written.")
+        return
+    report = import_to_fleet(
+        prepared,
+        contexts,
+        rotate=rotate,
+        dry_run=dry_run,
+        parallel=parallel,
+        notify=_note,
+        on_done=lambda o: _note(o.value.describe() if o.value is not None else o.detail),
+    )
+    typer.echo(report.table())
+    if dry_run:
+        typer.echo("Dry run: nothing written.")
+    report.raise_for_failures()  # the worst cluster's exit code, naming the failed contexts
+
+
+_NOTE_LOCK = threading.Lock()
+
+
+def _note(message: str) -> None:
+    """A progress note on stderr (retries, each cluster's result); safe from the fleet's threads."""
+    with _NOTE_LOCK:
+        info(message)
