@@ -394,9 +394,10 @@ def test_passphrase_protected_identity(
 
 
 def test_context_excludes_render_modes(bundle: Path, bkeys: Keys, env: dict[str, str], tmp_path: Path) -> None:
-    r = _import(bundle, bkeys, env, "--context", "ctx", "--dry-run")
+    r = _import(bundle, bkeys, env, "--context", "ctx", "--output-dir", tmp_path / "o")
     assert r.code == 2
     assert "--context writes to a cluster" in r.err
+    assert not (tmp_path / "o").exists()
 
 
 def test_import_needs_identity_for_encrypted_key(
