@@ -113,6 +113,8 @@ for _ in $(seq 1 200); do grep -q '^kubeconfig:' "$DEMO/emu/emulator.log" && bre
 export KUBECONFIG="$DEMO/emu/kubeconfig" ISTIOCTL_LOG="$DEMO/emu/istioctl.log"
 $AIRGAP preflight --context emu-1 || echo "   (preflight found the problems listed above)"
 $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --context emu-1 --context emu-2 --dry-run
+$AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
   --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --context emu-1
 $AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name cluster1 --network network1 \
   --mesh-id proj-demo
