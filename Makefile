@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 system-deps:
 	./scripts/system-deps.sh
 
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	./scripts/demo.sh
 
 test: $(STAMP) system-deps
