@@ -258,7 +258,7 @@ def issue(
 
 @app.command("list")
 def list_(
-    dir: Path = DirOpt,
+    dir: Path = typer.Option(..., "--dir", help="The PKI folder to list (read only)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     passphrase_file: Path | None = typer.Option(
         None, "--passphrase-file", help="Open each ca-key.pem to check it matches (otherwise: skipped)."
@@ -272,6 +272,7 @@ def list_(
     """List the root and every intermediate with its checks and status (valid/expiring/expired/revoked).
 
     Example: airgap ca list --dir pki --json
+
     Example: airgap ca list --dir pki --expiring-within 90   (exit 1 when something expires soon)
     """
     from airgap.core.passphrase import read_passphrase_file
