@@ -68,3 +68,36 @@ def tree(path: Path) -> list[str]:
     if not path.exists():
         return []
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def one_error_line(err: str | Result, *needles: str, alone: bool = True) -> str:
+    """The one ``airgap: error:`` line of stderr, holding every ``needle``; no traceback.
+
+    With ``alone`` it must be stderr's only non-blank line; without, other (progress) lines may stand beside it.
+    """
+    text = err.err if isinstance(err, Result) else err
+    lines = [line for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("airgap: error: ")]
+    assert len(errors) == 1, text
+    if alone:
+        assert len(lines) == 1, text
+    assert "Traceback" not in text, text
+    for n in needles:
+        assert n in errors[0], text
+    return errors[0]
+
+
+def without_file_override() -> list[str]:
+    """A command prefix under which mode bits bind: as root, ``setpriv`` drops CAP_DAC_OVERRIDE/READ_SEARCH.
+
+    Skips the calling test when that is impossible (root without setpriv).
+    """
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("root ignores file modes and setpriv is missing")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]

@@ -18,18 +18,18 @@ ENV_VAR = "AIRGAP_PASSPHRASE"
 MAX_PASSPHRASE_FILE = 64 * 1024
 
 
-def read_passphrase_file(path: Path) -> bytes:
+def read_passphrase_file(path: Path, *, what: str = "passphrase file") -> bytes:
     """The first line of ``path`` without its line ending, as openssl's ``file:`` source reads it."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_PASSPHRASE_FILE)
     except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read passphrase file: {exc.strerror}") from exc
+        raise InvalidInput(f"{path}: cannot read {what}: {exc.strerror}") from exc
     # Exactly openssl's app_get_pass(): cut at the first '\n'. A '\r' before it is kept, as
     # openssl keeps it, so both tools open the same keys from the same file.
     line = data.split(b"\n", 1)[0]
     if not line:
-        raise InvalidInput(f"{path}: passphrase file is empty")
+        raise InvalidInput(f"{path}: {what} is empty")
     return line
 
 

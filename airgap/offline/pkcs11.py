@@ -41,7 +41,6 @@ from airgap.errors import InvalidInput, Refused
 ENV_PIN = "AIRGAP_PKCS11_PIN"
 REF_NAME = "root-key.pkcs11.json"
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-MAX_PIN_FILE = 4096
 
 _CURVES = {"ecdsa-p256": ("secp256r1", ec.SECP256R1()), "ecdsa-p384": ("secp384r1", ec.SECP384R1())}
 _RSA_BITS = {"rsa-4096": 4096, "rsa-3072": 3072}
@@ -97,16 +96,14 @@ def read_key_record(pki: Path) -> KeyRecord | None:
 
 
 def read_pin_file(path: Path) -> str:
-    """The first line of ``path`` (as a passphrase file is read)."""
+    """The first line of ``path``, read exactly as a passphrase file is (openssl's ``file:``)."""
+    from airgap.core.passphrase import read_passphrase_file
+
+    line = read_passphrase_file(path, what="PIN file")
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_PIN_FILE)
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read PIN file: {exc.strerror}") from exc
-    line = data.split(b"\n", 1)[0]
-    if not line:
-        raise InvalidInput(f"{path}: PIN file is empty")
-    return line.decode("utf-8", "strict")
+        return line.decode("utf-8", "strict")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: PIN file is not UTF-8") from exc
 
 
 def resolve_pin(pin_file: Path | None) -> str:

@@ -9,18 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSPHRASE
-from tests.helpers import run_cli, tree
+from tests.helpers import one_error_line, run_cli, tree
 
 EC = ("--key-type", "ecdsa-p256")
-
-
-def _one_error_line(err: str, *needles: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("airgap: error: "), err
-    for n in needles:
-        assert n in lines[0], err
-    assert "Traceback" not in err
 
 
 @pytest.fixture(scope="session")
@@ -85,15 +76,15 @@ def test_tampered_log_fails_with_the_entry_named(ceremony: tuple[Path, Path], pa
     (pki / "ceremony.log").write_bytes(b"".join(lines))
     r = run_cli("audit", "verify", pki, "--trust", keys / "officer.pub")
     assert r.code == 1
-    _one_error_line(r.err, "entry 6 (revoke): signature does not verify")
+    one_error_line(r.err, "entry 6 (revoke): signature does not verify")
     # and an officer cannot extend it: the next act is refused, nothing changes
     before = tree(pki)
     r = run_cli("ca", "crl", "--dir", pki, "--no-passphrase", "--log-key", keys / "officer.key")
     assert r.code == 3
-    _one_error_line(r.err, "the log key is encrypted; give --log-key-passphrase-file")
+    one_error_line(r.err, "the log key is encrypted; give --log-key-passphrase-file")
     r = run_cli("ca", "crl", "--dir", pki, "--passphrase-file", passfile, "--log-key", keys / "officer.key")
     assert r.code == 1
-    _one_error_line(r.err, "refusing to extend a broken log")
+    one_error_line(r.err, "refusing to extend a broken log")
     assert tree(pki) == before
 
 
@@ -103,19 +94,19 @@ def test_verify_errors(ceremony: tuple[Path, Path], tmp_path: Path) -> None:
     assert r.code == 0
     r = run_cli("audit", "verify", pki, "--trust", tmp_path / "stranger.pub")
     assert r.code == 1
-    _one_error_line(r.err, "entry 1: the log was started by key", "not a --trust key")
+    one_error_line(r.err, "entry 1: the log was started by key", "not a --trust key")
     r = run_cli("audit", "verify", pki, "--head", "ab" * 32)
     assert r.code == 1
-    _one_error_line(r.err, f"no entry has hash {'ab' * 32}")
+    one_error_line(r.err, f"no entry has hash {'ab' * 32}")
     r = run_cli("audit", "verify", tmp_path)
     assert r.code == 1
-    _one_error_line(r.err, "no ceremony log")
+    one_error_line(r.err, "no ceremony log")
     r = run_cli("audit", "show", tmp_path)
     assert r.code == 3
-    _one_error_line(r.err, "no ceremony log")
+    one_error_line(r.err, "no ceremony log")
     r = run_cli("audit", "verify", pki, "--trust", tmp_path / "missing.pub")
     assert r.code == 3
-    _one_error_line(r.err, "missing.pub")
+    one_error_line(r.err, "missing.pub")
 
 
 def test_an_act_without_the_log_key_is_refused(ceremony: tuple[Path, Path], passfile: Path) -> None:
@@ -123,7 +114,7 @@ def test_an_act_without_the_log_key_is_refused(ceremony: tuple[Path, Path], pass
     before = tree(pki)
     r = run_cli("ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", passfile)
     assert r.code == 4
-    _one_error_line(r.err, "keeps a ceremony log", "--log-key")
+    one_error_line(r.err, "keeps a ceremony log", "--log-key")
     assert tree(pki) == before
     # a wrong passphrase for the log key is exit 3, before anything is done
     bad = pki.parent / "bad.txt"
@@ -133,7 +124,7 @@ def test_an_act_without_the_log_key_is_refused(ceremony: tuple[Path, Path], pass
         "--log-key", keys / "officer.key", "--log-key-passphrase-file", bad,
     )  # fmt: skip
     assert r.code == 3
-    _one_error_line(r.err, "officer.key", "wrong passphrase")
+    one_error_line(r.err, "officer.key", "wrong passphrase")
     assert tree(pki) == before
     r = run_cli(
         "ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", passfile, "--log-key", keys / "officer.key"

@@ -27,7 +27,7 @@ from tests.bundle_fixtures import (  # noqa: F401
     resign,
     write_entries,
 )
-from tests.helpers import Result, run_cli, tree
+from tests.helpers import Result, one_error_line, run_cli, tree
 
 
 @pytest.fixture
@@ -78,13 +78,6 @@ def bundle(pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path) -> Path:
     r = _create(pki, bkeys, passfile, out, "--include", inc)
     assert r.code == 0, r.err
     return out
-
-
-def _one_error_line(r: Result) -> str:
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1, r.err
-    assert lines[0].startswith("airgap: error: "), r.err
-    return lines[0]
 
 
 # -- the happy path ------------------------------------------------------------------------------------
@@ -140,7 +133,7 @@ def test_output_dir_existing_files_refused(bundle: Path, bkeys: Keys, env: dict[
     (out / "10-cacerts-secret.yaml").write_text("mine\n")
     r = _import(bundle, bkeys, env, "--output-dir", out)
     assert r.code == 4
-    assert _one_error_line(r).endswith("10-cacerts-secret.yaml: already exists; refusing to overwrite")
+    assert one_error_line(r).endswith("10-cacerts-secret.yaml: already exists; refusing to overwrite")
     assert tree(out) == ["10-cacerts-secret.yaml"]
     assert not (tmp_path / "state" / "accepted.json").exists()
 
@@ -152,7 +145,7 @@ def test_create_refuses_plaintext(pki: Path, bkeys: Keys, passfile: Path, tmp_pa
         "--out", tmp_path / "x.bundle",
     )  # fmt: skip
     assert r.code == 4
-    assert "refusing to write the CA private key in plaintext" in _one_error_line(r)
+    assert "refusing to write the CA private key in plaintext" in one_error_line(r)
     assert not (tmp_path / "x.bundle").exists()
     r = run_cli(
         "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--passphrase-file", passfile,
@@ -167,19 +160,19 @@ def test_create_errors(pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path) -
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("not it\n")
     r = _create(pki, bkeys, wrong, out)
-    assert r.code == 3 and "wrong passphrase" in _one_error_line(r)
+    assert r.code == 3 and "wrong passphrase" in one_error_line(r)
     r = _create(pki, bkeys, passfile, out, cluster="c9")
-    assert r.code == 4 and "no CA for cluster 'c9'" in _one_error_line(r)
+    assert r.code == 4 and "no CA for cluster 'c9'" in one_error_line(r)
     assert not out.exists()
     out.write_bytes(b"keep")
     r = _create(pki, bkeys, passfile, out)
-    assert r.code == 4 and _one_error_line(r) == f"airgap: error: {out}: already exists; refusing to overwrite"
+    assert r.code == 4 and one_error_line(r) == f"airgap: error: {out}: already exists; refusing to overwrite"
     assert out.read_bytes() == b"keep"
     r = run_cli(
         "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", "age1nope",
         "--passphrase-file", passfile, "--out", tmp_path / "y.bundle",
     )  # fmt: skip
-    assert r.code == 3 and "not an age X25519 recipient" in _one_error_line(r)
+    assert r.code == 3 and "not an age X25519 recipient" in one_error_line(r)
     assert not (tmp_path / "y.bundle").exists()
 
 
@@ -197,13 +190,13 @@ def test_create_with_encrypted_sign_key(pki: Path, bkeys: Keys, passfile: Path, 
 # -- verify / inspect: errors ----------------------------------------------------------------------------
 def test_verify_errors(bundle: Path, bkeys: Keys, tmp_path: Path) -> None:
     r = run_cli("bundle", "verify", bundle, "--trust", bkeys.other_signer_pub)
-    assert r.code == 1 and "which is not a --trust key" in _one_error_line(r)
+    assert r.code == 1 and "which is not a --trust key" in one_error_line(r)
     r = run_cli("bundle", "verify", bundle)
-    assert r.code == 3 and "--trust" in _one_error_line(r)
+    assert r.code == 3 and "--trust" in one_error_line(r)
     r = run_cli("bundle", "verify", tmp_path / "missing.bundle", "--trust", bkeys.signer_pub)
-    assert r.code == 3 and "bundle not found" in _one_error_line(r)
+    assert r.code == 3 and "bundle not found" in one_error_line(r)
     r = run_cli("bundle", "inspect", tmp_path / "missing.bundle")
-    assert r.code == 3 and "bundle not found" in _one_error_line(r)
+    assert r.code == 3 and "bundle not found" in one_error_line(r)
 
 
 # -- every attack through import --output-dir: exit code, one error line, DIR empty ------------------------
@@ -213,7 +206,7 @@ def _expect_refused_import(bad: Path, keys: Keys, env: dict[str, str], tmp_path:
     siblings = tree(tmp_path)
     r = _import(bad, keys, env, "--output-dir", out)
     assert r.code == code, (r.code, r.err)
-    assert needle in _one_error_line(r), r.err
+    assert needle in one_error_line(r), r.err
     assert tree(out) == []
     assert tree(tmp_path) == siblings  # no temp folder left beside DIR, no state written
 
@@ -301,7 +294,7 @@ def test_byte_flips(bundle: Path, bkeys: Keys, env: dict[str, str], tmp_path: Pa
             shutil.rmtree(out)
             continue
         assert r.code in (1, 3), (pos, r.err)
-        _one_error_line(r)
+        one_error_line(r)
         assert tree(out) == [], pos
 
 
@@ -326,7 +319,7 @@ def test_wrong_recipient_identity(bundle: Path, bkeys: Keys, env: dict[str, str]
         "--cluster", "c1", "--output-dir", out, env=env,
     )  # fmt: skip
     assert r.code == 3
-    assert _one_error_line(r) == (
+    assert one_error_line(r) == (
         f"airgap: error: {bkeys.other_identity}: this identity is not one of the bundle's recipients"
     )
     assert tree(out) == []
@@ -384,9 +377,7 @@ def test_passphrase_protected_identity(
     )
     r = run_cli(*base, "--output-dir", out, "--passphrase-file", wrong, env=env)
     assert r.code == 3
-    assert (
-        _one_error_line(r) == f"airgap: error: {tmp_path / 'k' / 'op.key'}: wrong passphrase or corrupt identity file"
-    )
+    assert one_error_line(r) == f"airgap: error: {tmp_path / 'k' / 'op.key'}: wrong passphrase or corrupt identity file"
     assert tree(out) == []
     r = run_cli(*base, "--output-dir", out, "--passphrase-file", passfile, env=env)
     assert r.code == 0, r.err
@@ -408,7 +399,7 @@ def test_import_needs_identity_for_encrypted_key(
         "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--cluster", "c1", "--output-dir", out, env=env
     )  # fmt: skip
     assert r.code == 3
-    assert "the CA key is encrypted; give --identity KEY" in _one_error_line(r)
+    assert "the CA key is encrypted; give --identity KEY" in one_error_line(r)
     assert not out.exists()
 
 
@@ -419,7 +410,7 @@ def test_sign_passphrase_file(pki: Path, bkeys: Keys, passfile: Path, tmp_path: 
     args = ("bundle", "create", "c1", "--dir", pki, "--sign-key", tmp_path / "k" / "officer.key",
             "--recipient", bkeys.recipient, "--passphrase-file", passfile)  # fmt: skip
     r = run_cli(*args, "--out", tmp_path / "a.bundle")
-    assert r.code == 3 and "wrong passphrase" in _one_error_line(r)
+    assert r.code == 3 and "wrong passphrase" in one_error_line(r)
     assert not (tmp_path / "a.bundle").exists()
     r = run_cli(*args, "--sign-passphrase-file", other, "--out", tmp_path / "b.bundle")
     assert r.code == 0, r.err
@@ -449,7 +440,7 @@ def test_logged_pki_without_the_log_key_refused(
         "--recipient", bkeys.recipient_pub, "--passphrase-file", passfile, "--out", out,
     )  # fmt: skip
     assert r.code == 4
-    line = _one_error_line(r)
+    line = one_error_line(r)
     assert "keeps a ceremony log and the signing key" in line
     assert line.endswith("give the officer's log key (--log-key KEY or $AIRGAP_LOG_KEY) so this bundle is recorded")
     assert not out.exists() and list(tmp_path.glob("*.bundle")) == []
@@ -460,7 +451,7 @@ def test_logged_pki_without_the_log_key_refused(
         "bundle", "create", "c1", "--dir", logged_pki, "--sign-key", bkeys.signer, "--log-key", bkeys.other_signer,
         "--recipient", bkeys.recipient_pub, "--passphrase-file", passfile, "--out", out,
     )  # fmt: skip
-    assert r.code == 4 and "is not the officer key registered" in _one_error_line(r)
+    assert r.code == 4 and "is not the officer key registered" in one_error_line(r)
     assert not out.exists() and _log_state(logged_pki) == before
 
 
@@ -510,7 +501,7 @@ def test_encrypted_log_key(logged_pki: Path, bkeys: Keys, passfile: Path, tmp_pa
     ]  # fmt: skip
     before = _log_state(logged_pki)
     r = run_cli(*base, "--log-key-passphrase-file", wrong, "--out", tmp_path / "a.bundle")
-    assert r.code == 3 and "wrong passphrase" in _one_error_line(r)
+    assert r.code == 3 and "wrong passphrase" in one_error_line(r)
     assert not (tmp_path / "a.bundle").exists() and _log_state(logged_pki) == before
     r = run_cli(*base, "--log-key-passphrase-file", passfile, "--out", tmp_path / "a.bundle")
     assert r.code == 0, r.err
@@ -554,7 +545,7 @@ def test_ceremony_head_round_trip_to_audit_verify(
     lines = (logged_pki / "ceremony.log").read_bytes().splitlines(keepends=True)
     (logged_pki / "ceremony.log").write_bytes(b"".join(lines[:3]))
     r = run_cli("audit", "verify", logged_pki, "--trust", bkeys.signer_pub, "--head", kept)
-    assert r.code == 1 and "truncated" in _one_error_line(r)
+    assert r.code == 1 and "truncated" in one_error_line(r)
 
 
 def test_unlogged_and_legacy_bundles_show_no_head(
@@ -581,7 +572,7 @@ def test_output_dir_with_unwritable_state_writes_nothing(
     (state / ".lock").mkdir()  # cannot be opened as the lock file (root included)
     r = _import(bundle, bkeys, env, "--output-dir", tmp_path / "out")
     assert r.code == 3
-    assert "state folder is not writable" in _one_error_line(r)
+    assert "state folder is not writable" in one_error_line(r)
     assert not (tmp_path / "out").exists()
     (tmp_path / "existing").mkdir()
     r = _import(bundle, bkeys, env, "--output-dir", tmp_path / "existing")

@@ -22,7 +22,7 @@ from tests.bundle_fixtures import (  # noqa: F401
     logged_pki,
 )
 from tests.connected.kubehelpers import FAST_ENV
-from tests.helpers import Result, run_cli
+from tests.helpers import Result, one_error_line, run_cli
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster, Fleet
 from tests.kubeapi.server import Emulator
@@ -53,9 +53,7 @@ def _writes(emu: Emulator) -> list[str]:
 
 
 def _one_error_line(r: Result) -> str:
-    lines = [ln for ln in r.err.strip().splitlines() if ln.startswith("airgap: error: ")]
-    assert len(lines) == 1, r.err
-    return lines[0]
+    return one_error_line(r, alone=False)  # progress lines may stand beside the error
 
 
 def _accepted(state: Path) -> list[dict[str, object]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,18 +13,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.helpers import REPO, run_cli, run_proc, tree
+from tests.helpers import REPO, one_error_line, run_cli, run_proc, tree, without_file_override
 
 EC = ("--key-type", "ecdsa-p256")
-
-
-def _one_error_line(err: str, *needles: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("airgap: error: "), err
-    for n in needles:
-        assert n in lines[0], err
-    assert "Traceback" not in err
 
 
 def test_version_and_help() -> None:
@@ -57,7 +47,7 @@ def test_init_issue_list_json(tmp_path: Path, passfile: Path) -> None:
 def test_issue_without_root(tmp_path: Path, passfile: Path) -> None:
     r = run_cli("ca", "issue", "c1", "--dir", tmp_path / "pki", *EC, "--passphrase-file", passfile)
     assert r.code == 4
-    _one_error_line(r.err, "root-cert.pem", "ca init")
+    one_error_line(r.err, "root-cert.pem", "ca init")
     assert not (tmp_path / "pki" / "c1").exists()
 
 
@@ -67,7 +57,7 @@ def test_wrong_passphrase(pki: Path, tmp_path: Path) -> None:
     before = tree(pki)
     r = run_cli("ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", wrong)
     assert r.code == 3
-    _one_error_line(r.err, "root-key.pem", "wrong passphrase")
+    one_error_line(r.err, "root-key.pem", "wrong passphrase")
     assert tree(pki) == before
 
 
@@ -76,7 +66,7 @@ def test_corrupt_root_cert(pki: Path, passfile: Path) -> None:
     before = tree(pki)
     r = run_cli("ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", passfile)
     assert r.code == 3
-    _one_error_line(r.err, "root-cert.pem", "not a valid PEM certificate")
+    one_error_line(r.err, "root-cert.pem", "not a valid PEM certificate")
     assert tree(pki) == before
 
 
@@ -84,7 +74,7 @@ def test_corrupt_root_key(pki: Path, passfile: Path) -> None:
     (pki / "root-key.pem").write_text("garbage\n")
     r = run_cli("ca", "issue", "c3", "--dir", pki, *EC, "--passphrase-file", passfile)
     assert r.code == 3
-    _one_error_line(r.err, "root-key.pem", "not a valid PEM private key")
+    one_error_line(r.err, "root-key.pem", "not a valid PEM private key")
     assert not (pki / "c3").exists()
 
 
@@ -92,7 +82,7 @@ def test_existing_root_refused(pki: Path, passfile: Path) -> None:
     key_before = (pki / "root-key.pem").read_bytes()
     r = run_cli("ca", "init", "--dir", pki, *EC, "--passphrase-file", passfile)
     assert r.code == 4
-    _one_error_line(r.err, "already exists")
+    one_error_line(r.err, "already exists")
     assert (pki / "root-key.pem").read_bytes() == key_before
 
 
@@ -101,7 +91,7 @@ def test_existing_cluster_refused_and_batch_untouched(pki: Path, passfile: Path)
     key_before = (pki / "c1" / "ca-key.pem").read_bytes()
     r = run_cli("ca", "issue", "c9", "c1", "--dir", pki, *EC, "--passphrase-file", passfile)
     assert r.code == 4
-    _one_error_line(r.err, "c1", "already exists")
+    one_error_line(r.err, "c1", "already exists")
     assert tree(pki) == before  # c9 was not made either: all checks run before any key
     assert (pki / "c1" / "ca-key.pem").read_bytes() == key_before
 
@@ -111,7 +101,7 @@ def test_bad_cluster_name(pki: Path, passfile: Path, name: str) -> None:
     before = tree(pki)
     r = run_cli("ca", "issue", name, "--dir", pki, *EC, "--passphrase-file", passfile)
     assert r.code == 3
-    _one_error_line(r.err, "cluster name", "not valid")
+    one_error_line(r.err, "cluster name", "not valid")
     assert tree(pki) == before
 
 
@@ -121,14 +111,14 @@ def test_intermediate_outliving_root(tmp_path: Path, passfile: Path) -> None:
     before = tree(d)
     r = run_cli("ca", "issue", "c1", "--dir", d, *EC, "--days", "730", "--passphrase-file", passfile)
     assert r.code == 4
-    _one_error_line(r.err, "outlive the root")
+    one_error_line(r.err, "outlive the root")
     assert tree(d) == before
 
 
 def test_unknown_key_type_and_usage_errors(tmp_path: Path, passfile: Path) -> None:
     r = run_cli("ca", "init", "--dir", tmp_path / "p", "--key-type", "dsa", "--passphrase-file", passfile)
     assert r.code == 3
-    _one_error_line(r.err, "unknown key type")
+    one_error_line(r.err, "unknown key type")
     assert run_cli("ca", "init").code == 2  # missing --dir: typer's own usage error
     assert not (tmp_path / "p").exists()
 
@@ -136,7 +126,7 @@ def test_unknown_key_type_and_usage_errors(tmp_path: Path, passfile: Path) -> No
 def test_no_passphrase_source_is_clear(tmp_path: Path) -> None:
     r = run_cli("ca", "init", "--dir", tmp_path / "p", *EC, env={"AIRGAP_PASSPHRASE": ""})
     assert r.code == 3
-    _one_error_line(r.err, "no passphrase")
+    one_error_line(r.err, "no passphrase")
     assert not (tmp_path / "p" / "root-key.pem").exists()
 
 
@@ -145,11 +135,7 @@ def test_unwritable_folder(tmp_path: Path, passfile: Path) -> None:
     d = tmp_path / "ro"
     d.mkdir()
     os.chmod(d, 0o555)
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        if not shutil.which("setpriv"):
-            pytest.skip("root ignores mode bits and setpriv is missing")
-        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    prefix = without_file_override()
     for target in (d / "pki", d):  # a folder to create inside it, and the folder itself
         p = subprocess.run(
             [
@@ -170,7 +156,7 @@ def test_unwritable_folder(tmp_path: Path, passfile: Path) -> None:
             cwd=REPO,
         )
         assert p.returncode == 3, p.stderr
-        _one_error_line(p.stderr, "not writable")
+        one_error_line(p.stderr, "not writable")
         assert tree(d) == []
 
 
@@ -183,11 +169,11 @@ def test_keys_new_signing(tmp_path: Path, passfile: Path) -> None:
     before = (tmp_path / "k" / "officer.key").read_bytes()
     r = run_cli("keys", "new", "officer", "--out", tmp_path / "k", "--passphrase-file", passfile)
     assert r.code == 4
-    _one_error_line(r.err, "officer.key", "already exists")
+    one_error_line(r.err, "officer.key", "already exists")
     assert (tmp_path / "k" / "officer.key").read_bytes() == before
     r = run_cli("keys", "new", "../evil", "--out", tmp_path / "k", "--no-passphrase")
     assert r.code == 3
-    _one_error_line(r.err, "key name")
+    one_error_line(r.err, "key name")
 
 
 def test_offline_commands_import_no_network_libraries() -> None:
@@ -261,13 +247,13 @@ def test_revoke_and_crl_cli(pki: Path, passfile: Path) -> None:
     before = tree(pki)
     r = run_cli("ca", "revoke", "c1", "--reason", "keyCompromise", "--dir", pki, *pf)
     assert r.code == 4
-    _one_error_line(r.err, "is already revoked")
+    one_error_line(r.err, "is already revoked")
     r = run_cli("ca", "revoke", "c2", "--reason", "because", "--dir", pki, *pf)
     assert r.code == 3
-    _one_error_line(r.err, "unknown revocation reason 'because'")
+    one_error_line(r.err, "unknown revocation reason 'because'")
     r = run_cli("ca", "revoke", "c2", "--reason", "superseded", "--dir", pki, "--next-update-days", "0", *pf)
     assert r.code == 3
-    _one_error_line(r.err, "--next-update-days must be positive")
+    one_error_line(r.err, "--next-update-days must be positive")
     r = run_cli("ca", "revoke", "c2", "--dir", pki, *pf)
     assert r.code == 2
     assert tree(pki) == before
@@ -289,13 +275,13 @@ def test_rotate_cli(pki: Path, passfile: Path) -> None:
     before = tree(pki)
     r = run_cli("ca", "rotate", "c9", "--dir", pki, *pf)
     assert r.code == 4
-    _one_error_line(r.err, "no intermediate to rotate", "ca issue c9")
+    one_error_line(r.err, "no intermediate to rotate", "ca issue c9")
     r = run_cli("ca", "rotate", "c1", "--dir", pki, "--days", "99999", *pf)
     assert r.code == 4
-    _one_error_line(r.err, "would outlive the root")
+    one_error_line(r.err, "would outlive the root")
     r = run_cli("ca", "rotate", "c1", "--dir", pki, "--passphrase-file", pki / "c1" / "ca-cert.pem")
     assert r.code == 3
-    _one_error_line(r.err, "root-key.pem", "wrong passphrase")
+    one_error_line(r.err, "root-key.pem", "wrong passphrase")
     assert [x for x in tree(pki) if x != ".lock"] == [x for x in before if x != ".lock"]
 
 
@@ -309,7 +295,7 @@ def test_rotate_root_cli(pki: Path, passfile: Path) -> None:
     assert "Root CA 2" in json.loads(r.out)["next_root"]["subject"]
     r = run_cli("ca", "rotate-root", "--dir", pki, "--finish", *pf)
     assert r.code == 4
-    _one_error_line(r.err, "c1, c2 still have an intermediate under the old root", "ca rotate c1")
+    one_error_line(r.err, "c1, c2 still have an intermediate under the old root", "ca rotate c1")
     for c in ("c1", "c2"):
         r = run_cli("ca", "rotate", c, "--dir", pki, "--days", "100", *pf)
         assert r.code == 0 and "signed by the NEXT root" in r.out, r.err
@@ -320,7 +306,7 @@ def test_rotate_root_cli(pki: Path, passfile: Path) -> None:
     assert x509.load_pem_x509_certificates((pki / "c2" / "root-cert.pem").read_bytes()) == [root]
     r = run_cli("ca", "rotate-root", "--dir", pki, "--finish", *pf)
     assert r.code == 4
-    _one_error_line(r.err, "no root rotation in progress")
+    one_error_line(r.err, "no root rotation in progress")
 
 
 def test_list_expiring_within_for_cron(pki: Path) -> None:
@@ -328,15 +314,15 @@ def test_list_expiring_within_for_cron(pki: Path) -> None:
     assert r.code == 0, r.err
     r = run_cli("ca", "list", "--dir", pki, "--expiring-within", "800", "--json")
     assert r.code == 1
-    _one_error_line(r.err, "2 certificate(s) expire within 800 days", "c1 (", "c2 (")
+    one_error_line(r.err, "2 certificate(s) expire within 800 days", "c1 (", "c2 (")
     doc = json.loads(r.out)  # the report is still printed for the cron mail
     assert [c["what"] for c in doc["expiring_within"]["certificates"]] == ["c1", "c2"]
     r = run_cli("ca", "list", "--dir", pki, "--expiring-within", "4000")
     assert r.code == 1
-    _one_error_line(r.err, "3 certificate(s)", "root (")
+    one_error_line(r.err, "3 certificate(s)", "root (")
     r = run_cli("ca", "list", "--dir", pki, "--expiring-within", "-1")
     assert r.code == 3
-    _one_error_line(r.err, "--expiring-within must be zero or more days")
+    one_error_line(r.err, "--expiring-within must be zero or more days")
 
 
 def test_unreadable_passphrase_file_is_exit_3(tmp_path: Path, passfile: Path) -> None:
@@ -344,11 +330,7 @@ def test_unreadable_passphrase_file_is_exit_3(tmp_path: Path, passfile: Path) ->
     pw = tmp_path / "pw"
     pw.write_bytes(passfile.read_bytes())
     pw.chmod(0)
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        if not shutil.which("setpriv"):
-            pytest.skip("root reads any file and setpriv is missing")
-        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    prefix = without_file_override()
     p = subprocess.run(
         [
             *prefix,
@@ -368,5 +350,5 @@ def test_unreadable_passphrase_file_is_exit_3(tmp_path: Path, passfile: Path) ->
         cwd=REPO,
     )
     assert p.returncode == 3, p.stderr
-    _one_error_line(p.stderr, str(pw), "cannot read passphrase file")
+    one_error_line(p.stderr, str(pw), "cannot read passphrase file")
     assert not (tmp_path / "pki" / "root-key.pem").exists()

@@ -19,7 +19,7 @@ import yaml
 
 from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
 from tests.connected.kubehelpers import FAST_ENV
-from tests.helpers import Result, run_cli, tree
+from tests.helpers import Result, one_error_line, run_cli, tree
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster, Fleet
 from tests.release_fixtures import make_signed_release
@@ -51,9 +51,7 @@ def _env(c: Cluster | Fleet, tmp_path: Path) -> dict[str, str]:
 
 
 def _one_error_line(r: Result) -> str:
-    lines = [ln for ln in r.err.strip().splitlines() if ln.startswith("airgap: error: ")]
-    assert len(lines) == 1, r.err
-    return lines[0]
+    return one_error_line(r, alone=False)  # progress lines may stand beside the error
 
 
 def _istioctl_calls(c: Cluster | Fleet) -> list[list[str]]:

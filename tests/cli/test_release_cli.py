@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import openssl, run_cli, run_proc, tree
+from tests.helpers import one_error_line, openssl, run_cli, run_proc, tree
 from tests.release_fixtures import EVIL_KINDS, evil_archive, make_signed_release, openssl_keypair, openssl_sign
 
 ASM_FP = hashlib.sha256(
@@ -32,13 +31,6 @@ def rel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 @pytest.fixture(autouse=True)
 def _no_user_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRGAP_RELEASE_KEYS", str(tmp_path / "no-such-keys-folder"))
-
-
-def one_error_line(err: str) -> str:
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("airgap: error: "), err
-    return lines[0]
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -194,13 +186,9 @@ def test_verify_unreadable_file_is_exit_3(rel: tuple[Path, Path, Path], tmp_path
     import subprocess
     import sys
 
-    from tests.helpers import REPO
+    from tests.helpers import REPO, without_file_override
 
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        if not shutil.which("setpriv"):
-            pytest.skip("root reads any file and setpriv is missing")
-        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    prefix = without_file_override()
     tarball, sig, pub = rel
     locked = tmp_path / tarball.name
     shutil.copy(tarball, locked)
