@@ -7,40 +7,46 @@ DEMO="${1:-demo}"
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 umask 077
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+STEP=0
+say() {  # numbered steps; a line starting with --- is a scene change, not a step
+  case "$1" in
+    ---*) printf '\n\033[1m%s\033[0m\n' "$*" ;;
+    *) STEP=$((STEP + 1)); printf '\n\033[1m== %s. %s\033[0m\n' "$STEP" "$*" ;;
+  esac
+}
 
-say "1. The security officer picks a passphrase for the PKI folder (kept in a file here; a prompt in real life)"
+say "The security officer picks a passphrase for the PKI folder (kept in a file here; a prompt in real life)"
 head -c 24 /dev/urandom | base64 > "$DEMO/passphrase.txt"
 echo "   $DEMO/passphrase.txt"
 
-say "2. The officer's signing key: signs transfer bundles and every entry of the ceremony log"
+say "The officer's signing key: signs transfer bundles and every entry of the ceremony log"
 $AIRGAP keys new officer --kind signing --out "$DEMO/keys" --passphrase-file "$DEMO/passphrase.txt"
 export AIRGAP_LOG_KEY="$DEMO/keys/officer.key"
 
-say "3. Root CA on the offline host (ECDSA P-384 for the demo's speed; the default is RSA-4096)"
+say "Root CA on the offline host (ECDSA P-384 for the demo's speed; the default is RSA-4096)"
 $AIRGAP ca init --dir "$DEMO/pki" --key-type ecdsa-p384 --passphrase-file "$DEMO/passphrase.txt"
 
-say "4. One intermediate CA per cluster, issued in parallel"
+say "One intermediate CA per cluster, issued in parallel"
 $AIRGAP ca issue cluster1 cluster2 cluster3 --dir "$DEMO/pki" --key-type ecdsa-p256 \
   --passphrase-file "$DEMO/passphrase.txt"
 
-say "5. The inventory: every intermediate checked as istiod would"
+say "The inventory: every intermediate checked as istiod would"
 $AIRGAP ca list --dir "$DEMO/pki" --passphrase-file "$DEMO/passphrase.txt"
 
-say "5b. Revoke and rotate: cluster3's intermediate is replaced, and the root-signed CRL lists the old one"
+say "Revoke and rotate: cluster3's intermediate is replaced, and the root-signed CRL lists the old one"
 $AIRGAP ca revoke cluster3 --reason superseded --dir "$DEMO/pki" --passphrase-file "$DEMO/passphrase.txt"
 $AIRGAP ca rotate cluster3 --dir "$DEMO/pki" --passphrase-file "$DEMO/passphrase.txt"
 openssl crl -in "$DEMO/pki/ca-crl.pem" -noout -text | grep -E -A1 "Serial Number|Reason Code" | grep -v "^--"
 
-say "5c. The auditor checks the signed ceremony log, offline"
+say "The auditor checks the signed ceremony log, offline"
 $AIRGAP audit verify "$DEMO/pki" --trust "$DEMO/keys/officer.pub"
 $AIRGAP audit show "$DEMO/pki"
 $AIRGAP ca list --dir "$DEMO/pki" --expiring-within 90 && echo "   nothing expires within 90 days"
 
-say "6. The operator's recipient key (on the jump host; only its .pub crosses to the officer)"
+say "The operator's recipient key (on the jump host; only its .pub crosses to the officer)"
 $AIRGAP keys new operator --kind recipient --out "$DEMO/jump/keys" --no-passphrase
 
-say "7. A signed bundle for cluster1: cacerts files, the CA key age-encrypted to the operator"
+say "A signed bundle for cluster1: cacerts files, the CA key age-encrypted to the operator"
 $AIRGAP bundle create cluster1 --dir "$DEMO/pki" --sign-key "$DEMO/keys/officer.key" \
   --recipient "$DEMO/jump/keys/operator.pub" --passphrase-file "$DEMO/passphrase.txt" --out "$DEMO/cluster1.bundle"
 
@@ -49,29 +55,29 @@ export AIRGAP_STATE_DIR="$DEMO/jump/state"
 cp "$DEMO/keys/officer.pub" "$DEMO/jump/officer.pub"
 cp "$DEMO/cluster1.bundle" "$DEMO/jump/cluster1.bundle"
 
-say "8. What the bundle claims (unverified)"
+say "What the bundle claims (unverified)"
 $AIRGAP bundle inspect "$DEMO/jump/cluster1.bundle"
 
-say "9. Verify it against the officer's public key"
+say "Verify it against the officer's public key"
 $AIRGAP bundle verify "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub"
 
-say "10. Import: verify, decrypt, check the CA as istiod would, render the manifests"
+say "Import: verify, decrypt, check the CA as istiod would, render the manifests"
 $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
   --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --output-dir "$DEMO/jump/rendered"
 ls -l "$DEMO/jump/rendered"
 cat "$DEMO/jump/rendered/00-namespace.yaml"
 
-say "10b. The auditor: the officer's ceremony log still holds the head this bundle carried"
+say "The auditor: the officer's ceremony log still holds the head this bundle carried"
 H=$(.venv/bin/python -c 'import json,sys; print(next(iter(json.load(open(sys.argv[1]))["accepted"].values()))["ceremony_head"])' "$DEMO/jump/state/accepted.json")
 $AIRGAP audit verify "$DEMO/pki" --trust "$DEMO/keys/officer.pub" --head "$H"
 
 if command -v age >/dev/null 2>&1; then
-  say "11. Interop: the standard age CLI opens the same secret member"
+  say "Interop: the standard age CLI opens the same secret member"
   tar -xOf "$DEMO/jump/cluster1.bundle" cacerts/ca-key.pem.age | age -d -i "$DEMO/jump/keys/operator.key" \
     | openssl pkey -noout && echo "   age -d gave a valid private key (not shown)"
 fi
 
-say "12. A bundle made for cluster1 is refused for cluster2 (exit 4)"
+say "A bundle made for cluster1 is refused for cluster2 (exit 4)"
 if $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
   --identity "$DEMO/jump/keys/operator.key" --cluster cluster2 --dry-run; then
   echo "unexpected: accepted" >&2; exit 1
@@ -79,7 +85,7 @@ else
   echo "   refused, as it should be"
 fi
 
-say "13. A stand-in release mirror (the real ASM tarball cannot be downloaded here: this one is built and
+say "A stand-in release mirror (the real ASM tarball cannot be downloaded here: this one is built and
     signed by the tests, and its bin/istioctl only records its arguments)"
 .venv/bin/python - "$DEMO/mirror" <<'PY'
 import sys
@@ -90,7 +96,7 @@ tarball, sig, pub = make_signed_release(Path(sys.argv[1]))
 print(f"   {tarball.name}, {sig.name}, signing key release-key.pem")
 PY
 
-say "14. Fetch from the mirror, verify against the pinned key, extract safely (RELEASE.json records every file)"
+say "Fetch from the mirror, verify against the pinned key, extract safely (RELEASE.json records every file)"
 $AIRGAP release fetch 1.8.6-asm.8 --base-url "file://$(cd "$DEMO" && pwd)/mirror" --key "$DEMO/mirror/release-key.pem" \
   --out "$DEMO/jump/releases"
 $AIRGAP release verify "$DEMO/jump/releases/istio-1.8.6-asm.8-linux-amd64.tar.gz" --key "$DEMO/mirror/release-key.pem"
@@ -98,12 +104,12 @@ $AIRGAP release extract "$DEMO/jump/releases/istio-1.8.6-asm.8-linux-amd64.tar.g
   --signature "$DEMO/jump/releases/istio-1.8.6-asm.8-linux-amd64.tar.gz.1.sig" \
   --key "$DEMO/mirror/release-key.pem" --out "$DEMO/jump/asm"
 
-say "15. Render the whole install without touching a cluster (--output-dir)"
+say "Render the whole install without touching a cluster (--output-dir)"
 $AIRGAP mesh install --release "$DEMO/jump/asm" --cluster-name cluster1 --network network1 --mesh-id proj-demo \
   --output-dir "$DEMO/jump/rendered-install"
 ls "$DEMO/jump/rendered-install"
 
-say "16. The connected half against the Kubernetes API EMULATOR (tests/kubeapi), NOT a real cluster"
+say "The connected half against the Kubernetes API EMULATOR (tests/kubeapi), NOT a real cluster"
 mkdir -p "$DEMO/emu"
 .venv/bin/python -m tests.kubeapi --kubeconfig "$DEMO/emu/kubeconfig" --clusters 2 --workloads \
   --istioctl-log "$DEMO/emu/istioctl.log" > "$DEMO/emu/emulator.log" 2>&1 &
@@ -121,7 +127,7 @@ $AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name c
 $AIRGAP mesh inject demo --context emu-1 --restart
 $AIRGAP mesh status --context emu-1
 
-say "17. Run again: nothing changes the second time"
+say "Run again: nothing changes the second time"
 $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
   --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --context emu-1
 $AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name cluster1 --network network1 \
@@ -141,6 +147,6 @@ What was made, in $DEMO/:
   jump/asm/ (RELEASE.json)                                 the verified, extracted release
   jump/rendered-install/                                   cluster.yaml, istiod Service, the istioctl command
 
-The cluster steps (16, 17) ran against the loopback Kubernetes API emulator in tests/kubeapi.
+The cluster steps ran against the loopback Kubernetes API emulator in tests/kubeapi.
 On a real jump host, the same commands take a real kubeconfig context.
 MSG
