@@ -18,11 +18,12 @@ import contextlib
 import os
 import queue
 import re
+import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -36,7 +37,9 @@ from airgap.core.release import (
     StreamDigests,
     VerifiedRelease,
     decode_release_signature,
+    hash_file,
     hashes_for,
+    read_signature,
     release_file_name,
     select_keys,
     verify_digests,
@@ -75,10 +78,13 @@ class FetchedRelease:
     signature: Path
     url: str
     verified: VerifiedRelease
+    status: str = "fetched"  # "fetched", "completed" (a lone file from an earlier run), "already-fetched"
 
     def to_json(self) -> dict[str, Any]:
         doc = self.verified.to_json()
-        doc.update({"file": str(self.tarball), "signature": str(self.signature), "url": self.url})
+        doc.update(
+            {"file": str(self.tarball), "signature": str(self.signature), "url": self.url, "status": self.status}
+        )
         return doc
 
 
@@ -387,6 +393,93 @@ def fetch_small(url: str, *, limit: int, options: FetchOptions = FetchOptions())
         return part.read_bytes()
 
 
+def _stderr_note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def fetch_lock(out: Path, name: str, notify: Callable[[str], None] = _stderr_note) -> Iterator[Path]:
+    """Hold an exclusive lock on ``OUT/.NAME.lock`` (``flock``, file mode 0600) for one fetch of ``NAME``.
+
+    A second fetch of the same name into the same folder says ``waiting for another fetch of NAME`` once
+    (through ``notify``) and blocks until the first is done. The holder removes the lock file while it
+    still holds the lock; a waiter that then wakes up on the removed file sees that the path no longer
+    names the file it locked and starts over, so two fetches never hold "the" lock at once. A lock file
+    left by a killed run is harmless: the kernel released its lock with the process. Only processes on
+    this host (and on file systems where ``flock`` works, i.e. local ones) are kept apart.
+    """
+    import fcntl
+
+    path = out / f".{name}.lock"
+    waited = False
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot open the lock file: {exc.strerror}") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not waited:
+                    notify(f"waiting for another fetch of {name} (lock: {path})")
+                    waited = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                now: os.stat_result | None = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)  # the previous holder removed this file as it finished: lock the current one
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # while still holding it: see above
+        os.close(fd)
+
+
+def _check_final(p: Path) -> bool:
+    """Is ``p`` present? Present but not a plain file (a symlink, a folder ...) is refused."""
+    if p.is_symlink() or (p.exists() and not p.is_file()):
+        raise Refused(f"{p}: exists and is not a regular file; refusing to touch it")
+    return p.exists()
+
+
+def _drop_linked_part(part: Path, final: Path) -> None:
+    """Remove ``NAME.part`` if it is the same file as ``NAME`` (a run stopped right after the link)."""
+    with contextlib.suppress(OSError):
+        if part.is_file() and os.path.samefile(part, final):
+            part.unlink()
+
+
+def _already_fetched(
+    final: Path, sig_final: Path, url: str, keys: Sequence[ReleaseKey], notify: Callable[[str], None]
+) -> FetchedRelease:
+    """Both final names exist: accept them only if they verify together; never replace them."""
+    advice = f"move them away to fetch again, or check them with: airgap release verify {final}"
+    try:
+        signature = read_signature(sig_final)
+    except InvalidInput as exc:
+        raise Refused(f"{exc.message}; {final} and {sig_final.name} already exist; {advice}") from exc
+    digests, size = hash_file(final, hashes_for(keys))
+    try:
+        verified = verify_digests(final, digests, size, signature, keys)
+    except VerificationError as exc:
+        why = exc.message.removeprefix(f"{final}: ")
+        raise Refused(
+            f"{final} and {sig_final.name} already exist but do not verify together ({why}); "
+            f"refusing to replace them; {advice}"
+        ) from exc
+    notify(f"{final}: already fetched and verified")
+    return FetchedRelease(final, sig_final, url, verified, status="already-fetched")
+
+
 def fetch_release(
     version: str,
     *,
@@ -397,14 +490,25 @@ def fetch_release(
     key_id: str | None = None,
     options: FetchOptions = FetchOptions(),
     progress: Progress = NO_PROGRESS,
+    notify: Callable[[str], None] = _stderr_note,
 ) -> FetchedRelease:
     """Fetch ``istio-VERSION-PLATFORM.tar.gz`` (``.zip`` for win) and its ``.1.sig``; verify; keep.
 
-    Steps: (1) check names, URL and trusted keys before any traffic; (2) refuse if the final names
-    exist; (3) fetch the signature (small, into memory); (4) download into ``NAME.part``, resuming,
-    hashing as it arrives; (5) verify the signature over the digest: on failure delete the ``.part``
-    and raise :class:`VerificationError` (exit 1), so nothing is left under the final name;
-    (6) publish the signature and the tarball under their final names (never replacing a file).
+    Steps: (1) check names, URL and trusted keys before any traffic; (2) take the lock
+    ``OUT/.NAME.lock`` (see :func:`fetch_lock`), held until the end; (3) if both final names exist,
+    verify them together locally and return (``already fetched and verified``) or refuse (exit 4),
+    with no traffic; (4) fetch the signature (small, into memory); a lone ``NAME.1.sig`` left by an
+    earlier run must equal it byte for byte (else exit 4, naming it); (5) a lone ``NAME`` must verify
+    with that signature, which binds its exact digest (else exit 4, naming it): then only the
+    signature is written, completing the pair, without downloading the tarball again; (6) download
+    into ``NAME.part``, resuming, hashing as it arrives; (7) verify the signature over the digest: on
+    failure delete the ``.part`` and raise :class:`VerificationError` (exit 1), so nothing is left
+    under the final name; (8) publish the tarball, then the signature last (never replacing a file).
+
+    Publishing in that order means a run stopped at any point leaves a state a re-run completes:
+    a ``.part`` (resumed), a verified lone tarball (step 5), or the finished pair (step 3). Trusted:
+    the keys and the local lock; not trusted: anything already under the final names, which is
+    checked, never assumed, and never replaced.
     """
     name = release_file_name(version, platform)  # 1
     base = _check_base_url(base_url)
@@ -412,29 +516,55 @@ def fetch_release(
     _ca_verify(options)
     ensure_dir(out)
     final, sig_final, part = out / name, out / f"{name}.1.sig", out / f"{name}.part"
-    for p in (final, sig_final):  # 2
-        if p.exists() or p.is_symlink():
-            raise Refused(f"{p}: already exists; refusing to overwrite (check it with: airgap release verify {final})")
     url, sig_url = f"{base}/{name}", f"{base}/{name}.1.sig"
-    raw_sig = fetch_small(sig_url, limit=MAX_SIGNATURE, options=options)  # 3
-    signature = decode_release_signature(raw_sig, source=sig_url)
-    digests, size = download(url, part, hash_names=list(hashes_for(keys)), options=options, progress=progress)  # 4
-    try:
-        verified = verify_digests(final, digests, size, signature, keys)  # 5
-    except VerificationError as exc:
-        part.unlink(missing_ok=True)
-        why = exc.message.removeprefix(f"{final}: ")
-        raise VerificationError(f"{url}: {why}; the download was removed") from exc
-    write_new(sig_final, raw_sig)  # 6
-    try:
-        os.link(part, final)
-    except FileExistsError as exc:
-        sig_final.unlink(missing_ok=True)
-        raise Refused(f"{final}: already exists; refusing to overwrite") from exc
-    except BaseException:
-        sig_final.unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(FileNotFoundError):
-        part.unlink()
-    fsync_dir(out)
-    return FetchedRelease(final, sig_final, url, verified)
+    with fetch_lock(out, name, notify):  # 2
+        have_tar, have_sig = _check_final(final), _check_final(sig_final)
+        if have_tar and have_sig:  # 3
+            got = _already_fetched(final, sig_final, url, keys, notify)
+            _drop_linked_part(part, final)
+            return got
+        raw_sig = fetch_small(sig_url, limit=MAX_SIGNATURE, options=options)  # 4
+        signature = decode_release_signature(raw_sig, source=sig_url)
+        if have_sig:
+            with open(sig_final, "rb") as fh:
+                mine = fh.read(MAX_SIGNATURE + 1)
+            if mine != raw_sig:
+                raise Refused(
+                    f"{sig_final}: already exists and differs from {sig_url}; refusing to replace it "
+                    "(move it away and re-run)"
+                )
+        if have_tar:  # 5
+            digests, size = hash_file(final, hashes_for(keys))
+            try:
+                verified = verify_digests(final, digests, size, signature, keys)
+            except VerificationError as exc:
+                raise Refused(
+                    f"{final}: already exists and does not match {url} (its signature does not verify it); "
+                    "refusing to replace it (move it away and re-run)"
+                ) from exc
+            write_new(sig_final, raw_sig)
+            fsync_dir(out)
+            _drop_linked_part(part, final)
+            notify(f"{final}: already here and verified; completed the pair with {sig_final.name}")
+            return FetchedRelease(final, sig_final, url, verified, status="completed")
+        hash_names = list(hashes_for(keys))
+        digests, size = download(url, part, hash_names=hash_names, options=options, progress=progress)  # 6
+        try:
+            verified = verify_digests(final, digests, size, signature, keys)  # 7
+        except VerificationError as exc:
+            part.unlink(missing_ok=True)
+            why = exc.message.removeprefix(f"{final}: ")
+            raise VerificationError(f"{url}: {why}; the download was removed") from exc
+        try:  # 8: the tarball first ...
+            os.link(part, final)
+        except FileExistsError as exc:  # only a writer that ignores the lock gets here
+            raise Refused(f"{final}: already exists; refusing to overwrite") from exc
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        fsync_dir(out)
+        if have_sig:
+            notify(f"{final}: downloaded and verified; completed the pair with the existing {sig_final.name}")
+            return FetchedRelease(final, sig_final, url, verified, status="completed")
+        write_new(sig_final, raw_sig)  # ... the signature last
+        fsync_dir(out)
+        return FetchedRelease(final, sig_final, url, verified)

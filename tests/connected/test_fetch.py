@@ -1,7 +1,8 @@
 """`release fetch` against a real HTTPS server on loopback (certificates from trustme).
 
 The server plays a script per path: each request pops the next behaviour ("cut", "503", "slow",
-"404", "redirect:URL", "ignore-range") and falls back to serving the file with Range support.
+"404", "redirect:URL", "ignore-range", "hold": send the body only once the test opens
+the gate) and falls back to serving the file with Range support.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from airgap.connected.fetch import FetchOptions, download, fetch_release
+from airgap.connected.fetch import FetchOptions, download, fetch_lock, fetch_release
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
-from tests.helpers import run_cli, tree
+from tests.helpers import one_error_line, run_cli, tree
 from tests.release_fixtures import make_signed_release
 
 VERSION = "1.8.6-asm.8"
@@ -37,6 +38,7 @@ class Script:
     plan: dict[str, list[str]] = field(default_factory=dict)
     seen: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    gate: threading.Event = field(default_factory=threading.Event)  # "hold" waits for it before the body
 
     def next(self, path: str) -> str:
         with self.lock:
@@ -90,6 +92,8 @@ def make_handler(script: Script) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             if step == "slow":
                 time.sleep(1.5)
+            if step == "hold":
+                script.gate.wait(60)
             if step == "cut":
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
@@ -317,10 +321,11 @@ def test_final_name_is_never_replaced(server: Server, signed: tuple[Path, Path, 
     out = tmp_path / "out"
     out.mkdir()
     (out / NAME).write_text("mine")
-    with pytest.raises(Refused, match="already exists"):
+    with pytest.raises(Refused, match=f"{NAME}: already exists and does not match .*refusing to replace it"):
         fetch(server, out, pub, quick(server))
     assert (out / NAME).read_text() == "mine"
-    assert server.script.seen == []  # refused before any traffic
+    assert tree(out) == [NAME]
+    assert server.script.seen == [(f"/asm/{NAME}.1.sig", None)]  # only the signature: the tarball never came
 
 
 def test_proxy_variables_are_honoured(
@@ -486,3 +491,228 @@ def test_win_zip_from_a_file_mirror(tmp_path: Path) -> None:
     )
     assert r.code == 0, r.err
     assert tree(tmp_path / "out") == [zipball.name, f"{zipball.name}.1.sig"]
+
+
+# --- re-runs after a crash: whatever a stopped run left, a re-run finishes or refuses by name ------------
+
+
+def test_rerun_after_a_complete_fetch_says_so(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    assert cli_fetch(server, out, pub)[0] == 0
+    before = len(server.script.seen)
+    code, stdout, err = cli_fetch(server, out, pub)
+    assert code == 0, err
+    assert stdout.splitlines()[0] == "Verified OK"
+    assert f"{out / NAME}: already fetched and verified" in err
+    assert len(server.script.seen) == before  # checked locally: no traffic at all
+    assert (out / NAME).read_bytes() == tarball.read_bytes()
+    assert tree(out) == [NAME, f"{NAME}.1.sig"]
+
+
+def test_existing_pair_that_does_not_verify_is_refused(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    data = tarball.read_bytes()
+    bad = data[:-1] + bytes([data[-1] ^ 0x01])
+    (out / NAME).write_bytes(bad)
+    shutil.copy(signed[1], out / f"{NAME}.1.sig")
+    code, _, err = cli_fetch(server, out, pub)
+    assert code == 4
+    line = one_error_line(err, f"{out / NAME} and {NAME}.1.sig already exist but do not verify together")
+    assert "refusing to replace them" in line
+    assert (out / NAME).read_bytes() == bad  # untouched
+    assert tree(out) == [NAME, f"{NAME}.1.sig"]
+    assert server.script.seen == []
+
+
+def test_crash_after_the_tarball_was_published(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """Stopped between the link and the signature: NAME (and its .part, the same file) but no .1.sig."""
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{NAME}.part").write_bytes(tarball.read_bytes())
+    os.link(out / f"{NAME}.part", out / NAME)
+    code, stdout, err = cli_fetch(server, out, pub)
+    assert code == 0, err
+    assert stdout.splitlines()[0] == "Verified OK"
+    assert "completed the pair" in err
+    assert server.script.seen == [(f"/asm/{NAME}.1.sig", None)]  # the tarball was not downloaded again
+    assert tree(out) == [NAME, f"{NAME}.1.sig"]
+    assert (out / f"{NAME}.1.sig").read_bytes() == signed[1].read_bytes()
+    assert run_cli("release", "verify", out / NAME, "--key", pub).code == 0
+
+
+def test_lone_signature_that_matches_is_completed(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A run of an older airgap (signature first) stopped before the tarball: the same .1.sig is kept."""
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(signed[1], out / f"{NAME}.1.sig")
+    code, _, err = cli_fetch(server, out, pub)
+    assert code == 0, err
+    assert "completed the pair with the existing" in err
+    assert (out / NAME).read_bytes() == tarball.read_bytes()
+    assert tree(out) == [NAME, f"{NAME}.1.sig"]
+    assert run_cli("release", "verify", out / NAME, "--key", pub).code == 0
+
+
+def test_lone_signature_that_differs_is_refused(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{NAME}.1.sig").write_bytes(b"someone else's signature")
+    code, _, err = cli_fetch(server, out, pub)
+    assert code == 4
+    one_error_line(err, f"{out / NAME}.1.sig: already exists and differs from {server.url}/asm/{NAME}.1.sig")
+    assert (out / f"{NAME}.1.sig").read_bytes() == b"someone else's signature"
+    assert tree(out) == [f"{NAME}.1.sig"]  # no .part: refused before the tarball download
+    assert [p for p, _ in server.script.seen] == [f"/asm/{NAME}.1.sig"]
+
+
+def test_cli_lone_tarball_that_differs_is_refused(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / NAME).write_bytes(tarball.read_bytes()[:-10])  # e.g. a truncated copy from elsewhere
+    code, _, err = cli_fetch(server, out, pub)
+    assert code == 4
+    one_error_line(err, f"{out / NAME}: already exists and does not match", "move it away")
+    assert (out / NAME).read_bytes() == tarball.read_bytes()[:-10]
+    assert tree(out) == [NAME]
+
+
+def test_final_name_that_is_a_symlink_is_refused(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / NAME).symlink_to(signed[0])
+    code, _, err = cli_fetch(server, out, pub)
+    assert code == 4
+    one_error_line(err, f"{out / NAME}: exists and is not a regular file")
+    assert tree(out) == [NAME] and server.script.seen == []
+
+
+# --- two fetches at once ----------------------------------------------------------------------------------
+
+
+def test_lock_waits_for_the_holder(tmp_path: Path) -> None:
+    """Two holders in one process (flock locks per open file): the second says it waits, then gets it."""
+    notes: list[str] = []
+    waiting = threading.Event()
+    order: list[str] = []
+
+    def note(msg: str) -> None:
+        notes.append(msg)
+        waiting.set()
+
+    def second() -> None:
+        with fetch_lock(tmp_path, NAME, note):
+            order.append("second")
+
+    with fetch_lock(tmp_path, NAME, notes.append) as lock:
+        assert lock.stat().st_mode & 0o777 == 0o600
+        t = threading.Thread(target=second)
+        t.start()
+        assert waiting.wait(30), "the second holder never reported waiting"
+        order.append("first")
+    t.join(30)
+    assert order == ["first", "second"]
+    assert notes == [f"waiting for another fetch of {NAME} (lock: {tmp_path / f'.{NAME}.lock'})"]
+    assert tree(tmp_path) == []  # the lock file goes with its last holder
+
+
+def test_stale_lock_file_does_not_block(tmp_path: Path) -> None:
+    (tmp_path / f".{NAME}.lock").write_bytes(b"")  # left by a killed run: its lock died with it
+    notes: list[str] = []
+    with fetch_lock(tmp_path, NAME, notes.append):
+        pass
+    assert notes == [] and tree(tmp_path) == []
+
+
+def test_lock_path_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / f".{NAME}.lock").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InvalidInput, match="cannot open the lock file"), fetch_lock(tmp_path, NAME):
+        pass
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_two_processes_fetching_at_once(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """Real processes against a server that holds the first tarball body until the second is waiting."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    tarball, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = ["hold"]
+    out = tmp_path / "out"
+    args = [
+        sys.executable, "-m", "airgap", "release", "fetch", VERSION, "--base-url", f"{server.url}/asm",
+        "--ca-bundle", str(server.ca_file), "--key", str(pub), "--out", str(out),
+    ]  # fmt: skip
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+    first = start()
+    second: subprocess.Popen[str] | None = None
+    try:
+        for _ in range(600):  # wait (up to 60 s) until the first is inside the tarball download
+            if any(p == f"/asm/{NAME}" for p, _ in server.script.seen) or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert first.poll() is None, first.communicate()
+        assert (out / f".{NAME}.lock").stat().st_mode & 0o777 == 0o600
+        second = start()
+        assert second.stderr is not None
+        line = second.stderr.readline()  # blocks until the second reports waiting (or ends: "")
+        assert line.startswith(f"waiting for another fetch of {NAME}"), line + second.communicate()[1]
+    finally:
+        server.script.gate.set()
+        out1, err1 = first.communicate(timeout=120)
+        out2, err2 = second.communicate(timeout=120) if second is not None else ("", "")
+    assert first.returncode == 0, err1
+    assert out1.splitlines()[0] == "Verified OK"
+    assert second.returncode == 0, err2
+    assert out2.splitlines()[0] == "Verified OK"
+    assert "already fetched and verified" in err2
+    assert [p for p, _ in server.script.seen].count(f"/asm/{NAME}") == 1  # downloaded once
+    assert tree(out) == [NAME, f"{NAME}.1.sig"]
+    assert (out / NAME).read_bytes() == tarball.read_bytes()
+    assert run_cli("release", "verify", out / NAME, "--key", pub).code == 0
+
+
+def test_stopped_while_writing_the_signature_leaves_a_verified_tarball(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publication order: the tarball (verified) is in place before the signature is written."""
+    import airgap.connected.fetch as fetch_mod
+
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+
+    def killed(path: Path, data: bytes) -> None:
+        raise KeyboardInterrupt("killed while writing the signature")
+
+    monkeypatch.setattr(fetch_mod, "write_new", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(server, out, pub, quick(server))
+    assert tree(out) == [NAME]  # the tarball only; no .part, and the lock file went with the run
+    assert (out / NAME).read_bytes() == tarball.read_bytes()
+    monkeypatch.undo()
+    got = fetch_release(VERSION, base_url=f"{server.url}/asm", out=out, key=pub, options=quick(server))
+    assert got.status == "completed"
+    assert tree(out) == [NAME, f"{NAME}.1.sig"]
+    assert [p for p, _ in server.script.seen].count(f"/asm/{NAME}") == 1
