@@ -91,28 +91,47 @@ class IntermediateRecord:
     root_fingerprint: str
 
 
+@dataclass(frozen=True)
+class CeremonyLogRecord:
+    """That the folder keeps a ceremony log: the officer key that started it and when (entry 1).
+
+    Written by :mod:`airgap.offline.ceremony` once the log exists; from then on a missing
+    ``ceremony.log`` or ``ceremony-head.json`` is a removed log, never an unlogged PKI.
+    """
+
+    officer_key_id: str
+    started: str
+
+
 @dataclass
 class Inventory:
     root: RootRecord | None = None
     intermediates: list[IntermediateRecord] = field(default_factory=list)
+    ceremony_log: CeremonyLogRecord | None = None
 
     def to_json(self) -> bytes:
-        doc = {
+        doc: dict[str, object] = {
             "format": 1,
             "root": asdict(self.root) if self.root else None,
             "intermediates": [asdict(i) for i in self.intermediates],
         }
+        if self.ceremony_log is not None:  # absent (not null) in a folder without a log, as before
+            doc["ceremony_log"] = asdict(self.ceremony_log)
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes, *, source: str) -> Inventory:
+        """Parse ``inventory.json``; an inventory written before ``ceremony_log`` existed reads as None."""
         try:
             doc = json.loads(data)
             root = RootRecord(**doc["root"]) if doc.get("root") else None
             inter = [IntermediateRecord(**i) for i in doc.get("intermediates", [])]
-        except (ValueError, TypeError, KeyError) as exc:
+            log = CeremonyLogRecord(**doc["ceremony_log"]) if doc.get("ceremony_log") is not None else None
+            if log is not None and not (isinstance(log.officer_key_id, str) and isinstance(log.started, str)):
+                raise TypeError("ceremony_log")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidInput(f"{source}: inventory is corrupt") from exc
-        return cls(root, inter)
+        return cls(root, inter, log)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,13 @@ seen from a hash chain alone: the signed head file, the certificates on disk (ea
 entry) and a head hash from elsewhere (a bundle, the jump host's import record: ``expect_head``)
 each catch it; all three are checked.
 
+Removal: once a log exists, :func:`record` also writes ``"ceremony_log": {"officer_key_id", "started"}``
+into ``PKI/inventory.json``. From then on (and whenever only one of the two files is left) a missing
+``ceremony.log`` or ``ceremony-head.json`` is a *removed* log: :func:`prepare` refuses every act and
+:func:`verify_log` fails (exit 1), instead of the folder silently becoming "unlogged". This is
+evidence in the same folder: whoever can also edit ``inventory.json`` can still hide the log; only
+a head hash kept outside the folder (``expect_head``) proves it existed.
+
 Never logged: passphrases, PINs, private keys. :func:`record` refuses parameters that look like one.
 """
 
@@ -39,7 +46,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airgap.core.atomic import write_replace
 from airgap.core.keys import (
@@ -53,6 +60,9 @@ from airgap.core.keys import (
 )
 from airgap.core.signatures import verify_bytes
 from airgap.errors import InvalidInput, Refused, VerificationError
+
+if TYPE_CHECKING:
+    from airgap.offline.ca import CeremonyLogRecord
 
 LOG_NAME = "ceremony.log"
 HEAD_NAME = "ceremony-head.json"
@@ -159,6 +169,56 @@ def has_log(pki: Path) -> bool:
     return log_path(pki).exists()
 
 
+def log_record(pki: Path) -> CeremonyLogRecord | None:
+    """What ``PKI/inventory.json`` records about the log (None: no record, e.g. an older inventory).
+
+    Untrusted: it is a file in the folder like the log. A corrupt inventory is :class:`InvalidInput`.
+    """
+    from airgap.offline.ca import INVENTORY, Inventory
+
+    p = Path(pki) / INVENTORY
+    if not p.exists():
+        return None
+    return Inventory.from_json(p.read_bytes(), source=str(p)).ceremony_log
+
+
+def check_not_removed(pki: Path) -> CeremonyLogRecord | None:
+    """Raise :class:`VerificationError` when the folder keeps a log but its log or head file is gone.
+
+    A folder keeps a log when ``inventory.json`` records one (``ceremony_log``) or when either of
+    ``ceremony.log`` / ``ceremony-head.json`` exists; then both files must be there. Returns the
+    inventory's record (None for a folder with no record: unlogged, or a log older than the record).
+    This only catches a removal the rest of the folder still shows: someone who also edits
+    ``inventory.json`` can hide the log; only a head kept outside the folder (``--head``) proves it.
+    """
+    rec = log_record(pki)
+    lp, hp = log_path(pki), head_path(pki)
+    has_l, has_h = lp.exists(), hp.exists()
+    if (has_l and has_h) or (not has_l and not has_h and rec is None):
+        return rec
+    if rec is not None:
+        from airgap.offline.ca import INVENTORY
+
+        why = (
+            f"{Path(pki) / INVENTORY} records that this PKI keeps a ceremony log "
+            f"(started {rec.started} by officer key {rec.officer_key_id})"
+        )
+    elif has_l:
+        why = f"this PKI keeps a ceremony log ({lp} exists)"
+    else:
+        why = f"this PKI kept a ceremony log (its signed head {hp} is still there)"
+    if has_l:
+        raise VerificationError(
+            f"{hp}: the signed head is missing but {why}: the head was removed; "
+            "cannot rule out a truncated log (refusing to go on; restore it from a backup)"
+        )
+    both = "" if has_h else f" (and so is {hp})"
+    raise VerificationError(
+        f"{lp} is missing{both} but {why}: the ceremony log was removed "
+        "(refusing to go on as an unlogged PKI; restore it from a backup)"
+    )
+
+
 def head_hash(pki: Path) -> str | None:
     """The hash of the last log entry, or None when the folder keeps no log.
 
@@ -233,8 +293,10 @@ def verify_log(
 ) -> VerifiedLog:
     """Check the whole log offline; return a :class:`VerifiedLog` or raise naming the first bad entry.
 
-    Trusted: the ``trust`` keys (when given). Untrusted: every byte of the log, the head file and
-    the certificates in the folder. Steps, in order, per entry then for the whole log:
+    Trusted: the ``trust`` keys (when given). Untrusted: every byte of the log, the head file,
+    ``inventory.json`` and the certificates in the folder. First, when ``inventory.json`` records a log
+    (or only one of the two files is left), both files must exist (else: the log was removed) and
+    entry 1 must be the one it records (else: the log was replaced). Then, per entry and for the log:
 
     1. the line is complete JSON with exactly the entry fields (a cut line: truncated);
     2. ``seq`` is the line number (otherwise an entry was removed or the entries reordered);
@@ -247,6 +309,7 @@ def verify_log(
     9. with ``check_files``, every certificate in the folder was recorded (else the log was cut).
     """
     src = str(log_path(pki))
+    rec = check_not_removed(pki)  # 0. a folder that keeps a log still has both files
     if not log_path(pki).exists():
         raise VerificationError(f"{src}: no ceremony log in {pki}")
     lines = _read_lines(log_path(pki))
@@ -293,6 +356,11 @@ def verify_log(
             if pinned is not None and reg_id not in pinned:
                 raise VerificationError(
                     f"{src}: entry 1: the log was started by key {reg_id}, which is not a --trust key"
+                )
+            if rec is not None and (rec.officer_key_id != reg_id or rec.started != e.time):
+                raise VerificationError(
+                    f"{src}: entry 1 (started {e.time} by key {reg_id}) is not the log inventory.json records "
+                    f"(started {rec.started} by key {rec.officer_key_id}): the log was replaced"
                 )
             officer.setdefault(reg_id, registered)
         key = officer.get(e.signer)
@@ -431,8 +499,12 @@ def prepare(pki: Path, officer: Officer | None) -> Prepared | None:
 
     Call it with the PKI lock held, before changing anything, so a refused act leaves nothing.
     No log and no officer: None (the folder keeps no log). A log but no officer: :class:`Refused`
-    (every act on a logged PKI must be recorded). A broken log: :class:`VerificationError`.
+    (every act on a logged PKI must be recorded). A broken log: :class:`VerificationError`, and so
+    is a removed one: ``inventory.json`` records a log (or one of the two files is left) but
+    ``ceremony.log`` or ``ceremony-head.json`` is missing — with or without an officer, so the act
+    neither goes unlogged nor starts a fresh log over the removed one.
     """
+    check_not_removed(pki)
     if not has_log(pki):
         # The log starts with this act: entry 1 lists what existed *before* it (written by record).
         return Prepared(_genesis_params(pki, officer)) if officer is not None else None
@@ -477,7 +549,32 @@ def record(
         genesis = prepared.genesis if prepared is not None and prepared.genesis is not None else None
         todo.append(("log-start", dict(genesis) if genesis is not None else _genesis_params(pki, officer)))
     todo.append((act, dict(params)))
-    return _append(pki, lines, todo, officer, at)
+    last = _append(pki, lines, todo, officer, at)
+    # After the log and its head, never before: a crash in between leaves a log without the record
+    # (as before the record existed; the next act adds it), never a record without a log.
+    if not lines:
+        _mark_kept(pki, officer.key_id, last.time)
+    else:
+        try:
+            first = _parse_entry(lines[0], 1, str(log_path(pki)))
+        except VerificationError:
+            return last  # a broken log (an external caller skipped prepare): nothing to record it by
+        key_id = first.params.get("officer_key_id")
+        if first.act == "log-start" and isinstance(key_id, str):
+            _mark_kept(pki, key_id, first.time)  # a log older than the record: add it now
+    return last
+
+
+def _mark_kept(pki: Path, officer_key_id: str, started: str) -> None:
+    """Record in ``inventory.json`` that the folder keeps a log (unless it already says so)."""
+    from airgap.offline.ca import INVENTORY, CeremonyLogRecord, Inventory
+
+    p = Path(pki) / INVENTORY
+    inv = Inventory.from_json(p.read_bytes(), source=str(p)) if p.exists() else Inventory()
+    if inv.ceremony_log is not None:
+        return
+    inv.ceremony_log = CeremonyLogRecord(officer_key_id=officer_key_id, started=started)
+    write_replace(p, inv.to_json())
 
 
 def _genesis_params(pki: Path, officer: Officer) -> dict[str, Any]:
@@ -523,10 +620,12 @@ __all__ = [
     "Prepared",
     "VerifiedLog",
     "canonical",
+    "check_not_removed",
     "existing_certificates",
     "has_log",
     "head_hash",
     "load_officer",
+    "log_record",
     "prepare",
     "read_entries",
     "record",

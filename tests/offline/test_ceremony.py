@@ -12,13 +12,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from airgap.core.keys import sign, spki_sha256
-from airgap.errors import Refused, VerificationError
+from airgap.errors import InvalidInput, Refused, VerificationError
 from airgap.offline import ceremony
 from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import DOMAIN, HEAD_DOMAIN, Officer, canonical, head_hash, verify_log
-from airgap.offline.crl import revoke
+from airgap.offline.crl import refresh_crl, revoke
 from tests.conftest import PASSPHRASE
-from tests.helpers import tree
+from tests.helpers import one_error_line, run_cli, tree
 
 ISSUE = {
     "key_type": "ecdsa-p256",
@@ -235,7 +235,15 @@ def test_whole_log_rewritten_with_another_key_fails_against_trust(logged: Logged
     body = {"hash": prev, "seq": len(out), "signer": spki_sha256(other)}
     sig = base64.b64encode(sign(other, HEAD_DOMAIN + canonical(body))).decode()
     (logged.pki / "ceremony-head.json").write_bytes(canonical({**body, "signature": sig}))
+    # inventory.json still records the officer who started the log: the replacement is named
+    _fails(logged, "entry 1 (started", f"by key {spki_sha256(other)}) is not the log inventory.json records",
+           f"by key {logged.officer.key_id}", "the log was replaced", trust=False)  # fmt: skip
+    # an attacker who also rewrites that record gets a self-consistent folder ...
+    inv = json.loads((logged.pki / "inventory.json").read_bytes())
+    inv["ceremony_log"]["officer_key_id"] = spki_sha256(other)
+    (logged.pki / "inventory.json").write_text(json.dumps(inv))
     verify_log(logged.pki)  # self-consistent
+    # ... which only the officer's pinned key exposes
     _fails(logged, "entry 1: the log was started by key", "not a --trust key")
 
 
@@ -316,3 +324,187 @@ def test_head_signed_over_other_bytes_is_reported(logged: Logged) -> None:
     doc["seq"] = 6
     (logged.pki / "ceremony-head.json").write_bytes(canonical(doc))
     _fails(logged, "the head's signature does not verify")
+
+
+# -- a logged PKI cannot silently become unlogged --------------------------------------------------
+
+
+def _snapshot(pki: Path) -> dict[str, bytes]:
+    """Every file below ``pki`` with its bytes: for 'nothing changed' checks."""
+    return {str(p.relative_to(pki)): p.read_bytes() for p in sorted(pki.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def _officer_key_file(tmp_path_factory: pytest.TempPathFactory, _officer: Officer) -> Path:
+    from airgap.core.keys import write_private_key
+
+    p = tmp_path_factory.mktemp("officer") / "officer.key"
+    write_private_key(p, _officer.key, None)
+    return p
+
+
+def _remove(pki: Path, which: str) -> list[str]:
+    """Delete the log, its head or both; returns the names that must appear in the error."""
+    names = {"log": ["ceremony.log"], "head": ["ceremony-head.json"], "both": ["ceremony.log", "ceremony-head.json"]}
+    for n in names[which]:
+        (pki / n).unlink()
+    return names[which]
+
+
+def _acts(pki: Path, officer: Officer | None, key_file: Path, out: Path) -> dict[str, object]:
+    from airgap.offline.bundle import seal_bundle
+
+    store = CAStore(pki)
+    return {
+        "issue": lambda: store.issue(["c3"], officer=officer, **ISSUE),  # type: ignore[arg-type]
+        "revoke": lambda: revoke(store, "c1", reason="superseded", passphrase=PASSPHRASE, officer=officer),
+        "crl": lambda: refresh_crl(store, passphrase=PASSPHRASE, officer=officer),
+        "bundle": lambda: seal_bundle(
+            "c1",
+            pki_dir=pki,
+            sign_key_path=key_file,
+            sign_passphrase=None,
+            pki_passphrase=PASSPHRASE,
+            recipients=[],
+            no_encrypt=True,
+            out=out,
+            officer=officer,
+        ),
+    }
+
+
+def test_log_start_is_recorded_in_the_inventory(logged: Logged) -> None:
+    doc = json.loads((logged.pki / "inventory.json").read_bytes())
+    first = verify_log(logged.pki).entries[0]
+    assert doc["ceremony_log"] == {"officer_key_id": logged.officer.key_id, "started": first.time}
+    rec = ceremony.log_record(logged.pki)
+    assert rec is not None and rec.officer_key_id == logged.officer.key_id
+    assert doc["root"] and len(doc["intermediates"]) == 2  # the rest of the inventory is untouched
+
+
+@pytest.mark.parametrize("which", ["log", "head", "both"])
+@pytest.mark.parametrize("act", ["issue", "revoke", "crl", "bundle"])
+@pytest.mark.parametrize("with_officer", [True, False], ids=["officer", "no-officer"])
+def test_removed_log_refuses_every_act_and_changes_nothing(
+    logged: Logged, _officer_key_file: Path, tmp_path: Path, which: str, act: str, with_officer: bool
+) -> None:
+    """With or without the log key: exit 1 naming the missing file; no new log, no file changed."""
+    missing = _remove(logged.pki, which)
+    before = _snapshot(logged.pki)
+    out = tmp_path / "c1.bundle"
+    run = _acts(logged.pki, logged.officer if with_officer else None, _officer_key_file, out)[act]
+    with pytest.raises(VerificationError) as ei:
+        run()  # type: ignore[operator]
+    assert ei.value.exit_code == 1
+    msg = ei.value.message
+    assert "\n" not in msg
+    assert (
+        f"{logged.pki / missing[0]} is missing" in msg
+        or f"{logged.pki / missing[0]}: the signed head is missing" in msg
+    )
+    for n in missing:
+        assert str(logged.pki / n) in msg, msg
+    assert "was removed" in msg and "inventory.json records that this PKI keeps a ceremony log" in msg, msg
+    assert logged.officer.key_id in msg
+    assert _snapshot(logged.pki) == before
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("which", ["log", "head", "both"])
+def test_audit_verify_names_the_removal(logged: Logged, which: str) -> None:
+    missing = _remove(logged.pki, which)
+    r = run_cli("audit", "verify", logged.pki)
+    assert r.code == 1
+    line = one_error_line(r.err, *(str(logged.pki / n) for n in missing), "was removed")
+    assert "keeps a ceremony log" in line
+    assert "missing" in line
+
+
+def test_removed_log_cli_act_is_exit_1(logged: Logged, _officer_key_file: Path, passfile: Path) -> None:
+    _remove(logged.pki, "both")
+    before = _snapshot(logged.pki)
+    base = ("ca", "issue", "c3", "--dir", logged.pki, "--key-type", "ecdsa-p256", "--passphrase-file", passfile)
+    for extra in ((), ("--log-key", _officer_key_file)):
+        r = run_cli(*base, *extra)
+        assert r.code == 1, r.err
+        one_error_line(r.err, f"{logged.pki / 'ceremony.log'} is missing", "the ceremony log was removed")
+    assert _snapshot(logged.pki) == before
+
+
+def _old_inventory(pki: Path) -> None:
+    """Rewrite inventory.json as it was before it recorded the log (no ``ceremony_log``)."""
+    doc = json.loads((pki / "inventory.json").read_bytes())
+    del doc["ceremony_log"]
+    (pki / "inventory.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("which", ["log", "head"])
+def test_old_inventory_one_file_left_still_refuses(logged: Logged, which: str) -> None:
+    """Without the record, the file that is left is the evidence: still exit 1, nothing changed."""
+    _old_inventory(logged.pki)
+    missing = _remove(logged.pki, which)
+    before = _snapshot(logged.pki)
+    with pytest.raises(VerificationError) as ei:
+        CAStore(logged.pki).issue(["c3"], officer=logged.officer, **ISSUE)  # type: ignore[arg-type]
+    assert str(logged.pki / missing[0]) in ei.value.message and "was removed" in ei.value.message
+    assert _snapshot(logged.pki) == before
+    with pytest.raises(VerificationError, match="was removed"):
+        verify_log(logged.pki)
+
+
+def test_old_inventory_without_the_record_works_as_before(logged: Logged) -> None:
+    """An inventory that predates the record: a logged act adds it; an unlogged PKI stays unlogged."""
+    _old_inventory(logged.pki)
+    assert ceremony.log_record(logged.pki) is None
+    verify_log(logged.pki, [logged.officer.key.public_key()])  # type: ignore[list-item]
+    with pytest.raises(Refused, match="keeps a ceremony log"):
+        CAStore(logged.pki).issue(["c3"], **ISSUE)  # type: ignore[arg-type]
+    CAStore(logged.pki).issue(["c3"], officer=logged.officer, **ISSUE)  # type: ignore[arg-type]
+    rec = ceremony.log_record(logged.pki)
+    first = verify_log(logged.pki, [logged.officer.key.public_key()]).entries[0]  # type: ignore[list-item]
+    assert rec is not None and (rec.officer_key_id, rec.started) == (logged.officer.key_id, first.time)
+    # an old logged folder whose log and head were BOTH removed before it got the record: as before,
+    # nothing in the folder shows it (documented limit); the act goes through unlogged
+    _old_inventory(logged.pki)
+    _remove(logged.pki, "both")
+    CAStore(logged.pki).issue(["c4"], **ISSUE)  # type: ignore[arg-type]
+    assert not (logged.pki / "ceremony.log").exists()
+
+
+def test_never_logged_pki_gets_no_record(pki: Path) -> None:
+    """A PKI that never kept a log: no record is written, acts stay unlogged."""
+    CAStore(pki).issue(["c3"], **ISSUE)  # type: ignore[arg-type]
+    assert "ceremony_log" not in json.loads((pki / "inventory.json").read_bytes())
+    assert ceremony.log_record(pki) is None and not (pki / "ceremony.log").exists()
+
+
+def test_log_started_by_a_multi_cluster_issue_keeps_its_record(pki: Path, _officer: Officer) -> None:
+    """``issue`` rewrites the inventory per cluster; the record must survive to the end."""
+    CAStore(pki).issue(["c3", "c4"], officer=_officer, **ISSUE)  # type: ignore[arg-type]
+    rec = ceremony.log_record(pki)
+    assert rec is not None and rec.officer_key_id == _officer.key_id
+    assert [e.act for e in verify_log(pki, [_officer.key.public_key()]).entries] == ["log-start", "issue", "issue"]  # type: ignore[list-item]
+    (pki / "ceremony.log").unlink()
+    (pki / "ceremony-head.json").unlink()
+    with pytest.raises(VerificationError, match="the ceremony log was removed"):
+        CAStore(pki).issue(["c5"], officer=_officer, **ISSUE)  # type: ignore[arg-type]
+    assert not (pki / "c5").exists() and not (pki / "ceremony.log").exists()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"officer_key_id": 5, "started": "x"},
+        {"officer_key_id": "k"},
+        "yes",
+        {"officer_key_id": "k", "started": "t", "x": 1},
+    ],
+)
+def test_corrupt_log_record_is_invalid_input(logged: Logged, record: object) -> None:
+    doc = json.loads((logged.pki / "inventory.json").read_bytes())
+    doc["ceremony_log"] = record
+    (logged.pki / "inventory.json").write_text(json.dumps(doc))
+    with pytest.raises(InvalidInput, match="inventory is corrupt"):
+        CAStore(logged.pki).read_inventory()
+    with pytest.raises(InvalidInput, match="inventory is corrupt"):
+        verify_log(logged.pki)
