@@ -10,6 +10,11 @@ connections; an interrupted body resumes from the ``.part`` file with an HTTP ``
 across runs); a redirect from https to anything else is refused; a size cap; the body is hashed as it
 arrives (raw bytes, never content-decoded), so verification needs no second read. ``requests`` is
 imported inside functions only: the offline commands never load it.
+
+Concurrency and crashes: one fetch of a name into a folder at a time (``OUT/.NAME.lock``, ``flock``;
+the second waits); the tarball is published before its signature, and a re-run checks whatever an
+earlier run left under the final names (finishes the pair, says it is already there, or refuses by
+name), never replacing a file.
 """
 
 from __future__ import annotations

@@ -311,3 +311,26 @@ def test_verify_as_a_process_never_imports_requests(rel: tuple[Path, Path, Path]
 def test_verify_real_process(rel: tuple[Path, Path, Path]) -> None:
     r = run_proc("release", "verify", rel[0], "--key", rel[2])
     assert (r.code, r.out) == (0, "Verified OK\n")
+
+
+# --- fetch from a file:// mirror: re-runs -------------------------------------------------------------
+
+
+def test_fetch_rerun_json_status_from_a_file_mirror(rel: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    tarball, sig, pub = rel
+    version = tarball.name.removeprefix("istio-").removesuffix("-linux-amd64.tar.gz")
+    out = tmp_path / "out"
+    args = ("release", "fetch", version, "--base-url", tarball.parent.as_uri(), "--key", pub, "--out", out, "--json")
+    first = run_cli(*args)
+    assert first.code == 0, first.err
+    assert json.loads(first.out)["status"] == "fetched"
+    again = run_cli(*args)
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["status"] == "already-fetched"
+    assert f"{out / tarball.name}: already fetched and verified" in again.err
+    (out / sig.name).unlink()  # as if the first run had been stopped before its last step
+    third = run_cli(*args)
+    assert third.code == 0, third.err
+    assert json.loads(third.out)["status"] == "completed"
+    assert tree(out) == [tarball.name, sig.name]
+    assert (out / sig.name).read_bytes() == sig.read_bytes()
