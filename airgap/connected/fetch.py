@@ -464,7 +464,12 @@ def _drop_linked_part(part: Path, final: Path) -> None:
 
 
 def _already_fetched(
-    final: Path, sig_final: Path, url: str, keys: Sequence[ReleaseKey], notify: Callable[[str], None]
+    final: Path,
+    sig_final: Path,
+    url: str,
+    keys: Sequence[ReleaseKey],
+    notify: Callable[[str], None],
+    progress: Progress,
 ) -> FetchedRelease:
     """Both final names exist: accept them only if they verify together; never replace them."""
     advice = f"move them away to fetch again, or check them with: airgap release verify {final}"
@@ -472,7 +477,7 @@ def _already_fetched(
         signature = read_signature(sig_final)
     except InvalidInput as exc:
         raise Refused(f"{exc.message}; {final} and {sig_final.name} already exist; {advice}") from exc
-    digests, size = hash_file(final, hashes_for(keys))
+    digests, size = hash_file(final, hashes_for(keys), progress)
     try:
         verified = verify_digests(final, digests, size, signature, keys)
     except VerificationError as exc:
@@ -525,21 +530,24 @@ def fetch_release(
     with fetch_lock(out, name, notify):  # 2
         have_tar, have_sig = _check_final(final), _check_final(sig_final)
         if have_tar and have_sig:  # 3
-            got = _already_fetched(final, sig_final, url, keys, notify)
+            got = _already_fetched(final, sig_final, url, keys, notify, progress)
             _drop_linked_part(part, final)
             return got
         raw_sig = fetch_small(sig_url, limit=MAX_SIGNATURE, options=options)  # 4
         signature = decode_release_signature(raw_sig, source=sig_url)
         if have_sig:
-            with open(sig_final, "rb") as fh:
-                mine = fh.read(MAX_SIGNATURE + 1)
+            try:
+                with open(sig_final, "rb") as fh:
+                    mine = fh.read(MAX_SIGNATURE + 1)
+            except OSError as exc:
+                raise InvalidInput(f"{sig_final}: cannot read: {exc.strerror}") from exc
             if mine != raw_sig:
                 raise Refused(
                     f"{sig_final}: already exists and differs from {sig_url}; refusing to replace it "
                     "(move it away and re-run)"
                 )
         if have_tar:  # 5
-            digests, size = hash_file(final, hashes_for(keys))
+            digests, size = hash_file(final, hashes_for(keys), progress)
             try:
                 verified = verify_digests(final, digests, size, signature, keys)
             except VerificationError as exc:
