@@ -353,6 +353,7 @@ def _remove(pki: Path, which: str) -> list[str]:
 
 def _acts(pki: Path, officer: Officer | None, key_file: Path, out: Path) -> dict[str, object]:
     from airgap.offline.bundle import seal_bundle
+    from airgap.offline.rotate import begin_root_rotation, rotate_intermediate
 
     store = CAStore(pki)
     return {
@@ -370,6 +371,12 @@ def _acts(pki: Path, officer: Officer | None, key_file: Path, out: Path) -> dict
             out=out,
             officer=officer,
         ),
+        "rotate": lambda: rotate_intermediate(
+            store, "c1", days=365, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE, officer=officer
+        ),
+        "rotate-root": lambda: begin_root_rotation(
+            store, key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA 2", passphrase=PASSPHRASE, officer=officer
+        ),
     }
 
 
@@ -383,7 +390,7 @@ def test_log_start_is_recorded_in_the_inventory(logged: Logged) -> None:
 
 
 @pytest.mark.parametrize("which", ["log", "head", "both"])
-@pytest.mark.parametrize("act", ["issue", "revoke", "crl", "bundle"])
+@pytest.mark.parametrize("act", ["issue", "revoke", "crl", "bundle", "rotate", "rotate-root"])
 @pytest.mark.parametrize("with_officer", [True, False], ids=["officer", "no-officer"])
 def test_removed_log_refuses_every_act_and_changes_nothing(
     logged: Logged, _officer_key_file: Path, tmp_path: Path, which: str, act: str, with_officer: bool
