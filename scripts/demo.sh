@@ -99,6 +99,8 @@ PY
 say "Fetch from the mirror, verify against the pinned key, extract safely (RELEASE.json records every file)"
 $AIRGAP release fetch 1.8.6-asm.8 --base-url "file://$(cd "$DEMO" && pwd)/mirror" --key "$DEMO/mirror/release-key.pem" \
   --out "$DEMO/jump/releases"
+$AIRGAP release fetch 1.8.6-asm.8 --base-url "file://$(cd "$DEMO" && pwd)/mirror" --key "$DEMO/mirror/release-key.pem" \
+  --out "$DEMO/jump/releases"   # again: safe to re-run, nothing is downloaded twice
 $AIRGAP release verify "$DEMO/jump/releases/istio-1.8.6-asm.8-linux-amd64.tar.gz" --key "$DEMO/mirror/release-key.pem"
 $AIRGAP release extract "$DEMO/jump/releases/istio-1.8.6-asm.8-linux-amd64.tar.gz" \
   --signature "$DEMO/jump/releases/istio-1.8.6-asm.8-linux-amd64.tar.gz.1.sig" \
