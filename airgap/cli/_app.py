@@ -36,30 +36,37 @@ def info(message: str) -> None:
 
 
 class RichProgress:
-    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+    """A rich progress bar on stderr when it is a terminal; silent otherwise.
 
-    def __init__(self) -> None:
+    ``counts=True`` shows "M/N" items (keys, clusters); the default shows bytes and speed.
+    """
+
+    def __init__(self, *, counts: bool = False) -> None:
+        self._counts = counts
         self._progress: Any = None
         self._task: Any = None
 
     def start(self, description: str, total: int | None) -> None:
         if not sys.stderr.isatty():
             return
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
         )
 
+        amount = (MofNCompleteColumn(),) if self._counts else (DownloadColumn(), TransferSpeedColumn())
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            *amount,
             TimeRemainingColumn(),
+            console=Console(stderr=True),
             transient=True,
         )
         self._progress.start()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from airgap.cli._app import info, new_app, print_json
+from airgap.cli._app import RichProgress, info, new_app, print_json
 
 app = new_app(help="Offline root CA and per-cluster intermediate CAs (Istio's cacerts layout).")
 
@@ -250,6 +250,7 @@ def issue(
             workers=workers or None,
             officer=officer,
             root_key=root_key,
+            progress=RichProgress(counts=True),
         )
     for r in records:
         typer.echo(f"Issued {r.cluster}: {r.subject}, until {r.not_after}, sha256 {r.fingerprint}")

@@ -44,6 +44,7 @@ from airgap.core.keys import (
     load_public_key_pem,
     spki_sha256,
 )
+from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.errors import InvalidInput, Refused
 from airgap.offline import ceremony
 from airgap.offline.ceremony import Officer
@@ -343,6 +344,7 @@ class CAStore:
         workers: int | None = None,
         officer: Officer | None = None,
         root_key: PrivateKey | None = None,
+        progress: Progress = NO_PROGRESS,
     ) -> list[IntermediateRecord]:
         """Issue one intermediate per cluster, every check done before any key is made.
 
@@ -367,11 +369,20 @@ class CAStore:
                 if (self.path / n).exists():
                     raise Refused(f"{self.path / n}: already exists; refusing to overwrite (rotation: see 'ca rotate')")
             n_workers = max(1, min(len(names), workers or os.cpu_count() or 1))
-            if n_workers == 1:
-                made = [_make_key(key_type, key_passphrase) for _ in names]
-            else:
-                with ProcessPoolExecutor(max_workers=n_workers) as pool:
-                    made = list(pool.map(_make_key, [key_type] * len(names), [key_passphrase] * len(names)))
+            made: list[tuple[bytes, bytes]] = []
+            progress.start(f"generating {len(names)} {key_type} keys", len(names))
+            try:
+                if n_workers == 1:
+                    for _ in names:
+                        made.append(_make_key(key_type, key_passphrase))
+                        progress.advance(1)
+                else:
+                    with ProcessPoolExecutor(max_workers=n_workers) as pool:
+                        for m in pool.map(_make_key, [key_type] * len(names), [key_passphrase] * len(names)):
+                            made.append(m)
+                            progress.advance(1)
+            finally:
+                progress.finish()
             inv = self.read_inventory()
             records: list[IntermediateRecord] = []
             for name, (key_pem, pub_pem) in zip(names, made, strict=True):

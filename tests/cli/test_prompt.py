@@ -1,4 +1,4 @@
-"""Passphrases typed at a real terminal (a pty): prompt, confirmation, nothing echoed, nothing written on mismatch."""
+"""At a real terminal (a pty): passphrase prompts with confirmation and no echo; progress bars."""
 
 from __future__ import annotations
 
@@ -60,3 +60,16 @@ def test_mismatched_confirmation_writes_nothing(tmp_path: Path) -> None:
     assert code == 3, screen
     assert b"airgap: error: the two passphrases differ" in screen
     assert not (d / "root-key.pem").exists() and not (d / "root-cert.pem").exists()
+
+
+def test_issue_shows_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    from tests.helpers import run_cli
+
+    d = tmp_path / "pki"
+    ec = ["--key-type", "ecdsa-p256", "--no-passphrase"]
+    assert run_cli("ca", "init", "--dir", d, *ec).code == 0
+    code, screen = _run_on_tty(["ca", "issue", "a", "b", "c", "--dir", str(d), *ec], [])
+    assert code == 0, screen
+    assert b"generating 3 ecdsa-p256 keys" in screen and b"3/3" in screen
+    r = run_cli("ca", "issue", "e", "f", "--dir", d, *ec)  # stderr is not a terminal here: no bar
+    assert r.code == 0 and "generating" not in r.err + r.out
