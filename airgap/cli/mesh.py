@@ -243,32 +243,64 @@ def status(
 
     Example: airgap mesh status --context ctx1 --json
     """
+    from airgap.connected.status import mesh_status
+
+    def problems(st: Any) -> str:
+        return "; ".join(st.problems)
+
+    _check_clusters(
+        context,
+        parallel,
+        as_json,
+        check=mesh_status,
+        doc_key="status",
+        words=("ok", "problems"),
+        detail=problems,
+        error=lambda st: f"context {st.context}: {len(st.problems)} problem(s): {problems(st)}",
+    )
+
+
+def _check_clusters(
+    context: list[str],
+    parallel: int,
+    as_json: bool,
+    *,
+    check: Callable[[Any], Any],
+    doc_key: str,
+    words: tuple[str, str],
+    detail: Callable[[Any], str],
+    error: Callable[[Any], str],
+) -> None:
+    """Run a read-only ``check(kube)`` on one cluster or a fleet; its report has ok/as_dict()/text().
+
+    One cluster: the report, then exit 1 (``error(report)``) when it is not ok. A fleet: each report,
+    a summary table (``words`` for ok / not ok, ``detail``), the worst exit code.
+    """
     from airgap.connected.fleet import Outcome, run_fleet
     from airgap.connected.kube import connect
-    from airgap.connected.status import mesh_status
 
     contexts = _contexts(context)
 
     def one(ctx: str | None) -> Any:
         with connect(ctx, policy=_policy(), notify=_say(f"[{ctx}] " if len(contexts) > 1 else "")) as kube:
-            return mesh_status(kube)
+            return check(kube)
 
     if len(contexts) == 1:
-        st = one(contexts[0])
+        rep = one(contexts[0])
         if as_json:
-            print_json(st.as_dict())
+            print_json(rep.as_dict())
         else:
-            typer.echo(st.text())
-        if not st.ok:
-            raise VerificationError(f"context {st.context}: {len(st.problems)} problem(s): {'; '.join(st.problems)}")
+            typer.echo(rep.text())
+        if not rep.ok:
+            raise VerificationError(error(rep))
         return
 
     docs: dict[str, Any] = {}
 
     def fleet_one(ctx: str) -> Outcome:
-        st = one(ctx)
-        docs[ctx] = st.as_dict()
-        return Outcome(ctx, 0 if st.ok else 1, "ok" if st.ok else "problems", "; ".join(st.problems), st)
+        rep = one(ctx)
+        docs[ctx] = rep.as_dict()
+        return Outcome(ctx, 0 if rep.ok else 1, words[0] if rep.ok else words[1], detail(rep), rep)
 
     report = run_fleet([c for c in contexts if c], fleet_one, parallel=parallel)
     if not as_json:
@@ -276,7 +308,7 @@ def status(
             if o.value is not None:
                 typer.echo(o.value.text())
                 typer.echo("")
-    _finish_fleet(report, as_json, {"status": docs})
+    _finish_fleet(report, as_json, {doc_key: docs})
 
 
 # -- preflight (top level) -------------------------------------------------------------------------
@@ -291,42 +323,21 @@ def preflight(
 
     Example: airgap preflight --context ctx1
     """
-    from airgap.connected.fleet import Outcome, run_fleet
-    from airgap.connected.kube import connect
     from airgap.connected.preflight import preflight as run_preflight
 
-    contexts = _contexts(context)
+    def failed(rep: Any) -> str:
+        return ", ".join(c.name for c in rep.failed)
 
-    def one(ctx: str | None) -> Any:
-        with connect(ctx, policy=_policy(), notify=_say(f"[{ctx}] " if len(contexts) > 1 else "")) as kube:
-            return run_preflight(kube)
-
-    if len(contexts) == 1:
-        rep = one(contexts[0])
-        if as_json:
-            print_json(rep.as_dict())
-        else:
-            typer.echo(rep.text())
-        if not rep.ok:
-            names = ", ".join(c.name for c in rep.failed)
-            raise VerificationError(f"context {rep.context}: preflight failed: {names}")
-        return
-
-    docs: dict[str, Any] = {}
-
-    def fleet_one(ctx: str) -> Outcome:
-        rep = one(ctx)
-        docs[ctx] = rep.as_dict()
-        failed = ", ".join(c.name for c in rep.failed)
-        return Outcome(ctx, 0 if rep.ok else 1, "pass" if rep.ok else "fail", failed, rep)
-
-    report = run_fleet([c for c in contexts if c], fleet_one, parallel=parallel)
-    if not as_json:
-        for o in report.outcomes:
-            if o.value is not None:
-                typer.echo(o.value.text())
-                typer.echo("")
-    _finish_fleet(report, as_json, {"preflight": docs})
+    _check_clusters(
+        context,
+        parallel,
+        as_json,
+        check=run_preflight,
+        doc_key="preflight",
+        words=("pass", "fail"),
+        detail=failed,
+        error=lambda rep: f"context {rep.context}: preflight failed: {failed(rep)}",
+    )
 
 
 def register_top_level(root: typer.Typer) -> None:
