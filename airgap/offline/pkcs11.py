@@ -29,7 +29,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -168,6 +168,20 @@ class _TokenKeyMixin:
     def _not_extractable(self) -> NoReturn:
         raise Refused(f"{self.ref.describe()}: the key lives in the token and cannot be exported")
 
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        self._not_extractable()
+
+    def __copy__(self) -> Self:  # one token handle: a copy is the same key
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
     @property
     def key_id(self) -> str:
         return spki_sha256(self._public)
@@ -218,20 +232,6 @@ class TokenECKey(_TokenKeyMixin, ec.EllipticCurvePrivateKey):
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         self._not_extractable()
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        self._not_extractable()
-
-    def __copy__(self) -> TokenECKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenECKey:
-        return self
-
 
 class TokenRSAKey(_TokenKeyMixin, rsa.RSAPrivateKey):
     """An RSA private key in a PKCS#11 token (PKCS#1 v1.5 signatures only)."""
@@ -269,20 +269,6 @@ class TokenRSAKey(_TokenKeyMixin, rsa.RSAPrivateKey):
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         self._not_extractable()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        self._not_extractable()
-
-    def __copy__(self) -> TokenRSAKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenRSAKey:
-        return self
 
 
 TokenKey = TokenECKey | TokenRSAKey
