@@ -22,6 +22,7 @@ from pathlib import Path
 import pyrage
 
 from airgap.core.atomic import write_new
+from airgap.core.files import read_capped
 from airgap.errors import InvalidInput, Refused, VerificationError
 
 MAX_IDENTITY_FILE = 64 * 1024
@@ -76,24 +77,9 @@ def new_recipient_key(name: str, out: Path, passphrase: bytes | None) -> Recipie
     return RecipientKeyFiles(priv, pub, recipient)
 
 
-def _read_capped(path: Path, cap: int, what: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(cap + 1)
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: {what} not found") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a folder, expected an {what}") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read {what}: {exc.strerror}") from exc
-    if len(data) > cap:
-        raise InvalidInput(f"{path}: too large for an {what}")
-    return data
-
-
 def identity_is_encrypted(path: Path) -> bool:
     """True when the identity file at ``path`` is passphrase-protected (needs a passphrase)."""
-    data = _read_capped(path, MAX_IDENTITY_FILE, "age identity file")
+    data = read_capped(path, MAX_IDENTITY_FILE, "age identity file")
     return data.startswith(AGE_BINARY_MAGIC) or data.lstrip().startswith(AGE_ARMOR_MAGIC)
 
 
@@ -124,7 +110,7 @@ def load_identities(path: Path, passphrase: bytes | None) -> list[pyrage.x25519.
 
     Wrong or missing passphrase, and any malformed file, are :class:`InvalidInput` (exit 3).
     """
-    data = _read_capped(path, MAX_IDENTITY_FILE, "age identity file")
+    data = read_capped(path, MAX_IDENTITY_FILE, "age identity file")
     if data.startswith(AGE_BINARY_MAGIC) or data.lstrip().startswith(AGE_ARMOR_MAGIC):
         if passphrase is None:
             raise InvalidInput(f"{path}: identity is passphrase-protected; a passphrase is needed (--passphrase-file)")
@@ -154,7 +140,7 @@ def load_recipients(spec: str) -> list[str]:
     path = Path(spec)
     if spec.startswith("age1") and not path.exists():
         return [str(parse_recipient(spec, source="--recipient"))]
-    data = _read_capped(path, MAX_RECIPIENTS_FILE, "age recipients file")
+    data = read_capped(path, MAX_RECIPIENTS_FILE, "age recipients file")
     try:
         lines = data.decode("ascii").splitlines()
     except UnicodeDecodeError as exc:

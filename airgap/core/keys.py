@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from airgap.core.atomic import write_new
+from airgap.core.files import read_capped
 from airgap.errors import InvalidInput, Refused
 
 KeyType = Literal["rsa-4096", "rsa-3072", "ecdsa-p256", "ecdsa-p384"]
@@ -96,21 +97,6 @@ def is_encrypted_pem(data: bytes) -> bool:
     return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data or b"Proc-Type: 4,ENCRYPTED" in data
 
 
-def _read_limited(path: Path, what: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_KEY_FILE + 1)
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: {what} not found") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a folder, expected a {what}") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read {what}: {exc.strerror}") from exc
-    if len(data) > MAX_KEY_FILE:
-        raise InvalidInput(f"{path}: too large for a {what}")
-    return data
-
-
 def load_private_key_pem(data: bytes, passphrase: bytes | None, *, source: str) -> PrivateKey:
     """Parse a PEM private key; wrong or missing passphrase and corrupt PEM are exit 3."""
     encrypted = is_encrypted_pem(data)
@@ -130,12 +116,12 @@ def load_private_key_pem(data: bytes, passphrase: bytes | None, *, source: str) 
 
 
 def load_private_key(path: Path, passphrase: bytes | None) -> PrivateKey:
-    return load_private_key_pem(_read_limited(path, "private key"), passphrase, source=str(path))
+    return load_private_key_pem(read_capped(path, MAX_KEY_FILE, "private key"), passphrase, source=str(path))
 
 
 def load_public_key(path: Path) -> PublicKey:
     """Load a PEM SubjectPublicKeyInfo (or the public key of a PEM certificate)."""
-    data = _read_limited(path, "public key")
+    data = read_capped(path, MAX_KEY_FILE, "public key")
     return load_public_key_pem(data, source=str(path))
 
 

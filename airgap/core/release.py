@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes
 
 from airgap.core.archive import ExtractedFile, extract_archive
 from airgap.core.atomic import write_new
+from airgap.core.files import read_capped
 from airgap.core.keys import (
     PublicKey,
     key_type_of,
@@ -152,17 +153,8 @@ def select_keys(key: Path | None = None, key_id: str | None = None) -> list[Rele
 
 
 def read_signature(path: Path) -> bytes:
-    """Read a detached signature (raw DER or base64); missing/unreadable/empty is exit 3."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_SIGNATURE + 1)
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: signature file not found") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a folder, expected a signature file") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read signature: {exc.strerror}") from exc
-    return decode_release_signature(raw, source=str(path))
+    """Read a detached signature (raw DER or base64); missing/unreadable/empty/huge is exit 3."""
+    return decode_release_signature(read_capped(path, MAX_SIGNATURE, "signature file"), source=str(path))
 
 
 def decode_release_signature(raw: bytes, *, source: str) -> bytes:
