@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -88,7 +89,6 @@ def test_sequence_grows_per_cluster(pki: Path, tmp_path: Path, bkeys: Keys) -> N
 
 
 def _crl_for(pki: Path, cluster: str) -> bytes:
-    import datetime as dt
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -348,7 +348,9 @@ def test_rewritten_log_is_caught_by_the_bundles_head(logged_pki: Path, tmp_path:
     todo = [(e.act, dict(e.params)) for e in entries]
     todo[3][1]["days"] = 3650  # the issue entry, quietly edited and the whole chain re-signed
     (logged_pki / "ceremony.log").unlink()
-    ceremony._append(logged_pki, [], todo, officer, None)
+    # re-signed with the original start time, so the inventory's record of the log still matches
+    started = dt.datetime.fromisoformat(entries[0].time)
+    ceremony._append(logged_pki, [], todo, officer, started)
     trust = [load_public_key(bkeys.signer_pub)]
     verify_log(logged_pki, trust)  # internally consistent, signed by the officer...
     with pytest.raises(VerificationError, match=f"no entry has hash {sealed.ceremony_head}"):
