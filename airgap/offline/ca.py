@@ -78,6 +78,19 @@ class RootRecord:
     key_type: str
     created_at: str
 
+    @classmethod
+    def of(cls, cert: x509.Certificate) -> RootRecord:
+        """The inventory record of a root certificate made now."""
+        return cls(
+            serial=format(cert.serial_number, "x"),
+            fingerprint=cx.fingerprint(cert),
+            subject=cert.subject.rfc4514_string(),
+            not_before=_iso(cert.not_valid_before_utc),
+            not_after=_iso(cert.not_valid_after_utc),
+            key_type=key_type_of(cert.public_key()),  # type: ignore[arg-type]
+            created_at=_iso(cx.now()),
+        )
+
 
 @dataclass(frozen=True)
 class IntermediateRecord:
@@ -275,15 +288,7 @@ class CAStore:
             except BaseException:
                 key_file.unlink(missing_ok=True)
                 raise
-            record = RootRecord(
-                serial=format(cert.serial_number, "x"),
-                fingerprint=cx.fingerprint(cert),
-                subject=cert.subject.rfc4514_string(),
-                not_before=_iso(cert.not_valid_before_utc),
-                not_after=_iso(cert.not_valid_after_utc),
-                key_type=key_type_of(key),
-                created_at=_iso(cx.now()),
-            )
+            record = RootRecord.of(cert)
             inv = self.read_inventory()
             inv.root = record
             self._write_inventory(inv)

@@ -55,7 +55,6 @@ from airgap.offline.ca import (
     IntermediateRecord,
     RootRecord,
     _cert_params,
-    _iso,
     _make_key,
 )
 from airgap.offline.ceremony import Officer
@@ -288,19 +287,7 @@ def begin_root_rotation(
                 officer,
                 prepared=prep,
             )
-    return _root_record(cert)
-
-
-def _root_record(cert: x509.Certificate) -> RootRecord:
-    return RootRecord(
-        serial=format(cert.serial_number, "x"),
-        fingerprint=cx.fingerprint(cert),
-        subject=cert.subject.rfc4514_string(),
-        not_before=_iso(cert.not_valid_before_utc),
-        not_after=_iso(cert.not_valid_after_utc),
-        key_type=key_type_of(cert.public_key()),  # type: ignore[arg-type]
-        created_at=_iso(cx.now()),
-    )
+    return RootRecord.of(cert)
 
 
 def finish_root_rotation(
@@ -354,7 +341,7 @@ def finish_root_rotation(
         nd.rmdir()
         _rewrite_trust(store)
         new = store.load_root_cert()
-        rec = _root_record(new)
+        rec = RootRecord.of(new)
         inv = store.read_inventory()
         inv.root = rec
         store._write_inventory(inv)
