@@ -150,16 +150,11 @@ def _log_officer(
     """Open --log-key; its passphrase: --log-key-passphrase-file, else the PKI's / signing key's."""
     if log_key is None:
         return None
-    from airgap.core.keys import is_encrypted_pem
+    from airgap.core.keys import key_file_is_encrypted
     from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
-    from airgap.errors import InvalidInput
     from airgap.offline.ceremony import load_officer
 
-    try:
-        encrypted = is_encrypted_pem(log_key.read_bytes()[:4096])
-    except OSError as exc:
-        raise InvalidInput(f"{log_key}: cannot read the log key: {exc.strerror}") from exc
-    if not encrypted:
+    if not key_file_is_encrypted(log_key, "log key"):
         return load_officer(log_key, None)
     pw: bytes | None
     if log_pass_file is not None:

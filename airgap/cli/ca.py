@@ -58,15 +58,12 @@ def _officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | N
     """Open the officer's log key; its passphrase is --log-key-passphrase-file or the PKI's."""
     if log_key is None:
         return None
-    from airgap.core.keys import is_encrypted_pem
+    from airgap.core.keys import key_file_is_encrypted
     from airgap.core.passphrase import read_passphrase_file
     from airgap.offline.ceremony import load_officer
 
     pw = read_passphrase_file(log_pass_file) if log_pass_file is not None else pki_pw
-    try:
-        encrypted = is_encrypted_pem(log_key.read_bytes()[:4096])
-    except OSError as exc:
-        raise _invalid(f"{log_key}: cannot read the log key: {exc.strerror}") from exc
+    encrypted = key_file_is_encrypted(log_key, "log key")
     if encrypted and pw is None:
         raise _invalid(f"{log_key}: the log key is encrypted; give --log-key-passphrase-file (or the PKI passphrase)")
     return load_officer(log_key, pw if encrypted else None)

@@ -97,6 +97,14 @@ def is_encrypted_pem(data: bytes) -> bool:
     return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data or b"Proc-Type: 4,ENCRYPTED" in data
 
 
+def key_file_is_encrypted(path: Path, what: str = "private key") -> bool:
+    """True when the PEM key file needs a passphrase (so a command knows whether to ask for one).
+
+    Missing, unreadable or oversized is :class:`InvalidInput` (exit 3), naming ``what``.
+    """
+    return is_encrypted_pem(read_capped(path, MAX_KEY_FILE, what))
+
+
 def load_private_key_pem(data: bytes, passphrase: bytes | None, *, source: str) -> PrivateKey:
     """Parse a PEM private key; wrong or missing passphrase and corrupt PEM are exit 3."""
     encrypted = is_encrypted_pem(data)

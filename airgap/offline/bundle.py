@@ -53,7 +53,7 @@ from airgap.core.bundle import (
     format_time,
     sign_manifest,
 )
-from airgap.core.keys import PrivateKey, is_encrypted_pem, load_private_key, load_private_key_pem, spki_sha256
+from airgap.core.keys import PrivateKey, key_file_is_encrypted, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import check_ca_material
@@ -90,17 +90,13 @@ class SecretMember:
 
 def sign_key_is_encrypted(path: Path) -> bool:
     """True when the signing key file needs a passphrase (so the CLI knows whether to ask)."""
-    try:
-        return is_encrypted_pem(path.read_bytes()[: 1024 * 1024])
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read signing key: {exc.strerror}") from exc
+    return key_file_is_encrypted(path, "signing key")
 
 
 def cluster_key_is_encrypted(pki_dir: Path, cluster: str) -> bool:
-    p = Path(pki_dir) / check_cluster_name(cluster) / "ca-key.pem"
     try:
-        return is_encrypted_pem(p.read_bytes()[: 1024 * 1024])
-    except OSError:
+        return key_file_is_encrypted(Path(pki_dir) / check_cluster_name(cluster) / "ca-key.pem")
+    except InvalidInput:
         return False  # reported properly by seal_bundle
 
 

@@ -134,3 +134,13 @@ def test_decode_signature_base64_text_starting_with_zero() -> None:
     assert text[:1] == b"0"
     assert decode_signature(text) == raw
     assert decode_signature(text[:20] + b"\n" + text[20:] + b"\n") == raw  # wrapped lines too
+
+
+def test_key_file_is_encrypted(tmp_path: Path) -> None:
+    k = keys.generate_private_key("ecdsa-p256")
+    keys.write_private_key(tmp_path / "enc.pem", k, b"pw")
+    keys.write_private_key(tmp_path / "plain.pem", k, None)
+    assert keys.key_file_is_encrypted(tmp_path / "enc.pem") is True
+    assert keys.key_file_is_encrypted(tmp_path / "plain.pem") is False
+    with pytest.raises(InvalidInput, match="log key not found"):
+        keys.key_file_is_encrypted(tmp_path / "nope.pem", "log key")
