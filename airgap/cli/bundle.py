@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from airgap.cli._app import RichProgress, info, new_app, print_json
+from airgap.core.limits import MAX_BUNDLE_EXPIRY_DAYS, MAX_PARALLEL
 
 if TYPE_CHECKING:
     from airgap.offline.ceremony import Officer
@@ -71,7 +72,9 @@ def create(
     sign_key: Path = typer.Option(..., "--sign-key", help="The officer's signing key (keys new --kind signing)."),
     recipient: list[str] = typer.Option([], "--recipient", help="age recipient: a NAME.pub file or age1… (repeat)."),
     include: list[Path] = typer.Option([], "--include", help="Another file to carry, e.g. a release tarball."),
-    expires: int = typer.Option(30, "--expires", help="Days until the bundle expires."),
+    expires: int = typer.Option(
+        30, "--expires", min=1, max=MAX_BUNDLE_EXPIRY_DAYS, help="Days until the bundle expires."
+    ),
     no_encrypt: bool = typer.Option(False, "--no-encrypt", help="Carry ca-key.pem in the clear (not advised)."),
     out: Path = typer.Option(..., "--out", help="The bundle file to write (never replaced)."),
     passphrase_file: Path | None = typer.Option(
@@ -217,7 +220,9 @@ def import_(
     context: list[str] = typer.Option(
         [], "--context", help="kubeconfig context (default: current); repeat to import into a fleet."
     ),
-    parallel: int = typer.Option(8, "--parallel", min=1, help="Clusters at a time when --context is repeated."),
+    parallel: int = typer.Option(
+        8, "--parallel", min=1, max=MAX_PARALLEL, help="Clusters at a time when --context is repeated."
+    ),
     rotate: bool = typer.Option(False, "--rotate", help="Replace an existing cacerts secret (CA rotation)."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check everything, print the plan, write nothing (with --context: read the cluster)."

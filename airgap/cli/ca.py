@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from airgap.cli._app import RichProgress, info, new_app, print_json
+from airgap.core.limits import MAX_CRL_DAYS, MAX_VALIDITY_DAYS, MAX_WINDOW_DAYS, MAX_WORKERS
 
 app = new_app(help="Offline root CA and per-cluster intermediate CAs (Istio's cacerts layout).")
 
@@ -109,7 +110,7 @@ def _root_key(ref: TokenRef | None, pin_file: Path | None) -> Iterator[PrivateKe
 def init(
     dir: Path = DirOpt,
     key_type: str = typer.Option("rsa-4096", "--key-type", help="rsa-4096 | rsa-3072 | ecdsa-p256 | ecdsa-p384"),
-    days: int = typer.Option(3650, "--days", help="Validity of the root in days."),
+    days: int = typer.Option(3650, "--days", min=1, max=MAX_VALIDITY_DAYS, help="Validity of the root in days."),
     org: str = typer.Option("Istio", "--org"),
     cn: str = typer.Option("Root CA", "--cn"),
     passphrase_file: Path | None = PassFileOpt,
@@ -130,9 +131,11 @@ def init(
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import resolve_passphrase
+    from airgap.core.x509 import check_subject
     from airgap.offline.ca import CAStore
 
     kt = check_key_type(key_type)
+    check_subject(org=org, cn=cn)
     store = CAStore(dir)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
     if ref is None:
@@ -205,7 +208,11 @@ def issue(
     dir: Path = DirOpt,
     key_type: str = typer.Option("rsa-4096", "--key-type", help="rsa-4096 | rsa-3072 | ecdsa-p256 | ecdsa-p384"),
     days: int = typer.Option(
-        730, "--days", help="Validity in days. Refused (exit 4) if it would outlive the root: never clamped."
+        730,
+        "--days",
+        min=1,
+        max=MAX_VALIDITY_DAYS,
+        help="Validity in days. Refused (exit 4) if it would outlive the root: never clamped.",
     ),
     org: str = typer.Option("Istio", "--org"),
     cn: str = typer.Option("Intermediate CA", "--cn"),
@@ -214,7 +221,9 @@ def issue(
     no_passphrase: bool = typer.Option(
         False, "--no-passphrase", help="Root key is unencrypted and new keys are written unencrypted."
     ),
-    workers: int = typer.Option(0, "--workers", help="Key-generation processes (0: every core)."),
+    workers: int = typer.Option(
+        0, "--workers", min=0, max=MAX_WORKERS, help="Key-generation processes (0: every core)."
+    ),
     log_key: Path | None = LogKeyOpt,
     log_key_passphrase_file: Path | None = LogPassOpt,
     pkcs11_module: Path | None = ModuleOpt,
@@ -228,9 +237,11 @@ def issue(
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import resolve_passphrase
+    from airgap.core.x509 import check_subject
     from airgap.offline.ca import CAStore
 
     kt = check_key_type(key_type)
+    check_subject(org=org, cn=cn)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
@@ -264,6 +275,8 @@ def list_(
     expiring_within: int | None = typer.Option(
         None,
         "--expiring-within",
+        min=0,
+        max=MAX_WINDOW_DAYS,
         help="Exit 1 (for cron) when a root or current intermediate expires within DAYS days (or has expired).",
     ),
 ) -> None:
@@ -390,7 +403,9 @@ def revoke(
     serial: str | None = typer.Option(
         None, "--serial", help="Hex serial of an archived intermediate (default: current)."
     ),
-    next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the new CRL, in days."),
+    next_update_days: int = typer.Option(
+        30, "--next-update-days", min=1, max=MAX_CRL_DAYS, help="nextUpdate of the new CRL, in days."
+    ),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
     log_key: Path | None = LogKeyOpt,
@@ -432,7 +447,9 @@ def revoke(
 @app.command("crl")
 def crl(
     dir: Path = DirOpt,
-    next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the new CRL, in days."),
+    next_update_days: int = typer.Option(
+        30, "--next-update-days", min=1, max=MAX_CRL_DAYS, help="nextUpdate of the new CRL, in days."
+    ),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
     log_key: Path | None = LogKeyOpt,
@@ -467,7 +484,13 @@ def crl(
 def rotate(
     cluster: str = typer.Argument(..., help="The cluster whose next intermediate is issued."),
     dir: Path = DirOpt,
-    days: int = typer.Option(730, "--days", help="Validity in days (refused if it would outlive the signing root)."),
+    days: int = typer.Option(
+        730,
+        "--days",
+        min=1,
+        max=MAX_VALIDITY_DAYS,
+        help="Validity in days (refused if it would outlive the signing root).",
+    ),
     key_type: str | None = typer.Option(None, "--key-type", help="Default: the old intermediate's key type."),
     san: list[str] | None = typer.Option(None, "--san", help="Default: the old intermediate's SANs."),
     passphrase_file: Path | None = PassFileOpt,
@@ -524,12 +547,14 @@ def rotate_root(
     dir: Path = DirOpt,
     finish: bool = typer.Option(False, "--finish", help="Step 3: retire the old root (all clusters rotated)."),
     key_type: str = typer.Option("rsa-4096", "--key-type", help="Key type of the next root."),
-    days: int = typer.Option(3650, "--days", help="Validity of the next root in days."),
+    days: int = typer.Option(3650, "--days", min=1, max=MAX_VALIDITY_DAYS, help="Validity of the next root in days."),
     org: str = typer.Option("Istio", "--org"),
     cn: str = typer.Option("Root CA", "--cn"),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="Write the next root key unencrypted."),
-    next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the CRL --finish re-signs."),
+    next_update_days: int = typer.Option(
+        30, "--next-update-days", min=1, max=MAX_CRL_DAYS, help="nextUpdate of the CRL --finish re-signs."
+    ),
     log_key: Path | None = LogKeyOpt,
     log_key_passphrase_file: Path | None = LogPassOpt,
     pkcs11_module: Path | None = ModuleOpt,
@@ -560,7 +585,10 @@ def rotate_root(
         typer.echo(f"Root rotation finished: the root is now {rec.subject}, sha256 {rec.fingerprint}")
         typer.echo("  every cluster's root-cert.pem now carries the new root only; make and import new bundles")
         return
+    from airgap.core.x509 import check_subject
+
     kt = check_key_type(key_type)
+    check_subject(org=org, cn=cn)
     new_ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from airgap.cli._app import new_app, print_json
+from airgap.core.limits import MAX_PARALLEL, MAX_TIMEOUT
 from airgap.errors import VerificationError
 
 app = new_app(help="Install and check the mesh on clusters.")
@@ -75,10 +76,14 @@ def install(
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan; change nothing."),
     output_dir: Path | None = typer.Option(None, "--output-dir", help="Render manifests and the command; no cluster."),
     force: bool = typer.Option(False, "--force", help="Change a different existing network label."),
-    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
-    timeout: float = typer.Option(900.0, "--timeout", min=1, help="Seconds istioctl install may take."),
-    wait_timeout: float = typer.Option(600.0, "--wait-timeout", min=0, help="Seconds to wait for Ready pods."),
-    poll: float = typer.Option(2.0, "--poll", min=0.01, hidden=True),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help=PARALLEL_HELP),
+    timeout: float = typer.Option(
+        900.0, "--timeout", min=1, max=MAX_TIMEOUT, help="Seconds istioctl install may take."
+    ),
+    wait_timeout: float = typer.Option(
+        600.0, "--wait-timeout", min=0, max=MAX_TIMEOUT, help="Seconds to wait for Ready pods."
+    ),
+    poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Install the mesh from a verified release: cluster.yaml, istioctl, network label, istiod Service, wait.
@@ -170,9 +175,11 @@ def inject(
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
     revision: str | None = typer.Option(None, "--revision", help="Revision (default: the running istiod's)."),
     restart: bool = typer.Option(False, "--restart", help="Rollout-restart the namespaces' deployments and check."),
-    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
-    wait_timeout: float = typer.Option(300.0, "--wait-timeout", min=0, help="Seconds to wait for the rollouts."),
-    poll: float = typer.Option(2.0, "--poll", min=0.01, hidden=True),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help=PARALLEL_HELP),
+    wait_timeout: float = typer.Option(
+        300.0, "--wait-timeout", min=0, max=MAX_TIMEOUT, help="Seconds to wait for the rollouts."
+    ),
+    poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Label namespaces with the revision (removing istio-injection); --restart restarts and checks the pods.
@@ -236,7 +243,7 @@ def _print_inject(r: Any) -> None:
 @app.command("status")
 def status(
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
-    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help=PARALLEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Control plane, revision, cacerts fingerprint and expiry, injection labels; exit 1 on problems.
@@ -316,7 +323,7 @@ def _check_clusters(
 
 def preflight(
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
-    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help=PARALLEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Check the guide's requirements on a cluster before installing; exit 1 when one fails.

@@ -24,7 +24,6 @@ exact istioctl command line instead, touching no cluster.
 from __future__ import annotations
 
 import copy
-import os
 import re
 import shlex
 import subprocess
@@ -410,13 +409,11 @@ def run_istioctl(
 
     istioctl reads the same kubeconfig we did (``kubeconfig``, else the inherited ``KUBECONFIG``).
     """
-    env = os.environ.copy()
-    if kubeconfig is not None:
-        env["KUBECONFIG"] = str(kubeconfig)
-    try:
-        proc = subprocess.Popen(
-            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
+    from airgap.core.subproc import popen
+
+    extra = {"KUBECONFIG": str(kubeconfig)} if kubeconfig is not None else {}
+    try:  # scrubbed: istioctl never sees AIRGAP_PASSPHRASE, AIRGAP_PKCS11_PIN or any other secret
+        proc = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=extra)
     except OSError as exc:
         raise ClusterError(f"context {context}: cannot run {argv[0]}: {exc.strerror}") from exc
     timed_out = threading.Event()

@@ -41,6 +41,30 @@ def ensure_dir(path: Path, mode: int = 0o755) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def output_dir(path: Path, mode: int = 0o755) -> Iterator[Path]:
+    """:func:`ensure_dir` for a command's output folder ("created when missing"), undone on failure.
+
+    When the block raises, the folders this call created (``path`` and missing parents) are
+    removed again if they are still empty, so a refused or failed command leaves no new folder.
+    """
+    made: list[Path] = []
+    p = Path(path)
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    ensure_dir(Path(path), mode)
+    try:
+        yield Path(path)
+    except BaseException:
+        for d in made:  # deepest first; stop at the first that is not empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def fsync_dir(path: Path) -> None:
     """Flush a folder's entries to disk, so a rename inside it survives a crash."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

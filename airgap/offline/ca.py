@@ -44,6 +44,7 @@ from airgap.core.keys import (
     load_public_key_pem,
     spki_sha256,
 )
+from airgap.core.limits import MAX_WINDOW_DAYS
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.errors import InvalidInput, Refused
 from airgap.offline import ceremony
@@ -216,8 +217,16 @@ class CAStore:
         return self.path / check_cluster_name(cluster)
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """An exclusive lock on the PKI folder, so two runs never interleave their writes."""
+    def locked(self, *, create: bool = False) -> Iterator[None]:
+        """An exclusive lock on the PKI folder, so two runs never interleave their writes.
+
+        Only ``ca init`` (``create``) makes the folder: any other act on a folder that holds no
+        PKI is refused before anything (not even ``.lock``) is written there.
+        """
+        if not create and not any(
+            (self.path / n).exists() for n in (ROOT_CERT, INVENTORY, "ceremony.log", "next-root")
+        ):
+            self.load_root_cert()  # Refused: "no root here; run 'airgap ca init' first"
         ensure_dir(self.path, mode=0o700)
         try:
             fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -273,7 +282,7 @@ class CAStore:
         for p in (self.root_key_path, self.root_cert_path, self.root_key_ref_path):
             if p.exists():
                 raise Refused(f"{p}: already exists; refusing to overwrite the root")
-        with self.locked():
+        with self.locked(create=True):
             prep = ceremony.prepare(self.path, officer)
             key = root_key if root_key is not None else generate_private_key(key_type)
             cert = cx.build_root(key, org=org, cn=cn, days=days)
@@ -534,8 +543,8 @@ class Expiring:
 
 def expiring_within(store: CAStore, days: int, *, at: dt.datetime | None = None) -> list[Expiring]:
     """Roots (current and next) and current intermediates whose notAfter falls within ``days``."""
-    if days < 0:
-        raise InvalidInput("--expiring-within must be zero or more days")
+    if not 0 <= days <= MAX_WINDOW_DAYS:
+        raise InvalidInput(f"--expiring-within must be between 0 and {MAX_WINDOW_DAYS} days")
     t = at or cx.now()
     limit = t + dt.timedelta(days=days)
     certs: list[tuple[str, x509.Certificate]] = [("root", store.load_root_cert())]
