@@ -275,7 +275,7 @@ def prepare_import(
     )
     crl = bundle.member_bytes(CA_CRL) if bundle.has_member(CA_CRL) else None
     if crl is not None:
-        check_bundled_crl(crl, material, source=source)
+        check_bundled_crl(crl, material, source=source, cluster=bundle.cluster)
     return PreparedImport(bundle=bundle, material=material, ca_crl_pem=crl, state=sdir)
 
 

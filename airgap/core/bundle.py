@@ -325,18 +325,28 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
     )
 
 
-def check_bundled_crl(crl_pem: bytes, material: CAMaterial, *, source: str) -> None:
-    """``ca-crl.pem`` must be a PEM CRL issued and signed by the bundle's CA or its root (exit 1)."""
+def check_bundled_crl(crl_pem: bytes, material: CAMaterial, *, source: str, cluster: str = "CLUSTER") -> None:
+    """``ca-crl.pem`` must be a PEM CRL issued and signed by the bundle's CA or its root (exit 1),
+    and must not list the bundle's own CA: a revoked CA never ships or installs (exit 4)."""
     from cryptography import x509
+
+    from airgap.core.x509 import revocation_entry
 
     try:
         crl = x509.load_pem_x509_crl(crl_pem)
     except ValueError as exc:
         raise VerificationError(f"{source}: ca-crl.pem is not a valid PEM CRL") from exc
-    for issuer in (material.ca_cert, material.root_cert):
-        if crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-            return
-    raise VerificationError(f"{source}: ca-crl.pem is not signed by the bundled CA or root")
+    if not any(
+        crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        for issuer in (material.ca_cert, material.root_cert)
+    ):
+        raise VerificationError(f"{source}: ca-crl.pem is not signed by the bundled CA or root")
+    entry = revocation_entry(crl, material.ca_cert)
+    if entry is not None:
+        raise Refused(
+            f"{source}: the CA is revoked: its ca-crl.pem {entry}; "
+            f"run 'airgap ca rotate {cluster}' and make a new bundle from its replacement"
+        )
 
 
 # -- ustar writing ---------------------------------------------------------------------------------
@@ -397,7 +407,8 @@ class BundleWriter:
 
     def add_bytes(self, name: str, data: bytes, *, encrypted: bool = False) -> MemberEntry:
         self._claim(name)
-        self._out.write(ustar_header(name, len(data)))
+        # A plaintext key (--no-encrypt) is mode 0600 in the archive, so 'tar xf' never makes it world-readable.
+        self._out.write(ustar_header(name, len(data), mode=0o600 if name == CA_KEY else 0o644))
         self._out.write(data)
         self._out.write(padding_for(len(data)))
         return MemberEntry(name, len(data), hashlib.sha256(data).hexdigest(), encrypted)

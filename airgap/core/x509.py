@@ -261,6 +261,27 @@ def status_of(cert: x509.Certificate, *, at: dt.datetime | None = None) -> str:
     return "valid"
 
 
+def revocation_entry(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str | None:
+    """``cert``'s entry in ``crl`` described for a user, or None when the CRL does not list it.
+
+    Only a CRL of ``cert``'s own issuer counts (the caller has checked its signature). Example:
+    ``"CRL #2 lists serial 1f3a... (keyCompromise, revoked 2026-12-01T10:00:00Z)"``.
+    """
+    if crl.issuer != cert.issuer:
+        return None
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is None:
+        return None
+    reasons = [e.value.reason.value for e in entry.extensions if isinstance(e.value, x509.CRLReason)]
+    reason = str(reasons[0]) if reasons else "unspecified"
+    try:
+        number = f"CRL #{crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number}"
+    except x509.ExtensionNotFound:
+        number = "the CRL"
+    when = entry.revocation_date_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{number} lists serial {cert.serial_number:x} ({reason}, revoked {when})"
+
+
 @dataclass(frozen=True)
 class CAMaterial:
     """A cluster's four ``cacerts`` files, parsed and checked as istiod would."""
