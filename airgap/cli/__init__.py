@@ -90,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        print(f"airgap: error: {exc.message}", file=sys.stderr)
+        from airgap.core.display import clean
+
+        # One line, whatever the message quotes from an untrusted file, cluster or log.
+        print(f"airgap: error: {clean(exc.message)}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("airgap: interrupted", file=sys.stderr)

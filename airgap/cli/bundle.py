@@ -50,19 +50,22 @@ def _verified_doc(b: Any) -> dict[str, Any]:
 
 
 def _print_summary(doc: dict[str, Any]) -> None:
+    """A manifest's fields (from a file that crossed the gap: every value is shown through clean())."""
+    from airgap.core.display import clean
+
     for k in ("bundle_id", "cluster", "sequence", "signer", "created", "expires"):
-        typer.echo(f"{k:<10} {doc[k]}")
+        typer.echo(f"{k:<10} {clean(doc.get(k))}")
     if "ceremony_head" not in doc:
         head = "(none: format 1 bundle, made before bundles carried it)"
     else:
         head = doc["ceremony_head"] or "(none: the PKI kept no ceremony log)"
-    typer.echo(f"{'ceremony':<10} {head}")
+    typer.echo(f"{'ceremony':<10} {clean(head)}")
     recips = doc.get("recipients") or []
-    typer.echo(f"{'recipients':<10} {', '.join(recips) if recips else '(none: not encrypted)'}")
+    typer.echo(f"{'recipients':<10} {clean(', '.join(map(str, recips))) if recips else '(none: not encrypted)'}")
     typer.echo("members:")
     for x in doc["members"]:
         flag = " (age-encrypted)" if x["encrypted"] else ""
-        typer.echo(f"  {x['path']}  {x['size']} bytes  sha256 {x['sha256']}{flag}")
+        typer.echo(f"  {clean(x['path'])}  {clean(x['size'])} bytes  sha256 {clean(x['sha256'])}{flag}")
 
 
 @app.command("create")
@@ -192,23 +195,24 @@ def inspect(
 ) -> None:
     """Show what a bundle CLAIMS, without checking its signature (labelled UNVERIFIED)."""
     from airgap.core.bundle import inspect_bundle
+    from airgap.core.display import clean
 
     doc = inspect_bundle(bundle)
     if as_json:
         print_json(doc)
         return
-    typer.echo(f"UNVERIFIED: what {bundle} claims; nothing here is checked (use 'airgap bundle verify')")
+    typer.echo(f"UNVERIFIED: what {clean(bundle)} claims; nothing here is checked (use 'airgap bundle verify')")
     if doc["manifest_problem"]:
-        typer.echo(f"manifest problem: {doc['manifest_problem']}")
+        typer.echo(f"manifest problem: {clean(doc['manifest_problem'])}")
     man = doc["manifest"]
     if isinstance(man, dict) and doc["manifest_problem"] is None:
         _print_summary(man)
     else:
-        typer.echo(f"manifest: {man!r}")
+        typer.echo(f"manifest: {clean(repr(man))}")
     typer.echo(f"signature  {'present (not checked)' if doc['signature_present'] else 'MISSING'}")
     typer.echo("archive:")
     for e in doc["archive"]:
-        typer.echo(f"  {e['name']}  {e['size']} bytes")
+        typer.echo(f"  {clean(e['name'])}  {e['size']} bytes")
 
 
 @app.command("import")

@@ -348,22 +348,26 @@ def list_(
         )
         _fail_if_expiring(soon, expiring_within)
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from airgap.core.display import clean, short, text
+    from airgap.core.display import console as make_console
+
+    console = make_console()  # full width when piped: cron mail and '| cat' are never cut
     console.print(
-        f"Root: {root_doc['subject']}  until {root_doc['not_after']}  status {root_doc['status']}", markup=False
+        f"Root: {clean(root_doc['subject'])}  until {root_doc['not_after']}  status {root_doc['status']}",
+        markup=False,
     )
-    console.print(f"      sha256 {root_doc['fingerprint']}")
+    console.print(f"      sha256 {root_doc['fingerprint']}", markup=False)
     if next_root is not None:
         console.print(
-            f"Next root (rotation in progress): {next_root['subject']}  until {next_root['not_after']}", markup=False
+            f"Next root (rotation in progress): {clean(next_root['subject'])}  until {next_root['not_after']}",
+            markup=False,
         )
-        console.print(f"      sha256 {next_root['fingerprint']}")
+        console.print(f"      sha256 {next_root['fingerprint']}", markup=False)
     table = Table("cluster", "status", "not after", "key", "chain", "CA", "key check", "fingerprint")
     for r in rows:
-        table.add_row(
+        cells = (
             r.cluster,
             r.status,
             r.not_after,
@@ -371,12 +375,13 @@ def list_(
             "ok" if r.chains_to_root else "BROKEN",
             "yes" if r.is_ca else "NO",
             r.key_check,
-            r.fingerprint[:16] + "…",
+            short(r.fingerprint, 16),
         )
+        table.add_row(*(text(c) for c in cells))
     console.print(table)
     for r in rows:
         for p in r.problems:
-            console.print(f"{r.cluster}: {p}")
+            console.print(f"{r.cluster}: {clean(p)}", markup=False)
     _fail_if_expiring(soon, expiring_within)
 
 

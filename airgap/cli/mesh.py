@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from airgap.cli._app import new_app, print_json
+from airgap.core.display import clean_lines
 from airgap.core.limits import MAX_PARALLEL, MAX_TIMEOUT
 from airgap.errors import VerificationError
 
@@ -28,9 +29,12 @@ PARALLEL_HELP = "Clusters at a time when --context is repeated."
 
 
 def _say(prefix: str) -> Callable[[str], None]:
+    """Progress notes and istioctl's output (a child's bytes: shown through clean())."""
+    from airgap.core.display import clean
+
     def out(line: str) -> None:
         with _PRINT_LOCK:
-            print(f"{prefix}{line}", file=sys.stderr, flush=True)
+            print(clean(f"{prefix}{line}"), file=sys.stderr, flush=True)
 
     return out
 
@@ -48,7 +52,7 @@ def _finish_fleet(report: Any, as_json: bool, extra: dict[str, Any] | None = Non
         doc.update(extra or {})
         print_json(doc)
     else:
-        typer.echo(report.table())
+        typer.echo(clean_lines(report.table()))
     report.raise_for_failures()
 
 
@@ -163,7 +167,7 @@ def _print_install(r: Any) -> None:
     typer.echo(f"ran: {shlex.join(r.argv)}")
     typer.echo(f"network label: {r.network_label}")
     typer.echo(f"istiod service: {r.service}")
-    typer.echo(f"ready: {', '.join(r.ready)}")
+    typer.echo(clean_lines(f"ready: {', '.join(r.ready)}"))  # pod names read from the cluster
 
 
 # -- mesh inject -----------------------------------------------------------------------------------
@@ -232,9 +236,9 @@ def _print_inject(r: Any) -> None:
         line = f"namespace {n.namespace}: istio.io/rev={r.revision} ({n.label})"
         if n.restarted:
             line += f"; restarted {', '.join(n.restarted)}"
-        typer.echo(line)
+        typer.echo(clean_lines(line))
         for p in n.without_revision:
-            typer.echo(f"  pod without istio.io/rev: {p}")
+            typer.echo(clean_lines(f"  pod without istio.io/rev: {p}"))
 
 
 # -- mesh status -----------------------------------------------------------------------------------
@@ -297,7 +301,7 @@ def _check_clusters(
         if as_json:
             print_json(rep.as_dict())
         else:
-            typer.echo(rep.text())
+            typer.echo(clean_lines(rep.text()))  # names, labels and subjects read from the cluster
         if not rep.ok:
             raise VerificationError(error(rep))
         return
@@ -313,7 +317,7 @@ def _check_clusters(
     if not as_json:
         for o in report.outcomes:
             if o.value is not None:
-                typer.echo(o.value.text())
+                typer.echo(clean_lines(o.value.text()))
                 typer.echo("")
     _finish_fleet(report, as_json, {doc_key: docs})
 

@@ -350,3 +350,16 @@ def test_unreadable_passphrase_file_is_exit_3(tmp_path: Path, passfile: Path) ->
     assert p.returncode == 3, p.stderr
     one_error_line(p.stderr, str(pw), "cannot read passphrase file")
     assert not (tmp_path / "pki" / "root-key.pem").exists()
+
+
+def test_ca_list_piped_is_never_cut_to_80_columns(pki: Path) -> None:
+    """Issue 9 item 11: 'ca list | cat' and cron mail get whole rows and whole fingerprints."""
+    from tests.helpers import run_proc
+
+    r = run_proc("ca", "list", "--dir", pki, env={"COLUMNS": "80"})
+    assert r.code == 0, r.err
+    doc = json.loads(run_cli("ca", "list", "--dir", pki, "--json").out)
+    for row in doc["intermediates"]:
+        line = next(ln for ln in r.out.splitlines() if f" {row['cluster']} " in ln)
+        assert row["fingerprint"] in line and row["not_after"] in line
+    assert "…" not in r.out
