@@ -69,7 +69,10 @@ def _policy() -> Any:
 def install(
     release: Path = typer.Option(..., "--release", help="The `release extract --out` folder, or its istio-* folder."),
     cluster_name: str = typer.Option(
-        ..., "--cluster-name", help="multiCluster.clusterName; with several contexts use {context} in it."
+        ...,
+        "--cluster-name",
+        help="multiCluster.clusterName; with several contexts use {context} (the context name made safe) "
+        "or {cluster} (the cluster part of a GKE/EKS context name) in it.",
     ),
     network: str = typer.Option(..., "--network", help="The cluster's network (topology.istio.io/network)."),
     mesh_id: str = typer.Option(..., "--mesh-id", help="values.global.meshID (the same for every cluster)."),
@@ -100,8 +103,14 @@ def install(
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
     contexts = _contexts(context)
-    if len(contexts) > 1 and "{context}" not in cluster_name:
-        raise typer.BadParameter("with several --context, --cluster-name must contain {context} (names must differ)")
+    if len(contexts) > 1:
+        from airgap.connected.fleet import check_distinct
+
+        if "{context}" not in cluster_name and "{cluster}" not in cluster_name:
+            raise typer.BadParameter(
+                "with several --context, --cluster-name must contain {context} or {cluster} (names must differ)"
+            )
+        check_distinct(cluster_name, [c for c in contexts if c], "--cluster-name")
     base = MeshSettings(cluster_name, network, mesh_id, revision, profile, tuple(overlay))
     if len(contexts) == 1:
         base = base.for_context(contexts[0] or "")
@@ -115,8 +124,11 @@ def install(
                 typer.echo(f"Wrote {p}")
             return
 
+        from airgap.connected.fleet import context_label
+
         def render_one(ctx: str) -> Outcome:
-            files = render_install(release, base.for_context(ctx), output_dir / ctx, context=ctx)
+            # the folder is the context made one safe path element: never '..', never a '/'
+            files = render_install(release, base.for_context(ctx), output_dir / context_label(ctx), context=ctx)
             return Outcome(ctx, 0, "rendered", str(files[0].parent))
 
         _finish_fleet(run_fleet([c for c in contexts if c], render_one, parallel=parallel), as_json)

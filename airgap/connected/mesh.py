@@ -80,7 +80,7 @@ class MeshSettings:
             ("--network", self.network),
             ("--mesh-id", self.mesh_id),
         ):
-            concrete = value.replace("{context}", "c")  # a fleet template is checked per cluster again
+            concrete = value.replace("{context}", "c").replace("{cluster}", "c")  # checked per cluster again
             if not concrete or len(concrete) > 63 or not _LABEL_VALUE.match(concrete):
                 raise InvalidInput(
                     f"{flag} {value!r}: must be 1-63 letters, digits, '-', '_' or '.', starting and ending "
@@ -92,10 +92,13 @@ class MeshSettings:
             raise InvalidInput(f"--profile {self.profile!r}: not a profile name")
 
     def for_context(self, context: str) -> MeshSettings:
-        """Settings for one cluster of a fleet: ``{context}`` in the name or network is replaced."""
+        """Settings for one cluster of a fleet: ``{context}`` / ``{cluster}`` in the name or network
+        become the context name made a safe label value (:func:`airgap.connected.fleet.expand_context`)."""
+        from airgap.connected.fleet import expand_context
+
         return MeshSettings(
-            self.cluster_name.replace("{context}", context),
-            self.network.replace("{context}", context),
+            expand_context(self.cluster_name, context),
+            expand_context(self.network, context),
             self.mesh_id,
             self.revision,
             self.profile,
