@@ -119,7 +119,7 @@ def test_settings_validation_and_fleet_templates() -> None:
     assert t.for_context("east").cluster_name == "east" and t.for_context("east").network == "net-east"
     # a context name that is no label value is mapped to one (issue 9 item 6), never refused
     assert t.for_context("a:b").cluster_name == "a-b"
-    with pytest.raises(InvalidInput, match="--cluster-name 'a:b-{context}'"):
+    with pytest.raises(InvalidInput, match=r"--cluster-name 'a:b-\{context\}'"):
         MeshSettings("a:b-{context}", "n", "m").for_context("east")
 
 
