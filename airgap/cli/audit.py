@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from airgap.cli._app import new_app, print_json
+from airgap.cli._app import json_failure, new_app, print_json
 
 app = new_app(help="Check and read the ceremony log of a PKI folder (offline).")
 
@@ -33,8 +33,9 @@ def verify(
     from airgap.core.keys import load_public_key
     from airgap.offline.ceremony import verify_log
 
-    keys = [load_public_key(p) for p in trust]
-    log = verify_log(pki, keys or None, expect_head=head)
+    with json_failure(json_out, {"pki": str(pki)}):  # --json: a failure is a JSON document too
+        keys = [load_public_key(p) for p in trust]
+        log = verify_log(pki, keys or None, expect_head=head)
     if json_out:
         print_json(
             {

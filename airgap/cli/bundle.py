@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from airgap.cli._app import RichProgress, info, new_app, print_json
+from airgap.cli._app import RichProgress, info, json_failure, new_app, print_json
 from airgap.core.limits import MAX_BUNDLE_EXPIRY_DAYS, MAX_PARALLEL
 
 if TYPE_CHECKING:
@@ -111,13 +111,17 @@ def create(
     recips = [r for spec in recipient for r in load_recipients(spec)]
     pki_pw = None
     if cluster_key_is_encrypted(pki, cluster):
-        pki_pw = resolve_passphrase(passphrase_file, purpose="PKI passphrase")
+        pki_pw = resolve_passphrase(passphrase_file, purpose="PKI passphrase", offer_no_passphrase=False)
     sign_pw = None
     if sign_key_is_encrypted(sign_key):
         if sign_passphrase_file is not None:
-            sign_pw = resolve_passphrase(sign_passphrase_file, purpose="signing key passphrase")
+            sign_pw = resolve_passphrase(
+                sign_passphrase_file, purpose="signing key passphrase", offer_no_passphrase=False
+            )
         else:
-            sign_pw = pki_pw or resolve_passphrase(passphrase_file, purpose="signing key passphrase")
+            sign_pw = pki_pw or resolve_passphrase(
+                passphrase_file, purpose="signing key passphrase", offer_no_passphrase=False
+            )
     officer = _log_officer(log_key, log_key_passphrase_file, pki_pw or sign_pw, passphrase_file)
     sealed = seal_bundle(
         cluster,
@@ -166,7 +170,7 @@ def _log_officer(
     if log_pass_file is not None:
         pw = read_passphrase_file(log_pass_file)
     else:
-        pw = known_pw or resolve_passphrase(passphrase_file, purpose="log key passphrase")
+        pw = known_pw or resolve_passphrase(passphrase_file, purpose="log key passphrase", offer_no_passphrase=False)
     return load_officer(log_key, pw)
 
 
@@ -179,7 +183,8 @@ def verify(
     """Verify format, signature, every member's hash, completeness and expiry (exit 0 only if all pass)."""
     from airgap.core.bundle import open_bundle
 
-    verified = open_bundle(bundle, _trust_keys(trust), progress=RichProgress())
+    with json_failure(as_json, {"bundle": str(bundle)}):  # --json: a failure is a JSON document too
+        verified = open_bundle(bundle, _trust_keys(trust), progress=RichProgress())
     doc = _verified_doc(verified)
     if as_json:
         print_json(doc)
@@ -257,7 +262,7 @@ def import_(
     keys = _trust_keys(trust)
     pw = None
     if identity is not None and identity_is_encrypted(identity):
-        pw = resolve_passphrase(passphrase_file, purpose="identity passphrase")
+        pw = resolve_passphrase(passphrase_file, purpose="identity passphrase", offer_no_passphrase=False)
     # Verified, decrypted and checked once, before any cluster is touched.
     prepared = prepare_import(bundle, keys, identity, pw, cluster, progress=RichProgress())
     secret = prepared.cacerts_secret_manifest()

@@ -110,3 +110,40 @@ def test_release_fetch_removes_the_out_folder_it_created_when_it_fails(tmp_path:
     assert r.code == 3
     one_error_line(r, "not found")
     assert tree(tmp_path) == []
+
+
+def test_bundle_create_without_a_passphrase_does_not_suggest_no_passphrase(
+    pki: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9 item 10: bundle create / import have no --no-passphrase, so the error never offers it."""
+    from tests.bundle_fixtures import new_keys
+
+    monkeypatch.delenv("AIRGAP_PASSPHRASE", raising=False)
+    keys = new_keys(tmp_path / "keys")
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", keys.signer, "--recipient", keys.recipient_pub,
+        "--out", tmp_path / "c1.bundle",
+    )  # fmt: skip
+    assert r.code == 3
+    line = one_error_line(r, "no passphrase", "--passphrase-file")
+    assert "--no-passphrase" not in line
+
+
+def test_verify_json_failures_are_one_json_document(pki: Path, tmp_path: Path) -> None:
+    """Issue 9 item 10: 'bundle verify --json' and 'audit verify --json' print the error as JSON too."""
+    import json
+
+    from tests.bundle_fixtures import new_keys
+
+    keys = new_keys(tmp_path / "keys")
+    junk = tmp_path / "junk.bundle"
+    junk.write_bytes(b"\0" * 2048)
+    r = run_cli("bundle", "verify", junk, "--trust", keys.signer_pub, "--json")
+    assert r.code in (1, 3)
+    doc = json.loads(r.out)
+    assert doc["verified"] is False and doc["exit_code"] == r.code and doc["bundle"] == str(junk)
+    assert doc["error"] in one_error_line(r)
+    r = run_cli("audit", "verify", pki, "--json")  # a PKI that keeps no log
+    assert r.code in (1, 3)
+    doc = json.loads(r.out)
+    assert doc["verified"] is False and doc["exit_code"] == r.code and doc["error"] in one_error_line(r)
