@@ -49,6 +49,7 @@ from airgap.core.release import (
     select_keys,
     verify_digests,
 )
+from airgap.core.retry import Backoff
 from airgap.core.signatures import MAX_SIGNATURE
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 
@@ -277,7 +278,7 @@ def download(
                 if failures > options.retries:
                     raise NetworkError(f"{reason} (gave up after {options.retries} retries)") from exc
                 if not got:
-                    options.sleep(min(options.backoff * 2 ** (failures - 1), MAX_BACKOFF))
+                    options.sleep(Backoff(options.backoff, MAX_BACKOFF).delay(failures))
     finally:
         if started:
             progress.finish()
