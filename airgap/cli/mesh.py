@@ -74,7 +74,18 @@ def install(
     overlay: list[Path] = typer.Option([], "-f", "--overlay", help="IstioOperator overlay, merged in the order given."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan; change nothing."),
     output_dir: Path | None = typer.Option(None, "--output-dir", help="Render manifests and the command; no cluster."),
-    force: bool = typer.Option(False, "--force", help="Change a different existing network label."),
+    layout: str = typer.Option(
+        "auto",
+        "--layout",
+        help="--output-dir layout: flat, or clusters (DIR/clusters/CTX/ with kustomization.yaml, for GitOps); "
+        "auto: clusters when --context is repeated.",
+    ),
+    sops_age: list[str] = typer.Option(
+        [], "--sops-age", help="With --layout clusters: age recipient for DIR/.sops.yaml (repeat for several)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Change a different existing network label (or a rendered file's content)."
+    ),
     parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
     timeout: float = typer.Option(900.0, "--timeout", min=1, help="Seconds istioctl install may take."),
     wait_timeout: float = typer.Option(600.0, "--wait-timeout", min=0, help="Seconds to wait for Ready pods."),
@@ -83,14 +94,32 @@ def install(
 ) -> None:
     """Install the mesh from a verified release: cluster.yaml, istioctl, network label, istiod Service, wait.
 
+    --output-dir renders instead of installing. In the clusters layout (docs/gitops.md) a re-render
+    of the same input leaves every file as it is; another content needs --force.
+
     Example: airgap mesh install --context ctx1 --release rel --cluster-name cluster1 --network net1 --mesh-id proj-1
+
+    Example: airgap mesh install --context c1 --context c2 --release rel --cluster-name '{context}'
+    --network 'net-{context}' --mesh-id proj-1 --output-dir fleet-repo --sops-age flux.pub
     """
     from airgap.connected.fleet import Outcome, run_fleet
-    from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install
+    from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install, render_tree
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    if layout not in ("auto", "flat", "clusters"):
+        raise typer.BadParameter(f"--layout {layout!r}: expected auto, flat or clusters")
     contexts = _contexts(context)
+    if output_dir is None and (sops_age or layout != "auto"):
+        raise typer.BadParameter("--sops-age and --layout only apply to --output-dir")
+    if layout == "auto":
+        layout = "clusters" if len(contexts) > 1 else "flat"
+    if layout == "flat" and sops_age:
+        raise typer.BadParameter("--sops-age needs the clusters layout (--layout clusters or several --context)")
+    if layout == "flat" and len(contexts) > 1:
+        raise typer.BadParameter("several --context render the clusters layout; --layout flat takes one")
+    if layout == "clusters" and contexts == [None]:
+        raise typer.BadParameter("--layout clusters needs --context (one folder per context)")
     if len(contexts) > 1 and "{context}" not in cluster_name:
         raise typer.BadParameter("with several --context, --cluster-name must contain {context} (names must differ)")
     base = MeshSettings(cluster_name, network, mesh_id, revision, profile, tuple(overlay))
@@ -100,17 +129,26 @@ def install(
     fleet = len(contexts) > 1
 
     if output_dir is not None:
-        if not fleet:
+        if layout == "flat":
             written = render_install(release, base, output_dir, context=contexts[0])
             for p in written:
                 typer.echo(f"Wrote {p}")
             return
+        recipients = None
+        if sops_age:
+            from airgap.core.sops import age_recipients
 
-        def render_one(ctx: str) -> Outcome:
-            files = render_install(release, base.for_context(ctx), output_dir / ctx, context=ctx)
-            return Outcome(ctx, 0, "rendered", str(files[0].parent))
-
-        _finish_fleet(run_fleet([c for c in contexts if c], render_one, parallel=parallel), as_json)
+            recipients = age_recipients(sops_age)
+        tree = render_tree(
+            release,
+            MeshSettings(cluster_name, network, mesh_id, revision, profile, tuple(overlay)),
+            output_dir,
+            [c for c in contexts if c],
+            recipients=recipients,
+            force=force,
+            parallel=parallel,
+        )
+        _finish_fleet(tree, as_json)
         return
 
     def one(ctx: str | None) -> Any:

@@ -277,6 +277,72 @@ def render_install(release: Path, settings: MeshSettings, out_dir: Path, *, cont
     return written
 
 
+def _network_of(existing: bytes) -> str | None:
+    try:
+        doc = yaml.safe_load(existing)
+        value = doc["metadata"].get("labels", {}).get(NETWORK_LABEL)
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    return None if value is None else str(value)
+
+
+def cluster_files(settings: MeshSettings, istioctl: Path, context: str | None, folder: Path) -> list[Any]:
+    """The fleet layout's files for one cluster folder (:mod:`airgap.connected.gitops`).
+
+    The Namespace is shared with ``bundle import``: an unlabelled one (or one with the same
+    network) is brought to this network's label; a different network needs ``--force``.
+    ``cluster.yaml`` and the command are istioctl's input, not kustomize resources.
+    """
+    from airgap.connected.gitops import NAMESPACE_FILE, RenderedFile
+
+    flat = rendered_files(settings, istioctl, context, folder)
+    return [
+        RenderedFile(
+            NAMESPACE_FILE,
+            data=flat[RENDERED_NAMESPACE],
+            replaceable=lambda old: _network_of(old) in (None, settings.network),
+        ),
+        RenderedFile(RENDERED_SERVICE, data=flat[RENDERED_SERVICE]),
+        RenderedFile(RENDERED_OPERATOR, data=flat[RENDERED_OPERATOR]),
+        RenderedFile(RENDERED_COMMAND, data=flat[RENDERED_COMMAND], mode=0o755),
+    ]
+
+
+def render_tree(
+    release: Path,
+    settings: MeshSettings,
+    root: Path,
+    contexts: Sequence[str],
+    *,
+    recipients: Sequence[str] | None = None,
+    force: bool = False,
+    parallel: int = 8,
+) -> Any:
+    """``--output-dir`` in the fleet layout: ``root/clusters/CTX/`` per context (``{context}`` filled in).
+
+    ``recipients`` (``--sops-age``) writes ``root/.sops.yaml``; mesh install itself renders no
+    Secret. Files with other content are replaced only with ``force``. Returns the fleet report.
+    """
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.gitops import check_cluster_name, cluster_folder, render_cluster, write_sops_config
+
+    istioctl = verified_istioctl(release)
+    for c in contexts:
+        check_cluster_name(c)
+    for c in contexts:
+        settings.for_context(c).__post_init__()
+    if recipients:
+        write_sops_config(root, recipients)
+
+    def one(ctx: str) -> Any:
+        mine = settings.for_context(ctx)
+        files = cluster_files(mine, istioctl, ctx, cluster_folder(root, ctx).absolute())
+        done = render_cluster(root, ctx, files, recipients=recipients, replace=force)
+        return Outcome(ctx, 0, "rendered" if done.changed else "unchanged", done.summary(), done)
+
+    return run_fleet(contexts, one, parallel=parallel)
+
+
 # -- live install -------------------------------------------------------------------------------------
 
 
