@@ -16,7 +16,9 @@ from airgap.core import age, sops
 from airgap.errors import InvalidInput, Refused, VerificationError
 
 PEM_KEY = (
-    b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg" + b"A" * 40 + b"\n-----END PRIVATE KEY-----\n"
+    b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg"
+    + b"A" * 40
+    + b"\n-----END PRIVATE KEY-----\n"
 )
 
 
