@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -31,3 +32,13 @@ def secret_policy(output_dir: Path | None, sops_age: list[str], plaintext: bool,
     recipients = age_recipients(sops_age)
     find_sops()
     return recipients
+
+
+def raise_for_tree(report: Any) -> None:
+    """After a fleet-layout render: one cluster's failure is its own error line; several, the fleet's."""
+    from airgap.connected.fleet import FleetFailed
+
+    bad = report.failed
+    if len(report.outcomes) == 1 and bad:
+        raise FleetFailed(f"context {bad[0].context}: {bad[0].detail}", bad[0].exit_code)
+    report.raise_for_failures()

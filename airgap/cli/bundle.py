@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from airgap.cli._app import RichProgress, info, new_app, print_json
-from airgap.cli._gitops import secret_policy
+from airgap.cli._gitops import raise_for_tree, secret_policy
 
 if TYPE_CHECKING:
     from airgap.offline.ceremony import Officer
@@ -289,7 +289,7 @@ def import_(
             prepared, output_dir, contexts, recipients=recipients, rotate=rotate, parallel=parallel
         )  # records the accepted bundle first; the same bundle may be rendered again
         typer.echo(tree.table())
-        tree.raise_for_failures()
+        raise_for_tree(tree)
         return
     if output_dir is not None:
         written = import_to_dir(prepared, output_dir, recipients)  # records the accepted bundle before publishing

@@ -148,6 +148,12 @@ def install(
             force=force,
             parallel=parallel,
         )
+        if len(tree.outcomes) == 1 and not as_json:
+            from airgap.cli._gitops import raise_for_tree
+
+            typer.echo(tree.table())
+            raise_for_tree(tree)
+            return
         _finish_fleet(tree, as_json)
         return
 
