@@ -50,6 +50,13 @@ SOPS_TIMEOUT = 60.0
 MAX_SOPS_OUTPUT = 4 * 1024 * 1024
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: re-renders read every file
+
+
+def _load(data: bytes) -> Any:
+    return yaml.load(data, Loader=_LOADER)  # noqa: S506 - a safe loader (CSafeLoader or SafeLoader)
+
+
 class SopsMissing(Refused):
     """The ``sops`` binary is not installed (exit 4: a precondition of the command is not met)."""
 
@@ -201,7 +208,7 @@ def _sops_recipients(doc: Any) -> set[str] | None:
 def is_sops_file(data: bytes) -> bool:
     """True when ``data`` is a YAML document with sops metadata (age recipients)."""
     try:
-        doc = yaml.safe_load(data)
+        doc = _load(data)
     except yaml.YAMLError:
         return False
     return _sops_recipients(doc) is not None
@@ -216,7 +223,7 @@ def is_current(existing: bytes, secret: dict[str, Any], recipients: Sequence[str
     if recipients is None:
         return existing == secret_yaml(secret)
     try:
-        doc = yaml.safe_load(existing)
+        doc = _load(existing)
     except yaml.YAMLError:
         return False
     found = _sops_recipients(doc)
@@ -229,7 +236,7 @@ def is_current(existing: bytes, secret: dict[str, Any], recipients: Sequence[str
 def existing_digest(existing: bytes) -> str | None:
     """The content digest annotation of an existing rendered Secret file (plaintext or SOPS), if any."""
     try:
-        doc = yaml.safe_load(existing)
+        doc = _load(existing)
     except yaml.YAMLError:
         return None
     ann = ((doc or {}).get("metadata") or {}).get("annotations") if isinstance(doc, dict) else None
