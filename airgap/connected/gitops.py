@@ -23,10 +23,12 @@ temporary names (ciphertext only, when SOPS is on) and then renamed into place.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,7 +183,30 @@ def render_cluster(
     """
     folder = cluster_folder(root, cluster)
     ensure_dir(folder)
-    remove_stale_temps(folder)
+    with _folder_lock(folder):
+        return _render_locked(folder, cluster, files, recipients, replace, binary)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive flock on the cluster folder itself (no lock file in the Git tree): one render at a time."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _render_locked(
+    folder: Path,
+    cluster: str,
+    files: Sequence[RenderedFile],
+    recipients: Sequence[str] | None,
+    replace: bool,
+    binary: Path | None,
+) -> ClusterRender:
+    remove_stale_temps(folder)  # a killed run's leftovers (ciphertext only); no other render runs now
     planned: list[tuple[RenderedFile, str, bytes | None]] = []
     for f in files:
         action, data = _plan(folder, f, recipients, replace, binary)

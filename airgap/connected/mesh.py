@@ -329,8 +329,7 @@ def render_tree(
     istioctl = verified_istioctl(release)
     for c in contexts:
         check_cluster_name(c)
-    for c in contexts:
-        settings.for_context(c).__post_init__()
+        settings.for_context(c)  # each cluster's name and network checked before anything is written
     if recipients:
         write_sops_config(root, recipients)
 

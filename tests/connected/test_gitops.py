@@ -200,3 +200,31 @@ def test_sops_config_follows_the_recipients(flux: age.RecipientKeyFiles, tmp_pat
     assert write_sops_config(tmp_path / "g", [flux.recipient, other.recipient]) == "updated"
     rule = yaml.safe_load((tmp_path / "g" / ".sops.yaml").read_text())["creation_rules"][0]
     assert rule["age"] == f"{flux.recipient},{other.recipient}"
+
+
+def test_one_render_at_a_time_per_cluster_folder(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import threading
+
+    folder = tmp_path / "clusters" / "c1"
+    folder.mkdir(parents=True)
+    stale = folder / f"{TMP_PREFIX}render-other"  # what a concurrent render is staging right now
+    stale.mkdir()
+    fd = os.open(folder, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another render holds the folder
+    done = threading.Event()
+
+    def render() -> None:
+        render_cluster(tmp_path, "c1", [RenderedFile("30-svc.yaml", data=b"kind: Service\n")], recipients=None)
+        done.set()
+
+    t = threading.Thread(target=render)
+    t.start()
+    try:
+        assert not done.wait(0.5)  # waits for the lock: the other render's staging is left alone
+        assert stale.exists() and not (folder / "30-svc.yaml").exists()
+    finally:
+        os.close(fd)  # the other render finishes
+    t.join(30)
+    assert done.is_set() and (folder / "30-svc.yaml").exists() and not stale.exists()
