@@ -31,6 +31,7 @@ import base64
 import binascii
 import concurrent.futures as cf
 import hashlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ TOKEN_SECRET = f"{READER_SA}-istio-remote-secret-token"  # istioctl's tokenSecre
 SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
 TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105  (a Secret type, not a secret)
 SECRET_PREFIX = "istio-remote-secret-"  # noqa: S105  (a name prefix)
+
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 # What istiod of another cluster reads (the istio-reader ClusterRole, reduced to read verbs).
 READER_RULES: list[JSON] = [
@@ -259,6 +262,11 @@ def fleet_problems(facts: Sequence[ClusterFacts], *, mesh_id: str | None = None)
             problems.append(
                 f"context {f.context}: no clusterName recorded on {NAMESPACE} (run mesh install, "
                 f"or pass --cluster-name {f.context}=NAME)"
+            )
+        elif not _SECRET_NAME.fullmatch(SECRET_PREFIX + f.name) or len(SECRET_PREFIX + f.name) > 253:
+            problems.append(
+                f"context {f.context}: clusterName {f.name!r} cannot name a remote secret "
+                f"({SECRET_PREFIX}NAME must be a lowercase DNS-1123 name)"
             )
         else:
             by_name.setdefault(f.name, []).append(f.context)

@@ -1,7 +1,5 @@
 """``mesh connect`` and the fleet trust table, against several emulated clusters in one process."""
 
-
-
 from __future__ import annotations
 
 import base64
@@ -246,6 +244,7 @@ def test_a_context_without_ca_data_is_refused(kube_fleet: Any, pki: Path, tmp_pa
         ("name", "is used by several contexts"),
         ("network", "has no topology.istio.io/network label"),
         ("unnamed", "no clusterName recorded"),
+        ("uppercase", "cannot name a remote secret"),
     ],
 )
 def test_fleet_that_cannot_be_one_mesh_is_refused(
@@ -259,6 +258,10 @@ def test_fleet_that_cannot_be_one_mesh_is_refused(
     )
     if change == "network":
         b.patch("namespaces", None, "istio-system", {"metadata": {"labels": {"topology.istio.io/network": None}}})
+    if change == "uppercase":  # a valid label value, but not a valid Secret name: refused before any write
+        b.patch(
+            "namespaces", None, "istio-system", {"metadata": {"annotations": {"airgap.dev/cluster-name": "West_1"}}}
+        )
     if change == "unnamed":
         b.patch("namespaces", None, "istio-system", {"metadata": {"annotations": {"airgap.dev/cluster-name": None}}})
     r = run_cli("mesh", "connect", *_ctx_args(fleet.contexts), env=_env(fleet, tmp_path))
@@ -385,3 +388,24 @@ def test_fleet_problems_is_pairwise_on_roots(kube_fleet: Any, pki: Path, other_r
             facts.append(read_facts(kube, context_endpoint(ctx, fleet.kubeconfig)))
     problems = fleet_problems(facts)
     assert len(problems) == 1 and fleet.contexts[0] in problems[0] and fleet.contexts[2] in problems[0]
+
+
+def test_a_rotated_reader_token_is_carried_to_every_other_cluster(kube_fleet: Any, pki: Path, tmp_path: Path) -> None:
+    fleet = _fleet(kube_fleet, pki, 3)
+    env = _env(fleet, tmp_path)
+    args = ("mesh", "connect", *_ctx_args(fleet.contexts), "--poll", "0.02", "--json")
+    assert run_cli(*args, env=env).code == 0
+    c1 = fleet.emulators[fleet.contexts[0]]
+    old = c1.get("secrets", "istio-system", TOKEN_SECRET)
+    assert old is not None
+    c1.delete("secrets", "istio-system", TOKEN_SECRET)  # the operator revoked the reader's token
+    r = run_cli(*args, env=env)
+    assert r.code == 0, r.err
+    actions = {(s["in"], s["for"]): s["action"] for s in json.loads(r.out)["remote_secrets"]}
+    assert {a for (_b, name), a in actions.items() if name == "cluster1"} == {"updated"}
+    assert {a for (_b, name), a in actions.items() if name != "cluster1"} == {"unchanged"}
+    new = c1.get("secrets", "istio-system", TOKEN_SECRET)
+    assert new is not None and new["data"]["token"] != old["data"]["token"]
+    for b in fleet.contexts[1:]:
+        cfg = _kubeconfig_of(_remote_secrets(fleet.emulators[b])["istio-remote-secret-cluster1"])
+        assert cfg["users"][0]["user"]["token"] == base64.b64decode(new["data"]["token"]).decode()
