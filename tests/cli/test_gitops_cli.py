@@ -301,3 +301,30 @@ def test_tree_refusals_and_usage(
         "30-istiod-service.yaml",
     ]
     shutil.rmtree(out)
+
+
+def test_east_west_gateway_joins_the_tree(_release_template: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gitops"
+    r = _mesh(_release_template, out, "--east-west", ctxs=("a", "b"))
+    assert r.code == 0, r.err
+    folder = out / "clusters" / "a"
+    assert yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"] == [
+        "00-namespace.yaml",
+        "30-istiod-service.yaml",
+        "40-cross-network-gateway.yaml",
+    ]
+    assert (folder / "eastwest-gateway.yaml").exists()  # istioctl's input, not applied by kustomize
+    kinds = sorted(d["kind"] for d in _kustomize(folder))
+    assert kinds == ["Gateway", "Namespace", "Service"]
+    # the namespace carries the mesh identity; a different mesh ID in the tree needs --force
+    r = run_cli(
+        "mesh", "install", *_ctx_args(("a", "b")), "--release", _release_template, "--cluster-name", "{context}",
+        "--network", "net-{context}", "--mesh-id", "other-mesh", "--output-dir", out, "--east-west",
+    )  # fmt: skip
+    assert r.code == 4 and "00-namespace.yaml: already exists with other content" in r.out
+    r = run_cli(
+        "mesh", "install", *_ctx_args(("a", "b")), "--release", _release_template, "--cluster-name", "{context}",
+        "--network", "net-{context}", "--mesh-id", "other-mesh", "--output-dir", out, "--east-west", "--force",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert "other-mesh" in (folder / "cluster.yaml").read_text()
