@@ -321,6 +321,12 @@ def connect_cmd(
     output_dir: Path | None = typer.Option(
         None, "--output-dir", help="Render clusters/CTX/ manifests (reader, remote secrets); change no cluster."
     ),
+    sops_age: list[str] = typer.Option(
+        [],
+        "--sops-age",
+        help="With --output-dir: write the remote secrets as SOPS files encrypted to this age recipient "
+        "(age1… or a .pub file; repeat for several). Safe to commit.",
+    ),
     plaintext_secrets: bool = typer.Option(
         False, "--plaintext-secrets", help="With --output-dir: write the remote secrets (API tokens) in plaintext."
     ),
@@ -338,20 +344,31 @@ def connect_cmd(
     Refused, with nothing written anywhere, when two clusters' cacerts share no root, the meshIDs
     differ, a network label is missing, or a context has no CA data.
 
+    --output-dir renders clusters/CTX/ instead (the readers' tokens must exist: connect once live);
+    the remote secrets hold API tokens, so it needs --sops-age RECIPIENT (docs/gitops.md) or
+    --plaintext-secrets.
+
     Example: airgap mesh connect --context ctx1 --context ctx2 --context ctx3
+
+    Example: airgap mesh connect --context ctx1 --context ctx2 --output-dir fleet-conn --sops-age flux.pub
     """
+    from airgap.cli._gitops import secret_policy
     from airgap.connected.connect import connect_mesh, parse_name_map, plaintext_secret_writer
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
-    writer = None
+    recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "remote secrets hold API tokens")
+    writer: Callable[[Path, dict[str, Any]], None] | None = None
     if output_dir is not None:
-        if not plaintext_secrets:
-            raise typer.BadParameter(
-                "--output-dir writes remote secrets that hold API tokens: pass --plaintext-secrets to write "
-                "them in plaintext (keep them out of Git)"
-            )
         writer = plaintext_secret_writer
+    if recipients:
+        from airgap.core.sops import write_secret_file
+
+        def sops_writer(path: Path, manifest: dict[str, Any]) -> None:
+            write_secret_file(path, manifest, recipients)
+
+        writer = sops_writer
+
     result = connect_mesh(
         context,
         names=parse_name_map(cluster_name),
@@ -365,6 +382,10 @@ def connect_cmd(
         notify=_say(""),
         render_secret=writer,
     )
+    if output_dir is not None and recipients:
+        from airgap.connected.gitops import write_sops_config
+
+        write_sops_config(output_dir, recipients)
     if as_json:
         print_json(result.as_dict())
     else:

@@ -25,6 +25,7 @@ from airgap.core import age
 from airgap.core.sops import find_sops
 from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
 from tests.helpers import Result, one_error_line, run_cli, tree
+from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.release_fixtures import make_signed_release
 
 CTXS = ("a", "b", "c")
@@ -328,3 +329,31 @@ def test_east_west_gateway_joins_the_tree(_release_template: Path, tmp_path: Pat
     )  # fmt: skip
     assert r.code == 0, r.err
     assert "other-mesh" in (folder / "cluster.yaml").read_text()
+
+
+def test_mesh_connect_renders_remote_secrets_as_sops(
+    kube_fleet: Any, pki: Path, flux: age.RecipientKeyFiles, tmp_path: Path
+) -> None:
+    from tests.connected.test_connect import _ctx_args as ctx_args
+    from tests.connected.test_connect import _env as connect_env
+    from tests.connected.test_connect import _fleet, _remote_secrets
+
+    fleet = _fleet(kube_fleet, pki, 2)
+    env = connect_env(fleet, tmp_path)
+    assert run_cli("mesh", "connect", *ctx_args(fleet.contexts), "--poll", "0.02", env=env).code == 0  # tokens
+    out = tmp_path / "conn"
+    args = ("mesh", "connect", *ctx_args(fleet.contexts), "--output-dir", out)
+    r = run_cli(*args, env=env)
+    assert r.code == 2 and "remote secrets hold API tokens" in r.err and "--sops-age" in r.err
+    r = run_cli(*args, "--sops-age", flux.public, env=env)
+    assert r.code == 0, r.err
+    assert yaml.safe_load((out / ".sops.yaml").read_text())["creation_rules"][0]["age"] == flux.recipient
+    secret_file = out / "clusters" / fleet.contexts[1] / "20-istio-remote-secret-cluster1.yaml"
+    live = _remote_secrets(fleet.emulators[fleet.contexts[1]])["istio-remote-secret-cluster1"]
+    plain = _sops_decrypt(secret_file, flux.private)
+    assert plain["data"] == live["data"] and plain["metadata"]["labels"] == live["metadata"]["labels"]
+    token = yaml.safe_load(base64.b64decode(next(iter(live["data"].values()))))["users"][0]["user"]["token"]
+    assert len(token) > 16
+    assert_no_secret_under(out, [token.encode(), next(iter(live["data"].values())).encode()])
+    built = {d["metadata"]["name"]: d for d in _kustomize(out / "clusters" / fleet.contexts[1])}
+    assert "sops" in built["istio-remote-secret-cluster1"]
