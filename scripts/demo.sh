@@ -167,6 +167,10 @@ $AIRGAP mesh install --context emu-2 --release "$DEMO/jump/asm" --cluster-name c
 $AIRGAP mesh connect --context emu-1 --context emu-2 --dry-run
 $AIRGAP mesh connect --context emu-1 --context emu-2
 $AIRGAP mesh connect --context emu-1 --context emu-2   # again: nothing to change
+# the same remote secrets for Git: their API tokens SOPS-encrypted to the Flux key
+$AIRGAP mesh connect --context emu-1 --context emu-2 --output-dir "$DEMO/gitops-connect" \
+  --sops-age "$DEMO/flux/flux.pub" > /dev/null
+grep -l "ENC\[AES256_GCM" "$DEMO"/gitops-connect/clusters/*/20-istio-remote-secret-*.yaml
 $AIRGAP mesh status --context emu-1 --context emu-2 | sed -n '/^mesh trust:/,$p'
 
 say "Run again: nothing changes the second time"
@@ -188,6 +192,7 @@ What was made, in $DEMO/:
   jump/rendered/                                           the istio-system Namespace and cacerts Secret (SOPS)
   flux/flux.key, flux/flux.pub                             the GitOps engine's age key (sops-age in flux-system)
   gitops/.sops.yaml, gitops/clusters/cluster1/             a Git tree Flux or Argo CD reconcile (docs/gitops.md)
+  gitops-connect/clusters/emu-N/                           mesh connect's remote secrets, SOPS-encrypted
   jump/asm/ (RELEASE.json)                                 the verified, extracted release
   jump/rendered-install/                                   cluster.yaml, istiod Service, the istioctl command
   (emulator) istio-remote-secret-cluster1/2                each cluster's istiod reads the other (mesh connect)
