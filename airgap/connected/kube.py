@@ -53,6 +53,10 @@ KINDS: dict[str, Kind] = {
         Kind("Service", "/api/v1", "services", True),
         Kind("Pod", "/api/v1", "pods", True),
         Kind("Deployment", "/apis/apps/v1", "deployments", True),
+        Kind("ServiceAccount", "/api/v1", "serviceaccounts", True),
+        Kind("ClusterRole", "/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+        Kind("ClusterRoleBinding", "/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+        Kind("Gateway", "/apis/networking.istio.io/v1alpha3", "gateways", True),
     )
 }
 
@@ -149,6 +153,10 @@ def kubeconfig_path(explicit: Path | None = None) -> str:
         return env
     return str(Path("~/.kube/config").expanduser())
 
+
+# Two fleet threads importing ``kubernetes`` for the first time at once can meet
+# importlib's _DeadlockError (its package imports are circular); one thread imports, the others wait.
+_IMPORT_LOCK = threading.Lock()
 
 _DOC_CACHE: dict[tuple[str, int, int], JSON] = {}
 _DOC_LOCK = threading.Lock()

@@ -36,16 +36,20 @@ def child_env(extra: Mapping[str, str] | None = None, *, base: Mapping[str, str]
     return env
 
 
-def popen(argv: Sequence[str], *, env: Mapping[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[Any]:
-    """:class:`subprocess.Popen` with a scrubbed environment (``env`` adds variables)."""
-    return subprocess.Popen(list(argv), env=child_env(env), **kwargs)
+def popen(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, inherit: bool = True, **kwargs: Any
+) -> subprocess.Popen[Any]:
+    """:class:`subprocess.Popen` with a scrubbed environment (``env`` adds variables; ``inherit=False``:
+    the child gets ``env`` only)."""
+    return subprocess.Popen(list(argv), env=child_env(env, base=None if inherit else {}), **kwargs)
 
 
 def run(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, **kwargs: Any
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, inherit: bool = True, **kwargs: Any
 ) -> subprocess.CompletedProcess[Any]:
-    """:func:`subprocess.run` with a scrubbed environment (``env`` adds variables)."""
-    return subprocess.run(list(argv), env=child_env(env), **kwargs)
+    """:func:`subprocess.run` with a scrubbed environment (``env`` adds variables; ``inherit=False``:
+    the child gets ``env`` only)."""
+    return subprocess.run(list(argv), env=child_env(env, base=None if inherit else {}), **kwargs)
 
 
 __all__ = ["child_env", "is_secret_name", "popen", "run"]

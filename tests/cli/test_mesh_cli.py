@@ -234,7 +234,11 @@ def test_output_dir_renders_deterministically(release: Path, tmp_path: Path) -> 
     assert op["spec"]["components"]["egressGateways"] == [{"name": "egress2", "enabled": False}]  # later overlay wins
     assert op["spec"]["meshConfig"] == {"accessLogFile": "/dev/stdout"}
     ns = yaml.safe_load(first["20-istio-system-namespace.yaml"])
-    assert ns["metadata"] == {"name": "istio-system", "labels": {"topology.istio.io/network": "net1"}}
+    assert ns["metadata"] == {
+        "name": "istio-system",
+        "labels": {"topology.istio.io/network": "net1"},
+        "annotations": {"airgap.dev/cluster-name": "cluster1", "airgap.dev/mesh-id": "proj-1"},  # for mesh connect
+    }
     svc = yaml.safe_load(first["30-istiod-service.yaml"])
     assert svc["metadata"]["labels"] == {
         "istio.io/rev": "asm-186-8",
@@ -590,8 +594,11 @@ def test_fleet_render(release: Path, tmp_path: Path) -> None:
         "--network", "net-{context}", "--mesh-id", "m", "--output-dir", out,
     )  # fmt: skip
     assert r.code == 0, r.err
-    assert yaml.safe_load((out / "b" / "cluster.yaml").read_text())["spec"]["values"]["global"]["network"] == "net-b"
-    assert "--context a" in (out / "a" / "istioctl-install.sh").read_text()
+    assert (
+        yaml.safe_load((out / "clusters" / "b" / "cluster.yaml").read_text())["spec"]["values"]["global"]["network"]
+        == "net-b"
+    )
+    assert "--context a" in (out / "clusters" / "a" / "istioctl-install.sh").read_text()
 
 
 def test_kubeconfig_from_env_and_current_context(kube_cluster: Cluster, tmp_path: Path) -> None:
@@ -687,7 +694,7 @@ def test_fleet_render_with_a_dotdot_context_writes_nothing_outside_the_output_di
     )  # fmt: skip
     assert r.code == 0, r.err
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["out"]
-    folders = sorted(p.name for p in out.iterdir())
+    folders = sorted(p.name for p in (out / "clusters").iterdir())
     assert len(folders) == 2 and all(f not in (".", "..") and "/" not in f for f in folders)
     assert "x-y" in folders
 
@@ -700,12 +707,12 @@ def test_fleet_gke_and_eks_context_names_work_with_context_and_cluster(release: 
         "--cluster-name", "{cluster}", "--network", "net-{context}", "--mesh-id", "m", "--output-dir", out,
     )  # fmt: skip
     assert r.code == 0, r.err
-    eks_dir = out / "arn-aws-eks-eu-west-1-123456789012-cluster-prod-eu"
+    eks_dir = out / "clusters" / "arn-aws-eks-eu-west-1-123456789012-cluster-prod-eu"
     values = yaml.safe_load((eks_dir / "cluster.yaml").read_text())["spec"]["values"]["global"]
     assert values["multiCluster"]["clusterName"] == "prod-eu"
     assert values["network"] == "net-arn-aws-eks-eu-west-1-123456789012-cluster-prod-eu"
     assert EKS in (eks_dir / "istioctl-install.sh").read_text()  # istioctl still gets the real context
-    gke = yaml.safe_load((out / GKE / "cluster.yaml").read_text())["spec"]["values"]["global"]
+    gke = yaml.safe_load((out / "clusters" / GKE / "cluster.yaml").read_text())["spec"]["values"]["global"]
     assert gke["multiCluster"]["clusterName"] == "prod"
 
 

@@ -99,7 +99,7 @@ def test_bundle_import_output_dir_refuses_a_ca_listed_in_the_bundles_crl(
     state = tmp_path / "state"
     r = run_cli(
         "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
-        "--output-dir", tmp_path / "out", env={"AIRGAP_STATE_DIR": str(state)},
+        "--output-dir", tmp_path / "out", "--plaintext-secrets", env={"AIRGAP_STATE_DIR": str(state)},
     )  # fmt: skip
     assert r.code == 4
     one_error_line(r, "the CA is revoked", f"lists serial {serial}", "keyCompromise", "airgap ca rotate c1")
