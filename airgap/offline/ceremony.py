@@ -59,6 +59,7 @@ from airgap.core.keys import (
     sign,
     spki_sha256,
 )
+from airgap.core.limits import MAX_LOG_BYTES
 from airgap.core.signatures import verify_bytes
 from airgap.core.x509 import fingerprint, load_cert_pem
 from airgap.errors import InvalidInput, Refused, VerificationError
@@ -70,7 +71,6 @@ HEAD_NAME = CEREMONY_HEAD
 DOMAIN = b"airgap-ceremony-log-v1\n"
 HEAD_DOMAIN = b"airgap-ceremony-head-v1\n"
 GENESIS_PREV = "0" * 64
-MAX_LOG_BYTES = 64 * 1024 * 1024
 ENTRY_FIELDS = frozenset({"act", "params", "prev", "seq", "signature", "signer", "time"})
 ENV_LOG_KEY = "AIRGAP_LOG_KEY"
 # Parameter names that would mean a secret is being logged: refused by record().
