@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airgap.core.atomic import fsync_dir, output_dir, write_new
-from airgap.core.limits import DEFAULT_LIMITS
+from airgap.core.limits import DEFAULT_LIMITS, MAX_SIGNATURE
 from airgap.core.locking import stderr_note
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.release import (
@@ -50,7 +50,6 @@ from airgap.core.release import (
     verify_digests,
 )
 from airgap.core.retry import Backoff
-from airgap.core.signatures import MAX_SIGNATURE
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 
 if TYPE_CHECKING:

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from airgap.core.atomic import fsync_dir, staged_dir, write_new
+from airgap.core.limits import MAX_OVERLAY
 from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, Refused
 
@@ -49,7 +50,6 @@ NETWORK_LABEL = "topology.istio.io/network"
 REV_LABEL = "istio.io/rev"
 ISTIOD_SELECTOR = "app=istiod"
 INGRESS_SELECTOR = "app=istio-ingressgateway"
-MAX_OVERLAY = 1024 * 1024
 
 RENDERED_NAMESPACE = "20-istio-system-namespace.yaml"
 RENDERED_OPERATOR = "cluster.yaml"
