@@ -20,6 +20,9 @@ from tests.kubeapi.istioctl import IstioctlSimulator
 from tests.kubeapi.server import Emulator, write_kubeconfig
 
 REAL_KUBECONFIG = os.environ.get("AIRGAP_TEST_KUBECONFIG")
+# The clusters airgap's ASM 1.8 flows are tested on: a server in ASM 1.8's range (1.16-1.19).
+# The emulator itself defaults to a current version (server.DEFAULT_VERSION).
+ASM_VERSION = "v1.19.16"
 
 
 @dataclass
@@ -73,7 +76,7 @@ def kube_cluster(tmp_path: Path) -> Iterator[Cluster]:
     if REAL_KUBECONFIG:
         yield _real_cluster(tmp_path)
         return
-    emu = Emulator(name="test").start()
+    emu = Emulator(name="test", version=ASM_VERSION).start()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", [("test", emu)])
     sim = IstioctlSimulator(log, {"test": emu}, default_context="test").start()
     try:
@@ -92,7 +95,7 @@ def kube_fleet(tmp_path: Path) -> Iterator[Callable[[int], Fleet]]:
     sims: list[IstioctlSimulator] = []
 
     def make(n: int) -> Fleet:
-        emus = {f"c{i}": Emulator(name=f"c{i}").start() for i in range(1, n + 1)}
+        emus = {f"c{i}": Emulator(name=f"c{i}", version=ASM_VERSION).start() for i in range(1, n + 1)}
         started.extend(emus.values())
         log = tmp_path / f"istioctl-{len(sims)}.log"
         kubeconfig = write_kubeconfig(tmp_path / f"kubeconfig-{len(sims)}", list(emus.items()))
