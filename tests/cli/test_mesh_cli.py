@@ -81,6 +81,7 @@ def test_end_to_end(
     doc = json.loads(r.out)
     assert doc["ok"] is True and {c["name"] for c in doc["checks"]} == {
         "kubernetes-version",
+        "api-access",
         "nodes",
         "cpu",
         "memory",

@@ -485,14 +485,17 @@ class Emulator:
         group: str = "",
         namespace: str | None = None,
         names: list[str] | None = None,
-    ) -> None:
-        """A (Cluster)Role with one rule and its binding to ``user`` (a RoleBinding when ``namespace``)."""
+    ) -> str:
+        """A (Cluster)Role with one rule and its binding to ``user`` (a RoleBinding when ``namespace``);
+        returns the binding's name (the role has the same)."""
         rule: JSON = {"apiGroups": [group], "resources": resources, "verbs": verbs}
         if names:
             rule["resourceNames"] = names
         name = f"{user}-{'-'.join(verbs)}-{'-'.join(resources)}".replace("*", "all")[:200]
         ref_kind = "Role" if namespace else "ClusterRole"
-        self.create("roles" if namespace else "clusterroles", namespace, {"metadata": {"name": name}, "rules": [rule]})
+        role_plural = "roles" if namespace else "clusterroles"
+        if self.get(role_plural, namespace, name) is None:
+            self.create(role_plural, namespace, {"metadata": {"name": name}, "rules": [rule]})
         self.create(
             "rolebindings" if namespace else "clusterrolebindings",
             namespace,
@@ -502,6 +505,7 @@ class Emulator:
                 "subjects": [{"apiGroup": rbac.RBAC_GROUP, "kind": "User", "name": user}],
             },
         )
+        return name
 
     def can(self, user: rbac.User, attrs: rbac.Attributes) -> tuple[bool, str]:
         if (attrs.verb, attrs.resource) in self.denied or ("*", attrs.resource) in self.denied:
@@ -696,7 +700,9 @@ class Emulator:
         attrs_name = name or ""
         if verb == "create" and isinstance(body, dict):
             attrs_name = ""
-        attrs = rbac.Attributes(verb, group, rd.plural, namespace or "", attrs_name)
+        # As the real RequestInfo: a request on a namespace object is "in" that namespace.
+        attrs_ns = name if rd.plural == "namespaces" and name else namespace or ""
+        attrs = rbac.Attributes(verb, group, rd.plural, attrs_ns, attrs_name)
         allowed, _why = self.can(user, attrs)
         if not allowed:
             raise rbac.forbidden(user, attrs)
