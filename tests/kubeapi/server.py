@@ -255,6 +255,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve("DELETE")
 
+    def _peer_cert(self) -> dict[str, Any] | None:
+        try:
+            cert = self.request.getpeercert()
+        except (AttributeError, ValueError, ssl.SSLError):
+            return None
+        return cert or None
+
     def _drop(self) -> None:
         self.close_connection = True
         with contextlib.suppress(OSError):
@@ -303,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
             emu.record(Request(method, path, fault.status, ctype))
             self._send(fault.status, err.status(), headers)
             return
-        user = emu.authenticate(self.headers.get("Authorization") or "")
+        user = emu.authenticate(self.headers.get("Authorization") or "", self._peer_cert())
         if user is None:
             emu.record(Request(method, path, 401, ctype))
             self._send(401, ApiError(401, "Unauthorized", "Unauthorized").status())
@@ -394,6 +401,7 @@ class Emulator:
         # an emulator-only knob (real RBAC cannot take a superuser's rights away).
         self.denied: set[tuple[str, str]] = set()
         self.users: dict[str, rbac.User] = {self.token: ADMIN}
+        self.cert_users: dict[str, Any] = {}  # user name -> trustme LeafCert
         self.namespace_finalize_delay = 0.05
         self.requests: list[Request] = []
         self._req_lock = threading.Lock()
@@ -409,6 +417,9 @@ class Emulator:
         cert = ca.issue_cert("127.0.0.1", "localhost")
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(ctx)
+        # Client certificates are optional (tokens work too); those the test CA issued are users.
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ca.configure_trust(ctx)
         self._server = _Server(self, ctx)
         t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         t.start()
@@ -450,13 +461,22 @@ class Emulator:
         """(cluster, user, context) entries for a kubeconfig; ``user`` one made by :meth:`add_user`."""
         ctx = context or self.name
         ca_pem = _trust_ca().cert_pem.bytes()
-        token = self.token if user is None else next(t for t, u in self.users.items() if u.name == user)
+        creds: JSON
+        if user is not None and user in self.cert_users:
+            leaf = self.cert_users[user]
+            creds = {
+                "client-certificate-data": base64.b64encode(leaf.cert_chain_pems[0].bytes()).decode(),
+                "client-key-data": base64.b64encode(leaf.private_key_pem.bytes()).decode(),
+            }
+        else:
+            token = self.token if user is None else next(t for t, u in self.users.items() if u.name == user)
+            creds = {"token": token}
         return (
             {
                 "name": ctx,
                 "cluster": {"server": self.url, "certificate-authority-data": base64.b64encode(ca_pem).decode()},
             },
-            {"name": ctx, "user": {"token": token}},
+            {"name": ctx, "user": creds},
             {"name": ctx, "context": {"cluster": ctx, "user": ctx}},
         )
 
@@ -471,10 +491,23 @@ class Emulator:
         self.users[token] = rbac.User(name, (*groups, "system:authenticated"))
         return token
 
-    def authenticate(self, header: str) -> rbac.User | None:
-        if not header.startswith("Bearer "):
+    def add_cert_user(self, name: str, group: str | None = None) -> None:
+        """A user who authenticates with a client certificate (CN = user, O = group), as kube-apiserver maps them."""
+        self.cert_users[name] = _trust_ca().issue_cert(
+            f"{name.replace('@', '.').replace(':', '-')}.client.emulator", common_name=name, organization_name=group
+        )
+
+    def authenticate(self, header: str, cert: dict[str, Any] | None = None) -> rbac.User | None:
+        if header.startswith("Bearer "):
+            return self.users.get(header[len("Bearer ") :])
+        if header or not cert:
             return None
-        return self.users.get(header[len("Bearer ") :])
+        subject = {k: v for rdn in cert.get("subject", ()) for k, v in rdn}
+        groups = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "organizationName"]
+        name = subject.get("commonName")
+        if not name or name not in self.cert_users:
+            return None  # signed by the test CA (a serving certificate, say) but not a user of this cluster
+        return rbac.User(name, (*groups, "system:authenticated"))
 
     def grant(
         self,
