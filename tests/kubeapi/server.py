@@ -1,11 +1,14 @@
-"""A Kubernetes API emulator on loopback over HTTPS with bearer-token auth.
+"""A Kubernetes API emulator on loopback over HTTPS, for the tests (NOT a real cluster).
 
-:class:`Emulator` serves the REST paths airgap uses (see :mod:`tests.kubeapi.store` for the
-semantics), injects faults on request (:class:`Faults`), runs a small controller that marks pods
-Ready, rolls deployments out and applies the sidecar injector's ``istio.io/rev`` label, and
-writes a kubeconfig the official client and kubectl can use.
+:class:`Emulator` serves the REST paths airgap and the guide's kubectl commands use (semantics in
+:mod:`tests.kubeapi.store` and :mod:`tests.kubeapi.validation`), authenticates bearer tokens and
+client certificates, authorizes every request with RBAC (:mod:`tests.kubeapi.rbac`), serves
+discovery, OpenAPI v3 and Table output, decodes kubectl's protobuf bodies, injects faults on
+request (:class:`Faults`), runs a small controller that marks pods Ready, rolls deployments out,
+finalizes Terminating namespaces and plays the sidecar injector (only for a revision whose
+istiod is installed), and writes a kubeconfig the official client and kubectl can use.
 
-It is a test double, not a cluster: no watch, no scheduling, no real admission webhooks.
+It is a test double, not a cluster: see ``tests/kubeapi/README.md`` for what still differs.
 """
 
 from __future__ import annotations
