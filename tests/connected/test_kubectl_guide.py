@@ -246,6 +246,8 @@ def test_the_guide_with_kubectl_then_airgap(
     secret = kjson(cluster, "get", "secret", "-n", "istio-system", "cacerts")
     assert secret["metadata"]["annotations"]["airgap.dev/sequence"] == "1"
     assert kubectl(cluster, "auth", "can-i", "patch", "deployments", "-n", "shop").stdout.strip() == "yes"
+    # neither airgap nor kubectl sent a field the kinds do not have (a 1.25+ server would warn or refuse)
+    assert [(r.method, r.path, r.unknown_fields) for r in emu.requests if r.unknown_fields] == []
 
 
 def test_kubectl_reads_discovery_and_refusals_like_a_real_server(cluster: Cluster) -> None:

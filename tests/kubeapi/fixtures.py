@@ -22,7 +22,8 @@ from tests.kubeapi.server import Emulator, write_kubeconfig
 REAL_KUBECONFIG = os.environ.get("AIRGAP_TEST_KUBECONFIG")
 # The clusters airgap's ASM 1.8 flows are tested on: a server in ASM 1.8's range (1.16-1.19).
 # The emulator itself defaults to a current version (server.DEFAULT_VERSION).
-ASM_VERSION = "v1.19.16"
+# ``AIRGAP_TEST_EMULATOR_VERSION`` runs them against another emulated version (e.g. v1.32.4).
+ASM_VERSION = os.environ.get("AIRGAP_TEST_EMULATOR_VERSION") or "v1.19.16"
 
 
 @dataclass

@@ -35,7 +35,17 @@ import yaml
 from tests.kubeapi import discovery, openapi, rbac
 from tests.kubeapi.errors import REASONS
 from tests.kubeapi.protobuf import ProtobufError, decode_protobuf
-from tests.kubeapi.store import JSON, RESOURCES, ApiError, ResourceDef, Store, WriteOptions, now_iso
+from tests.kubeapi.store import (
+    JSON,
+    RESOURCES,
+    ApiError,
+    ResourceDef,
+    Store,
+    WriteOptions,
+    now_iso,
+    parse_field_selector,
+    parse_selector,
+)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 INJECT_LABEL = "istio.io/rev"
@@ -43,6 +53,7 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024  # kube-apiserver's limit on a request body
 DEFAULT_VERSION = "v1.32.4"  # a current server; ASM 1.8 tests choose 1.16-1.19 (see fixtures.ASM_VERSION)
 ADMIN = rbac.User("kubernetes-admin", ("system:masters", "system:authenticated"))
 _NOT_FOUND = "the server could not find the requested resource"
+_UNKNOWN = "X-Emulator-Unknown-Fields"
 
 
 def decode_body(raw: bytes, ctype: str) -> Any:
@@ -220,6 +231,7 @@ class Request:
     status: int  # 0 when the connection was dropped
     content_type: str = ""
     user: str = ""
+    unknown_fields: tuple[str, ...] = ()  # fields the kind does not have, whatever fieldValidation did with them
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,6 +336,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = decode_body(raw, ctype)
             code, doc, headers = emu.handle(method, path, parse_qs(url.query), ctype, body, user=user, accept=accept)
+        except _Watch as w:
+            emu.record(Request(method, path, 200, ctype, user.name))
+            self._stream(w)
+            return
         except ApiError as exc:
             code, doc = exc.code, exc.status()
         except Exception as exc:  # an emulator bug: answer like the server's panic handler, keep serving
@@ -331,11 +347,69 @@ class _Handler(BaseHTTPRequestHandler):
             doc = ApiError(
                 500, "InternalError", f"Internal error occurred: emulator: {type(exc).__name__}: {exc}"
             ).status()
-        emu.record(Request(method, path, code, ctype, user.name))
+        unknown = tuple(headers.pop(_UNKNOWN, "").split(",")) if _UNKNOWN in headers else ()
+        emu.record(Request(method, path, code, ctype, user.name, unknown))
         if fault is not None and fault.kind == "drop_after":
             self._drop()
             return
         self._send(code, doc, headers)
+
+    def _stream(self, w: _Watch) -> None:
+        """A watch: ADDED/MODIFIED/DELETED events, one JSON object per chunk, until timeoutSeconds."""
+        emu = self.server.emulator
+        store = emu.store
+        try:
+            timeout = min(float(w.query.get("timeoutSeconds") or 60), 300.0)
+        except ValueError:
+            timeout = 60.0
+        try:
+            since = int(w.query.get("resourceVersion") or 0)
+            labels = parse_selector(w.query.get("labelSelector", ""))
+            fields = parse_field_selector(w.query.get("fieldSelector", ""))
+            with store.lock:
+                initial = [] if since else store.list(w.rd, w.namespace)["items"]
+                since = since or int(store.resource_version)
+        except (ApiError, ValueError) as exc:
+            err = exc if isinstance(exc, ApiError) else ApiError(400, "BadRequest", f"resourceVersion: {exc}")
+            self._send(err.code, err.status())
+            return
+
+        def wanted(plural: str, obj: JSON) -> bool:
+            meta = obj.get("metadata") or {}
+            if plural != w.rd.plural or (w.namespace and meta.get("namespace") != w.namespace):
+                return False
+            f = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
+            return all(r.matches(meta.get("labels") or {}) for r in labels) and all(r.matches(f) for r in fields)
+
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+
+            def event(kind: str, obj: JSON) -> None:
+                data = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            for obj in initial:
+                if wanted(w.rd.plural, obj):
+                    event("ADDED", obj)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not emu._stop.is_set():
+                with store.changed:
+                    pending = [e for e in store.events if e[0] > since]
+                    if not pending:
+                        store.changed.wait(timeout=0.05)
+                        continue
+                since = pending[-1][0]
+                for _rv, kind, plural, obj in pending:
+                    if wanted(plural, obj):
+                        event(kind, obj)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            return
 
     def _send(self, code: int, doc: JSON, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(doc).encode()
@@ -747,6 +821,8 @@ class Emulator:
         headers: dict[str, str] = {}
 
         def done(code: int, doc: JSON) -> tuple[int, JSON, dict[str, str]]:
+            if opts.unknown:
+                headers[_UNKNOWN] = ",".join(opts.unknown)  # recorded, not sent
             if opts.warnings:
                 headers["Warning"] = ", ".join(
                     f'299 - "{w.replace(chr(34), chr(92) + chr(34))}"' for w in opts.warnings
@@ -755,6 +831,8 @@ class Emulator:
 
         if name is None:
             if method == "GET":
+                if verb == "watch":
+                    raise _Watch(rd, namespace, q)
                 doc = store.list(rd, namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""))
                 if discovery.wants_table(accept):
                     return 200, discovery.table(rd, doc["items"], doc["metadata"]["resourceVersion"]), {}
@@ -989,6 +1067,12 @@ class Emulator:
             "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]},
         }
         return self.create("pods", ns, pod)
+
+
+class _Watch(Exception):  # control flow: the handler streams instead of answering
+    def __init__(self, rd: ResourceDef, namespace: str | None, query: dict[str, str]) -> None:
+        super().__init__("watch")
+        self.rd, self.namespace, self.query = rd, namespace, query
 
 
 def _raise_not_found() -> JSON:

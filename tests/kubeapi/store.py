@@ -15,6 +15,7 @@ It is deliberately small: no watch, no field managers, no garbage collector.
 from __future__ import annotations
 
 import base64
+import collections
 import copy
 import datetime as dt
 import json
@@ -200,6 +201,7 @@ class WriteOptions:
     dry_run: bool = False
     field_validation: str = "Ignore"
     warnings: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # every unknown field seen, whatever the mode (diagnostics)
 
 
 _NO_OPTS = WriteOptions()
@@ -209,6 +211,7 @@ def _check_fields(rd: ResourceDef, obj: JSON, opts: WriteOptions) -> None:
     unknown = schema.unknown_fields(rd.kind, obj)
     if not unknown:
         return
+    opts.unknown.extend(unknown)
     if opts.field_validation == "Strict":
         raise ApiError(
             400, "BadRequest", "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
@@ -232,6 +235,8 @@ class Store:
         self.terminating: dict[str, float] = {}  # namespace -> monotonic time its deletion was asked
         self._rv = 1000
         self.changed = threading.Condition(self.lock)
+        # (resourceVersion, event type, plural, object) of recent writes, for watches
+        self.events: collections.deque[tuple[int, str, str, JSON]] = collections.deque(maxlen=10000)
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -400,8 +405,12 @@ class Store:
                 return copy.deepcopy(obj)
             self._stamp(rd, obj)
             self.objects[key] = obj
-            self.changed.notify_all()
+            self._event("ADDED", rd.plural, obj)
             return copy.deepcopy(obj)
+
+    def _event(self, kind: str, plural: str, obj: JSON) -> None:
+        self.events.append((self._rv, kind, plural, copy.deepcopy(obj)))
+        self.changed.notify_all()
 
     def update(
         self, rd: ResourceDef, namespace: str | None, name: str, body: Any, opts: WriteOptions = _NO_OPTS
@@ -445,7 +454,7 @@ class Store:
             return copy.deepcopy(obj)
         self._stamp(rd, obj)
         self.objects[key] = obj
-        self.changed.notify_all()
+        self._event("MODIFIED", rd.plural, obj)
         return copy.deepcopy(obj)
 
     def patch(
@@ -521,11 +530,11 @@ class Store:
                     current["metadata"]["deletionTimestamp"] = now_iso()
                     current["status"] = {"phase": "Terminating"}
                     self._stamp(rd, current)
-                    self.changed.notify_all()
+                    self._event("MODIFIED", rd.plural, current)
                 return copy.deepcopy(current)
             del self.objects[key]
             self._next_rv()
-            self.changed.notify_all()
+            self._event("DELETED", rd.plural, current)
             return copy.deepcopy(current)
 
     def finalize_namespaces(self, older_than: float = 0.0) -> None:
@@ -536,11 +545,14 @@ class Store:
                 if now - since < older_than:
                     continue
                 for k in [k for k in self.objects if k[1] == name and k[0] != "namespaces"]:
-                    del self.objects[k]
-                self.objects.pop(("namespaces", "", name), None)
+                    gone = self.objects.pop(k)
+                    self._next_rv()
+                    self._event("DELETED", k[0], gone)
+                ns = self.objects.pop(("namespaces", "", name), None)
                 del self.terminating[name]
                 self._next_rv()
-                self.changed.notify_all()
+                if ns is not None:
+                    self._event("DELETED", "namespaces", ns)
 
 
 def _same(a: JSON, b: JSON) -> bool:

@@ -359,3 +359,39 @@ def test_protobuf_bodies(emu: Emulator, http: requests.Session) -> None:
     env.typeMeta.kind = "ConfigMap"
     r = http.post(f"{emu.url}/api/v1/namespaces", data=MAGIC + env.SerializeToString(), headers=proto)
     assert r.status_code == 400 and "not decoded by the emulator" in r.json()["message"]
+
+
+def test_old_servers_drop_unknown_fields_silently_and_the_emulator_records_them(tmp_path: Path) -> None:
+    with Emulator(name="old", version="v1.19.16") as old:
+        ca = tmp_path / "ca.pem"
+        ca.write_bytes(_trust_ca().cert_pem.bytes())
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = str(ca)
+        s.headers["Authorization"] = f"Bearer {old.token}"
+        body = {"metadata": {"name": "x"}, "spec": {"colour": "blue"}}
+        r = s.post(f"{old.url}/api/v1/namespaces", json=body, params={"fieldValidation": "Strict"})
+        assert r.status_code == 201 and "colour" not in r.json().get("spec", {}) and "Warning" not in r.headers
+        assert [q.unknown_fields for q in old.requests_for("POST", "/api/v1/namespaces")] == [("spec.colour",)]
+        s.close()
+
+
+def test_watch_streams_added_modified_deleted(emu: Emulator, http: requests.Session) -> None:
+    rv = http.get(f"{emu.url}/api/v1/namespaces").json()["metadata"]["resourceVersion"]
+    r = http.get(
+        f"{emu.url}/api/v1/namespaces",
+        params={"watch": "true", "resourceVersion": rv, "timeoutSeconds": "30"},
+        stream=True,
+    )
+    assert r.status_code == 200
+    emu.create("namespaces", None, {"metadata": {"name": "w1"}})
+    emu.patch("namespaces", None, "w1", {"metadata": {"labels": {"a": "b"}}})
+    emu.delete("namespaces", None, "w1")
+    events = []
+    for line in r.iter_lines():
+        ev = json.loads(line)
+        events.append((ev["type"], ev["object"]["metadata"]["name"]))
+        if ev["type"] == "DELETED":
+            break
+    r.close()
+    assert events[0] == ("ADDED", "w1") and events[-1] == ("DELETED", "w1")  # MODIFIED may merge into ADDED
