@@ -85,6 +85,7 @@ def kube_cluster(tmp_path: Path) -> Iterator[Cluster]:
     finally:
         sim.stop()
         emu.stop()
+    _no_unknown_fields([emu])
 
 
 @pytest.fixture
@@ -111,3 +112,10 @@ def kube_fleet(tmp_path: Path) -> Iterator[Callable[[int], Fleet]]:
             s.stop()
         for e in started:
             e.stop()
+    _no_unknown_fields(started)
+
+
+def _no_unknown_fields(emulators: list[Emulator]) -> None:
+    """No request of the test sent a field its kind does not have (a 1.25+ server warns or refuses)."""
+    sent = [(e.name, r.method, r.path, r.unknown_fields) for e in emulators for r in e.requests if r.unknown_fields]
+    assert not sent, f"requests with unknown fields: {sent}"
