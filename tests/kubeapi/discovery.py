@@ -60,8 +60,13 @@ def api_versions(address: str) -> JSON:
     }
 
 
+def _version(group: str) -> str:
+    return next((rd.version for rd in RESOURCES.values() if rd.group == group), "v1")
+
+
 def _group(name: str) -> JSON:
-    gv = {"groupVersion": f"{name}/v1", "version": "v1"}
+    v = _version(name)
+    gv = {"groupVersion": f"{name}/{v}", "version": v}
     return {"name": name, "versions": [gv], "preferredVersion": gv}
 
 
@@ -76,7 +81,7 @@ def api_group(name: str) -> JSON | None:
 
 
 def resource_list(group: str, version: str) -> JSON | None:
-    if version != "v1" or (group and group not in groups()):
+    if (group and group not in groups()) or version != _version(group):
         return None
     resources: list[JSON] = []
     for rd in sorted(RESOURCES.values(), key=lambda r: r.plural):
@@ -92,7 +97,7 @@ def resource_list(group: str, version: str) -> JSON | None:
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
-        "groupVersion": f"{group}/v1" if group else "v1",
+        "groupVersion": f"{group}/{version}" if group else "v1",
         "resources": resources,
     }
 

@@ -18,7 +18,8 @@ from tests.kubeapi.errors import JSON, RESOURCES, ResourceDef
 from tests.kubeapi.schema import ANY, ListOf, MapOf, Node
 
 _PREFIX = {"": "io.k8s.api.core.v1", "apps": "io.k8s.api.apps.v1", "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
-           "admissionregistration.k8s.io": "io.k8s.api.admissionregistration.v1"}  # fmt: skip
+           "admissionregistration.k8s.io": "io.k8s.api.admissionregistration.v1",
+           "networking.istio.io": "io.istio.networking.v1alpha3"}  # fmt: skip
 _SCALAR: dict[str, JSON] = {
     "string": {"type": "string"},
     "integer": {"type": "integer", "format": "int64"},
@@ -86,15 +87,15 @@ def _paths(rd: ResourceDef) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _gv_key(group: str) -> str:
-    return "api/v1" if not group else f"apis/{group}/v1"
+def _gv_key(rd: ResourceDef) -> str:
+    return "api/v1" if not rd.group else f"apis/{rd.group}/{rd.version}"
 
 
 @cache
 def _documents() -> dict[str, JSON]:
     docs: dict[str, JSON] = {}
     for rd in RESOURCES.values():
-        key = _gv_key(rd.group)
+        key = _gv_key(rd)
         doc = docs.setdefault(
             key, {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "emulated"}, "paths": {},
                   "components": {"schemas": {}}}

@@ -163,6 +163,15 @@ POLICY_RULE = {
     "nonResourceURLs": ListOf(S),
 }
 TOP = {"apiVersion": S, "kind": S, "metadata": OBJECT_META}
+OBJECT_REFERENCE = {
+    "name": S,
+    "namespace": S,
+    "kind": S,
+    "uid": S,
+    "apiVersion": S,
+    "resourceVersion": S,
+    "fieldPath": S,
+}
 
 KINDS: dict[str, dict[str, Any]] = {
     "Namespace": {
@@ -267,6 +276,13 @@ KINDS: dict[str, dict[str, Any]] = {
     "ClusterRoleBinding": {**TOP, "subjects": ListOf(SUBJECT), "roleRef": ROLE_REF},
     "RoleBinding": {**TOP, "subjects": ListOf(SUBJECT), "roleRef": ROLE_REF},
     "MutatingWebhookConfiguration": {**TOP, "webhooks": ListOf(ANY, "name", "merge")},
+    "ServiceAccount": {
+        **TOP,
+        "secrets": ListOf(OBJECT_REFERENCE, "name", "merge"),
+        "imagePullSecrets": ListOf({"name": S}),
+        "automountServiceAccountToken": B,
+    },
+    "Gateway": {**TOP, "spec": ANY, "status": ANY},  # an Istio CRD: its schema is Istio's, not checked here
 }
 
 

@@ -49,6 +49,7 @@ from tests.kubeapi.store import (
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 INJECT_LABEL = "istio.io/rev"
+SA_NAME = "kubernetes.io/service-account.name"
 MAX_REQUEST_BYTES = 3 * 1024 * 1024  # kube-apiserver's limit on a request body
 DEFAULT_VERSION = "v1.32.4"  # a current server; ASM 1.8 tests choose 1.16-1.19 (see fixtures.ASM_VERSION)
 ADMIN = rbac.User("kubernetes-admin", ("system:masters", "system:authenticated"))
@@ -479,6 +480,7 @@ class Emulator:
         self.denied: set[tuple[str, str]] = set()
         self.users: dict[str, rbac.User] = {self.token: ADMIN}
         self.cert_users: dict[str, Any] = {}  # user name -> trustme LeafCert
+        self.tokens: dict[str, str] = {}  # service-account tokens the token controller issued -> user
         self.namespace_finalize_delay = 0.05
         self.requests: list[Request] = []
         self._req_lock = threading.Lock()
@@ -576,7 +578,12 @@ class Emulator:
 
     def authenticate(self, header: str, cert: dict[str, Any] | None = None) -> rbac.User | None:
         if header.startswith("Bearer "):
-            return self.users.get(header[len("Bearer ") :])
+            token = header[len("Bearer ") :]
+            sa = self.tokens.get(token)
+            if sa is not None:  # system:serviceaccount:NS:NAME, with its groups; RBAC decides the rest
+                ns = sa.split(":")[2]
+                return rbac.User(sa, ("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"))
+            return self.users.get(token)
         if header or not cert:
             return None
         subject = {k: v for rdn in cert.get("subject", ()) for k, v in rdn}
@@ -693,6 +700,11 @@ class Emulator:
             labels = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
             self.add_deployment("istio-system", "istio-ingressgateway", labels, replicas=replicas)
 
+    def simulate_gateway(self, name: str, labels: dict[str, str], *, replicas: int = 1) -> None:
+        """A gateway-only ``istioctl install`` (profile ``empty``): the gateway's Deployment."""
+        if self.get("deployments", "istio-system", name) is None:
+            self.add_deployment("istio-system", name, labels, replicas=replicas)
+
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Wait until the controller has nothing left to do (all deployments rolled out, pods Ready)."""
         deadline = time.monotonic() + timeout
@@ -783,7 +795,7 @@ class Emulator:
             group, rest = "", parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 3:
             group, rest = parts[1], parts[3:]
-            if parts[2] != "v1":
+            if parts[2] != ("v1" if group == "authorization.k8s.io" else _group_version(group)):
                 raise ApiError(404, "NotFound", _NOT_FOUND)
             if group == "authorization.k8s.io" and rest == ["selfsubjectaccessreviews"] and method == "POST":
                 return self._ssar(body, user)
@@ -968,6 +980,7 @@ class Emulator:
             now = time.monotonic()
             if store.terminating:
                 store.finalize_namespaces(self.namespace_finalize_delay)
+            self._reconcile_tokens()
             for dep in self.list("deployments"):
                 self._reconcile_deployment(dep)
             for pod in self.list("pods"):
@@ -985,6 +998,29 @@ class Emulator:
                     ],
                 }
                 store.update(_rd("pods"), pod["metadata"]["namespace"], pod["metadata"]["name"], pod)
+
+    def _reconcile_tokens(self) -> None:
+        """The token controller: fill each service-account-token Secret whose ServiceAccount exists.
+
+        As the real controller does: ``token``, ``ca.crt`` and ``namespace`` in ``data``, and the
+        account's uid in the ``kubernetes.io/service-account.uid`` annotation.
+        """
+        for secret in self.list("secrets"):
+            if secret.get("type") != "kubernetes.io/service-account-token" or (secret.get("data") or {}).get("token"):
+                continue
+            meta = secret["metadata"]
+            sa = self.get("serviceaccounts", meta["namespace"], (meta.get("annotations") or {}).get(SA_NAME, ""))
+            if sa is None:
+                continue
+            token = f"emulated-token-{self.name}-{uuid.uuid4().hex}"
+            self.tokens[token] = f"system:serviceaccount:{meta['namespace']}:{sa['metadata']['name']}"
+            secret["data"] = {
+                "token": base64.b64encode(token.encode()).decode(),
+                "ca.crt": base64.b64encode(_trust_ca().cert_pem.bytes()).decode(),
+                "namespace": base64.b64encode(meta["namespace"].encode()).decode(),
+            }
+            meta.setdefault("annotations", {})["kubernetes.io/service-account.uid"] = sa["metadata"]["uid"]
+            self.store.update(_rd("secrets"), meta["namespace"], meta["name"], secret)
 
     def _reconcile_deployment(self, dep: JSON) -> None:
         ns = dep["metadata"]["namespace"]
@@ -1073,6 +1109,10 @@ class _Watch(Exception):  # control flow: the handler streams instead of answeri
     def __init__(self, rd: ResourceDef, namespace: str | None, query: dict[str, str]) -> None:
         super().__init__("watch")
         self.rd, self.namespace, self.query = rd, namespace, query
+
+
+def _group_version(group: str) -> str:
+    return next((rd.version for rd in RESOURCES.values() if rd.group == group), "")
 
 
 def _raise_not_found() -> JSON:
