@@ -162,7 +162,7 @@ if command -v kubectl >/dev/null 2>&1; then
   say "The real kubectl reads the same emulated cluster"
   kubectl --context emu-1 -n demo get pods --show-labels
   kubectl --context emu-1 -n istio-system get secret cacerts
-  kubectl --context emu-1 auth can-i create clusterrolebindings
+  kubectl --context emu-1 auth can-i create clusterrolebindings --all-namespaces
 fi
 
 say "A second cluster on its own network (with its east-west gateway), then one mesh across both"
