@@ -8,6 +8,8 @@ the live objects are as they were, and a rerun with the permission back complete
 (Emulator-only: real RBAC users cannot be made by a test.)
 """
 
+# ruff: noqa: F811  (fixtures imported from tests.bundle_fixtures and tests.kubeapi.fixtures)
+
 from __future__ import annotations
 
 import base64
@@ -24,7 +26,9 @@ from airgap.connected.mesh import apply_istiod_service
 from airgap.connected.preflight import ACCESS, preflight
 from airgap.connected.status import mesh_status
 from airgap.errors import ClusterError, Refused
-from tests.connected.kubehelpers import FAST, cacerts_manifest, namespace_manifest
+from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
+from tests.connected.kubehelpers import FAST, FAST_ENV, cacerts_manifest, namespace_manifest
+from tests.helpers import one_error_line, run_cli
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster
 from tests.kubeapi.server import Emulator, write_kubeconfig
@@ -189,3 +193,29 @@ def test_status_with_secret_read_forbidden(limited: Limited) -> None:
     with limited.kube() as kube, pytest.raises(ClusterError) as info:
         mesh_status(kube)
     _forbidden_line(info.value, "get", "secrets", 'secrets "cacerts" is forbidden')
+
+
+def test_cli_bundle_import_forbidden_is_exit_5_and_records_nothing(
+    limited: Limited, pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path
+) -> None:
+    limited.revoke("create", "secrets", "istio-system")
+    bundle = tmp_path / "c1.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
+        "--passphrase-file", passfile, "--out", bundle,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    state = tmp_path / "state"
+    env = {"KUBECONFIG": str(limited.kubeconfig), **FAST_ENV, "AIRGAP_STATE_DIR": str(state)}
+    args = ("bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
+            "--context", "limited")  # fmt: skip
+    r = run_cli(*args, env=env)
+    assert r.code == 5
+    line = one_error_line(r, alone=False)
+    assert 'create secrets istio-system/cacerts: 403 Forbidden: secrets is forbidden: User "operator"' in line
+    assert limited.emu.get("secrets", "istio-system", "cacerts") is None
+    assert not (state / "accepted.json").exists()  # the local record moves only after the cluster holds it
+    limited.regrant("create", "secrets", namespace="istio-system")
+    r = run_cli(*args, env=env)
+    assert r.code == 0 and "created" in r.out, r.err
+    assert (state / "accepted.json").exists()

@@ -28,7 +28,7 @@ from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
 from tests.connected.kubehelpers import FAST_ENV, KEYS
 from tests.helpers import Result, one_error_line, run_cli
 from tests.kubeapi.fixtures import *  # noqa: F403
-from tests.kubeapi.fixtures import Cluster
+from tests.kubeapi.fixtures import REAL_KUBECONFIG, Cluster
 from tests.release_fixtures import make_signed_release
 
 KUBECTL = shutil.which("kubectl")
@@ -264,3 +264,27 @@ def test_kubectl_reads_discovery_and_refusals_like_a_real_server(cluster: Cluste
         assert sel.returncode != 0 and "BadRequest" in sel.stderr
     finally:
         kubectl(cluster, "delete", "namespace", "guide-strict", "--wait=false", ok=False)
+
+
+def test_kubectl_apply_is_validated_by_a_current_server(tmp_path: Path) -> None:
+    """kubectl v1.32 finds fieldValidation in the OpenAPI v3 documents and lets the server refuse."""
+    from tests.kubeapi.server import DEFAULT_VERSION, Emulator, write_kubeconfig
+
+    if REAL_KUBECONFIG:
+        pytest.skip("emulator-only: a server of the current version")
+    with Emulator(name="now", version=DEFAULT_VERSION) as emu:
+        c = Cluster(write_kubeconfig(tmp_path / "kc", [("now", emu)]), "now", emu, tmp_path / "log")
+        doc = yaml.safe_load(ISTIOD_SERVICE)
+        doc["spec"]["colour"] = "blue"
+        f = tmp_path / "svc.yaml"
+        kubectl(c, "create", "namespace", "istio-system")
+        f.write_text(yaml.safe_dump(doc))
+        refused = kubectl(c, "apply", "-f", str(f), ok=False)
+        assert refused.returncode == 1 and 'unknown field "spec.colour"' in refused.stderr, refused.stderr
+        assert emu.get("services", "istio-system", "istiod") is None
+        [req] = [r for r in emu.requests if r.method == "POST" and r.path.endswith("/services")]
+        assert req.status == 400
+        del doc["spec"]["colour"]
+        f.write_text(yaml.safe_dump(doc))
+        assert "service/istiod created" in kubectl(c, "apply", "-f", str(f)).stdout
+        assert not [r for r in emu.requests if r.unknown_fields and r.status < 300]
