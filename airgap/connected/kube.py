@@ -154,6 +154,10 @@ def kubeconfig_path(explicit: Path | None = None) -> str:
     return str(Path("~/.kube/config").expanduser())
 
 
+# Two fleet threads importing ``kubernetes`` for the first time at once can meet
+# importlib's _DeadlockError (its package imports are circular); one thread imports, the others wait.
+_IMPORT_LOCK = threading.Lock()
+
 _DOC_CACHE: dict[tuple[str, int, int], JSON] = {}
 _DOC_LOCK = threading.Lock()
 
@@ -438,11 +442,6 @@ class Kube:
         return bool(status.get("allowed")), str(status.get("reason") or "")
 
 
-# Importing the kubernetes package from two threads at once can see it half-initialised
-# ("cannot import name 'ApiClient'"): the first connect() imports it under this lock.
-_IMPORT_LOCK = threading.Lock()
-
-
 def connect(
     context: str | None,
     *,
@@ -451,10 +450,9 @@ def connect(
     notify: Callable[[str], None] | None = None,
 ) -> Kube:
     """A :class:`Kube` for ``context`` (absent: the kubeconfig's current context). Makes no request."""
-    with _IMPORT_LOCK:  # fleets connect from several threads; the kubernetes package must be imported once
+    with _IMPORT_LOCK:  # fleets connect from several threads; the client's first import is not thread-safe
         import urllib3
         from kubernetes.client import ApiClient, Configuration
-        from kubernetes.client.exceptions import ApiException  # noqa: F401 (used by Kube.request)
         from kubernetes.config.config_exception import ConfigException
         from kubernetes.config.kube_config import KubeConfigLoader, load_kube_config
 
