@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from registry import isolated_env  # noqa: E402
+from registry import isolated_env
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_KEY_NAME = "kit-signing.key"
@@ -155,7 +155,25 @@ def build_project_wheel(src: Path, out: Path, env: dict[str, str]) -> Path:
     return built[0]
 
 
-def download_wheels(pins: list[Pin], dest: Path, python_version: str, plat: str, env: dict[str, str], work: Path) -> None:
+def platform_tags(plat: str) -> list[str]:
+    """``plat`` and every older tag a host of that kind also runs: manylinux_2_28 takes 2_27 … 2_5.
+
+    pip does not widen ``--platform`` by itself (as it does for the running host), so each tag is
+    passed. A tag that is not manylinux is taken as given.
+    """
+    m = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", plat)
+    if not m:
+        return [plat]
+    top, arch = int(m[1]), m[2]
+    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(top, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    tags += [f"{name}_{arch}" for minor, name in legacy.items() if minor <= top]
+    return tags
+
+
+def download_wheels(
+    pins: list[Pin], dest: Path, python_version: str, plat: str, env: dict[str, str], work: Path
+) -> None:
     """pip download every pin's wheel for the target, each checked against the lock's hashes."""
     req = work / "target.lock"
     req.write_text(
@@ -163,7 +181,8 @@ def download_wheels(pins: list[Pin], dest: Path, python_version: str, plat: str,
     )
     run(
         [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--require-hashes",
-         "--python-version", python_version, "--implementation", "cp", "--platform", plat,
+         "--python-version", python_version, "--implementation", "cp",
+         *(arg for tag in platform_tags(plat) for arg in ("--platform", tag)),
          "-d", str(dest), "-r", str(req)],
         env=env,
     )
@@ -202,8 +221,19 @@ def kit_lock_text(pins: list[Pin], hashes: dict[str, str], python_version: str, 
     return "\n".join(lines) + "\n"
 
 
-def write_sbom(kit: Path, deps_lock: Path, pyproject: Path, project_wheel: Path, env: dict[str, str]) -> None:
-    """CycloneDX 1.6 from the dependency lock (cyclonedx-py), airgap as the top component."""
+def write_sbom(
+    kit: Path,
+    deps_lock: Path,
+    pyproject: Path,
+    project_wheel: Path,
+    found: dict[str, tuple[Path, str]],
+    env: dict[str, str],
+) -> None:
+    """CycloneDX 1.6 from the dependency lock (cyclonedx-py), airgap as the top component.
+
+    cyclonedx-py puts a requirement's hashes on its distribution reference; each component also
+    gets them as its own ``hashes`` and names the wheel file of the kit they belong to.
+    """
     out = kit / "sbom.cdx.json"
     cdx = Path(sys.executable).with_name("cyclonedx-py")
     run(
@@ -218,8 +248,12 @@ def write_sbom(kit: Path, deps_lock: Path, pyproject: Path, project_wheel: Path,
     top["hashes"] = [{"alg": "SHA-256", "content": sha256_file(project_wheel)}]
     top.setdefault("properties", []).append({"name": "airgap:kit:wheel", "value": project_wheel.name})
     for comp in doc.get("components", []):
-        if not comp.get("hashes"):
-            raise KitError(f"SBOM component {comp.get('name')} has no hashes")
+        wheel, digest = found[canonical(comp["name"])]
+        refs = [h for ref in comp.get("externalReferences", []) for h in ref.get("hashes", [])]
+        if {"alg": "SHA-256", "content": digest} not in refs:
+            raise KitError(f"SBOM component {comp['name']} does not carry the hash of {wheel.name}")
+        comp["hashes"] = [{"alg": "SHA-256", "content": digest}]
+        comp.setdefault("properties", []).append({"name": "airgap:kit:wheel", "value": wheel.name})
     out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
@@ -343,7 +377,7 @@ def build(args: argparse.Namespace) -> Path:
         own = Pin("airgap", version, None)
         hashes["airgap"] = sha256_file(project_wheel)
         (kit / "requirements.lock").write_text(kit_lock_text([*pins, own], hashes, py, plat, commit))
-        write_sbom(kit, deps_lock, src / "pyproject.toml", project_wheel, env)
+        write_sbom(kit, deps_lock, src / "pyproject.toml", project_wheel, found, env)
         shutil.copyfile(HERE / "install.sh", kit / "install.sh")
         readme = (HERE / "README.kit").read_text()
         (kit / "README").write_text(readme.replace("@VERSION@", version).replace("@TARGET@", f"CPython {py}, {plat}"))
