@@ -32,10 +32,10 @@ _KEEP = {
 }
 
 
-def registry_settings(python: str = sys.executable) -> dict[str, str]:
+def registry_settings(env: dict[str, str] | None = None, python: str = sys.executable) -> dict[str, str]:
     """The machine's pip settings for reaching the registry, by pip option name (nothing else)."""
     out = subprocess.run(
-        [python, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+        [python, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False, env=env
     ).stdout
     found: dict[str, str] = {}
     for line in out.splitlines():
@@ -53,10 +53,11 @@ def registry_settings(python: str = sys.executable) -> dict[str, str]:
 
 def isolated_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """``base`` (default: os.environ) without any pip/uv setting, plus the registry settings only."""
-    settings = registry_settings()
+    base = dict(os.environ if base is None else base)
+    settings = registry_settings(base)
     env = {
         k: v
-        for k, v in (os.environ if base is None else base).items()
+        for k, v in base.items()
         if not k.startswith(("PIP_", "UV_")) and k not in ("SSL_CERT_FILE", "PYTHONPATH")
     }
     env["PIP_CONFIG_FILE"] = os.devnull
