@@ -37,11 +37,10 @@ bench: $(STAMP) system-deps
 	$(PY) -m bench
 
 # The offline kit: dist/airgap-offline-VERSION-PYTAG-PLATFORM.tar.gz, built from HEAD.
+KIT_ARGS := $(if $(KIT_SIGN_KEY),--sign-key $(KIT_SIGN_KEY)) \
+	$(if $(PYTHON_VERSION),--python-version $(PYTHON_VERSION)) $(if $(PLATFORM),--platform $(PLATFORM))
 kit: $(STAMP)
-	$(PY) scripts/kit/build_kit.py --out dist \
-		$(if $(KIT_SIGN_KEY),--sign-key $(KIT_SIGN_KEY)) \
-		$(if $(PYTHON_VERSION),--python-version $(PYTHON_VERSION)) \
-		$(if $(PLATFORM),--platform $(PLATFORM))
+	$(PY) scripts/kit/build_kit.py --out dist $(strip $(KIT_ARGS))
 
 # Refresh the locks from pyproject.toml (needs the package registry; isolated from pip.conf).
 lock: $(STAMP)

@@ -388,12 +388,15 @@ def build(args: argparse.Namespace) -> Path:
         out = dist / f"{top}-{pytag}-{plat}.tar.gz"
         write_tarball(tmp / "stage", top, out, epoch)
     pub = public_pem(key)  # type: ignore[arg-type]
-    (dist / "kit-signing.pub").write_bytes(pub)
+    where = ""
+    if args.sign_key is None:  # the key make kit made: its public half beside it
+        (dist / "kit-signing.pub").write_bytes(pub)
+        where = f"also in {dist / 'kit-signing.pub'}; "
     size = out.stat().st_size
     print(f"wrote {out} ({size / 1e6:.1f} MB, {len(pins) + 1} wheels)")
     print(f"  sha256 {sha256_file(out)}")
     print(f"  signed by the key with SPKI SHA-256 {spki_sha256(key)}")  # type: ignore[arg-type]
-    print(f"  public key (also in {dist / 'kit-signing.pub'}; carry it to the offline host separately):")
+    print(f"  public key ({where}carry it to the offline host separately, never inside the kit):")
     print(pub.decode().rstrip())
     return out
 

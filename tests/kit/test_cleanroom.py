@@ -20,7 +20,8 @@ import pytest
 from tests.kit.cleanroom import debian_mirror, debootstrap_root, in_chroot
 from tests.kit.conftest import Kit, _shared_kit, needs_root_and_unshare
 
-pytestmark = pytest.mark.slow
+# Slow: the first test here builds (registry) and installs a kit; later ones share it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 @pytest.mark.parametrize(("suite", "python"), [("bookworm", "3.11"), ("trixie", "3.13")])

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.kit.conftest import REPO, Kit, build_kit, install, needs_root_and_unshare
 
-pytestmark = pytest.mark.slow
+# Slow: the first test here builds (registry) and installs a kit; later ones share it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def _sha256(p: Path) -> str:
