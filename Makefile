@@ -45,8 +45,7 @@ kit: $(STAMP)
 # Refresh the locks from pyproject.toml (needs the package registry; isolated from pip.conf).
 lock: $(STAMP)
 	$(UV_COMPILE) -o requirements/runtime.lock pyproject.toml
-	$(UV_COMPILE) -o requirements/dev.lock pyproject.toml requirements/build.in \
-		--extra test --extra lint --extra kit
+	$(UV_COMPILE) -o requirements/dev.lock --all-extras pyproject.toml requirements/build.in
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
