@@ -91,7 +91,7 @@ for f in "$partial"/bin/* "$partial/pyvenv.cfg"; do
     mv "$f.tmp" "$f"
   fi
 done
-"$partial/bin/python" -m compileall -q -s "$partial" -p "$prefix" "$partial/lib" >/dev/null \
+"$partial/bin/python" -m compileall -q -j 0 -s "$partial" -p "$prefix" "$partial/lib" >/dev/null \
   || die "compiling the installed modules failed: nothing installed"
 
 share="$partial/share/airgap-kit"
