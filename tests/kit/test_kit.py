@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import marshal
 import re
 import shutil
 import subprocess
@@ -123,6 +124,10 @@ def test_installs_with_no_network_and_runs(kit: Kit, installed: Path, tmp_path: 
     # The venv is a fresh one: its own python, no dev-venv path leaking in.
     assert airgap.read_text().splitlines()[0] == f"#!{installed}/bin/python"
     assert ".partial" not in (installed / "pyvenv.cfg").read_text()
+    # Compiled modules name the final folder (tracebacks point at real files).
+    pyc = next(installed.glob("lib/python3*/site-packages/airgap/__pycache__/__init__.*.pyc"))
+    code = marshal.loads(pyc.read_bytes()[16:])
+    assert code.co_filename == str(next(installed.glob("lib/python3*/site-packages/airgap/__init__.py")))
     proc = subprocess.run(
         ["unshare", "--net", str(airgap), "ca", "init", "--dir", str(tmp_path / "pki"), "--key-type",
          "ecdsa-p256", "--no-passphrase"], capture_output=True, text=True, check=False)
@@ -174,6 +179,21 @@ def _change_the_lock(tree: Path) -> None:
     lock.write_text(lock.read_text() + "six\n")
 
 
+def _remove_the_sums(tree: Path) -> None:
+    (tree / "SHA256SUMS").unlink()
+
+
+def _list_a_file_outside(tree: Path) -> None:
+    (tree.parent / "outside").write_text("x")
+    with open(tree / "SHA256SUMS", "a") as fh:
+        fh.write(f"{hashlib.sha256(b'x').hexdigest()}  ../outside\n")
+
+
+def _garble_a_sums_line(tree: Path) -> None:
+    sums = tree / "SHA256SUMS"
+    sums.write_text(sums.read_text().replace("  ", " *", 1))
+
+
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [
@@ -181,8 +201,12 @@ def _change_the_lock(tree: Path) -> None:
         (_remove_a_wheel, r"kit file missing: wheels/pyyaml-.*\.whl: nothing installed"),
         (_add_a_file, r"kit has a file not in SHA256SUMS: wheels/airgap-9\.9-py3-none-any\.whl: nothing installed"),
         (_change_the_lock, r"kit file changed: requirements\.lock: nothing installed"),
+        (_remove_the_sums, r"SHA256SUMS is missing: nothing installed"),
+        (_list_a_file_outside, r"kit file missing: \.\./outside: nothing installed"),
+        (_garble_a_sums_line, r"SHA256SUMS has a malformed line: nothing installed"),
     ],
-    ids=["one-byte-in-a-wheel", "wheel-removed", "extra-file", "lock-changed"],
+    ids=["one-byte-in-a-wheel", "wheel-removed", "extra-file", "lock-changed", "sums-removed",
+         "sums-lists-a-file-outside", "sums-line-malformed"],
 )
 def test_tampered_kit_installs_nothing(kit: Kit, tmp_path: Path, tamper: object, message: str) -> None:
     needs_root_and_unshare()
