@@ -95,13 +95,14 @@ def kit(shared_tmp: Path) -> Kit:
 
 @pytest.fixture(scope="session")
 def installed(kit: Kit, shared_tmp: Path) -> Path:
-    """The kit installed once with no network: the prefix (read-only use)."""
+    """The kit installed once with no network (``--verify-key``: openssl checks the signature too):
+    the prefix (read-only use)."""
     needs_root_and_unshare()
     prefix = shared_tmp / "kit-installed" / "airgap"
     with _shared_lock(shared_tmp / "kit-installed.lock"):
         if not (prefix / "bin" / "airgap").exists():
             prefix.parent.mkdir(parents=True, exist_ok=True)
-            proc = install(kit.tree, prefix)
+            proc = install(kit.tree, prefix, "--verify-key", str(kit.pub))
             assert proc.returncode == 0, proc.stderr
     return prefix
 

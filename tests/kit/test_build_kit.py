@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,46 @@ def test_isolation_keeps_how_to_reach_the_registry_and_drops_local_folders(tmp_p
                          text=True, check=True).stdout
     assert "find-links" not in out and "extra-index-url" not in out and "constraint" not in out
     assert "index-url='file:///srv/index'" in out
+
+
+def _build(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "kit" / "build_kit.py"), "--repo", str(REPO),
+                           "--out", str(tmp_path / "dist"), *args], capture_output=True, text=True, check=False,
+                          env=env)
+
+
+def test_a_key_that_is_not_p256_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = tmp_path / "p384.pem"
+    key.write_bytes(ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    proc = _build(tmp_path, "--sign-key", str(key))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == f"make kit: error: {key}: the kit signing key must be ECDSA P-256"
+    assert not (tmp_path / "dist").exists()
+
+
+def test_an_encrypted_key_needs_its_passphrase_file(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = tmp_path / "k.pem"
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"right")))
+    env = {k: v for k, v in os.environ.items() if k != "KIT_SIGN_PASSPHRASE_FILE"}
+    proc = _build(tmp_path, "--sign-key", str(key), env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == f"make kit: error: {key}: key is encrypted; set KIT_SIGN_PASSPHRASE_FILE"
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("wrong\n")
+    proc = _build(tmp_path, "--sign-key", str(key), env={**env, "KIT_SIGN_PASSPHRASE_FILE": str(wrong)})
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == f"make kit: error: {key}: wrong passphrase or corrupt key"
+
+
+def test_bad_target_options_are_usage_errors(tmp_path: Path) -> None:
+    assert _build(tmp_path, "--python-version", "3").returncode == 2
+    assert _build(tmp_path, "--platform", "../x").returncode == 2

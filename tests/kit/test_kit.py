@@ -264,3 +264,17 @@ def test_two_builds_from_fresh_clones_are_byte_identical(kit: Kit, tmp_path: Pat
     assert not (tmp_path / "out" / "kit-signing.key").exists(), "an explicit key: no key made"
     with gzip.open(second) as g:
         assert g.read(1)
+
+
+def test_doctor_with_the_wrong_key_fails(installed: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other = tmp_path / "other.pub"
+    other.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    proc = subprocess.run([str(installed / "bin" / "airgap"), "doctor", "--json", "--verify-key", str(other)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    kit_check = next(c for c in json.loads(proc.stdout)["checks"] if c["name"] == "kit")
+    assert kit_check["data"]["signature"] == "bad"
+    assert kit_check["detail"].startswith(f"kit install re-check failed: SHA256SUMS.sig does not verify with {other}")
