@@ -15,6 +15,9 @@ say() {  # numbered steps; a line starting with --- is a scene change, not a ste
   esac
 }
 
+say "The officer checks the root host first: Python, OpenSSL, tools, no default route (airgap doctor; offline)"
+$AIRGAP doctor
+
 say "The security officer picks a passphrase for the PKI folder (kept in a file here; a prompt in real life)"
 head -c 24 /dev/urandom | base64 > "$DEMO/passphrase.txt"
 echo "   $DEMO/passphrase.txt"

@@ -19,6 +19,7 @@ import typer
 from airgap import __version__
 from airgap.cli import audit, bundle, ca, keys, mesh, release
 from airgap.cli._app import new_app
+from airgap.cli.doctor import register as register_doctor
 from airgap.errors import AirgapError
 
 app = new_app(
@@ -53,6 +54,7 @@ app.add_typer(release.app, name="release")
 app.add_typer(mesh.app, name="mesh")
 app.add_typer(audit.app, name="audit")
 mesh.register_top_level(app)
+register_doctor(app)
 
 
 def _files_are_checked_by_the_commands(root: typer.Typer) -> None:
