@@ -59,7 +59,10 @@ def doctor(
             for problem in c.data.get("problems", [])[1:]:
                 typer.echo(f"{'':<19} {_shown(problem)}")
     if not report.ok:
-        raise typer.Exit(1)
+        from airgap.errors import VerificationError
+
+        failed = [c.name for c in report.checks if c.status == "fail"]
+        raise VerificationError(f"doctor: {len(failed)} check(s) failed: {', '.join(failed)}")
 
 
 def register(root: typer.Typer) -> None:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from airgap.core import subproc
+
 Status = Literal["ok", "warn", "fail", "info"]
 
 KIT_RECORD_DIR = Path("share") / "airgap-kit"
@@ -139,7 +141,7 @@ def _tool_version(name: str, args: list[str], which: Callable[[str], str | None]
     if path is None:
         return None, None
     try:
-        proc = subprocess.run([path, *args], capture_output=True, text=True, timeout=10, check=False)
+        proc = subproc.run([path, *args], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return path, None
     out = (proc.stdout or proc.stderr).strip().splitlines()
