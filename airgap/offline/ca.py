@@ -103,6 +103,23 @@ class IntermediateRecord:
     key_type: str
     issued_at: str
     root_fingerprint: str
+    # A key held elsewhere (``ca sign``): PKI/<cluster>/ has no ca-key.pem. Absent from the JSON
+    # when the PKI holds the key, so inventories of ``ca issue`` read and write as before.
+    key_held: str = "pki"  # "pki" | "elsewhere"
+    key_id: str | None = None  # SHA-256 of the held-elsewhere key's SubjectPublicKeyInfo
+    csr_sha256: str | None = None  # SHA-256 of the DER request that was signed
+    request_id: str | None = None  # the signed request file's id (``ca request``), if any
+
+    @property
+    def held_elsewhere(self) -> bool:
+        return self.key_held == "elsewhere"
+
+    def to_doc(self) -> dict[str, object]:
+        doc = asdict(self)
+        for k, default in (("key_held", "pki"), ("key_id", None), ("csr_sha256", None), ("request_id", None)):
+            if doc[k] == default:
+                del doc[k]
+        return doc
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,7 @@ class Inventory:
         doc: dict[str, object] = {
             "format": 1,
             "root": asdict(self.root) if self.root else None,
-            "intermediates": [asdict(i) for i in self.intermediates],
+            "intermediates": [i.to_doc() for i in self.intermediates],
         }
         if self.ceremony_log is not None:  # absent (not null) in a folder without a log, as before
             doc["ceremony_log"] = asdict(self.ceremony_log)
@@ -143,6 +160,8 @@ class Inventory:
             log = CeremonyLogRecord(**doc["ceremony_log"]) if doc.get("ceremony_log") is not None else None
             if log is not None and not (isinstance(log.officer_key_id, str) and isinstance(log.started, str)):
                 raise TypeError("ceremony_log")
+            if any(i.key_held not in ("pki", "elsewhere") for i in inter):
+                raise TypeError("key_held")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidInput(f"{source}: inventory is corrupt") from exc
         return cls(root, inter, log)
@@ -423,21 +442,29 @@ class CAStore:
             pem += cx.cert_pem(cx.load_cert_pem(nxt.read_bytes(), source=str(nxt)))
         return pem
 
-    def write_cluster(self, final: Path, key_pem: bytes, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    def write_cluster(
+        self, final: Path, key_pem: bytes | None, cert: x509.Certificate, issuer: x509.Certificate
+    ) -> None:
         """Build a cluster folder beside ``final`` and rename it into place when complete.
 
         ``cert-chain.pem`` is the intermediate then its issuing root; ``root-cert.pem`` is
         :meth:`trust_pem` (both roots during a root rotation); ``ca-crl.pem`` is the current CRL.
+        ``key_pem`` None: the key is held elsewhere and no ``ca-key.pem`` is written.
         """
+        with staged_dir(final, mode=0o700) as tmp:
+            if key_pem is not None:
+                write_new(tmp / "ca-key.pem", key_pem, mode=0o600)
+            self.write_public_files(tmp, cert, issuer)
+
+    def write_public_files(self, folder: Path, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+        """``ca-cert.pem``, ``cert-chain.pem``, ``root-cert.pem`` (and ``ca-crl.pem``) of ``cert`` into ``folder``."""
         ca_pem = cx.cert_pem(cert)
         crl = self.path / "ca-crl.pem"
-        with staged_dir(final, mode=0o700) as tmp:
-            write_new(tmp / "ca-key.pem", key_pem, mode=0o600)
-            write_new(tmp / "ca-cert.pem", ca_pem)
-            write_new(tmp / "cert-chain.pem", ca_pem + cx.cert_pem(issuer))
-            write_new(tmp / "root-cert.pem", self.trust_pem())
-            if crl.exists():
-                write_new(tmp / "ca-crl.pem", crl.read_bytes())
+        write_new(folder / "ca-cert.pem", ca_pem)
+        write_new(folder / "cert-chain.pem", ca_pem + cx.cert_pem(issuer))
+        write_new(folder / "root-cert.pem", self.trust_pem())
+        if crl.exists():
+            write_new(folder / "ca-crl.pem", crl.read_bytes())
 
     def _record_of(self, name: str, cert: x509.Certificate, root_cert: x509.Certificate) -> IntermediateRecord:
         return IntermediateRecord(
@@ -472,6 +499,7 @@ class CAStore:
         if nxt.exists():
             roots.append(cx.load_cert_pem(nxt.read_bytes(), source=str(nxt)))
         revoked = read_state(self.path)
+        elsewhere = {i.cluster: i for i in self.read_inventory().intermediates if i.held_elsewhere}
         out: list[IntermediateStatus] = []
         for name in self.clusters():
             d = self.path / name
@@ -488,7 +516,12 @@ class CAStore:
                 problems.append("not a CA certificate")
             key_check = "skipped"
             key_path = d / "ca-key.pem"
-            if not key_path.exists():
+            held = elsewhere.get(name)
+            if held is not None and not key_path.exists():
+                key_check = "held-elsewhere"
+                if held.fingerprint != cx.fingerprint(cert):
+                    problems.append("ca-cert.pem is not the certificate the inventory records")
+            elif not key_path.exists():
                 key_check = "missing"
                 problems.append("ca-key.pem is missing")
             else:

@@ -1,0 +1,204 @@
+"""`airgap ca sign` and `airgap ca request`: keys that never cross the gap (registered on `ca`).
+
+``ca request`` runs on the jump host: it makes the cluster's key there and a signed request file.
+``ca sign`` runs on the root host: it certifies the public key of a PKCS#10 request (from openssl,
+OpenBao, or inside a request file) and never sees a private key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from airgap.cli._app import info, print_json
+from airgap.cli.ca import (
+    DirOpt,
+    KeyLabelOpt,
+    LogKeyOpt,
+    LogPassOpt,
+    ModuleOpt,
+    PassFileOpt,
+    PinFileOpt,
+    TokenOpt,
+    _officer,
+    _root_key,
+    _token_ref,
+    app,
+)
+
+__all__ = ["app", "request", "sign"]
+
+
+@app.command("sign")
+def sign(
+    request: Path = typer.Argument(
+        ...,
+        help="A PKCS#10 CSR (PEM or DER: openssl req, OpenBao intermediate/generate/internal) or, "
+        "with --trust, a signed request file from 'airgap ca request'.",
+    ),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="The cluster the intermediate is for (required for a CSR; checked for a request)."
+    ),
+    dir: Path = DirOpt,
+    out: Path = typer.Option(
+        ..., "--out", help="New folder for ca-cert.pem, cert-chain.pem, root-cert.pem (to carry back)."
+    ),
+    trust: list[Path] | None = typer.Option(
+        None, "--trust", help="Public key (.pub) of an operator whose signed request files are accepted."
+    ),
+    days: int = typer.Option(
+        730, "--days", help="Validity in days. Refused (exit 4) if it would outlive the root: never clamped."
+    ),
+    org: str = typer.Option("Istio", "--org", help="O= of the intermediate (the request's subject is ignored)."),
+    cn: str = typer.Option("Intermediate CA", "--cn", help="CN= of the intermediate."),
+    san: list[str] = typer.Option(["DNS:istiod.istio-system.svc"], "--san", help="Subject alternative names."),
+    passphrase_file: Path | None = PassFileOpt,
+    no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    log_key: Path | None = LogKeyOpt,
+    log_key_passphrase_file: Path | None = LogPassOpt,
+    pkcs11_module: Path | None = ModuleOpt,
+    token_label: str | None = TokenOpt,
+    key_label: str | None = KeyLabelOpt,
+    pin_file: Path | None = PinFileOpt,
+) -> None:
+    """Certify a cluster key held elsewhere: only the request's public key is used.
+
+    The certificate follows the intermediate profile (CA:true pathlen:0, L=CLUSTER, --org/--cn/--san)
+    whatever the request asks; its subject, SANs and extensions are never copied. PKI/CLUSTER/ gets
+    the certificates but no ca-key.pem; the inventory and ceremony log record the key as held elsewhere.
+
+    Example: airgap ca sign cluster1.csr --cluster cluster1 --dir pki --out signed/ --passphrase-file pass.txt
+
+    Example: airgap ca sign cluster1.request --trust operator.pub --dir pki --out signed/ --passphrase-file pass.txt
+    """
+    from airgap.core.csr import MAX_CSR_BYTES, verify_csr
+    from airgap.core.files import read_capped
+    from airgap.core.passphrase import resolve_passphrase
+    from airgap.errors import InvalidInput
+    from airgap.offline.ca import CAStore
+    from airgap.offline.sign import sign_csr
+
+    request_id: str | None = None
+    if trust:
+        from airgap.core.request import MAX_REQUEST_BYTES, open_request
+        from airgap.errors import Refused
+
+        verified = open_request(read_capped(request, MAX_REQUEST_BYTES, "request file"), trust, source=str(request))
+        if cluster is not None and cluster != verified.cluster:
+            raise Refused(f"{request}: the request is for cluster {verified.cluster}, not {cluster}")
+        cluster, csr, request_id = verified.cluster, verified.csr, verified.request_id
+    else:
+        data = read_capped(request, MAX_CSR_BYTES, "certificate request")
+        from airgap.core.request import looks_like_request
+
+        if looks_like_request(data):
+            raise InvalidInput(f"{request}: is a signed request file; give the operator's key with --trust PUB")
+        if cluster is None:
+            raise InvalidInput("--cluster NAME is required when signing a CSR")
+        csr = verify_csr(data, source=str(request))
+    ref = _token_ref(dir, pkcs11_module, token_label, key_label)
+    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    with _root_key(ref, pin_file) as root_key:
+        rec = sign_csr(
+            CAStore(dir),
+            csr,
+            cluster,
+            out=out,
+            days=days,
+            org=org,
+            cn=cn,
+            sans=san,
+            passphrase=pw,
+            root_key=root_key,
+            officer=officer,
+            request_id=request_id,
+        )
+    if json_out:
+        print_json(
+            {
+                "cluster": rec.cluster,
+                "serial": rec.serial,
+                "fingerprint": rec.fingerprint,
+                "subject": rec.subject,
+                "not_after": rec.not_after,
+                "key_held": rec.key_held,
+                "key_id": rec.key_id,
+                "csr_sha256": rec.csr_sha256,
+                "request_id": rec.request_id,
+                "out": str(out),
+            }
+        )
+        return
+    typer.echo(f"Signed {rec.cluster}: {rec.subject}, until {rec.not_after}, sha256 {rec.fingerprint}")
+    typer.echo(f"  key          {rec.key_type}, held elsewhere (SPKI sha256 {rec.key_id})")
+    typer.echo(f"  request      sha256 {rec.csr_sha256}" + (f", id {rec.request_id}" if rec.request_id else ""))
+    typer.echo(f"  written to   {out} and {dir / rec.cluster}")
+    info(f"next: carry {out} back, or 'airgap bundle create {rec.cluster} ...' for a keyless bundle")
+
+
+@app.command("request")
+def request(
+    cluster: str = typer.Argument(..., help="The cluster whose CA key is made here."),
+    dir: Path = typer.Option(..., "--dir", help="The jump host's folder: the key goes to DIR/CLUSTER/ca-key.pem."),
+    sign_key: Path = typer.Option(..., "--sign-key", help="The operator's signing key (keys new --kind signing)."),
+    out: Path = typer.Option(..., "--out", help="The signed request file to write (never replaced)."),
+    key_type: str = typer.Option("rsa-4096", "--key-type", help="rsa-4096 | rsa-3072 | ecdsa-p256 | ecdsa-p384"),
+    expires: int = typer.Option(30, "--expires", help="Days until the request expires (at most 365)."),
+    passphrase_file: Path | None = typer.Option(
+        None,
+        "--passphrase-file",
+        help="Encrypts the new ca-key.pem (and opens --sign-key unless --sign-passphrase-file). "
+        "Also: $AIRGAP_PASSPHRASE, or a prompt on a terminal.",
+    ),
+    no_passphrase: bool = typer.Option(False, "--no-passphrase", help="Write ca-key.pem unencrypted (not advised)."),
+    sign_passphrase_file: Path | None = typer.Option(
+        None, "--sign-passphrase-file", help="Passphrase of --sign-key, when it differs."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Jump host: make CLUSTER's CA key here (0600, encrypted) and a signed request for the root host.
+
+    Carry only the request file across; on the root host 'airgap ca sign REQUEST --trust operator.pub ...'.
+
+    Example: airgap ca request cluster1 --dir jump --sign-key operator.key --out c1.request --passphrase-file pw
+    """
+    from airgap.connected.request import make_request
+    from airgap.core.keys import check_key_type, key_file_is_encrypted, load_private_key
+    from airgap.core.passphrase import resolve_passphrase
+
+    kt = check_key_type(key_type)
+    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
+    sign_pw = None
+    if key_file_is_encrypted(sign_key, "signing key"):
+        if sign_passphrase_file is not None:
+            sign_pw = resolve_passphrase(sign_passphrase_file, purpose="signing key passphrase")
+        else:
+            sign_pw = pw or resolve_passphrase(None, purpose="signing key passphrase")
+    made = make_request(
+        cluster,
+        jump_dir=dir,
+        sign_key=load_private_key(sign_key, sign_pw),
+        out=out,
+        key_type=kt,
+        passphrase=pw,
+        days=expires,
+    )
+    if json_out:
+        print_json(
+            {
+                "cluster": made.cluster,
+                "request_id": made.request_id,
+                "key": str(made.key_path),
+                "key_id": made.key_id,
+                "request": str(made.out),
+                "expires": made.expires,
+            }
+        )
+        return
+    typer.echo(f"Request {made.request_id} for {made.cluster} written to {made.out}, expires {made.expires}")
+    typer.echo(f"  key          {made.key_path} ({kt}, {'encrypted' if pw else 'UNENCRYPTED'}; stays here)")
+    typer.echo(f"  key id       {made.key_id}")
+    info(f"next: carry {made.out} to the root host: 'airgap ca sign {made.out.name} --trust OPERATOR.pub ...'")
