@@ -32,17 +32,21 @@ __all__ = ["app", "request", "sign"]
 
 @app.command("sign")
 def sign(
-    request: Path = typer.Argument(
+    requests: list[Path] = typer.Argument(
         ...,
-        help="A PKCS#10 CSR (PEM or DER: openssl req, OpenBao intermediate/generate/internal) or, "
-        "with --trust, a signed request file from 'airgap ca request'.",
+        help="PKCS#10 CSRs (PEM or DER: openssl req, OpenBao intermediate/generate/internal) or, "
+        "with --trust, signed request files from 'airgap ca request'.",
     ),
-    cluster: str | None = typer.Option(
-        None, "--cluster", help="The cluster the intermediate is for (required for a CSR; checked for a request)."
+    cluster: list[str] | None = typer.Option(
+        None,
+        "--cluster",
+        help="The cluster each CSR is for, in order (one per CSR); for request files optional and checked.",
     ),
     dir: Path = DirOpt,
     out: Path = typer.Option(
-        ..., "--out", help="New folder for ca-cert.pem, cert-chain.pem, root-cert.pem (to carry back)."
+        ...,
+        "--out",
+        help="New folder for ca-cert.pem, cert-chain.pem, root-cert.pem (several requests: DIR/CLUSTER/).",
     ),
     trust: list[Path] | None = typer.Option(
         None, "--trust", help="Public key (.pub) of an operator whose signed request files are accepted."
@@ -63,49 +67,54 @@ def sign(
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
 ) -> None:
-    """Certify a cluster key held elsewhere: only the request's public key is used.
+    """Certify cluster keys held elsewhere: only each request's public key is used.
 
     The certificate follows the intermediate profile (CA:true pathlen:0, L=CLUSTER, --org/--cn/--san)
     whatever the request asks; its subject, SANs and extensions are never copied. PKI/CLUSTER/ gets
     the certificates but no ca-key.pem; the inventory and ceremony log record the key as held elsewhere.
+    Every request is checked before the root key signs any of them.
 
-    Example: airgap ca sign cluster1.csr --cluster cluster1 --dir pki --out signed/ --passphrase-file pass.txt
+    Example: airgap ca sign c1.csr --cluster c1 --dir pki --out signed/ --passphrase-file pass.txt
 
-    Example: airgap ca sign cluster1.request --trust operator.pub --dir pki --out signed/ --passphrase-file pass.txt
+    Example: airgap ca sign c1.request --trust operator.pub --dir pki --out signed/ --passphrase-file pass.txt
     """
     from airgap.core.csr import MAX_CSR_BYTES, verify_csr
     from airgap.core.files import read_capped
     from airgap.core.passphrase import resolve_passphrase
-    from airgap.errors import InvalidInput
+    from airgap.core.request import MAX_REQUEST_BYTES, looks_like_request, open_request
+    from airgap.errors import InvalidInput, Refused
     from airgap.offline.ca import CAStore
-    from airgap.offline.sign import sign_csr
+    from airgap.offline.sign import SignItem, sign_csrs
 
-    request_id: str | None = None
+    clusters = list(cluster or [])
+    items: list[SignItem] = []
     if trust:
-        from airgap.core.request import MAX_REQUEST_BYTES, open_request
-        from airgap.errors import Refused
-
-        verified = open_request(read_capped(request, MAX_REQUEST_BYTES, "request file"), trust, source=str(request))
-        if cluster is not None and cluster != verified.cluster:
-            raise Refused(f"{request}: the request is for cluster {verified.cluster}, not {cluster}")
-        cluster, csr, request_id = verified.cluster, verified.csr, verified.request_id
+        if clusters and len(clusters) != len(requests):
+            raise InvalidInput(
+                f"{len(requests)} request file(s) but {len(clusters)} --cluster; give one per file or none"
+            )
+        for i, path in enumerate(requests):
+            verified = open_request(read_capped(path, MAX_REQUEST_BYTES, "request file"), trust, source=str(path))
+            if clusters and clusters[i] != verified.cluster:
+                raise Refused(f"{path}: the request is for cluster {verified.cluster}, not {clusters[i]}")
+            items.append(SignItem(verified.csr, verified.cluster, verified.request_id))
     else:
-        data = read_capped(request, MAX_CSR_BYTES, "certificate request")
-        from airgap.core.request import looks_like_request
-
-        if looks_like_request(data):
-            raise InvalidInput(f"{request}: is a signed request file; give the operator's key with --trust PUB")
-        if cluster is None:
-            raise InvalidInput("--cluster NAME is required when signing a CSR")
-        csr = verify_csr(data, source=str(request))
+        if len(clusters) != len(requests):
+            raise InvalidInput(
+                f"--cluster NAME is required for each CSR ({len(requests)} CSR(s), {len(clusters)} --cluster)"
+            )
+        for path, name in zip(requests, clusters, strict=True):
+            data = read_capped(path, MAX_CSR_BYTES, "certificate request")
+            if looks_like_request(data):
+                raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
+            items.append(SignItem(verify_csr(data, source=str(path)), name))
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     with _root_key(ref, pin_file) as root_key:
-        rec = sign_csr(
+        recs = sign_csrs(
             CAStore(dir),
-            csr,
-            cluster,
+            items,
             out=out,
             days=days,
             org=org,
@@ -114,29 +123,34 @@ def sign(
             passphrase=pw,
             root_key=root_key,
             officer=officer,
-            request_id=request_id,
         )
     if json_out:
         print_json(
             {
-                "cluster": rec.cluster,
-                "serial": rec.serial,
-                "fingerprint": rec.fingerprint,
-                "subject": rec.subject,
-                "not_after": rec.not_after,
-                "key_held": rec.key_held,
-                "key_id": rec.key_id,
-                "csr_sha256": rec.csr_sha256,
-                "request_id": rec.request_id,
                 "out": str(out),
+                "signed": [
+                    {
+                        "cluster": r.cluster,
+                        "serial": r.serial,
+                        "fingerprint": r.fingerprint,
+                        "subject": r.subject,
+                        "not_after": r.not_after,
+                        "key_held": r.key_held,
+                        "key_id": r.key_id,
+                        "csr_sha256": r.csr_sha256,
+                        "request_id": r.request_id,
+                    }
+                    for r in recs
+                ],
             }
         )
         return
-    typer.echo(f"Signed {rec.cluster}: {rec.subject}, until {rec.not_after}, sha256 {rec.fingerprint}")
-    typer.echo(f"  key          {rec.key_type}, held elsewhere (SPKI sha256 {rec.key_id})")
-    typer.echo(f"  request      sha256 {rec.csr_sha256}" + (f", id {rec.request_id}" if rec.request_id else ""))
-    typer.echo(f"  written to   {out} and {dir / rec.cluster}")
-    info(f"next: carry {out} back, or 'airgap bundle create {rec.cluster} ...' for a keyless bundle")
+    for rec in recs:
+        typer.echo(f"Signed {rec.cluster}: {rec.subject}, until {rec.not_after}, sha256 {rec.fingerprint}")
+        typer.echo(f"  key          {rec.key_type}, held elsewhere (SPKI sha256 {rec.key_id})")
+        typer.echo(f"  request      sha256 {rec.csr_sha256}" + (f", id {rec.request_id}" if rec.request_id else ""))
+    typer.echo(f"Written to {out} and {dir}/CLUSTER/ (no ca-key.pem: the key stays where it was made)")
+    info("next: carry the folder back, or 'airgap bundle create CLUSTER ...' for a keyless bundle")
 
 
 @app.command("request")

@@ -32,7 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from airgap.core import x509 as cx
-from airgap.core.atomic import ensure_dir, remove_stale_temps, staged_dir, write_new, write_replace
+from airgap.core.atomic import ensure_dir, remove_stale_temps, staged_dir, write_new, write_replace, write_staged
 from airgap.core.keys import (
     KeyType,
     PrivateKey,
@@ -453,18 +453,21 @@ class CAStore:
         """
         with staged_dir(final, mode=0o700) as tmp:
             if key_pem is not None:
-                write_new(tmp / "ca-key.pem", key_pem, mode=0o600)
+                write_staged(tmp / "ca-key.pem", key_pem, mode=0o600)
             self.write_public_files(tmp, cert, issuer)
 
     def write_public_files(self, folder: Path, cert: x509.Certificate, issuer: x509.Certificate) -> None:
-        """``ca-cert.pem``, ``cert-chain.pem``, ``root-cert.pem`` (and ``ca-crl.pem``) of ``cert`` into ``folder``."""
+        """``ca-cert.pem``, ``cert-chain.pem``, ``root-cert.pem`` (and ``ca-crl.pem``) of ``cert`` into ``folder``.
+
+        ``folder`` is one that :func:`~airgap.core.atomic.staged_dir` is building (it fsyncs and publishes).
+        """
         ca_pem = cx.cert_pem(cert)
         crl = self.path / "ca-crl.pem"
-        write_new(folder / "ca-cert.pem", ca_pem)
-        write_new(folder / "cert-chain.pem", ca_pem + cx.cert_pem(issuer))
-        write_new(folder / "root-cert.pem", self.trust_pem())
+        write_staged(folder / "ca-cert.pem", ca_pem)
+        write_staged(folder / "cert-chain.pem", ca_pem + cx.cert_pem(issuer))
+        write_staged(folder / "root-cert.pem", self.trust_pem())
         if crl.exists():
-            write_new(folder / "ca-crl.pem", crl.read_bytes())
+            write_staged(folder / "ca-crl.pem", crl.read_bytes())
 
     def _record_of(self, name: str, cert: x509.Certificate, root_cert: x509.Certificate) -> IntermediateRecord:
         return IntermediateRecord(

@@ -16,7 +16,7 @@ Only then may the caller write it. pkilint is imported when a gate runs, never a
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -82,6 +82,65 @@ def errors_of(findings: list[Finding]) -> list[Finding]:
 Linter = Callable[[bytes], list[Finding]]
 
 
+@dataclass(frozen=True)
+class Linted:
+    """A to-be-signed certificate whose pre-certificate passed the gate (made only by :func:`lint_gate`)."""
+
+    what: str
+    builder: x509.CertificateBuilder
+    pre: x509.Certificate
+
+
+def lint_gate(
+    items: Sequence[tuple[str, x509.CertificateBuilder]],
+    *,
+    issuer_key: PrivateKey,
+    linter: Linter = lint_certificate,
+    workers: int = 1,
+) -> list[Linted]:
+    """Steps 1-2 for every item, before the real key signs any of them (a batch is all or nothing).
+
+    ``items`` are (what, builder) pairs; ``what`` names the certificate in a refusal. With
+    ``workers`` > 1 (and pkilint's linter) the pre-certificates are linted in a process pool.
+    """
+    digest = signature_hash_for(issuer_key)
+    kind = "rsa" if isinstance(issuer_key, rsa.RSAPrivateKey) else "ec"
+    # 1. the pre-certificates: same TBS, throwaway key of the issuer's algorithm
+    pres = [builder.sign(_throwaway(kind), digest) for _, builder in items]
+    ders = [p.public_bytes(serialization.Encoding.DER) for p in pres]
+    # 2. lint; any error refuses before the real key is used
+    if workers > 1 and linter is lint_certificate and len(ders) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            found = list(pool.map(lint_certificate, ders, chunksize=max(1, len(ders) // (4 * workers))))
+    else:
+        found = [linter(d) for d in ders]
+    for (what, _), findings in zip(items, found, strict=True):
+        bad = errors_of(findings)
+        if bad:
+            f = bad[0]
+            detail = f": {f.message}" if f.message else ""
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise Refused(f"{what}: the lint gate refused to sign: {f.code} ({f.severity}){detail}{more}")
+    return [Linted(what, builder, pre) for (what, builder), pre in zip(items, pres, strict=True)]
+
+
+def sign_linted(linted: Linted, *, issuer_cert: x509.Certificate, issuer_key: PrivateKey) -> x509.Certificate:
+    """Steps 3-4: the real signature, then re-parse, compare with what was linted, verify."""
+    # 3. the real signature
+    signed = linted.builder.sign(issuer_key, signature_hash_for(issuer_key))
+    # 4. re-parse, same TBS as linted, verifies with the issuer's key
+    cert = x509.load_der_x509_certificate(signed.public_bytes(serialization.Encoding.DER))
+    if cert.tbs_certificate_bytes != linted.pre.tbs_certificate_bytes:
+        raise VerificationError(f"{linted.what}: the signed certificate is not the one that was linted")
+    try:
+        cert.verify_directly_issued_by(issuer_cert)
+    except Exception as exc:  # InvalidSignature, ValueError, TypeError
+        raise VerificationError(f"{linted.what}: the new certificate does not verify with the issuer's key") from exc
+    return cert
+
+
 def sign_certificate(
     builder: x509.CertificateBuilder,
     *,
@@ -97,28 +156,17 @@ def sign_certificate(
     error-severity finding; :class:`VerificationError` (exit 1) when the signed result differs from
     what was linted or does not verify with ``issuer_cert``'s key. ``linter`` is for tests.
     """
-    digest = signature_hash_for(issuer_key)
-    # 1. the pre-certificate: same TBS, throwaway key of the issuer's algorithm
-    kind = "rsa" if isinstance(issuer_key, rsa.RSAPrivateKey) else "ec"
-    pre = builder.sign(_throwaway(kind), digest)
-    # 2. lint; any error refuses before the real key is used
-    bad = errors_of(linter(pre.public_bytes(serialization.Encoding.DER)))
-    if bad:
-        f = bad[0]
-        detail = f": {f.message}" if f.message else ""
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise Refused(f"{what}: the lint gate refused to sign: {f.code} ({f.severity}){detail}{more}")
-    # 3. the real signature
-    signed = builder.sign(issuer_key, digest)
-    # 4. re-parse, same TBS as linted, verifies with the issuer's key
-    cert = x509.load_der_x509_certificate(signed.public_bytes(serialization.Encoding.DER))
-    if cert.tbs_certificate_bytes != pre.tbs_certificate_bytes:
-        raise VerificationError(f"{what}: the signed certificate is not the one that was linted")
-    try:
-        cert.verify_directly_issued_by(issuer_cert)
-    except Exception as exc:  # InvalidSignature, ValueError, TypeError
-        raise VerificationError(f"{what}: the new certificate does not verify with the issuer's key") from exc
-    return cert
+    (linted,) = lint_gate([(what, builder)], issuer_key=issuer_key, linter=linter)
+    return sign_linted(linted, issuer_cert=issuer_cert, issuer_key=issuer_key)
 
 
-__all__ = ["Finding", "Linter", "errors_of", "lint_certificate", "sign_certificate"]
+__all__ = [
+    "Finding",
+    "Linted",
+    "Linter",
+    "errors_of",
+    "lint_certificate",
+    "lint_gate",
+    "sign_certificate",
+    "sign_linted",
+]

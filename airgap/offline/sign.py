@@ -20,8 +20,13 @@ ends inside the root's [3/4]; 6. lint gate [4], sign, re-parse, verify [1]; then
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from cryptography import x509
 
 from airgap.core import x509 as cx
 from airgap.core.atomic import staged_dir
@@ -31,7 +36,7 @@ from airgap.errors import InvalidInput, Refused
 from airgap.offline import ceremony
 from airgap.offline.ca import CAStore, IntermediateRecord, _cert_params, check_cluster_name
 from airgap.offline.ceremony import Officer
-from airgap.offline.lint import Linter, lint_certificate, sign_certificate
+from airgap.offline.lint import Linter, lint_certificate, lint_gate, sign_linted
 
 KEY_HELD_ELSEWHERE = "elsewhere"
 
@@ -49,10 +54,34 @@ def certified_key_ids(store: CAStore) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class SignItem:
+    """One verified request to certify: its CSR, the cluster it is for, and its request id (if any)."""
+
+    csr: VerifiedCSR
+    cluster: str
+    request_id: str | None = None
+
+
 def sign_csr(
     store: CAStore,
     csr: VerifiedCSR,
     cluster: str,
+    *,
+    out: Path,
+    days: int,
+    passphrase: bytes | None,
+    request_id: str | None = None,
+    **kwargs: Any,
+) -> IntermediateRecord:
+    """One CSR: :func:`sign_csrs` writing the three files straight into ``out``."""
+    (rec,) = sign_csrs(store, [SignItem(csr, cluster, request_id)], out=out, days=days, passphrase=passphrase, **kwargs)
+    return rec
+
+
+def sign_csrs(
+    store: CAStore,
+    items: Sequence[SignItem],
     *,
     out: Path,
     days: int,
@@ -62,16 +91,26 @@ def sign_csr(
     passphrase: bytes | None,
     root_key: PrivateKey | None = None,
     officer: Officer | None = None,
-    request_id: str | None = None,
     linter: Linter = lint_certificate,
-) -> IntermediateRecord:
-    """Certify ``csr``'s public key as ``cluster``'s intermediate; write ``out`` and ``PKI/<cluster>/``.
+    workers: int | None = None,
+) -> list[IntermediateRecord]:
+    """Certify each item's public key as its cluster's intermediate; write ``out`` and ``PKI/<cluster>/``.
 
-    ``passphrase`` opens the root key (or ``root_key``, a token key, signs). ``request_id`` is the
-    verified request file's id when the CSR came in one. ``linter`` is for tests.
+    Every check (module docstring) runs for every item before the root key signs anything, so a
+    batch is signed whole or not at all. One item: its files go straight into ``out``; several:
+    into ``out/<cluster>/``. ``passphrase`` opens the root key (or ``root_key``, a token key, signs).
+    ``linter`` is for tests; ``workers`` lint processes (default: every core, for large batches).
     """
     # 1. what the officer asked for
-    name = check_cluster_name(cluster)
+    if not items:
+        raise InvalidInput("give at least one certificate request")
+    names = [check_cluster_name(i.cluster) for i in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(f"cluster named twice: {', '.join(dupes)}")
+    key_ids = [i.csr.key_id for i in items]
+    if len(set(key_ids)) != len(key_ids):
+        raise InvalidInput("the same key is in two of the requests")
     if days <= 0:
         raise InvalidInput("--days must be positive")
     cx.validate_sans(list(sans))
@@ -82,50 +121,70 @@ def sign_csr(
         # 3. the ceremony log
         prep = ceremony.prepare(store.path, officer)
         # 4. not already issued
-        final = store.path / name
-        if final.exists():
-            raise Refused(
-                f"{final}: already exists; cluster {name} already has an intermediate (rotation: see 'ca rotate')"
-            )
-        holder = certified_key_ids(store).get(csr.key_id)
-        if holder is not None:
-            raise Refused(f"the request's key {csr.key_id} is already certified for cluster {holder}")
+        certified = certified_key_ids(store)
         inv = store.read_inventory()
-        if request_id is not None and any(r.request_id == request_id for r in inv.intermediates):
-            raise Refused(f"request {request_id} was already signed; make a new request ('airgap ca request')")
+        signed_ids = {r.request_id for r in inv.intermediates if r.request_id}
+        for item, name in zip(items, names, strict=True):
+            if (store.path / name).exists():
+                raise Refused(
+                    f"{store.path / name}: already exists; cluster {name} already has an intermediate "
+                    "(rotation: see 'ca rotate')"
+                )
+            holder = certified.get(item.csr.key_id)
+            if holder is not None:
+                raise Refused(f"the request's key {item.csr.key_id} is already certified for cluster {holder}")
+            if item.request_id is not None and item.request_id in signed_ids:
+                raise Refused(f"request {item.request_id} was already signed; make a new request ('airgap ca request')")
         # 5. the root
         root_cert, signing_key = store.load_root(passphrase, root_key)
         cx.check_within_root(root_cert, days)
-        # 6. the profile from the public key only, the lint gate, the signature
-        builder = cx.intermediate_builder(
-            csr.public_key, cluster=name, root_cert=root_cert, org=org, cn=cn, days=days, sans=list(sans)
-        )
-        cert = sign_certificate(
-            builder, issuer_cert=root_cert, issuer_key=signing_key, what=f"cluster {name}", linter=linter
-        )
-        # The writes: DIR is published last, so it only ever holds a recorded certificate.
-        with staged_dir(out) as tmp_out:
-            store.write_public_files(tmp_out, cert, root_cert)
-            store.write_cluster(final, None, cert, root_cert)
-            record = dataclasses.replace(
-                store._record_of(name, cert, root_cert),
-                key_held=KEY_HELD_ELSEWHERE,
-                key_id=csr.key_id,
-                csr_sha256=csr.sha256,
-                request_id=request_id,
+        # 6. the profile from the public key only; the lint gate over the whole batch, then the signatures
+        builders = [
+            (
+                f"cluster {name}",
+                cx.intermediate_builder(
+                    item.csr.public_key, cluster=name, root_cert=root_cert, org=org, cn=cn, days=days, sans=list(sans)
+                ),
             )
-            inv.intermediates.append(record)
+            for item, name in zip(items, names, strict=True)
+        ]
+        n_workers = workers or (min(os.cpu_count() or 1, len(items) // 16) if len(items) >= 32 else 1)
+        linted = lint_gate(builders, issuer_key=signing_key, linter=linter, workers=max(1, n_workers))
+        records: list[IntermediateRecord] = []
+        made: list[tuple[SignItem, x509.Certificate]] = []
+        # The writes: PKI/<cluster>/ folders, the inventory (once per batch: each fsync of it costs
+        # as much as a signature), the log entries; DIR is published last, so it only ever holds
+        # recorded certificates. A crash part-way leaves certificates on disk that 'ca list' shows and
+        # 'audit verify' reports as not recorded, never a record of a certificate that is not there.
+        with staged_dir(out) as tmp_out:
+            for item, name, lt in zip(items, names, linted, strict=True):
+                cert = sign_linted(lt, issuer_cert=root_cert, issuer_key=signing_key)
+                folder = tmp_out if len(items) == 1 else tmp_out / name
+                folder.mkdir(exist_ok=True)
+                store.write_public_files(folder, cert, root_cert)
+                store.write_cluster(store.path / name, None, cert, root_cert)
+                record = dataclasses.replace(
+                    store._record_of(name, cert, root_cert),
+                    key_held=KEY_HELD_ELSEWHERE,
+                    key_id=item.csr.key_id,
+                    csr_sha256=item.csr.sha256,
+                    request_id=item.request_id,
+                )
+                inv.intermediates.append(record)
+                records.append(record)
+                made.append((item, cert))
             store._write_inventory(inv)
             if officer is not None:
-                params: dict[str, object] = {
-                    **_cert_params(cert, cluster=name),
-                    "key_held": KEY_HELD_ELSEWHERE,
-                    "csr_sha256": csr.sha256,
-                }
-                if request_id is not None:
-                    params["request_id"] = request_id
-                ceremony.record(store.path, "sign", params, officer, prepared=prep)
-    return record
+                for item, cert in made:
+                    params: dict[str, object] = {
+                        **_cert_params(cert, cluster=item.cluster),
+                        "key_held": KEY_HELD_ELSEWHERE,
+                        "csr_sha256": item.csr.sha256,
+                    }
+                    if item.request_id is not None:
+                        params["request_id"] = item.request_id
+                    ceremony.record(store.path, "sign", params, officer, prepared=prep)
+    return records
 
 
-__all__ = ["KEY_HELD_ELSEWHERE", "certified_key_ids", "sign_csr"]
+__all__ = ["KEY_HELD_ELSEWHERE", "SignItem", "certified_key_ids", "sign_csr", "sign_csrs"]

@@ -207,7 +207,7 @@ def test_rsa_3072_csr_and_json(pki: Path, tmp_path: Path, passfile: Path) -> Non
     _, csr = openssl_csr(tmp_path, "rsa", "-newkey", "rsa:3072")
     r = sign(pki, csr, tmp_path / "o", passfile, "--json")
     assert r.code == 0, r.err
-    doc = json.loads(r.out)
+    doc = json.loads(r.out)["signed"][0]
     assert doc["cluster"] == "c3" and doc["key_held"] == "elsewhere" and len(doc["csr_sha256"]) == 64
     cert = x509.load_pem_x509_certificate((tmp_path / "o" / "ca-cert.pem").read_bytes())
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -250,3 +250,37 @@ def test_a_real_process_prints_no_traceback(pki: Path, tmp_path: Path, passfile:
                  passfile)  # fmt: skip
     assert r.code == 3
     one_error_line(r, "not a certificate request")
+
+
+def test_a_batch_is_signed_whole_or_not_at_all(pki: Path, tmp_path: Path, passfile: Path) -> None:
+    csrs = [openssl_csr(tmp_path, f"b{i}")[1] for i in range(3)]
+    # the last one would overwrite c1: nothing at all is signed
+    before = tree(pki)
+    r = run_cli("ca", "sign", *csrs, "--cluster", "b0", "--cluster", "b1", "--cluster", "c1", "--dir", pki,
+                "--out", tmp_path / "o", "--passphrase-file", passfile)  # fmt: skip
+    assert r.code == 4
+    one_error_line(r, "cluster c1 already has an intermediate")
+    assert tree(pki) == before and not (tmp_path / "o").exists()
+    # one --cluster per CSR, no cluster twice, no key twice
+    for clusters, needle in (
+        (("b0", "b1"), "--cluster NAME is required for each CSR (3 CSR(s), 2 --cluster)"),
+        (("b0", "b1", "b0"), "cluster named twice: b0"),
+    ):
+        args = [a for c in clusters for a in ("--cluster", c)]
+        r = run_cli("ca", "sign", *csrs, *args, "--dir", pki, "--out", tmp_path / "o", "--passphrase-file", passfile)
+        assert r.code == 3
+        one_error_line(r, needle)
+    r = run_cli("ca", "sign", csrs[0], csrs[0], "--cluster", "x", "--cluster", "y", "--dir", pki, "--out",
+                tmp_path / "o", "--passphrase-file", passfile)  # fmt: skip
+    assert r.code == 3
+    one_error_line(r, "the same key is in two of the requests")
+    assert tree(pki) == before
+    r = run_cli("ca", "sign", *csrs, "--cluster", "b0", "--cluster", "b1", "--cluster", "b2", "--dir", pki,
+                "--out", tmp_path / "o", "--passphrase-file", passfile)  # fmt: skip
+    assert r.code == 0, r.err
+    for i in range(3):
+        assert sorted(p.name for p in (tmp_path / "o" / f"b{i}").iterdir()) == [
+            "ca-cert.pem", "cert-chain.pem", "root-cert.pem"
+        ]  # fmt: skip
+        cert = x509.load_pem_x509_certificate((tmp_path / "o" / f"b{i}" / "ca-cert.pem").read_bytes())
+        assert cert.subject.get_attributes_for_oid(NameOID.LOCALITY_NAME)[0].value == f"b{i}"
