@@ -22,8 +22,7 @@ from airgap.cli.ca import (
     PinFileOpt,
     TokenOpt,
     _officer,
-    _root_key,
-    _token_ref,
+    _open_key,
     app,
 )
 
@@ -83,7 +82,7 @@ def sign(
     from airgap.core.passphrase import resolve_passphrase
     from airgap.core.request import MAX_REQUEST_BYTES, looks_like_request, open_request
     from airgap.errors import InvalidInput, Refused
-    from airgap.offline.ca import CAStore
+    from airgap.offline.keysource import signing_token_ref
     from airgap.offline.sign import SignItem, sign_csrs
 
     clusters = list(cluster or [])
@@ -108,12 +107,13 @@ def sign(
             if looks_like_request(data):
                 raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
             items.append(SignItem(verify_csr(data, source=str(path)), name))
-    ref = _token_ref(dir, pkcs11_module, token_label, key_label)
+    # During a root rotation the next root signs (and its token key, if it is in one), as for ca issue.
+    ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with _root_key(ref, pin_file) as root_key:
+    with _open_key(ref, pin_file) as root_key:
         recs = sign_csrs(
-            CAStore(dir),
+            dir,
             items,
             out=out,
             days=days,

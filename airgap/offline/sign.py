@@ -1,8 +1,8 @@
 """``ca sign``: the root certifies a cluster key it never holds (a verified PKCS#10 request).
 
-An act like ``ca issue`` (lock → recovery → log check → change → record; see
-:meth:`CAStore.locked` and :func:`airgap.offline.ceremony.prepare`), except that the key is made
-and kept on the other side of the gap: ``PKI/<cluster>/`` gets no ``ca-key.pem`` and the inventory
+An act like ``ca issue`` on the one act lifecycle (:func:`airgap.offline.act.pki_act`: lock →
+recovery → log check → change → record), except that the key is made and kept on the other side
+of the gap: ``PKI/<cluster>/`` gets no ``ca-key.pem`` and the inventory
 records the key as held elsewhere, with its SPKI fingerprint and the request's SHA-256.
 
 Trust: the request is untrusted until :func:`airgap.core.csr.verify_csr` returned (and, for a
@@ -13,8 +13,11 @@ the request asks for. The lint gate (:mod:`airgap.offline.lint`) runs before the
 Checks, in order (exit code in brackets): 1. cluster name, days, SANs [3]; 2. ``--out`` is new [4];
 under the PKI lock: 3. the ceremony log is intact and the officer may extend it [4/1];
 4. not already issued: no ``PKI/<cluster>/`` [4], the key is not already certified for another
-cluster [4], the request id was not signed before [4]; 5. the root key opens and the validity
-ends inside the root's [3/4]; 6. lint gate [4], sign, re-parse, verify [1]; then the writes.
+cluster [4], the request id was not signed before [4]; 5. the signing root's key opens (the next
+root during a root rotation, as for ``ca issue``) and the validity ends inside it [3/4]; 6. the lint
+gate over the whole batch [4]; then per request: sign, re-parse, verify [1] → journal → inventory →
+log → ``PKI/<cluster>/`` published (the order of ``ca issue``, so :mod:`airgap.offline.recovery`
+undoes a crash the same way); ``--out`` is published last.
 """
 
 from __future__ import annotations
@@ -32,25 +35,28 @@ from airgap.core import x509 as cx
 from airgap.core.atomic import staged_dir
 from airgap.core.csr import VerifiedCSR
 from airgap.core.keys import PrivateKey, spki_sha256
+from airgap.core.locking import Notify, stderr_note
 from airgap.errors import InvalidInput, Refused
-from airgap.offline import ceremony
-from airgap.offline.ca import CAStore, IntermediateRecord, _cert_params, check_cluster_name
+from airgap.offline.act import Act, pki_act
 from airgap.offline.ceremony import Officer
+from airgap.offline.inventory import IntermediateRecord, cert_facts, read_inventory
+from airgap.offline.issue import check_names, write_cluster, write_public_files
+from airgap.offline.keysource import signing_root
+from airgap.offline.layout import PkiLayout
 from airgap.offline.lint import Linter, lint_certificate, lint_gate, sign_linted
+from airgap.offline.recovery import clear_journal, write_journal
 
 KEY_HELD_ELSEWHERE = "elsewhere"
 
 
-def certified_key_ids(store: CAStore) -> dict[str, str]:
+def certified_key_ids(layout: PkiLayout) -> dict[str, str]:
     """SPKI fingerprint → cluster, for every current intermediate and every inventory record."""
     out: dict[str, str] = {}
-    for rec in store.read_inventory().intermediates:
+    for rec in read_inventory(layout.inventory).intermediates:
         if rec.key_id:
             out[rec.key_id] = rec.cluster
-    for name in store.clusters():
-        p = store.path / name / "ca-cert.pem"
-        cert = cx.load_cert_pem(p.read_bytes(), source=str(p))
-        out[spki_sha256(cert.public_key())] = name  # type: ignore[arg-type]
+    for name in layout.clusters():
+        out[spki_sha256(layout.load_cluster_cert(name).public_key())] = name  # type: ignore[arg-type]
     return out
 
 
@@ -64,7 +70,7 @@ class SignItem:
 
 
 def sign_csr(
-    store: CAStore,
+    pki: Path,
     csr: VerifiedCSR,
     cluster: str,
     *,
@@ -75,12 +81,12 @@ def sign_csr(
     **kwargs: Any,
 ) -> IntermediateRecord:
     """One CSR: :func:`sign_csrs` writing the three files straight into ``out``."""
-    (rec,) = sign_csrs(store, [SignItem(csr, cluster, request_id)], out=out, days=days, passphrase=passphrase, **kwargs)
+    (rec,) = sign_csrs(pki, [SignItem(csr, cluster, request_id)], out=out, days=days, passphrase=passphrase, **kwargs)
     return rec
 
 
 def sign_csrs(
-    store: CAStore,
+    pki: Path,
     items: Sequence[SignItem],
     *,
     out: Path,
@@ -93,21 +99,20 @@ def sign_csrs(
     officer: Officer | None = None,
     linter: Linter = lint_certificate,
     workers: int | None = None,
+    notify: Notify | None = stderr_note,
 ) -> list[IntermediateRecord]:
     """Certify each item's public key as its cluster's intermediate; write ``out`` and ``PKI/<cluster>/``.
 
     Every check (module docstring) runs for every item before the root key signs anything, so a
-    batch is signed whole or not at all. One item: its files go straight into ``out``; several:
-    into ``out/<cluster>/``. ``passphrase`` opens the root key (or ``root_key``, a token key, signs).
+    batch is refused whole. One item: its files go straight into ``out``; several: into
+    ``out/<cluster>/``. ``passphrase`` opens the root key (or ``root_key``, a token key, signs).
     ``linter`` is for tests; ``workers`` lint processes (default: every core, for large batches).
     """
+    layout = PkiLayout(Path(pki))
     # 1. what the officer asked for
     if not items:
         raise InvalidInput("give at least one certificate request")
-    names = [check_cluster_name(i.cluster) for i in items]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise InvalidInput(f"cluster named twice: {', '.join(dupes)}")
+    names = check_names([i.cluster for i in items])
     key_ids = [i.csr.key_id for i in items]
     if len(set(key_ids)) != len(key_ids):
         raise InvalidInput("the same key is in two of the requests")
@@ -117,17 +122,15 @@ def sign_csrs(
     # 2. the output folder is new
     if out.exists() or out.is_symlink():
         raise Refused(f"{out}: already exists; refusing to overwrite")
-    with store.locked():
-        # 3. the ceremony log
-        prep = ceremony.prepare(store.path, officer)
+    # 3. the act: lock, recovery, the ceremony log
+    with pki_act(layout, "sign", officer, notify=notify) as act:
         # 4. not already issued
-        certified = certified_key_ids(store)
-        inv = store.read_inventory()
-        signed_ids = {r.request_id for r in inv.intermediates if r.request_id}
+        certified = certified_key_ids(layout)
+        signed_ids = {r.request_id for r in act.inventory().intermediates if r.request_id}
         for item, name in zip(items, names, strict=True):
-            if (store.path / name).exists():
+            if (layout.path / name).exists():
                 raise Refused(
-                    f"{store.path / name}: already exists; cluster {name} already has an intermediate "
+                    f"{layout.path / name}: already exists; cluster {name} already has an intermediate "
                     "(rotation: see 'ca rotate')"
                 )
             holder = certified.get(item.csr.key_id)
@@ -135,56 +138,60 @@ def sign_csrs(
                 raise Refused(f"the request's key {item.csr.key_id} is already certified for cluster {holder}")
             if item.request_id is not None and item.request_id in signed_ids:
                 raise Refused(f"request {item.request_id} was already signed; make a new request ('airgap ca request')")
-        # 5. the root
-        root_cert, signing_key = store.load_root(passphrase, root_key)
-        cx.check_within_root(root_cert, days)
-        # 6. the profile from the public key only; the lint gate over the whole batch, then the signatures
+        # 5. the signing root
+        signer = signing_root(layout, passphrase, root_key)
+        cx.check_within_root(signer.cert, days)
+        # 6. the profile from the public key only; the lint gate over the whole batch
         builders = [
             (
                 f"cluster {name}",
                 cx.intermediate_builder(
-                    item.csr.public_key, cluster=name, root_cert=root_cert, org=org, cn=cn, days=days, sans=list(sans)
+                    item.csr.public_key, cluster=name, root_cert=signer.cert, org=org, cn=cn, days=days, sans=list(sans)
                 ),
             )
             for item, name in zip(items, names, strict=True)
         ]
         n_workers = workers or (min(os.cpu_count() or 1, len(items) // 16) if len(items) >= 32 else 1)
-        linted = lint_gate(builders, issuer_key=signing_key, linter=linter, workers=max(1, n_workers))
+        linted = lint_gate(builders, issuer_key=signer.key, linter=linter, workers=max(1, n_workers))
         records: list[IntermediateRecord] = []
-        made: list[tuple[SignItem, x509.Certificate]] = []
-        # The writes: PKI/<cluster>/ folders, the inventory (once per batch: each fsync of it costs
-        # as much as a signature), the log entries; DIR is published last, so it only ever holds
-        # recorded certificates. A crash part-way leaves certificates on disk that 'ca list' shows and
-        # 'audit verify' reports as not recorded, never a record of a certificate that is not there.
         with staged_dir(out) as tmp_out:
             for item, name, lt in zip(items, names, linted, strict=True):
-                cert = sign_linted(lt, issuer_cert=root_cert, issuer_key=signing_key)
+                cert = sign_linted(lt, issuer_cert=signer.cert, issuer_key=signer.key)
+                records.append(_publish(act, item, name, cert, signer.cert, signer.is_next))
                 folder = tmp_out if len(items) == 1 else tmp_out / name
                 folder.mkdir(exist_ok=True)
-                store.write_public_files(folder, cert, root_cert)
-                store.write_cluster(store.path / name, None, cert, root_cert)
-                record = dataclasses.replace(
-                    store._record_of(name, cert, root_cert),
-                    key_held=KEY_HELD_ELSEWHERE,
-                    key_id=item.csr.key_id,
-                    csr_sha256=item.csr.sha256,
-                    request_id=item.request_id,
-                )
-                inv.intermediates.append(record)
-                records.append(record)
-                made.append((item, cert))
-            store._write_inventory(inv)
-            if officer is not None:
-                for item, cert in made:
-                    params: dict[str, object] = {
-                        **_cert_params(cert, cluster=item.cluster),
-                        "key_held": KEY_HELD_ELSEWHERE,
-                        "csr_sha256": item.csr.sha256,
-                    }
-                    if item.request_id is not None:
-                        params["request_id"] = item.request_id
-                    ceremony.record(store.path, "sign", params, officer, prepared=prep)
+                write_public_files(layout, folder, cert, signer.cert)
     return records
+
+
+def _publish(
+    act: Act, item: SignItem, name: str, cert: x509.Certificate, issuer: x509.Certificate, is_next: bool
+) -> IntermediateRecord:
+    """journal → inventory → log → ``PKI/<cluster>/`` (no ``ca-key.pem``) → journal removed."""
+    record = dataclasses.replace(
+        IntermediateRecord.of(name, cert, issuer),
+        key_held=KEY_HELD_ELSEWHERE,
+        key_id=item.csr.key_id,
+        csr_sha256=item.csr.sha256,
+        request_id=item.request_id,
+    )
+    write_journal(act.layout, {"kind": "issue", "cluster": name, "fingerprint": record.fingerprint})
+    inv = act.inventory()
+    inv.intermediates.append(record)
+    act.write_inventory(inv)
+    params: dict[str, Any] = {
+        **cert_facts(cert, cluster=name),
+        "key_held": KEY_HELD_ELSEWHERE,
+        "csr_sha256": item.csr.sha256,
+    }
+    if item.request_id is not None:
+        params["request_id"] = item.request_id
+    if is_next:
+        params["under_next_root"] = True
+    act.record("sign", params)
+    write_cluster(act.layout, act.path / name, None, cert, issuer)
+    clear_journal(act.layout)
+    return record
 
 
 __all__ = ["KEY_HELD_ELSEWHERE", "SignItem", "certified_key_ids", "sign_csr", "sign_csrs"]

@@ -14,7 +14,6 @@ from airgap.core import x509 as cx
 from airgap.core.csr import verify_csr
 from airgap.errors import Refused, VerificationError
 from airgap.offline import lint
-from airgap.offline.ca import CAStore
 from airgap.offline.pkcs11 import TokenECKey
 from airgap.offline.sign import sign_csr
 from tests.helpers import one_error_line, openssl, run_cli, tree
@@ -72,7 +71,7 @@ def test_a_result_that_does_not_verify_is_never_returned() -> None:
 
 
 def test_a_linter_crash_or_finding_refuses_with_its_name(pki: Path, tmp_path: Path) -> None:
-    store = CAStore(pki)
+
     before = tree(pki)
 
     def finds(der: bytes) -> list[lint.Finding]:
@@ -80,7 +79,7 @@ def test_a_linter_crash_or_finding_refuses_with_its_name(pki: Path, tmp_path: Pa
 
     with pytest.raises(Refused, match=r"pkix.test_only_finding \(ERROR\): because the test says so"):
         sign_csr(
-            store, verify_csr(_csr(), source="t"), "c3", out=tmp_path / "o", days=30,
+            pki, verify_csr(_csr(), source="t"), "c3", out=tmp_path / "o", days=30,
             passphrase=b"correct horse battery staple", linter=finds,
         )  # fmt: skip
     assert tree(pki) == before and not (tmp_path / "o").exists()
