@@ -93,19 +93,25 @@ def sign(
                 f"{len(requests)} request file(s) but {len(clusters)} --cluster; give one per file or none"
             )
         for i, path in enumerate(requests):
-            verified = open_request(read_capped(path, MAX_REQUEST_BYTES, "request file"), trust, source=str(path))
+            data = read_capped(path, MAX_REQUEST_BYTES, "request file")
+            if not looks_like_request(data):
+                raise InvalidInput(f"{path}: not a signed request file (a bare CSR is signed without --trust)")
+            verified = open_request(data, trust, source=str(path))
             if clusters and clusters[i] != verified.cluster:
                 raise Refused(f"{path}: the request is for cluster {verified.cluster}, not {clusters[i]}")
             items.append(SignItem(verified.csr, verified.cluster, verified.request_id))
     else:
+        blobs = []
+        for path in requests:
+            data = read_capped(path, MAX_CSR_BYTES, "certificate request")
+            if looks_like_request(data):
+                raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
+            blobs.append(data)
         if len(clusters) != len(requests):
             raise InvalidInput(
                 f"--cluster NAME is required for each CSR ({len(requests)} CSR(s), {len(clusters)} --cluster)"
             )
-        for path, name in zip(requests, clusters, strict=True):
-            data = read_capped(path, MAX_CSR_BYTES, "certificate request")
-            if looks_like_request(data):
-                raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
+        for path, data, name in zip(requests, blobs, clusters, strict=True):
             items.append(SignItem(verify_csr(data, source=str(path)), name))
     # During a root rotation the next root signs (and its token key, if it is in one), as for ca issue.
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
