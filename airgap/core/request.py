@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from airgap.core.bundle import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
     BundleWriter,
     MemberEntry,
-    _manifest_entries,
-    _read_entry,
     canonical_json,
     check_signer_key,
     format_time,
@@ -44,6 +44,7 @@ from airgap.core.bundle import (
     scan_archive,
     sign_manifest,
 )
+from airgap.core.bundle.ustar import read_member
 from airgap.core.csr import MAX_CSR_BYTES, VerifiedCSR, verify_csr
 from airgap.core.keys import PrivateKey, PublicKey, load_public_key, spki_sha256
 from airgap.core.limits import Limits
@@ -232,12 +233,19 @@ def open_request(
         raise InvalidInput(f"{source}: too large for a request file (over {MAX_REQUEST_BYTES} bytes)")
     fh = io.BytesIO(data)
     entries = scan_archive(fh, len(data), limits=REQUEST_LIMITS, source=source)
-    man_entry, sig_entry, payload = _manifest_entries(entries, source=source)
+    names = [e.name for e in entries]
+    if MANIFEST_NAME not in names:
+        raise InvalidInput(f"{source}: no manifest.json, not a request file")
+    if SIGNATURE_NAME not in names:
+        raise VerificationError(f"{source}: the request is not signed (no manifest.json.sig)")
+    if names[-2:] != [MANIFEST_NAME, SIGNATURE_NAME]:
+        raise InvalidInput(f"{source}: manifest.json and manifest.json.sig must be the last two entries")
+    man_entry, sig_entry, payload = entries[-2], entries[-1], entries[:-2]
     # 4. the manifest
-    manifest_bytes = _read_entry(fh, man_entry, source=source)
+    manifest_bytes = read_member(fh, man_entry, source=source)
     manifest = validate_request_manifest(parse_manifest_json(manifest_bytes, source=source), source=source)
     # 5. the requester's signature
-    signature = _read_entry(fh, sig_entry, source=source)
+    signature = read_member(fh, sig_entry, source=source)
     key = trusted.get(manifest.requester)
     if key is None:
         raise VerificationError(f"{source}: signed by key {manifest.requester}, which is not a --trust key")
@@ -257,7 +265,7 @@ def open_request(
         raise VerificationError(
             f"{source}: member {CSR_MEMBER} is {entry.size} bytes, the manifest says {manifest.member.size}"
         )
-    csr_bytes = _read_entry(fh, entry, source=source)
+    csr_bytes = read_member(fh, entry, source=source)
     import hashlib
 
     if hashlib.sha256(csr_bytes).hexdigest() != manifest.member.sha256:
