@@ -155,8 +155,9 @@ def sign(
         typer.echo(f"Signed {rec.cluster}: {rec.subject}, until {rec.not_after}, sha256 {rec.fingerprint}")
         typer.echo(f"  key          {rec.key_type}, held elsewhere (SPKI sha256 {rec.key_id})")
         typer.echo(f"  request      sha256 {rec.csr_sha256}" + (f", id {rec.request_id}" if rec.request_id else ""))
-    typer.echo(f"Written to {out} and {dir}/CLUSTER/ (no ca-key.pem: the key stays where it was made)")
-    info("next: carry the folder back, or 'airgap bundle create CLUSTER ...' for a keyless bundle")
+    where = dir / recs[0].cluster if len(recs) == 1 else f"{dir}/CLUSTER/"
+    typer.echo(f"Written to {out} and {where} (no ca-key.pem: the key stays where it was made)")
+    info(f"next: carry {out} back, or 'airgap bundle create CLUSTER ...' for a keyless bundle")
 
 
 @app.command("request")
