@@ -386,6 +386,13 @@ def rotate(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    csr: Path | None = typer.Option(
+        None,
+        "--csr",
+        help="Certify this key instead of making one: a PKCS#10 CSR, or with --trust a signed request file "
+        "(required for a cluster whose key is held elsewhere; see 'ca sign').",
+    ),
+    trust: list[Path] | None = typer.Option(None, "--trust", help="Requester key for a --csr request file."),
 ) -> None:
     """Issue the cluster's next intermediate while the old one is still valid, and make it current.
 
@@ -393,6 +400,8 @@ def rotate(
     intermediate is signed by the next root. Then: bundle create, and 'bundle import --rotate'.
 
     Example: airgap ca rotate cluster1 --dir pki --passphrase-file pass.txt
+
+    Example: airgap ca rotate cluster1 --csr c1-next.request --trust operator.pub --dir pki --passphrase-file pass.txt
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import resolve_passphrase
@@ -400,6 +409,11 @@ def rotate(
     from airgap.offline.rotate import rotate_intermediate
 
     kt = check_key_type(key_type) if key_type is not None else None
+    item = None
+    if csr is not None:
+        from airgap.offline.sign import read_signing_request
+
+        item = read_signing_request(csr, trust, cluster)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     store = CAStore(dir)
@@ -415,6 +429,8 @@ def rotate(
             sans=san or None,
             root_key=root_key,
             officer=officer,
+            csr=item.csr if item is not None else None,
+            request_id=item.request_id if item is not None else None,
         )
     typer.echo(
         f"Rotated {cluster}: {r.old_serial} -> {r.new.serial}, until {r.new.not_after}, sha256 {r.new.fingerprint}"

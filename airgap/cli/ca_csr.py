@@ -77,42 +77,28 @@ def sign(
 
     Example: airgap ca sign c1.request --trust operator.pub --dir pki --out signed/ --passphrase-file pass.txt
     """
-    from airgap.core.csr import MAX_CSR_BYTES, verify_csr
+    from airgap.core.csr import MAX_CSR_BYTES
     from airgap.core.files import read_capped
     from airgap.core.passphrase import resolve_passphrase
-    from airgap.core.request import MAX_REQUEST_BYTES, looks_like_request, open_request
-    from airgap.errors import InvalidInput, Refused
+    from airgap.core.request import looks_like_request
+    from airgap.errors import InvalidInput
     from airgap.offline.keysource import signing_token_ref
-    from airgap.offline.sign import SignItem, sign_csrs
+    from airgap.offline.sign import read_signing_request, sign_csrs
 
     clusters = list(cluster or [])
-    items: list[SignItem] = []
     if trust:
         if clusters and len(clusters) != len(requests):
-            raise InvalidInput(
-                f"{len(requests)} request file(s) but {len(clusters)} --cluster; give one per file or none"
-            )
-        for i, path in enumerate(requests):
-            data = read_capped(path, MAX_REQUEST_BYTES, "request file")
-            if not looks_like_request(data):
-                raise InvalidInput(f"{path}: not a signed request file (a bare CSR is signed without --trust)")
-            verified = open_request(data, trust, source=str(path))
-            if clusters and clusters[i] != verified.cluster:
-                raise Refused(f"{path}: the request is for cluster {verified.cluster}, not {clusters[i]}")
-            items.append(SignItem(verified.csr, verified.cluster, verified.request_id))
+            raise InvalidInput(f"{len(requests)} request file(s), {len(clusters)} --cluster: one per file or none")
+        items = [read_signing_request(p, trust, clusters[i] if clusters else None) for i, p in enumerate(requests)]
     else:
-        blobs = []
-        for path in requests:
-            data = read_capped(path, MAX_CSR_BYTES, "certificate request")
-            if looks_like_request(data):
+        for path in requests:  # a request file without --trust: say so before counting --cluster
+            if looks_like_request(read_capped(path, MAX_CSR_BYTES, "certificate request")):
                 raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
-            blobs.append(data)
         if len(clusters) != len(requests):
             raise InvalidInput(
                 f"--cluster NAME is required for each CSR ({len(requests)} CSR(s), {len(clusters)} --cluster)"
             )
-        for path, data, name in zip(requests, blobs, clusters, strict=True):
-            items.append(SignItem(verify_csr(data, source=str(path)), name))
+        items = [read_signing_request(p, None, c) for p, c in zip(requests, clusters, strict=True)]
     # During a root rotation the next root signs (and its token key, if it is in one), as for ca issue.
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)

@@ -69,6 +69,29 @@ class SignItem:
     request_id: str | None = None
 
 
+def read_signing_request(path: Path, trust: Sequence[Path] | None, cluster: str | None) -> SignItem:
+    """A CSR file (``trust`` empty: ``cluster`` required) or a signed request file (``trust``:
+    verified against those keys; ``cluster``, when given, must be the request's: exit 4)."""
+    from airgap.core.csr import MAX_CSR_BYTES, verify_csr
+    from airgap.core.files import read_capped
+    from airgap.core.request import MAX_REQUEST_BYTES, looks_like_request, open_request
+
+    if trust:
+        data = read_capped(path, MAX_REQUEST_BYTES, "request file")
+        if not looks_like_request(data):
+            raise InvalidInput(f"{path}: not a signed request file (a bare CSR is signed without --trust)")
+        verified = open_request(data, list(trust), source=str(path))
+        if cluster is not None and cluster != verified.cluster:
+            raise Refused(f"{path}: the request is for cluster {verified.cluster}, not {cluster}")
+        return SignItem(verified.csr, verified.cluster, verified.request_id)
+    data = read_capped(path, MAX_CSR_BYTES, "certificate request")
+    if looks_like_request(data):
+        raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
+    if cluster is None:
+        raise InvalidInput("--cluster NAME is required when signing a CSR")
+    return SignItem(verify_csr(data, source=str(path)), cluster)
+
+
 def sign_csr(
     pki: Path,
     csr: VerifiedCSR,
@@ -194,4 +217,4 @@ def _publish(
     return record
 
 
-__all__ = ["KEY_HELD_ELSEWHERE", "SignItem", "certified_key_ids", "sign_csr", "sign_csrs"]
+__all__ = ["KEY_HELD_ELSEWHERE", "SignItem", "certified_key_ids", "read_signing_request", "sign_csr", "sign_csrs"]

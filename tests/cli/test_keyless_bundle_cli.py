@@ -19,7 +19,7 @@ from airgap.core.bundle import open_bundle
 from airgap.core.keys import load_public_key, spki_sha256
 from tests.conftest import PASSPHRASE
 from tests.connected.kubehelpers import FAST_ENV
-from tests.helpers import one_error_line, run_cli, tree
+from tests.helpers import one_error_line, openssl, run_cli, tree
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster
 
@@ -140,3 +140,54 @@ def test_import_into_a_cluster(keyless: dict[str, Path], passfile: Path, tmp_pat
     assert key.public_key() == x509.load_pem_x509_certificate(data["ca-cert.pem"]).public_key()
     accepted = json.loads((tmp_path / "state" / "accepted.json").read_text())["accepted"]
     assert [a["sequence"] for a in accepted.values()] == [1]
+
+
+def test_rotate_a_cluster_whose_key_is_held_elsewhere(
+    keyless: dict[str, Path], pki: Path, passfile: Path, tmp_path: Path
+) -> None:
+    keys, pf = keyless["keys"], ("--passphrase-file", passfile)
+    before = tree(pki)
+    r = run_cli("ca", "rotate", "c3", "--dir", pki, *pf)
+    assert r.code == 4
+    one_error_line(r, "cluster c3's CA key is held elsewhere", "--csr")
+    assert tree(pki) == before
+    # the same request again: its key is certified already
+    r = run_cli("ca", "rotate", "c3", "--dir", pki, "--csr", keyless["request"], "--trust", keys / "operator.pub", *pf)
+    assert r.code == 4
+    one_error_line(r, "already certified for cluster c3")
+    assert tree(pki) == before
+    # a new key on the jump host, a new request, the rotation
+    jump2 = tmp_path / "jump-next"
+    nxt = tmp_path / "c3-next.request"
+    r = run_cli("ca", "request", "c3", "--dir", jump2, "--sign-key", keys / "operator.key", "--out", nxt, *EC, *pf)
+    assert r.code == 0, r.err
+    r = run_cli("ca", "rotate", "c3", "--dir", pki, "--csr", nxt, "--trust", keys / "operator.pub", *pf)
+    assert r.code == 0, r.err
+    assert not (pki / "c3" / "ca-key.pem").exists()
+    inv = json.loads((pki / "inventory.json").read_bytes())["intermediates"]
+    cur = [i for i in inv if i["cluster"] == "c3"][-1]
+    new_key = serialization.load_pem_private_key((jump2 / "c3" / "ca-key.pem").read_bytes(), PASSPHRASE)
+    assert cur["key_held"] == "elsewhere" and cur["key_id"] == spki_sha256(new_key)  # type: ignore[arg-type]
+    cert = x509.load_pem_x509_certificate((pki / "c3" / "ca-cert.pem").read_bytes())
+    assert cert.public_key() == new_key.public_key()
+    # the keyless bundle of the new intermediate takes the new key, not the old one
+    bundle = tmp_path / "c3-next.bundle"
+    r = run_cli("bundle", "create", "c3", "--dir", pki, "--sign-key", keys / "officer.key", "--out", bundle)
+    assert r.code == 0, r.err
+    state = {"AIRGAP_STATE_DIR": str(tmp_path / "state")}
+    base = ("bundle", "import", bundle, "--trust", keys / "officer.pub", "--cluster", "c3", "--key-passphrase-file",
+            passfile)  # fmt: skip
+    r = run_cli(*base, "--key", keyless["key"], "--output-dir", tmp_path / "o1", env=state)
+    assert r.code == 1
+    one_error_line(r, "is not the key the bundle was issued for")
+    r = run_cli(*base, "--key", jump2 / "c3" / "ca-key.pem", "--output-dir", tmp_path / "o2", env=state)
+    assert r.code == 0, r.err
+    # a cluster that had its key in the PKI may move to a key held elsewhere
+    k = tmp_path / "c1.key"
+    csr = tmp_path / "c1.csr"
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-nodes", "-keyout", k,
+            "-out", csr, "-subj", "/CN=c1")  # fmt: skip
+    r = run_cli("ca", "rotate", "c1", "--dir", pki, "--csr", csr, *pf)
+    assert r.code == 0, r.err
+    assert not (pki / "c1" / "ca-key.pem").exists()
+    assert openssl("verify", "-CAfile", pki / "root-cert.pem", pki / "c1" / "ca-cert.pem").returncode == 0
