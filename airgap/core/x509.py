@@ -95,14 +95,14 @@ def _parse_san(value: str) -> x509.GeneralName:
     raise InvalidInput(f"--san {value!r}: type must be DNS, URI or IP")
 
 
-def build_root(
+def root_builder(
     key: PrivateKey, *, org: str, cn: str, days: int, not_before: dt.datetime | None = None
-) -> x509.Certificate:
-    """A self-signed root: ``CA:true`` (critical), the Istio key usage plus cRLSign, SKI and AKI."""
+) -> x509.CertificateBuilder:
+    """The to-be-signed self-signed root: ``CA:true`` (critical), the Istio key usage plus cRLSign, SKI, AKI."""
     start = (not_before or now()) - BACKDATE
     name = _name(org, cn)
     pub = key.public_key()
-    builder = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -115,7 +115,13 @@ def build_root(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pub), critical=False)
     )
-    cert = builder.sign(key, signature_hash_for(key))
+
+
+def build_root(
+    key: PrivateKey, *, org: str, cn: str, days: int, not_before: dt.datetime | None = None
+) -> x509.Certificate:
+    """A self-signed root (:func:`root_builder`), re-parsed and verified."""
+    cert = root_builder(key, org=org, cn=cn, days=days, not_before=not_before).sign(key, signature_hash_for(key))
     return check_issued(cert, cert, what="root certificate")
 
 
@@ -137,7 +143,7 @@ def intermediate_builder(
     """
     start = (not_before or now()) - BACKDATE
     ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(org, cn, locality=cluster))
         .issuer_name(root_cert.subject)
@@ -147,9 +153,11 @@ def intermediate_builder(
         .not_valid_after(start + BACKDATE + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(ca_key_usage(public), critical=True)
-        .add_extension(x509.SubjectAlternativeName([_parse_san(s) for s in sans]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+    )
+    if sans:  # an empty SubjectAltName is not valid DER (RFC 5280: at least one name); no SANs, no extension
+        builder = builder.add_extension(x509.SubjectAlternativeName([_parse_san(s) for s in sans]), critical=False)
+    return builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
     )
 
 
@@ -356,6 +364,7 @@ __all__ = [
     "is_ca",
     "load_cert_pem",
     "load_certs_pem",
+    "root_builder",
     "signed_by",
     "status_of",
 ]

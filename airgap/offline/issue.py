@@ -37,6 +37,7 @@ from airgap.offline.ceremony import Officer
 from airgap.offline.inventory import IntermediateRecord, RootRecord, cert_facts
 from airgap.offline.keysource import signing_root
 from airgap.offline.layout import CA_CERT, CA_KEY, CERT_CHAIN, CRL, ROOT_CERT, ROOT_KEY, PkiLayout, check_cluster_name
+from airgap.offline.lint import sign_certificate
 from airgap.offline.recovery import clear_journal, write_journal
 
 
@@ -130,7 +131,9 @@ def init_root(
         from airgap.core.keys import generate_private_key
 
         key = root_key if root_key is not None else generate_private_key(key_type)
-        cert = cx.build_root(key, org=org, cn=cn, days=days)
+        cert = sign_certificate(
+            cx.root_builder(key, org=org, cn=cn, days=days), issuer_cert=None, issuer_key=key, what="root"
+        )
         if root_key is None:
             write_new(layout.root_key, encode_private_key(key, passphrase), mode=0o600)
             key_file = layout.root_key
@@ -240,16 +243,16 @@ def _issue_one(
     days: int,
     sans: Sequence[str],
 ) -> IntermediateRecord:
-    cert = cx.build_intermediate(
+    builder = cx.intermediate_builder(
         load_public_key_pem(pub_pem, source=name),
         cluster=name,
         root_cert=root_cert,
-        root_key=root_key,
         org=org,
         cn=cn,
         days=days,
         sans=list(sans),
     )
+    cert = sign_certificate(builder, issuer_cert=root_cert, issuer_key=root_key, what=f"cluster {name}")
     record = IntermediateRecord.of(name, cert, root_cert)
     write_journal(act.layout, {"kind": "issue", "cluster": name, "fingerprint": record.fingerprint})
     inv = act.inventory()

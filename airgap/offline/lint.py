@@ -126,8 +126,9 @@ def lint_gate(
     return [Linted(what, builder, pre) for (what, builder), pre in zip(items, pres, strict=True)]
 
 
-def sign_linted(linted: Linted, *, issuer_cert: x509.Certificate, issuer_key: PrivateKey) -> x509.Certificate:
-    """Steps 3-4: the real signature, then re-parse, compare with what was linted, verify."""
+def sign_linted(linted: Linted, *, issuer_cert: x509.Certificate | None, issuer_key: PrivateKey) -> x509.Certificate:
+    """Steps 3-4: the real signature, then re-parse, compare with what was linted, verify
+    (``issuer_cert`` None: a self-signed root, verified against itself)."""
     # 3. the real signature
     signed = linted.builder.sign(issuer_key, signature_hash_for(issuer_key))
     # 4. re-parse, same TBS as linted, verifies with the issuer's key
@@ -135,7 +136,7 @@ def sign_linted(linted: Linted, *, issuer_cert: x509.Certificate, issuer_key: Pr
     if cert.tbs_certificate_bytes != linted.pre.tbs_certificate_bytes:
         raise VerificationError(f"{linted.what}: the signed certificate is not the one that was linted")
     try:
-        cert.verify_directly_issued_by(issuer_cert)
+        cert.verify_directly_issued_by(issuer_cert if issuer_cert is not None else cert)
     except Exception as exc:  # InvalidSignature, ValueError, TypeError
         raise VerificationError(f"{linted.what}: the new certificate does not verify with the issuer's key") from exc
     return cert
@@ -144,7 +145,7 @@ def sign_linted(linted: Linted, *, issuer_cert: x509.Certificate, issuer_key: Pr
 def sign_certificate(
     builder: x509.CertificateBuilder,
     *,
-    issuer_cert: x509.Certificate,
+    issuer_cert: x509.Certificate | None,
     issuer_key: PrivateKey,
     what: str,
     linter: Linter = lint_certificate,
@@ -160,13 +161,73 @@ def sign_certificate(
     return sign_linted(linted, issuer_cert=issuer_cert, issuer_key=issuer_key)
 
 
+@functools.cache
+def _crl_validator() -> object:
+    from pkilint import pkix
+    from pkilint.pkix import crl, extension, name
+
+    return crl.create_pkix_crl_validator_container(
+        [
+            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+            pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
+        ],
+        [
+            crl.create_issuer_validator_container([]),
+            crl.create_validity_validator_container([]),
+            crl.create_extensions_validator_container([]),
+        ],
+    )
+
+
+def lint_crl(der: bytes) -> list[Finding]:
+    """pkilint's RFC 5280 CRL linters (a CRL, not an ARL) over ``der``: findings of WARNING or worse."""
+    from pkilint import loader
+    from pkilint.validation import ValidationFindingSeverity
+
+    doc = loader.RFC5280CertificateListDocumentLoader().load_der_document(der, "crl")
+    results = _crl_validator().validate(doc.root)  # type: ignore[attr-defined]
+    return [
+        Finding(fd.finding.code, fd.finding.severity.name, fd.message)
+        for r in results
+        for fd in r.finding_descriptions
+        if fd.finding.severity <= ValidationFindingSeverity.WARNING
+    ]
+
+
+def sign_crl(
+    builder: x509.CertificateRevocationListBuilder,
+    *,
+    issuer_cert: x509.Certificate,
+    issuer_key: PrivateKey,
+    linter: Linter = lint_crl,
+) -> x509.CertificateRevocationList:
+    """The same gate for a CRL: a pre-CRL signed by a throwaway key is linted (ERROR: exit 4) before
+    the real key signs; the result is re-parsed, its TBS compared and its signature verified (exit 1)."""
+    from airgap.core.x509 import check_crl_issued
+
+    digest = signature_hash_for(issuer_key)
+    kind = "rsa" if isinstance(issuer_key, rsa.RSAPrivateKey) else "ec"
+    pre = builder.sign(_throwaway(kind), digest)
+    bad = errors_of(linter(pre.public_bytes(serialization.Encoding.DER)))
+    if bad:
+        f = bad[0]
+        detail = f": {f.message}" if f.message else ""
+        raise Refused(f"CRL: the lint gate refused to sign: {f.code} ({f.severity}){detail}")
+    crl = check_crl_issued(builder.sign(issuer_key, digest), issuer_cert)
+    if crl.tbs_certlist_bytes != pre.tbs_certlist_bytes:
+        raise VerificationError("CRL: the signed CRL is not the one that was linted")
+    return crl
+
+
 __all__ = [
     "Finding",
     "Linted",
     "Linter",
     "errors_of",
     "lint_certificate",
+    "lint_crl",
     "lint_gate",
     "sign_certificate",
+    "sign_crl",
     "sign_linted",
 ]

@@ -272,7 +272,12 @@ def begin_root_rotation(
         from airgap.core.keys import generate_private_key
 
         key = root_key if root_key is not None else generate_private_key(key_type)
-        cert = cx.build_root(key, org=org, cn=cn if cn is not None else next_root_cn(old), days=days)
+        cert = sign_certificate(
+            cx.root_builder(key, org=org, cn=cn if cn is not None else next_root_cn(old), days=days),
+            issuer_cert=None,
+            issuer_key=key,
+            what="next root",
+        )
         if cx.fingerprint(cert) == cx.fingerprint(old):  # pragma: no cover - random serials
             raise Refused("the next root equals the root")
         write_journal(layout, {"kind": "root-begin", "fingerprint": cx.fingerprint(cert)})

@@ -135,3 +135,48 @@ def test_token_root_signs_csrs_and_never_signs_a_bad_profile(
     assert tree(pki) == before and (pki / "inventory.json").read_bytes() == inv
     assert not (tmp_path / "o2").exists()
     assert json.loads(inv)["intermediates"][0]["key_held"] == "elsewhere"
+
+
+def test_the_crl_gate_lints_before_the_key_signs_and_verifies_after() -> None:
+    import datetime as dt
+
+    rk = ec.generate_private_key(ec.SECP256R1())
+    root = cx.build_root(rk, org="Istio", cn="Root CA", days=100)
+    ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    now = cx.now()
+    good = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(root.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=30))
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .add_extension(x509.CRLNumber(1), critical=False)
+    )
+    crl = lint.sign_crl(good, issuer_cert=root, issuer_key=rk)
+    assert crl.is_signature_valid(root.public_key())
+    # no CRL number, no AKI: RFC 5280 says MUST; pkilint reports ERROR and the key never signs
+    bad = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(root.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=30))
+    )
+    with pytest.raises(Refused, match=r"CRL: the lint gate refused to sign: .* \(ERROR\)"):
+        lint.sign_crl(bad, issuer_cert=root, issuer_key=rk)
+    other = cx.build_root(ec.generate_private_key(ec.SECP256R1()), org="Istio", cn="Root CA", days=100)
+    with pytest.raises(VerificationError):
+        lint.sign_crl(good, issuer_cert=other, issuer_key=rk)
+
+
+def test_ca_issue_and_init_pass_the_gate_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pki = tmp_path / "pki"
+    assert run_cli("ca", "init", "--dir", pki, *EC, "--no-passphrase").code == 0
+    monkeypatch.setattr(cx, "ca_key_usage", _bad_key_usage)
+    r = run_cli("ca", "issue", "c1", "--dir", pki, *EC, "--no-passphrase")
+    assert r.code == 4
+    one_error_line(r, "cluster c1: the lint gate refused to sign", "pkix.key_usage_value_prohibited_for_ec")
+    assert not (pki / "c1").exists()
+    r = run_cli("ca", "init", "--dir", tmp_path / "pki2", *EC, "--no-passphrase")
+    assert r.code == 4
+    one_error_line(r, "root: the lint gate refused to sign")
+    assert not (tmp_path / "pki2").exists()
