@@ -64,6 +64,7 @@ def test_import_with_the_local_key_to_a_folder(keyless: dict[str, Path], passfil
     out, state = tmp_path / "out", tmp_path / "state"
     r = run_cli("bundle", "import", keyless["bundle"], "--trust", keyless["keys"] / "officer.pub", "--key",
                 keyless["key"], "--key-passphrase-file", passfile, "--cluster", "c3", "--output-dir", out,
+                "--plaintext-secrets",
                 env={"AIRGAP_STATE_DIR": str(state)})  # fmt: skip
     assert r.code == 0, r.err
     docs = [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
@@ -100,7 +101,7 @@ def test_import_refusals(keyless: dict[str, Path], pki: Path, passfile: Path, tm
     ]  # fmt: skip
     for args, code, needles in cases:
         out, state = tmp_path / "out", tmp_path / "state"
-        r = run_cli("bundle", "import", *args, "--trust", officer, "--output-dir", out,
+        r = run_cli("bundle", "import", *args, "--trust", officer, "--output-dir", out, "--plaintext-secrets",
                     env={"AIRGAP_STATE_DIR": str(state)})  # fmt: skip
         assert r.code == code, (args, r.err)
         one_error_line(r, *needles)
@@ -177,10 +178,12 @@ def test_rotate_a_cluster_whose_key_is_held_elsewhere(
     state = {"AIRGAP_STATE_DIR": str(tmp_path / "state")}
     base = ("bundle", "import", bundle, "--trust", keys / "officer.pub", "--cluster", "c3", "--key-passphrase-file",
             passfile)  # fmt: skip
-    r = run_cli(*base, "--key", keyless["key"], "--output-dir", tmp_path / "o1", env=state)
+    r = run_cli(*base, "--key", keyless["key"], "--output-dir", tmp_path / "o1", "--plaintext-secrets", env=state)
     assert r.code == 1
     one_error_line(r, "is not the key the bundle was issued for")
-    r = run_cli(*base, "--key", jump2 / "c3" / "ca-key.pem", "--output-dir", tmp_path / "o2", env=state)
+    r = run_cli(
+        *base, "--key", jump2 / "c3" / "ca-key.pem", "--output-dir", tmp_path / "o2", "--plaintext-secrets", env=state
+    )
     assert r.code == 0, r.err
     # a cluster that had its key in the PKI may move to a key held elsewhere
     k = tmp_path / "c1.key"
