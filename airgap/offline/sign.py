@@ -39,7 +39,7 @@ from airgap.core.locking import Notify, stderr_note
 from airgap.errors import InvalidInput, Refused
 from airgap.offline.act import Act, pki_act
 from airgap.offline.ceremony import Officer
-from airgap.offline.inventory import IntermediateRecord, cert_facts, read_inventory
+from airgap.offline.inventory import IntermediateRecord, Inventory, cert_facts, read_inventory
 from airgap.offline.issue import check_names, write_cluster, write_public_files
 from airgap.offline.keysource import signing_root
 from airgap.offline.layout import PkiLayout
@@ -177,10 +177,11 @@ def sign_csrs(
         n_workers = workers or (min(os.cpu_count() or 1, len(items) // 16) if len(items) >= 32 else 1)
         linted = lint_gate(builders, issuer_key=signer.key, linter=linter, workers=max(1, n_workers))
         records: list[IntermediateRecord] = []
+        inv = act.inventory()  # read once under the lock; each cluster's record is written through it
         with staged_dir(out) as tmp_out:
             for item, name, lt in zip(items, names, linted, strict=True):
                 cert = sign_linted(lt, issuer_cert=signer.cert, issuer_key=signer.key)
-                records.append(_publish(act, item, name, cert, signer.cert, signer.is_next))
+                records.append(_publish(act, inv, item, name, cert, signer.cert, signer.is_next))
                 folder = tmp_out if len(items) == 1 else tmp_out / name
                 folder.mkdir(exist_ok=True)
                 write_public_files(layout, folder, cert, signer.cert)
@@ -188,7 +189,13 @@ def sign_csrs(
 
 
 def _publish(
-    act: Act, item: SignItem, name: str, cert: x509.Certificate, issuer: x509.Certificate, is_next: bool
+    act: Act,
+    inv: Inventory,
+    item: SignItem,
+    name: str,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    is_next: bool,
 ) -> IntermediateRecord:
     """journal → inventory → log → ``PKI/<cluster>/`` (no ``ca-key.pem``) → journal removed."""
     record = dataclasses.replace(
@@ -199,7 +206,6 @@ def _publish(
         request_id=item.request_id,
     )
     write_journal(act.layout, {"kind": "issue", "cluster": name, "fingerprint": record.fingerprint})
-    inv = act.inventory()
     inv.intermediates.append(record)
     act.write_inventory(inv)
     params: dict[str, Any] = {
@@ -212,6 +218,8 @@ def _publish(
     if is_next:
         params["under_next_root"] = True
     act.record("sign", params)
+    if act.logged and inv.ceremony_log is None:  # the log started with this act: keep its inventory record
+        inv.ceremony_log = act.inventory().ceremony_log
     write_cluster(act.layout, act.path / name, None, cert, issuer)
     clear_journal(act.layout)
     return record
