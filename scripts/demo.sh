@@ -183,6 +183,12 @@ $AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name c
   --mesh-id proj-demo
 $AIRGAP mesh inject demo --context emu-1 --restart
 $AIRGAP mesh status --context emu-1
+if command -v kubectl >/dev/null 2>&1; then
+  say "The real kubectl reads the same emulated cluster"
+  kubectl --context emu-1 -n demo get pods --show-labels
+  kubectl --context emu-1 -n istio-system get secret cacerts
+  kubectl --context emu-1 auth can-i create clusterrolebindings --all-namespaces
+fi
 
 say "A second cluster on its own network (with its east-west gateway), then one mesh across both"
 $AIRGAP bundle import "$DEMO/jump/cluster2.bundle" --trust "$DEMO/jump/officer.pub" \
@@ -195,7 +201,7 @@ $AIRGAP mesh connect --context emu-1 --context emu-2   # again: nothing to chang
 # the same remote secrets for Git: their API tokens SOPS-encrypted to the Flux key
 $AIRGAP mesh connect --context emu-1 --context emu-2 --output-dir "$DEMO/gitops-connect" \
   --sops-age "$DEMO/flux/flux.pub" > /dev/null
-grep -l "ENC\[AES256_GCM" "$DEMO"/gitops-connect/clusters/*/20-istio-remote-secret-*.yaml
+grep -l "ENC\[AES256_GCM" "$DEMO"/gitops-connect/clusters/*/50-istio-remote-secret-*.sops.yaml
 $AIRGAP mesh status --context emu-1 --context emu-2 | sed -n '/^mesh trust:/,$p'
 
 say "Run again: nothing changes the second time"
