@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import typer
 
 from airgap import __version__
-from airgap.cli import audit, bundle, ca, keys, mesh, release
+from airgap.cli import audit, bundle, ca, ca_csr, keys, mesh, release
 from airgap.cli._app import new_app
 from airgap.cli.doctor import register as register_doctor
 from airgap.errors import AirgapError
@@ -47,6 +47,7 @@ def _root(
         os.environ["AIRGAP_DEBUG"] = "1"
 
 
+assert ca_csr.app is ca.app  # ca_csr registers ca sign / ca request on the ca group
 app.add_typer(ca.app, name="ca")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bundle.app, name="bundle")
