@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import typer
 
 from airgap import __version__
-from airgap.cli import audit, bundle, ca, keys, mesh, release
+from airgap.cli import audit, bundle, ca, custody, keys, mesh, release
 from airgap.cli._app import new_app
 from airgap.errors import AirgapError
 
@@ -44,6 +44,7 @@ def _root(
 
 
 app.add_typer(ca.app, name="ca")
+ca.app.add_typer(custody.app, name="custody")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bundle.app, name="bundle")
 app.add_typer(release.app, name="release")

@@ -3,6 +3,8 @@
 Acts on a PKI folder that keeps a ceremony log are recorded, signed with the officer's log key
 (``--log-key`` or ``$AIRGAP_LOG_KEY``); the root key may live in a PKCS#11 token
 (``--pkcs11-module/--token-label/--key-label``, PIN from ``--pin-file``, ``$AIRGAP_PKCS11_PIN`` or a prompt).
+A root under split custody (``ca init --custody M-of-N``) opens with ``--share IDENTITY`` (M of them) instead
+of the PKI passphrase; every logged act then names the share numbers that took part.
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ from typing import TYPE_CHECKING
 import typer
 
 from airgap.cli._app import RichProgress, info, new_app, print_json
+from airgap.cli._custody import (
+    ShareOpt,
+    SharePassOpt,
+    TypeShareOpt,
+    custodian_recipients,
+    logged,
+    open_custody,
+)
 
 app = new_app(help="Offline root CA and per-cluster intermediate CAs (Istio's cacerts layout).")
 
@@ -69,6 +79,17 @@ def _officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | N
     return load_officer(log_key, pw if encrypted else None)
 
 
+def _pki_passphrase(
+    passphrase_file: Path | None, no_passphrase: bool, *, required: bool, opened: object | None
+) -> bytes | None:
+    """The PKI passphrase of an act that makes no new key: under custody only the log key's default."""
+    from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
+
+    if opened is None:
+        return resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=required)
+    return read_passphrase_file(passphrase_file) if passphrase_file is not None else None
+
+
 def _invalid(msg: str) -> Exception:
     from airgap.errors import InvalidInput
 
@@ -120,13 +141,28 @@ def init(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    custody_spec: str | None = typer.Option(
+        None,
+        "--custody",
+        help="Split custody, e.g. 2-of-3: the root key opens only with M of the N custodians' shares "
+        "(no PKI passphrase is asked for it; --passphrase-file then only opens the log key).",
+    ),
+    custodian: list[str] | None = typer.Option(
+        None, "--custodian", help="A custodian's age recipient (age1… or a .pub file); one per share, in order."
+    ),
 ) -> None:
     """Create the root: PKI/root-key.pem (0600, encrypted) and PKI/root-cert.pem.
 
     With --pkcs11-module/--token-label/--key-label the root key is generated in the token and never
     leaves it (PKI/root-key.pkcs11.json records where it is). With --log-key the ceremony log starts.
 
+    With --custody M-of-N and one --custodian per share, the root key is encrypted under a random
+    secret split into N SLIP-39 shares, PKI/custody/share-K.age, each age-encrypted to one custodian.
+
     Example: airgap ca init --dir pki --passphrase-file pass.txt --log-key officer.key
+
+    Example: airgap ca init --dir pki --custody 2-of-3 --custodian alice.pub --custodian bob.pub
+    --custodian carol.pub --log-key officer.key --log-key-passphrase-file officer-pass.txt
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import resolve_passphrase
@@ -135,7 +171,30 @@ def init(
     kt = check_key_type(key_type)
     store = CAStore(dir)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    if ref is None:
+    held = None
+    if custody_spec is not None or custodian:
+        from airgap.core.passphrase import read_passphrase_file
+        from airgap.offline.custody import parse_spec, split
+
+        if custody_spec is None:
+            raise _invalid("--custodian needs --custody M-of-N")
+        if ref is not None:
+            # GAP (issue 16, item 4): custody of a PKCS#11 root's user PIN is not built yet.
+            raise _invalid("--custody protects a file-held root key; with a PKCS#11 root it is not supported yet")
+        if no_passphrase:
+            raise _invalid("--custody and --no-passphrase cannot be used together: the shares encrypt the root key")
+        m, n = parse_spec(custody_spec)
+        recipients = custodian_recipients(custodian or [])
+        if len(recipients) != n:
+            raise _invalid(f"--custody {custody_spec} needs {n} --custodian, got {len(recipients)}")
+        held = split(m, recipients)
+        pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
+        officer = _officer(log_key, log_key_passphrase_file, pw)
+        rec = store.init_root(
+            key_type=kt, days=days, org=org, cn=cn, passphrase=None, officer=officer, custody_set=held
+        )
+        where = f"{kt}, encrypted, split custody: {m} of {n} shares"
+    elif ref is None:
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
         officer = _officer(log_key, log_key_passphrase_file, pw)
         rec = store.init_root(key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
@@ -148,6 +207,9 @@ def init(
     typer.echo(f"  key          {where}")
     typer.echo(f"  valid until  {rec.not_after}")
     typer.echo(f"  fingerprint  {rec.fingerprint}")
+    if held is not None:
+        for sh in held.record.shares:
+            typer.echo(f"  share {sh.number:<6} {dir / sh.file}  for {sh.recipient}")
     if log_key is not None:
         typer.echo(f"  ceremony log {dir / 'ceremony.log'}")
 
@@ -221,6 +283,9 @@ def issue(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Issue an intermediate CA per cluster: PKI/CLUSTER/{ca-cert,ca-key,cert-chain,root-cert}.pem.
 
@@ -231,10 +296,11 @@ def issue(
     from airgap.offline.ca import CAStore
 
     kt = check_key_type(key_type)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    with _root_key(ref, pin_file) as root_key:
+    with logged(opened), _root_key(ref, pin_file) as root_key:
         records = CAStore(dir).issue(
             clusters,
             key_type=kt,
@@ -242,7 +308,7 @@ def issue(
             org=org,
             cn=cn,
             sans=san,
-            passphrase=pw,
+            passphrase=opened.passphrase if opened is not None else pw,
             key_passphrase=pw,
             workers=workers or None,
             officer=officer,
@@ -399,6 +465,9 @@ def revoke(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Revoke a cluster's intermediate and write a root-signed CRL to PKI/ca-crl.pem and PKI/*/ca-crl.pem.
 
@@ -406,20 +475,20 @@ def revoke(
 
     Example: airgap ca revoke cluster1 --reason keyCompromise --dir pki --passphrase-file pass.txt
     """
-    from airgap.core.passphrase import resolve_passphrase
     from airgap.offline.ca import CAStore
     from airgap.offline.crl import revoke as do_revoke
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with _root_key(ref, pin_file) as root_key:
+    with logged(opened), _root_key(ref, pin_file) as root_key:
         rev, rec = do_revoke(
             CAStore(dir),
             cluster,
             reason=reason,
             serial=serial,
-            passphrase=pw,
+            passphrase=opened.passphrase if opened is not None else pw,
             root_key=root_key,
             officer=officer,
             next_update_days=next_update_days,
@@ -441,21 +510,28 @@ def crl(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Sign a fresh CRL (next number, thisUpdate now): run it before the last CRL's nextUpdate.
 
     Example: airgap ca crl --dir pki --next-update-days 30 --passphrase-file pass.txt
     """
-    from airgap.core.passphrase import resolve_passphrase
     from airgap.offline.ca import CAStore
     from airgap.offline.crl import refresh_crl
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with _root_key(ref, pin_file) as root_key:
+    with logged(opened), _root_key(ref, pin_file) as root_key:
         rec = refresh_crl(
-            CAStore(dir), passphrase=pw, root_key=root_key, officer=officer, next_update_days=next_update_days
+            CAStore(dir),
+            passphrase=opened.passphrase if opened is not None else pw,
+            root_key=root_key,
+            officer=officer,
+            next_update_days=next_update_days,
         )
     typer.echo(
         f"CRL #{rec.crl_number} written to {dir / 'ca-crl.pem'}: {len(rec.revoked_serials)} revoked, "
@@ -480,6 +556,9 @@ def rotate(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Issue the cluster's next intermediate while the old one is still valid, and make it current.
 
@@ -494,16 +573,17 @@ def rotate(
     from airgap.offline.rotate import rotate_intermediate
 
     kt = check_key_type(key_type) if key_type is not None else None
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     store = CAStore(dir)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=store.next_root_dir.exists())
-    with _root_key(ref, pin_file) as root_key:
+    with logged(opened), _root_key(ref, pin_file) as root_key:
         r = rotate_intermediate(
             store,
             cluster,
             days=days,
-            passphrase=pw,
+            passphrase=opened.passphrase if opened is not None else pw,
             key_passphrase=pw,
             key_type=kt,
             sans=san or None,
@@ -536,6 +616,9 @@ def rotate_root(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Root rotation: step 1 makes the next root and gives every cluster a dual-root root-cert.pem;
     step 2 is 'ca rotate CLUSTER' for each cluster; step 3 is 'ca rotate-root --finish'.
@@ -551,20 +634,37 @@ def rotate_root(
     store = CAStore(dir)
     if finish:
         ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
-        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+        opened = open_custody(dir, share, share_passphrase_file, type_share)
+        pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
         officer = _officer(log_key, log_key_passphrase_file, pw)
-        with _root_key(ref, pin_file) as root_key:
+        with logged(opened), _root_key(ref, pin_file) as root_key:
             rec = finish_root_rotation(
-                store, passphrase=pw, root_key=root_key, officer=officer, next_update_days=next_update_days
+                store,
+                passphrase=opened.passphrase if opened is not None else pw,
+                root_key=root_key,
+                officer=officer,
+                next_update_days=next_update_days,
             )
         typer.echo(f"Root rotation finished: the root is now {rec.subject}, sha256 {rec.fingerprint}")
         typer.echo("  every cluster's root-cert.pem now carries the new root only; make and import new bundles")
         return
     kt = check_key_type(key_type)
     new_ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    if opened is not None and new_ref is not None:
+        # GAP (issue 16, item 4): custody of a PKCS#11 root's user PIN is not built yet.
+        raise _invalid("the root is under split custody: a PKCS#11 next root is not supported yet")
+    if opened is not None:
+        pw = _pki_passphrase(passphrase_file, no_passphrase, required=False, opened=opened)
+    else:
+        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    if new_ref is None:
+    if opened is not None:  # the next root key is encrypted under the same custody secret
+        with logged(opened):
+            rec = begin_root_rotation(
+                store, key_type=kt, days=days, org=org, cn=cn, passphrase=opened.passphrase, officer=officer
+            )
+    elif new_ref is None:
         rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
     else:
         from airgap.core.keys import spki_sha256

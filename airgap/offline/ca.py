@@ -46,8 +46,9 @@ from airgap.core.keys import (
 )
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.errors import InvalidInput, Refused
-from airgap.offline import ceremony
+from airgap.offline import ceremony, custody
 from airgap.offline.ceremony import Officer
+from airgap.offline.custody import CustodyRecord, NewSet
 
 ROOT_CERT = "root-cert.pem"
 ROOT_KEY = "root-key.pem"
@@ -122,6 +123,7 @@ class Inventory:
     root: RootRecord | None = None
     intermediates: list[IntermediateRecord] = field(default_factory=list)
     ceremony_log: CeremonyLogRecord | None = None
+    custody: CustodyRecord | None = None
 
     def to_json(self) -> bytes:
         doc: dict[str, object] = {
@@ -131,6 +133,8 @@ class Inventory:
         }
         if self.ceremony_log is not None:  # absent (not null) in a folder without a log, as before
             doc["ceremony_log"] = asdict(self.ceremony_log)
+        if self.custody is not None:  # absent in a folder whose root is not under split custody
+            doc["custody"] = self.custody.to_doc()
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -143,9 +147,10 @@ class Inventory:
             log = CeremonyLogRecord(**doc["ceremony_log"]) if doc.get("ceremony_log") is not None else None
             if log is not None and not (isinstance(log.officer_key_id, str) and isinstance(log.started, str)):
                 raise TypeError("ceremony_log")
+            held = CustodyRecord.from_doc(doc["custody"], source=source) if doc.get("custody") is not None else None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidInput(f"{source}: inventory is corrupt") from exc
-        return cls(root, inter, log)
+        return cls(root, inter, log, held)
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,11 @@ class CAStore:
             from airgap.offline.rotate import finish_interrupted
 
             finish_interrupted(self)
+            held = custody.finish_interrupted(self.path)  # an interrupted 'ca custody rekey'
+            if held is not None and self.read_inventory().custody != held:
+                inv = self.read_inventory()
+                inv.custody = held
+                self._write_inventory(inv)
             yield
         finally:
             os.close(fd)
@@ -261,8 +271,13 @@ class CAStore:
         root_key: PrivateKey | None = None,
         key_record: bytes | None = None,
         key_params: dict[str, str] | None = None,
+        custody_set: NewSet | None = None,
     ) -> RootRecord:
         """Create the root key and self-signed root certificate; refuse if either exists (exit 4).
+
+        With ``custody_set`` (split custody, :mod:`airgap.offline.custody`) the root key is encrypted
+        under the set's secret instead of ``passphrase`` (which must be None) and ``PKI/custody/`` is
+        written first; if the root cannot be written the shares are removed again.
 
         With ``root_key`` (a key already in a PKCS#11 token) no key file is written: ``key_record``
         (the token reference, no secret) is written as ``root-key.pkcs11.json`` instead, and
@@ -273,27 +288,41 @@ class CAStore:
         for p in (self.root_key_path, self.root_cert_path, self.root_key_ref_path):
             if p.exists():
                 raise Refused(f"{p}: already exists; refusing to overwrite the root")
+        if custody_set is not None and (passphrase is not None or root_key is not None):
+            raise InvalidInput("split custody protects a file-held root key; it takes no PKI passphrase")
         with self.locked():
             prep = ceremony.prepare(self.path, officer)
             key = root_key if root_key is not None else generate_private_key(key_type)
             cert = cx.build_root(key, org=org, cn=cn, days=days)
-            if root_key is None:
-                write_new(self.root_key_path, encode_private_key(key, passphrase), mode=0o600)
-                key_file = self.root_key_path
-            else:
-                write_new(self.root_key_ref_path, key_record or b"{}\n")
-                key_file = self.root_key_ref_path
+            if custody_set is not None:
+                custody.check_no_leftover(self.path)
+                custody.write_set(self.path, custody_set)
+                passphrase = custody_set.passphrase
             try:
-                write_new(self.root_cert_path, cx.cert_pem(cert))
+                if root_key is None:
+                    write_new(self.root_key_path, encode_private_key(key, passphrase), mode=0o600)
+                    key_file = self.root_key_path
+                else:
+                    write_new(self.root_key_ref_path, key_record or b"{}\n")
+                    key_file = self.root_key_ref_path
+                try:
+                    write_new(self.root_cert_path, cx.cert_pem(cert))
+                except BaseException:
+                    key_file.unlink(missing_ok=True)
+                    raise
             except BaseException:
-                key_file.unlink(missing_ok=True)
+                if custody_set is not None:
+                    custody.remove_set(self.path)
                 raise
             record = RootRecord.of(cert)
             inv = self.read_inventory()
             inv.root = record
+            inv.custody = custody_set.record if custody_set is not None else None
             self._write_inventory(inv)
             if officer is not None:
-                storage = key_params or {"storage": "file", "file": ROOT_KEY}
+                storage: dict[str, object] = dict(key_params or {"storage": "file", "file": ROOT_KEY})
+                if custody_set is not None:
+                    storage["custody"] = custody.created_params(custody_set.record)
                 ceremony.record(
                     self.path,
                     "key-create",

@@ -40,10 +40,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -487,6 +489,26 @@ def _check_no_secret(params: Mapping[str, Any], where: str = "params") -> None:
             _check_no_secret(v, f"{where}.{k}")
 
 
+_ANNOTATIONS: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "ceremony_annotations", default=None
+)
+
+
+@contextlib.contextmanager
+def annotate(params: Mapping[str, Any]) -> Iterator[None]:
+    """Add ``params`` to every entry :func:`record` writes inside the block (not to ``log-start``).
+
+    How an act's log entries name what opened the root (e.g. the custody share numbers) without
+    every act passing it along.
+    """
+    _check_no_secret(params)
+    token = _ANNOTATIONS.set({**(_ANNOTATIONS.get() or {}), **params})
+    try:
+        yield
+    finally:
+        _ANNOTATIONS.reset(token)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What :func:`prepare` found: ``genesis`` holds the log-start parameters when the act starts the log."""
@@ -548,7 +570,7 @@ def record(
     if not lines:
         genesis = prepared.genesis if prepared is not None and prepared.genesis is not None else None
         todo.append(("log-start", dict(genesis) if genesis is not None else _genesis_params(pki, officer)))
-    todo.append((act, dict(params)))
+    todo.append((act, {**(_ANNOTATIONS.get() or {}), **params}))
     last = _append(pki, lines, todo, officer, at)
     # After the log and its head, never before: a crash in between leaves a log without the record
     # (as before the record existed; the next act adds it), never a record without a log.
@@ -619,6 +641,7 @@ __all__ = [
     "Officer",
     "Prepared",
     "VerifiedLog",
+    "annotate",
     "canonical",
     "check_not_removed",
     "existing_certificates",

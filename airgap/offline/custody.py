@@ -209,6 +209,16 @@ def split(threshold: int, recipients: Sequence[str], *, secret: bytes | None = N
     return NewSet(derive_passphrase(secret), record, tuple(files))
 
 
+def created_params(record: CustodyRecord) -> dict[str, Any]:
+    """What the ceremony log records about a new share set: M, N, and who holds which share."""
+    return {
+        "threshold": record.threshold,
+        "count": record.count,
+        "identifier": record.identifier,
+        "shares": [{"number": s.number, "recipient": s.recipient, "sha256": s.sha256} for s in record.shares],
+    }
+
+
 def _write_into(folder: Path, new: NewSet) -> None:
     for name, blob in new.files:
         write_new(folder / name, blob, mode=0o600)

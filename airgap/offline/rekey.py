@@ -1,0 +1,75 @@
+"""``ca custody rekey``: M of the current shares → a new M'-of-N' set; the old shares stop working.
+
+The root key is re-encrypted under a fresh secret, so the old shares (and any copy of their words)
+no longer open ``root-key.pem``. Staged in ``PKI/custody.next/`` and committed by one rename (see
+:mod:`airgap.offline.custody`): a crash leaves the old set or the new set in force, never neither.
+
+Trust: the caller has already recovered the current passphrase from M shares (:class:`Opened`);
+that it really opens the root key is checked here, before anything is written. A ``root-key.pem``
+copied away before the re-key still opens with the old shares: custody protects the file on this
+host, not a backup someone took earlier (see docs/custody.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+
+from airgap.core.keys import encode_private_key, spki_sha256
+from airgap.errors import InvalidInput, Refused
+from airgap.offline import ceremony, custody
+from airgap.offline.ca import CAStore
+from airgap.offline.ceremony import Officer
+from airgap.offline.custody import CustodyRecord, Opened
+
+
+def rekey_custody(
+    store: CAStore,
+    opened: Opened,
+    *,
+    threshold: int,
+    recipients: Sequence[str],
+    officer: Officer | None = None,
+) -> CustodyRecord:
+    """Replace the current share set by a ``threshold``-of-``len(recipients)`` set; return its record.
+
+    Refused (exit 4) during a root rotation (the next root's key would keep the old secret) and for
+    a PKCS#11 root. Every check runs before anything is written.
+    """
+    new = custody.split(threshold, recipients)
+    with store.locked():
+        prep = ceremony.prepare(store.path, officer)
+        current = custody.read_record(store.path)
+        if current.identifier != opened.record.identifier:
+            raise Refused("the custody set changed since the shares were read (another re-key ran); read them again")
+        if store.next_root_dir.exists():
+            raise Refused(
+                f"{store.next_root_dir}: a root rotation is in progress; finish it ('ca rotate-root --finish') "
+                "before re-keying the custody"
+            )
+        if store.root_in_token():  # pragma: no cover - init refuses custody for a token root
+            raise InvalidInput("split custody of a PKCS#11 root is not supported")
+        _, key = store.load_root(opened.passphrase)
+        staged = custody.stage_rekey(store.path, new, encode_private_key(key, new.passphrase))
+        try:
+            custody.commit_rekey(store.path)
+        except BaseException:
+            if (staged / custody.ROOT_KEY).exists():  # not committed: the old set stays in force
+                shutil.rmtree(staged, ignore_errors=True)
+            raise
+        custody.finish_interrupted(store.path)
+        inv = store.read_inventory()
+        inv.custody = new.record
+        store._write_inventory(inv)
+        if officer is not None:
+            ceremony.record(
+                store.path,
+                "custody-rekey",
+                {"key_id": spki_sha256(key), "new_custody": custody.created_params(new.record)},
+                officer,
+                prepared=prep,
+            )
+    return new.record
+
+
+__all__ = ["rekey_custody"]
