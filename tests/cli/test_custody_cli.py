@@ -269,7 +269,7 @@ def test_rekey_to_3_of_5_then_old_shares_refused(pki: Path, people: Path) -> Non
         "ca", "issue", "c1", "--dir", pki, *EC, "--no-passphrase", *_shares(people, "erin", "dan", "bob"), *_log(people)
     )
     assert r.code == 0, r.err
-    assert [e for e in _entries(pki) if e["act"] == "issue"][0]["params"]["custody"]["shares"] == [2, 4, 5]  # type: ignore[index]
+    assert next(e for e in _entries(pki) if e["act"] == "issue")["params"]["custody"]["shares"] == [2, 4, 5]  # type: ignore[index]
     r = run_cli("ca", "custody", "status", "--dir", pki, "--json")
     assert r.code == 0, r.err
     doc = json.loads(r.out)
