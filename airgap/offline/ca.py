@@ -322,7 +322,7 @@ class CAStore:
             if officer is not None:
                 storage: dict[str, object] = dict(key_params or {"storage": "file", "file": ROOT_KEY})
                 if custody_set is not None:
-                    storage["custody"] = custody.created_params(custody_set.record)
+                    storage["custody_set"] = custody.created_params(custody_set.record)
                 ceremony.record(
                     self.path,
                     "key-create",

@@ -100,7 +100,8 @@ def test_init_2_of_3(_template: Path, people: Path) -> None:
     ]
     key_create = next(e for e in _entries(pki) if e["act"] == "key-create")
     params = key_create["params"]
-    assert isinstance(params, dict) and params["custody"]["threshold"] == 2 and len(params["custody"]["shares"]) == 3
+    assert isinstance(params, dict) and "custody" not in params
+    assert params["custody_set"]["threshold"] == 2 and len(params["custody_set"]["shares"]) == 3
     # Interop: two custodians' words (age CLI) combine with the reference library into the secret
     # whose hex opens root-key.pem with openssl.
     words = [_words(pki / "custody" / f"share-{k}.age", people / f"{n}.key") for k, n in ((1, "alice"), (3, "carol"))]
@@ -364,3 +365,76 @@ def test_crl_revoke_rotate_and_root_rotation_with_shares(pki: Path, people: Path
         assert matching, (act, sorted(acts))
         assert all("shares" in e["params"]["custody"] for e in matching), act  # type: ignore[index, operator]
     assert run_cli("audit", "verify", pki, "--trust", people / "officer.pub").code == 0
+
+
+def _on_tty(argv: list[str], answers: list[bytes], timeout: float = 60) -> tuple[int, bytes]:
+    """Run ``python -m airgap ARGV`` on a pty, typing one answer at each prompt (a line ending ': ')."""
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    from tests.helpers import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "AIRGAP_PASSPHRASE"}
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(REPO)
+        os.execve(sys.executable, [sys.executable, "-m", "airgap", *argv], env)
+    screen, pending = b"", list(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            screen += data
+            if pending and screen.endswith(b": "):
+                os.write(fd, pending.pop(0) + b"\n")
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), screen
+
+
+def test_typed_share_words_on_a_terminal(pki: Path, people: Path) -> None:
+    """Carol has only her paper: she types the words (not echoed); Alice brings her identity file."""
+    words = _words(pki / "custody" / "share-3.age", people / "carol.key").strip()
+    argv = [
+        "ca",
+        "issue",
+        "c1",
+        "--dir",
+        str(pki),
+        *EC,
+        "--no-passphrase",
+        "--share",
+        str(people / "alice.key"),
+        "--type-share",
+        "--log-key",
+        str(people / "officer.key"),
+    ]
+    code, screen = _on_tty(argv, [words.encode()])
+    assert code == 0, screen
+    assert b"words of one share (1/1): " in screen and words.split()[4].encode() not in screen
+    assert next(e for e in _entries(pki) if e["act"] == "issue")["params"]["custody"]["shares"] == [1, 3]  # type: ignore[index]
+    # a mistyped word is refused by the SLIP-39 checksum, nothing written
+    bad = words.split()
+    bad[7] = "academic" if bad[7] != "academic" else "acid"
+    argv[2] = "c2"
+    code, screen = _on_tty(argv, [" ".join(bad).encode()])
+    assert code == 3 and b"typed share 1: not a valid SLIP-39 share" in screen
+    assert not (pki / "c2").exists()
+
+
+def test_type_share_needs_a_terminal(pki: Path, people: Path) -> None:
+    r = run_cli("ca", "issue", "c1", "--dir", pki, *EC, "--no-passphrase", *_shares(people, "alice"), "--type-share")
+    assert r.code == 3
+    one_error_line(r, "--type-share needs a terminal")
+    assert not (pki / "c1").exists()
