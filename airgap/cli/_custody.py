@@ -65,11 +65,8 @@ def open_custody(
         if shares or type_share or pw_files:
             raise _invalid(f"--share: the root in {pki} is not under split custody (ca init --custody M-of-N)")
         return None
-    if (pki / custody.NEXT_DIR).exists() or (pki / custody.OLD_DIR).exists():
-        from airgap.offline.ca import CAStore
-
-        with CAStore(pki).locked():  # finishes (or undoes) an interrupted re-key first
-            pass
+    # After an interrupted re-key the shares in force are read where they are (read only); the act's
+    # recovery moves them into place, under the lock, and records that.
     record = custody.read_record(pki)
     identities = []
     for p in shares:

@@ -32,12 +32,13 @@ def status(
     """
     import hashlib
 
-    from airgap.offline.custody import NEXT_DIR, read_record
+    from airgap.offline.custody import NEXT_DIR, folder_in_force, read_record, share_name
 
     record = read_record(dir)
+    folder = folder_in_force(dir)
     rows = []
     for s in record.shares:
-        p = dir / s.file
+        p = folder / share_name(s.number)
         if not p.exists():
             state = "missing"
         else:
@@ -101,7 +102,6 @@ def rekey(
     --custodian alice.pub --custodian bob.pub --custodian carol.pub --custodian dan.pub --custodian erin.pub
     """
     from airgap.core.passphrase import read_passphrase_file
-    from airgap.offline.ca import CAStore
     from airgap.offline.custody import parse_spec
     from airgap.offline.rekey import rekey_custody
 
@@ -115,7 +115,7 @@ def rekey(
     pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
     officer = _officer(log_key, log_key_passphrase_file, pw)
     with logged(opened):
-        rec = rekey_custody(CAStore(dir), opened, threshold=m, recipients=recipients, officer=officer)
+        rec = rekey_custody(dir, opened, threshold=m, recipients=recipients, officer=officer)
     typer.echo(f"Custody re-keyed: now {rec.threshold} of {rec.count} shares (shares {_nums(opened.shares)} took part)")
     for s in rec.shares:
         typer.echo(f"  share {s.number}  {dir / s.file}  {s.recipient}")

@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from airgap.core.canonical import canonical_json
 from airgap.core.keys import PrivateKey, PublicKey, signature_hash_for, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
@@ -168,11 +169,6 @@ class Manifest:
 
     def member(self, path: str) -> MemberEntry | None:
         return next((m for m in self.members if m.path == path), None)
-
-
-def canonical_json(doc: Any) -> bytes:
-    """Canonical manifest bytes: sorted keys, ``,``/``:`` separators, ASCII only, no final newline."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

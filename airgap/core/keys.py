@@ -10,17 +10,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from airgap.core.atomic import write_new
 from airgap.core.files import read_capped
+from airgap.core.names import KEY_TYPES, KeyType
 from airgap.errors import InvalidInput, Refused
 
-KeyType = Literal["rsa-4096", "rsa-3072", "ecdsa-p256", "ecdsa-p384"]
-KEY_TYPES: tuple[str, ...] = get_args(KeyType)
 DEFAULT_KEY_TYPE: KeyType = "rsa-4096"
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey

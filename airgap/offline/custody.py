@@ -41,6 +41,7 @@ from shamir_mnemonic.share import Share
 
 from airgap.core import age
 from airgap.core.atomic import fsync_dir, staged_dir, write_new
+from airgap.core.crashpoint import crash_point
 from airgap.core.files import read_capped
 from airgap.errors import InvalidInput, Refused, VerificationError
 
@@ -237,8 +238,20 @@ def has_custody(pki: Path) -> bool:
     return (Path(pki) / CUSTODY_DIR / RECORD).exists() or (Path(pki) / NEXT_DIR).exists()
 
 
+def folder_in_force(pki: Path) -> Path:
+    """The folder whose shares open ``root-key.pem`` now, read only (recovery has not run yet).
+
+    A committed re-key not yet moved into place (``custody.next/`` without ``root-key.pem``) is in
+    force from its staged folder; otherwise ``custody/``.
+    """
+    nxt = Path(pki) / NEXT_DIR
+    if nxt.is_dir() and not (nxt / ROOT_KEY).exists() and (nxt / RECORD).exists():
+        return nxt
+    return Path(pki) / CUSTODY_DIR
+
+
 def read_record(pki: Path) -> CustodyRecord:
-    p = Path(pki) / CUSTODY_DIR / RECORD
+    p = folder_in_force(pki) / RECORD
     if not p.exists():
         raise Refused(f"{p}: this root is not under split custody (ca init --custody M-of-N)")
     return CustodyRecord.from_json(read_capped(p, MAX_RECORD_FILE, "custody record"), source=str(p))
@@ -257,8 +270,8 @@ def load_share_identity(path: Path, passphrase: bytes | None) -> ShareIdentity:
     return ShareIdentity(Path(path), tuple(age.load_identities(Path(path), passphrase)))
 
 
-def _read_share(pki: Path, share: ShareRecord) -> bytes:
-    p = Path(pki) / share.file
+def _read_share(folder: Path, share: ShareRecord) -> bytes:
+    p = folder / share_name(share.number)
     blob = read_capped(p, MAX_SHARE_FILE, "custody share")
     if hashlib.sha256(blob).hexdigest() != share.sha256:
         raise VerificationError(f"{p}: does not match its SHA-256 in the custody record (replaced or tampered)")
@@ -314,13 +327,14 @@ def collect_shares(
     """
     pki = Path(pki)
     record = record or read_record(pki)
+    folder = folder_in_force(pki)
     found: dict[int, str] = {}
     for ident in identities:
         opened_any = False
         own = {str(i.to_public()) for i in ident.identities}
         for share in record.shares:
-            path = pki / share.file
-            blob = _read_share(pki, share)
+            path = folder / share_name(share.number)
+            blob = _read_share(folder, share)
             try:
                 text = bytes(pyrage.decrypt(blob, list(ident.identities)))
             except Exception as exc:  # pyrage.DecryptError: not ours, or tampered
@@ -332,7 +346,7 @@ def collect_shares(
             opened_any = True
             found.setdefault(share.number, _check_mnemonic(text, share, record, str(path)))
         if not opened_any:
-            files = ", ".join(str(pki / s.file) for s in record.shares)
+            files = ", ".join(str(folder / share_name(s.number)) for s in record.shares)
             raise InvalidInput(
                 f"{ident.path}: could not open any custody share ({files}): not a custodian of this root"
             )
@@ -381,32 +395,39 @@ def stage_rekey(pki: Path, new: NewSet, root_key_pem: bytes) -> Path:
 def commit_rekey(pki: Path) -> None:
     """The commit point: the re-encrypted root key replaces ``PKI/root-key.pem`` (one rename)."""
     pki = Path(pki)
+    crash_point()
     os.replace(pki / NEXT_DIR / ROOT_KEY, pki / ROOT_KEY)
     fsync_dir(pki)
     fsync_dir(pki / NEXT_DIR)
 
 
-def finish_interrupted(pki: Path) -> CustodyRecord | None:
-    """Roll an interrupted re-key forward (committed) or back (not); return the record now in force.
+def finish_interrupted(pki: Path) -> str | None:
+    """Roll an interrupted re-key forward (committed) or back (not); say what was done (None: nothing).
 
-    Idempotent at every step; called with the PKI lock held.
+    Idempotent at every step; called with the PKI lock held (by :func:`airgap.offline.recovery.recover`).
     """
     pki = Path(pki)
     nxt, cur, old = pki / NEXT_DIR, pki / CUSTODY_DIR, pki / OLD_DIR
+    outcome = None
     if nxt.is_dir() and (nxt / ROOT_KEY).exists():
         shutil.rmtree(nxt)  # never committed: the old set still opens root-key.pem
         fsync_dir(pki)
+        outcome = "not committed: the previous share set stays in force"
     elif nxt.is_dir():
         if cur.is_dir():
             if old.exists():
                 shutil.rmtree(old)
+            crash_point()
             os.rename(cur, old)
+        crash_point()
         os.rename(nxt, cur)
         fsync_dir(pki)
+        outcome = "committed: the new share set is in force"
     if old.exists():
         shutil.rmtree(old)
         fsync_dir(pki)
-    return read_record(pki) if (cur / RECORD).exists() else None
+        outcome = outcome or "committed: the previous share set was removed"
+    return outcome
 
 
 def check_no_leftover(pki: Path) -> None:

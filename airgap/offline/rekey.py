@@ -2,7 +2,8 @@
 
 The root key is re-encrypted under a fresh secret, so the old shares (and any copy of their words)
 no longer open ``root-key.pem``. Staged in ``PKI/custody.next/`` and committed by one rename (see
-:mod:`airgap.offline.custody`): a crash leaves the old set or the new set in force, never neither.
+:mod:`airgap.offline.custody`): a crash leaves the old set or the new set in force, never neither;
+the next act's recovery finishes or undoes it and records a ``recover`` entry.
 
 Trust: the caller has already recovered the current passphrase from M shares (:class:`Opened`);
 that it really opens the root key is checked here, before anything is written. A ``root-key.pem``
@@ -14,17 +15,20 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 from airgap.core.keys import encode_private_key, spki_sha256
 from airgap.errors import InvalidInput, Refused
-from airgap.offline import ceremony, custody
-from airgap.offline.ca import CAStore
+from airgap.offline import custody
+from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
 from airgap.offline.custody import CustodyRecord, Opened
+from airgap.offline.keysource import load_root
+from airgap.offline.layout import PkiLayout
 
 
 def rekey_custody(
-    store: CAStore,
+    pki: Path,
     opened: Opened,
     *,
     threshold: int,
@@ -36,39 +40,32 @@ def rekey_custody(
     Refused (exit 4) during a root rotation (the next root's key would keep the old secret) and for
     a PKCS#11 root. Every check runs before anything is written.
     """
+    layout = PkiLayout(Path(pki))
     new = custody.split(threshold, recipients)
-    with store.locked():
-        prep = ceremony.prepare(store.path, officer)
-        current = custody.read_record(store.path)
+    with pki_act(layout, "custody-rekey", officer) as act:
+        current = custody.read_record(layout.path)
         if current.identifier != opened.record.identifier:
             raise Refused("the custody set changed since the shares were read (another re-key ran); read them again")
-        if store.next_root_dir.exists():
+        if layout.next_root_cert.exists():
             raise Refused(
-                f"{store.next_root_dir}: a root rotation is in progress; finish it ('ca rotate-root --finish') "
+                f"{layout.next_root_dir}: a root rotation is in progress; finish it ('ca rotate-root --finish') "
                 "before re-keying the custody"
             )
-        if store.root_in_token():  # pragma: no cover - init refuses custody for a token root
+        if layout.root_key_ref.exists() and not layout.root_key.exists():  # pragma: no cover - init refuses it
             raise InvalidInput("split custody of a PKCS#11 root is not supported")
-        _, key = store.load_root(opened.passphrase)
-        staged = custody.stage_rekey(store.path, new, encode_private_key(key, new.passphrase))
+        _, key = load_root(layout, opened.passphrase)
+        staged = custody.stage_rekey(layout.path, new, encode_private_key(key, new.passphrase))
         try:
-            custody.commit_rekey(store.path)
+            custody.commit_rekey(layout.path)
         except BaseException:
             if (staged / custody.ROOT_KEY).exists():  # not committed: the old set stays in force
                 shutil.rmtree(staged, ignore_errors=True)
             raise
-        custody.finish_interrupted(store.path)
-        inv = store.read_inventory()
+        custody.finish_interrupted(layout.path)
+        inv = act.inventory()
         inv.custody = new.record
-        store._write_inventory(inv)
-        if officer is not None:
-            ceremony.record(
-                store.path,
-                "custody-rekey",
-                {"key_id": spki_sha256(key), "new_custody": custody.created_params(new.record)},
-                officer,
-                prepared=prep,
-            )
+        act.write_inventory(inv)
+        act.record("custody-rekey", {"key_id": spki_sha256(key), "new_custody": custody.created_params(new.record)})
     return new.record
 
 

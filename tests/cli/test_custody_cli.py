@@ -438,3 +438,37 @@ def test_type_share_needs_a_terminal(pki: Path, people: Path) -> None:
     assert r.code == 3
     one_error_line(r, "--type-share needs a terminal")
     assert not (pki / "c1").exists()
+
+
+def test_rekey_killed_at_every_write_leaves_one_working_set(tmp_path: Path, _template: Path, people: Path) -> None:
+    """SIGKILL at the N-th publish of 'ca custody rekey' (N = 1, 2, … until it completes): afterwards
+    exactly one of the old set (alice+bob) and the new set (dan+erin) opens the root, and the log verifies."""
+    from tests.helpers import run_proc
+
+    rekey = [
+        "ca",
+        "custody",
+        "rekey",
+        "--custody",
+        "2-of-2",
+        *_custodians(people, "dan", "erin"),
+        *_shares(people, "alice", "bob"),
+        *_log(people),
+    ]
+    outcomes = []
+    for n in range(1, 40):
+        pki = tmp_path / f"pki-{n}"
+        shutil.copytree(_template, pki)
+        r = run_proc(*rekey, "--dir", pki, env={"AIRGAP_TEST_KILL_AT_WRITE": str(n)})
+        if r.code == 0:
+            outcomes.append("completed")
+            break
+        assert r.code == -9, (n, r.err)
+        old = run_cli("ca", "crl", "--dir", pki, *_shares(people, "alice", "bob"), *_log(people))
+        new = run_cli("ca", "crl", "--dir", pki, *_shares(people, "dan", "erin"), *_log(people))
+        assert sorted([old.code, new.code]) == [0, 3], (n, old.err, new.err)
+        outcomes.append("old" if old.code == 0 else "new")
+        assert not (pki / "custody.next").exists() and not (pki / "custody.old").exists()
+        assert run_cli("ca", "custody", "status", "--dir", pki).code == 0
+        assert run_cli("audit", "verify", pki, "--trust", people / "officer.pub").code == 0, n
+    assert outcomes[-1] == "completed" and "old" in outcomes and "new" in outcomes, outcomes

@@ -110,7 +110,7 @@ def test_failed_commit_leaves_nothing(
 
     monkeypatch.setattr(custody, "commit_rekey", boom)
     with pytest.raises(OSError, match="disk gone"):
-        rekey_custody(store, opened, threshold=2, recipients=_recipients(ids, 3, 4))
+        rekey_custody(store.path, opened, threshold=2, recipients=_recipients(ids, 3, 4))
     assert sorted(p.name for p in store.path.iterdir()) == before
     monkeypatch.undo()
     assert _opens(store, ids[:2])
@@ -119,11 +119,22 @@ def test_failed_commit_leaves_nothing(
 def test_rekey_then_again(tmp_path: Path, ids: list[custody.ShareIdentity]) -> None:
     store = _store(tmp_path, ids)
     opened = custody.open_root_passphrase(store.path, [ids[2], ids[0]])
-    rec = rekey_custody(store, opened, threshold=3, recipients=_recipients(ids, 0, 1, 2, 3, 4))
+    rec = rekey_custody(store.path, opened, threshold=3, recipients=_recipients(ids, 0, 1, 2, 3, 4))
     assert (rec.threshold, rec.count) == (3, 5) and store.read_inventory().custody == rec
     assert _opens(store, [ids[4], ids[0], ids[3]]) and not _opens(store, ids[:2])
     # a stale Opened (from the previous set) is refused before anything is written
     from airgap.errors import Refused
 
     with pytest.raises(Refused, match="custody set changed"):
-        rekey_custody(store, opened, threshold=2, recipients=_recipients(ids, 0, 1))
+        rekey_custody(store.path, opened, threshold=2, recipients=_recipients(ids, 0, 1))
+
+
+def test_shares_in_force_are_read_before_recovery(tmp_path: Path, ids: list[custody.ShareIdentity]) -> None:
+    """A committed re-key not yet moved into place: the new shares open the key, read only."""
+    store = _store(tmp_path, ids)
+    new = _stage(store, ids)
+    custody.commit_rekey(store.path)
+    assert custody.read_record(store.path) == new.record
+    opened = custody.open_root_passphrase(store.path, ids[3:5])
+    store.load_root(opened.passphrase)
+    assert (store.path / "custody.next").exists()  # nothing moved: reading changes nothing
