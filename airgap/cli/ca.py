@@ -57,8 +57,10 @@ PinFileOpt = typer.Option(
 )
 
 if TYPE_CHECKING:
-    from airgap.core.keys import PrivateKey
+    from airgap.core.keys import KeyType, PrivateKey
     from airgap.offline.ceremony import Officer
+    from airgap.offline.custody import NewSet, Opened
+    from airgap.offline.inventory import RootRecord
     from airgap.offline.pkcs11 import TokenRef
     from airgap.offline.status import PkiReport
 
@@ -86,10 +88,15 @@ def _pki_passphrase(
     return read_passphrase_file(passphrase_file) if passphrase_file is not None else None
 
 
-def _open_key(ref: TokenRef | None, pin_file: Path | None) -> contextlib.AbstractContextManager[PrivateKey | None]:
+def _open_key(
+    ref: TokenRef | None, pin_file: Path | None, opened: Opened | None = None
+) -> contextlib.AbstractContextManager[PrivateKey | None]:
+    """Open the token key; under split custody its user PIN is the one the shares recovered."""
     from airgap.offline.keysource import open_token_key
 
-    return open_token_key(ref, pin_file)
+    if opened is not None and ref is not None and pin_file is not None:
+        raise _invalid("--pin-file: the token PIN of a root under split custody comes from the shares (--share)")
+    return open_token_key(ref, pin_file, pin=opened.passphrase.decode() if opened is not None else None)
 
 
 def _token_ref(
@@ -119,7 +126,8 @@ def init(
         None,
         "--custody",
         help="Split custody, e.g. 2-of-3: the root key opens only with M of the N custodians' shares "
-        "(no PKI passphrase is asked for it; --passphrase-file then only opens the log key).",
+        "(no PKI passphrase is asked for it; --passphrase-file then only opens the log key). With a PKCS#11 "
+        "root the token's user PIN (from --pin-file) is changed to the custody secret.",
     ),
     custodian: list[str] | None = typer.Option(
         None, "--custodian", help="A custodian's age recipient (age1… or a .pub file); one per share, in order."
@@ -153,9 +161,6 @@ def init(
 
         if custody_spec is None:
             raise _invalid("--custodian needs --custody M-of-N")
-        if ref is not None:
-            # GAP (issue 16, item 4): custody of a PKCS#11 root's user PIN is not built yet.
-            raise _invalid("--custody protects a file-held root key; with a PKCS#11 root it is not supported yet")
         if no_passphrase:
             raise _invalid("--custody and --no-passphrase cannot be used together: the shares encrypt the root key")
         m, n = parse_spec(custody_spec)
@@ -164,7 +169,10 @@ def init(
             raise _invalid(f"--custody {custody_spec} needs {n} --custodian, got {len(recipients)}")
         held = split(m, recipients)
         pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
-        where = f"{kt}, encrypted, split custody: {m} of {n} shares"
+        if ref is None:
+            where = f"{kt}, encrypted, split custody: {m} of {n} shares"
+        else:
+            where = f"{kt}, in {ref.describe()} (not extractable); its user PIN under split custody: {m} of {n}"
     elif ref is None:
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
         where = f"{kt}, {'encrypted' if pw else 'UNENCRYPTED'}"
@@ -172,7 +180,9 @@ def init(
         pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
         where = f"{kt}, in {ref.describe()} (not extractable)"
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    if held is not None:
+    if held is not None and ref is not None:
+        rec = _init_token_under_custody(dir, ref, pin_file, kt, days, org, cn, officer, held)
+    elif held is not None:
         rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, passphrase=None, officer=officer, custody_set=held)
     elif ref is None:
         rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
@@ -200,6 +210,52 @@ def init(
             typer.echo(f"  share {sh.number:<6} {dir / sh.file}  for {sh.recipient}")
     if log_key is not None:
         typer.echo(f"  ceremony log {dir / 'ceremony.log'}")
+
+
+def _init_token_under_custody(
+    dir: Path,
+    ref: TokenRef,
+    pin_file: Path | None,
+    kt: KeyType,
+    days: int,
+    org: str,
+    cn: str,
+    officer: Officer | None,
+    held: NewSet,
+) -> RootRecord:
+    """A root key made in the token, whose user PIN then becomes the custody secret (C_SetPIN).
+
+    The PIN is changed before anything is written; if the root cannot be written it is changed
+    back and the key destroyed, so the token is left as it was.
+    """
+    from airgap.offline.issue import init_root
+    from airgap.offline.keysource import new_root_key
+    from airgap.offline.pkcs11 import TokenECKey, TokenRSAKey, resolve_pin
+
+    old_pin = resolve_pin(pin_file)
+    new_pin = held.passphrase.decode()
+    with new_root_key(ref, None, kt, pin=old_pin) as new:
+        token_key = new.key
+        assert isinstance(token_key, TokenECKey | TokenRSAKey)
+        change = token_key.change_pin
+        change(old_pin, new_pin)
+        try:
+            return init_root(
+                dir,
+                key_type=kt,
+                days=days,
+                org=org,
+                cn=cn,
+                passphrase=None,
+                officer=officer,
+                root_key=new.key,
+                key_record=new.record,
+                key_params=new.params,
+                custody_set=held,
+            )
+        except BaseException:
+            change(new_pin, old_pin)
+            raise
 
 
 @app.command("issue")
@@ -253,7 +309,7 @@ def issue(
     officer = _officer(log_key, log_key_passphrase_file, pw)
     # During a root rotation the next root signs (and its token key, if it is in one).
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
-    with logged(opened), _open_key(ref, pin_file) as root_key:
+    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
         done = issue_intermediates(
             dir,
             clusters,
@@ -391,7 +447,7 @@ def revoke(
     opened = open_custody(dir, share, share_passphrase_file, type_share)
     pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with logged(opened), _open_key(ref, pin_file) as root_key:
+    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
         rev, rec = do_revoke(
             CAStore(dir),
             cluster,
@@ -434,7 +490,7 @@ def crl(
     opened = open_custody(dir, share, share_passphrase_file, type_share)
     pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with logged(opened), _open_key(ref, pin_file) as root_key:
+    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
         rec = refresh_crl(
             CAStore(dir),
             passphrase=opened.passphrase if opened is not None else pw,
@@ -487,7 +543,7 @@ def rotate(
     officer = _officer(log_key, log_key_passphrase_file, pw)
     store = CAStore(dir)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=store.next_root_dir.exists())
-    with logged(opened), _open_key(ref, pin_file) as root_key:
+    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
         r = rotate_intermediate(
             store,
             cluster,
@@ -548,7 +604,7 @@ def rotate_root(
         opened = open_custody(dir, share, share_passphrase_file, type_share)
         pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
         officer = _officer(log_key, log_key_passphrase_file, pw)
-        with logged(opened), _open_key(ref, pin_file) as root_key:
+        with logged(opened), _open_key(ref, pin_file, opened) as root_key:
             rec = finish_root_rotation(
                 store,
                 passphrase=opened.passphrase if opened is not None else pw,

@@ -113,7 +113,8 @@ def init_root(
 
     With ``custody_set`` (split custody, :mod:`airgap.offline.custody`) the root key is encrypted
     under the set's secret instead of ``passphrase`` (which must be None) and ``PKI/custody/`` is
-    written first; if the root cannot be written the shares are removed again.
+    written first; if the root cannot be written the shares are removed again. For a token key
+    (``root_key``) the caller sets the token's user PIN to the set's secret.
 
     With ``root_key`` (a key already in a PKCS#11 token) no key file is written: ``key_record``
     (the token reference, no secret) is written as ``root-key.pkcs11.json`` instead, and
@@ -124,8 +125,8 @@ def init_root(
     if days <= 0:
         raise InvalidInput("--days must be positive")
     refuse_existing_root(layout)
-    if custody_set is not None and (passphrase is not None or root_key is not None):
-        raise InvalidInput("split custody protects a file-held root key; it takes no PKI passphrase")
+    if custody_set is not None and passphrase is not None:
+        raise InvalidInput("a root under split custody takes no PKI passphrase")
     with pki_act(layout, "init", officer, create=True, notify=notify) as act:
         refuse_existing_root(layout)
         from airgap.core.keys import generate_private_key

@@ -12,6 +12,7 @@ import shamir_mnemonic
 
 from airgap.offline.custody import derive_passphrase
 from tests.helpers import one_error_line, openssl, run_cli, tree
+from tests.softhsm import SoftHSM, softhsm  # noqa: F401  (the session fixture)
 
 EC = ("--key-type", "ecdsa-p256")
 NAMES = ("alice", "bob", "carol", "dan", "erin", "mallory")
@@ -197,29 +198,6 @@ def test_init_refusals(tmp_path: Path, people: Path, args: tuple[str, ...], need
     r = run_cli("ca", "init", "--dir", d, *EC, *cli)
     assert r.code == 3, r.err
     one_error_line(r, needle)
-    assert tree(d) == []
-
-
-def test_init_custody_refuses_a_token_root(tmp_path: Path, people: Path) -> None:
-    d = tmp_path / "pki"
-    r = run_cli(
-        "ca",
-        "init",
-        "--dir",
-        d,
-        *EC,
-        "--custody",
-        "2-of-2",
-        *_custodians(people, "alice", "bob"),
-        "--pkcs11-module",
-        "/nonexistent.so",
-        "--token-label",
-        "t",
-        "--key-label",
-        "k",
-    )
-    assert r.code == 3
-    one_error_line(r, "PKCS#11", "not supported yet")
     assert tree(d) == []
 
 
@@ -472,3 +450,92 @@ def test_rekey_killed_at_every_write_leaves_one_working_set(tmp_path: Path, _tem
         assert run_cli("ca", "custody", "status", "--dir", pki).code == 0
         assert run_cli("audit", "verify", pki, "--trust", people / "officer.pub").code == 0, n
     assert outcomes[-1] == "completed" and "old" in outcomes and "new" in outcomes, outcomes
+
+
+def test_pkcs11_root_pin_under_custody(tmp_path: Path, people: Path, softhsm: SoftHSM) -> None:  # noqa: F811
+    """A token-held root: its user PIN becomes the custody secret; the old PIN stops working."""
+    from airgap.errors import InvalidInput
+    from airgap.offline.pkcs11 import TokenRef, open_key
+    from tests.softhsm import CUSTODY_TOKEN
+
+    d = tmp_path / "pki"
+    label = softhsm.key_label()
+    token = ("--pkcs11-module", str(softhsm.module), "--token-label", CUSTODY_TOKEN, "--key-label", label)
+    ref = TokenRef(str(softhsm.module), CUSTODY_TOKEN, label)
+    # Refused after the PIN was changed (a custody/ folder is left from elsewhere): the PIN is
+    # changed back and the key destroyed, so the token is as it was.
+    (d / "custody").mkdir(parents=True)
+    r = run_cli(
+        "ca",
+        "init",
+        "--dir",
+        d,
+        *EC,
+        *token,
+        "--pin-file",
+        softhsm.pin_file,
+        "--custody",
+        "2-of-2",
+        *_custodians(people, "alice", "bob"),
+    )
+    assert r.code == 4
+    one_error_line(r, "custody", "already exists")
+    with pytest.raises(InvalidInput, match="no such private key"), open_key(ref, softhsm.pin):
+        pass  # the old PIN still logs in (else: 'wrong PIN'), and the key is gone
+    (d / "custody").rmdir()
+    r = run_cli(
+        "ca",
+        "init",
+        "--dir",
+        d,
+        *EC,
+        *token,
+        "--pin-file",
+        softhsm.pin_file,
+        "--custody",
+        "2-of-3",
+        *_custodians(people, "alice", "bob", "carol"),
+        *_log(people),
+    )
+    assert r.code == 0, r.err
+    assert "its user PIN under split custody: 2 of 3" in r.out
+    assert not (d / "root-key.pem").exists() and (d / "root-key.pkcs11.json").exists()
+    with pytest.raises(InvalidInput, match="wrong PIN"), open_key(ref, softhsm.pin):
+        pass
+    words = [
+        _words(d / "custody" / f"share-{k}.age", people / f"{n}.key").strip() for k, n in ((1, "alice"), (2, "bob"))
+    ]
+    with open_key(ref, derive_passphrase(shamir_mnemonic.combine_mnemonics(words)).decode()) as key:
+        assert key.key_id  # the PIN the shares recover logs in
+    r = run_cli(
+        "ca", "issue", "c1", "--dir", d, *EC, "--no-passphrase", *_shares(people, "alice", "carol"), *_log(people)
+    )
+    assert r.code == 0, r.err
+    assert next(e for e in _entries(d) if e["act"] == "issue")["params"]["custody"]["shares"] == [1, 3]  # type: ignore[index]
+    before = tree(d)
+    r = run_cli("ca", "crl", "--dir", d, *_shares(people, "bob"), *_log(people))
+    assert r.code == 3
+    one_error_line(r, "1 more")
+    r = run_cli(
+        "ca", "crl", "--dir", d, *_shares(people, "bob", "carol"), "--pin-file", softhsm.pin_file, *_log(people)
+    )
+    assert r.code == 3
+    one_error_line(r, "--pin-file", "comes from the shares")
+    assert tree(d) == before
+    r = run_cli("ca", "crl", "--dir", d, *_shares(people, "bob", "carol"), *_log(people))
+    assert r.code == 0, r.err
+    r = run_cli(
+        "ca",
+        "custody",
+        "rekey",
+        "--dir",
+        d,
+        *_shares(people, "bob", "carol"),
+        "--custody",
+        "2-of-2",
+        *_custodians(people, "dan", "erin"),
+        *_log(people),
+    )
+    assert r.code == 4
+    one_error_line(r, "PKCS#11", "not supported yet")
+    assert run_cli("audit", "verify", d, "--trust", people / "officer.pub").code == 0
