@@ -25,6 +25,28 @@ CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 KeyType = Literal["rsa-4096", "rsa-3072", "ecdsa-p256", "ecdsa-p384"]
 KEY_TYPES: tuple[str, ...] = get_args(KeyType)
 
+
+
+def unsafe_member_name(name: str) -> str | None:
+    """Why an archive member name (bundle or release tarball) is unsafe to extract, or None.
+
+    The one path-safety rule for member names: ``"empty"``, ``"nul"``, ``"absolute"`` (a leading
+    ``/`` or a drive letter), ``"backslash"``, ``"dotdot"`` (a ``..`` component). Each format adds
+    its own stricter rules (the bundle format allows only a few characters); callers word the error.
+    """
+    if not name:
+        return "empty"
+    if "\x00" in name:
+        return "nul"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "absolute"
+    if "\\" in name:
+        return "backslash"
+    if ".." in name.split("/"):
+        return "dotdot"
+    return None
+
+
 __all__ = [
     "CACERTS_OPTIONAL",
     "CACERTS_REQUIRED",
@@ -36,4 +58,5 @@ __all__ = [
     "KEY_TYPES",
     "ROOT_CERT",
     "KeyType",
+    "unsafe_member_name",
 ]

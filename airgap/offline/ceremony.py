@@ -244,8 +244,25 @@ def _read_lines(p: Path) -> list[bytes]:
     return lines[:-1]
 
 
+def check_pki_folder(pki: Path) -> None:
+    """A folder to read a log from must exist: :class:`InvalidInput` (exit 3) otherwise."""
+    if not Path(pki).is_dir():
+        raise InvalidInput(f"{pki}: no such PKI folder")
+
+
+def check_head_hash(value: str) -> str:
+    """A head hash given by a user (``--head``): 64 hex digits, else :class:`InvalidInput` (exit 3)."""
+    want = value.strip().lower()
+    if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+        raise InvalidInput(
+            f"--head {value!r}: not a head hash (64 hexadecimal digits, as a bundle or import record shows)"
+        )
+    return want
+
+
 def read_entries(pki: Path) -> list[Entry]:
     """Parse every entry WITHOUT verifying anything (for ``audit show``); malformed lines raise."""
+    check_pki_folder(pki)
     p = log_path(pki)
     if not p.exists():
         raise InvalidInput(f"{p}: no ceremony log in {pki}")
@@ -303,6 +320,8 @@ def verify_log(
     9. with ``check_files``, every certificate in the folder was recorded (else the log was cut).
     """
     src = str(log_path(pki))
+    want_head = check_head_hash(expect_head) if expect_head is not None else None  # bad input: exit 3
+    check_pki_folder(pki)
     rec = check_not_removed(pki)  # 0. a folder that keeps a log still has both files
     if not log_path(pki).exists():
         raise VerificationError(f"{src}: no ceremony log in {pki}")
@@ -386,8 +405,8 @@ def verify_log(
     # 7. the signed head
     _check_head(pki, entries, officer, notes)
     # 8. a head hash from elsewhere
-    if expect_head is not None:
-        want = expect_head.strip().lower()
+    if want_head is not None:
+        want = want_head
         if not any(e.hash == want for e in entries):
             raise VerificationError(
                 f"{src}: no entry has hash {want} (the head a bundle or import record carried): "

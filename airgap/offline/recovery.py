@@ -39,6 +39,7 @@ from airgap.core.atomic import ensure_dir, fsync_dir, move, remove_stale_temps, 
 from airgap.core.canonical import state_json
 from airgap.core.crashpoint import crash_point
 from airgap.errors import InvalidInput
+from airgap.offline.ceremony import read_entries
 from airgap.offline.inventory import (
     RootRecord,
     parse_state,
@@ -122,16 +123,30 @@ def rewrite_trust(layout: PkiLayout) -> list[str]:
     return changed
 
 
+def _recorded(layout: PkiLayout, fingerprint: str) -> bool:
+    """Whether the act that made ``fingerprint`` was recorded: in the log when the folder keeps
+    one (the log is the record), else in the inventory."""
+    if layout.log.exists():
+        return any(e.params.get("fingerprint") == fingerprint for e in read_entries(layout.path))
+    return read_inventory(layout.inventory).knows(fingerprint)
+
+
+def _drop_from_inventory(layout: PkiLayout, fingerprint: str) -> bool:
+    inv = read_inventory(layout.inventory)
+    kept = [r for r in inv.intermediates if r.fingerprint != fingerprint]
+    if len(kept) == len(inv.intermediates):
+        return False
+    inv.intermediates = kept
+    write_inventory(layout.inventory, inv)
+    return True
+
+
 def _recover_issue(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
     cluster, fp = str(j["cluster"]), str(j["fingerprint"])
     if _fp(layout.path / cluster / CA_CERT) == fp:
         outcome = "the cluster folder was published; nothing to undo"
     else:
-        inv = read_inventory(layout.inventory)
-        kept = [r for r in inv.intermediates if r.fingerprint != fp]
-        if len(kept) != len(inv.intermediates):
-            inv.intermediates = kept
-            write_inventory(layout.inventory, inv)
+        _drop_from_inventory(layout, fp)
         outcome = "the cluster folder was never published; the intermediate was dropped from the inventory"
     return Recovered({"interrupted": "issue", "cluster": cluster, "fingerprint": fp, "outcome": outcome})
 
@@ -140,7 +155,7 @@ def _recover_rotate(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
     cluster, new_fp, old_fp = str(j["cluster"]), str(j["fingerprint"]), str(j["old_fingerprint"])
     current, staging = layout.path / cluster, layout.rotation_staging(cluster)
     dest = layout.path / str(j["archive"])
-    recorded = read_inventory(layout.inventory).knows(new_fp)
+    recorded = _recorded(layout, new_fp)
     cur, stg = _fp(current / CA_CERT), _fp(staging / CA_CERT)
     if cur is None and stg == new_fp:  # the two-rename fallback stopped halfway
         if recorded:
@@ -148,6 +163,7 @@ def _recover_rotate(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
             cur, stg = new_fp, None
         else:
             move(dest, current)
+            _drop_from_inventory(layout, new_fp)
             cur = old_fp
     if cur == old_fp and stg == new_fp:
         if recorded:
@@ -155,6 +171,7 @@ def _recover_rotate(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
             cur, stg = new_fp, old_fp
         else:
             shutil.rmtree(staging)
+            _drop_from_inventory(layout, new_fp)
             return Recovered(
                 {
                     "interrupted": "rotate",
