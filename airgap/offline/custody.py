@@ -30,7 +30,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -401,19 +401,34 @@ def commit_rekey(pki: Path) -> None:
     fsync_dir(pki / NEXT_DIR)
 
 
-def finish_interrupted(pki: Path) -> str | None:
-    """Roll an interrupted re-key forward (committed) or back (not); say what was done (None: nothing).
+def staged_record(pki: Path) -> CustodyRecord | None:
+    """The record of a staged re-key (``custody.next/``), or None."""
+    p = Path(pki) / NEXT_DIR / RECORD
+    if not p.exists():
+        return None
+    return CustodyRecord.from_json(read_capped(p, MAX_RECORD_FILE, "custody record"), source=str(p))
 
-    Idempotent at every step; called with the PKI lock held (by :func:`airgap.offline.recovery.recover`).
+
+def finish_interrupted(pki: Path, recorded: Callable[[CustodyRecord], bool] | None = None) -> str | None:
+    """Roll an interrupted re-key forward or back; say what was done (None: nothing to do).
+
+    Committed (the re-encrypted key is in place): forward. Not committed: forward when ``recorded``
+    says the ceremony log already has the re-key (the log is the record), else back. Idempotent
+    at every step; called with the PKI lock held (by :func:`airgap.offline.recovery.recover`).
     """
     pki = Path(pki)
     nxt, cur, old = pki / NEXT_DIR, pki / CUSTODY_DIR, pki / OLD_DIR
     outcome = None
     if nxt.is_dir() and (nxt / ROOT_KEY).exists():
-        shutil.rmtree(nxt)  # never committed: the old set still opens root-key.pem
-        fsync_dir(pki)
-        outcome = "not committed: the previous share set stays in force"
-    elif nxt.is_dir():
+        staged = staged_record(pki)
+        if staged is not None and recorded is not None and recorded(staged):
+            commit_rekey(pki)
+            outcome = "recorded in the log but not committed: finished, the new share set is in force"
+        else:
+            shutil.rmtree(nxt)  # never committed nor recorded: the old set still opens root-key.pem
+            fsync_dir(pki)
+            return "never recorded: undone, the previous share set stays in force"
+    if nxt.is_dir():
         if cur.is_dir():
             if old.exists():
                 shutil.rmtree(old)
@@ -422,7 +437,7 @@ def finish_interrupted(pki: Path) -> str | None:
         crash_point()
         os.rename(nxt, cur)
         fsync_dir(pki)
-        outcome = "committed: the new share set is in force"
+        outcome = outcome or "committed: finished, the new share set is in force"
     if old.exists():
         shutil.rmtree(old)
         fsync_dir(pki)

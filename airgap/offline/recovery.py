@@ -299,7 +299,13 @@ def _recover_custody(layout: PkiLayout) -> Recovered | None:
     """An interrupted ``ca custody rekey``: finish it (committed) or undo it, and sync the inventory."""
     from airgap.offline import custody
 
-    outcome = custody.finish_interrupted(layout.path)
+    def recorded(staged: custody.CustodyRecord) -> bool:
+        if not layout.log.exists():
+            return False  # no log: the rename of the re-encrypted key is the commit point
+        want = custody.created_params(staged)
+        return any(e.act == "custody-rekey" and e.params.get("new_custody") == want for e in read_entries(layout.path))
+
+    outcome = custody.finish_interrupted(layout.path, recorded)
     if outcome is None:
         return None
     inv = read_inventory(layout.inventory)

@@ -1,9 +1,10 @@
 """``ca custody rekey``: M of the current shares → a new M'-of-N' set; the old shares stop working.
 
 The root key is re-encrypted under a fresh secret, so the old shares (and any copy of their words)
-no longer open ``root-key.pem``. Staged in ``PKI/custody.next/`` and committed by one rename (see
-:mod:`airgap.offline.custody`): a crash leaves the old set or the new set in force, never neither;
-the next act's recovery finishes or undoes it and records a ``recover`` entry.
+no longer open ``root-key.pem``. The new set is staged in ``PKI/custody.next/``, recorded in the
+ceremony log, then committed by one rename (see :mod:`airgap.offline.custody`): a crash leaves the
+old set or the new set in force, never neither. The next act's recovery finishes a re-key the log
+records and undoes one it does not, and records a ``recover`` entry.
 
 Trust: the caller has already recovered the current passphrase from M shares (:class:`Opened`);
 that it really opens the root key is checked here, before anything is written. A ``root-key.pem``
@@ -54,22 +55,27 @@ def rekey_custody(
         if layout.root_key_ref.exists() and not layout.root_key.exists():
             # GAP (issue 16): re-keying a token root's PIN (C_SetPIN old -> new) has no crash-safe commit
             # point the folder can see (the token may hold either PIN afterwards), so it is not built yet.
-            raise Refused(
-                f"{layout.root_key_ref}: re-keying the custody of a PKCS#11 root's PIN is not supported yet"
-            )
+            raise Refused(f"{layout.root_key_ref}: re-keying the custody of a PKCS#11 root's PIN is not supported yet")
         _, key = load_root(layout, opened.passphrase)
         staged = custody.stage_rekey(layout.path, new, encode_private_key(key, new.passphrase))
+        logged = False
         try:
+            # The log first: once recorded, recovery finishes a re-key a crash interrupted.
+            logged = (
+                act.record(
+                    "custody-rekey", {"key_id": spki_sha256(key), "new_custody": custody.created_params(new.record)}
+                )
+                is not None
+            )
             custody.commit_rekey(layout.path)
         except BaseException:
-            if (staged / custody.ROOT_KEY).exists():  # not committed: the old set stays in force
+            if not logged and (staged / custody.ROOT_KEY).exists():  # the old set stays in force
                 shutil.rmtree(staged, ignore_errors=True)
             raise
         custody.finish_interrupted(layout.path)
         inv = act.inventory()
         inv.custody = new.record
         act.write_inventory(inv)
-        act.record("custody-rekey", {"key_id": spki_sha256(key), "new_custody": custody.created_params(new.record)})
     return new.record
 
 

@@ -138,3 +138,18 @@ def test_shares_in_force_are_read_before_recovery(tmp_path: Path, ids: list[cust
     opened = custody.open_root_passphrase(store.path, ids[3:5])
     store.load_root(opened.passphrase)
     assert (store.path / "custody.next").exists()  # nothing moved: reading changes nothing
+
+
+def test_recorded_but_not_committed_is_finished(tmp_path: Path, ids: list[custody.ShareIdentity]) -> None:
+    """The log already has the re-key (it is written before the commit): recovery commits it."""
+    store = _store(tmp_path, ids)
+    new = _stage(store, ids)
+    seen: list[custody.CustodyRecord] = []
+
+    def recorded(staged: custody.CustodyRecord) -> bool:
+        seen.append(staged)
+        return True
+
+    assert "finished" in (custody.finish_interrupted(store.path, recorded) or "")
+    assert seen == [new.record]
+    assert _opens(store, ids[3:5]) and not _opens(store, ids[:2])
