@@ -80,11 +80,14 @@ $AIRGAP keys new operator --kind recipient --out "$DEMO/jump/keys" --no-passphra
 say "A signed bundle for cluster1: cacerts files, the CA key age-encrypted to the operator"
 $AIRGAP bundle create cluster1 --dir "$DEMO/pki" --sign-key "$DEMO/keys/officer.key" \
   --recipient "$DEMO/jump/keys/operator.pub" --passphrase-file "$DEMO/passphrase.txt" --out "$DEMO/cluster1.bundle"
+$AIRGAP bundle create cluster2 --dir "$DEMO/pki" --sign-key "$DEMO/keys/officer.key" \
+  --recipient "$DEMO/jump/keys/operator.pub" --passphrase-file "$DEMO/passphrase.txt" --out "$DEMO/cluster2.bundle"
 
 say "--- the bundle crosses the air gap (USB stick, data diode); on the jump host: ---"
 export AIRGAP_STATE_DIR="$DEMO/jump/state"
 cp "$DEMO/keys/officer.pub" "$DEMO/jump/officer.pub"
 cp "$DEMO/cluster1.bundle" "$DEMO/jump/cluster1.bundle"
+cp "$DEMO/cluster2.bundle" "$DEMO/jump/cluster2.bundle"
 
 say "What the bundle claims (unverified)"
 $AIRGAP bundle inspect "$DEMO/jump/cluster1.bundle"
@@ -160,6 +163,16 @@ $AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name c
 $AIRGAP mesh inject demo --context emu-1 --restart
 $AIRGAP mesh status --context emu-1
 
+say "A second cluster on its own network (with its east-west gateway), then one mesh across both"
+$AIRGAP bundle import "$DEMO/jump/cluster2.bundle" --trust "$DEMO/jump/officer.pub" \
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster2 --context emu-2
+$AIRGAP mesh install --context emu-2 --release "$DEMO/jump/asm" --cluster-name cluster2 --network network2 \
+  --mesh-id proj-demo --east-west
+$AIRGAP mesh connect --context emu-1 --context emu-2 --dry-run
+$AIRGAP mesh connect --context emu-1 --context emu-2
+$AIRGAP mesh connect --context emu-1 --context emu-2   # again: nothing to change
+$AIRGAP mesh status --context emu-1 --context emu-2 | sed -n '/^mesh trust:/,$p'
+
 say "Run again: nothing changes the second time"
 $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
   --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --context emu-1
@@ -180,6 +193,7 @@ What was made, in $DEMO/:
   jump/rendered/                                           the istio-system Namespace and cacerts Secret
   jump/asm/ (RELEASE.json)                                 the verified, extracted release
   jump/rendered-install/                                   cluster.yaml, istiod Service, the istioctl command
+  (emulator) istio-remote-secret-cluster1/2                each cluster's istiod reads the other (mesh connect)
 
 The cluster steps ran against the loopback Kubernetes API emulator in tests/kubeapi.
 On a real jump host, the same commands take a real kubeconfig context.

@@ -69,8 +69,15 @@ def install(
     network: str = typer.Option(..., "--network", help="The cluster's network (topology.istio.io/network)."),
     mesh_id: str = typer.Option(..., "--mesh-id", help="values.global.meshID (the same for every cluster)."),
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
-    revision: str = typer.Option("asm-186-8", "--revision", help="The control plane revision."),
-    profile: str = typer.Option("asm-multicloud", "--profile", help="The IstioOperator profile."),
+    revision: str | None = typer.Option(
+        None, "--revision", help="The control plane revision (default: from the release, 1.8.6-asm.8 -> asm-186-8)."
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", help="The IstioOperator profile (default: the release line's, asm-multicloud for ASM 1.8)."
+    ),
+    east_west: bool = typer.Option(
+        False, "--east-west", help="Also install the network's east-west gateway and expose services on 15443."
+    ),
     overlay: list[Path] = typer.Option([], "-f", "--overlay", help="IstioOperator overlay, merged in the order given."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan; change nothing."),
     output_dir: Path | None = typer.Option(None, "--output-dir", help="Render manifests and the command; no cluster."),
@@ -93,7 +100,16 @@ def install(
     contexts = _contexts(context)
     if len(contexts) > 1 and "{context}" not in cluster_name:
         raise typer.BadParameter("with several --context, --cluster-name must contain {context} (names must differ)")
-    base = MeshSettings(cluster_name, network, mesh_id, revision, profile, tuple(overlay))
+    defaults = _release_defaults(release)
+    base = MeshSettings(
+        cluster_name,
+        network,
+        mesh_id,
+        revision or defaults.revision,
+        profile or defaults.profile,
+        tuple(overlay),
+        east_west,
+    )
     if len(contexts) == 1:
         base = base.for_context(contexts[0] or "")
     wait = WaitPolicy(istioctl_timeout=timeout, ready_timeout=wait_timeout, poll=poll)
@@ -145,6 +161,20 @@ def install(
     _finish_fleet(run_fleet([c for c in contexts if c], fleet_one, parallel=parallel), as_json)
 
 
+def _release_defaults(release: Path) -> Any:
+    """Revision and profile defaults of the release (a release not in the catalog gets a warning)."""
+    from airgap.cli._app import warn
+    from airgap.connected.catalog import defaults_for, release_version
+
+    defaults = defaults_for(release_version(release))
+    if not defaults.known:
+        warn(
+            f"release {defaults.version} is not in airgap's catalog: revision {defaults.revision} and profile "
+            f"{defaults.profile} are derived; pass --revision/--profile to choose"
+        )
+    return defaults
+
+
 def _print_install(r: Any) -> None:
     import shlex
 
@@ -158,6 +188,8 @@ def _print_install(r: Any) -> None:
     typer.echo(f"ran: {shlex.join(r.argv)}")
     typer.echo(f"network label: {r.network_label}")
     typer.echo(f"istiod service: {r.service}")
+    if r.east_west:
+        typer.echo(f"east-west gateway: {r.east_west}")
     typer.echo(f"ready: {', '.join(r.ready)}")
 
 
@@ -230,6 +262,71 @@ def _print_inject(r: Any) -> None:
             typer.echo(f"  pod without istio.io/rev: {p}")
 
 
+# -- mesh connect ----------------------------------------------------------------------------------
+
+
+@app.command("connect")
+def connect_cmd(
+    context: list[str] = typer.Option(..., "--context", help="kubeconfig context of a cluster; two or more."),
+    cluster_name: list[str] = typer.Option(
+        [], "--cluster-name", help="CONTEXT=NAME for a cluster whose clusterName mesh install did not record."
+    ),
+    mesh_id: str | None = typer.Option(None, "--mesh-id", help="The meshID, for clusters that have none recorded."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read every cluster and print what would change."),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", help="Render clusters/CTX/ manifests (reader, remote secrets); change no cluster."
+    ),
+    plaintext_secrets: bool = typer.Option(
+        False, "--plaintext-secrets", help="With --output-dir: write the remote secrets (API tokens) in plaintext."
+    ),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=256, help="Clusters at a time."),
+    token_timeout: float = typer.Option(
+        60.0, "--token-timeout", min=0, max=3600, help="Seconds to wait for a reader token."
+    ),
+    poll: float = typer.Option(0.5, "--poll", min=0.01, max=60, hidden=True),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Join clusters into one mesh: in every cluster, a remote secret for every other one.
+
+    Each cluster gets a reader service account (and its token); each other cluster's istio-system
+    gets istio-remote-secret-NAME with a kubeconfig for it (server and CA data from your kubeconfig).
+    Refused, with nothing written anywhere, when two clusters' cacerts share no root, the meshIDs
+    differ, a network label is missing, or a context has no CA data.
+
+    Example: airgap mesh connect --context ctx1 --context ctx2 --context ctx3
+    """
+    from airgap.connected.connect import connect_mesh, parse_name_map, plaintext_secret_writer
+
+    if dry_run and output_dir is not None:
+        raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    writer = None
+    if output_dir is not None:
+        if not plaintext_secrets:
+            raise typer.BadParameter(
+                "--output-dir writes remote secrets that hold API tokens: pass --plaintext-secrets to write "
+                "them in plaintext (keep them out of Git)"
+            )
+        writer = plaintext_secret_writer
+    result = connect_mesh(
+        context,
+        names=parse_name_map(cluster_name),
+        mesh_id=mesh_id,
+        dry_run=dry_run,
+        output_dir=output_dir,
+        parallel=parallel,
+        policy=_policy(),
+        token_timeout=token_timeout,
+        poll=poll,
+        notify=_say(""),
+        render_secret=writer,
+    )
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        text = result.text()
+        typer.echo(text if text else "nothing to change")
+
+
 # -- mesh status -----------------------------------------------------------------------------------
 
 
@@ -248,6 +345,7 @@ def status(
     def problems(st: Any) -> str:
         return "; ".join(st.problems)
 
+    trust = _fleet_trust(context, parallel) if len(_contexts(context)) > 1 else None
     _check_clusters(
         context,
         parallel,
@@ -257,6 +355,7 @@ def status(
         words=("ok", "problems"),
         detail=problems,
         error=lambda st: f"context {st.context}: {len(st.problems)} problem(s): {problems(st)}",
+        trust=trust,
     )
 
 
@@ -270,6 +369,7 @@ def _check_clusters(
     words: tuple[str, str],
     detail: Callable[[Any], str],
     error: Callable[[Any], str],
+    trust: Any = None,
 ) -> None:
     """Run a read-only ``check(kube)`` on one cluster or a fleet; its report has ok/as_dict()/text().
 
@@ -308,7 +408,44 @@ def _check_clusters(
             if o.value is not None:
                 typer.echo(o.value.text())
                 typer.echo("")
-    _finish_fleet(report, as_json, {doc_key: docs})
+        if trust is not None:
+            typer.echo("mesh trust:")
+            typer.echo(trust.table())
+            typer.echo("")
+    extra: dict[str, Any] = {doc_key: docs}
+    if trust is not None:
+        extra["trust"] = trust.as_dict()
+    _finish_fleet(report, as_json, extra)  # raises on a failed cluster (its worst code)
+    if trust is not None and not trust.ok:
+        raise VerificationError(f"the clusters do not form one mesh: {trust.problems[0]}")
+
+
+def _fleet_trust(context: list[str], parallel: int) -> Any:
+    """The trust table of a fleet (read only): roots, meshID, clusterName, network, remote secrets."""
+    from airgap.connected.connect import (
+        ClusterFacts,
+        Endpoint,
+        _parallel,
+        context_endpoint,
+        fleet_trust,
+        known_servers,
+        read_facts,
+    )
+    from airgap.connected.kube import connect
+    from airgap.errors import Refused
+
+    contexts = [c for c in _contexts(context) if c]
+
+    def one(ctx: str) -> ClusterFacts:
+        try:
+            endpoint = context_endpoint(ctx)
+        except Refused:  # no CA data: still show the cluster; connect would refuse it
+            endpoint = Endpoint(ctx, "", "")
+        with connect(ctx, policy=_policy()) as kube:
+            return read_facts(kube, endpoint)
+
+    facts = _parallel(contexts, one, parallel)
+    return fleet_trust([facts[c] for c in contexts], known_servers())
 
 
 # -- preflight (top level) -------------------------------------------------------------------------
@@ -316,14 +453,22 @@ def _check_clusters(
 
 def preflight(
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
+    release: Path | None = typer.Option(
+        None, "--release", help="The extracted release to install: its Kubernetes range is checked (default ASM 1.8's)."
+    ),
     parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Check the guide's requirements on a cluster before installing; exit 1 when one fails.
 
-    Example: airgap preflight --context ctx1
+    Example: airgap preflight --context ctx1 --release rel
     """
-    from airgap.connected.preflight import preflight as run_preflight
+    from airgap.connected.preflight import preflight as base_preflight
+
+    defaults = _release_defaults(release) if release is not None else None
+
+    def run_preflight(kube: Any) -> Any:
+        return base_preflight(kube, defaults)
 
     def failed(rep: Any) -> str:
         return ", ".join(c.name for c in rep.failed)
