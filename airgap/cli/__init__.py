@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import typer
 
 from airgap import __version__
-from airgap.cli import audit, bundle, ca, custody, keys, mesh, release
+from airgap.cli import audit, bundle, ca, ca_csr, custody, keys, mesh, release
 from airgap.cli._app import new_app
 from airgap.errors import AirgapError
 
@@ -43,6 +43,7 @@ def _root(
         os.environ["AIRGAP_DEBUG"] = "1"
 
 
+assert ca_csr.app is ca.app  # ca_csr registers ca sign / ca request on the ca group
 app.add_typer(ca.app, name="ca")
 ca.app.add_typer(custody.app, name="custody")
 app.add_typer(keys.app, name="keys")

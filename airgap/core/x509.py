@@ -119,25 +119,25 @@ def build_root(
     return check_issued(cert, cert, what="root certificate")
 
 
-def build_intermediate(
+def intermediate_builder(
     public: PublicKey,
     *,
     cluster: str,
     root_cert: x509.Certificate,
-    root_key: PrivateKey,
     org: str,
     cn: str,
     days: int,
     sans: list[str],
     not_before: dt.datetime | None = None,
-) -> x509.Certificate:
-    """A cluster intermediate: ``CA:true, pathlen:0`` (critical), ``L=<cluster>``, SAN, SKI, AKI.
+) -> x509.CertificateBuilder:
+    """The to-be-signed cluster intermediate: ``CA:true, pathlen:0`` (critical), ``L=<cluster>``, SAN, SKI, AKI.
 
-    The caller guarantees validity ends no later than the root's (:func:`check_within_root`).
+    Only ``public`` comes from the key's holder; every other field is the profile's. The caller
+    guarantees validity ends no later than the root's (:func:`check_within_root`).
     """
     start = (not_before or now()) - BACKDATE
     ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    builder = (
+    return (
         x509.CertificateBuilder()
         .subject_name(_name(org, cn, locality=cluster))
         .issuer_name(root_cert.subject)
@@ -150,6 +150,24 @@ def build_intermediate(
         .add_extension(x509.SubjectAlternativeName([_parse_san(s) for s in sans]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+    )
+
+
+def build_intermediate(
+    public: PublicKey,
+    *,
+    cluster: str,
+    root_cert: x509.Certificate,
+    root_key: PrivateKey,
+    org: str,
+    cn: str,
+    days: int,
+    sans: list[str],
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A cluster intermediate (:func:`intermediate_builder`) signed by ``root_key``, re-parsed and verified."""
+    builder = intermediate_builder(
+        public, cluster=cluster, root_cert=root_cert, org=org, cn=cn, days=days, sans=sans, not_before=not_before
     )
     return check_issued(builder.sign(root_key, signature_hash_for(root_key)), root_cert, what="intermediate")
 
@@ -334,6 +352,7 @@ __all__ = [
     "check_ca_material",
     "check_within_root",
     "fingerprint",
+    "intermediate_builder",
     "is_ca",
     "load_cert_pem",
     "load_certs_pem",

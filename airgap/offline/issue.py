@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from airgap.core import x509 as cx
-from airgap.core.atomic import staged_dir, write_new
+from airgap.core.atomic import staged_dir, write_new, write_staged
 from airgap.core.keys import KeyType, PrivateKey, encode_private_key, load_public_key_pem, spki_sha256
 from airgap.core.locking import Notify, stderr_note
 from airgap.core.progress import NO_PROGRESS, Progress
@@ -77,21 +77,29 @@ def make_keys(
 
 
 def write_cluster(
-    layout: PkiLayout, final: Path, key_pem: bytes, cert: x509.Certificate, issuer: x509.Certificate
+    layout: PkiLayout, final: Path, key_pem: bytes | None, cert: x509.Certificate, issuer: x509.Certificate
 ) -> None:
     """Build a cluster folder beside ``final`` and rename it into place when complete.
 
     ``cert-chain.pem`` is the intermediate then its issuing root; ``root-cert.pem`` is
     :meth:`PkiLayout.trust_pem` (both roots during a root rotation); ``ca-crl.pem`` the current CRL.
+    ``key_pem`` None: the key is held elsewhere (``ca sign``) and no ``ca-key.pem`` is written.
     """
-    ca_pem = cx.cert_pem(cert)
     with staged_dir(final, mode=0o700) as tmp:
-        write_new(tmp / CA_KEY, key_pem, mode=0o600)
-        write_new(tmp / CA_CERT, ca_pem)
-        write_new(tmp / CERT_CHAIN, ca_pem + cx.cert_pem(issuer))
-        write_new(tmp / ROOT_CERT, layout.trust_pem())
-        if layout.crl.exists():
-            write_new(tmp / CRL, layout.crl.read_bytes())
+        if key_pem is not None:
+            write_staged(tmp / CA_KEY, key_pem, mode=0o600)
+        write_public_files(layout, tmp, cert, issuer)
+
+
+def write_public_files(layout: PkiLayout, folder: Path, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    """``ca-cert.pem``, ``cert-chain.pem``, ``root-cert.pem`` (and ``ca-crl.pem``) of ``cert`` into ``folder``,
+    a folder :func:`~airgap.core.atomic.staged_dir` is building (it fsyncs and publishes them)."""
+    ca_pem = cx.cert_pem(cert)
+    write_staged(folder / CA_CERT, ca_pem)
+    write_staged(folder / CERT_CHAIN, ca_pem + cx.cert_pem(issuer))
+    write_staged(folder / ROOT_CERT, layout.trust_pem())
+    if layout.crl.exists():
+        write_staged(folder / CRL, layout.crl.read_bytes())
 
 
 def init_root(
@@ -278,4 +286,13 @@ def _issue_one(
     return record
 
 
-__all__ = ["Issued", "check_names", "init_root", "issue_intermediates", "make_key", "make_keys", "write_cluster"]
+__all__ = [
+    "Issued",
+    "check_names",
+    "init_root",
+    "issue_intermediates",
+    "make_key",
+    "make_keys",
+    "write_cluster",
+    "write_public_files",
+]

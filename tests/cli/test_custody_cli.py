@@ -539,3 +539,61 @@ def test_pkcs11_root_pin_under_custody(tmp_path: Path, people: Path, softhsm: So
     assert r.code == 4
     one_error_line(r, "PKCS#11", "not supported yet")
     assert run_cli("audit", "verify", d, "--trust", people / "officer.pub").code == 0
+
+
+def test_ca_sign_a_csr_with_shares(pki: Path, people: Path, tmp_path: Path) -> None:
+    """ca sign (a key held elsewhere) uses the root too: M shares, named in the log."""
+    key, csr = tmp_path / "c7.key", tmp_path / "c7.csr"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            "/CN=c7",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    before = tree(pki)
+    r = run_cli(
+        "ca",
+        "sign",
+        csr,
+        "--cluster",
+        "c7",
+        "--dir",
+        pki,
+        "--out",
+        tmp_path / "out",
+        *_shares(people, "carol"),
+        *_log(people),
+    )
+    assert r.code == 3
+    one_error_line(r, "1 more")
+    assert tree(pki) == before and not (tmp_path / "out").exists()
+    r = run_cli(
+        "ca",
+        "sign",
+        csr,
+        "--cluster",
+        "c7",
+        "--dir",
+        pki,
+        "--out",
+        tmp_path / "out",
+        *_shares(people, "carol", "bob"),
+        *_log(people),
+    )
+    assert r.code == 0, r.err
+    signed = [e for e in _entries(pki) if e["params"].get("cluster") == "c7"]  # type: ignore[union-attr]
+    assert signed and all(e["params"]["custody"]["shares"] == [2, 3] for e in signed)  # type: ignore[index]
