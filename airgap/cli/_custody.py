@@ -62,6 +62,16 @@ def open_custody(
     shares = list(shares or [])
     pw_files = list(share_passphrase_files or [])
     if not custody.has_custody(pki):
+        from airgap.offline.inventory import read_inventory
+        from airgap.offline.layout import PkiLayout
+
+        if PkiLayout(pki).inventory.exists() and read_inventory(PkiLayout(pki).inventory).custody is not None:
+            from airgap.errors import VerificationError
+
+            raise VerificationError(
+                f"{pki / custody.CUSTODY_DIR}: missing, but the inventory records split custody of the root "
+                "(restore the folder from backup)"
+            )
         if shares or type_share or pw_files:
             raise _invalid(f"--share: the root in {pki} is not under split custody (ca init --custody M-of-N)")
         return None

@@ -597,3 +597,12 @@ def test_ca_sign_a_csr_with_shares(pki: Path, people: Path, tmp_path: Path) -> N
     assert r.code == 0, r.err
     signed = [e for e in _entries(pki) if e["params"].get("cluster") == "c7"]  # type: ignore[union-attr]
     assert signed and all(e["params"]["custody"]["shares"] == [2, 3] for e in signed)  # type: ignore[index]
+
+
+def test_removed_custody_folder(pki: Path, people: Path, passfile: Path) -> None:
+    shutil.rmtree(pki / "custody")
+    before = tree(pki)
+    r = run_cli("ca", "issue", "c1", "--dir", pki, *EC, "--passphrase-file", passfile, *_log(people))
+    assert r.code == 1
+    one_error_line(r, "custody: missing, but the inventory records split custody")
+    assert tree(pki) == before
