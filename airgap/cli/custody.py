@@ -45,6 +45,8 @@ def status(
             state = "intact" if hashlib.sha256(p.read_bytes()).hexdigest() == s.sha256 else "CHANGED"
         rows.append({"number": s.number, "file": s.file, "recipient": s.recipient, "sha256": s.sha256, "state": state})
     pending = (dir / NEXT_DIR).exists()
+    token = (dir / "root-key.pkcs11.json").exists() and not (dir / "root-key.pem").exists()
+    protects = "pkcs11-user-pin" if token else "root-key.pem"
     if json_out:
         print_json(
             {
@@ -52,14 +54,15 @@ def status(
                 "count": record.count,
                 "identifier": record.identifier,
                 "created_at": record.created_at,
+                "protects": protects,
                 "rekey_interrupted": pending,
                 "shares": rows,
             }
         )
     else:
-        typer.echo(
-            f"Root key under split custody: {record.threshold} of {record.count} shares (since {record.created_at})"
-        )
+        what = "The token user PIN of the root key" if token else "The root key"
+        typer.echo(f"{what} is under split custody: {record.threshold} of {record.count} shares")
+        typer.echo(f"  since {record.created_at}, SLIP-39 set {record.identifier}")
         for r in rows:
             typer.echo(f"  share {r['number']}  {r['file']}  {r['recipient']}  {r['state']}")
         if pending:

@@ -253,6 +253,7 @@ def test_rekey_to_3_of_5_then_old_shares_refused(pki: Path, people: Path) -> Non
     assert r.code == 0, r.err
     doc = json.loads(r.out)
     assert (doc["threshold"], doc["count"]) == (3, 5) and {s["state"] for s in doc["shares"]} == {"intact"}
+    assert doc["protects"] == "root-key.pem" and doc["rekey_interrupted"] is False
     assert json.loads((pki / "inventory.json").read_bytes())["custody"]["identifier"] == doc["identifier"]
     assert run_cli("audit", "verify", pki, "--trust", people / "officer.pub").code == 0
 
@@ -538,6 +539,8 @@ def test_pkcs11_root_pin_under_custody(tmp_path: Path, people: Path, softhsm: So
     )
     assert r.code == 4
     one_error_line(r, "PKCS#11", "not supported yet")
+    r = run_cli("ca", "custody", "status", "--dir", d, "--json")
+    assert r.code == 0 and json.loads(r.out)["protects"] == "pkcs11-user-pin"
     assert run_cli("audit", "verify", d, "--trust", people / "officer.pub").code == 0
 
 
