@@ -81,7 +81,18 @@ def install(
     overlay: list[Path] = typer.Option([], "-f", "--overlay", help="IstioOperator overlay, merged in the order given."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan; change nothing."),
     output_dir: Path | None = typer.Option(None, "--output-dir", help="Render manifests and the command; no cluster."),
-    force: bool = typer.Option(False, "--force", help="Change a different existing network label."),
+    layout: str = typer.Option(
+        "auto",
+        "--layout",
+        help="--output-dir layout: flat, or clusters (DIR/clusters/CTX/ with kustomization.yaml, for GitOps); "
+        "auto: clusters when --context is repeated.",
+    ),
+    sops_age: list[str] = typer.Option(
+        [], "--sops-age", help="With --layout clusters: age recipient for DIR/.sops.yaml (repeat for several)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Change a different existing network label (or a rendered file's content)."
+    ),
     parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
     timeout: float = typer.Option(900.0, "--timeout", min=1, help="Seconds istioctl install may take."),
     wait_timeout: float = typer.Option(600.0, "--wait-timeout", min=0, help="Seconds to wait for Ready pods."),
@@ -90,18 +101,36 @@ def install(
 ) -> None:
     """Install the mesh from a verified release: cluster.yaml, istioctl, network label, istiod Service, wait.
 
+    --output-dir renders instead of installing. In the clusters layout (docs/gitops.md) a re-render
+    of the same input leaves every file as it is; another content needs --force.
+
     Example: airgap mesh install --context ctx1 --release rel --cluster-name cluster1 --network net1 --mesh-id proj-1
+
+    Example: airgap mesh install --context c1 --context c2 --release rel --cluster-name '{context}'
+    --network 'net-{context}' --mesh-id proj-1 --output-dir fleet-repo --sops-age flux.pub
     """
     from airgap.connected.fleet import Outcome, run_fleet
-    from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install
+    from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install, render_tree
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    if layout not in ("auto", "flat", "clusters"):
+        raise typer.BadParameter(f"--layout {layout!r}: expected auto, flat or clusters")
     contexts = _contexts(context)
+    if output_dir is None and (sops_age or layout != "auto"):
+        raise typer.BadParameter("--sops-age and --layout only apply to --output-dir")
+    if layout == "auto":
+        layout = "clusters" if len(contexts) > 1 else "flat"
+    if layout == "flat" and sops_age:
+        raise typer.BadParameter("--sops-age needs the clusters layout (--layout clusters or several --context)")
+    if layout == "flat" and len(contexts) > 1:
+        raise typer.BadParameter("several --context render the clusters layout; --layout flat takes one")
+    if layout == "clusters" and contexts == [None]:
+        raise typer.BadParameter("--layout clusters needs --context (one folder per context)")
     if len(contexts) > 1 and "{context}" not in cluster_name:
         raise typer.BadParameter("with several --context, --cluster-name must contain {context} (names must differ)")
     defaults = _release_defaults(release)
-    base = MeshSettings(
+    template = MeshSettings(
         cluster_name,
         network,
         mesh_id,
@@ -110,23 +139,39 @@ def install(
         tuple(overlay),
         east_west,
     )
+    base = template
     if len(contexts) == 1:
         base = base.for_context(contexts[0] or "")
     wait = WaitPolicy(istioctl_timeout=timeout, ready_timeout=wait_timeout, poll=poll)
     fleet = len(contexts) > 1
 
     if output_dir is not None:
-        if not fleet:
+        if layout == "flat":
             written = render_install(release, base, output_dir, context=contexts[0])
             for p in written:
                 typer.echo(f"Wrote {p}")
             return
+        recipients = None
+        if sops_age:
+            from airgap.core.sops import age_recipients
 
-        def render_one(ctx: str) -> Outcome:
-            files = render_install(release, base.for_context(ctx), output_dir / ctx, context=ctx)
-            return Outcome(ctx, 0, "rendered", str(files[0].parent))
+            recipients = age_recipients(sops_age)
+        tree = render_tree(
+            release,
+            template,
+            output_dir,
+            [c for c in contexts if c],
+            recipients=recipients,
+            force=force,
+            parallel=parallel,
+        )
+        if len(tree.outcomes) == 1 and not as_json:
+            from airgap.cli._gitops import raise_for_tree
 
-        _finish_fleet(run_fleet([c for c in contexts if c], render_one, parallel=parallel), as_json)
+            typer.echo(tree.table())
+            raise_for_tree(tree)
+            return
+        _finish_fleet(tree, as_json)
         return
 
     def one(ctx: str | None) -> Any:
@@ -276,8 +321,17 @@ def connect_cmd(
     output_dir: Path | None = typer.Option(
         None, "--output-dir", help="Render clusters/CTX/ manifests (reader, remote secrets); change no cluster."
     ),
+    sops_age: list[str] = typer.Option(
+        [],
+        "--sops-age",
+        help="With --output-dir: write the remote secrets as SOPS files encrypted to this age recipient "
+        "(age1… or a .pub file; repeat for several). Safe to commit.",
+    ),
     plaintext_secrets: bool = typer.Option(
         False, "--plaintext-secrets", help="With --output-dir: write the remote secrets (API tokens) in plaintext."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="With --output-dir: rewrite remote secrets whose content changed (rotated token)."
     ),
     parallel: int = typer.Option(8, "--parallel", min=1, max=256, help="Clusters at a time."),
     token_timeout: float = typer.Option(
@@ -293,20 +347,22 @@ def connect_cmd(
     Refused, with nothing written anywhere, when two clusters' cacerts share no root, the meshIDs
     differ, a network label is missing, or a context has no CA data.
 
+    --output-dir renders clusters/CTX/ instead (the readers' tokens must exist: connect once live);
+    the remote secrets hold API tokens, so it needs --sops-age RECIPIENT (docs/gitops.md) or
+    --plaintext-secrets.
+
     Example: airgap mesh connect --context ctx1 --context ctx2 --context ctx3
+
+    Example: airgap mesh connect --context ctx1 --context ctx2 --output-dir fleet-conn --sops-age flux.pub
     """
-    from airgap.connected.connect import connect_mesh, parse_name_map, plaintext_secret_writer
+    from airgap.cli._gitops import secret_policy
+    from airgap.connected.connect import connect_mesh, parse_name_map
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
-    writer = None
-    if output_dir is not None:
-        if not plaintext_secrets:
-            raise typer.BadParameter(
-                "--output-dir writes remote secrets that hold API tokens: pass --plaintext-secrets to write "
-                "them in plaintext (keep them out of Git)"
-            )
-        writer = plaintext_secret_writer
+    if force and output_dir is None:
+        raise typer.BadParameter("--force only applies to --output-dir")
+    recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "remote secrets hold API tokens")
     result = connect_mesh(
         context,
         names=parse_name_map(cluster_name),
@@ -318,7 +374,8 @@ def connect_cmd(
         token_timeout=token_timeout,
         poll=poll,
         notify=_say(""),
-        render_secret=writer,
+        recipients=recipients,
+        replace=force,
     )
     if as_json:
         print_json(result.as_dict())

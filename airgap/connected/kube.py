@@ -154,6 +154,10 @@ def kubeconfig_path(explicit: Path | None = None) -> str:
     return str(Path("~/.kube/config").expanduser())
 
 
+# Two fleet threads importing ``kubernetes`` for the first time at once can meet
+# importlib's _DeadlockError (its package imports are circular); one thread imports, the others wait.
+_IMPORT_LOCK = threading.Lock()
+
 _DOC_CACHE: dict[tuple[str, int, int], JSON] = {}
 _DOC_LOCK = threading.Lock()
 
@@ -447,10 +451,11 @@ def connect(
     notify: Callable[[str], None] | None = None,
 ) -> Kube:
     """A :class:`Kube` for ``context`` (absent: the kubeconfig's current context). Makes no request."""
-    import urllib3
-    from kubernetes.client import ApiClient, Configuration
-    from kubernetes.config.config_exception import ConfigException
-    from kubernetes.config.kube_config import KubeConfigLoader, load_kube_config
+    with _IMPORT_LOCK:  # fleets connect from several threads; the client's first import is not thread-safe
+        import urllib3
+        from kubernetes.client import ApiClient, Configuration
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.kube_config import KubeConfigLoader, load_kube_config
 
     path, name = resolve_context(context, kubeconfig)
     cfg = Configuration()

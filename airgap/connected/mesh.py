@@ -357,6 +357,68 @@ def render_install(release: Path, settings: MeshSettings, out_dir: Path, *, cont
     return written
 
 
+def _network_of(existing: bytes) -> str | None:
+    try:
+        doc = yaml.safe_load(existing)
+        value = doc["metadata"].get("labels", {}).get(NETWORK_LABEL)
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    return None if value is None else str(value)
+
+
+def cluster_files(settings: MeshSettings, istioctl: Path, context: str | None, folder: Path) -> list[Any]:
+    """The fleet layout's files for one cluster folder (:mod:`airgap.connected.gitops`).
+
+    The Namespace is shared with ``bundle import``: its unlabelled one is brought to this
+    network's label and annotations; any other difference (network, mesh ID) needs ``--force``.
+    ``cluster.yaml``, ``eastwest-gateway.yaml`` and the command are istioctl's input, not
+    kustomize resources (their names have no ``NN-`` prefix).
+    """
+    from airgap.connected.gitops import NAMESPACE_FILE, RenderedFile
+
+    out: list[Any] = []
+    for name, data in rendered_files(settings, istioctl, context, folder).items():
+        if name == RENDERED_NAMESPACE:
+            out.append(RenderedFile(NAMESPACE_FILE, data=data, replaceable=lambda old: _network_of(old) is None))
+        else:
+            out.append(RenderedFile(name, data=data, mode=0o755 if name == RENDERED_COMMAND else 0o644))
+    return out
+
+
+def render_tree(
+    release: Path,
+    settings: MeshSettings,
+    root: Path,
+    contexts: Sequence[str],
+    *,
+    recipients: Sequence[str] | None = None,
+    force: bool = False,
+    parallel: int = 8,
+) -> Any:
+    """``--output-dir`` in the fleet layout: ``root/clusters/CTX/`` per context (``{context}`` filled in).
+
+    ``recipients`` (``--sops-age``) writes ``root/.sops.yaml``; mesh install itself renders no
+    Secret. Files with other content are replaced only with ``force``. Returns the fleet report.
+    """
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.gitops import check_cluster_name, cluster_folder, render_cluster, write_sops_config
+
+    istioctl = verified_istioctl(release)
+    for c in contexts:
+        check_cluster_name(c)
+        settings.for_context(c)  # each cluster's name and network checked before anything is written
+    if recipients:
+        write_sops_config(root, recipients)
+
+    def one(ctx: str) -> Any:
+        mine = settings.for_context(ctx)
+        files = cluster_files(mine, istioctl, ctx, cluster_folder(root, ctx).absolute())
+        done = render_cluster(root, ctx, files, recipients=recipients, replace=force)
+        return Outcome(ctx, 0, "rendered" if done.changed else "unchanged", done.summary(), done)
+
+    return run_fleet(contexts, one, parallel=parallel)
+
+
 # -- live install -------------------------------------------------------------------------------------
 
 

@@ -594,8 +594,11 @@ def test_fleet_render(release: Path, tmp_path: Path) -> None:
         "--network", "net-{context}", "--mesh-id", "m", "--output-dir", out,
     )  # fmt: skip
     assert r.code == 0, r.err
-    assert yaml.safe_load((out / "b" / "cluster.yaml").read_text())["spec"]["values"]["global"]["network"] == "net-b"
-    assert "--context a" in (out / "a" / "istioctl-install.sh").read_text()
+    assert (
+        yaml.safe_load((out / "clusters" / "b" / "cluster.yaml").read_text())["spec"]["values"]["global"]["network"]
+        == "net-b"
+    )
+    assert "--context a" in (out / "clusters" / "a" / "istioctl-install.sh").read_text()
 
 
 def test_kubeconfig_from_env_and_current_context(kube_cluster: Cluster, tmp_path: Path) -> None:
