@@ -149,7 +149,7 @@ def init(
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
     from airgap.offline.issue import init_root, refuse_existing_root
-    from airgap.offline.keysource import new_root_key
+    from airgap.offline.keysource import root_key_args
     from airgap.offline.layout import PkiLayout
 
     kt = check_key_type(key_type)
@@ -184,22 +184,9 @@ def init(
         rec = _init_token_under_custody(dir, ref, pin_file, kt, days, org, cn, officer, held)
     elif held is not None:
         rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, passphrase=None, officer=officer, custody_set=held)
-    elif ref is None:
-        rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
     else:
-        with new_root_key(ref, pin_file, kt) as new:
-            rec = init_root(
-                dir,
-                key_type=kt,
-                days=days,
-                org=org,
-                cn=cn,
-                passphrase=None,
-                officer=officer,
-                root_key=new.key,
-                key_record=new.record,
-                key_params=new.params,
-            )
+        with root_key_args(ref, pin_file, kt, pw) as key_args:
+            rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Root CA created in {dir}")
     typer.echo(f"  subject      {rec.subject}")
     typer.echo(f"  key          {where}")
@@ -626,29 +613,17 @@ def rotate_root(
     else:
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
+    from airgap.offline.keysource import root_key_args
+
+
     if opened is not None:  # the next root key is encrypted under the same custody secret
         with logged(opened):
             rec = begin_root_rotation(
                 store, key_type=kt, days=days, org=org, cn=cn, passphrase=opened.passphrase, officer=officer
             )
-    elif new_ref is None:
-        rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
     else:
-        from airgap.offline.keysource import new_root_key
-
-        with new_root_key(new_ref, pin_file, kt) as new:
-            rec = begin_root_rotation(
-                store,
-                key_type=kt,
-                days=days,
-                org=org,
-                cn=cn,
-                passphrase=None,
-                officer=officer,
-                root_key=new.key,
-                key_record=new.record,
-                key_params=new.params,
-            )
+        with root_key_args(new_ref, pin_file, kt, pw) as key_args:
+            rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
     typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")
     typer.echo("  then 'airgap ca rotate CLUSTER' for each cluster, then 'airgap ca rotate-root --finish'")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airgap.core.atomic import ensure_dir, fsync_dir, write_new
-from airgap.core.limits import DEFAULT_LIMITS
+from airgap.core.limits import DEFAULT_LIMITS, MAX_SIGNATURE
 from airgap.core.locking import stderr_note
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.release import (
@@ -49,7 +49,7 @@ from airgap.core.release import (
     select_keys,
     verify_digests,
 )
-from airgap.core.signatures import MAX_SIGNATURE
+from airgap.core.retry import Backoff
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def download(
                 if failures > options.retries:
                     raise NetworkError(f"{reason} (gave up after {options.retries} retries)") from exc
                 if not got:
-                    options.sleep(min(options.backoff * 2 ** (failures - 1), MAX_BACKOFF))
+                    options.sleep(Backoff(options.backoff, MAX_BACKOFF).delay(failures))
     finally:
         if started:
             progress.finish()

@@ -24,7 +24,6 @@ temporary names (ciphertext only, when SOPS is on) and then renamed into place.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -38,6 +37,7 @@ import yaml
 from airgap.core import sops
 from airgap.core.atomic import TMP_PREFIX, ensure_dir, fsync_dir, remove_stale_temps, write_new, write_replace
 from airgap.core.files import read_capped
+from airgap.core.locking import exclusive_lock
 from airgap.errors import InvalidInput, Refused
 
 CLUSTERS = "clusters"
@@ -190,12 +190,8 @@ def render_cluster(
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     """An exclusive flock on the cluster folder itself (no lock file in the Git tree): one render at a time."""
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive_lock(folder, holder=f"another render into {folder}"):
         yield
-    finally:
-        os.close(fd)
 
 
 def _render_locked(

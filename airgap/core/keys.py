@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from airgap.core.atomic import write_new
 from airgap.core.files import read_capped
+from airgap.core.limits import MAX_KEY_FILE
 from airgap.core.names import KEY_TYPES, KeyType
 from airgap.errors import InvalidInput, Refused
 
@@ -27,7 +28,6 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 # Keys at rest: cryptography's BestAvailableEncryption for PKCS#8 is PBES2 with PBKDF2-HMAC-SHA256
 # and AES-256-CBC. Its PBKDF2 iteration count (2048, as `openssl pkcs8 -v2 aes-256-cbc`) cannot be
 # raised through the library for PKCS#8, so passphrase length carries the weight: see SECURITY.md.
-MAX_KEY_FILE = 1024 * 1024
 
 
 def check_key_type(value: str) -> KeyType:

@@ -52,6 +52,7 @@ from typing import Any
 
 from airgap.core.atomic import write_replace
 from airgap.core.canonical import canonical_json, utc_text
+from airgap.core.files import read_capped
 from airgap.core.keys import (
     PrivateKey,
     PublicKey,
@@ -61,6 +62,7 @@ from airgap.core.keys import (
     sign,
     spki_sha256,
 )
+from airgap.core.limits import MAX_LOG_BYTES
 from airgap.core.signatures import verify_bytes
 from airgap.core.x509 import fingerprint, load_cert_pem
 from airgap.errors import InvalidInput, Refused, VerificationError
@@ -72,7 +74,6 @@ HEAD_NAME = CEREMONY_HEAD
 DOMAIN = b"airgap-ceremony-log-v1\n"
 HEAD_DOMAIN = b"airgap-ceremony-head-v1\n"
 GENESIS_PREV = "0" * 64
-MAX_LOG_BYTES = 64 * 1024 * 1024
 ENTRY_FIELDS = frozenset({"act", "params", "prev", "seq", "signature", "signer", "time"})
 ENV_LOG_KEY = "AIRGAP_LOG_KEY"
 # Parameter names that would mean a secret is being logged: refused by record().
@@ -228,13 +229,7 @@ def head_hash(pki: Path) -> str | None:
 
 
 def _read_lines(p: Path) -> list[bytes]:
-    try:
-        with open(p, "rb") as fh:
-            data = fh.read(MAX_LOG_BYTES + 1)
-    except OSError as exc:
-        raise InvalidInput(f"{p}: cannot read the ceremony log: {exc.strerror}") from exc
-    if len(data) > MAX_LOG_BYTES:
-        raise InvalidInput(f"{p}: ceremony log is larger than {MAX_LOG_BYTES} bytes")
+    data = read_capped(p, MAX_LOG_BYTES, "ceremony log")
     if not data:
         return []
     lines = data.split(b"\n")

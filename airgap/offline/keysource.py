@@ -20,9 +20,11 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
+from airgap.core.canonical import state_json
 from airgap.core.keys import (
     KeyType,
     PrivateKey,
@@ -151,10 +153,26 @@ def new_root_key(
         kr = KeyRecord(ref.module, ref.token_label, ref.key_label, spki_sha256(key), key_type)
         params = {"storage": "pkcs11", "token_label": ref.token_label, "key_label": ref.key_label}
         try:
-            yield NewRootKey(key, kr.to_json(), params)
+            yield NewRootKey(key, state_json(kr.to_json()), params)
         except BaseException:
             key.destroy()  # never certified: leave the token as it was
             raise
+
+
+@contextlib.contextmanager
+def root_key_args(
+    ref: TokenRef | None, pin_file: Path | None, key_type: KeyType, passphrase: bytes | None
+) -> Iterator[dict[str, Any]]:
+    """The key arguments of ``init_root`` / ``begin_root_rotation`` for a new root key.
+
+    A file key (``ref`` None): the act makes it and encrypts it with ``passphrase``. A token key:
+    generated now, destroyed again if the block raises (:func:`new_root_key`).
+    """
+    if ref is None:
+        yield {"passphrase": passphrase}
+        return
+    with new_root_key(ref, pin_file, key_type) as new:
+        yield {"passphrase": None, "root_key": new.key, "key_record": new.record, "key_params": new.params}
 
 
 def open_officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | None) -> Officer | None:
@@ -179,6 +197,7 @@ __all__ = [
     "new_root_key",
     "open_officer",
     "open_token_key",
+    "root_key_args",
     "signing_root",
     "signing_token_ref",
     "token_ref",

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import IO
 
 from airgap.core.bundle.manifest import MANIFEST_NAME, MAX_USTAR_SIZE, SIGNATURE_NAME, MemberEntry
-from airgap.core.limits import Limits
+from airgap.core.limits import MAX_SIGNATURE, Limits
 from airgap.core.names import unsafe_member_name
 from airgap.core.progress import NO_PROGRESS, Progress
-from airgap.core.signatures import MAX_SIGNATURE
 from airgap.errors import InvalidInput
 
 BLOCK = 512
