@@ -149,20 +149,15 @@ def _log_officer(
     log_key: Path | None, log_pass_file: Path | None, known_pw: bytes | None, passphrase_file: Path | None
 ) -> Officer | None:
     """Open --log-key; its passphrase: --log-key-passphrase-file, else the PKI's / signing key's."""
-    if log_key is None:
-        return None
-    from airgap.core.keys import key_file_is_encrypted
-    from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
-    from airgap.offline.ceremony import load_officer
+    from airgap.core.passphrase import resolve_passphrase
+    from airgap.offline.keysource import open_officer
 
-    if not key_file_is_encrypted(log_key, "log key"):
-        return load_officer(log_key, None)
-    pw: bytes | None
-    if log_pass_file is not None:
-        pw = read_passphrase_file(log_pass_file)
-    else:
-        pw = known_pw or resolve_passphrase(passphrase_file, purpose="log key passphrase")
-    return load_officer(log_key, pw)
+    return open_officer(
+        log_key,
+        log_pass_file,
+        known_pw or None,
+        ask=lambda: resolve_passphrase(passphrase_file, purpose="log key passphrase"),
+    )
 
 
 @app.command("verify")

@@ -190,7 +190,7 @@ def render_cluster(
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     """An exclusive flock on the cluster folder itself (no lock file in the Git tree): one render at a time."""
-    with exclusive_lock(folder, holder=f"another render into {folder}"):
+    with exclusive_lock(folder, holder=f"another render into {folder}", folder=True):
         yield
 
 

@@ -17,7 +17,7 @@ it claims to belong to before it signs anything.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,19 +175,32 @@ def root_key_args(
         yield {"passphrase": None, "root_key": new.key, "key_record": new.record, "key_params": new.params}
 
 
-def open_officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | None) -> Officer | None:
-    """Open the officer's log key; its passphrase is ``log_pass_file`` or the PKI's."""
+def open_officer(
+    log_key: Path | None,
+    log_pass_file: Path | None,
+    known_pw: bytes | None,
+    ask: Callable[[], bytes | None] | None = None,
+) -> Officer | None:
+    """Open the officer's log key (``--log-key``), the one passphrase policy for it.
+
+    Its passphrase: ``log_pass_file`` (``--log-key-passphrase-file``), else ``known_pw`` (the
+    passphrase already given for the PKI or the signing key), else ``ask()`` (a prompt), else
+    exit 3 naming the option. An unencrypted key needs none.
+    """
     if log_key is None:
         return None
+    if not key_file_is_encrypted(log_key, "log key"):
+        return load_officer(log_key, None)
     from airgap.core.passphrase import read_passphrase_file
 
-    pw = read_passphrase_file(log_pass_file) if log_pass_file is not None else pki_pw
-    encrypted = key_file_is_encrypted(log_key, "log key")
-    if encrypted and pw is None:
+    pw = read_passphrase_file(log_pass_file) if log_pass_file is not None else known_pw
+    if pw is None and ask is not None:
+        pw = ask()
+    if pw is None:
         raise InvalidInput(
             f"{log_key}: the log key is encrypted; give --log-key-passphrase-file (or the PKI passphrase)"
         )
-    return load_officer(log_key, pw if encrypted else None)
+    return load_officer(log_key, pw)
 
 
 __all__ = [
