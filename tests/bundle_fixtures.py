@@ -40,9 +40,7 @@ from airgap.core.limits import DEFAULT_LIMITS
 from airgap.offline.bundle import SealedBundle, seal_bundle
 from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import Officer
-from tests.conftest import PASSPHRASE, SESSION_START, made_at
-
-NOW = SESSION_START  # the session PKIs are made "now" (conftest.made_at), however late they are built
+from tests.conftest import NOW, PASSPHRASE, made_at_now  # the session PKIs are made at NOW
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +107,7 @@ def _logged_pki_template(tmp_path_factory: pytest.TempPathFactory, bkeys: Keys) 
     d = tmp_path_factory.mktemp("logged-pki") / "pki"
     officer = Officer.from_key(load_private_key(bkeys.signer, None))
     store = CAStore(d)
-    with made_at(SESSION_START):
+    with made_at_now():
         store.init_root(
             key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE, officer=officer
         )

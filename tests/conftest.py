@@ -10,21 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from airgap.core import x509 as cx
 from airgap.offline.ca import CAStore
 
 PASSPHRASE = b"correct horse battery staple"
-# When the session templates are "made": tests that check them at a fixed time (bundle_fixtures.NOW)
-# stay right however late in a long run a template is first built (certificates are backdated by
-# minutes only, so a template built later than that would be "not yet valid" at the fixed time).
-SESSION_START = dt.datetime.now(dt.UTC).replace(microsecond=0)
+# The time the session PKIs are made: tests that pass ``now=NOW`` stay consistent with them however
+# long the session runs before a template is first built (their notBefore is NOW minus the backdate).
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 @contextlib.contextmanager
-def made_at(when: dt.datetime) -> Iterator[None]:
-    """Build session templates as if at ``when`` (the certificates' clock only)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cx, "now", lambda: when)
+def made_at_now() -> Iterator[None]:
+    """Build session templates as if at :data:`NOW` (certificates' validity starts from it)."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("airgap.core.x509.now", lambda: NOW)
         yield
 
 
@@ -40,20 +38,24 @@ def _pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A P-256 PKI with a root and clusters c1, c2 (encrypted keys), built once per session."""
     d = tmp_path_factory.mktemp("pki-template") / "pki"
     store = CAStore(d)
-    with made_at(SESSION_START):
-        store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE)
-        store.issue(
-            ["c1", "c2"],
-            key_type="ecdsa-p256",
-            days=730,
-            org="Istio",
-            cn="Intermediate CA",
-            sans=["DNS:istiod.istio-system.svc"],
-            passphrase=PASSPHRASE,
-            key_passphrase=PASSPHRASE,
-            workers=1,
-        )
+    with made_at_now():
+        _make_template(store)
     return d
+
+
+def _make_template(store: CAStore) -> None:
+    store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE)
+    store.issue(
+        ["c1", "c2"],
+        key_type="ecdsa-p256",
+        days=730,
+        org="Istio",
+        cn="Intermediate CA",
+        sans=["DNS:istiod.istio-system.svc"],
+        passphrase=PASSPHRASE,
+        key_passphrase=PASSPHRASE,
+        workers=1,
+    )
 
 
 @pytest.fixture
