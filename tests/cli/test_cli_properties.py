@@ -132,12 +132,17 @@ def baseline(command: str, ws: Workspace) -> dict[str, str]:
         "key_type": "ecdsa-p256",
         "workers": "1",
         "reason": "keyCompromise",
+        "custody_spec": "1-of-1",
+        "custodian": ws.p("keys/operator.pub"),
+        "requests": ws.p("garbage"),
     }
     per_command: dict[str, dict[str, str]] = {
         "ca init": {"dir": ws.p("newpki")},
         "ca revoke": {"cluster": "c2"},
         "ca rotate": {"cluster": "c2"},
         "bundle create": {"out": ws.p("out.bundle")},
+        "ca request": {"out": ws.p("out.request")},
+        "ca sign": {"out": ws.p("signed")},
         "keys new": {"out": ws.p("newkeys")},
         "release fetch": {"out": ws.p("downloads")},
         "release extract": {"out": ws.p("extracted")},
