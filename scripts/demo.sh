@@ -46,6 +46,37 @@ $AIRGAP audit verify "$DEMO/pki" --trust "$DEMO/keys/officer.pub"
 $AIRGAP audit show "$DEMO/pki"
 $AIRGAP ca list --dir "$DEMO/pki" --expiring-within 90 && echo "   nothing expires within 90 days"
 
+say "Split custody: a second root that opens only with 2 of its 3 custodians' shares (docs/custody.md)"
+for who in alice bob carol; do
+  $AIRGAP keys new "$who" --kind recipient --out "$DEMO/custodians" --no-passphrase >/dev/null
+  echo "   custodian $who: $(cat "$DEMO/custodians/$who.pub")"
+done
+$AIRGAP ca init --dir "$DEMO/pki-custody" --key-type ecdsa-p384 --custody 2-of-3 \
+  --custodian "$DEMO/custodians/alice.pub" --custodian "$DEMO/custodians/bob.pub" \
+  --custodian "$DEMO/custodians/carol.pub" --passphrase-file "$DEMO/passphrase.txt"
+
+say "Alice and Carol bring their shares: the root signs an intermediate"
+$AIRGAP ca issue cluster9 --dir "$DEMO/pki-custody" --key-type ecdsa-p256 --passphrase-file "$DEMO/passphrase.txt" \
+  --share "$DEMO/custodians/alice.key" --share "$DEMO/custodians/carol.key"
+.venv/bin/python - "$DEMO/pki-custody/ceremony.log" <<'PY'
+import json
+import sys
+for line in open(sys.argv[1]):
+    entry = json.loads(line)
+    shares = entry["params"].get("custody", {}).get("shares")
+    if shares:
+        print("   ceremony log:", entry["act"], entry["params"].get("cluster", ""), "opened with shares", shares)
+PY
+
+say "Bob alone is refused (exit 3), and nothing is written"
+if $AIRGAP ca issue cluster8 --dir "$DEMO/pki-custody" --key-type ecdsa-p256 \
+  --passphrase-file "$DEMO/passphrase.txt" --share "$DEMO/custodians/bob.key"; then
+  echo "unexpected: accepted" >&2; exit 1
+else
+  test ! -e "$DEMO/pki-custody/cluster8" && echo "   refused, as it should be"
+fi
+$AIRGAP ca custody status --dir "$DEMO/pki-custody"
+
 say "The operator's recipient key (on the jump host; only its .pub crosses to the officer)"
 $AIRGAP keys new operator --kind recipient --out "$DEMO/jump/keys" --no-passphrase
 
@@ -221,6 +252,7 @@ What was made, in $DEMO/:
   pki/inventory.json                                       what was issued, when, until when
   pki/ceremony.log, pki/ceremony-head.json                 every act, hash-chained and signed
   pki/ca-crl.pem                                           the root-signed CRL (cluster3's old intermediate)
+  pki-custody/custody/share-{1,2,3}.age                    a 2-of-3 root's SLIP-39 shares, one per custodian
   keys/officer.key (encrypted, 0600), keys/officer.pub     the bundle signing key
   cluster1.bundle                                          signed, CA key encrypted to the operator
   jump/ca/cluster4/ca-key.pem (encrypted, 0600)            a CA key made on the jump host (never crossed)

@@ -20,6 +20,7 @@ import pytest
 
 MODULE = Path(os.environ.get("AIRGAP_TEST_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so"))
 TOKEN = "airgap-test"
+CUSTODY_TOKEN = "airgap-custody"  # its user PIN is changed by the split-custody test: no other test uses it
 PIN = "4711-user"
 SO_PIN = "0815-security-officer"
 
@@ -64,11 +65,12 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHSM]:
     conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
     saved = os.environ.get("SOFTHSM2_CONF")
     os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(
-        [util, "--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", SO_PIN],
-        check=True,
-        capture_output=True,
-    )
+    for label in (TOKEN, CUSTODY_TOKEN):  # both before any test loads the module
+        subprocess.run(
+            [util, "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SO_PIN],
+            check=True,
+            capture_output=True,
+        )
     pin_file = base / "pin.txt"
     pin_file.write_text(PIN + "\n")
     try:

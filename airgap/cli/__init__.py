@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import typer
 
 from airgap import __version__
-from airgap.cli import audit, bundle, ca, ca_csr, keys, mesh, release
+from airgap.cli import audit, bundle, ca, ca_csr, custody, keys, mesh, release
 from airgap.cli._app import new_app
 from airgap.cli.doctor import register as register_doctor
 from airgap.errors import AirgapError
@@ -49,6 +49,7 @@ def _root(
 
 assert ca_csr.app is ca.app  # ca_csr registers ca sign / ca request on the ca group
 app.add_typer(ca.app, name="ca")
+ca.app.add_typer(custody.app, name="custody")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bundle.app, name="bundle")
 app.add_typer(release.app, name="release")

@@ -3,6 +3,8 @@
 Acts on a PKI folder that keeps a ceremony log are recorded, signed with the officer's log key
 (``--log-key`` or ``$AIRGAP_LOG_KEY``); the root key may live in a PKCS#11 token
 (``--pkcs11-module/--token-label/--key-label``, PIN from ``--pin-file``, ``$AIRGAP_PKCS11_PIN`` or a prompt).
+A root under split custody (``ca init --custody M-of-N``) opens with ``--share IDENTITY`` (M of them) instead
+of the PKI passphrase; every logged act then names the share numbers that took part.
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ from typing import TYPE_CHECKING
 import typer
 
 from airgap.cli._app import KEY_TYPE_HELP, RichProgress, info, new_app, print_json
+from airgap.cli._custody import (
+    ShareOpt,
+    SharePassOpt,
+    TypeShareOpt,
+    custodian_recipients,
+    logged,
+    open_custody,
+)
 from airgap.core.limits import MAX_CRL_DAYS, MAX_VALIDITY_DAYS, MAX_WINDOW_DAYS, MAX_WORKERS
 
 app = new_app(help="Offline root CA and per-cluster intermediate CAs (Istio's cacerts layout).")
@@ -48,8 +58,10 @@ PinFileOpt = typer.Option(
 )
 
 if TYPE_CHECKING:
-    from airgap.core.keys import PrivateKey
+    from airgap.core.keys import KeyType, PrivateKey
     from airgap.offline.ceremony import Officer
+    from airgap.offline.custody import NewSet, Opened
+    from airgap.offline.inventory import RootRecord
     from airgap.offline.pkcs11 import TokenRef
     from airgap.offline.status import PkiReport
 
@@ -60,10 +72,32 @@ def _officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | N
     return open_officer(log_key, log_pass_file, pki_pw)
 
 
-def _open_key(ref: TokenRef | None, pin_file: Path | None) -> contextlib.AbstractContextManager[PrivateKey | None]:
+def _invalid(msg: str) -> Exception:
+    from airgap.errors import InvalidInput
+
+    return InvalidInput(msg)
+
+
+def _pki_passphrase(
+    passphrase_file: Path | None, no_passphrase: bool, *, required: bool, opened: object | None
+) -> bytes | None:
+    """The PKI passphrase of an act that makes no new key: under custody only the log key's default."""
+    from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
+
+    if opened is None:
+        return resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=required)
+    return read_passphrase_file(passphrase_file) if passphrase_file is not None else None
+
+
+def _open_key(
+    ref: TokenRef | None, pin_file: Path | None, opened: Opened | None = None
+) -> contextlib.AbstractContextManager[PrivateKey | None]:
+    """Open the token key; under split custody its user PIN is the one the shares recovered."""
     from airgap.offline.keysource import open_token_key
 
-    return open_token_key(ref, pin_file)
+    if opened is not None and ref is not None and pin_file is not None:
+        raise _invalid("--pin-file: the token PIN of a root under split custody comes from the shares (--share)")
+    return open_token_key(ref, pin_file, pin=opened.passphrase.decode() if opened is not None else None)
 
 
 def _token_ref(
@@ -98,6 +132,16 @@ def init(
     adopt_key_passphrase_file: Path | None = typer.Option(
         None, "--adopt-key-passphrase-file", help="Passphrase of --adopt-key, if it is encrypted."
     ),
+    custody_spec: str | None = typer.Option(
+        None,
+        "--custody",
+        help="Split custody, e.g. 2-of-3: the root key opens only with M of the N custodians' shares "
+        "(no PKI passphrase is asked for it; --passphrase-file then only opens the log key). With a PKCS#11 "
+        "root the token's user PIN (from --pin-file) is changed to the custody secret.",
+    ),
+    custodian: list[str] | None = typer.Option(
+        None, "--custodian", help="A custodian's age recipient (age1… or a .pub file); one per share, in order."
+    ),
 ) -> None:
     """Create the root: PKI/root-key.pem (0600, encrypted) and PKI/root-cert.pem.
 
@@ -106,9 +150,14 @@ def init(
     With --adopt-cert/--adopt-key an existing root is checked (key matches, self-signed CA, valid)
     and recorded, its key re-encrypted with the PKI passphrase: no root rotation needed.
 
+    With --custody M-of-N and one --custodian per share, the root key is encrypted under a random
+    secret split into N SLIP-39 shares, PKI/custody/share-K.age, each age-encrypted to one custodian.
+
     Example: airgap ca init --dir pki --passphrase-file pass.txt --log-key officer.key
 
     Example: airgap ca init --dir pki --adopt-cert root-cert.pem --adopt-key root-key.pem --passphrase-file pass.txt
+    Example: airgap ca init --dir pki --custody 2-of-3 --custodian alice.pub --custodian bob.pub
+    --custodian carol.pub --log-key officer.key --log-key-passphrase-file officer-pass.txt
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
@@ -123,26 +172,54 @@ def init(
         from airgap.errors import InvalidInput
 
         raise InvalidInput("--adopt-cert and --adopt-key go together")
+    if adopt_cert is not None and (custody_spec is not None or custodian):
+        raise _invalid("--adopt-cert and --custody cannot be used together (adopt first, then rekey is not supported)")
     if adopt_cert is not None and adopt_key is not None:
         _adopt(dir, adopt_cert, adopt_key, adopt_key_passphrase_file, passphrase_file, no_passphrase, log_key,
                log_key_passphrase_file)  # fmt: skip
         return
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
     refuse_existing_root(PkiLayout(dir))  # before a passphrase, PIN or token key is asked for
-    if ref is None:
+    held = None
+    if custody_spec is not None or custodian:
+        from airgap.offline.custody import parse_spec, split
+
+        if custody_spec is None:
+            raise _invalid("--custodian needs --custody M-of-N")
+        if no_passphrase:
+            raise _invalid("--custody and --no-passphrase cannot be used together: the shares encrypt the root key")
+        m, n = parse_spec(custody_spec)
+        recipients = custodian_recipients(custodian or [])
+        if len(recipients) != n:
+            raise _invalid(f"--custody {custody_spec} needs {n} --custodian, got {len(recipients)}")
+        held = split(m, recipients)
+        pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
+        if ref is None:
+            where = f"{kt}, encrypted, split custody: {m} of {n} shares"
+        else:
+            where = f"{kt}, in {ref.describe()} (not extractable); its user PIN under split custody: {m} of {n}"
+    elif ref is None:
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
         where = f"{kt}, {'encrypted' if pw else 'UNENCRYPTED'}"
     else:
         pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
         where = f"{kt}, in {ref.describe()} (not extractable)"
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with root_key_args(ref, pin_file, kt, pw) as key_args:
-        rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
+    if held is not None and ref is not None:
+        rec = _init_token_under_custody(dir, ref, pin_file, kt, days, org, cn, officer, held)
+    elif held is not None:
+        rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, passphrase=None, officer=officer, custody_set=held)
+    else:
+        with root_key_args(ref, pin_file, kt, pw) as key_args:
+            rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Root CA created in {dir}")
     typer.echo(f"  subject      {rec.subject}")
     typer.echo(f"  key          {where}")
     typer.echo(f"  valid until  {rec.not_after}")
     typer.echo(f"  fingerprint  {rec.fingerprint}")
+    if held is not None:
+        for sh in held.record.shares:
+            typer.echo(f"  share {sh.number:<6} {dir / sh.file}  for {sh.recipient}")
     if log_key is not None:
         typer.echo(f"  ceremony log {dir / 'ceremony.log'}")
 
@@ -176,6 +253,50 @@ def _adopt(
     typer.echo(f"  valid until  {rec.not_after}")
     typer.echo(f"  fingerprint  {rec.fingerprint}")
     info(f"the original {key} was not touched: destroy it once the PKI folder is backed up")
+def _init_token_under_custody(
+    dir: Path,
+    ref: TokenRef,
+    pin_file: Path | None,
+    kt: KeyType,
+    days: int,
+    org: str,
+    cn: str,
+    officer: Officer | None,
+    held: NewSet,
+) -> RootRecord:
+    """A root key made in the token, whose user PIN then becomes the custody secret (C_SetPIN).
+
+    The PIN is changed before anything is written; if the root cannot be written it is changed
+    back and the key destroyed, so the token is left as it was.
+    """
+    from airgap.offline.issue import init_root
+    from airgap.offline.keysource import new_root_key
+    from airgap.offline.pkcs11 import TokenECKey, TokenRSAKey, resolve_pin
+
+    old_pin = resolve_pin(pin_file)
+    new_pin = held.passphrase.decode()
+    with new_root_key(ref, None, kt, pin=old_pin) as new:
+        token_key = new.key
+        assert isinstance(token_key, TokenECKey | TokenRSAKey)
+        change = token_key.change_pin
+        change(old_pin, new_pin)
+        try:
+            return init_root(
+                dir,
+                key_type=kt,
+                days=days,
+                org=org,
+                cn=cn,
+                passphrase=None,
+                officer=officer,
+                root_key=new.key,
+                key_record=new.record,
+                key_params=new.params,
+                custody_set=held,
+            )
+        except BaseException:
+            change(new_pin, old_pin)
+            raise
 
 
 @app.command("issue")
@@ -212,6 +333,9 @@ def issue(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Issue an intermediate CA per cluster: PKI/CLUSTER/{ca-cert,ca-key,cert-chain,root-cert}.pem.
 
@@ -229,11 +353,12 @@ def issue(
 
     kt = check_key_type(key_type)
     check_subject(org=org, cn=cn)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     # During a root rotation the next root signs (and its token key, if it is in one).
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
-    with _open_key(ref, pin_file) as root_key:
+    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
         done = issue_intermediates(
             dir,
             clusters,
@@ -242,7 +367,7 @@ def issue(
             org=org,
             cn=cn,
             sans=san,
-            passphrase=pw,
+            passphrase=opened.passphrase if opened is not None else pw,
             key_passphrase=pw,
             workers=workers or None,
             officer=officer,
@@ -363,6 +488,9 @@ def revoke(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Revoke a cluster's intermediate and write a root-signed CRL to PKI/ca-crl.pem and PKI/*/ca-crl.pem.
 
@@ -370,20 +498,20 @@ def revoke(
 
     Example: airgap ca revoke cluster1 --reason keyCompromise --dir pki --passphrase-file pass.txt
     """
-    from airgap.core.passphrase import resolve_passphrase
     from airgap.offline.ca import CAStore
     from airgap.offline.crl import revoke as do_revoke
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with _open_key(ref, pin_file) as root_key:
+    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
         rev, rec = do_revoke(
             CAStore(dir),
             cluster,
             reason=reason,
             serial=serial,
-            passphrase=pw,
+            passphrase=opened.passphrase if opened is not None else pw,
             root_key=root_key,
             officer=officer,
             next_update_days=next_update_days,
@@ -407,21 +535,28 @@ def crl(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Sign a fresh CRL (next number, thisUpdate now): run it before the last CRL's nextUpdate.
 
     Example: airgap ca crl --dir pki --next-update-days 30 --passphrase-file pass.txt
     """
-    from airgap.core.passphrase import resolve_passphrase
     from airgap.offline.ca import CAStore
     from airgap.offline.crl import refresh_crl
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with _open_key(ref, pin_file) as root_key:
+    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
         rec = refresh_crl(
-            CAStore(dir), passphrase=pw, root_key=root_key, officer=officer, next_update_days=next_update_days
+            CAStore(dir),
+            passphrase=opened.passphrase if opened is not None else pw,
+            root_key=root_key,
+            officer=officer,
+            next_update_days=next_update_days,
         )
     typer.echo(
         f"CRL #{rec.crl_number} written to {dir / 'ca-crl.pem'}: {len(rec.revoked_serials)} revoked, "
@@ -459,6 +594,9 @@ def rotate(
         "(required for a cluster whose key is held elsewhere; see 'ca sign').",
     ),
     trust: list[Path] | None = typer.Option(None, "--trust", help="Requester key for a --csr request file."),
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Issue the cluster's next intermediate while the old one is still valid, and make it current.
 
@@ -480,16 +618,17 @@ def rotate(
         from airgap.offline.sign import read_signing_request
 
         item = read_signing_request(csr, trust, cluster)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     store = CAStore(dir)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=store.next_root_dir.exists())
-    with _open_key(ref, pin_file) as root_key:
+    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
         r = rotate_intermediate(
             store,
             cluster,
             days=days,
-            passphrase=pw,
+            passphrase=opened.passphrase if opened is not None else pw,
             key_passphrase=pw,
             key_type=kt,
             sans=san or None,
@@ -528,6 +667,9 @@ def rotate_root(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Root rotation: step 1 makes the next root and gives every cluster a dual-root root-cert.pem;
     step 2 is 'ca rotate CLUSTER' for each cluster; step 3 is 'ca rotate-root --finish'.
@@ -543,11 +685,16 @@ def rotate_root(
     store = CAStore(dir)
     if finish:
         ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
-        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+        opened = open_custody(dir, share, share_passphrase_file, type_share)
+        pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
         officer = _officer(log_key, log_key_passphrase_file, pw)
-        with _open_key(ref, pin_file) as root_key:
+        with logged(opened), _open_key(ref, pin_file, opened) as root_key:
             rec = finish_root_rotation(
-                store, passphrase=pw, root_key=root_key, officer=officer, next_update_days=next_update_days
+                store,
+                passphrase=opened.passphrase if opened is not None else pw,
+                root_key=root_key,
+                officer=officer,
+                next_update_days=next_update_days,
             )
         typer.echo(f"Root rotation finished: the root is now {rec.subject}, sha256 {rec.fingerprint}")
         typer.echo("  every cluster's root-cert.pem now carries the new root only; make and import new bundles")
@@ -557,12 +704,26 @@ def rotate_root(
     kt = check_key_type(key_type)
     check_subject(org=org, cn=cn)
     new_ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    if opened is not None and new_ref is not None:
+        # GAP (issue 16, item 4): custody of a PKCS#11 root's user PIN is not built yet.
+        raise _invalid("the root is under split custody: a PKCS#11 next root is not supported yet")
+    if opened is not None:
+        pw = _pki_passphrase(passphrase_file, no_passphrase, required=False, opened=opened)
+    else:
+        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     from airgap.offline.keysource import root_key_args
 
-    with root_key_args(new_ref, pin_file, kt, pw) as key_args:
-        rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
+
+    if opened is not None:  # the next root key is encrypted under the same custody secret
+        with logged(opened):
+            rec = begin_root_rotation(
+                store, key_type=kt, days=days, org=org, cn=cn, passphrase=opened.passphrase, officer=officer
+            )
+    else:
+        with root_key_args(new_ref, pin_file, kt, pw) as key_args:
+            rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
     typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")
     typer.echo("  then 'airgap ca rotate CLUSTER' for each cluster, then 'airgap ca rotate-root --finish'")

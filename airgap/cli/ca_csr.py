@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from airgap.cli._app import info, print_json
+from airgap.cli._custody import ShareOpt, SharePassOpt, TypeShareOpt, logged, open_custody
 from airgap.cli.ca import (
     DirOpt,
     KeyLabelOpt,
@@ -65,6 +66,9 @@ def sign(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    share: list[Path] | None = ShareOpt,
+    share_passphrase_file: list[Path] | None = SharePassOpt,
+    type_share: int = TypeShareOpt,
 ) -> None:
     """Certify cluster keys held elsewhere: only each request's public key is used.
 
@@ -101,9 +105,15 @@ def sign(
         items = [read_signing_request(p, None, c) for p, c in zip(requests, clusters, strict=True)]
     # During a root rotation the next root signs (and its token key, if it is in one), as for ca issue.
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    if opened is not None:  # split custody: no PKI passphrase for the root; --passphrase-file opens the log key
+        from airgap.core.passphrase import read_passphrase_file
+
+        pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
+    else:
+        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with _open_key(ref, pin_file) as root_key:
+    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
         recs = sign_csrs(
             dir,
             items,
@@ -112,7 +122,7 @@ def sign(
             org=org,
             cn=cn,
             sans=san,
-            passphrase=pw,
+            passphrase=opened.passphrase if opened is not None else pw,
             root_key=root_key,
             officer=officer,
         )

@@ -26,6 +26,7 @@ from airgap.core.keys import KeyType, PrivateKey
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
+from airgap.offline.custody import NewSet
 from airgap.offline.inventory import CeremonyLogRecord, IntermediateRecord, Inventory, RootRecord, read_inventory
 from airgap.offline.issue import init_root, issue_intermediates, write_cluster
 from airgap.offline.keysource import load_root
@@ -95,6 +96,7 @@ class CAStore:
         root_key: PrivateKey | None = None,
         key_record: bytes | None = None,
         key_params: dict[str, str] | None = None,
+        custody_set: NewSet | None = None,
     ) -> RootRecord:
         """See :func:`airgap.offline.issue.init_root`."""
         return init_root(
@@ -108,6 +110,7 @@ class CAStore:
             root_key=root_key,
             key_record=key_record,
             key_params=key_params,
+            custody_set=custody_set,
         )
 
     def load_root_cert(self) -> x509.Certificate:

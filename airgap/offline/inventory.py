@@ -25,6 +25,7 @@ from airgap.core.atomic import write_replace
 from airgap.core.canonical import state_json, utc_text
 from airgap.core.keys import key_type_of, spki_sha256
 from airgap.errors import InvalidInput
+from airgap.offline.custody import CustodyRecord
 
 T = TypeVar("T")
 
@@ -180,6 +181,7 @@ class Inventory:
     root: RootRecord | None = None
     intermediates: list[IntermediateRecord] = field(default_factory=list)
     ceremony_log: CeremonyLogRecord | None = None
+    custody: CustodyRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -189,6 +191,8 @@ class Inventory:
         }
         if self.ceremony_log is not None:  # absent (not null) in a folder without a log, as before
             doc["ceremony_log"] = asdict(self.ceremony_log)
+        if self.custody is not None:  # absent in a folder whose root is not under split custody
+            doc["custody"] = self.custody.to_doc()
         return doc
 
     @classmethod
@@ -196,17 +200,19 @@ class Inventory:
         """Parse ``inventory.json``; an inventory written before ``ceremony_log`` existed reads as None."""
         what = "inventory"
         doc = parse_state(data, source=source, what=what)
-        if set(doc) - {"format", "root", "intermediates", "ceremony_log"} or doc.get("format", 1) != 1:
+        if set(doc) - {"format", "root", "intermediates", "ceremony_log", "custody"} or doc.get("format", 1) != 1:
             raise InvalidInput(f"{source}: {what} is corrupt")
         inter = doc.get("intermediates", [])
         if not isinstance(inter, list):
             raise InvalidInput(f"{source}: {what} is corrupt")
         root = strict_record(RootRecord, doc["root"], source=source, what=what) if doc.get("root") else None
         log = doc.get("ceremony_log")
+        held = doc.get("custody")
         return cls(
             root,
             [strict_record(IntermediateRecord, i, source=source, what=what) for i in inter],
             strict_record(CeremonyLogRecord, log, source=source, what=what) if log is not None else None,
+            CustodyRecord.from_doc(held, source=source) if held is not None else None,
         )
 
     def current(self, cluster: str) -> IntermediateRecord | None:

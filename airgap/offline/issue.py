@@ -32,8 +32,10 @@ from airgap.core.locking import Notify, stderr_note
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.workers import worker_pool
 from airgap.errors import InvalidInput, Refused
+from airgap.offline import custody
 from airgap.offline.act import Act, pki_act
 from airgap.offline.ceremony import Officer
+from airgap.offline.custody import NewSet
 from airgap.offline.inventory import IntermediateRecord, RootRecord, cert_facts
 from airgap.offline.keysource import signing_root
 from airgap.offline.layout import CA_CERT, CA_KEY, CERT_CHAIN, CRL, ROOT_CERT, ROOT_KEY, PkiLayout, check_cluster_name
@@ -114,8 +116,14 @@ def init_root(
     key_record: bytes | None = None,
     key_params: dict[str, str] | None = None,
     notify: Notify | None = stderr_note,
+    custody_set: NewSet | None = None,
 ) -> RootRecord:
     """Create the root key and self-signed root certificate; refuse if either exists (exit 4).
+
+    With ``custody_set`` (split custody, :mod:`airgap.offline.custody`) the root key is encrypted
+    under the set's secret instead of ``passphrase`` (which must be None) and ``PKI/custody/`` is
+    written first; if the root cannot be written the shares are removed again. For a token key
+    (``root_key``) the caller sets the token's user PIN to the set's secret.
 
     With ``root_key`` (a key already in a PKCS#11 token) no key file is written: ``key_record``
     (the token reference, no secret) is written as ``root-key.pkcs11.json`` instead, and
@@ -126,6 +134,8 @@ def init_root(
     if days <= 0:
         raise InvalidInput("--days must be positive")
     refuse_existing_root(layout)
+    if custody_set is not None and passphrase is not None:
+        raise InvalidInput("a root under split custody takes no PKI passphrase")
     with pki_act(layout, "init", officer, create=True, notify=notify) as act:
         refuse_existing_root(layout)
         from airgap.core.keys import generate_private_key
@@ -134,22 +144,34 @@ def init_root(
         cert = sign_certificate(
             cx.root_builder(key, org=org, cn=cn, days=days), issuer_cert=None, issuer_key=key, what="root"
         )
-        if root_key is None:
-            write_new(layout.root_key, encode_private_key(key, passphrase), mode=0o600)
-            key_file = layout.root_key
-        else:
-            write_new(layout.root_key_ref, key_record or b"{}\n")
-            key_file = layout.root_key_ref
+        if custody_set is not None:
+            custody.check_no_leftover(layout.path)
+            custody.write_set(layout.path, custody_set)
+            passphrase = custody_set.passphrase
         try:
-            write_new(layout.root_cert, cx.cert_pem(cert))
+            if root_key is None:
+                write_new(layout.root_key, encode_private_key(key, passphrase), mode=0o600)
+                key_file = layout.root_key
+            else:
+                write_new(layout.root_key_ref, key_record or b"{}\n")
+                key_file = layout.root_key_ref
+            try:
+                write_new(layout.root_cert, cx.cert_pem(cert))
+            except BaseException:
+                key_file.unlink(missing_ok=True)
+                raise
         except BaseException:
-            key_file.unlink(missing_ok=True)
+            if custody_set is not None:
+                custody.remove_set(layout.path)
             raise
         record = RootRecord.of(cert)
         inv = act.inventory()
         inv.root = record
+        inv.custody = custody_set.record if custody_set is not None else None
         act.write_inventory(inv)
-        storage = key_params or {"storage": "file", "file": ROOT_KEY}
+        storage: dict[str, object] = dict(key_params or {"storage": "file", "file": ROOT_KEY})
+        if custody_set is not None:
+            storage["custody_set"] = custody.created_params(custody_set.record)
         act.record(
             "key-create", {"purpose": "root", "key_type": record.key_type, "key_id": spki_sha256(key), **storage}
         )

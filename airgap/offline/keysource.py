@@ -112,14 +112,19 @@ def signing_token_ref(
 
 
 @contextlib.contextmanager
-def open_token_key(ref: TokenRef | None, pin_file: Path | None) -> Iterator[PrivateKey | None]:
-    """Open the token key for signing (the session lives for the block), or yield None."""
+def open_token_key(
+    ref: TokenRef | None, pin_file: Path | None, *, pin: str | None = None
+) -> Iterator[PrivateKey | None]:
+    """Open the token key for signing (the session lives for the block), or yield None.
+
+    ``pin`` (split custody: the PIN recovered from the shares) replaces ``pin_file``.
+    """
     if ref is None:
         yield None
         return
     from airgap.offline.pkcs11 import open_key, resolve_pin
 
-    with open_key(ref, resolve_pin(pin_file)) as key:
+    with open_key(ref, pin if pin is not None else resolve_pin(pin_file)) as key:
         yield key
 
 
@@ -133,14 +138,17 @@ class NewRootKey:
 
 
 @contextlib.contextmanager
-def new_root_key(ref: TokenRef, pin_file: Path | None, key_type: KeyType) -> Iterator[NewRootKey]:
+def new_root_key(
+    ref: TokenRef, pin_file: Path | None, key_type: KeyType, *, pin: str | None = None
+) -> Iterator[NewRootKey]:
     """Generate a root key in the token for the block; destroy it again if the block raises.
 
-    (A file root key is made by the act itself, in memory, and written encrypted.)
+    (A file root key is made by the act itself, in memory, and written encrypted.) ``pin``, when
+    given, replaces ``pin_file``.
     """
     from airgap.offline.pkcs11 import KeyRecord, generate_key, resolve_pin
 
-    pin = resolve_pin(pin_file)
+    pin = pin if pin is not None else resolve_pin(pin_file)
     with generate_key(ref, pin, key_type) as key:
         kr = KeyRecord(ref.module, ref.token_label, ref.key_label, spki_sha256(key), key_type)
         params = {"storage": "pkcs11", "token_label": ref.token_label, "key_label": ref.key_label}

@@ -168,6 +168,15 @@ class _TokenKeyMixin:
                 with contextlib.suppress(pkcs11.PKCS11Error):
                     h.destroy()
 
+    def change_pin(self, old_pin: str, new_pin: str) -> None:
+        """Set the token's user PIN (C_SetPIN), in the session that holds this key (split custody)."""
+        import pkcs11
+
+        try:
+            self._handle.session.set_pin(old_pin, new_pin)
+        except pkcs11.PKCS11Error as exc:
+            _fail(exc, self.ref)
+
     def _not_extractable(self) -> NoReturn:
         raise Refused(f"{self.ref.describe()}: the key lives in the token and cannot be exported")
 

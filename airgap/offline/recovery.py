@@ -289,7 +289,35 @@ def recover(layout: PkiLayout) -> list[Recovered]:
         done.append(handler(layout, doc))
         clear_journal(layout)
     done.extend(_legacy_rotations(layout))
+    held = _recover_custody(layout)
+    if held is not None:
+        done.append(held)
     return done
+
+
+def _recover_custody(layout: PkiLayout) -> Recovered | None:
+    """An interrupted ``ca custody rekey``: finish it (committed) or undo it, and sync the inventory."""
+    from airgap.offline import custody
+
+    def recorded(staged: custody.CustodyRecord) -> bool:
+        if not layout.log.exists():
+            return False  # no log: the rename of the re-encrypted key is the commit point
+        want = custody.created_params(staged)
+        return any(e.act == "custody-rekey" and e.params.get("new_custody") == want for e in read_entries(layout.path))
+
+    outcome = custody.finish_interrupted(layout.path, recorded)
+    if outcome is None:
+        return None
+    inv = read_inventory(layout.inventory)
+    inv.custody = custody.read_record(layout.path)
+    write_inventory(layout.inventory, inv)
+    return Recovered(
+        {
+            "interrupted": "custody-rekey",
+            "outcome": outcome,
+            "custody_set": custody.created_params(inv.custody),
+        }
+    )
 
 
 __all__ = [

@@ -132,6 +132,9 @@ def baseline(command: str, ws: Workspace) -> dict[str, str]:
         "key_type": "ecdsa-p256",
         "workers": "1",
         "reason": "keyCompromise",
+        "custody_spec": "1-of-1",
+        "custodian": ws.p("keys/operator.pub"),
+        "requests": ws.p("garbage"),
     }
     per_command: dict[str, dict[str, str]] = {
         "ca init": {"dir": ws.p("newpki")},

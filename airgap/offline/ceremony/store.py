@@ -7,9 +7,11 @@ record of the log, and runs the checks on what it read. See :mod:`airgap.offline
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,6 +264,26 @@ def prepare(pki: Path, officer: Officer | None) -> Prepared | None:
     return Prepared()
 
 
+_ANNOTATIONS: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "ceremony_annotations", default=None
+)
+
+
+@contextlib.contextmanager
+def annotate(params: Mapping[str, Any]) -> Iterator[None]:
+    """Add ``params`` to every entry :func:`record` writes inside the block (not to ``log-start``).
+
+    How an act's log entries name what opened the root (e.g. the custody share numbers) without
+    every act passing it along.
+    """
+    check_no_secret(params)
+    token = _ANNOTATIONS.set({**(_ANNOTATIONS.get() or {}), **params})
+    try:
+        yield
+    finally:
+        _ANNOTATIONS.reset(token)
+
+
 def record(
     pki: Path,
     act: str,
@@ -285,7 +307,7 @@ def record(
     if not lines:
         genesis = prepared.genesis if prepared is not None and prepared.genesis is not None else None
         todo.append(("log-start", dict(genesis) if genesis is not None else _genesis_params(pki, officer)))
-    todo.append((act, dict(params)))
+    todo.append((act, {**(_ANNOTATIONS.get() or {}), **params}))
     last = _append(pki, lines, todo, officer, at)
     # After the log and its head, never before: a crash in between leaves a log without the record
     # (as before the record existed; the next act adds it), never a record without a log.
