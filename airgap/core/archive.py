@@ -178,6 +178,15 @@ class _TarSource:
             if out:
                 return out
 
+    def finish(self, budget: _Budget) -> None:
+        """Read the rest of the file (what tarfile did not need after the end-of-archive blocks):
+        the gzip stream must end properly (zlib checks its CRC-32 and length); what it inflates to
+        still counts against the caps."""
+        while chunk := self.read(CHUNK):
+            budget.add(len(chunk))
+        if self._z is not None and not self._z.eof:
+            raise InvalidInput(f"{budget.source}: not a valid tar archive: the gzip stream is truncated")
+
 
 def _write_member(
     writer: WriteBehind,
@@ -207,6 +216,11 @@ def _write_member(
 
     def done() -> None:
         os.fchmod(out.fileno(), mode)
+        out.flush()
+        if hasattr(os, "posix_fadvise"):
+            # Start writing the file back now (asynchronously), so the fsync before the staged
+            # tree is renamed into place finds little left to do.
+            os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         out.close()
         open_files.remove(out)
 
@@ -307,9 +321,8 @@ def _extract_tar(
                     written[rel] = _write_member(writer, dest, stream, mode, budget, progress, rel, open_files)
                     modes[rel] = mode
                     done.append(ExtractedFile(rel, "file", mode=mode))
+        src.finish(budget)
         writer.drain()
-        if digests is not None:
-            hash_fd(fd, digests, offset=src.pos)  # what tarfile did not need (end padding, gzip trailer)
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
         raise InvalidInput(f"{source}: not a valid tar archive: {exc}") from exc
     except OSError as exc:
@@ -399,7 +412,7 @@ def extract_into(
     own = fd is None
     if fd is None:
         try:
-            fd = os.open(archive, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(archive, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError as exc:
             raise InvalidInput(f"{archive}: archive not found") from exc
         except OSError as exc:

@@ -168,8 +168,8 @@ def hash_file(
     the progress description (default ``verifying NAME``).
     """
     digests = Digests(names)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:  # O_NONBLOCK: a FIFO is refused below instead of blocking the open (no effect on files)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as exc:
         raise InvalidInput(f"{path}: file not found") from exc
     except IsADirectoryError as exc:
@@ -291,42 +291,3 @@ class WriteBehind:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-class HashingReader:
-    """A read-only binary stream over ``raw`` that feeds every byte it returns to ``digests``.
-
-    Used where a library reads a file itself (tarfile, gzip, zipfile): the bytes it consumed are
-    hashed on the way, so a later comparison proves the consumer saw exactly the hashed bytes.
-    ``limit`` stops at that many bytes (the size the caller verified).
-    """
-
-    def __init__(self, raw: BinaryIO, digests: Digests, *, limit: int | None = None) -> None:
-        self._raw, self._digests, self._left = raw, digests, limit
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self._left is not None:
-            size = self._left if size is None or size < 0 else min(size, self._left)
-        data = self._raw.read(size)
-        if data:
-            self._digests.update(data)
-            if self._left is not None:
-                self._left -= len(data)
-        return data
-
-    def readinto(self, buf: Any) -> int:
-        view = memoryview(buf).cast("B")
-        if self._left is not None:
-            view = view[: self._left]
-        n = self._raw.readinto(view) or 0  # type: ignore[attr-defined]
-        if n:
-            self._digests.update(view[:n])
-            if self._left is not None:
-                self._left -= n
-        return n
-
-    def close(self) -> None:
-        pass  # the caller owns ``raw``

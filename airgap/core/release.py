@@ -176,7 +176,7 @@ def hashes_for(keys: Iterable[ReleaseKey]) -> dict[str, hashes.HashAlgorithm]:
 def _open_release(path: Path) -> int:
     """Open the release file for reading: a regular file, else :class:`InvalidInput` (exit 3)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as exc:
         raise InvalidInput(f"{path}: file not found") from exc
     except IsADirectoryError as exc:
