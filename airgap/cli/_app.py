@@ -8,6 +8,12 @@ from typing import Any
 
 import typer
 
+from airgap.core.names import KEY_TYPES
+
+# --key-type is checked by airgap.core.keys.check_key_type, not a typer Enum: an unknown key type
+# is bad input (exit 3, "unknown key type") in the contract, where an Enum would make it exit 2.
+KEY_TYPE_HELP = "Key type: " + " | ".join(KEY_TYPES) + "."
+
 
 def new_app(**kwargs: Any) -> typer.Typer:
     """A Typer app with pretty exceptions (which print locals, and so secrets) turned off."""

@@ -8,13 +8,12 @@ Acts on a PKI folder that keeps a ceremony log are recorded, signed with the off
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from airgap.cli._app import RichProgress, info, new_app, print_json
+from airgap.cli._app import KEY_TYPE_HELP, RichProgress, info, new_app, print_json
 
 app = new_app(help="Offline root CA and per-cluster intermediate CAs (Istio's cacerts layout).")
 
@@ -49,66 +48,35 @@ PinFileOpt = typer.Option(
 
 if TYPE_CHECKING:
     from airgap.core.keys import PrivateKey
-    from airgap.offline.ca import RootRecord
     from airgap.offline.ceremony import Officer
     from airgap.offline.pkcs11 import TokenRef
+    from airgap.offline.status import PkiReport
 
 
 def _officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | None) -> Officer | None:
-    """Open the officer's log key; its passphrase is --log-key-passphrase-file or the PKI's."""
-    if log_key is None:
-        return None
-    from airgap.core.keys import key_file_is_encrypted
-    from airgap.core.passphrase import read_passphrase_file
-    from airgap.offline.ceremony import load_officer
+    from airgap.offline.keysource import open_officer
 
-    pw = read_passphrase_file(log_pass_file) if log_pass_file is not None else pki_pw
-    encrypted = key_file_is_encrypted(log_key, "log key")
-    if encrypted and pw is None:
-        raise _invalid(f"{log_key}: the log key is encrypted; give --log-key-passphrase-file (or the PKI passphrase)")
-    return load_officer(log_key, pw if encrypted else None)
+    return open_officer(log_key, log_pass_file, pki_pw)
 
 
-def _invalid(msg: str) -> Exception:
-    from airgap.errors import InvalidInput
+def _open_key(ref: TokenRef | None, pin_file: Path | None) -> contextlib.AbstractContextManager[PrivateKey | None]:
+    from airgap.offline.keysource import open_token_key
 
-    return InvalidInput(msg)
+    return open_token_key(ref, pin_file)
 
 
 def _token_ref(
     pki: Path, module: Path | None, token_label: str | None, key_label: str | None, *, next_root: bool = False
 ) -> TokenRef | None:
-    """The token key named on the command line, else the one the PKI folder records, else None."""
-    from airgap.offline.pkcs11 import TokenRef, read_key_record
+    from airgap.offline.keysource import token_ref
 
-    if module is not None or token_label is not None or key_label is not None:
-        if not (token_label and key_label):
-            raise _invalid("--token-label and --key-label are both needed with a PKCS#11 key")
-        recorded = read_key_record(pki / "next-root" if next_root else pki)
-        mod = str(module) if module is not None else (recorded.module if recorded else None)
-        if mod is None:
-            raise _invalid("--pkcs11-module is needed with a PKCS#11 key")
-        return TokenRef(mod, token_label, key_label)
-    recorded = read_key_record(pki / "next-root" if next_root else pki)
-    return recorded.ref if recorded else None
-
-
-@contextlib.contextmanager
-def _root_key(ref: TokenRef | None, pin_file: Path | None) -> Iterator[PrivateKey | None]:
-    """Open the token key for signing (the session lives for the block), or yield None."""
-    if ref is None:
-        yield None
-        return
-    from airgap.offline.pkcs11 import open_key, resolve_pin
-
-    with open_key(ref, resolve_pin(pin_file)) as key:
-        yield key
+    return token_ref(pki, module, token_label, key_label, next_root=next_root)
 
 
 @app.command("init")
 def init(
     dir: Path = DirOpt,
-    key_type: str = typer.Option("rsa-4096", "--key-type", help="rsa-4096 | rsa-3072 | ecdsa-p256 | ecdsa-p384"),
+    key_type: str = typer.Option("rsa-4096", "--key-type", help=KEY_TYPE_HELP),
     days: int = typer.Option(3650, "--days", help="Validity of the root in days."),
     org: str = typer.Option("Istio", "--org"),
     cn: str = typer.Option("Root CA", "--cn"),
@@ -129,20 +97,37 @@ def init(
     Example: airgap ca init --dir pki --passphrase-file pass.txt --log-key officer.key
     """
     from airgap.core.keys import check_key_type
-    from airgap.core.passphrase import resolve_passphrase
-    from airgap.offline.ca import CAStore
+    from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
+    from airgap.offline.issue import init_root, refuse_existing_root
+    from airgap.offline.keysource import new_root_key
+    from airgap.offline.layout import PkiLayout
 
     kt = check_key_type(key_type)
-    store = CAStore(dir)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
+    refuse_existing_root(PkiLayout(dir))  # before a passphrase, PIN or token key is asked for
     if ref is None:
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
-        officer = _officer(log_key, log_key_passphrase_file, pw)
-        rec = store.init_root(key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
         where = f"{kt}, {'encrypted' if pw else 'UNENCRYPTED'}"
     else:
-        rec = _init_in_token(store, ref, kt, days, org, cn, pin_file, log_key, log_key_passphrase_file, passphrase_file)
+        pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
         where = f"{kt}, in {ref.describe()} (not extractable)"
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    if ref is None:
+        rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
+    else:
+        with new_root_key(ref, pin_file, kt) as new:
+            rec = init_root(
+                dir,
+                key_type=kt,
+                days=days,
+                org=org,
+                cn=cn,
+                passphrase=None,
+                officer=officer,
+                root_key=new.key,
+                key_record=new.record,
+                key_params=new.params,
+            )
     typer.echo(f"Root CA created in {dir}")
     typer.echo(f"  subject      {rec.subject}")
     typer.echo(f"  key          {where}")
@@ -152,58 +137,11 @@ def init(
         typer.echo(f"  ceremony log {dir / 'ceremony.log'}")
 
 
-def _init_in_token(
-    store: object,
-    ref: TokenRef,
-    kt: str,
-    days: int,
-    org: str,
-    cn: str,
-    pin_file: Path | None,
-    log_key: Path | None,
-    log_key_passphrase_file: Path | None,
-    passphrase_file: Path | None,
-) -> RootRecord:
-    """Generate the root key in the token and certify it; remove the key again if that fails."""
-    from airgap.core.keys import check_key_type, spki_sha256
-    from airgap.core.passphrase import read_passphrase_file
-    from airgap.offline.ca import CAStore
-    from airgap.offline.pkcs11 import KeyRecord, generate_key, resolve_pin
-
-    assert isinstance(store, CAStore)
-    for p in (store.root_key_path, store.root_cert_path, store.root_key_ref_path):
-        if p.exists():
-            from airgap.errors import Refused
-
-            raise Refused(f"{p}: already exists; refusing to overwrite the root")
-    pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
-    officer = _officer(log_key, log_key_passphrase_file, pw)
-    pin = resolve_pin(pin_file)
-    key_type = check_key_type(kt)
-    with generate_key(ref, pin, key_type) as key:
-        record = KeyRecord(ref.module, ref.token_label, ref.key_label, spki_sha256(key), key_type)
-        try:
-            return store.init_root(
-                key_type=key_type,
-                days=days,
-                org=org,
-                cn=cn,
-                passphrase=None,
-                officer=officer,
-                root_key=key,
-                key_record=record.to_json(),
-                key_params={"storage": "pkcs11", "token_label": ref.token_label, "key_label": ref.key_label},
-            )
-        except BaseException:
-            key.destroy()  # never certified: leave the token as it was
-            raise
-
-
 @app.command("issue")
 def issue(
     clusters: list[str] = typer.Argument(..., help="One or more cluster names (Kubernetes label values)."),
     dir: Path = DirOpt,
-    key_type: str = typer.Option("rsa-4096", "--key-type", help="rsa-4096 | rsa-3072 | ecdsa-p256 | ecdsa-p384"),
+    key_type: str = typer.Option("rsa-4096", "--key-type", help=KEY_TYPE_HELP),
     days: int = typer.Option(
         730, "--days", help="Validity in days. Refused (exit 4) if it would outlive the root: never clamped."
     ),
@@ -215,6 +153,12 @@ def issue(
         False, "--no-passphrase", help="Root key is unencrypted and new keys are written unencrypted."
     ),
     workers: int = typer.Option(0, "--workers", help="Key-generation processes (0: every core)."),
+    skip_existing: bool = typer.Option(
+        False,
+        "--skip-existing",
+        help="Leave clusters that already have a folder and issue the rest (finish an interrupted fleet); "
+        "lists what it skipped.",
+    ),
     log_key: Path | None = LogKeyOpt,
     log_key_passphrase_file: Path | None = LogPassOpt,
     pkcs11_module: Path | None = ModuleOpt,
@@ -224,18 +168,25 @@ def issue(
 ) -> None:
     """Issue an intermediate CA per cluster: PKI/CLUSTER/{ca-cert,ca-key,cert-chain,root-cert}.pem.
 
+    During a root rotation the new intermediates are signed by the next root.
+
     Example: airgap ca issue cluster1 cluster2 --dir pki --passphrase-file pass.txt
+
+    Example: airgap ca issue c1 c2 c3 --dir pki --passphrase-file pass.txt --skip-existing   (resume)
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import resolve_passphrase
-    from airgap.offline.ca import CAStore
+    from airgap.offline.issue import issue_intermediates
+    from airgap.offline.keysource import signing_token_ref
 
     kt = check_key_type(key_type)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    with _root_key(ref, pin_file) as root_key:
-        records = CAStore(dir).issue(
+    # During a root rotation the next root signs (and its token key, if it is in one).
+    ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
+    with _open_key(ref, pin_file) as root_key:
+        done = issue_intermediates(
+            dir,
             clusters,
             key_type=kt,
             days=days,
@@ -248,10 +199,15 @@ def issue(
             officer=officer,
             root_key=root_key,
             progress=RichProgress(counts=True),
+            skip_existing=skip_existing,
         )
-    for r in records:
+    for name in done.skipped:
+        typer.echo(f"Skipped {name}: {dir / name} already exists")
+    for r in done.records:
         typer.echo(f"Issued {r.cluster}: {r.subject}, until {r.not_after}, sha256 {r.fingerprint}")
-    info(f"{len(records)} intermediate(s) written under {dir}")
+    under = " (signed by the NEXT root: root rotation in progress)" if done.under_next_root else ""
+    skipped = f", {len(done.skipped)} skipped" if done.skipped else ""
+    info(f"{len(done.records)} intermediate(s) written under {dir}{skipped}{under}")
 
 
 @app.command("list")
@@ -274,82 +230,27 @@ def list_(
     Example: airgap ca list --dir pki --expiring-within 90   (exit 1 when something expires soon)
     """
     from airgap.core.passphrase import read_passphrase_file
-    from airgap.core.x509 import fingerprint, status_of
-    from airgap.offline.ca import CAStore
-    from airgap.offline.ca import expiring_within as find_expiring
+    from airgap.offline.layout import PkiLayout
+    from airgap.offline.status import pki_report
 
-    store = CAStore(dir)
-    root = store.load_root_cert()
-    soon = find_expiring(store, expiring_within) if expiring_within is not None else []
-    next_root = None
-    if (store.next_root_dir / "root-cert.pem").exists():
-        from airgap.core.x509 import load_cert_pem
-
-        nr = load_cert_pem((store.next_root_dir / "root-cert.pem").read_bytes(), source="next-root")
-        next_root = {
-            "subject": nr.subject.rfc4514_string(),
-            "fingerprint": fingerprint(nr),
-            "not_after": nr.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "status": status_of(nr),
-        }
     pw = read_passphrase_file(passphrase_file) if passphrase_file else None
-    rows = store.status(pw)
-    root_doc = {
-        "subject": root.subject.rfc4514_string(),
-        "fingerprint": fingerprint(root),
-        "not_after": root.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": status_of(root),
-    }
+    report = pki_report(PkiLayout(dir), pw, expiring_days=expiring_within)
     if json_out:
-        print_json(
-            {
-                "root": root_doc,
-                "next_root": next_root,
-                "root_key": "pkcs11" if store.root_in_token() else "file",
-                "expiring_within": (
-                    None
-                    if expiring_within is None
-                    else {
-                        "days": expiring_within,
-                        "certificates": [
-                            {"what": e.what, "fingerprint": e.fingerprint, "not_after": e.not_after} for e in soon
-                        ],
-                    }
-                ),
-                "intermediates": [
-                    {
-                        "cluster": r.cluster,
-                        "serial": r.serial,
-                        "fingerprint": r.fingerprint,
-                        "not_after": r.not_after,
-                        "key_type": r.key_type,
-                        "status": r.status,
-                        "chains_to_root": r.chains_to_root,
-                        "is_ca": r.is_ca,
-                        "key_check": r.key_check,
-                        "problems": list(r.problems),
-                    }
-                    for r in rows
-                ],
-            }
-        )
-        _fail_if_expiring(soon, expiring_within)
+        print_json(report.to_json())
+        _fail_if_broken(report)
         return
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    console.print(
-        f"Root: {root_doc['subject']}  until {root_doc['not_after']}  status {root_doc['status']}", markup=False
-    )
-    console.print(f"      sha256 {root_doc['fingerprint']}")
-    if next_root is not None:
-        console.print(
-            f"Next root (rotation in progress): {next_root['subject']}  until {next_root['not_after']}", markup=False
-        )
-        console.print(f"      sha256 {next_root['fingerprint']}")
+    root, nxt = report.root, report.next_root
+    console.print(f"Root: {root['subject']}  until {root['not_after']}  status {root['status']}", markup=False)
+    console.print(f"      sha256 {root['fingerprint']}")
+    if nxt is not None:
+        console.print(f"Next root (rotation in progress): {nxt['subject']}  until {nxt['not_after']}", markup=False)
+        console.print(f"      sha256 {nxt['fingerprint']}")
     table = Table("cluster", "status", "not after", "key", "chain", "CA", "key check", "fingerprint")
-    for r in rows:
+    for r in report.intermediates:
         table.add_row(
             r.cluster,
             r.status,
@@ -361,19 +262,24 @@ def list_(
             r.fingerprint[:16] + "…",
         )
     console.print(table)
-    for r in rows:
+    for r in report.intermediates:
         for p in r.problems:
-            console.print(f"{r.cluster}: {p}")
-    _fail_if_expiring(soon, expiring_within)
+            console.print(f"{r.cluster}: {p}", markup=False)
+    _fail_if_broken(report)
 
 
-def _fail_if_expiring(soon: Sequence[object], days: int | None) -> None:
+def _fail_if_broken(report: PkiReport) -> None:
+    """``ca list`` exits 1 (after the report) when a CA is broken or something expires soon."""
+    from airgap.errors import VerificationError
+
+    broken = report.broken
+    if broken:
+        parts = [f"{r.cluster} ({'; '.join(r.problems)})" for r in broken]
+        raise VerificationError(f"{len(broken)} intermediate(s) would not be accepted by istiod: {', '.join(parts)}")
+    days, soon = report.expiring_days, report.expiring
     if days is None or not soon:
         return
-    from airgap.errors import VerificationError
-    from airgap.offline.ca import Expiring
-
-    parts = [f"{e.what} ({e.not_after})" for e in soon if isinstance(e, Expiring)]
+    parts = [f"{e.what} ({e.not_after})" for e in soon]
     raise VerificationError(f"{len(parts)} certificate(s) expire within {days} days: {', '.join(parts)}")
 
 
@@ -413,7 +319,7 @@ def revoke(
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with _root_key(ref, pin_file) as root_key:
+    with _open_key(ref, pin_file) as root_key:
         rev, rec = do_revoke(
             CAStore(dir),
             cluster,
@@ -453,7 +359,7 @@ def crl(
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    with _root_key(ref, pin_file) as root_key:
+    with _open_key(ref, pin_file) as root_key:
         rec = refresh_crl(
             CAStore(dir), passphrase=pw, root_key=root_key, officer=officer, next_update_days=next_update_days
         )
@@ -468,7 +374,7 @@ def rotate(
     cluster: str = typer.Argument(..., help="The cluster whose next intermediate is issued."),
     dir: Path = DirOpt,
     days: int = typer.Option(730, "--days", help="Validity in days (refused if it would outlive the signing root)."),
-    key_type: str | None = typer.Option(None, "--key-type", help="Default: the old intermediate's key type."),
+    key_type: str | None = typer.Option(None, "--key-type", help=KEY_TYPE_HELP + " Default: the old intermediate's."),
     san: list[str] | None = typer.Option(None, "--san", help="Default: the old intermediate's SANs."),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(
@@ -498,7 +404,7 @@ def rotate(
     officer = _officer(log_key, log_key_passphrase_file, pw)
     store = CAStore(dir)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=store.next_root_dir.exists())
-    with _root_key(ref, pin_file) as root_key:
+    with _open_key(ref, pin_file) as root_key:
         r = rotate_intermediate(
             store,
             cluster,
@@ -523,10 +429,12 @@ def rotate(
 def rotate_root(
     dir: Path = DirOpt,
     finish: bool = typer.Option(False, "--finish", help="Step 3: retire the old root (all clusters rotated)."),
-    key_type: str = typer.Option("rsa-4096", "--key-type", help="Key type of the next root."),
+    key_type: str = typer.Option("rsa-4096", "--key-type", help="Of the next root. " + KEY_TYPE_HELP),
     days: int = typer.Option(3650, "--days", help="Validity of the next root in days."),
     org: str = typer.Option("Istio", "--org"),
-    cn: str = typer.Option("Root CA", "--cn"),
+    cn: str | None = typer.Option(
+        None, "--cn", help="CN of the next root (default: the current root's, numbered: 'Root CA' -> 'Root CA 2')."
+    ),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="Write the next root key unencrypted."),
     next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the CRL --finish re-signs."),
@@ -553,7 +461,7 @@ def rotate_root(
         ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
         officer = _officer(log_key, log_key_passphrase_file, pw)
-        with _root_key(ref, pin_file) as root_key:
+        with _open_key(ref, pin_file) as root_key:
             rec = finish_root_rotation(
                 store, passphrase=pw, root_key=root_key, officer=officer, next_update_days=next_update_days
             )
@@ -567,32 +475,21 @@ def rotate_root(
     if new_ref is None:
         rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
     else:
-        from airgap.core.keys import spki_sha256
-        from airgap.offline.pkcs11 import KeyRecord, generate_key, resolve_pin
+        from airgap.offline.keysource import new_root_key
 
-        pin = resolve_pin(pin_file)
-        with generate_key(new_ref, pin, kt) as key:
-            kr = KeyRecord(new_ref.module, new_ref.token_label, new_ref.key_label, spki_sha256(key), kt)
-            try:
-                rec = begin_root_rotation(
-                    store,
-                    key_type=kt,
-                    days=days,
-                    org=org,
-                    cn=cn,
-                    passphrase=None,
-                    officer=officer,
-                    root_key=key,
-                    key_record=kr.to_json(),
-                    key_params={
-                        "storage": "pkcs11",
-                        "token_label": new_ref.token_label,
-                        "key_label": new_ref.key_label,
-                    },
-                )
-            except BaseException:
-                key.destroy()
-                raise
+        with new_root_key(new_ref, pin_file, kt) as new:
+            rec = begin_root_rotation(
+                store,
+                key_type=kt,
+                days=days,
+                org=org,
+                cn=cn,
+                passphrase=None,
+                officer=officer,
+                root_key=new.key,
+                key_record=new.record,
+                key_params=new.params,
+            )
     typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
     typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")
     typer.echo("  then 'airgap ca rotate CLUSTER' for each cluster, then 'airgap ca rotate-root --finish'")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from airgap.core.bundle import (
 )
 from airgap.core.keys import PublicKey, load_private_key_pem
 from airgap.core.limits import DEFAULT_LIMITS, Limits
+from airgap.core.locking import exclusive_lock
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import CAMaterial, check_ca_material
 from airgap.errors import InvalidInput, Refused
@@ -282,15 +282,12 @@ def prepare_import(
 @contextlib.contextmanager
 def _state_lock(sdir: Path) -> Iterator[None]:
     ensure_dir(sdir, mode=0o700)
-    try:
-        fd = os.open(sdir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise InvalidInput(f"{sdir}: state folder is not writable: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive_lock(
+        sdir / ".lock",
+        holder=f"another bundle import recording into {sdir}",
+        unwritable=f"{sdir}: state folder is not writable",
+    ):
         yield
-    finally:
-        os.close(fd)
 
 
 def record_accepted(prepared: PreparedImport) -> None:

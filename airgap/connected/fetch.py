@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -33,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from airgap.core.atomic import ensure_dir, fsync_dir, write_new
 from airgap.core.hashing import Digests, WriteBehind, hash_fd, hash_file
-from airgap.core.limits import DEFAULT_LIMITS
+from airgap.core.limits import DEFAULT_LIMITS, MAX_SIGNATURE
+from airgap.core.locking import stderr_note
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.release import (
     DEFAULT_BASE_URL,
@@ -46,7 +46,7 @@ from airgap.core.release import (
     select_keys,
     verify_digests,
 )
-from airgap.core.signatures import MAX_SIGNATURE
+from airgap.core.retry import Backoff
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 
 if TYPE_CHECKING:
@@ -276,7 +276,7 @@ def download(
                 if failures > options.retries:
                     raise NetworkError(f"{reason} (gave up after {options.retries} retries)") from exc
                 if not got:
-                    options.sleep(min(options.backoff * 2 ** (failures - 1), MAX_BACKOFF))
+                    options.sleep(Backoff(options.backoff, MAX_BACKOFF).delay(failures))
     finally:
         if started:
             progress.finish()
@@ -377,12 +377,8 @@ def fetch_small(url: str, *, limit: int, options: FetchOptions = FetchOptions())
         return part.read_bytes()
 
 
-def _stderr_note(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 @contextlib.contextmanager
-def fetch_lock(out: Path, name: str, notify: Callable[[str], None] = _stderr_note) -> Iterator[Path]:
+def fetch_lock(out: Path, name: str, notify: Callable[[str], None] = stderr_note) -> Iterator[Path]:
     """Hold an exclusive lock on ``OUT/.NAME.lock`` (``flock``, file mode 0600) for one fetch of ``NAME``.
 
     A second fetch of the same name into the same folder says ``waiting for another fetch of NAME`` once
@@ -392,40 +388,12 @@ def fetch_lock(out: Path, name: str, notify: Callable[[str], None] = _stderr_not
     left by a killed run is harmless: the kernel released its lock with the process. Only processes on
     this host (and on file systems where ``flock`` works, i.e. local ones) are kept apart.
     """
-    import fcntl
+    from airgap.core.locking import exclusive_lock
 
-    path = out / f".{name}.lock"
-    waited = False
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise InvalidInput(f"{path}: cannot open the lock file: {exc.strerror}") from exc
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not waited:
-                    notify(f"waiting for another fetch of {name} (lock: {path})")
-                    waited = True
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            held = os.fstat(fd)
-            try:
-                now: os.stat_result | None = os.stat(path, follow_symlinks=False)
-            except FileNotFoundError:
-                now = None
-        except BaseException:
-            os.close(fd)
-            raise
-        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
-            break
-        os.close(fd)  # the previous holder removed this file as it finished: lock the current one
-    try:
+    with exclusive_lock(
+        out / f".{name}.lock", holder=f"another fetch of {name}", notify=notify, remove_when_done=True
+    ) as path:
         yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # while still holding it: see above
-        os.close(fd)
 
 
 def _check_final(p: Path) -> bool:
@@ -479,7 +447,7 @@ def fetch_release(
     key_id: str | None = None,
     options: FetchOptions = FetchOptions(),
     progress: Progress = NO_PROGRESS,
-    notify: Callable[[str], None] = _stderr_note,
+    notify: Callable[[str], None] = stderr_note,
 ) -> FetchedRelease:
     """Fetch ``istio-VERSION-PLATFORM.tar.gz`` (``.zip`` for win) and its ``.1.sig``; verify; keep.
 

@@ -16,12 +16,12 @@ and pods, which are read and checked.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from airgap.connected.mesh import ISTIOD_SELECTOR, NAMESPACE, REV_LABEL
+from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, Refused
 
 JSON = dict[str, Any]
@@ -145,9 +145,11 @@ def enable_injection(
 def _wait_rollouts(
     kube: Any, results: list[NamespaceResult], *, timeout: float, poll: float, notify: Callable[[str], None]
 ) -> None:
-    deadline = time.monotonic() + timeout
     last = -1
-    while True:
+    pending: list[str] = []
+
+    def rolled_out() -> bool | None:
+        nonlocal last, pending
         pending = []
         for r in results:
             names = set(r.restarted)
@@ -160,8 +162,13 @@ def _wait_rollouts(
             total = sum(len(r.restarted) for r in results)
             notify(f"context {kube.context}: {total - len(pending)}/{total} deployments rolled out")
             last = len(pending)
-        if not pending:
-            return
-        if time.monotonic() >= deadline:
-            raise ClusterError(f"context {kube.context}: rollout not finished after {timeout:g}s: {', '.join(pending)}")
-        time.sleep(poll)
+        return True if not pending else None
+
+    poll_until(
+        rolled_out,
+        timeout=timeout,
+        poll=poll,
+        on_timeout=lambda: ClusterError(
+            f"context {kube.context}: rollout not finished after {timeout:g}s: {', '.join(pending)}"
+        ),
+    )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airgap.core.retry import Backoff, retry_after
 from airgap.errors import ClusterError, InvalidInput
 
 JSON = dict[str, Any]
@@ -261,7 +261,7 @@ class Kube:
 
         policy = self.policy
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        delay = policy.backoff
+        backoff = Backoff(policy.backoff, policy.max_backoff, jitter=0.25)
         last = "no attempt made"
         for attempt in range(1, policy.attempts + 1):
             wait: float | None = None
@@ -297,15 +297,14 @@ class Kube:
                 message = str(doc.get("message") or reason or f"HTTP {status}")
                 if status == 429 or (500 <= status < 600 and status != 501):
                     last = f"{status} {reason}: {message}".strip()
-                    wait = _retry_after(resp.getheader("Retry-After"), policy.max_retry_after)
+                    wait = retry_after(resp.getheader("Retry-After"), policy.max_retry_after)
                 else:
                     raise _api_error(self.context, what, status, reason, message)
             if attempt == policy.attempts:
                 break
-            pause = wait if wait is not None else delay * (1 + random.random() / 4)
+            pause = wait if wait is not None else backoff.delay(attempt)
             self.notify(f"context {self.context}: {what}: {last}; retrying in {pause:.1f}s")
             self._sleep(pause)
-            delay = min(delay * 2, policy.max_backoff)
         raise ClusterError(f"context {self.context}: {what}: {last} (gave up after {policy.attempts} attempts)")
 
     # -- verbs -----------------------------------------------------------------------------------
@@ -435,6 +434,11 @@ class Kube:
         return bool(status.get("allowed")), str(status.get("reason") or "")
 
 
+# Importing the kubernetes package from two threads at once can see it half-initialised
+# ("cannot import name 'ApiClient'"): the first connect() imports it under this lock.
+_IMPORT_LOCK = threading.Lock()
+
+
 def connect(
     context: str | None,
     *,
@@ -443,10 +447,12 @@ def connect(
     notify: Callable[[str], None] | None = None,
 ) -> Kube:
     """A :class:`Kube` for ``context`` (absent: the kubeconfig's current context). Makes no request."""
-    import urllib3
-    from kubernetes.client import ApiClient, Configuration
-    from kubernetes.config.config_exception import ConfigException
-    from kubernetes.config.kube_config import KubeConfigLoader, load_kube_config
+    with _IMPORT_LOCK:  # fleets connect from several threads; the kubernetes package must be imported once
+        import urllib3
+        from kubernetes.client import ApiClient, Configuration
+        from kubernetes.client.exceptions import ApiException  # noqa: F401 (used by Kube.request)
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.kube_config import KubeConfigLoader, load_kube_config
 
     path, name = resolve_context(context, kubeconfig)
     cfg = Configuration()
@@ -473,15 +479,6 @@ def connect(
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def _retry_after(value: str | None, cap: float) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, min(float(value), cap))
-    except ValueError:
-        return None
 
 
 def _short(exc: BaseException) -> str:

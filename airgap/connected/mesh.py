@@ -30,7 +30,6 @@ import shlex
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,8 @@ from typing import Any
 import yaml
 
 from airgap.core.atomic import fsync_dir, staged_dir, write_new
+from airgap.core.limits import MAX_OVERLAY
+from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, Refused
 
 JSON = dict[str, Any]
@@ -50,7 +51,6 @@ NETWORK_LABEL = "topology.istio.io/network"
 REV_LABEL = "istio.io/rev"
 ISTIOD_SELECTOR = "app=istiod"
 INGRESS_SELECTOR = "app=istio-ingressgateway"
-MAX_OVERLAY = 1024 * 1024
 
 RENDERED_NAMESPACE = "20-istio-system-namespace.yaml"
 RENDERED_OPERATOR = "cluster.yaml"
@@ -470,9 +470,11 @@ def control_plane_state(kube: Any, revision: str) -> tuple[list[str], list[str]]
 
 def wait_ready(kube: Any, revision: str, *, timeout: float, poll: float, notify: Callable[[str], None]) -> list[str]:
     """Step 7: poll until istiod (revision) and the ingress gateway are Ready; report progress on change."""
-    deadline = time.monotonic() + timeout
     last: tuple[list[str], list[str]] | None = None
-    while True:
+    waiting: list[str] = []
+
+    def all_ready() -> list[str] | None:
+        nonlocal last, waiting
         ready, waiting = control_plane_state(kube, revision)
         if (ready, waiting) != last:
             notify(
@@ -480,13 +482,16 @@ def wait_ready(kube: Any, revision: str, *, timeout: float, poll: float, notify:
                 + (f"; waiting for {', '.join(waiting)}" if waiting else "")
             )
             last = (ready, waiting)
-        if not waiting:
-            return ready
-        if time.monotonic() >= deadline:
-            raise ClusterError(
-                f"context {kube.context}: control plane not Ready after {timeout:g}s: {'; '.join(waiting)}"
-            )
-        time.sleep(poll)
+        return ready if not waiting else None
+
+    return poll_until(
+        all_ready,
+        timeout=timeout,
+        poll=poll,
+        on_timeout=lambda: ClusterError(
+            f"context {kube.context}: control plane not Ready after {timeout:g}s: {'; '.join(waiting)}"
+        ),
+    )
 
 
 def install_mesh(

@@ -23,10 +23,9 @@ import pyrage
 
 from airgap.core.atomic import write_new
 from airgap.core.files import read_capped
+from airgap.core.limits import MAX_IDENTITY_FILE, MAX_RECIPIENTS_FILE
 from airgap.errors import InvalidInput, Refused, VerificationError
 
-MAX_IDENTITY_FILE = 64 * 1024
-MAX_RECIPIENTS_FILE = 64 * 1024
 AGE_BINARY_MAGIC = b"age-encryption.org/v1\n"
 AGE_ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
 _RECIPIENT_RE = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")

@@ -41,6 +41,7 @@ from typing import IO, BinaryIO
 from airgap.core.atomic import ensure_dir, staged_dir
 from airgap.core.hashing import Digests, WriteBehind, hash_fd
 from airgap.core.limits import DEFAULT_LIMITS, Limits
+from airgap.core.names import unsafe_member_name
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.errors import InvalidInput, Refused
 
@@ -74,15 +75,13 @@ def archive_kind(path: Path) -> str:
 
 def check_member_name(name: str, *, source: str) -> str:
     """Step 1: return the normalised relative POSIX name, or refuse (exit 3)."""
-    if not name or "\x00" in name:
+    why = unsafe_member_name(name)
+    if why in ("empty", "nul"):
         raise InvalidInput(f"{source}: unsafe member with an empty or NUL name")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise InvalidInput(f"{source}: unsafe member {name!r}: absolute path")
-    if "\\" in name:
-        raise InvalidInput(f"{source}: unsafe member {name!r}: backslash in path")
+    if why is not None:
+        reason = {"absolute": "absolute path", "backslash": "backslash in path", "dotdot": "'..' in path"}[why]
+        raise InvalidInput(f"{source}: unsafe member {name!r}: {reason}")
     parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise InvalidInput(f"{source}: unsafe member {name!r}: '..' in path")
     if not parts:
         return "."
     return "/".join(parts)

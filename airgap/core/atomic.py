@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from airgap.core.crashpoint import crash_point
 from airgap.errors import InvalidInput, Refused
 
 TMP_PREFIX = ".airgap-tmp-"
@@ -109,6 +110,7 @@ class AtomicFile:
 
 def publish(tmp: Path, final: Path, *, replace: bool) -> None:
     """Move a complete temp file (or folder, with ``replace=False``) to its final name."""
+    crash_point()
     if replace:
         os.replace(tmp, final)
     elif tmp.is_dir():
@@ -123,6 +125,15 @@ def publish(tmp: Path, final: Path, *, replace: bool) -> None:
             raise Refused(f"{final}: already exists; refusing to overwrite") from exc
         tmp.unlink()
     fsync_dir(final.parent)
+
+
+def move(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` (same file system) and flush both folders: one step of a swap."""
+    crash_point()
+    os.rename(src, dst)
+    fsync_dir(Path(dst).parent)
+    if Path(src).parent != Path(dst).parent:
+        fsync_dir(Path(src).parent)
 
 
 def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:

@@ -10,17 +10,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from airgap.core.atomic import write_new
 from airgap.core.files import read_capped
+from airgap.core.limits import MAX_KEY_FILE
+from airgap.core.names import KEY_TYPES, KeyType
 from airgap.errors import InvalidInput, Refused
 
-KeyType = Literal["rsa-4096", "rsa-3072", "ecdsa-p256", "ecdsa-p384"]
-KEY_TYPES: tuple[str, ...] = get_args(KeyType)
 DEFAULT_KEY_TYPE: KeyType = "rsa-4096"
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -29,7 +28,6 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 # Keys at rest: cryptography's BestAvailableEncryption for PKCS#8 is PBES2 with PBKDF2-HMAC-SHA256
 # and AES-256-CBC. Its PBKDF2 iteration count (2048, as `openssl pkcs8 -v2 aes-256-cbc`) cannot be
 # raised through the library for PKCS#8, so passphrase length carries the weight: see SECURITY.md.
-MAX_KEY_FILE = 1024 * 1024
 
 
 def check_key_type(value: str) -> KeyType:

@@ -26,3 +26,14 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+# Fixed caps for small files read whole (a file larger than its cap is refused, exit 3, before
+# it is parsed). Commands do not change these; they are here so every limit lives in one place.
+MAX_KEY_FILE = 1 * MiB  # a PEM private key
+MAX_SIGNATURE = 64 * 1024  # a detached signature file
+MAX_PASSPHRASE_FILE = 64 * 1024  # a passphrase or PIN file
+MAX_IDENTITY_FILE = 64 * 1024  # an age identity file
+MAX_RECIPIENTS_FILE = 64 * 1024  # an age recipients file
+MAX_LOG_BYTES = 64 * MiB  # a ceremony log
+MAX_OVERLAY = 1 * MiB  # an IstioOperator overlay (mesh install)

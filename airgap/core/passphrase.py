@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from airgap.core.limits import MAX_PASSPHRASE_FILE
 from airgap.errors import InvalidInput
 
 ENV_VAR = "AIRGAP_PASSPHRASE"
-MAX_PASSPHRASE_FILE = 64 * 1024
 
 
 def read_passphrase_file(path: Path, *, what: str = "passphrase file") -> bytes:

@@ -16,10 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from airgap.core.keys import PublicKey, signature_hash_for
+from airgap.core.limits import MAX_SIGNATURE as MAX_SIGNATURE  # re-exported: core/release.py imports it here
 from airgap.errors import InvalidInput, VerificationError
-
-MAX_SIGNATURE = 64 * 1024
-
 
 _B64_TEXT = re.compile(rb"[A-Za-z0-9+/=\s]+")
 

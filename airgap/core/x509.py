@@ -115,7 +115,8 @@ def build_root(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pub), critical=False)
     )
-    return builder.sign(key, signature_hash_for(key))
+    cert = builder.sign(key, signature_hash_for(key))
+    return check_issued(cert, cert, what="root certificate")
 
 
 def build_intermediate(
@@ -150,7 +151,34 @@ def build_intermediate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
     )
-    return builder.sign(root_key, signature_hash_for(root_key))
+    return check_issued(builder.sign(root_key, signature_hash_for(root_key)), root_cert, what="intermediate")
+
+
+def check_issued(cert: x509.Certificate, issuer: x509.Certificate, *, what: str) -> x509.Certificate:
+    """Sign, re-parse, verify (after Boulder's ``signAndWriteCert``): ``cert`` re-parsed from its DER
+    must verify against ``issuer``'s public key, else :class:`VerificationError` and nothing is written.
+
+    A token (PKCS#11) key signs through airgap's own ``sign()`` methods; this proves the bytes
+    that would be published really carry the issuer's signature.
+    """
+    reparsed = x509.load_der_x509_certificate(cert.public_bytes(serialization.Encoding.DER))
+    if not signed_by(reparsed, issuer):
+        raise VerificationError(
+            f"the signed {what} does not verify against the issuer's public key "
+            f"({issuer.subject.rfc4514_string()}); nothing was written"
+        )
+    return reparsed
+
+
+def check_crl_issued(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> x509.CertificateRevocationList:
+    """:func:`check_issued` for a CRL: re-parsed, its signature must verify with ``issuer``'s key."""
+    reparsed = x509.load_der_x509_crl(crl.public_bytes(serialization.Encoding.DER))
+    if not reparsed.is_signature_valid(issuer.public_key()) or reparsed.issuer != issuer.subject:  # type: ignore[arg-type]
+        raise VerificationError(
+            f"the signed CRL does not verify against the issuer's public key "
+            f"({issuer.subject.rfc4514_string()}); nothing was written"
+        )
+    return reparsed
 
 
 def validate_sans(sans: list[str]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import secrets
 import stat
@@ -53,17 +52,21 @@ from airgap.core.bundle import (
     format_time,
     sign_manifest,
 )
+from airgap.core.canonical import state_json
 from airgap.core.keys import PrivateKey, key_file_is_encrypted, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import check_ca_material
 from airgap.errors import InvalidInput, Refused
 from airgap.offline import ceremony
-from airgap.offline.ca import CAStore, check_cluster_name
+from airgap.offline.act import pki_act
+from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import Officer
+from airgap.offline.inventory import parse_state
+from airgap.offline.layout import SEQUENCE, STATE, check_cluster_name
 
 DEFAULT_EXPIRY_DAYS = 30
-SEQUENCE_FILE = Path("state") / "sequence.json"
+SEQUENCE_FILE = Path(STATE) / SEQUENCE
 
 
 @dataclass(frozen=True)
@@ -105,13 +108,13 @@ def _read_sequences(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"format": 1, "clusters": {}}
     try:
-        doc = json.loads(path.read_bytes())
-        if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), dict):
+        doc = parse_state(path.read_bytes(), source=str(path), what="sequence state")
+        if not isinstance(doc.get("clusters"), dict):
             raise ValueError("bad layout")
         for v in doc["clusters"].values():
             if not isinstance(v, dict) or not isinstance(v.get("sequence"), int) or isinstance(v["sequence"], bool):
                 raise ValueError("bad entry")
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, InvalidInput) as exc:
         raise InvalidInput(f"{path}: sequence state is corrupt; restore it from backup") from exc
     return doc
 
@@ -131,7 +134,7 @@ def _reserve_sequence(pki_dir: Path, cluster: str, bundle_id: str, created: str)
     seq = (int(entry["sequence"]) if entry else 0) + 1
     doc["clusters"][cluster] = {"sequence": seq, "bundle_id": bundle_id, "created": created}
     ensure_dir(path.parent, mode=0o700)
-    write_replace(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+    write_replace(path, state_json(doc))
     return seq
 
 
@@ -309,18 +312,14 @@ def _bundle_officer(pki: Path, sign_key: PrivateKey, officer: Officer | None) ->
     return None, False
 
 
-def _prepare_log(pki: Path, officer: Officer | None, defaulted: bool) -> ceremony.Prepared | None:
-    try:
-        return ceremony.prepare(pki, officer)
-    except Refused as exc:
-        if not defaulted:
-            raise
-        assert officer is not None
-        raise Refused(
-            f"{ceremony.log_path(pki)}: this PKI keeps a ceremony log and the signing key {officer.key_id} is not "
-            f"its officer key; give the officer's log key (--log-key KEY or ${ceremony.ENV_LOG_KEY}) so this "
-            "bundle is recorded"
-        ) from exc
+def _defaulted_refusal(pki: Path, officer: Officer | None) -> str:
+    """The refusal when the signing key, tried as the officer's log key, is not the registered one."""
+    assert officer is not None
+    return (
+        f"{ceremony.log_path(pki)}: this PKI keeps a ceremony log and the signing key {officer.key_id} is not "
+        f"its officer key; give the officer's log key (--log-key KEY or ${ceremony.ENV_LOG_KEY}) so this "
+        "bundle is recorded"
+    )
 
 
 def seal_bundle(
@@ -385,16 +384,14 @@ def seal_bundle(
     incs = _check_includes(includes, limits, len(secret))
     bundle_id = secrets.token_hex(16)
     logged: list[int] = []
-    with store.locked():
-        # The log first: a refused or broken log stops the act before anything changes.
-        who, defaulted = _bundle_officer(store.path, sign_key, officer)
-        prep = _prepare_log(store.path, who, defaulted)
-        head = ceremony.head_hash(store.path)
+    who, defaulted = _bundle_officer(store.path, sign_key, officer)
+    refusal = _defaulted_refusal(store.path, who) if defaulted else None
+    # The act: the log is checked (a refused or broken log stops it before anything changes).
+    with pki_act(store.path, "bundle", who, refused_officer=refusal) as act:
+        head = act.head()
         seq = _reserve_sequence(store.path, cluster, bundle_id, format_time(t))
 
         def record(manifest: Manifest) -> None:
-            if who is None:
-                return
             params = {
                 "cluster": cluster,
                 "bundle_id": bundle_id,
@@ -404,8 +401,9 @@ def seal_bundle(
                 "expires": manifest.expires,
                 "manifest_sha256": hashlib.sha256(manifest.canonical_bytes()).hexdigest(),
             }
-            entry = ceremony.record(store.path, "bundle", params, who, at=now, prepared=prep)
-            logged.append(entry.seq)
+            entry = act.record("bundle", params, at=now)
+            if entry is not None:
+                logged.append(entry.seq)
 
         manifest = write_bundle(
             out,

@@ -46,9 +46,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airgap.core.atomic import write_replace
+from airgap.core.canonical import canonical_json, utc_text
 from airgap.core.keys import (
     PrivateKey,
     PublicKey,
@@ -58,27 +59,25 @@ from airgap.core.keys import (
     sign,
     spki_sha256,
 )
+from airgap.core.limits import MAX_LOG_BYTES
 from airgap.core.signatures import verify_bytes
+from airgap.core.x509 import fingerprint, load_cert_pem
 from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.offline.inventory import CeremonyLogRecord, read_inventory, write_inventory
+from airgap.offline.layout import CEREMONY_HEAD, CEREMONY_LOG, INVENTORY, PkiLayout
 
-if TYPE_CHECKING:
-    from airgap.offline.ca import CeremonyLogRecord
-
-LOG_NAME = "ceremony.log"
-HEAD_NAME = "ceremony-head.json"
+LOG_NAME = CEREMONY_LOG
+HEAD_NAME = CEREMONY_HEAD
 DOMAIN = b"airgap-ceremony-log-v1\n"
 HEAD_DOMAIN = b"airgap-ceremony-head-v1\n"
 GENESIS_PREV = "0" * 64
-MAX_LOG_BYTES = 64 * 1024 * 1024
 ENTRY_FIELDS = frozenset({"act", "params", "prev", "seq", "signature", "signer", "time"})
 ENV_LOG_KEY = "AIRGAP_LOG_KEY"
 # Parameter names that would mean a secret is being logged: refused by record().
 _SECRET_WORDS = ("passphrase", "password", "pin", "secret", "private")
 
 
-def canonical(doc: Mapping[str, Any]) -> bytes:
-    """The one byte encoding of a JSON object that is hashed and signed."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+canonical = canonical_json  # the one canonical-JSON encoder (airgap.core.canonical)
 
 
 def _sha256(data: bytes) -> str:
@@ -174,12 +173,7 @@ def log_record(pki: Path) -> CeremonyLogRecord | None:
 
     Untrusted: it is a file in the folder like the log. A corrupt inventory is :class:`InvalidInput`.
     """
-    from airgap.offline.ca import INVENTORY, Inventory
-
-    p = Path(pki) / INVENTORY
-    if not p.exists():
-        return None
-    return Inventory.from_json(p.read_bytes(), source=str(p)).ceremony_log
+    return read_inventory(Path(pki) / INVENTORY).ceremony_log
 
 
 def check_not_removed(pki: Path) -> CeremonyLogRecord | None:
@@ -197,8 +191,6 @@ def check_not_removed(pki: Path) -> CeremonyLogRecord | None:
     if (has_l and has_h) or (not has_l and not has_h and rec is None):
         return rec
     if rec is not None:
-        from airgap.offline.ca import INVENTORY
-
         why = (
             f"{Path(pki) / INVENTORY} records that this PKI keeps a ceremony log "
             f"(started {rec.started} by officer key {rec.officer_key_id})"
@@ -250,8 +242,25 @@ def _read_lines(p: Path) -> list[bytes]:
     return lines[:-1]
 
 
+def check_pki_folder(pki: Path) -> None:
+    """A folder to read a log from must exist: :class:`InvalidInput` (exit 3) otherwise."""
+    if not Path(pki).is_dir():
+        raise InvalidInput(f"{pki}: no such PKI folder")
+
+
+def check_head_hash(value: str) -> str:
+    """A head hash given by a user (``--head``): 64 hex digits, else :class:`InvalidInput` (exit 3)."""
+    want = value.strip().lower()
+    if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+        raise InvalidInput(
+            f"--head {value!r}: not a head hash (64 hexadecimal digits, as a bundle or import record shows)"
+        )
+    return want
+
+
 def read_entries(pki: Path) -> list[Entry]:
     """Parse every entry WITHOUT verifying anything (for ``audit show``); malformed lines raise."""
+    check_pki_folder(pki)
     p = log_path(pki)
     if not p.exists():
         raise InvalidInput(f"{p}: no ceremony log in {pki}")
@@ -309,6 +318,8 @@ def verify_log(
     9. with ``check_files``, every certificate in the folder was recorded (else the log was cut).
     """
     src = str(log_path(pki))
+    want_head = check_head_hash(expect_head) if expect_head is not None else None  # bad input: exit 3
+    check_pki_folder(pki)
     rec = check_not_removed(pki)  # 0. a folder that keeps a log still has both files
     if not log_path(pki).exists():
         raise VerificationError(f"{src}: no ceremony log in {pki}")
@@ -392,8 +403,8 @@ def verify_log(
     # 7. the signed head
     _check_head(pki, entries, officer, notes)
     # 8. a head hash from elsewhere
-    if expect_head is not None:
-        want = expect_head.strip().lower()
+    if want_head is not None:
+        want = want_head
         if not any(e.hash == want for e in entries):
             raise VerificationError(
                 f"{src}: no entry has hash {want} (the head a bundle or import record carried): "
@@ -439,9 +450,20 @@ def _check_head(pki: Path, entries: list[Entry], officer: Mapping[str, PublicKey
         notes.append(f"the signed head names entry {seq} of {n}: entries after it were written but not headed")
 
 
-def _check_files(pki: Path, entries: list[Entry], src: str) -> None:
-    from airgap.core.x509 import fingerprint, load_cert_pem
+def check_recorded(pki: Path) -> None:
+    """Every CA certificate in the folder has its log entry, else :class:`VerificationError` (exit 1).
 
+    Run by every act (after the chain was verified and recovery ran): a CA the log never recorded
+    refuses the act until ``audit verify`` passes again.
+    """
+    src = str(log_path(pki))
+    try:
+        _check_files(pki, read_entries(pki), src)
+    except VerificationError as exc:
+        raise VerificationError(f"{exc.message} (refusing every act until 'airgap audit verify' passes)") from exc
+
+
+def _check_files(pki: Path, entries: list[Entry], src: str) -> None:
     recorded: set[str] = set()
     for e in entries:
         for k, v in e.params.items():
@@ -460,17 +482,11 @@ def _check_files(pki: Path, entries: list[Entry], src: str) -> None:
 
 def _certificates_in(pki: Path) -> list[Path]:
     """The CA certificates an act made: the root, the next root, each cluster's ca-cert.pem."""
-    out = [p for p in (pki / "root-cert.pem", pki / "next-root" / "root-cert.pem") if p.exists()]
-    for d in sorted(pki.iterdir()):
-        if d.is_dir() and not d.name.startswith(".") and (d / "ca-cert.pem").exists():
-            out.append(d / "ca-cert.pem")
-    return out
+    return PkiLayout(Path(pki)).issued_certificate_paths()
 
 
 def existing_certificates(pki: Path) -> list[str]:
     """Fingerprints of the CA certificates already in ``pki`` (for the log-start entry)."""
-    from airgap.core.x509 import fingerprint, load_cert_pem
-
     if not Path(pki).is_dir():
         return []
     return [fingerprint(load_cert_pem(p.read_bytes(), source=str(p))) for p in _certificates_in(Path(pki))]
@@ -567,14 +583,12 @@ def record(
 
 def _mark_kept(pki: Path, officer_key_id: str, started: str) -> None:
     """Record in ``inventory.json`` that the folder keeps a log (unless it already says so)."""
-    from airgap.offline.ca import INVENTORY, CeremonyLogRecord, Inventory
-
     p = Path(pki) / INVENTORY
-    inv = Inventory.from_json(p.read_bytes(), source=str(p)) if p.exists() else Inventory()
+    inv = read_inventory(p)
     if inv.ceremony_log is not None:
         return
     inv.ceremony_log = CeremonyLogRecord(officer_key_id=officer_key_id, started=started)
-    write_replace(p, inv.to_json())
+    write_inventory(p, inv)
 
 
 def _genesis_params(pki: Path, officer: Officer) -> dict[str, Any]:
@@ -593,7 +607,7 @@ def _append(
     officer: Officer,
     at: dt.datetime | None,
 ) -> Entry:
-    when = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = utc_text(at or dt.datetime.now(dt.UTC))
     new: list[bytes] = []
     prev = _sha256(lines[-1]) if lines else GENESIS_PREV
     seq = len(lines) + 1
@@ -621,6 +635,7 @@ __all__ = [
     "VerifiedLog",
     "canonical",
     "check_not_removed",
+    "check_recorded",
     "existing_certificates",
     "has_log",
     "head_hash",

@@ -18,90 +18,60 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from airgap.core import x509 as cx
-from airgap.core.atomic import write_replace
+from airgap.core.canonical import parse_utc_text, utc_text
 from airgap.core.keys import PrivateKey, signature_hash_for
 from airgap.errors import InvalidInput, Refused
-from airgap.offline import ceremony
-from airgap.offline.ca import CAStore
+from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
+from airgap.offline.inventory import RevocationState, Revoked, read_revocations, write_revocations
+from airgap.offline.keysource import load_root
+from airgap.offline.layout import CRL, REVOCATIONS, HasPath, PkiLayout, layout_of
+from airgap.offline.recovery import write_crl_files
 
-STATE_NAME = "revocations.json"
-CRL_NAME = "ca-crl.pem"
+STATE_NAME = REVOCATIONS
+CRL_NAME = CRL
 DEFAULT_NEXT_UPDATE_DAYS = 30
 
-_REASONS: dict[str, x509.ReasonFlags] = {
-    "unspecified": x509.ReasonFlags.unspecified,
-    "keycompromise": x509.ReasonFlags.key_compromise,
-    "cacompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationchanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationofoperation": x509.ReasonFlags.cessation_of_operation,
-    "privilegewithdrawn": x509.ReasonFlags.privilege_withdrawn,
-}
-REASON_NAMES = (
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
+# The reasons an intermediate can be revoked for (RFC 5280 5.3.1), named as x509.ReasonFlags names
+# them; certificateHold / removeFromCRL (not for CAs) and aACompromise (attribute authorities) are not.
+REASONS: tuple[x509.ReasonFlags, ...] = (
+    x509.ReasonFlags.unspecified,
+    x509.ReasonFlags.key_compromise,
+    x509.ReasonFlags.ca_compromise,
+    x509.ReasonFlags.affiliation_changed,
+    x509.ReasonFlags.superseded,
+    x509.ReasonFlags.cessation_of_operation,
+    x509.ReasonFlags.privilege_withdrawn,
 )
+REASON_NAMES = tuple(r.value for r in REASONS)
+
+
+def _fold(name: str) -> str:
+    return name.replace("-", "").replace("_", "").lower()
 
 
 def parse_reason(value: str) -> str:
     """An RFC 5280 reason name (any case, '-'/'_' ignored) → its canonical camelCase name."""
-    key = value.replace("-", "").replace("_", "").lower()
-    for name in REASON_NAMES:
-        if name.lower() == key:
-            return name
+    for r in REASONS:
+        if _fold(r.value) == _fold(value):
+            return r.value
     raise InvalidInput(f"unknown revocation reason {value!r}; choose one of {', '.join(REASON_NAMES)}")
 
 
-@dataclass(frozen=True)
-class Revoked:
-    cluster: str
-    serial: str
-    fingerprint: str
-    reason: str
-    revoked_at: str
-    issuer_fingerprint: str
-
-
-@dataclass
-class RevocationState:
-    crl_number: int = 0
-    revoked: list[Revoked] = field(default_factory=list)
-
-    def to_json(self) -> bytes:
-        doc = {"format": 1, "crl_number": self.crl_number, "revoked": [asdict(r) for r in self.revoked]}
-        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-
-    def is_revoked(self, fingerprint: str) -> Revoked | None:
-        return next((r for r in self.revoked if r.fingerprint == fingerprint), None)
-
-
 def read_state(pki: Path) -> RevocationState:
-    p = Path(pki) / STATE_NAME
-    if not p.exists():
-        return RevocationState()
-    try:
-        doc = json.loads(p.read_bytes())
-        return RevocationState(int(doc["crl_number"]), [Revoked(**r) for r in doc["revoked"]])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"{p}: revocation state is corrupt") from exc
+    return read_revocations(Path(pki) / STATE_NAME)
 
 
 def write_state(pki: Path, state: RevocationState) -> None:
-    write_replace(Path(pki) / STATE_NAME, state.to_json())
+    write_revocations(Path(pki) / STATE_NAME, state)
 
 
 @dataclass(frozen=True)
@@ -115,13 +85,27 @@ class CRLRecord:
     sha256: str
     issuer_fingerprint: str
 
+    @classmethod
+    def of(cls, crl: x509.CertificateRevocationList, issuer: x509.Certificate, number: int) -> CRLRecord:
+        return cls(
+            crl_number=number,
+            this_update=utc_text(crl.last_update_utc),
+            next_update=utc_text(crl.next_update_utc) if crl.next_update_utc else "",
+            revoked_serials=tuple(format(r.serial_number, "x") for r in crl),
+            sha256=hashlib.sha256(crl.public_bytes(serialization.Encoding.DER)).hexdigest(),
+            issuer_fingerprint=cx.fingerprint(issuer),
+        )
 
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_iso(s: str) -> dt.datetime:
-    return dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    def log_params(self) -> dict[str, Any]:
+        """The ``crl`` entry of the ceremony log."""
+        return {
+            "crl_number": self.crl_number,
+            "this_update": self.this_update,
+            "next_update": self.next_update,
+            "revoked_serials": list(self.revoked_serials),
+            "crl_sha256": self.sha256,
+            "issuer_fingerprint": self.issuer_fingerprint,
+        }
 
 
 def build_crl(
@@ -133,7 +117,8 @@ def build_crl(
     next_update_days: int,
     at: dt.datetime | None = None,
 ) -> x509.CertificateRevocationList:
-    """Sign a CRL over the entries of ``state`` issued by ``root_cert`` (file or token key)."""
+    """Sign a CRL over the entries of ``state`` issued by ``root_cert`` (file or token key), then
+    re-parse it and verify its signature against the root's public key (nothing is written here)."""
     if next_update_days <= 0:
         raise InvalidInput("--next-update-days must be positive")
     now = at or cx.now()
@@ -151,12 +136,14 @@ def build_crl(
         if r.issuer_fingerprint != root_fp:
             continue
         entry = (
-            x509.RevokedCertificateBuilder().serial_number(int(r.serial, 16)).revocation_date(_parse_iso(r.revoked_at))
+            x509.RevokedCertificateBuilder()
+            .serial_number(int(r.serial, 16))
+            .revocation_date(parse_utc_text(r.revoked_at))
         )
         if r.reason != "unspecified":
-            entry = entry.add_extension(x509.CRLReason(_REASONS[r.reason.lower()]), critical=False)
+            entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags(parse_reason(r.reason))), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
-    return builder.sign(root_key, signature_hash_for(root_key))
+    return cx.check_crl_issued(builder.sign(root_key, signature_hash_for(root_key)), root_cert)
 
 
 def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
@@ -168,32 +155,24 @@ def publish_crl(
     root_cert: x509.Certificate,
     root_key: PrivateKey,
     state: RevocationState,
-    clusters: list[str],
+    clusters: list[str] | None = None,
     *,
     next_update_days: int = DEFAULT_NEXT_UPDATE_DAYS,
     at: dt.datetime | None = None,
 ) -> CRLRecord:
     """Sign the next CRL, write ``PKI/ca-crl.pem`` and every ``PKI/<cluster>/ca-crl.pem``, save state.
 
-    Call with the PKI lock held. Each file is replaced atomically; the state (with the new CRL
-    number) is written last, so a crash re-uses a number only for a CRL nobody received.
+    Call inside an act. Each file is replaced atomically; the state (with the new CRL number) is
+    written last, so a crash re-uses a number only for a CRL nobody received. ``clusters`` is
+    ignored: the CRL goes to every current cluster.
     """
     number = state.crl_number + 1
     crl = build_crl(root_cert, root_key, state, crl_number=number, next_update_days=next_update_days, at=at)
-    pem = crl_pem(crl)
-    write_replace(Path(pki) / CRL_NAME, pem)
-    for c in clusters:
-        write_replace(Path(pki) / c / CRL_NAME, pem)
+    layout = PkiLayout(Path(pki))
+    write_crl_files(layout, crl_pem(crl))
     state.crl_number = number
-    write_state(pki, state)
-    return CRLRecord(
-        crl_number=number,
-        this_update=_iso(crl.last_update_utc),
-        next_update=_iso(crl.next_update_utc) if crl.next_update_utc else "",
-        revoked_serials=tuple(format(r.serial_number, "x") for r in crl),
-        sha256=hashlib.sha256(crl.public_bytes(serialization.Encoding.DER)).hexdigest(),
-        issuer_fingerprint=cx.fingerprint(root_cert),
-    )
+    write_revocations(layout.revocations, state)
+    return CRLRecord.of(crl, root_cert, number)
 
 
 def add_revocation(
@@ -216,30 +195,28 @@ def add_revocation(
         serial=format(cert.serial_number, "x"),
         fingerprint=fp,
         reason=parse_reason(reason),
-        revoked_at=_iso(at or cx.now()),
+        revoked_at=utc_text(at or cx.now()),
         issuer_fingerprint=cx.fingerprint(root_cert),
     )
     state.revoked.append(r)
     return r
 
 
-def _find_intermediate(store: CAStore, cluster: str, serial: str | None) -> x509.Certificate:
+def _find_intermediate(layout: PkiLayout, cluster: str, serial: str | None) -> x509.Certificate:
     """The cluster's current intermediate, or with ``serial`` (hex) a current or archived one."""
-    from airgap.offline.rotate import archived_certs
-
-    current = store.cluster_dir(cluster) / "ca-cert.pem"
+    current = layout.cluster_dir(cluster) / "ca-cert.pem"
     candidates: list[x509.Certificate] = []
     if current.exists():
-        candidates.append(cx.load_cert_pem(current.read_bytes(), source=str(current)))
+        candidates.append(layout.load_cluster_cert(cluster))
     if serial is None:
         if not candidates:
-            raise Refused(f"{store.cluster_dir(cluster)}: no intermediate for cluster {cluster}")
+            raise Refused(f"{layout.cluster_dir(cluster)}: no intermediate for cluster {cluster}")
         return candidates[0]
     try:
         want = int(serial.lower().removeprefix("0x").replace(":", ""), 16)
     except ValueError as exc:
         raise InvalidInput(f"--serial {serial!r}: not a hexadecimal serial number") from exc
-    candidates.extend(archived_certs(store, cluster))
+    candidates.extend(layout.archived_certs(cluster))
     for c in candidates:
         if c.serial_number == want:
             return c
@@ -247,7 +224,7 @@ def _find_intermediate(store: CAStore, cluster: str, serial: str | None) -> x509
 
 
 def revoke(
-    store: CAStore,
+    store: HasPath | Path,
     cluster: str,
     *,
     reason: str,
@@ -265,27 +242,22 @@ def revoke(
     reason_name = parse_reason(reason)
     if next_update_days <= 0:
         raise InvalidInput("--next-update-days must be positive")
-    with store.locked():
-        prep = ceremony.prepare(store.path, officer)
-        root_cert, key = store.load_root(passphrase, root_key)
-        cert = _find_intermediate(store, cluster, serial)
-        state = read_state(store.path)
+    layout = layout_of(store)
+    with pki_act(layout, "revoke", officer) as act:
+        root_cert, key = load_root(layout, passphrase, root_key)
+        cert = _find_intermediate(layout, cluster, serial)
+        state = read_revocations(layout.revocations)
         rev = add_revocation(state, cert, cluster=cluster, reason=reason_name, root_cert=root_cert)
-        rec = publish_crl(store.path, root_cert, key, state, store.clusters(), next_update_days=next_update_days)
-        if officer is not None:
-            ceremony.record(
-                store.path,
-                "revoke",
-                {"cluster": cluster, "serial": rev.serial, "fingerprint": rev.fingerprint, "reason": rev.reason},
-                officer,
-                prepared=prep,
-            )
-            ceremony.record(store.path, "crl", _crl_params(rec), officer, prepared=prep)
+        rec = publish_crl(layout.path, root_cert, key, state, next_update_days=next_update_days)
+        act.record(
+            "revoke", {"cluster": cluster, "serial": rev.serial, "fingerprint": rev.fingerprint, "reason": rev.reason}
+        )
+        act.record("crl", rec.log_params())
     return rev, rec
 
 
 def refresh_crl(
-    store: CAStore,
+    store: HasPath | Path,
     *,
     passphrase: bytes | None,
     root_key: PrivateKey | None = None,
@@ -295,30 +267,19 @@ def refresh_crl(
     """``ca crl``: sign a fresh CRL (new number, thisUpdate now) before the last one's nextUpdate."""
     if next_update_days <= 0:
         raise InvalidInput("--next-update-days must be positive")
-    with store.locked():
-        prep = ceremony.prepare(store.path, officer)
-        root_cert, key = store.load_root(passphrase, root_key)
-        state = read_state(store.path)
-        rec = publish_crl(store.path, root_cert, key, state, store.clusters(), next_update_days=next_update_days)
-        if officer is not None:
-            ceremony.record(store.path, "crl", _crl_params(rec), officer, prepared=prep)
+    layout = layout_of(store)
+    with pki_act(layout, "crl", officer) as act:
+        root_cert, key = load_root(layout, passphrase, root_key)
+        state = read_revocations(layout.revocations)
+        rec = publish_crl(layout.path, root_cert, key, state, next_update_days=next_update_days)
+        act.record("crl", rec.log_params())
     return rec
-
-
-def _crl_params(rec: CRLRecord) -> dict[str, object]:
-    return {
-        "crl_number": rec.crl_number,
-        "this_update": rec.this_update,
-        "next_update": rec.next_update,
-        "revoked_serials": list(rec.revoked_serials),
-        "crl_sha256": rec.sha256,
-        "issuer_fingerprint": rec.issuer_fingerprint,
-    }
 
 
 __all__ = [
     "CRL_NAME",
     "DEFAULT_NEXT_UPDATE_DAYS",
+    "REASONS",
     "REASON_NAMES",
     "CRLRecord",
     "RevocationState",

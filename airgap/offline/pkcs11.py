@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -35,11 +34,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
+from airgap.core.canonical import state_json
 from airgap.core.keys import KeyType, PublicKey, spki_sha256
 from airgap.errors import InvalidInput, Refused
+from airgap.offline.inventory import parse_state, strict_record
+from airgap.offline.layout import ROOT_KEY_REF
 
 ENV_PIN = "AIRGAP_PKCS11_PIN"
-REF_NAME = "root-key.pkcs11.json"
+REF_NAME = ROOT_KEY_REF
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 _CURVES = {"ecdsa-p256": ("secp256r1", ec.SECP256R1()), "ecdsa-p384": ("secp384r1", ec.SECP384R1())}
@@ -79,7 +81,7 @@ class KeyRecord:
         return TokenRef(self.module, self.token_label, self.key_label)
 
     def to_json(self) -> bytes:
-        return (json.dumps({"format": 1, **asdict(self)}, indent=2, sort_keys=True) + "\n").encode()
+        return state_json({"format": 1, **asdict(self)})
 
 
 def read_key_record(pki: Path) -> KeyRecord | None:
@@ -87,11 +89,13 @@ def read_key_record(pki: Path) -> KeyRecord | None:
     p = Path(pki) / REF_NAME
     if not p.exists():
         return None
+    what = "PKCS#11 key record"
     try:
-        doc = json.loads(p.read_bytes())
-        doc.pop("format", None)
-        return KeyRecord(**doc)
-    except (ValueError, TypeError) as exc:
+        doc = parse_state(p.read_bytes(), source=str(p), what=what)
+        if doc.pop("format", 1) != 1:
+            raise InvalidInput(what)
+        return strict_record(KeyRecord, doc, source=str(p), what=what)
+    except InvalidInput as exc:
         raise InvalidInput(f"{p}: not a valid PKCS#11 key record") from exc
 
 

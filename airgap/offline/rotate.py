@@ -17,14 +17,18 @@ Root rotation, in three steps (see docs/ceremony.md for the walk-through):
    then the old root moves to ``PKI/archive/root/<serial>/``, the next root becomes the root, each
    ``root-cert.pem`` carries the new root only, and a fresh CRL is signed by it if one existed.
 
+Each step is one act on :mod:`airgap.offline.act`; the order of its writes, and what recovery
+does after a crash between two of them, is in :mod:`airgap.offline.recovery`. In short: the
+journal, the inventory and the log come first; ``PKI/<cluster>/`` is swapped with the new folder in
+one ``renameat2(RENAME_EXCHANGE)``, so a cluster never vanishes; recovery finishes what was
+recorded and removes what was not, and records itself.
+
 Trust: the PKI folder is the officer's own. Each step checks its precondition before writing.
-Renames run in a fixed order so every file exists in exactly one place at any moment; an
-interrupted intermediate rotation is finished by the next command that locks the folder.
 """
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,93 +37,54 @@ from pathlib import Path
 from cryptography import x509
 
 from airgap.core import x509 as cx
-from airgap.core.atomic import ensure_dir, fsync_dir, staged_dir, write_new, write_replace
+from airgap.core.atomic import ensure_dir, move, staged_dir, write_new
 from airgap.core.keys import (
     KeyType,
     PrivateKey,
     check_key_type,
     encode_private_key,
-    generate_private_key,
     key_type_of,
-    keys_match,
-    load_private_key,
     load_public_key_pem,
     spki_sha256,
 )
 from airgap.errors import InvalidInput, Refused
-from airgap.offline import ceremony
-from airgap.offline.ca import (
+from airgap.offline.act import pki_act
+from airgap.offline.ceremony import Officer
+from airgap.offline.crl import CRLRecord, build_crl, crl_pem
+from airgap.offline.inventory import IntermediateRecord, RootRecord, cert_facts, read_revocations, write_revocations
+from airgap.offline.issue import make_key, write_cluster
+from airgap.offline.keysource import signing_root
+from airgap.offline.layout import (
+    CA_CERT,
     ROOT_CERT,
     ROOT_KEY,
-    CAStore,
-    IntermediateRecord,
-    RootRecord,
-    _cert_params,
-    _make_key,
+    ROOT_KEY_REF,
+    HasPath,
+    layout_of,
 )
-from airgap.offline.ceremony import Officer
+from airgap.offline.recovery import (
+    clear_journal,
+    exchange,
+    finish_root_moves,
+    recover,
+    rewrite_trust,
+    write_crl_files,
+    write_journal,
+)
 
-ROTATE_PREFIX = ".rotate-"
-ARCHIVE = "archive"
+
+def archive_dir(store: HasPath | Path) -> Path:
+    return layout_of(store).archive_dir
 
 
-def archive_dir(store: CAStore) -> Path:
-    return store.path / ARCHIVE
-
-
-def archived_certs(store: CAStore, cluster: str) -> list[x509.Certificate]:
+def archived_certs(store: HasPath | Path, cluster: str) -> list[x509.Certificate]:
     """Intermediates a cluster had before (``PKI/archive/<cluster>/<serial>/ca-cert.pem``)."""
-    d = archive_dir(store) / cluster
-    if not d.is_dir():
-        return []
-    out = []
-    for sub in sorted(d.iterdir()):
-        p = sub / "ca-cert.pem"
-        if p.is_file():
-            out.append(cx.load_cert_pem(p.read_bytes(), source=str(p)))
-    return out
+    return layout_of(store).archived_certs(cluster)
 
 
-def finish_interrupted(store: CAStore) -> None:
-    """Complete a rotation a crash interrupted (called with the lock held by :meth:`CAStore.locked`).
-
-    ``PKI/.rotate-X`` complete and ``PKI/X`` gone: the old folder was archived, finish the rename.
-    Both present: the crash came before the archive step; the new folder is discarded (the act
-    was not recorded, so the log and the folder agree).
-    """
-    if not store.path.is_dir():
-        return
-    for d in store.path.iterdir():
-        if d.is_dir() and d.name.startswith(ROTATE_PREFIX):
-            final = store.path / d.name[len(ROTATE_PREFIX) :]
-            if final.exists():
-                shutil.rmtree(d, ignore_errors=True)
-            else:
-                os.rename(d, final)
-                fsync_dir(store.path)
-
-
-@dataclass(frozen=True)
-class SigningRoot:
-    cert: x509.Certificate
-    key: PrivateKey
-    is_next: bool
-
-
-def _signing_root(store: CAStore, passphrase: bytes | None, root_key: PrivateKey | None) -> SigningRoot:
-    """The root that signs new intermediates: the next root during a root rotation, else the root."""
-    nd = store.next_root_dir
-    if not (nd / ROOT_CERT).exists():
-        cert, key = store.load_root(passphrase, root_key)
-        return SigningRoot(cert, key, False)
-    cert = cx.load_cert_pem((nd / ROOT_CERT).read_bytes(), source=str(nd / ROOT_CERT))
-    if root_key is None:
-        if not (nd / ROOT_KEY).exists():
-            raise InvalidInput(f"{nd}: the next root key is in a PKCS#11 token; give the token PIN")
-        root_key = load_private_key(nd / ROOT_KEY, passphrase)
-    if not keys_match(root_key, cert.public_key()):  # type: ignore[arg-type]
-        raise InvalidInput(f"the signing key {spki_sha256(root_key)} does not match {nd / ROOT_CERT}")
-    return SigningRoot(cert, root_key, True)
+def finish_interrupted(store: HasPath | Path) -> None:
+    """Complete or undo what a crash interrupted (see :func:`airgap.offline.recovery.recover`)."""
+    recover(layout_of(store))
 
 
 def _san_strings(cert: x509.Certificate) -> list[str]:
@@ -149,7 +114,7 @@ class Rotation:
 
 
 def rotate_intermediate(
-    store: CAStore,
+    store: HasPath | Path,
     cluster: str,
     *,
     days: int,
@@ -167,81 +132,85 @@ def rotate_intermediate(
     """
     if days <= 0:
         raise InvalidInput("--days must be positive")
-    current = store.cluster_dir(cluster)
+    layout = layout_of(store)
+    current = layout.cluster_dir(cluster)
     if sans is not None:
         cx.validate_sans(list(sans))
-    with store.locked():
-        prep = ceremony.prepare(store.path, officer)
-        if not (current / "ca-cert.pem").exists():
+    with pki_act(layout, "rotate", officer) as act:
+        if not (current / CA_CERT).exists():
             raise Refused(f"{current}: no intermediate to rotate; use 'airgap ca issue {cluster}'")
-        old = cx.load_cert_pem((current / "ca-cert.pem").read_bytes(), source=str(current / "ca-cert.pem"))
+        old = layout.load_cluster_cert(cluster)
         old_serial = format(old.serial_number, "x")
-        dest = archive_dir(store) / cluster / old_serial
+        dest = layout.archived_cluster_dir(cluster) / old_serial
         if dest.exists():
             raise Refused(f"{dest}: already exists; refusing to overwrite an archived intermediate")
-        signer = _signing_root(store, passphrase, root_key)
+        signer = signing_root(layout, passphrase, root_key)
         cx.check_within_root(signer.cert, days)
         kt = key_type or check_key_type(key_type_of(old.public_key()))  # type: ignore[arg-type]
-        key_pem, pub_pem = _make_key(kt, key_passphrase)
-        org = _attr(old.subject, x509.NameOID.ORGANIZATION_NAME, "Istio")
-        cn = _attr(old.subject, x509.NameOID.COMMON_NAME, "Intermediate CA")
+        key_pem, pub_pem = make_key(kt, key_passphrase)
         cert = cx.build_intermediate(
             load_public_key_pem(pub_pem, source=cluster),
             cluster=cluster,
             root_cert=signer.cert,
             root_key=signer.key,
-            org=org,
-            cn=cn,
+            org=_attr(old.subject, x509.NameOID.ORGANIZATION_NAME, "Istio"),
+            cn=_attr(old.subject, x509.NameOID.COMMON_NAME, "Intermediate CA"),
             days=days,
             sans=list(sans) if sans is not None else (_san_strings(old) or [cx.ISTIOD_SAN]),
         )
-        staging = store.path / f"{ROTATE_PREFIX}{cluster}"
+        staging = layout.rotation_staging(cluster)
         if staging.exists():
             shutil.rmtree(staging)
-        store.write_cluster(staging, key_pem, cert, signer.cert)
-        # The swap: old folder to the archive, then the new one into place (finish_interrupted
-        # completes the second rename if a crash falls between them).
-        ensure_dir(dest.parent, mode=0o700)
-        os.rename(current, dest)
-        fsync_dir(dest.parent)
-        os.rename(staging, current)
-        fsync_dir(store.path)
-        inv = store.read_inventory()
-        rec = store._record_of(cluster, cert, signer.cert)
+        write_cluster(layout, staging, key_pem, cert, signer.cert)
+        rec = IntermediateRecord.of(cluster, cert, signer.cert)
+        write_journal(
+            layout,
+            {
+                "kind": "rotate",
+                "cluster": cluster,
+                "fingerprint": rec.fingerprint,
+                "old_fingerprint": cx.fingerprint(old),
+                "archive": str(dest.relative_to(layout.path)),
+            },
+        )
+        inv = act.inventory()
         inv.intermediates.append(rec)
-        store._write_inventory(inv)
-        if officer is not None:
-            ceremony.record(
-                store.path,
-                "rotate",
-                {
-                    **_cert_params(cert, cluster=cluster),
-                    "old_serial": old_serial,
-                    "old_fingerprint": cx.fingerprint(old),
-                    "under_next_root": signer.is_next,
-                },
-                officer,
-                prepared=prep,
-            )
+        act.write_inventory(inv)
+        act.record(
+            "rotate",
+            {
+                **cert_facts(cert, cluster=cluster),
+                "old_serial": old_serial,
+                "old_fingerprint": cx.fingerprint(old),
+                "under_next_root": signer.is_next,
+            },
+        )
+        # The swap: PKI/<cluster> and the new folder trade places in one step, then the old one
+        # (now under the staging name) moves to the archive.
+        exchange(current, staging)
+        ensure_dir(dest.parent, mode=0o700)
+        move(staging, dest)
+        clear_journal(layout)
     return Rotation(cluster, old_serial, cx.fingerprint(old), rec, signer.is_next, dest)
 
 
-def _rewrite_trust(store: CAStore) -> list[str]:
-    """Give every cluster the current trust (:meth:`CAStore.trust_pem`) as its ``root-cert.pem``."""
-    pem = store.trust_pem()
-    names = store.clusters()
-    for name in names:
-        write_replace(store.path / name / "root-cert.pem", pem)
-    return names
+def next_root_cn(current: x509.Certificate) -> str:
+    """The default CN of the next root: the current root's, numbered ("Root CA" → "Root CA 2").
+
+    Two roots with one subject would make chain building ambiguous during the rotation.
+    """
+    cn = _attr(current.subject, x509.NameOID.COMMON_NAME, "Root CA")
+    m = re.fullmatch(r"(.*\S) (\d+)", cn)
+    return f"{m.group(1)} {int(m.group(2)) + 1}" if m else f"{cn} 2"
 
 
 def begin_root_rotation(
-    store: CAStore,
+    store: HasPath | Path,
     *,
     key_type: KeyType,
     days: int,
     org: str,
-    cn: str,
+    cn: str | None,
     passphrase: bytes | None,
     officer: Officer | None = None,
     root_key: PrivateKey | None = None,
@@ -249,49 +218,46 @@ def begin_root_rotation(
     key_params: dict[str, str] | None = None,
 ) -> RootRecord:
     """Step 1: make the next root (file key encrypted with ``passphrase``, or ``root_key`` in a
-    token) and give every cluster a ``root-cert.pem`` carrying both roots."""
-    from airgap.offline.pkcs11 import REF_NAME
+    token) and give every cluster a ``root-cert.pem`` carrying both roots.
 
+    ``cn`` None: :func:`next_root_cn` (never the current root's subject by default)."""
     if days <= 0:
         raise InvalidInput("--days must be positive")
-    nd = store.next_root_dir
-    with store.locked():
-        prep = ceremony.prepare(store.path, officer)
-        old = store.load_root_cert()
+    layout = layout_of(store)
+    nd = layout.next_root_dir
+    with pki_act(layout, "rotate-root", officer) as act:
+        old = layout.load_root_cert()
         if nd.exists():
             raise Refused(f"{nd}: a root rotation is already in progress; finish it with 'ca rotate-root --finish'")
+        from airgap.core.keys import generate_private_key
+
         key = root_key if root_key is not None else generate_private_key(key_type)
-        cert = cx.build_root(key, org=org, cn=cn, days=days)
+        cert = cx.build_root(key, org=org, cn=cn if cn is not None else next_root_cn(old), days=days)
         if cx.fingerprint(cert) == cx.fingerprint(old):  # pragma: no cover - random serials
             raise Refused("the next root equals the root")
+        write_journal(layout, {"kind": "root-begin", "fingerprint": cx.fingerprint(cert)})
+        storage = key_params or {"storage": "file", "file": f"next-root/{ROOT_KEY}"}
+        act.record(
+            "key-create",
+            {"purpose": "next-root", "key_type": key_type_of(key), "key_id": spki_sha256(key), **storage},
+        )
+        act.record(
+            "root-rotation-begin",
+            {**cert_facts(cert, role="next-root"), "current_root_fingerprint": cx.fingerprint(old)},
+        )
         with staged_dir(nd, mode=0o700) as tmp:
             if root_key is None:
                 write_new(tmp / ROOT_KEY, encode_private_key(key, passphrase), mode=0o600)
             else:
-                write_new(tmp / REF_NAME, key_record or b"{}\n")
+                write_new(tmp / ROOT_KEY_REF, key_record or b"{}\n")
             write_new(tmp / ROOT_CERT, cx.cert_pem(cert))
-        _rewrite_trust(store)
-        if officer is not None:
-            storage = key_params or {"storage": "file", "file": f"next-root/{ROOT_KEY}"}
-            ceremony.record(
-                store.path,
-                "key-create",
-                {"purpose": "next-root", "key_type": key_type_of(key), "key_id": spki_sha256(key), **storage},
-                officer,
-                prepared=prep,
-            )
-            ceremony.record(
-                store.path,
-                "root-rotation-begin",
-                {**_cert_params(cert, role="next-root"), "current_root_fingerprint": cx.fingerprint(old)},
-                officer,
-                prepared=prep,
-            )
+        rewrite_trust(layout)
+        clear_journal(layout)
     return RootRecord.of(cert)
 
 
 def finish_root_rotation(
-    store: CAStore,
+    store: HasPath | Path,
     *,
     passphrase: bytes | None,
     root_key: PrivateKey | None = None,
@@ -302,65 +268,60 @@ def finish_root_rotation(
 
     ``passphrase``/``root_key`` open the *next* root's key (it signs the fresh CRL, when the PKI
     has one). Refused (exit 4) while any cluster still has an intermediate under the old root.
+    The CRL is signed before anything moves and kept in the journal, so recovery can finish
+    every step without a key.
     """
-    from airgap.offline import crl as crl_mod
-    from airgap.offline.pkcs11 import REF_NAME
-
-    nd = store.next_root_dir
-    with store.locked():
-        prep = ceremony.prepare(store.path, officer)
-        if not (nd / ROOT_CERT).exists():
+    layout = layout_of(store)
+    nd = layout.next_root_dir
+    with pki_act(layout, "rotate-root --finish", officer) as act:
+        if not layout.next_root_cert.exists():
             raise Refused(f"{nd}: no root rotation in progress; start one with 'airgap ca rotate-root'")
-        signer = _signing_root(store, passphrase, root_key)
-        lagging = [
-            name
-            for name in store.clusters()
-            if not cx.signed_by(
-                cx.load_cert_pem((store.path / name / "ca-cert.pem").read_bytes(), source=name), signer.cert
-            )
-        ]
+        signer = signing_root(layout, passphrase, root_key)
+        lagging = [name for name in layout.clusters() if not cx.signed_by(layout.load_cluster_cert(name), signer.cert)]
         if lagging:
             raise Refused(
                 f"cluster(s) {', '.join(lagging)} still have an intermediate under the old root; "
                 f"run 'airgap ca rotate {lagging[0]}' first"
             )
-        old = store.load_root_cert()
-        dest = archive_dir(store) / "root" / format(old.serial_number, "x")
+        old = layout.load_root_cert()
+        dest = layout.archived_root_dir(format(old.serial_number, "x"))
         if dest.exists():
             raise Refused(f"{dest}: already exists; refusing to overwrite an archived root")
-        ensure_dir(dest, mode=0o700)
-        # Each file moves once; at any moment it exists in exactly one place.
-        for name in (ROOT_KEY, REF_NAME, ROOT_CERT):
-            if (store.path / name).exists():
-                os.rename(store.path / name, dest / name)
-        fsync_dir(dest)
-        for name in (ROOT_KEY, REF_NAME, ROOT_CERT):
-            if (nd / name).exists():
-                os.rename(nd / name, store.path / name)
-        fsync_dir(store.path)
-        nd.rmdir()
-        _rewrite_trust(store)
-        new = store.load_root_cert()
-        rec = RootRecord.of(new)
-        inv = store.read_inventory()
+        crl_rec: CRLRecord | None = None
+        crl_doc: dict[str, object] | None = None
+        state = read_revocations(layout.revocations)
+        if layout.crl.exists():
+            number = state.crl_number + 1
+            crl = build_crl(signer.cert, signer.key, state, crl_number=number, next_update_days=next_update_days)
+            crl_rec = CRLRecord.of(crl, signer.cert, number)
+            crl_doc = {"pem": crl_pem(crl).decode(), "number": number}
+        journal: dict[str, object] = {
+            "kind": "root-finish",
+            "fingerprint": cx.fingerprint(signer.cert),
+            "old_fingerprint": cx.fingerprint(old),
+            "archive": str(dest.relative_to(layout.path)),
+        }
+        if crl_doc is not None:
+            journal["crl"] = crl_doc
+        write_journal(layout, journal)
+        rec = RootRecord.of(signer.cert)
+        inv = act.inventory()
         inv.root = rec
-        store._write_inventory(inv)
-        crl_rec = None
-        if (store.path / crl_mod.CRL_NAME).exists():
-            state = crl_mod.read_state(store.path)
-            crl_rec = crl_mod.publish_crl(
-                store.path, new, signer.key, state, store.clusters(), next_update_days=next_update_days
-            )
-        if officer is not None:
-            ceremony.record(
-                store.path,
-                "root-rotation-finish",
-                {**_cert_params(new, role="root"), "retired_root_fingerprint": cx.fingerprint(old)},
-                officer,
-                prepared=prep,
-            )
-            if crl_rec is not None:
-                ceremony.record(store.path, "crl", crl_mod._crl_params(crl_rec), officer, prepared=prep)
+        act.write_inventory(inv)
+        act.record(
+            "root-rotation-finish",
+            {**cert_facts(signer.cert, role="root"), "retired_root_fingerprint": cx.fingerprint(old)},
+        )
+        if crl_rec is not None:
+            act.record("crl", crl_rec.log_params())
+        # Each file moves once; at any moment it exists in exactly one place.
+        finish_root_moves(layout, dest)
+        if crl_doc is not None:
+            write_crl_files(layout, str(crl_doc["pem"]).encode())
+            state.crl_number = int(str(crl_doc["number"]))
+            write_revocations(layout.revocations, state)
+        rewrite_trust(layout)
+        clear_journal(layout)
     return rec
 
 
@@ -370,5 +331,6 @@ __all__ = [
     "begin_root_rotation",
     "finish_interrupted",
     "finish_root_rotation",
+    "next_root_cn",
     "rotate_intermediate",
 ]

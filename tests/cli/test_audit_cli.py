@@ -131,3 +131,21 @@ def test_an_act_without_the_log_key_is_refused(ceremony: tuple[Path, Path], pass
     )
     assert r.code == 0, r.err
     assert run_cli("audit", "verify", pki, "--trust", keys / "officer.pub").code == 0
+
+
+def test_audit_verify_head_typo_is_bad_input_not_truncation(ceremony: tuple[Path, Path]) -> None:
+    """Issue 9 item 10: '--head zzz' is a bad-input error (exit 3) naming the expected form."""
+    _keys, pki = ceremony
+    for bad in ("zzz", "ab" * 31, "g" * 64):
+        r = run_cli("audit", "verify", pki, "--head", bad)
+        assert r.code == 3, (bad, r.err)
+        one_error_line(r.err, "--head", "not a head hash", "64 hexadecimal digits")
+        assert "truncated" not in r.err
+
+
+def test_audit_verify_and_show_agree_on_a_missing_folder(tmp_path: Path) -> None:
+    """Issue 9 item 10: a PKI folder that does not exist is exit 3 for both."""
+    for cmd in ("verify", "show"):
+        r = run_cli("audit", cmd, tmp_path / "nope")
+        assert r.code == 3, (cmd, r.err)
+        one_error_line(r.err, "nope: no such PKI folder")

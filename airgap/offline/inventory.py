@@ -1,0 +1,294 @@
+"""The PKI folder's state files, read and written one way: ``inventory.json`` and its records.
+
+Every state file (the inventory, ``revocations.json``, ``state/sequence.json``, the token key
+record) is parsed by :func:`parse_state` and its records by :func:`strict_record`: a document
+with unknown or missing fields, or a field of the wrong type, is corrupt (exit 3), never half-read.
+They are written with :func:`airgap.core.canonical.state_json`.
+
+Trust: state files are the officer's own, but a corrupt one must stop an act, not steer it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cryptography import x509
+
+from airgap.core import x509 as cx
+from airgap.core.atomic import write_replace
+from airgap.core.canonical import state_json, utc_text
+from airgap.core.keys import key_type_of, spki_sha256
+from airgap.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+class _Corrupt(ValueError):
+    pass
+
+
+def parse_state(data: bytes, *, source: str, what: str) -> dict[str, Any]:
+    """A state file's JSON object (duplicate keys, NaN and non-objects refused): exit 3 otherwise."""
+
+    def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise _Corrupt("duplicate key")
+        return dict(pairs)
+
+    def no_constant(value: str) -> Any:
+        raise _Corrupt(f"{value} is not JSON")
+
+    try:
+        doc = json.loads(data, object_pairs_hook=no_dupes, parse_constant=no_constant)
+    except ValueError as exc:
+        raise InvalidInput(f"{source}: {what} is corrupt") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{source}: {what} is corrupt")
+    return doc
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    return True  # nested values are checked by the caller
+
+
+def strict_record(cls: type[T], doc: Any, *, source: str, what: str) -> T:
+    """Build the dataclass ``cls`` from ``doc``: exactly its fields, each of its declared type."""
+    if not dataclasses.is_dataclass(cls) or not isinstance(doc, dict):
+        raise InvalidInput(f"{source}: {what} is corrupt")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if set(doc) != names or not all(_type_ok(doc[n], hints[n]) for n in names):
+        raise InvalidInput(f"{source}: {what} is corrupt")
+    return cls(**doc)
+
+
+def read_state_file(path: Path, *, what: str) -> dict[str, Any] | None:
+    """The parsed state file at ``path``, or None when there is none."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{p}: cannot read the {what}: {exc.strerror}") from exc
+    return parse_state(data, source=str(p), what=what)
+
+
+def cert_facts(cert: x509.Certificate, **extra: Any) -> dict[str, Any]:
+    """What the ceremony log records about a certificate: public facts only."""
+    return {
+        **extra,
+        "serial": format(cert.serial_number, "x"),
+        "fingerprint": cx.fingerprint(cert),
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_before": utc_text(cert.not_valid_before_utc),
+        "not_after": utc_text(cert.not_valid_after_utc),
+        "key_id": spki_sha256(cert.public_key()),  # type: ignore[arg-type]
+        "key_type": key_type_of(cert.public_key()),  # type: ignore[arg-type]
+    }
+
+
+@dataclass(frozen=True)
+class RootRecord:
+    serial: str
+    fingerprint: str
+    subject: str
+    not_before: str
+    not_after: str
+    key_type: str
+    created_at: str
+
+    @classmethod
+    def of(cls, cert: x509.Certificate) -> RootRecord:
+        """The inventory record of a root certificate made now."""
+        return cls(
+            serial=format(cert.serial_number, "x"),
+            fingerprint=cx.fingerprint(cert),
+            subject=cert.subject.rfc4514_string(),
+            not_before=utc_text(cert.not_valid_before_utc),
+            not_after=utc_text(cert.not_valid_after_utc),
+            key_type=key_type_of(cert.public_key()),  # type: ignore[arg-type]
+            created_at=utc_text(cx.now()),
+        )
+
+
+@dataclass(frozen=True)
+class IntermediateRecord:
+    cluster: str
+    serial: str
+    fingerprint: str
+    subject: str
+    not_before: str
+    not_after: str
+    key_type: str
+    issued_at: str
+    root_fingerprint: str
+
+    @classmethod
+    def of(cls, cluster: str, cert: x509.Certificate, issuer: x509.Certificate) -> IntermediateRecord:
+        """The inventory record of an intermediate issued now by ``issuer``."""
+        return cls(
+            cluster=cluster,
+            serial=format(cert.serial_number, "x"),
+            fingerprint=cx.fingerprint(cert),
+            subject=cert.subject.rfc4514_string(),
+            not_before=utc_text(cert.not_valid_before_utc),
+            not_after=utc_text(cert.not_valid_after_utc),
+            key_type=key_type_of(cert.public_key()),  # type: ignore[arg-type]
+            issued_at=utc_text(cx.now()),
+            root_fingerprint=cx.fingerprint(issuer),
+        )
+
+
+@dataclass(frozen=True)
+class CeremonyLogRecord:
+    """That the folder keeps a ceremony log: the officer key that started it and when (entry 1).
+
+    Written by :mod:`airgap.offline.ceremony` once the log exists; from then on a missing
+    ``ceremony.log`` or ``ceremony-head.json`` is a removed log, never an unlogged PKI.
+    """
+
+    officer_key_id: str
+    started: str
+
+
+@dataclass
+class Inventory:
+    root: RootRecord | None = None
+    intermediates: list[IntermediateRecord] = field(default_factory=list)
+    ceremony_log: CeremonyLogRecord | None = None
+
+    def to_json(self) -> bytes:
+        doc: dict[str, object] = {
+            "format": 1,
+            "root": asdict(self.root) if self.root else None,
+            "intermediates": [asdict(i) for i in self.intermediates],
+        }
+        if self.ceremony_log is not None:  # absent (not null) in a folder without a log, as before
+            doc["ceremony_log"] = asdict(self.ceremony_log)
+        return state_json(doc)
+
+    @classmethod
+    def from_json(cls, data: bytes, *, source: str) -> Inventory:
+        """Parse ``inventory.json``; an inventory written before ``ceremony_log`` existed reads as None."""
+        what = "inventory"
+        doc = parse_state(data, source=source, what=what)
+        if set(doc) - {"format", "root", "intermediates", "ceremony_log"} or doc.get("format", 1) != 1:
+            raise InvalidInput(f"{source}: {what} is corrupt")
+        inter = doc.get("intermediates", [])
+        if not isinstance(inter, list):
+            raise InvalidInput(f"{source}: {what} is corrupt")
+        root = strict_record(RootRecord, doc["root"], source=source, what=what) if doc.get("root") else None
+        log = doc.get("ceremony_log")
+        return cls(
+            root,
+            [strict_record(IntermediateRecord, i, source=source, what=what) for i in inter],
+            strict_record(CeremonyLogRecord, log, source=source, what=what) if log is not None else None,
+        )
+
+    def current(self, cluster: str) -> IntermediateRecord | None:
+        """The last intermediate recorded for ``cluster`` (its current one), or None."""
+        return next((r for r in reversed(self.intermediates) if r.cluster == cluster), None)
+
+    def knows(self, fingerprint: str) -> bool:
+        """True when the root or an intermediate with this fingerprint is recorded."""
+        if self.root is not None and self.root.fingerprint == fingerprint:
+            return True
+        return any(r.fingerprint == fingerprint for r in self.intermediates)
+
+
+@dataclass(frozen=True)
+class Revoked:
+    cluster: str
+    serial: str
+    fingerprint: str
+    reason: str
+    revoked_at: str
+    issuer_fingerprint: str
+
+
+@dataclass
+class RevocationState:
+    """``revocations.json``: the revoked intermediates and the number of the last CRL."""
+
+    crl_number: int = 0
+    revoked: list[Revoked] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return state_json({"format": 1, "crl_number": self.crl_number, "revoked": [asdict(r) for r in self.revoked]})
+
+    @classmethod
+    def from_json(cls, data: bytes, *, source: str) -> RevocationState:
+        what = "revocation state"
+        doc = parse_state(data, source=source, what=what)
+        number, revoked = doc.get("crl_number"), doc.get("revoked")
+        if (
+            set(doc) - {"format", "crl_number", "revoked"}
+            or not isinstance(number, int)
+            or isinstance(number, bool)
+            or number < 0
+            or not isinstance(revoked, list)
+        ):
+            raise InvalidInput(f"{source}: {what} is corrupt")
+        return cls(number, [strict_record(Revoked, r, source=source, what=what) for r in revoked])
+
+    def is_revoked(self, fingerprint: str) -> Revoked | None:
+        return next((r for r in self.revoked if r.fingerprint == fingerprint), None)
+
+
+def read_revocations(path: Path) -> RevocationState:
+    """``revocations.json`` at ``path`` (nothing revoked, CRL number 0, when there is none)."""
+    p = Path(path)
+    if not p.exists():
+        return RevocationState()
+    return RevocationState.from_json(p.read_bytes(), source=str(p))
+
+
+def write_revocations(path: Path, state: RevocationState) -> None:
+    write_replace(Path(path), state.to_json())
+
+
+def read_inventory(path: Path) -> Inventory:
+    """``inventory.json`` at ``path`` (an empty inventory when there is none)."""
+    p = Path(path)
+    if not p.exists():
+        return Inventory()
+    return Inventory.from_json(p.read_bytes(), source=str(p))
+
+
+def write_inventory(path: Path, inv: Inventory) -> None:
+    write_replace(Path(path), inv.to_json())
+
+
+__all__ = [
+    "CeremonyLogRecord",
+    "IntermediateRecord",
+    "Inventory",
+    "RevocationState",
+    "Revoked",
+    "RootRecord",
+    "cert_facts",
+    "parse_state",
+    "read_inventory",
+    "read_revocations",
+    "read_state_file",
+    "strict_record",
+    "write_inventory",
+    "write_revocations",
+]

@@ -1,0 +1,259 @@
+"""Making CA certificates: the root (``ca init``) and per-cluster intermediates (``ca issue``).
+
+Each is one act on :mod:`airgap.offline.act`. Every check (names, days, the root, existing
+folders) runs before a key is made; keys are generated in a pool of spawned processes
+(:func:`airgap.core.workers.worker_pool`: they never hold the PKI lock and die with this process).
+
+Per cluster the order is: sign and verify the certificate (:func:`airgap.core.x509.check_issued`)
+→ journal → inventory → log entry → the cluster folder is built beside its final name and renamed
+into place → journal removed. So a published certificate is always in the inventory and the log;
+a crash before the rename is undone (and recorded) by the next act (:mod:`airgap.offline.recovery`).
+
+During a root rotation new intermediates are signed by the *next* root (as ``ca rotate`` does), so
+``ca rotate-root --finish`` never finds a newly issued cluster under the old root.
+
+Trust: the PKI folder is the officer's own; the passphrase protects the keys at rest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from airgap.core import x509 as cx
+from airgap.core.atomic import staged_dir, write_new
+from airgap.core.keys import KeyType, PrivateKey, encode_private_key, load_public_key_pem, spki_sha256
+from airgap.core.locking import Notify, stderr_note
+from airgap.core.progress import NO_PROGRESS, Progress
+from airgap.core.workers import worker_pool
+from airgap.errors import InvalidInput, Refused
+from airgap.offline.act import Act, pki_act
+from airgap.offline.ceremony import Officer
+from airgap.offline.inventory import IntermediateRecord, RootRecord, cert_facts
+from airgap.offline.keysource import signing_root
+from airgap.offline.layout import CA_CERT, CA_KEY, CERT_CHAIN, CRL, ROOT_CERT, ROOT_KEY, PkiLayout, check_cluster_name
+from airgap.offline.recovery import clear_journal, write_journal
+
+
+def make_key(key_type: KeyType, passphrase: bytes | None) -> tuple[bytes, bytes]:
+    """Worker: generate and encrypt one key; returns (encrypted PKCS#8 PEM, SPKI PEM).
+
+    Runs in a pool process: RSA generation and the PBKDF2 work dominate, so they use every core.
+    """
+    from airgap.core.keys import generate_private_key
+
+    key = generate_private_key(key_type)
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return encode_private_key(key, passphrase), pub
+
+
+def make_keys(
+    key_type: KeyType, passphrase: bytes | None, n: int, workers: int | None, progress: Progress
+) -> list[tuple[bytes, bytes]]:
+    """``n`` keys from :func:`make_key`, in spawned worker processes when more than one is useful."""
+    n_workers = max(1, min(n, workers or os.cpu_count() or 1))
+    made: list[tuple[bytes, bytes]] = []
+    progress.start(f"generating {n} {key_type} keys", n)
+    try:
+        if n_workers == 1:
+            for _ in range(n):
+                made.append(make_key(key_type, passphrase))
+                progress.advance(1)
+        else:
+            with worker_pool(n_workers) as pool:
+                for m in pool.map(make_key, [key_type] * n, [passphrase] * n):
+                    made.append(m)
+                    progress.advance(1)
+    finally:
+        progress.finish()
+    return made
+
+
+def write_cluster(
+    layout: PkiLayout, final: Path, key_pem: bytes, cert: x509.Certificate, issuer: x509.Certificate
+) -> None:
+    """Build a cluster folder beside ``final`` and rename it into place when complete.
+
+    ``cert-chain.pem`` is the intermediate then its issuing root; ``root-cert.pem`` is
+    :meth:`PkiLayout.trust_pem` (both roots during a root rotation); ``ca-crl.pem`` the current CRL.
+    """
+    ca_pem = cx.cert_pem(cert)
+    with staged_dir(final, mode=0o700) as tmp:
+        write_new(tmp / CA_KEY, key_pem, mode=0o600)
+        write_new(tmp / CA_CERT, ca_pem)
+        write_new(tmp / CERT_CHAIN, ca_pem + cx.cert_pem(issuer))
+        write_new(tmp / ROOT_CERT, layout.trust_pem())
+        if layout.crl.exists():
+            write_new(tmp / CRL, layout.crl.read_bytes())
+
+
+def init_root(
+    pki: Path,
+    *,
+    key_type: KeyType,
+    days: int,
+    org: str,
+    cn: str,
+    passphrase: bytes | None,
+    officer: Officer | None = None,
+    root_key: PrivateKey | None = None,
+    key_record: bytes | None = None,
+    key_params: dict[str, str] | None = None,
+    notify: Notify | None = stderr_note,
+) -> RootRecord:
+    """Create the root key and self-signed root certificate; refuse if either exists (exit 4).
+
+    With ``root_key`` (a key already in a PKCS#11 token) no key file is written: ``key_record``
+    (the token reference, no secret) is written as ``root-key.pkcs11.json`` instead, and
+    ``key_params`` describe the key in the log. With ``officer`` the acts are logged. A refused
+    or failed init leaves no folder or ``.lock`` it created.
+    """
+    layout = PkiLayout(pki)
+    if days <= 0:
+        raise InvalidInput("--days must be positive")
+    refuse_existing_root(layout)
+    with pki_act(layout, "init", officer, create=True, notify=notify) as act:
+        refuse_existing_root(layout)
+        from airgap.core.keys import generate_private_key
+
+        key = root_key if root_key is not None else generate_private_key(key_type)
+        cert = cx.build_root(key, org=org, cn=cn, days=days)
+        if root_key is None:
+            write_new(layout.root_key, encode_private_key(key, passphrase), mode=0o600)
+            key_file = layout.root_key
+        else:
+            write_new(layout.root_key_ref, key_record or b"{}\n")
+            key_file = layout.root_key_ref
+        try:
+            write_new(layout.root_cert, cx.cert_pem(cert))
+        except BaseException:
+            key_file.unlink(missing_ok=True)
+            raise
+        record = RootRecord.of(cert)
+        inv = act.inventory()
+        inv.root = record
+        act.write_inventory(inv)
+        storage = key_params or {"storage": "file", "file": ROOT_KEY}
+        act.record(
+            "key-create", {"purpose": "root", "key_type": record.key_type, "key_id": spki_sha256(key), **storage}
+        )
+        act.record("init", cert_facts(cert, role="root"))
+    return record
+
+
+def refuse_existing_root(layout: PkiLayout) -> None:
+    for p in (layout.root_key, layout.root_cert, layout.root_key_ref):
+        if p.exists():
+            raise Refused(f"{p}: already exists; refusing to overwrite the root")
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What ``ca issue`` did: the intermediates it made and (``--skip-existing``) the clusters it left."""
+
+    records: list[IntermediateRecord]
+    skipped: list[str] = field(default_factory=list)
+    under_next_root: bool = False
+
+
+def check_names(clusters: Sequence[str]) -> list[str]:
+    if not clusters:
+        raise InvalidInput("name at least one cluster")
+    names = [check_cluster_name(c) for c in clusters]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(f"cluster named twice: {', '.join(dupes)}")
+    return names
+
+
+def issue_intermediates(
+    pki: Path,
+    clusters: Sequence[str],
+    *,
+    key_type: KeyType,
+    days: int,
+    org: str,
+    cn: str,
+    sans: Sequence[str],
+    passphrase: bytes | None,
+    key_passphrase: bytes | None,
+    workers: int | None = None,
+    officer: Officer | None = None,
+    root_key: PrivateKey | None = None,
+    progress: Progress = NO_PROGRESS,
+    skip_existing: bool = False,
+    notify: Notify | None = stderr_note,
+) -> Issued:
+    """Issue one intermediate per cluster, every check done before any key is made.
+
+    ``passphrase`` opens the signing root's key (or ``root_key``, a token key, signs);
+    ``key_passphrase`` encrypts the new keys (None: plain). With ``skip_existing`` clusters that
+    already have a folder are left as they are and listed in :attr:`Issued.skipped` (to finish an
+    interrupted fleet); without it any existing one refuses the whole act (exit 4).
+    """
+    layout = PkiLayout(pki)
+    names = check_names(clusters)
+    if days <= 0:
+        raise InvalidInput("--days must be positive")
+    cx.validate_sans(list(sans))
+    with pki_act(layout, "issue", officer, notify=notify) as act:
+        signer = signing_root(layout, passphrase, root_key)
+        cx.check_within_root(signer.cert, days)
+        existing = [n for n in names if (layout.path / n).exists()]
+        if existing and not skip_existing:
+            raise Refused(
+                f"{layout.path / existing[0]}: already exists; refusing to overwrite (rotation: see 'ca rotate'; "
+                "to finish an interrupted run: --skip-existing)"
+            )
+        todo = [n for n in names if n not in existing]
+        made = make_keys(key_type, key_passphrase, len(todo), workers, progress) if todo else []
+        records = [
+            _issue_one(act, name, key_pem, pub_pem, signer.cert, signer.key, signer.is_next, org, cn, days, sans)
+            for name, (key_pem, pub_pem) in zip(todo, made, strict=True)
+        ]
+    return Issued(records, existing, signer.is_next)
+
+
+def _issue_one(
+    act: Act,
+    name: str,
+    key_pem: bytes,
+    pub_pem: bytes,
+    root_cert: x509.Certificate,
+    root_key: PrivateKey,
+    is_next: bool,
+    org: str,
+    cn: str,
+    days: int,
+    sans: Sequence[str],
+) -> IntermediateRecord:
+    cert = cx.build_intermediate(
+        load_public_key_pem(pub_pem, source=name),
+        cluster=name,
+        root_cert=root_cert,
+        root_key=root_key,
+        org=org,
+        cn=cn,
+        days=days,
+        sans=list(sans),
+    )
+    record = IntermediateRecord.of(name, cert, root_cert)
+    write_journal(act.layout, {"kind": "issue", "cluster": name, "fingerprint": record.fingerprint})
+    inv = act.inventory()
+    inv.intermediates.append(record)
+    act.write_inventory(inv)  # before the folder is published: the record never lags the disk
+    params = cert_facts(cert, cluster=name)
+    if is_next:
+        params["under_next_root"] = True
+    act.record("issue", params)
+    write_cluster(act.layout, act.path / name, key_pem, cert, root_cert)
+    clear_journal(act.layout)
+    return record
+
+
+__all__ = ["Issued", "check_names", "init_root", "issue_intermediates", "make_key", "make_keys", "write_cluster"]

@@ -1,0 +1,305 @@
+"""Crash recovery for the PKI folder: finish or undo what a killed act left, and say what was done.
+
+Acts that publish in more than one step write a journal first (``PKI/.journal.json``, public
+facts only) and remove it when done. :func:`recover` runs under the act lock, before the log
+check of the next act, and returns one :class:`Recovered` per thing it finished or undid; the act
+mechanism (:mod:`airgap.offline.act`) records each as a ``recover`` entry of the ceremony log.
+
+The steps an act takes, and what recovery does when a crash falls between two of them:
+
+* ``issue``: the cluster folder is built under a temporary name → journal → inventory → log →
+  the folder is renamed into place → journal removed. Not published: the inventory record is
+  dropped (the ``issue`` entry stays; the ``recover`` entry says it never took effect).
+* ``rotate``: the new folder is built as ``.rotate-X`` → journal → inventory → log → ``X`` and
+  ``.rotate-X`` are exchanged in one ``renameat2(RENAME_EXCHANGE)`` → the old folder moves to the
+  archive → journal removed. Recorded: recovery finishes the swap; not recorded: it removes
+  ``.rotate-X``. ``PKI/X`` exists at every moment, so a crash never makes a cluster vanish.
+* ``root-begin``: journal → log → ``next-root/`` renamed into place → every ``root-cert.pem``
+  rewritten to both roots → journal removed. Recovery rewrites the trust files it did not reach.
+* ``root-finish``: the new CRL is signed first and kept in the journal → inventory → log → the
+  old root moves to the archive, the next root into place → CRL written → trust rewritten →
+  journal removed. Recovery finishes every step (each is idempotent); it never needs a key.
+
+Trust: the journal is a file in the officer's folder like the inventory; recovery only moves and
+rewrites files the journal names, and checks certificate fingerprints before it moves anything.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airgap.core import x509 as cx
+from airgap.core.atomic import ensure_dir, fsync_dir, move, remove_stale_temps, write_replace
+from airgap.core.canonical import state_json
+from airgap.core.crashpoint import crash_point
+from airgap.errors import InvalidInput
+from airgap.offline.ceremony import read_entries
+from airgap.offline.inventory import (
+    RootRecord,
+    parse_state,
+    read_inventory,
+    read_revocations,
+    write_inventory,
+    write_revocations,
+)
+from airgap.offline.layout import CA_CERT, CRL, ROOT_CERT, ROOT_KEY, ROOT_KEY_REF, PkiLayout
+
+JOURNAL = ".journal.json"
+ROOT_FILES = (ROOT_KEY, ROOT_KEY_REF, ROOT_CERT)  # the order they move in; the certificate last
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """One thing recovery finished or undid: the log's ``recover`` entry parameters."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        p = self.params
+        return f"recovered an interrupted {p.get('interrupted')}: {p.get('outcome')}"
+
+
+def journal_path(layout: PkiLayout) -> Path:
+    return layout.path / JOURNAL
+
+
+def write_journal(layout: PkiLayout, doc: dict[str, Any]) -> None:
+    """Say what this act is about to publish (before the inventory and the log)."""
+    write_replace(journal_path(layout), state_json({"format": 1, **doc}))
+
+
+def clear_journal(layout: PkiLayout) -> None:
+    crash_point()
+    journal_path(layout).unlink(missing_ok=True)
+    fsync_dir(layout.path)
+
+
+def _fp(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    return cx.fingerprint(cx.load_cert_pem(path.read_bytes(), source=str(path)))
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two folders in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Where the call is missing, two renames through a temporary name; recovery then still finds
+    both folders or finishes the swap (see :func:`_recover_rotate`).
+    """
+    crash_point()
+    libc_name = ctypes.util.find_library("c")
+    fn = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None
+    if fn is not None:
+        if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+            fsync_dir(a.parent)
+            return
+        err = ctypes.get_errno()
+        if err not in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: fall back below
+            raise OSError(err, os.strerror(err), str(a))
+    spare = a.parent / f".exchange-{a.name}"  # pragma: no cover - only without renameat2
+    move(a, spare)  # pragma: no cover
+    move(b, a)  # pragma: no cover
+    move(spare, b)  # pragma: no cover
+
+
+def rewrite_trust(layout: PkiLayout) -> list[str]:
+    """Give every cluster the current trust (:meth:`PkiLayout.trust_pem`) as its ``root-cert.pem``;
+    the names whose file changed."""
+    pem = layout.trust_pem()
+    changed = []
+    for name in layout.clusters():
+        p = layout.path / name / ROOT_CERT
+        if not p.exists() or p.read_bytes() != pem:
+            write_replace(p, pem)
+            changed.append(name)
+    return changed
+
+
+def _recorded(layout: PkiLayout, fingerprint: str) -> bool:
+    """Whether the act that made ``fingerprint`` was recorded: in the log when the folder keeps
+    one (the log is the record), else in the inventory."""
+    if layout.log.exists():
+        return any(e.params.get("fingerprint") == fingerprint for e in read_entries(layout.path))
+    return read_inventory(layout.inventory).knows(fingerprint)
+
+
+def _drop_from_inventory(layout: PkiLayout, fingerprint: str) -> bool:
+    inv = read_inventory(layout.inventory)
+    kept = [r for r in inv.intermediates if r.fingerprint != fingerprint]
+    if len(kept) == len(inv.intermediates):
+        return False
+    inv.intermediates = kept
+    write_inventory(layout.inventory, inv)
+    return True
+
+
+def _recover_issue(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
+    cluster, fp = str(j["cluster"]), str(j["fingerprint"])
+    if _fp(layout.path / cluster / CA_CERT) == fp:
+        outcome = "the cluster folder was published; nothing to undo"
+    else:
+        _drop_from_inventory(layout, fp)
+        outcome = "the cluster folder was never published; the intermediate was dropped from the inventory"
+    return Recovered({"interrupted": "issue", "cluster": cluster, "fingerprint": fp, "outcome": outcome})
+
+
+def _recover_rotate(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
+    cluster, new_fp, old_fp = str(j["cluster"]), str(j["fingerprint"]), str(j["old_fingerprint"])
+    current, staging = layout.path / cluster, layout.rotation_staging(cluster)
+    dest = layout.path / str(j["archive"])
+    recorded = _recorded(layout, new_fp)
+    cur, stg = _fp(current / CA_CERT), _fp(staging / CA_CERT)
+    if cur is None and stg == new_fp:  # the two-rename fallback stopped halfway
+        if recorded:
+            move(staging, current)
+            cur, stg = new_fp, None
+        else:
+            move(dest, current)
+            _drop_from_inventory(layout, new_fp)
+            cur = old_fp
+    if cur == old_fp and stg == new_fp:
+        if recorded:
+            exchange(current, staging)
+            cur, stg = new_fp, old_fp
+        else:
+            shutil.rmtree(staging)
+            _drop_from_inventory(layout, new_fp)
+            return Recovered(
+                {
+                    "interrupted": "rotate",
+                    "cluster": cluster,
+                    "fingerprint": new_fp,
+                    "outcome": "the new intermediate was never recorded; it was removed and the old one kept",
+                }
+            )
+    if cur == new_fp and stg == old_fp:
+        ensure_dir(dest.parent, mode=0o700)
+        if dest.exists():
+            shutil.rmtree(staging)
+        else:
+            move(staging, dest)
+    return Recovered(
+        {
+            "interrupted": "rotate",
+            "cluster": cluster,
+            "fingerprint": new_fp,
+            "outcome": "the rotation was recorded; it was finished (the old intermediate is archived)",
+        }
+    )
+
+
+def _recover_root_begin(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
+    fp = str(j["fingerprint"])
+    if _fp(layout.next_root_cert) == fp:
+        changed = rewrite_trust(layout)
+        outcome = f"the next root was published; trust rewritten for {len(changed)} cluster(s)"
+    else:
+        outcome = "the next root was never published; no rotation is in progress"
+    return Recovered({"interrupted": "rotate-root", "fingerprint": fp, "outcome": outcome})
+
+
+def finish_root_moves(layout: PkiLayout, archive_dir: Path) -> None:
+    """Old root out to ``archive_dir``, next root in; each file moves once and never back."""
+    ensure_dir(archive_dir, mode=0o700)
+    if not (archive_dir / ROOT_CERT).exists():  # the certificate moves last: then the old root is out
+        for name in ROOT_FILES:
+            if (layout.path / name).exists():
+                move(layout.path / name, archive_dir / name)
+    for name in ROOT_FILES:
+        if (layout.next_root_dir / name).exists():
+            move(layout.next_root_dir / name, layout.path / name)
+    if layout.next_root_dir.is_dir():
+        remove_stale_temps(layout.next_root_dir)
+        layout.next_root_dir.rmdir()
+        fsync_dir(layout.path)
+
+
+def write_crl_files(layout: PkiLayout, pem: bytes) -> None:
+    """``PKI/ca-crl.pem`` and every current cluster's copy."""
+    write_replace(layout.crl, pem)
+    for c in layout.clusters():
+        write_replace(layout.path / c / CRL, pem)
+
+
+def _recover_root_finish(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
+    fp = str(j["fingerprint"])
+    finish_root_moves(layout, layout.path / str(j["archive"]))
+    crl = j.get("crl")
+    if isinstance(crl, dict):
+        write_crl_files(layout, str(crl["pem"]).encode())
+        state = read_revocations(layout.revocations)
+        if state.crl_number < int(crl["number"]):
+            state.crl_number = int(crl["number"])
+            write_revocations(layout.revocations, state)
+    rewrite_trust(layout)
+    inv = read_inventory(layout.inventory)
+    root = layout.load_root_cert()
+    if inv.root is None or inv.root.fingerprint != fp:
+        inv.root = RootRecord.of(root)
+        write_inventory(layout.inventory, inv)
+    return Recovered(
+        {"interrupted": "rotate-root --finish", "fingerprint": fp, "outcome": "the root rotation was finished"}
+    )
+
+
+_BY_KIND = {
+    "issue": _recover_issue,
+    "rotate": _recover_rotate,
+    "root-begin": _recover_root_begin,
+    "root-finish": _recover_root_finish,
+}
+
+
+def _legacy_rotations(layout: PkiLayout) -> list[Recovered]:
+    """``.rotate-X`` left without a journal (a crash before the journal was written)."""
+    out = []
+    for d in layout.rotations_under_way():
+        cluster = d.name[len(".rotate-") :]
+        final = layout.path / cluster
+        if final.exists():
+            shutil.rmtree(d, ignore_errors=True)
+            outcome = "a new intermediate that was never recorded was removed"
+        else:
+            move(d, final)
+            outcome = "the new intermediate was moved into place"
+        out.append(Recovered({"interrupted": "rotate", "cluster": cluster, "outcome": outcome}))
+    return out
+
+
+def recover(layout: PkiLayout) -> list[Recovered]:
+    """Finish or undo what a crashed act left (call with the act lock held); what was done."""
+    if not layout.path.is_dir():
+        return []
+    remove_stale_temps(layout.path)
+    done: list[Recovered] = []
+    jp = journal_path(layout)
+    if jp.exists():
+        doc = parse_state(jp.read_bytes(), source=str(jp), what="act journal")
+        handler = _BY_KIND.get(str(doc.get("kind")))
+        if handler is None:
+            raise InvalidInput(f"{jp}: unknown act journal kind {doc.get('kind')!r}; restore the folder from backup")
+        done.append(handler(layout, doc))
+        clear_journal(layout)
+    done.extend(_legacy_rotations(layout))
+    return done
+
+
+__all__ = [
+    "JOURNAL",
+    "Recovered",
+    "clear_journal",
+    "exchange",
+    "finish_root_moves",
+    "recover",
+    "rewrite_trust",
+    "write_crl_files",
+    "write_journal",
+]
