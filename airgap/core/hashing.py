@@ -31,7 +31,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import IO, Any, Protocol
 
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.errors import InvalidInput
@@ -196,7 +196,7 @@ def hash_file(
     return digests.digests(), digests.size
 
 
-_Item = tuple[BinaryIO, "Digests", bytes] | Callable[[], None] | threading.Event | None
+_Item = tuple[IO[bytes], "Digests | None", bytes] | Callable[[], None] | threading.Event | None
 
 
 class WriteBehind:
@@ -239,7 +239,8 @@ class WriteBehind:
                 if isinstance(item, tuple):
                     out, digests, chunk = item
                     out.write(chunk)
-                    digests.update(chunk)
+                    if digests is not None:
+                        digests.update(chunk)
                     if self._writeback:
                         self._advise(out, len(chunk))
                 else:
@@ -247,7 +248,7 @@ class WriteBehind:
             except OSError as exc:
                 self._error = exc
 
-    def _advise(self, out: BinaryIO, n: int) -> None:
+    def _advise(self, out: IO[bytes], n: int) -> None:
         key = id(out)
         start, pending = self._flushed.get(key, (-1, 0))
         if start < 0:
@@ -264,7 +265,8 @@ class WriteBehind:
         if self._error is not None:
             raise self._error
 
-    def write(self, out: BinaryIO, digests: Digests, chunk: bytes) -> None:
+    def write(self, out: IO[bytes], digests: Digests | None, chunk: bytes) -> None:
+        """Queue ``chunk`` to be written to ``out`` (and fed to ``digests``, unless None)."""
         self._raise()
         self._queue.put((out, digests, chunk))
 
@@ -291,3 +293,35 @@ class WriteBehind:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def copy_hashed(
+    src_fd: int,
+    offset: int,
+    size: int,
+    out: IO[bytes],
+    digests: Digests,
+    *,
+    progress: Progress = NO_PROGRESS,
+    writeback: bool = True,
+) -> int:
+    """Copy ``size`` bytes of the file ``src_fd`` from ``offset`` to ``out``, feeding each byte
+    once to ``digests``; return how many were copied (fewer: the source is shorter).
+
+    The caller's thread reads (``pread``: the fd position is not used) and hashes; a
+    :class:`WriteBehind` worker writes the previous chunks meanwhile, so hashing overlaps
+    writing. Everything is written to ``out`` (in order, after what the caller wrote before)
+    when this returns. Write errors raise ``OSError``; read errors too.
+    """
+    done = 0
+    with WriteBehind(depth=4, writeback=writeback) as writer:
+        while done < size:
+            chunk = os.pread(src_fd, min(CHUNK, size - done), offset + done)
+            if not chunk:
+                break
+            digests.update(chunk)
+            writer.write(out, None, chunk)
+            done += len(chunk)
+            progress.advance(len(chunk))
+        writer.drain()
+    return done
