@@ -148,27 +148,27 @@ class _TarSource:
         self._view = memoryview(self._buf)
         self._gzip = os.pread(fd, 2, 0) == b"\x1f\x8b"
         self._z: zlib._Decompress | None = zlib.decompressobj(31) if self._gzip else None
-        self._tail = b""  # compressed bytes read but not yet inflated
+        self._tail: bytes | memoryview = b""  # compressed bytes read but not yet inflated
 
-    def _read_raw(self) -> bytes:
+    def _read_raw(self) -> memoryview:
+        """The next chunk of the file, hashed, as a view of the reused buffer (valid until the
+        next call)."""
         n = os.preadv(self._fd, [self._view], self.pos)
-        if not n:
-            return b""
         self.pos += n
-        if self._digests is not None:
+        if n and self._digests is not None:
             self._digests.update(self._view[:n])
-        return bytes(self._view[:n])
+        return self._view[:n]
 
     def read(self, size: int = CHUNK) -> bytes:
         if self._z is None:
-            return self._read_raw()
+            return bytes(self._read_raw())
         while True:
             if not self._tail:
-                self._tail = self._read_raw()
+                self._tail = self._read_raw()  # inflated straight from the buffer, no copy
                 if not self._tail:
                     return b""  # truncated (tarfile refuses) or the end
             if self._z.eof:  # a gzip member ended: padding, then maybe another member
-                self._tail = self._tail.lstrip(b"\x00")
+                self._tail = bytes(self._tail).lstrip(b"\x00")
                 if not self._tail:
                     continue
                 self._z = zlib.decompressobj(31)

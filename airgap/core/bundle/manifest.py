@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -19,8 +19,10 @@ from airgap.core.canonical import canonical_json
 from airgap.core.keys import PrivateKey, PublicKey, signature_hash_for
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.names import CLUSTER_NAME_RE
-from airgap.core.x509 import CAMaterial
 from airgap.errors import InvalidInput, VerificationError
+
+if TYPE_CHECKING:  # only a type here: bundle verify does not need the x509 module loaded
+    from airgap.core.x509 import CAMaterial
 
 FORMAT_VERSION = 2  # what writers produce; 2 added ceremony_head
 SUPPORTED_FORMAT_VERSIONS = (1, 2)  # 1: bundles made before ceremony_head, still accepted (SPEC.md 3)
