@@ -49,11 +49,14 @@ $AIRGAP keys new operator --kind recipient --out "$DEMO/jump/keys" --no-passphra
 say "A signed bundle for cluster1: cacerts files, the CA key age-encrypted to the operator"
 $AIRGAP bundle create cluster1 --dir "$DEMO/pki" --sign-key "$DEMO/keys/officer.key" \
   --recipient "$DEMO/jump/keys/operator.pub" --passphrase-file "$DEMO/passphrase.txt" --out "$DEMO/cluster1.bundle"
+$AIRGAP bundle create cluster2 --dir "$DEMO/pki" --sign-key "$DEMO/keys/officer.key" \
+  --recipient "$DEMO/jump/keys/operator.pub" --passphrase-file "$DEMO/passphrase.txt" --out "$DEMO/cluster2.bundle"
 
 say "--- the bundle crosses the air gap (USB stick, data diode); on the jump host: ---"
 export AIRGAP_STATE_DIR="$DEMO/jump/state"
 cp "$DEMO/keys/officer.pub" "$DEMO/jump/officer.pub"
 cp "$DEMO/cluster1.bundle" "$DEMO/jump/cluster1.bundle"
+cp "$DEMO/cluster2.bundle" "$DEMO/jump/cluster2.bundle"
 
 say "What the bundle claims (unverified)"
 $AIRGAP bundle inspect "$DEMO/jump/cluster1.bundle"
@@ -61,11 +64,16 @@ $AIRGAP bundle inspect "$DEMO/jump/cluster1.bundle"
 say "Verify it against the officer's public key"
 $AIRGAP bundle verify "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub"
 
-say "Import: verify, decrypt, check the CA as istiod would, render the manifests"
+say "The GitOps engine's age key (Flux's sops-age Secret in real life): rendered Secrets are encrypted to it"
+$AIRGAP keys new flux --kind recipient --out "$DEMO/flux" --no-passphrase
+
+say "Import: verify, decrypt, check the CA as istiod would, render the manifests (cacerts as a SOPS file)"
 $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
-  --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --output-dir "$DEMO/jump/rendered"
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --output-dir "$DEMO/jump/rendered" \
+  --sops-age "$DEMO/flux/flux.pub"
 ls -l "$DEMO/jump/rendered"
 cat "$DEMO/jump/rendered/00-namespace.yaml"
+grep -E "^(data|  ca-key.pem|sops)" "$DEMO/jump/rendered/10-cacerts-secret.sops.yaml" | cut -c1-90
 
 say "The auditor: the officer's ceremony log still holds the head this bundle carried"
 H=$(.venv/bin/python -c 'import json,sys; print(next(iter(json.load(open(sys.argv[1]))["accepted"].values()))["ceremony_head"])' "$DEMO/jump/state/accepted.json")
@@ -111,6 +119,28 @@ $AIRGAP mesh install --release "$DEMO/jump/asm" --cluster-name cluster1 --networ
   --output-dir "$DEMO/jump/rendered-install"
 ls "$DEMO/jump/rendered-install"
 
+say "A Git tree for Flux / Argo CD: clusters/NAME/ with a kustomization.yaml, Secrets SOPS-encrypted"
+$AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --context cluster1 \
+  --output-dir "$DEMO/gitops" --sops-age "$DEMO/flux/flux.pub"
+$AIRGAP mesh install --context cluster1 --layout clusters --release "$DEMO/jump/asm" --cluster-name cluster1 \
+  --network network1 --mesh-id proj-demo --output-dir "$DEMO/gitops" --sops-age "$DEMO/flux/flux.pub"
+(cd "$DEMO/gitops" && find . -type f | sort && cat clusters/cluster1/kustomization.yaml)
+if command -v kubectl >/dev/null 2>&1; then
+  kubectl kustomize "$DEMO/gitops/clusters/cluster1" | grep -E "^kind:|ENC\[AES256_GCM" | cut -c1-60 | sort | uniq -c
+fi
+if grep -rq "PRIVATE KEY" "$DEMO/gitops"; then echo "unexpected: a private key in the Git tree" >&2; exit 1; fi
+echo "   no private key anywhere under $DEMO/gitops"
+SOPS_AGE_KEY_FILE="$DEMO/flux/flux.key" .venv/bin/sops decrypt "$DEMO/gitops/clusters/cluster1/10-cacerts-secret.sops.yaml" \
+  | grep -c "ca-key.pem: LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0t" | sed 's/^/   sops decrypt with the Flux key gives back the CA key (lines: /; s/$/)/'
+
+say "Render again: Git would see no change (the SOPS file is left as it is)"
+before=$(sha256sum "$DEMO/gitops/clusters/cluster1/10-cacerts-secret.sops.yaml")
+$AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --context cluster1 \
+  --output-dir "$DEMO/gitops" --sops-age "$DEMO/flux/flux.pub"
+[ "$before" = "$(sha256sum "$DEMO/gitops/clusters/cluster1/10-cacerts-secret.sops.yaml")" ] && echo "   unchanged, byte for byte"
+
 say "The connected half against the Kubernetes API EMULATOR (tests/kubeapi), NOT a real cluster"
 mkdir -p "$DEMO/emu"
 .venv/bin/python -m tests.kubeapi --kubeconfig "$DEMO/emu/kubeconfig" --clusters 2 --workloads \
@@ -129,6 +159,20 @@ $AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name c
 $AIRGAP mesh inject demo --context emu-1 --restart
 $AIRGAP mesh status --context emu-1
 
+say "A second cluster on its own network (with its east-west gateway), then one mesh across both"
+$AIRGAP bundle import "$DEMO/jump/cluster2.bundle" --trust "$DEMO/jump/officer.pub" \
+  --identity "$DEMO/jump/keys/operator.key" --cluster cluster2 --context emu-2
+$AIRGAP mesh install --context emu-2 --release "$DEMO/jump/asm" --cluster-name cluster2 --network network2 \
+  --mesh-id proj-demo --east-west
+$AIRGAP mesh connect --context emu-1 --context emu-2 --dry-run
+$AIRGAP mesh connect --context emu-1 --context emu-2
+$AIRGAP mesh connect --context emu-1 --context emu-2   # again: nothing to change
+# the same remote secrets for Git: their API tokens SOPS-encrypted to the Flux key
+$AIRGAP mesh connect --context emu-1 --context emu-2 --output-dir "$DEMO/gitops-connect" \
+  --sops-age "$DEMO/flux/flux.pub" > /dev/null
+grep -l "ENC\[AES256_GCM" "$DEMO"/gitops-connect/clusters/*/20-istio-remote-secret-*.yaml
+$AIRGAP mesh status --context emu-1 --context emu-2 | sed -n '/^mesh trust:/,$p'
+
 say "Run again: nothing changes the second time"
 $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.pub" \
   --identity "$DEMO/jump/keys/operator.key" --cluster cluster1 --context emu-1
@@ -145,9 +189,13 @@ What was made, in $DEMO/:
   pki/ca-crl.pem                                           the root-signed CRL (cluster3's old intermediate)
   keys/officer.key (encrypted, 0600), keys/officer.pub     the bundle signing key
   cluster1.bundle                                          signed, CA key encrypted to the operator
-  jump/rendered/                                           the istio-system Namespace and cacerts Secret
+  jump/rendered/                                           the istio-system Namespace and cacerts Secret (SOPS)
+  flux/flux.key, flux/flux.pub                             the GitOps engine's age key (sops-age in flux-system)
+  gitops/.sops.yaml, gitops/clusters/cluster1/             a Git tree Flux or Argo CD reconcile (docs/gitops.md)
+  gitops-connect/clusters/emu-N/                           mesh connect's remote secrets, SOPS-encrypted
   jump/asm/ (RELEASE.json)                                 the verified, extracted release
   jump/rendered-install/                                   cluster.yaml, istiod Service, the istioctl command
+  (emulator) istio-remote-secret-cluster1/2                each cluster's istiod reads the other (mesh connect)
 
 The cluster steps ran against the loopback Kubernetes API emulator in tests/kubeapi.
 On a real jump host, the same commands take a real kubeconfig context.

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Install the system tools the tests use for interop: openssl, age, softhsm2.
+# Install the system tools the tests use for interop: openssl, age, softhsm2, kubectl (kustomize builds).
 # Idempotent; uses apt-get when run as root on Debian/Ubuntu, otherwise says what is missing.
 set -euo pipefail
 need=()
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v age >/dev/null 2>&1 || need+=(age)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
+command -v kubectl >/dev/null 2>&1 || need+=(KUBECTL)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
+  # kubectl: the package of that name where a source has it, else Debian's kubernetes-client
+  kube=kubernetes-client
+  apt-cache show kubectl >/dev/null 2>&1 && kube=kubectl
+  need=("${need[@]/#KUBECTL/$kube}")
   apt-get install -y -qq "${need[@]}" >/dev/null
 else
+  need=("${need[@]/#KUBECTL/kubectl}")
   echo "missing system packages: ${need[*]} (install them, e.g. sudo apt-get install ${need[*]})" >&2
   exit 1
 fi

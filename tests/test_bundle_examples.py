@@ -86,7 +86,7 @@ def test_valid_example_through_the_cli(tmp_path: Path) -> None:
     assert r.code == 0, r.err
     r = run_cli(
         "bundle", "import", EXAMPLES / "valid.bundle", "--trust", KEYS / "officer.pub", "--identity",
-        KEYS / "operator.key", "--cluster", "c1", "--output-dir", tmp_path / "out",
+        KEYS / "operator.key", "--cluster", "c1", "--output-dir", tmp_path / "out", "--plaintext-secrets",
         env={"AIRGAP_STATE_DIR": str(tmp_path / "state")},
     )  # fmt: skip
     assert r.code == 0, r.err

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from airgap.cli._app import RichProgress, info, new_app, print_json
+from airgap.cli._gitops import raise_for_tree, secret_policy
 
 if TYPE_CHECKING:
     from airgap.offline.ceremony import Officer
@@ -148,20 +149,15 @@ def _log_officer(
     log_key: Path | None, log_pass_file: Path | None, known_pw: bytes | None, passphrase_file: Path | None
 ) -> Officer | None:
     """Open --log-key; its passphrase: --log-key-passphrase-file, else the PKI's / signing key's."""
-    if log_key is None:
-        return None
-    from airgap.core.keys import key_file_is_encrypted
-    from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
-    from airgap.offline.ceremony import load_officer
+    from airgap.core.passphrase import resolve_passphrase
+    from airgap.offline.keysource import open_officer
 
-    if not key_file_is_encrypted(log_key, "log key"):
-        return load_officer(log_key, None)
-    pw: bytes | None
-    if log_pass_file is not None:
-        pw = read_passphrase_file(log_pass_file)
-    else:
-        pw = known_pw or resolve_passphrase(passphrase_file, purpose="log key passphrase")
-    return load_officer(log_key, pw)
+    return open_officer(
+        log_key,
+        log_pass_file,
+        known_pw or None,
+        ask=lambda: resolve_passphrase(passphrase_file, purpose="log key passphrase"),
+    )
 
 
 @app.command("verify")
@@ -222,7 +218,18 @@ def import_(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check everything, print the plan, write nothing (with --context: read the cluster)."
     ),
-    output_dir: Path | None = typer.Option(None, "--output-dir", help="Render YAML here; touch no cluster."),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", help="Render YAML here; touch no cluster (with --context: DIR/clusters/CTX/)."
+    ),
+    sops_age: list[str] = typer.Option(
+        [],
+        "--sops-age",
+        help="With --output-dir: write the cacerts Secret as a SOPS file encrypted to this age recipient "
+        "(age1… or a .pub file; repeat for several). Safe to commit.",
+    ),
+    plaintext_secrets: bool = typer.Option(
+        False, "--plaintext-secrets", help="With --output-dir and no --sops-age: write the CA key in the clear."
+    ),
     passphrase_file: Path | None = typer.Option(None, "--passphrase-file", help="Passphrase of --identity."),
 ) -> None:
     """Verify, decrypt and check a bundle, then render it (--output-dir) or write it to the cluster(s).
@@ -233,17 +240,25 @@ def import_(
     several --context the clusters run --parallel at a time, a table ends the output and the exit
     code is the worst cluster's. --dry-run --context reads the cluster(s) and says what would happen.
 
+    --output-dir renders instead of writing to a cluster. The cacerts Secret holds the CA private
+    key, so it needs --sops-age RECIPIENT (a SOPS file, data encrypted, names and annotations
+    readable) or, deliberately, --plaintext-secrets. With --context the fleet layout is written:
+    DIR/.sops.yaml and DIR/clusters/CTX/ with a kustomization.yaml, for Flux or Argo CD
+    (docs/gitops.md); a re-render of the same bundle leaves every file as it is, a new CA needs --rotate.
+
     Example: airgap bundle import c1.bundle --trust officer.pub --identity op.key --cluster c1 --context prod-1
+
+    Example: airgap bundle import c1.bundle --trust officer.pub --identity op.key --cluster c1
+    --context prod-1 --output-dir fleet-repo --sops-age flux.pub
     """
-    from airgap.connected.bundle_import import ANN_FINGERPRINT, import_to_dir, prepare_import
+    from airgap.connected.bundle_import import ANN_FINGERPRINT, import_to_dir, import_to_tree, prepare_import
     from airgap.connected.fleet import unique_contexts
     from airgap.core.age import identity_is_encrypted
     from airgap.core.passphrase import resolve_passphrase
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
-    if context and output_dir is not None:
-        raise typer.BadParameter("--context writes to a cluster; it cannot be used with --output-dir")
+    recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "the cacerts Secret holds the CA private key")
     contexts = unique_contexts(context)
     keys = _trust_keys(trust)
     pw = None
@@ -263,8 +278,16 @@ def import_(
         typer.echo(f"Would apply: Secret istio-system/cacerts (keys: {', '.join(secret['data'])})")
         typer.echo("Dry run: nothing written (no --context: no cluster was read).")
         return
+    if output_dir is not None and contexts:
+        typer.echo(f"Verified OK: {summary}")
+        tree = import_to_tree(
+            prepared, output_dir, contexts, recipients=recipients, rotate=rotate, parallel=parallel
+        )  # records the accepted bundle first; the same bundle may be rendered again
+        typer.echo(tree.table())
+        raise_for_tree(tree)
+        return
     if output_dir is not None:
-        written = import_to_dir(prepared, output_dir)  # records the accepted bundle before publishing
+        written = import_to_dir(prepared, output_dir, recipients)  # records the accepted bundle before publishing
         typer.echo(f"Verified OK: {summary}")
         for p in written:
             typer.echo(f"Wrote {p}")

@@ -99,7 +99,7 @@ def init(
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
     from airgap.offline.issue import init_root, refuse_existing_root
-    from airgap.offline.keysource import new_root_key
+    from airgap.offline.keysource import root_key_args
     from airgap.offline.layout import PkiLayout
 
     kt = check_key_type(key_type)
@@ -112,22 +112,8 @@ def init(
         pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
         where = f"{kt}, in {ref.describe()} (not extractable)"
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    if ref is None:
-        rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
-    else:
-        with new_root_key(ref, pin_file, kt) as new:
-            rec = init_root(
-                dir,
-                key_type=kt,
-                days=days,
-                org=org,
-                cn=cn,
-                passphrase=None,
-                officer=officer,
-                root_key=new.key,
-                key_record=new.record,
-                key_params=new.params,
-            )
+    with root_key_args(ref, pin_file, kt, pw) as key_args:
+        rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Root CA created in {dir}")
     typer.echo(f"  subject      {rec.subject}")
     typer.echo(f"  key          {where}")
@@ -472,24 +458,10 @@ def rotate_root(
     new_ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
-    if new_ref is None:
-        rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, passphrase=pw, officer=officer)
-    else:
-        from airgap.offline.keysource import new_root_key
+    from airgap.offline.keysource import root_key_args
 
-        with new_root_key(new_ref, pin_file, kt) as new:
-            rec = begin_root_rotation(
-                store,
-                key_type=kt,
-                days=days,
-                org=org,
-                cn=cn,
-                passphrase=None,
-                officer=officer,
-                root_key=new.key,
-                key_record=new.record,
-                key_params=new.params,
-            )
+    with root_key_args(new_ref, pin_file, kt, pw) as key_args:
+        rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
     typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")
     typer.echo("  then 'airgap ca rotate CLUSTER' for each cluster, then 'airgap ca rotate-root --finish'")

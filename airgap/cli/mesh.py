@@ -69,12 +69,30 @@ def install(
     network: str = typer.Option(..., "--network", help="The cluster's network (topology.istio.io/network)."),
     mesh_id: str = typer.Option(..., "--mesh-id", help="values.global.meshID (the same for every cluster)."),
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
-    revision: str = typer.Option("asm-186-8", "--revision", help="The control plane revision."),
-    profile: str = typer.Option("asm-multicloud", "--profile", help="The IstioOperator profile."),
+    revision: str | None = typer.Option(
+        None, "--revision", help="The control plane revision (default: from the release, 1.8.6-asm.8 -> asm-186-8)."
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", help="The IstioOperator profile (default: the release line's, asm-multicloud for ASM 1.8)."
+    ),
+    east_west: bool = typer.Option(
+        False, "--east-west", help="Also install the network's east-west gateway and expose services on 15443."
+    ),
     overlay: list[Path] = typer.Option([], "-f", "--overlay", help="IstioOperator overlay, merged in the order given."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan; change nothing."),
     output_dir: Path | None = typer.Option(None, "--output-dir", help="Render manifests and the command; no cluster."),
-    force: bool = typer.Option(False, "--force", help="Change a different existing network label."),
+    layout: str = typer.Option(
+        "auto",
+        "--layout",
+        help="--output-dir layout: flat, or clusters (DIR/clusters/CTX/ with kustomization.yaml, for GitOps); "
+        "auto: clusters when --context is repeated.",
+    ),
+    sops_age: list[str] = typer.Option(
+        [], "--sops-age", help="With --layout clusters: age recipient for DIR/.sops.yaml (repeat for several)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Change a different existing network label (or a rendered file's content)."
+    ),
     parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
     timeout: float = typer.Option(900.0, "--timeout", min=1, help="Seconds istioctl install may take."),
     wait_timeout: float = typer.Option(600.0, "--wait-timeout", min=0, help="Seconds to wait for Ready pods."),
@@ -83,34 +101,77 @@ def install(
 ) -> None:
     """Install the mesh from a verified release: cluster.yaml, istioctl, network label, istiod Service, wait.
 
+    --output-dir renders instead of installing. In the clusters layout (docs/gitops.md) a re-render
+    of the same input leaves every file as it is; another content needs --force.
+
     Example: airgap mesh install --context ctx1 --release rel --cluster-name cluster1 --network net1 --mesh-id proj-1
+
+    Example: airgap mesh install --context c1 --context c2 --release rel --cluster-name '{context}'
+    --network 'net-{context}' --mesh-id proj-1 --output-dir fleet-repo --sops-age flux.pub
     """
     from airgap.connected.fleet import Outcome, run_fleet
-    from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install
+    from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install, render_tree
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    if layout not in ("auto", "flat", "clusters"):
+        raise typer.BadParameter(f"--layout {layout!r}: expected auto, flat or clusters")
     contexts = _contexts(context)
+    if output_dir is None and (sops_age or layout != "auto"):
+        raise typer.BadParameter("--sops-age and --layout only apply to --output-dir")
+    if layout == "auto":
+        layout = "clusters" if len(contexts) > 1 else "flat"
+    if layout == "flat" and sops_age:
+        raise typer.BadParameter("--sops-age needs the clusters layout (--layout clusters or several --context)")
+    if layout == "flat" and len(contexts) > 1:
+        raise typer.BadParameter("several --context render the clusters layout; --layout flat takes one")
+    if layout == "clusters" and contexts == [None]:
+        raise typer.BadParameter("--layout clusters needs --context (one folder per context)")
     if len(contexts) > 1 and "{context}" not in cluster_name:
         raise typer.BadParameter("with several --context, --cluster-name must contain {context} (names must differ)")
-    base = MeshSettings(cluster_name, network, mesh_id, revision, profile, tuple(overlay))
+    defaults = _release_defaults(release)
+    template = MeshSettings(
+        cluster_name,
+        network,
+        mesh_id,
+        revision or defaults.revision,
+        profile or defaults.profile,
+        tuple(overlay),
+        east_west,
+    )
+    base = template
     if len(contexts) == 1:
         base = base.for_context(contexts[0] or "")
     wait = WaitPolicy(istioctl_timeout=timeout, ready_timeout=wait_timeout, poll=poll)
     fleet = len(contexts) > 1
 
     if output_dir is not None:
-        if not fleet:
+        if layout == "flat":
             written = render_install(release, base, output_dir, context=contexts[0])
             for p in written:
                 typer.echo(f"Wrote {p}")
             return
+        recipients = None
+        if sops_age:
+            from airgap.core.sops import age_recipients
 
-        def render_one(ctx: str) -> Outcome:
-            files = render_install(release, base.for_context(ctx), output_dir / ctx, context=ctx)
-            return Outcome(ctx, 0, "rendered", str(files[0].parent))
+            recipients = age_recipients(sops_age)
+        tree = render_tree(
+            release,
+            template,
+            output_dir,
+            [c for c in contexts if c],
+            recipients=recipients,
+            force=force,
+            parallel=parallel,
+        )
+        if len(tree.outcomes) == 1 and not as_json:
+            from airgap.cli._gitops import raise_for_tree
 
-        _finish_fleet(run_fleet([c for c in contexts if c], render_one, parallel=parallel), as_json)
+            typer.echo(tree.table())
+            raise_for_tree(tree)
+            return
+        _finish_fleet(tree, as_json)
         return
 
     def one(ctx: str | None) -> Any:
@@ -145,6 +206,20 @@ def install(
     _finish_fleet(run_fleet([c for c in contexts if c], fleet_one, parallel=parallel), as_json)
 
 
+def _release_defaults(release: Path) -> Any:
+    """Revision and profile defaults of the release (a release not in the catalog gets a warning)."""
+    from airgap.cli._app import warn
+    from airgap.connected.catalog import defaults_for, release_version
+
+    defaults = defaults_for(release_version(release))
+    if not defaults.known:
+        warn(
+            f"release {defaults.version} is not in airgap's catalog: revision {defaults.revision} and profile "
+            f"{defaults.profile} are derived; pass --revision/--profile to choose"
+        )
+    return defaults
+
+
 def _print_install(r: Any) -> None:
     import shlex
 
@@ -158,6 +233,8 @@ def _print_install(r: Any) -> None:
     typer.echo(f"ran: {shlex.join(r.argv)}")
     typer.echo(f"network label: {r.network_label}")
     typer.echo(f"istiod service: {r.service}")
+    if r.east_west:
+        typer.echo(f"east-west gateway: {r.east_west}")
     typer.echo(f"ready: {', '.join(r.ready)}")
 
 
@@ -230,6 +307,92 @@ def _print_inject(r: Any) -> None:
             typer.echo(f"  pod without istio.io/rev: {p}")
 
 
+# -- mesh connect ----------------------------------------------------------------------------------
+
+
+@app.command("connect")
+def connect_cmd(
+    context: list[str] = typer.Option(..., "--context", help="kubeconfig context of a cluster; two or more."),
+    cluster_name: list[str] = typer.Option(
+        [], "--cluster-name", help="CONTEXT=NAME for a cluster whose clusterName mesh install did not record."
+    ),
+    mesh_id: str | None = typer.Option(None, "--mesh-id", help="The meshID, for clusters that have none recorded."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read every cluster and print what would change."),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", help="Render clusters/CTX/ manifests (reader, remote secrets); change no cluster."
+    ),
+    sops_age: list[str] = typer.Option(
+        [],
+        "--sops-age",
+        help="With --output-dir: write the remote secrets as SOPS files encrypted to this age recipient "
+        "(age1… or a .pub file; repeat for several). Safe to commit.",
+    ),
+    plaintext_secrets: bool = typer.Option(
+        False, "--plaintext-secrets", help="With --output-dir: write the remote secrets (API tokens) in plaintext."
+    ),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=256, help="Clusters at a time."),
+    token_timeout: float = typer.Option(
+        60.0, "--token-timeout", min=0, max=3600, help="Seconds to wait for a reader token."
+    ),
+    poll: float = typer.Option(0.5, "--poll", min=0.01, max=60, hidden=True),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Join clusters into one mesh: in every cluster, a remote secret for every other one.
+
+    Each cluster gets a reader service account (and its token); each other cluster's istio-system
+    gets istio-remote-secret-NAME with a kubeconfig for it (server and CA data from your kubeconfig).
+    Refused, with nothing written anywhere, when two clusters' cacerts share no root, the meshIDs
+    differ, a network label is missing, or a context has no CA data.
+
+    --output-dir renders clusters/CTX/ instead (the readers' tokens must exist: connect once live);
+    the remote secrets hold API tokens, so it needs --sops-age RECIPIENT (docs/gitops.md) or
+    --plaintext-secrets.
+
+    Example: airgap mesh connect --context ctx1 --context ctx2 --context ctx3
+
+    Example: airgap mesh connect --context ctx1 --context ctx2 --output-dir fleet-conn --sops-age flux.pub
+    """
+    from airgap.cli._gitops import secret_policy
+    from airgap.connected.connect import connect_mesh, parse_name_map, plaintext_secret_writer
+
+    if dry_run and output_dir is not None:
+        raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "remote secrets hold API tokens")
+    writer: Callable[[Path, dict[str, Any]], None] | None = None
+    if output_dir is not None:
+        writer = plaintext_secret_writer
+    if recipients:
+        from airgap.core.sops import write_secret_file
+
+        def sops_writer(path: Path, manifest: dict[str, Any]) -> None:
+            write_secret_file(path, manifest, recipients)
+
+        writer = sops_writer
+
+    result = connect_mesh(
+        context,
+        names=parse_name_map(cluster_name),
+        mesh_id=mesh_id,
+        dry_run=dry_run,
+        output_dir=output_dir,
+        parallel=parallel,
+        policy=_policy(),
+        token_timeout=token_timeout,
+        poll=poll,
+        notify=_say(""),
+        render_secret=writer,
+    )
+    if output_dir is not None and recipients:
+        from airgap.connected.gitops import write_sops_config
+
+        write_sops_config(output_dir, recipients)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        text = result.text()
+        typer.echo(text if text else "nothing to change")
+
+
 # -- mesh status -----------------------------------------------------------------------------------
 
 
@@ -248,6 +411,7 @@ def status(
     def problems(st: Any) -> str:
         return "; ".join(st.problems)
 
+    trust = _fleet_trust(context, parallel) if len(_contexts(context)) > 1 else None
     _check_clusters(
         context,
         parallel,
@@ -257,6 +421,7 @@ def status(
         words=("ok", "problems"),
         detail=problems,
         error=lambda st: f"context {st.context}: {len(st.problems)} problem(s): {problems(st)}",
+        trust=trust,
     )
 
 
@@ -270,6 +435,7 @@ def _check_clusters(
     words: tuple[str, str],
     detail: Callable[[Any], str],
     error: Callable[[Any], str],
+    trust: Any = None,
 ) -> None:
     """Run a read-only ``check(kube)`` on one cluster or a fleet; its report has ok/as_dict()/text().
 
@@ -308,7 +474,44 @@ def _check_clusters(
             if o.value is not None:
                 typer.echo(o.value.text())
                 typer.echo("")
-    _finish_fleet(report, as_json, {doc_key: docs})
+        if trust is not None:
+            typer.echo("mesh trust:")
+            typer.echo(trust.table())
+            typer.echo("")
+    extra: dict[str, Any] = {doc_key: docs}
+    if trust is not None:
+        extra["trust"] = trust.as_dict()
+    _finish_fleet(report, as_json, extra)  # raises on a failed cluster (its worst code)
+    if trust is not None and not trust.ok:
+        raise VerificationError(f"the clusters do not form one mesh: {trust.problems[0]}")
+
+
+def _fleet_trust(context: list[str], parallel: int) -> Any:
+    """The trust table of a fleet (read only): roots, meshID, clusterName, network, remote secrets."""
+    from airgap.connected.connect import (
+        ClusterFacts,
+        Endpoint,
+        _parallel,
+        context_endpoint,
+        fleet_trust,
+        known_servers,
+        read_facts,
+    )
+    from airgap.connected.kube import connect
+    from airgap.errors import Refused
+
+    contexts = [c for c in _contexts(context) if c]
+
+    def one(ctx: str) -> ClusterFacts:
+        try:
+            endpoint = context_endpoint(ctx)
+        except Refused:  # no CA data: still show the cluster; connect would refuse it
+            endpoint = Endpoint(ctx, "", "")
+        with connect(ctx, policy=_policy()) as kube:
+            return read_facts(kube, endpoint)
+
+    facts = _parallel(contexts, one, parallel)
+    return fleet_trust([facts[c] for c in contexts], known_servers())
 
 
 # -- preflight (top level) -------------------------------------------------------------------------
@@ -316,14 +519,22 @@ def _check_clusters(
 
 def preflight(
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
+    release: Path | None = typer.Option(
+        None, "--release", help="The extracted release to install: its Kubernetes range is checked (default ASM 1.8's)."
+    ),
     parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Check the guide's requirements on a cluster before installing; exit 1 when one fails.
 
-    Example: airgap preflight --context ctx1
+    Example: airgap preflight --context ctx1 --release rel
     """
-    from airgap.connected.preflight import preflight as run_preflight
+    from airgap.connected.preflight import preflight as base_preflight
+
+    defaults = _release_defaults(release) if release is not None else None
+
+    def run_preflight(kube: Any) -> Any:
+        return base_preflight(kube, defaults)
 
     def failed(rep: Any) -> str:
         return ", ".join(c.name for c in rep.failed)

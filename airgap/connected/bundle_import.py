@@ -61,6 +61,7 @@ ANN_CEREMONY_HEAD = "airgap.dev/ceremony-head"
 STATE_FILE = "accepted.json"
 RENDERED_NAMESPACE = "00-namespace.yaml"
 RENDERED_SECRET = "10-cacerts-secret.yaml"  # noqa: S105 - a file name
+RENDERED_SECRET_SOPS = "10-cacerts-secret.sops.yaml"  # noqa: S105 - a file name
 
 
 def resolve_state_dir(override: Path | None = None) -> Path:
@@ -314,15 +315,97 @@ def render_yaml(doc: dict[str, Any]) -> bytes:
     return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, explicit_start=True).encode("utf-8")
 
 
-def rendered_files(prepared: PreparedImport) -> dict[str, bytes]:
+def rendered_files(prepared: PreparedImport, recipients: Sequence[str] | None = None) -> dict[str, bytes]:
+    """The flat ``--output-dir`` files; with ``recipients`` the Secret is a SOPS file (``*.sops.yaml``)."""
+    from airgap.core import sops
+
+    secret = prepared.cacerts_secret_manifest()
     return {
         RENDERED_NAMESPACE: render_yaml(prepared.namespace_manifest()),
-        RENDERED_SECRET: render_yaml(prepared.cacerts_secret_manifest()),
+        (RENDERED_SECRET_SOPS if recipients else RENDERED_SECRET): sops.render_secret(secret, recipients or None),
     }
 
 
+def _refuse_rollback(prepared: PreparedImport, where: Path) -> Callable[[bytes], None]:
+    """A rendered cacerts file may not be replaced by an older bundle of the same signer (exit 4)."""
+
+    def check(existing: bytes) -> None:
+        try:
+            doc = yaml.safe_load(existing)
+            ann = doc["metadata"]["annotations"]
+            seq, signer = int(str(ann[ANN_SEQUENCE])), str(ann[ANN_SIGNER])
+        except (yaml.YAMLError, KeyError, TypeError, ValueError):
+            return  # not ours or unreadable: replacing it still needs --rotate
+        if signer == prepared.signer and seq > prepared.sequence:
+            raise Refused(
+                f"{where}: holds bundle sequence {seq}, newer than this bundle's {prepared.sequence}: "
+                "refusing a rollback"
+            )
+
+    return check
+
+
+def cluster_files(prepared: PreparedImport, folder: Path, recipients: Sequence[str] | None) -> list[Any]:
+    """The fleet layout's files for one cluster folder (see :mod:`airgap.connected.gitops`)."""
+    from airgap.connected.gitops import NAMESPACE_FILE, RenderedFile
+
+    name, twin = (RENDERED_SECRET_SOPS, RENDERED_SECRET) if recipients else (RENDERED_SECRET, RENDERED_SECRET_SOPS)
+    return [
+        RenderedFile(NAMESPACE_FILE, data=render_yaml(prepared.namespace_manifest()), keep_existing=True),
+        RenderedFile(
+            name,
+            secret=prepared.cacerts_secret_manifest(),
+            mode=0o600,
+            check_existing=_refuse_rollback(prepared, folder / name),
+            supersedes=(twin,),
+        ),
+    ]
+
+
+def import_to_tree(
+    prepared: PreparedImport,
+    root: Path,
+    clusters: Sequence[str],
+    *,
+    recipients: Sequence[str] | None,
+    rotate: bool = False,
+    parallel: int = 8,
+) -> Any:
+    """``bundle import --context … --output-dir DIR``: the fleet layout, one folder per context.
+
+    Records the accepted bundle first (an equal sequence and bundle id is accepted again, so a
+    cluster that failed can be rendered again), then renders every cluster folder ``parallel``
+    at a time; one refused cluster stops no other. Returns the fleet report.
+    """
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.gitops import check_cluster_name, cluster_folder, render_cluster, write_sops_config
+
+    for c in clusters:
+        check_cluster_name(c)
+    binary = None
+    if recipients:
+        from airgap.core.sops import find_sops
+
+        binary = find_sops()
+    ensure_dir(Path(root))
+    record_accepted(prepared)
+    if recipients:
+        write_sops_config(root, recipients)
+
+    def one(ctx: str) -> Outcome:
+        files = cluster_files(prepared, cluster_folder(root, ctx), recipients)
+        done = render_cluster(root, ctx, files, recipients=recipients, replace=rotate, binary=binary)
+        return Outcome(ctx, 0, "rendered" if done.changed else "unchanged", done.summary(), done)
+
+    return run_fleet(clusters, one, parallel=parallel)
+
+
 def render_to_dir(
-    prepared: PreparedImport, out_dir: Path, *, before_publish: Callable[[], None] | None = None
+    prepared: PreparedImport,
+    out_dir: Path,
+    *,
+    before_publish: Callable[[], None] | None = None,
+    recipients: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write the Namespace and Secret YAML into ``out_dir`` (created when missing).
 
@@ -330,10 +413,11 @@ def render_to_dir(
     temporary names first; ``before_publish`` (e.g. :func:`record_accepted`) runs then, and only
     if it returns are they published. A missing folder is built beside its final name and renamed
     into place; in an existing folder existing files are never replaced (exit 4) and a failure
-    leaves none of ours behind. The files hold the CA private key: mode 0600.
+    leaves none of ours behind. The files hold the CA private key (in plaintext unless
+    ``recipients``: then the Secret is SOPS-encrypted before anything is written): mode 0600.
     """
     out_dir = Path(out_dir)
-    files = rendered_files(prepared)
+    files = rendered_files(prepared, recipients)
     if not out_dir.exists() and not out_dir.is_symlink():
         with staged_dir(out_dir, mode=0o700) as tmp:
             for name, data in files.items():
@@ -370,14 +454,14 @@ def render_to_dir(
     return written
 
 
-def import_to_dir(prepared: PreparedImport, out_dir: Path) -> list[Path]:
+def import_to_dir(prepared: PreparedImport, out_dir: Path, recipients: Sequence[str] | None = None) -> list[Path]:
     """``bundle import --output-dir``: render, record the accepted bundle, then publish the files.
 
     The record comes before publishing, so an unwritable or locked-out state folder (exit 3) or a
     lost race with another import (exit 4) leaves nothing in ``out_dir``. If publishing fails after
     the record, importing the same bundle again is allowed (same sequence and bundle id).
     """
-    return render_to_dir(prepared, out_dir, before_publish=lambda: record_accepted(prepared))
+    return render_to_dir(prepared, out_dir, before_publish=lambda: record_accepted(prepared), recipients=recipients)
 
 
 __all__ = [
@@ -388,7 +472,9 @@ __all__ = [
     "ANN_SIGNER",
     "AcceptedRecord",
     "PreparedImport",
+    "cluster_files",
     "import_to_dir",
+    "import_to_tree",
     "last_accepted",
     "prepare_import",
     "record_accepted",

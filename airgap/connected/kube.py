@@ -53,6 +53,10 @@ KINDS: dict[str, Kind] = {
         Kind("Service", "/api/v1", "services", True),
         Kind("Pod", "/api/v1", "pods", True),
         Kind("Deployment", "/apis/apps/v1", "deployments", True),
+        Kind("ServiceAccount", "/api/v1", "serviceaccounts", True),
+        Kind("ClusterRole", "/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+        Kind("ClusterRoleBinding", "/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+        Kind("Gateway", "/apis/networking.istio.io/v1alpha3", "gateways", True),
     )
 }
 

@@ -56,6 +56,9 @@ RENDERED_NAMESPACE = "20-istio-system-namespace.yaml"
 RENDERED_OPERATOR = "cluster.yaml"
 RENDERED_SERVICE = "30-istiod-service.yaml"
 RENDERED_COMMAND = "istioctl-install.sh"
+RENDERED_EASTWEST = "eastwest-gateway.yaml"
+RENDERED_CROSS_NETWORK = "40-cross-network-gateway.yaml"
+EASTWEST_SELECTOR = "istio=eastwestgateway"
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -74,6 +77,7 @@ class MeshSettings:
     revision: str = DEFAULT_REVISION
     profile: str = DEFAULT_PROFILE
     overlays: tuple[Path, ...] = ()
+    east_west: bool = False  # also the east-west gateway of the network (multi-network meshes)
 
     def __post_init__(self) -> None:
         for flag, value in (
@@ -101,6 +105,7 @@ class MeshSettings:
             self.revision,
             self.profile,
             self.overlays,
+            self.east_west,
         )
 
 
@@ -196,12 +201,81 @@ def istiod_service(revision: str) -> JSON:
     }
 
 
-def namespace_manifest(network: str) -> JSON:
+def eastwest_operator(settings: MeshSettings) -> JSON:
+    """The east-west gateway of the cluster's network, as Istio's multi-network guide generates it
+    (``samples/multicluster/gen-eastwest-gateway.sh``), with the control plane's revision added: the
+    1.8 script has no ``--revision``, and a gateway of another revision breaks (istio/istio#29234)."""
+    net = settings.network
     return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": NAMESPACE, "labels": {NETWORK_LABEL: network}},
+        "apiVersion": "install.istio.io/v1alpha1",
+        "kind": "IstioOperator",
+        "metadata": {"name": "eastwest"},
+        "spec": {
+            "revision": settings.revision,
+            "profile": "empty",
+            "components": {
+                "ingressGateways": [
+                    {
+                        "name": "istio-eastwestgateway",
+                        "label": {
+                            "istio": "eastwestgateway",
+                            "app": "istio-eastwestgateway",
+                            NETWORK_LABEL: net,
+                        },
+                        "enabled": True,
+                        "k8s": {
+                            "env": [
+                                {"name": "ISTIO_META_ROUTER_MODE", "value": "sni-dnat"},
+                                {"name": "ISTIO_META_REQUESTED_NETWORK_VIEW", "value": net},
+                            ],
+                            "service": {
+                                "ports": [
+                                    {"name": "status-port", "port": 15021, "targetPort": 15021},
+                                    {"name": "tls", "port": 15443, "targetPort": 15443},
+                                    {"name": "tls-istiod", "port": 15012, "targetPort": 15012},
+                                    {"name": "tls-webhook", "port": 15017, "targetPort": 15017},
+                                ]
+                            },
+                        },
+                    }
+                ]
+            },
+            "values": {
+                "global": {
+                    "meshID": settings.mesh_id,
+                    "multiCluster": {"clusterName": settings.cluster_name},
+                    "network": net,
+                }
+            },
+        },
     }
+
+
+def cross_network_gateway() -> JSON:
+    """The Gateway that exposes the cluster's services to other networks on 15443 (AUTO_PASSTHROUGH),
+    as the multi-network guide's ``expose-services.yaml``."""
+    return {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "Gateway",
+        "metadata": {"name": "cross-network-gateway", "namespace": NAMESPACE},
+        "spec": {
+            "selector": {"istio": "eastwestgateway"},
+            "servers": [
+                {
+                    "port": {"number": 15443, "name": "tls", "protocol": "TLS"},
+                    "tls": {"mode": "AUTO_PASSTHROUGH"},
+                    "hosts": ["*.local"],
+                }
+            ],
+        },
+    }
+
+
+def namespace_manifest(network: str, annotations: dict[str, str] | None = None) -> JSON:
+    meta: JSON = {"name": NAMESPACE, "labels": {NETWORK_LABEL: network}}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def istioctl_argv(istioctl: Path, context: str | None, cluster_yaml: Path) -> list[str]:
@@ -230,18 +304,24 @@ def verified_istioctl(release: Path) -> Path:
 def rendered_files(settings: MeshSettings, istioctl: Path, context: str | None, out_dir: Path) -> dict[str, bytes]:
     operator = render_operator(settings)
     argv = istioctl_argv(istioctl, context, out_dir.absolute() / RENDERED_OPERATOR)
+    lines = [shlex.join(argv)]
+    if settings.east_west:
+        lines.append(shlex.join(istioctl_argv(istioctl, context, out_dir.absolute() / RENDERED_EASTWEST)))
     script = (
         "#!/bin/sh\n"
-        "# Rendered by airgap mesh install --output-dir: the exact istioctl command it would run.\n"
-        "set -eu\n"
-        f"{shlex.join(argv)}\n"
+        "# Rendered by airgap mesh install --output-dir: the exact istioctl commands it would run.\n"
+        "set -eu\n" + "".join(f"{line}\n" for line in lines)
     )
-    return {
-        RENDERED_NAMESPACE: dump_yaml(namespace_manifest(settings.network)),
+    files = {
+        RENDERED_NAMESPACE: dump_yaml(namespace_manifest(settings.network, identity_annotations(settings))),
         RENDERED_OPERATOR: dump_yaml(operator),
         RENDERED_SERVICE: dump_yaml(istiod_service(settings.revision)),
         RENDERED_COMMAND: script.encode("utf-8"),
     }
+    if settings.east_west:
+        files[RENDERED_EASTWEST] = dump_yaml(eastwest_operator(settings))
+        files[RENDERED_CROSS_NETWORK] = dump_yaml(cross_network_gateway())
+    return files
 
 
 def render_install(release: Path, settings: MeshSettings, out_dir: Path, *, context: str | None = None) -> list[Path]:
@@ -277,6 +357,68 @@ def render_install(release: Path, settings: MeshSettings, out_dir: Path, *, cont
     return written
 
 
+def _network_of(existing: bytes) -> str | None:
+    try:
+        doc = yaml.safe_load(existing)
+        value = doc["metadata"].get("labels", {}).get(NETWORK_LABEL)
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    return None if value is None else str(value)
+
+
+def cluster_files(settings: MeshSettings, istioctl: Path, context: str | None, folder: Path) -> list[Any]:
+    """The fleet layout's files for one cluster folder (:mod:`airgap.connected.gitops`).
+
+    The Namespace is shared with ``bundle import``: its unlabelled one is brought to this
+    network's label and annotations; any other difference (network, mesh ID) needs ``--force``.
+    ``cluster.yaml``, ``eastwest-gateway.yaml`` and the command are istioctl's input, not
+    kustomize resources (their names have no ``NN-`` prefix).
+    """
+    from airgap.connected.gitops import NAMESPACE_FILE, RenderedFile
+
+    out: list[Any] = []
+    for name, data in rendered_files(settings, istioctl, context, folder).items():
+        if name == RENDERED_NAMESPACE:
+            out.append(RenderedFile(NAMESPACE_FILE, data=data, replaceable=lambda old: _network_of(old) is None))
+        else:
+            out.append(RenderedFile(name, data=data, mode=0o755 if name == RENDERED_COMMAND else 0o644))
+    return out
+
+
+def render_tree(
+    release: Path,
+    settings: MeshSettings,
+    root: Path,
+    contexts: Sequence[str],
+    *,
+    recipients: Sequence[str] | None = None,
+    force: bool = False,
+    parallel: int = 8,
+) -> Any:
+    """``--output-dir`` in the fleet layout: ``root/clusters/CTX/`` per context (``{context}`` filled in).
+
+    ``recipients`` (``--sops-age``) writes ``root/.sops.yaml``; mesh install itself renders no
+    Secret. Files with other content are replaced only with ``force``. Returns the fleet report.
+    """
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.gitops import check_cluster_name, cluster_folder, render_cluster, write_sops_config
+
+    istioctl = verified_istioctl(release)
+    for c in contexts:
+        check_cluster_name(c)
+        settings.for_context(c)  # each cluster's name and network checked before anything is written
+    if recipients:
+        write_sops_config(root, recipients)
+
+    def one(ctx: str) -> Any:
+        mine = settings.for_context(ctx)
+        files = cluster_files(mine, istioctl, ctx, cluster_folder(root, ctx).absolute())
+        done = render_cluster(root, ctx, files, recipients=recipients, replace=force)
+        return Outcome(ctx, 0, "rendered" if done.changed else "unchanged", done.summary(), done)
+
+    return run_fleet(contexts, one, parallel=parallel)
+
+
 # -- live install -------------------------------------------------------------------------------------
 
 
@@ -295,6 +437,7 @@ class InstallResult:
     service: str  # "created" | "updated" | "unchanged"
     ready: list[str] = field(default_factory=list)
     dry_run: bool = False
+    east_west: str | None = None  # None (not asked) | "installed" | "would install"
 
     def as_dict(self) -> JSON:
         return {
@@ -304,6 +447,7 @@ class InstallResult:
             "istiod_service": self.service,
             "ready_pods": self.ready,
             "dry_run": self.dry_run,
+            "east_west_gateway": self.east_west,
         }
 
 
@@ -354,6 +498,29 @@ def _apply_network_label(kube: Any, network: str, force: bool) -> str:
 
     kube.update("Namespace", NAMESPACE, change)
     return action
+
+
+CLUSTER_NAME_ANNOTATION = "airgap.dev/cluster-name"
+MESH_ID_ANNOTATION = "airgap.dev/mesh-id"
+
+
+def identity_annotations(settings: MeshSettings) -> dict[str, str]:
+    """The clusterName and meshID this install gives the cluster, recorded on ``istio-system``."""
+    return {CLUSTER_NAME_ANNOTATION: settings.cluster_name, MESH_ID_ANNOTATION: settings.mesh_id}
+
+
+def record_identity(kube: Any, settings: MeshSettings) -> None:
+    """Step 5b: annotate ``istio-system`` with the clusterName and meshID (for ``mesh connect``)."""
+    want = identity_annotations(settings)
+
+    def change(obj: JSON) -> JSON | None:
+        current = obj["metadata"].get("annotations") or {}
+        if all(current.get(k) == v for k, v in want.items()):
+            return None
+        obj["metadata"]["annotations"] = {**current, **want}
+        return obj
+
+    kube.update("Namespace", NAMESPACE, change)
 
 
 def _service_matches(live: JSON, want: JSON) -> bool:
@@ -450,14 +617,17 @@ def _pod_ready(pod: JSON) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
 
-def control_plane_state(kube: Any, revision: str) -> tuple[list[str], list[str]]:
-    """(ready pod names, what is missing or not Ready) for istiod of ``revision`` and the ingress gateway."""
+def control_plane_state(kube: Any, revision: str, *, east_west: bool = False) -> tuple[list[str], list[str]]:
+    """(ready pod names, what is missing or not Ready) for istiod of ``revision`` and the ingress
+    gateway (and the east-west gateway when asked)."""
     ready: list[str] = []
     waiting: list[str] = []
-    groups = (
+    groups: tuple[tuple[str, str], ...] = (
         (f"istiod ({revision})", f"{ISTIOD_SELECTOR},{REV_LABEL}={revision}"),
         ("istio-ingressgateway", INGRESS_SELECTOR),
     )
+    if east_west:
+        groups += (("istio-eastwestgateway", EASTWEST_SELECTOR),)
     for label, selector in groups:
         pods = kube.list("Pod", NAMESPACE, selector=selector)
         if not pods:
@@ -468,14 +638,22 @@ def control_plane_state(kube: Any, revision: str) -> tuple[list[str], list[str]]
     return ready, waiting
 
 
-def wait_ready(kube: Any, revision: str, *, timeout: float, poll: float, notify: Callable[[str], None]) -> list[str]:
-    """Step 7: poll until istiod (revision) and the ingress gateway are Ready; report progress on change."""
+def wait_ready(
+    kube: Any,
+    revision: str,
+    *,
+    timeout: float,
+    poll: float,
+    notify: Callable[[str], None],
+    east_west: bool = False,
+) -> list[str]:
+    """Step 7: poll until istiod (revision) and the gateways are Ready; report progress on change."""
     last: tuple[list[str], list[str]] | None = None
     waiting: list[str] = []
 
     def all_ready() -> list[str] | None:
         nonlocal last, waiting
-        ready, waiting = control_plane_state(kube, revision)
+        ready, waiting = control_plane_state(kube, revision, east_west=east_west)
         if (ready, waiting) != last:
             notify(
                 f"context {kube.context}: {len(ready)} ready"
@@ -527,7 +705,8 @@ def install_mesh(
                     svc = "create"
                 else:
                     svc = "unchanged" if _service_matches(live, istiod_service(settings.revision)) else "update"
-                return InstallResult(kube.context, argv, action, svc, [], dry_run=True)
+                ew = "would install" if settings.east_west else None
+                return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew)
             cluster_yaml.write_bytes(dump_yaml(operator))
             istioctl = verified_istioctl(release)  # re-check right before running: no swap in between
             notify(f"context {kube.context}: running {shlex.join(argv)}")
@@ -535,6 +714,52 @@ def install_mesh(
                 argv, timeout=wait.istioctl_timeout, on_line=on_output, context=kube.context, kubeconfig=kubeconfig
             )
             label = _apply_network_label(kube, settings.network, force)  # 5
+            record_identity(kube, settings)  # 5b: what mesh connect reads back
             service = apply_istiod_service(kube, settings.revision)  # 6
-            ready = wait_ready(kube, settings.revision, timeout=wait.ready_timeout, poll=wait.poll, notify=notify)  # 7
-    return InstallResult(kube.context, argv, label, service, ready)
+            if settings.east_west:  # 6b: the network's east-west gateway and the services it exposes
+                ew_yaml = Path(tmp) / RENDERED_EASTWEST
+                ew_yaml.write_bytes(dump_yaml(eastwest_operator(settings)))
+                ew_argv = istioctl_argv(verified_istioctl(release), kube.context, ew_yaml)
+                notify(f"context {kube.context}: running {shlex.join(ew_argv)}")
+                run_istioctl(
+                    ew_argv,
+                    timeout=wait.istioctl_timeout,
+                    on_line=on_output,
+                    context=kube.context,
+                    kubeconfig=kubeconfig,
+                )
+                apply_cross_network_gateway(kube)
+            ready = wait_ready(  # 7
+                kube,
+                settings.revision,
+                timeout=wait.ready_timeout,
+                poll=wait.poll,
+                notify=notify,
+                east_west=settings.east_west,
+            )
+    return InstallResult(
+        kube.context, argv, label, service, ready, east_west="installed" if settings.east_west else None
+    )
+
+
+def apply_cross_network_gateway(kube: Any) -> str:
+    """Create the cross-network Gateway, or bring its spec back to the guide's; "created"/"updated"/"unchanged"."""
+    from airgap.connected.kube import AlreadyExists
+
+    want = cross_network_gateway()
+    name = want["metadata"]["name"]
+    if kube.get("Gateway", name, NAMESPACE) is None:
+        try:
+            kube.create("Gateway", want, NAMESPACE)
+            return "created"
+        except AlreadyExists:
+            pass
+
+    def change(obj: JSON) -> JSON | None:
+        if obj.get("spec") == want["spec"]:
+            return None
+        obj["spec"] = copy.deepcopy(want["spec"])
+        return obj
+
+    _obj, changed = kube.update("Gateway", name, change, NAMESPACE)
+    return "updated" if changed else "unchanged"

@@ -97,7 +97,21 @@ class PreflightReport:
         return "\n".join(lines)
 
 
-def check_version(kube: Any) -> Check:
+def check_version(kube: Any, defaults: Any = None) -> Check:
+    """The server's Kubernetes version against the release's range (ASM 1.8's when no release is given).
+
+    ``defaults`` is a :class:`airgap.connected.catalog.ReleaseDefaults`; a release the catalog does
+    not know passes with a warning in its detail (its range is not known, so it is not checked).
+    """
+    supported, label = SUPPORTED, "ASM 1.8"
+    if defaults is not None:
+        if defaults.line is None:
+            return Check(
+                "kubernetes-version",
+                True,
+                f"warning: release {defaults.version} is not in airgap's catalog; Kubernetes version not checked",
+            )
+        supported, label = defaults.line.kubernetes, f"{defaults.line.line} ({defaults.version})"
     doc = kube.version()
     git = str(doc.get("gitVersion", ""))
     m = re.match(r"^v?(\d+)\.(\d+)", git)
@@ -108,10 +122,10 @@ def check_version(kube: Any) -> Check:
             major, minor = int(str(doc.get("major", "")).rstrip("+")), int(str(doc.get("minor", "")).rstrip("+"))
         except ValueError:
             return Check("kubernetes-version", False, f"cannot read the server version ({git or 'none'})")
-    lo, hi = SUPPORTED
+    lo, hi = supported
     ok = lo <= (major, minor) <= hi
     verdict = "supported" if ok else "not supported"
-    detail = f"{git or f'{major}.{minor}'} ({verdict}; ASM 1.8 supports {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]})"
+    detail = f"{git or f'{major}.{minor}'} ({verdict}; {label} supports {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]})"
     return Check("kubernetes-version", ok, detail)
 
 
@@ -186,10 +200,13 @@ def check_injection_labels(kube: Any) -> Check:
     return Check("injection-labels", not both, detail, both)
 
 
-def preflight(kube: Any) -> PreflightReport:
-    """Run every check on one cluster; transport failures raise ClusterError (exit 5)."""
+def preflight(kube: Any, defaults: Any = None) -> PreflightReport:
+    """Run every check on one cluster; transport failures raise ClusterError (exit 5).
+
+    ``defaults`` (from ``--release``) gives the Kubernetes range to check; absent, ASM 1.8's.
+    """
     checks = [
-        check_version(kube),
+        check_version(kube, defaults),
         *check_nodes(kube),
         check_port_names(kube),
         check_rbac(kube),

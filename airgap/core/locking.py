@@ -8,6 +8,9 @@ waits silently. The descriptor is close-on-exec, so no program the holder starts
 :mod:`airgap.core.workers`). A lock file left by a killed run is harmless: the kernel releases a
 ``flock`` with the last descriptor of the process that held it.
 
+With ``folder=True`` ``path`` is a folder and the folder itself is locked: no lock file is made
+(the gitops renderer does this, so its Git tree holds no lock file).
+
 With ``remove_when_done`` the holder removes the lock file while it still holds the lock; a waiter
 that then wakes up on the removed file sees that the path no longer names the file it locked and
 starts over, so two processes never hold "the" lock at once.
@@ -32,8 +35,10 @@ def stderr_note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _open(path: Path, unwritable: str | None) -> int:
+def _open(path: Path, unwritable: str | None, folder: bool) -> int:
     try:
+        if folder:  # lock the folder itself (no lock file in it)
+            return os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW | os.O_CLOEXEC)
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         if unwritable is not None:
@@ -49,6 +54,7 @@ def exclusive_lock(
     notify: Notify | None = stderr_note,
     remove_when_done: bool = False,
     unwritable: str | None = None,
+    folder: bool = False,
 ) -> Iterator[Path]:
     """Hold an exclusive lock on ``path`` for the block; say once through ``notify`` when waiting.
 
@@ -59,7 +65,7 @@ def exclusive_lock(
     path = Path(path)
     waited = False
     while True:
-        fd = _open(path, unwritable)
+        fd = _open(path, unwritable, folder)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

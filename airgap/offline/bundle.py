@@ -53,6 +53,7 @@ from airgap.core.bundle import (
     sign_manifest,
 )
 from airgap.core.canonical import state_json
+from airgap.core.files import read_capped
 from airgap.core.keys import PrivateKey, key_file_is_encrypted, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
@@ -140,16 +141,9 @@ def _reserve_sequence(pki_dir: Path, cluster: str, bundle_id: str, created: str)
 
 # -- building --------------------------------------------------------------------------------------
 def _read_pki_file(path: Path, limits: Limits) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(limits.max_pem_size + 1)
-    except FileNotFoundError as exc:
-        raise Refused(f"{path}: missing; the cluster's CA material is incomplete") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
-    if len(data) > limits.max_pem_size:
-        raise InvalidInput(f"{path}: too large for a PEM file")
-    return data
+    if not path.exists() and not path.is_symlink():
+        raise Refused(f"{path}: missing; the cluster's CA material is incomplete")
+    return read_capped(path, limits.max_pem_size, "PEM file")
 
 
 def cacerts_members(

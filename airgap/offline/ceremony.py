@@ -50,6 +50,7 @@ from typing import Any
 
 from airgap.core.atomic import write_replace
 from airgap.core.canonical import canonical_json, utc_text
+from airgap.core.files import read_capped
 from airgap.core.keys import (
     PrivateKey,
     PublicKey,
@@ -226,13 +227,7 @@ def head_hash(pki: Path) -> str | None:
 
 
 def _read_lines(p: Path) -> list[bytes]:
-    try:
-        with open(p, "rb") as fh:
-            data = fh.read(MAX_LOG_BYTES + 1)
-    except OSError as exc:
-        raise InvalidInput(f"{p}: cannot read the ceremony log: {exc.strerror}") from exc
-    if len(data) > MAX_LOG_BYTES:
-        raise InvalidInput(f"{p}: ceremony log is larger than {MAX_LOG_BYTES} bytes")
+    data = read_capped(p, MAX_LOG_BYTES, "ceremony log")
     if not data:
         return []
     lines = data.split(b"\n")

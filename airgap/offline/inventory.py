@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from cryptography import x509
 
@@ -77,30 +78,25 @@ def strict_record(cls: type[T], doc: Any, *, source: str, what: str) -> T:
     return cls(**doc)
 
 
-def read_state_file(path: Path, *, what: str) -> dict[str, Any] | None:
-    """The parsed state file at ``path``, or None when there is none."""
-    p = Path(path)
-    if not p.exists():
-        return None
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"{p}: cannot read the {what}: {exc.strerror}") from exc
-    return parse_state(data, source=str(p), what=what)
+def _record_facts(cert: x509.Certificate) -> dict[str, str]:
+    """The facts the inventory keeps about every CA certificate."""
+    return {
+        "serial": format(cert.serial_number, "x"),
+        "fingerprint": cx.fingerprint(cert),
+        "subject": cert.subject.rfc4514_string(),
+        "not_before": utc_text(cert.not_valid_before_utc),
+        "not_after": utc_text(cert.not_valid_after_utc),
+        "key_type": key_type_of(cert.public_key()),  # type: ignore[arg-type]
+    }
 
 
 def cert_facts(cert: x509.Certificate, **extra: Any) -> dict[str, Any]:
     """What the ceremony log records about a certificate: public facts only."""
     return {
         **extra,
-        "serial": format(cert.serial_number, "x"),
-        "fingerprint": cx.fingerprint(cert),
-        "subject": cert.subject.rfc4514_string(),
+        **_record_facts(cert),
         "issuer": cert.issuer.rfc4514_string(),
-        "not_before": utc_text(cert.not_valid_before_utc),
-        "not_after": utc_text(cert.not_valid_after_utc),
         "key_id": spki_sha256(cert.public_key()),  # type: ignore[arg-type]
-        "key_type": key_type_of(cert.public_key()),  # type: ignore[arg-type]
     }
 
 
@@ -117,15 +113,7 @@ class RootRecord:
     @classmethod
     def of(cls, cert: x509.Certificate) -> RootRecord:
         """The inventory record of a root certificate made now."""
-        return cls(
-            serial=format(cert.serial_number, "x"),
-            fingerprint=cx.fingerprint(cert),
-            subject=cert.subject.rfc4514_string(),
-            not_before=utc_text(cert.not_valid_before_utc),
-            not_after=utc_text(cert.not_valid_after_utc),
-            key_type=key_type_of(cert.public_key()),  # type: ignore[arg-type]
-            created_at=utc_text(cx.now()),
-        )
+        return cls(**_record_facts(cert), created_at=utc_text(cx.now()))
 
 
 @dataclass(frozen=True)
@@ -145,12 +133,7 @@ class IntermediateRecord:
         """The inventory record of an intermediate issued now by ``issuer``."""
         return cls(
             cluster=cluster,
-            serial=format(cert.serial_number, "x"),
-            fingerprint=cx.fingerprint(cert),
-            subject=cert.subject.rfc4514_string(),
-            not_before=utc_text(cert.not_valid_before_utc),
-            not_after=utc_text(cert.not_valid_after_utc),
-            key_type=key_type_of(cert.public_key()),  # type: ignore[arg-type]
+            **_record_facts(cert),
             issued_at=utc_text(cx.now()),
             root_fingerprint=cx.fingerprint(issuer),
         )
@@ -174,15 +157,15 @@ class Inventory:
     intermediates: list[IntermediateRecord] = field(default_factory=list)
     ceremony_log: CeremonyLogRecord | None = None
 
-    def to_json(self) -> bytes:
-        doc: dict[str, object] = {
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
             "format": 1,
             "root": asdict(self.root) if self.root else None,
             "intermediates": [asdict(i) for i in self.intermediates],
         }
         if self.ceremony_log is not None:  # absent (not null) in a folder without a log, as before
             doc["ceremony_log"] = asdict(self.ceremony_log)
-        return state_json(doc)
+        return doc
 
     @classmethod
     def from_json(cls, data: bytes, *, source: str) -> Inventory:
@@ -230,8 +213,8 @@ class RevocationState:
     crl_number: int = 0
     revoked: list[Revoked] = field(default_factory=list)
 
-    def to_json(self) -> bytes:
-        return state_json({"format": 1, "crl_number": self.crl_number, "revoked": [asdict(r) for r in self.revoked]})
+    def to_json(self) -> dict[str, Any]:
+        return {"format": 1, "crl_number": self.crl_number, "revoked": [asdict(r) for r in self.revoked]}
 
     @classmethod
     def from_json(cls, data: bytes, *, source: str) -> RevocationState:
@@ -252,28 +235,47 @@ class RevocationState:
         return next((r for r in self.revoked if r.fingerprint == fingerprint), None)
 
 
-def read_revocations(path: Path) -> RevocationState:
-    """``revocations.json`` at ``path`` (nothing revoked, CRL number 0, when there is none)."""
+class StateDoc(Protocol):
+    """A state file's object: ``to_json()`` is its JSON value (the one convention for ``to_json``)."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+S = TypeVar("S")
+
+
+def _read(path: Path, parse: Callable[[bytes, str], S], empty: Callable[[], S]) -> S:
     p = Path(path)
     if not p.exists():
-        return RevocationState()
-    return RevocationState.from_json(p.read_bytes(), source=str(p))
+        return empty()
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{p}: cannot read: {exc.strerror}") from exc
+    return parse(data, str(p))
+
+
+def write_state(path: Path, doc: StateDoc) -> None:
+    """Replace the state file at ``path`` atomically with ``doc`` (:func:`state_json`)."""
+    write_replace(Path(path), state_json(doc.to_json()))
+
+
+def read_revocations(path: Path) -> RevocationState:
+    """``revocations.json`` at ``path`` (nothing revoked, CRL number 0, when there is none)."""
+    return _read(path, lambda d, s: RevocationState.from_json(d, source=s), RevocationState)
 
 
 def write_revocations(path: Path, state: RevocationState) -> None:
-    write_replace(Path(path), state.to_json())
+    write_state(path, state)
 
 
 def read_inventory(path: Path) -> Inventory:
     """``inventory.json`` at ``path`` (an empty inventory when there is none)."""
-    p = Path(path)
-    if not p.exists():
-        return Inventory()
-    return Inventory.from_json(p.read_bytes(), source=str(p))
+    return _read(path, lambda d, s: Inventory.from_json(d, source=s), Inventory)
 
 
 def write_inventory(path: Path, inv: Inventory) -> None:
-    write_replace(Path(path), inv.to_json())
+    write_state(path, inv)
 
 
 __all__ = [
@@ -287,8 +289,8 @@ __all__ = [
     "parse_state",
     "read_inventory",
     "read_revocations",
-    "read_state_file",
     "strict_record",
     "write_inventory",
     "write_revocations",
+    "write_state",
 ]

@@ -17,12 +17,14 @@ it claims to belong to before it signs anything.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
+from airgap.core.canonical import state_json
 from airgap.core.keys import (
     KeyType,
     PrivateKey,
@@ -143,25 +145,54 @@ def new_root_key(ref: TokenRef, pin_file: Path | None, key_type: KeyType) -> Ite
         kr = KeyRecord(ref.module, ref.token_label, ref.key_label, spki_sha256(key), key_type)
         params = {"storage": "pkcs11", "token_label": ref.token_label, "key_label": ref.key_label}
         try:
-            yield NewRootKey(key, kr.to_json(), params)
+            yield NewRootKey(key, state_json(kr.to_json()), params)
         except BaseException:
             key.destroy()  # never certified: leave the token as it was
             raise
 
 
-def open_officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | None) -> Officer | None:
-    """Open the officer's log key; its passphrase is ``log_pass_file`` or the PKI's."""
+@contextlib.contextmanager
+def root_key_args(
+    ref: TokenRef | None, pin_file: Path | None, key_type: KeyType, passphrase: bytes | None
+) -> Iterator[dict[str, Any]]:
+    """The key arguments of ``init_root`` / ``begin_root_rotation`` for a new root key.
+
+    A file key (``ref`` None): the act makes it and encrypts it with ``passphrase``. A token key:
+    generated now, destroyed again if the block raises (:func:`new_root_key`).
+    """
+    if ref is None:
+        yield {"passphrase": passphrase}
+        return
+    with new_root_key(ref, pin_file, key_type) as new:
+        yield {"passphrase": None, "root_key": new.key, "key_record": new.record, "key_params": new.params}
+
+
+def open_officer(
+    log_key: Path | None,
+    log_pass_file: Path | None,
+    known_pw: bytes | None,
+    ask: Callable[[], bytes | None] | None = None,
+) -> Officer | None:
+    """Open the officer's log key (``--log-key``), the one passphrase policy for it.
+
+    Its passphrase: ``log_pass_file`` (``--log-key-passphrase-file``), else ``known_pw`` (the
+    passphrase already given for the PKI or the signing key), else ``ask()`` (a prompt), else
+    exit 3 naming the option. An unencrypted key needs none.
+    """
     if log_key is None:
         return None
+    if not key_file_is_encrypted(log_key, "log key"):
+        return load_officer(log_key, None)
     from airgap.core.passphrase import read_passphrase_file
 
-    pw = read_passphrase_file(log_pass_file) if log_pass_file is not None else pki_pw
-    encrypted = key_file_is_encrypted(log_key, "log key")
-    if encrypted and pw is None:
+    pw = read_passphrase_file(log_pass_file) if log_pass_file is not None else known_pw
+    if pw is None and ask is not None:
+        pw = ask()
+    if pw is None:
         raise InvalidInput(
             f"{log_key}: the log key is encrypted; give --log-key-passphrase-file (or the PKI passphrase)"
         )
-    return load_officer(log_key, pw if encrypted else None)
+    return load_officer(log_key, pw)
 
 
 __all__ = [
@@ -171,6 +202,7 @@ __all__ = [
     "new_root_key",
     "open_officer",
     "open_token_key",
+    "root_key_args",
     "signing_root",
     "signing_token_ref",
     "token_ref",

@@ -30,7 +30,7 @@ from typing import Protocol
 from cryptography import x509
 
 from airgap.core import x509 as cx
-from airgap.core.names import CA_CERT, CA_CRL, CA_KEY, CERT_CHAIN, CLUSTER_NAME_RE, ROOT_CERT
+from airgap.core.names import CA_CERT, CA_CRL, CA_KEY, CACERTS_REQUIRED, CERT_CHAIN, CLUSTER_NAME_RE, ROOT_CERT
 from airgap.errors import InvalidInput, Refused
 
 ROOT_KEY = "root-key.pem"
@@ -46,7 +46,7 @@ ARCHIVE = "archive"
 STATE = "state"
 SEQUENCE = "sequence.json"
 ROTATE_PREFIX = ".rotate-"
-CLUSTER_FILES = (CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT)
+CLUSTER_FILES = CACERTS_REQUIRED
 # Names a cluster may not take: folders the PKI uses or may use (case-insensitive).
 RESERVED_NAMES = frozenset({"state", "log", "keys", "ceremony", "crl", "root", "backup", "archive", "next-root"})
 

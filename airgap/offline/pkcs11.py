@@ -34,7 +34,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-from airgap.core.canonical import state_json
 from airgap.core.keys import KeyType, PublicKey, spki_sha256
 from airgap.errors import InvalidInput, Refused
 from airgap.offline.inventory import parse_state, strict_record
@@ -80,8 +79,8 @@ class KeyRecord:
     def ref(self) -> TokenRef:
         return TokenRef(self.module, self.token_label, self.key_label)
 
-    def to_json(self) -> bytes:
-        return state_json({"format": 1, **asdict(self)})
+    def to_json(self) -> dict[str, Any]:
+        return {"format": 1, **asdict(self)}
 
 
 def read_key_record(pki: Path) -> KeyRecord | None:

@@ -55,6 +55,8 @@ def _create(pki: Path, keys: Keys, passfile: Path, out: Path, *extra: str | Path
 
 
 def _import(bundle: Path, keys: Keys, env: dict[str, str], *extra: str | Path, cluster: str = "c1") -> Result:
+    if "--output-dir" in extra and "--sops-age" not in extra:
+        extra = (*extra, "--plaintext-secrets")  # these tests read the rendered key; tests/cli/test_gitops_cli.py: SOPS
     return run_cli(
         "bundle",
         "import",
@@ -316,7 +318,7 @@ def test_wrong_recipient_identity(bundle: Path, bkeys: Keys, env: dict[str, str]
     out.mkdir()
     r = run_cli(
         "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.other_identity,
-        "--cluster", "c1", "--output-dir", out, env=env,
+        "--cluster", "c1", "--output-dir", out, "--plaintext-secrets", env=env,
     )  # fmt: skip
     assert r.code == 3
     assert one_error_line(r) == (
@@ -374,6 +376,7 @@ def test_passphrase_protected_identity(
         tmp_path / "k" / "op.key",
         "--cluster",
         "c1",
+        "--plaintext-secrets",
     )
     r = run_cli(*base, "--output-dir", out, "--passphrase-file", wrong, env=env)
     assert r.code == 3
@@ -384,10 +387,22 @@ def test_passphrase_protected_identity(
     assert tree(out) == ["00-namespace.yaml", "10-cacerts-secret.yaml"]
 
 
-def test_context_excludes_render_modes(bundle: Path, bkeys: Keys, env: dict[str, str], tmp_path: Path) -> None:
-    r = _import(bundle, bkeys, env, "--context", "ctx", "--output-dir", tmp_path / "o")
-    assert r.code == 2
-    assert "--context writes to a cluster" in r.err
+def test_output_dir_needs_sops_or_plaintext(bundle: Path, bkeys: Keys, env: dict[str, str], tmp_path: Path) -> None:
+    for extra in ((), ("--context", "ctx")):
+        r = run_cli(
+            "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
+            *extra, "--output-dir", tmp_path / "o", env=env,
+        )  # fmt: skip
+        assert r.code == 2
+        assert "would write a Secret in plaintext (the cacerts Secret holds the CA private key)" in r.err
+        assert "--sops-age RECIPIENT" in r.err and "--plaintext-secrets" in r.err
+        assert not (tmp_path / "o").exists() and not (tmp_path / "state").exists()
+    r = _import(bundle, bkeys, env, "--sops-age", bkeys.recipient_pub)
+    assert r.code == 2 and "only apply to --output-dir" in r.err
+    r = _import(
+        bundle, bkeys, env, "--output-dir", tmp_path / "o", "--sops-age", bkeys.recipient_pub, "--plaintext-secrets"
+    )
+    assert r.code == 2 and "cannot be used together" in r.err
     assert not (tmp_path / "o").exists()
 
 
@@ -396,7 +411,8 @@ def test_import_needs_identity_for_encrypted_key(
 ) -> None:
     out = tmp_path / "DIR"
     r = run_cli(
-        "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--cluster", "c1", "--output-dir", out, env=env
+        "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--cluster", "c1", "--output-dir", out,
+        "--plaintext-secrets", env=env,
     )  # fmt: skip
     assert r.code == 3
     assert "the CA key is encrypted; give --identity KEY" in one_error_line(r)

@@ -210,7 +210,7 @@ def test_dry_run_with_context_says_what_would_happen(
 def test_usage_errors(bundle: Path, bkeys: Keys, tmp_path: Path) -> None:
     env = {"AIRGAP_STATE_DIR": str(tmp_path / "state")}
     r = _import(bundle, bkeys, env, "--context", "a", "--output-dir", str(tmp_path / "out"))
-    assert r.code == 2 and "--context writes to a cluster; it cannot be used with --output-dir" in r.err
+    assert r.code == 2 and "--output-dir would write a Secret in plaintext" in r.err
     assert not (tmp_path / "out").exists()
     r = _import(bundle, bkeys, env, "--context", "a", "--context", "b", "--parallel", "0")
     assert r.code == 2 and "--parallel" in r.err

@@ -234,7 +234,11 @@ def test_output_dir_renders_deterministically(release: Path, tmp_path: Path) -> 
     assert op["spec"]["components"]["egressGateways"] == [{"name": "egress2", "enabled": False}]  # later overlay wins
     assert op["spec"]["meshConfig"] == {"accessLogFile": "/dev/stdout"}
     ns = yaml.safe_load(first["20-istio-system-namespace.yaml"])
-    assert ns["metadata"] == {"name": "istio-system", "labels": {"topology.istio.io/network": "net1"}}
+    assert ns["metadata"] == {
+        "name": "istio-system",
+        "labels": {"topology.istio.io/network": "net1"},
+        "annotations": {"airgap.dev/cluster-name": "cluster1", "airgap.dev/mesh-id": "proj-1"},  # for mesh connect
+    }
     svc = yaml.safe_load(first["30-istiod-service.yaml"])
     assert svc["metadata"]["labels"] == {
         "istio.io/rev": "asm-186-8",
@@ -590,8 +594,11 @@ def test_fleet_render(release: Path, tmp_path: Path) -> None:
         "--network", "net-{context}", "--mesh-id", "m", "--output-dir", out,
     )  # fmt: skip
     assert r.code == 0, r.err
-    assert yaml.safe_load((out / "b" / "cluster.yaml").read_text())["spec"]["values"]["global"]["network"] == "net-b"
-    assert "--context a" in (out / "a" / "istioctl-install.sh").read_text()
+    assert (
+        yaml.safe_load((out / "clusters" / "b" / "cluster.yaml").read_text())["spec"]["values"]["global"]["network"]
+        == "net-b"
+    )
+    assert "--context a" in (out / "clusters" / "a" / "istioctl-install.sh").read_text()
 
 
 def test_kubeconfig_from_env_and_current_context(kube_cluster: Cluster, tmp_path: Path) -> None:

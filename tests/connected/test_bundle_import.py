@@ -24,6 +24,7 @@ from airgap.connected.bundle_import import (
 )
 from airgap.core.bundle import CA_CERT, CA_KEY_AGE, CERT_CHAIN, ROOT_CERT
 from airgap.core.keys import load_private_key
+from airgap.core.sops import with_content_digest
 from airgap.errors import InvalidInput, Refused, VerificationError
 from airgap.offline.bundle import SecretMember, write_bundle
 from tests.bundle_fixtures import (  # noqa: F401
@@ -87,7 +88,7 @@ def test_render_is_deterministic_and_complete(pki: Path, tmp_path: Path, bkeys: 
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         assert (tmp_path / "a" / name).stat().st_mode & 0o077 == 0
     docs = yaml.safe_load((tmp_path / "a" / "10-cacerts-secret.yaml").read_text())
-    assert docs == p1.cacerts_secret_manifest()
+    assert docs == with_content_digest(p1.cacerts_secret_manifest())  # + gitops.airgap.dev/content-sha256
     with pytest.raises(Refused, match="already exists"):
         render_to_dir(p1, tmp_path / "b")
 

@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     ap.add_argument("--istioctl-log", type=Path, help="follow the fake istioctl's log and simulate installs")
     ap.add_argument("--workloads", action="store_true", help="a demo namespace with one deployment per cluster")
+    ap.add_argument(
+        "--mesh-root",
+        type=Path,
+        help="seed each cluster as mesh install + bundle import leave it: istio-system (network, clusterName, "
+        "meshID) and a cacerts holding this root-cert.pem",
+    )
     args = ap.parse_args(argv)
     emulators: dict[str, Emulator] = {}
     for i in range(1, args.clusters + 1):
@@ -37,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         emu.faults.latency = args.latency
         if args.workloads:
             emu.add_deployment("demo", "web", {"app": "web"})
+        if args.mesh_root:
+            _seed_mesh(emu, name, args.mesh_root.read_bytes())
         emulators[name] = emu
     write_kubeconfig(args.kubeconfig, list(emulators.items()))
     sim = IstioctlSimulator(args.istioctl_log, emulators).start() if args.istioctl_log else None
@@ -51,6 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     for emu in emulators.values():
         emu.stop()
     return 0
+
+
+def _seed_mesh(emu: Emulator, name: str, root_pem: bytes) -> None:
+    import base64
+
+    emu.create(
+        "namespaces",
+        None,
+        {
+            "metadata": {
+                "name": "istio-system",
+                "labels": {"topology.istio.io/network": f"net-{name}"},
+                "annotations": {"airgap.dev/cluster-name": name, "airgap.dev/mesh-id": "bench-mesh"},
+            }
+        },
+    )
+    emu.create(
+        "secrets",
+        "istio-system",
+        {"metadata": {"name": "cacerts"}, "data": {"root-cert.pem": base64.b64encode(root_pem).decode()}},
+    )
 
 
 if __name__ == "__main__":

@@ -86,11 +86,22 @@ class IstioctlSimulator:
             if emu is None:
                 continue
             revision = "default"
+            gateways: list[tuple[str, dict[str, str]]] = []
             for f in files:
                 try:
                     doc = yaml.safe_load(Path(f).read_text()) or {}
                 except OSError:
                     continue
-                revision = (doc.get("spec") or {}).get("revision") or revision
+                spec = doc.get("spec") or {}
+                revision = spec.get("revision") or revision
+                if spec.get("profile") == "empty":  # a gateway-only install (the east-west gateway)
+                    for gw in (spec.get("components") or {}).get("ingressGateways") or []:
+                        if gw.get("enabled"):
+                            gateways.append((str(gw["name"]), {str(k): str(v) for k, v in gw["label"].items()}))
+            if gateways:
+                for name, labels in gateways:
+                    emu.simulate_gateway(name, labels)
+                self.installs.append((context or "", f"gateways:{revision}"))
+                continue
             emu.simulate_istio_install(revision)
             self.installs.append((context or "", revision))

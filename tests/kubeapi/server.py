@@ -33,6 +33,7 @@ from tests.kubeapi.store import JSON, RESOURCES, ApiError, ResourceDef, Store, n
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 INJECT_LABEL = "istio.io/rev"
+SA_NAME = "kubernetes.io/service-account.name"
 
 _CA_LOCK = threading.Lock()
 _CA: Any = None
@@ -235,7 +236,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(fault.status, err.status(), headers)
             return
         auth = self.headers.get("Authorization") or ""
-        if auth != f"Bearer {emu.token}":
+        reader = emu.tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+        if reader is not None and method != "GET":  # a service-account token: the reader role reads only
+            emu.record(Request(method, path, 403, ctype))
+            self._send(403, ApiError(403, "Forbidden", f'User "{reader}" cannot {method.lower()} {path}').status())
+            return
+        if auth != f"Bearer {emu.token}" and reader is None:
             emu.record(Request(method, path, 401, ctype))
             self._send(401, ApiError(401, "Unauthorized", "Unauthorized").status())
             return
@@ -321,6 +327,7 @@ class Emulator:
         self.tick = tick
         self.store = Store()
         self.faults = Faults()
+        self.tokens: dict[str, str] = {}  # service-account tokens the token controller issued -> user
         self.denied: set[tuple[str, str]] = set()  # (verb, resource) refused by SelfSubjectAccessReview
         self.requests: list[Request] = []
         self._req_lock = threading.Lock()
@@ -442,6 +449,11 @@ class Emulator:
         if ingress and self.get("deployments", "istio-system", "istio-ingressgateway") is None:
             labels = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
             self.add_deployment("istio-system", "istio-ingressgateway", labels, replicas=replicas)
+
+    def simulate_gateway(self, name: str, labels: dict[str, str], *, replicas: int = 1) -> None:
+        """A gateway-only ``istioctl install`` (profile ``empty``): the gateway's Deployment."""
+        if self.get("deployments", "istio-system", name) is None:
+            self.add_deployment("istio-system", name, labels, replicas=replicas)
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Wait until the controller has nothing left to do (all deployments rolled out, pods Ready)."""
@@ -599,6 +611,7 @@ class Emulator:
         store = self.store
         with store.lock:
             now = time.monotonic()
+            self._reconcile_tokens()
             for dep in self.list("deployments"):
                 self._reconcile_deployment(dep)
             for pod in self.list("pods"):
@@ -616,6 +629,29 @@ class Emulator:
                     ],
                 }
                 store.update(_rd("pods"), pod["metadata"]["namespace"], pod["metadata"]["name"], pod)
+
+    def _reconcile_tokens(self) -> None:
+        """The token controller: fill each service-account-token Secret whose ServiceAccount exists.
+
+        As the real controller does: ``token``, ``ca.crt`` and ``namespace`` in ``data``, and the
+        account's uid in the ``kubernetes.io/service-account.uid`` annotation.
+        """
+        for secret in self.list("secrets"):
+            if secret.get("type") != "kubernetes.io/service-account-token" or (secret.get("data") or {}).get("token"):
+                continue
+            meta = secret["metadata"]
+            sa = self.get("serviceaccounts", meta["namespace"], (meta.get("annotations") or {}).get(SA_NAME, ""))
+            if sa is None:
+                continue
+            token = f"emulated-token-{self.name}-{uuid.uuid4().hex}"
+            self.tokens[token] = f"system:serviceaccount:{meta['namespace']}:{sa['metadata']['name']}"
+            secret["data"] = {
+                "token": base64.b64encode(token.encode()).decode(),
+                "ca.crt": base64.b64encode(_trust_ca().cert_pem.bytes()).decode(),
+                "namespace": base64.b64encode(meta["namespace"].encode()).decode(),
+            }
+            meta.setdefault("annotations", {})["kubernetes.io/service-account.uid"] = sa["metadata"]["uid"]
+            self.store.update(_rd("secrets"), meta["namespace"], meta["name"], secret)
 
     def _reconcile_deployment(self, dep: JSON) -> None:
         ns = dep["metadata"]["namespace"]

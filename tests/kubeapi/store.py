@@ -44,6 +44,14 @@ RESOURCES: dict[tuple[str, str], ResourceDef] = {
     ("", "services"): ResourceDef("services", "Service", "", "v1", True),
     ("", "pods"): ResourceDef("pods", "Pod", "", "v1", True),
     ("apps", "deployments"): ResourceDef("deployments", "Deployment", "apps", "v1", True),
+    ("", "serviceaccounts"): ResourceDef("serviceaccounts", "ServiceAccount", "", "v1", True),
+    ("rbac.authorization.k8s.io", "clusterroles"): ResourceDef(
+        "clusterroles", "ClusterRole", "rbac.authorization.k8s.io", "v1", False
+    ),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): ResourceDef(
+        "clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", False
+    ),
+    ("networking.istio.io", "gateways"): ResourceDef("gateways", "Gateway", "networking.istio.io", "v1alpha3", True),
 }
 
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -1,0 +1,86 @@
+"""Showing values that come from an untrusted source: one helper, used everywhere they are printed.
+
+Log fields, bundle manifests, YAML, names and annotations read back from a cluster may hold rich
+markup (``[bold red]``), ANSI escape sequences, carriage returns or bidi overrides that would
+restyle or spoof an auditor's screen. :func:`clean` turns every control and format character into a
+visible escape (``\\x1b``, ``\\u202e``) and keeps the value on one line; :func:`markup` also escapes
+rich markup for strings that go through a rich console; :func:`console` is the rich console the
+CLI prints with (full width when stdout is not a terminal, so pipes and cron mail are never cut).
+
+Trust: nothing. Every function takes any value and returns text that is safe to print.
+"""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+# Wide enough that no table or line is ever cut when the output is a pipe or a file.
+PIPE_WIDTH = 10_000
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def clean(value: object) -> str:
+    """``value`` as one printable line: control (Cc), format (Cf: bidi overrides, zero-width),
+    line/paragraph separator (Zl/Zp) and unassigned/surrogate characters become visible escapes.
+
+    Printable text, spaces and non-ASCII letters are kept as they are.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif unicodedata.category(ch) == "Zs":
+            out.append(" ")
+        else:
+            out.append(_escape_char(ch))
+    return "".join(out)
+
+
+def markup(value: object) -> str:
+    """:func:`clean`, then rich markup escaped: safe inside a string a rich console renders."""
+    from rich.markup import escape
+
+    return escape(clean(value))
+
+
+def text(value: object) -> Text:
+    """A rich ``Text`` (never parsed as markup) holding :func:`clean` ``(value)``: for table cells."""
+    from rich.text import Text
+
+    return Text(clean(value))
+
+
+def console(*, stderr: bool = False, **kwargs: Any) -> Console:
+    """The CLI's rich console: on a terminal its width; otherwise wide enough to cut nothing."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        kwargs.setdefault("width", PIPE_WIDTH)
+        kwargs.setdefault("no_color", True)
+        kwargs.setdefault("highlight", False)
+    return Console(stderr=stderr, file=stream, **kwargs)
+
+
+__all__ = ["PIPE_WIDTH", "clean", "console", "markup", "text"]
