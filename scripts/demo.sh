@@ -170,7 +170,7 @@ $AIRGAP mesh connect --context emu-1 --context emu-2   # again: nothing to chang
 # the same remote secrets for Git: their API tokens SOPS-encrypted to the Flux key
 $AIRGAP mesh connect --context emu-1 --context emu-2 --output-dir "$DEMO/gitops-connect" \
   --sops-age "$DEMO/flux/flux.pub" > /dev/null
-grep -l "ENC\[AES256_GCM" "$DEMO"/gitops-connect/clusters/*/20-istio-remote-secret-*.yaml
+grep -l "ENC\[AES256_GCM" "$DEMO"/gitops-connect/clusters/*/50-istio-remote-secret-*.sops.yaml
 $AIRGAP mesh status --context emu-1 --context emu-2 | sed -n '/^mesh trust:/,$p'
 
 say "Run again: nothing changes the second time"

@@ -330,6 +330,9 @@ def connect_cmd(
     plaintext_secrets: bool = typer.Option(
         False, "--plaintext-secrets", help="With --output-dir: write the remote secrets (API tokens) in plaintext."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="With --output-dir: rewrite remote secrets whose content changed (rotated token)."
+    ),
     parallel: int = typer.Option(8, "--parallel", min=1, max=256, help="Clusters at a time."),
     token_timeout: float = typer.Option(
         60.0, "--token-timeout", min=0, max=3600, help="Seconds to wait for a reader token."
@@ -353,22 +356,13 @@ def connect_cmd(
     Example: airgap mesh connect --context ctx1 --context ctx2 --output-dir fleet-conn --sops-age flux.pub
     """
     from airgap.cli._gitops import secret_policy
-    from airgap.connected.connect import connect_mesh, parse_name_map, plaintext_secret_writer
+    from airgap.connected.connect import connect_mesh, parse_name_map
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    if force and output_dir is None:
+        raise typer.BadParameter("--force only applies to --output-dir")
     recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "remote secrets hold API tokens")
-    writer: Callable[[Path, dict[str, Any]], None] | None = None
-    if output_dir is not None:
-        writer = plaintext_secret_writer
-    if recipients:
-        from airgap.core.sops import write_secret_file
-
-        def sops_writer(path: Path, manifest: dict[str, Any]) -> None:
-            write_secret_file(path, manifest, recipients)
-
-        writer = sops_writer
-
     result = connect_mesh(
         context,
         names=parse_name_map(cluster_name),
@@ -380,12 +374,9 @@ def connect_cmd(
         token_timeout=token_timeout,
         poll=poll,
         notify=_say(""),
-        render_secret=writer,
+        recipients=recipients,
+        replace=force,
     )
-    if output_dir is not None and recipients:
-        from airgap.connected.gitops import write_sops_config
-
-        write_sops_config(output_dir, recipients)
     if as_json:
         print_json(result.as_dict())
     else:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import binascii
 import concurrent.futures as cf
-import hashlib
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +52,8 @@ TOKEN_SECRET = f"{READER_SA}-istio-remote-secret-token"  # istioctl's tokenSecre
 SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
 TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105  (a Secret type, not a secret)
 SECRET_PREFIX = "istio-remote-secret-"  # noqa: S105  (a name prefix)
+READER_FILE = "40-istio-reader.yaml"  # in a cluster folder of the GitOps tree (after 30-istiod-service)
+TOKEN_REQUEST_FILE = "41-istio-reader-token.yaml"  # noqa: S105  (a file name)
 
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
@@ -557,14 +558,16 @@ def connect_mesh(
     token_timeout: float = 60.0,
     poll: float = 0.5,
     notify: Callable[[str], None] = lambda _m: None,
-    render_secret: Callable[[Path, JSON], None] | None = None,
+    recipients: Sequence[str] | None = None,
+    replace: bool = False,
 ) -> ConnectResult:
     """Steps 1-5 for the fleet of ``contexts`` (at least two).
 
     ``dry_run`` reads every cluster and reports what would change. ``output_dir`` writes the
     reader manifests and remote secrets per cluster (``clusters/CTX/``) instead of applying them;
     the readers' tokens must already exist (an applied reader), since a token is made by the
-    cluster. ``render_secret(path, manifest)`` writes a Secret there (plaintext or SOPS).
+    cluster. The remote secrets are SOPS files encrypted to ``recipients``, or plaintext (the
+    caller asked for ``--plaintext-secrets``); ``replace`` lets a changed one be rewritten.
     """
     from airgap.connected.fleet import unique_contexts
     from airgap.connected.kube import DEFAULT_POLICY, connect
@@ -607,7 +610,7 @@ def connect_mesh(
                     f"no reader token yet in {', '.join(missing)}: a token is made by the cluster; run "
                     "`airgap mesh connect` once against the clusters (or apply the reader and wait), then render"
                 )
-            written = _render(output_dir, ordered, wanted, render_secret)
+            written = _render(output_dir, ordered, wanted, recipients, replace)
             return ConnectResult(facts, readers, _rows(wanted, by_name, "rendered"), written=written)
 
         def apply(b: str) -> list[str]:
@@ -638,54 +641,38 @@ def _render(
     out: Path,
     ordered: Sequence[str],
     wanted: dict[str, list[tuple[str, JSON]]],
-    render_secret: Callable[[Path, JSON], None] | None,
+    recipients: Sequence[str] | None,
+    replace: bool,
 ) -> list[str]:
-    """``clusters/CTX/`` per cluster: the reader (10-…) and the remote secrets of the others (20-…).
+    """``clusters/CTX/`` of the GitOps tree (docs/gitops.md): the reader (40-…, 41-…) and the remote
+    secrets of the other clusters (50-…; SOPS files with ``recipients``, else plaintext, mode 0600).
 
-    All or nothing: rendered in a staged folder beside ``out`` and renamed into place; an existing
-    ``out`` is refused (exit 4) so nothing is replaced silently.
+    Shared with ``bundle import`` and ``mesh install`` renders of the same tree: unchanged files are
+    left as they are, a changed remote secret (a rotated token, a moved server) is refused unless
+    ``replace``. Every folder name is checked before any cluster folder is touched.
     """
+    from airgap.connected.gitops import RenderedFile, check_cluster_name, render_cluster, write_sops_config
     from airgap.connected.mesh import dump_yaml
-    from airgap.core.atomic import staged_dir, write_new
 
-    if out.exists() or out.is_symlink():
-        raise Refused(f"{out}: already exists; refusing to overwrite (choose a new --output-dir)")
-    if render_secret is None:
-        raise InvalidInput("rendering remote secrets needs a secret writer (--sops-age or --plaintext-secrets)")
+    for ctx in ordered:
+        check_cluster_name(ctx)
+    reader = [m for k, m in reader_manifests() if k != "Secret"]
+    token_request = reader_manifests()[-1][1]
     written: list[str] = []
-    with staged_dir(out) as tmp:
-        for ctx in ordered:
-            d = tmp / "clusters" / _path_element(ctx)
-            d.mkdir(parents=True)
-            docs = [m for k, m in reader_manifests() if k != "Secret"]
-            write_new(d / "10-istio-reader.yaml", b"---\n".join(dump_yaml(m) for m in docs), mode=0o644)
-            write_new(d / "11-istio-reader-token.yaml", dump_yaml(reader_manifests()[-1][1]), mode=0o644)
-            names = ["10-istio-reader.yaml", "11-istio-reader-token.yaml"]
-            for _a, s in wanted[ctx]:
-                fname = f"20-{s['metadata']['name']}.yaml"
-                render_secret(d / fname, s)
-                names.append(fname)
-            kust = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": names}
-            write_new(d / "kustomization.yaml", dump_yaml(kust), mode=0o644)
-            written += [str(out / "clusters" / _path_element(ctx) / n) for n in [*names, "kustomization.yaml"]]
+    if recipients:
+        write_sops_config(out, recipients)
+    for ctx in ordered:
+        files = [
+            RenderedFile(READER_FILE, data=b"---\n".join(dump_yaml(m) for m in reader)),
+            RenderedFile(TOKEN_REQUEST_FILE, data=dump_yaml(token_request)),
+        ]
+        for _a, s in wanted[ctx]:
+            base = f"50-{s['metadata']['name']}"
+            name, twin = (f"{base}.sops.yaml", f"{base}.yaml") if recipients else (f"{base}.yaml", f"{base}.sops.yaml")
+            files.append(RenderedFile(name, secret=s, supersedes=(twin,)))
+        done = render_cluster(out, ctx, files, recipients=recipients, replace=replace)
+        written += [str(done.folder / n) for n, a in sorted(done.actions.items()) if a in ("created", "updated")]
     return written
-
-
-def _path_element(context: str) -> str:
-    """A context name as one safe folder name (EKS ARNs and GKE names contain ':' and '/')."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in context)
-    if safe in ("", ".", "..") or safe != context:
-        digest = hashlib.sha256(context.encode("utf-8")).hexdigest()[:8]
-        safe = f"{safe.strip('.') or 'context'}-{digest}"
-    return safe
-
-
-def plaintext_secret_writer(path: Path, manifest: JSON) -> None:
-    """Write a Secret manifest as plain YAML, mode 0600 (the operator asked for --plaintext-secrets)."""
-    from airgap.connected.mesh import dump_yaml
-    from airgap.core.atomic import write_new
-
-    write_new(path, dump_yaml(manifest), mode=0o600)
 
 
 # -- the fleet's trust table (mesh status with several contexts) ------------------------------------

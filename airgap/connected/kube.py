@@ -154,6 +154,10 @@ def kubeconfig_path(explicit: Path | None = None) -> str:
     return str(Path("~/.kube/config").expanduser())
 
 
+# Two fleet threads importing ``kubernetes`` for the first time at once can meet
+# importlib's _DeadlockError (its package imports are circular); one thread imports, the others wait.
+_IMPORT_LOCK = threading.Lock()
+
 _DOC_CACHE: dict[tuple[str, int, int], JSON] = {}
 _DOC_LOCK = threading.Lock()
 
@@ -438,9 +442,6 @@ class Kube:
         return bool(status.get("allowed")), str(status.get("reason") or "")
 
 
-# Importing the kubernetes package from two threads at once can see it half-initialised
-# ("cannot import name 'ApiClient'"): the first connect() imports it under this lock.
-_IMPORT_LOCK = threading.Lock()
 
 
 def connect(

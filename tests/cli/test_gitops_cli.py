@@ -348,7 +348,7 @@ def test_mesh_connect_renders_remote_secrets_as_sops(
     r = run_cli(*args, "--sops-age", flux.public, env=env)
     assert r.code == 0, r.err
     assert yaml.safe_load((out / ".sops.yaml").read_text())["creation_rules"][0]["age"] == flux.recipient
-    secret_file = out / "clusters" / fleet.contexts[1] / "20-istio-remote-secret-cluster1.yaml"
+    secret_file = out / "clusters" / fleet.contexts[1] / "50-istio-remote-secret-cluster1.sops.yaml"
     live = _remote_secrets(fleet.emulators[fleet.contexts[1]])["istio-remote-secret-cluster1"]
     plain = _sops_decrypt(secret_file, flux.private)
     assert plain["data"] == live["data"] and plain["metadata"]["labels"] == live["metadata"]["labels"]

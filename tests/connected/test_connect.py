@@ -15,7 +15,6 @@ from airgap.connected.connect import (
     MULTICLUSTER_LABEL,
     READER_SA,
     TOKEN_SECRET,
-    _path_element,
     context_endpoint,
     fleet_problems,
     read_facts,
@@ -318,27 +317,50 @@ def test_output_dir_needs_existing_tokens_then_renders_deterministically(
     for ctx in fleet.contexts:
         assert f"clusters/{ctx}/kustomization.yaml" in files
     first = {p: (out / p).read_bytes() for p in files if (out / p).is_file()}
-    secret_file = out / "clusters" / fleet.contexts[1] / "20-istio-remote-secret-cluster1.yaml"
+    secret_file = out / "clusters" / fleet.contexts[1] / "50-istio-remote-secret-cluster1.yaml"
     assert secret_file.stat().st_mode & 0o777 == 0o600
     rendered = yaml.safe_load(secret_file.read_text())
     live = _remote_secrets(fleet.emulators[fleet.contexts[1]])["istio-remote-secret-cluster1"]
     assert rendered["data"] == live["data"]  # the same kubeconfig the live connect applied
     assert rendered["metadata"]["labels"] == {MULTICLUSTER_LABEL: "true"}
+    kust = yaml.safe_load((out / "clusters" / fleet.contexts[1] / "kustomization.yaml").read_text())
+    assert kust["resources"] == [
+        "40-istio-reader.yaml",
+        "41-istio-reader-token.yaml",
+        "50-istio-remote-secret-cluster1.yaml",
+    ]
+    r = run_cli(*args, "--plaintext-secrets", env=env)  # a re-render of unchanged clusters: no diff
+    assert r.code == 0, r.err
+    assert {p: (out / p).read_bytes() for p in tree(out) if (out / p).is_file()} == first
+    fleet.emulators[fleet.contexts[0]].delete("secrets", "istio-system", TOKEN_SECRET)  # token rotated
+    assert run_cli("mesh", "connect", *_ctx_args(fleet.contexts), "--poll", "0.02", env=env).code == 0
     r = run_cli(*args, "--plaintext-secrets", env=env)
-    assert r.code == 4  # never replaced silently
-    import shutil
+    assert r.code == 4  # a changed remote secret is never replaced silently
+    one_error_line(r, "50-istio-remote-secret-cluster1.yaml", "refusing to overwrite", alone=False)
+    assert (secret_file.read_bytes()) == first[str(secret_file.relative_to(out))]
+    r = run_cli(*args, "--plaintext-secrets", "--force", env=env)
+    assert r.code == 0, r.err
+    live = _remote_secrets(fleet.emulators[fleet.contexts[1]])["istio-remote-secret-cluster1"]
+    assert yaml.safe_load(secret_file.read_text())["data"] == live["data"]
 
-    shutil.rmtree(out)
-    assert run_cli(*args, "--plaintext-secrets", env=env).code == 0
-    assert {p: (out / p).read_bytes() for p in tree(out) if (out / p).is_file()} == first  # byte-identical
 
-
-def test_context_names_become_safe_folder_names() -> None:
-    assert _path_element("c1") == "c1"
-    arn = "arn:aws:eks:eu-west-1:123456789012:cluster/prod"
-    safe = _path_element(arn)
-    assert "/" not in safe and ":" not in safe and safe != _path_element(arn + "x")
-    assert _path_element("..") not in ("..", ".") and "/" not in _path_element("../x")
+def test_output_dir_refuses_a_context_that_is_not_a_folder_name(kube_fleet: Any, pki: Path, tmp_path: Path) -> None:
+    fleet = _fleet(kube_fleet, pki, 2)
+    env = _env(fleet, tmp_path)
+    assert run_cli("mesh", "connect", *_ctx_args(fleet.contexts), "--poll", "0.02", env=env).code == 0
+    doc = yaml.safe_load(fleet.kubeconfig.read_text())
+    for entry in doc["contexts"]:
+        if entry["name"] == fleet.contexts[1]:
+            entry["name"] = "../escape"
+    fleet.kubeconfig.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    r = run_cli(
+        "mesh", "connect", "--context", fleet.contexts[0], "--context", "../escape",
+        "--output-dir", out, "--plaintext-secrets", env=env,
+    )  # fmt: skip
+    assert r.code == 3
+    one_error_line(r, "../escape", "not usable as a cluster folder name")
+    assert tree(out) == [] and not (tmp_path / "escape").exists()
 
 
 # -- the fleet trust table -----------------------------------------------------------------------------
