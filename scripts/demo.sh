@@ -158,6 +158,12 @@ $AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name c
   --mesh-id proj-demo
 $AIRGAP mesh inject demo --context emu-1 --restart
 $AIRGAP mesh status --context emu-1
+if command -v kubectl >/dev/null 2>&1; then
+  say "The real kubectl reads the same emulated cluster"
+  kubectl --context emu-1 -n demo get pods --show-labels
+  kubectl --context emu-1 -n istio-system get secret cacerts
+  kubectl --context emu-1 auth can-i create clusterrolebindings --all-namespaces
+fi
 
 say "A second cluster on its own network (with its east-west gateway), then one mesh across both"
 $AIRGAP bundle import "$DEMO/jump/cluster2.bundle" --trust "$DEMO/jump/officer.pub" \

@@ -15,7 +15,9 @@ The rules (issue 5):
    the result says "unchanged".
    The same content (the same CA material) but other ``airgap.dev/*`` annotations (a newer bundle
    carrying the same material): only the annotations are brought to the bundle's, in one update
-   conditioned on the ``resourceVersion`` we read; the result says "annotated".
+   conditioned on the ``resourceVersion`` we read; the result says "annotated". So a ``cacerts``
+   made by hand with the guide's ``kubectl create secret generic cacerts --from-file ...`` from
+   the same four files (the key decrypted, in either PEM encoding) is adopted, its data untouched.
    Different content: refused (exit 4), the live secret untouched, unless ``rotate``.
 5. ``rotate``: the live secret is first saved as ``cacerts-backup-<UTC time>`` (a rerun after a
    kill reuses an existing backup of the same content), then ``cacerts`` is replaced in one update
@@ -204,9 +206,35 @@ def _annotation(secret: JSON | None, key: str) -> str | None:
 
 
 def same_content(live: JSON, desired: JSON) -> bool:
-    """True when the live secret holds exactly the desired keys with the same bytes."""
+    """True when the live secret holds exactly the desired keys with the same CA material: the same
+    bytes, or (a ``cacerts`` made by hand with kubectl from the same four files) the same
+    certificates and the same private key in another PEM encoding (traditional or PKCS#8)."""
     a, b = _decoded(live.get("data") or {}), _decoded(desired.get("data") or {})
-    return a is not None and a == b
+    if a is None or b is None or set(a) != set(b):
+        return False
+    if a == b:
+        return True
+    others = [k for k in a if k != "ca-key.pem"]
+    return all(a[k] == b[k] for k in others) and _same_private_key(a.get("ca-key.pem"), b.get("ca-key.pem"))
+
+
+def _same_private_key(pem_a: bytes | None, pem_b: bytes | None) -> bool:
+    """The same unencrypted private key, whatever its PEM encoding (an encrypted or unreadable one: False)."""
+    if not pem_a or not pem_b or len(pem_a) > 64 * 1024:
+        return False
+    from cryptography.hazmat.primitives import serialization
+
+    def canonical(pem: bytes) -> bytes | None:
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError):
+            return None
+        return key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    ca, cb = canonical(pem_a), canonical(pem_b)
+    return ca is not None and ca == cb
 
 
 def _backup_name(at: dt.datetime) -> str:

@@ -4,8 +4,10 @@ Trusted: the operator's namespace list and ``--revision``. Not trusted: the clus
 and pods, which are read and checked.
 
 1. The revision: ``--revision``, or the ``istio.io/rev`` label of the running istiod pods;
-   refused when none runs, or several do and none was chosen.
-2. Every namespace must exist before any is changed.
+   refused when none runs, or several do and none was chosen, or ``--revision`` names one no
+   running control plane serves (its injection webhook would not exist: pods stay uninjected).
+2. Every namespace must exist before any is changed, and the caller must be allowed (asked with
+   SelfSubjectAccessReviews) every write the run will make: refused otherwise, nothing changed.
 3. One JSON merge patch per namespace sets ``istio.io/rev`` and removes ``istio-injection``
    (with both labels, injection silently fails).
 4. ``restart``: every deployment in the namespace gets kubectl's ``restartedAt`` template
@@ -70,10 +72,16 @@ def running_revisions(kube: Any) -> list[str]:
 
 
 def choose_revision(kube: Any, revision: str | None) -> str:
-    """Step 1: the chosen revision, or the one running istiod revision."""
-    if revision:
-        return revision
+    """Step 1: the chosen revision (if a control plane serves it), or the one running istiod revision."""
     revs = running_revisions(kube)
+    if revision:
+        if revision not in revs:
+            running = ", ".join(revs) if revs else f"none; no istiod runs in {NAMESPACE}"
+            raise Refused(
+                f"context {kube.context}: no control plane serves revision {revision!r} (running: {running}); "
+                "nothing changed"
+            )
+        return revision
     if not revs:
         raise Refused(f"context {kube.context}: no istiod runs in {NAMESPACE}; install the mesh or pass --revision")
     if len(revs) > 1:
@@ -81,6 +89,22 @@ def choose_revision(kube: Any, revision: str | None) -> str:
             f"context {kube.context}: several istiod revisions run ({', '.join(revs)}); choose one with --revision"
         )
     return revs[0]
+
+
+def _require_access(kube: Any, needs: list[tuple[str, str, str, str | None]]) -> None:
+    """Refused (nothing written yet) unless the server allows every one of ``needs``."""
+    denied = []
+    for verb, resource, group, namespace in needs:
+        allowed, _reason = kube.can_i(verb, resource, group=group, namespace=namespace)
+        if not allowed:
+            res = f"{resource}.{group}" if group else resource
+            where = "" if not namespace else f" {namespace}" if resource == "namespaces" else f" in {namespace}"
+            denied.append(f"{verb} {res}{where}")
+    if denied:
+        raise Refused(
+            f"context {kube.context}: not allowed to {', '.join(denied)} (RBAC); nothing changed; "
+            "`airgap preflight` lists every permission airgap needs"
+        )
 
 
 def _rolled_out(dep: JSON) -> bool:
@@ -113,6 +137,11 @@ def enable_injection(
     missing = [ns for ns, obj in found.items() if obj is None]
     if missing:
         raise Refused(f"context {kube.context}: namespace(s) not found: {', '.join(missing)}; nothing changed")
+    needs: list[tuple[str, str, str, str | None]] = [("patch", "namespaces", "", ns) for ns in found]
+    if restart:
+        for ns in found:
+            needs += [("list", "deployments", "apps", ns), ("patch", "deployments", "apps", ns)]
+    _require_access(kube, needs)
     results: list[NamespaceResult] = []
     for ns, obj in found.items():
         assert obj is not None

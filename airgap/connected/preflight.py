@@ -7,6 +7,9 @@
   the system namespaces (kube-system, kube-public, kube-node-lease) are not checked;
 * the caller may create cluster-wide RBAC (SelfSubjectAccessReview for clusterroles and
   clusterrolebindings), which ``istioctl install`` needs;
+* the caller may make every call airgap itself makes (:data:`ACCESS`: each verb on each resource,
+  in the namespace it is made in), each checked with a SelfSubjectAccessReview, so a missing
+  permission is found here rather than half-way through an import or an install;
 * no namespace carries both ``istio-injection`` and ``istio.io/rev`` (injection then fails).
 
 The cluster's answers are facts to check, not trusted input: malformed values fail the check.
@@ -185,6 +188,51 @@ def check_rbac(kube: Any) -> Check:
     return Check("cluster-rbac", True, "the caller may create clusterroles and clusterrolebindings")
 
 
+# (verb, resource, API group, namespace or None for cluster-wide/all namespaces, the commands that need it)
+ACCESS: tuple[tuple[str, str, str, str | None, str], ...] = (
+    ("list", "nodes", "", None, "preflight"),
+    ("list", "namespaces", "", None, "preflight, mesh status"),
+    ("get", "namespaces", "", None, "bundle import, mesh"),
+    ("create", "namespaces", "", None, "bundle import, mesh install"),
+    ("update", "namespaces", "", None, "mesh install"),
+    ("patch", "namespaces", "", None, "mesh inject"),
+    ("list", "services", "", None, "preflight"),
+    ("get", "services", "", "istio-system", "mesh install"),
+    ("create", "services", "", "istio-system", "mesh install"),
+    ("update", "services", "", "istio-system", "mesh install"),
+    ("get", "secrets", "", "istio-system", "bundle import, mesh status"),
+    ("list", "secrets", "", "istio-system", "bundle import --rotate"),
+    ("create", "secrets", "", "istio-system", "bundle import"),
+    ("update", "secrets", "", "istio-system", "bundle import"),
+    ("delete", "secrets", "", "istio-system", "bundle import --rotate"),
+    ("list", "pods", "", None, "mesh install, inject, status"),
+    ("list", "deployments", "apps", None, "mesh inject"),
+    ("patch", "deployments", "apps", None, "mesh inject --restart"),
+    ("get", "gateways", "networking.istio.io", "istio-system", "mesh install --east-west"),
+    ("create", "gateways", "networking.istio.io", "istio-system", "mesh install --east-west"),
+    ("update", "gateways", "networking.istio.io", "istio-system", "mesh install --east-west"),
+    ("get", "serviceaccounts", "", "istio-system", "mesh connect"),
+    ("create", "serviceaccounts", "", "istio-system", "mesh connect"),
+    ("get", "clusterroles", "rbac.authorization.k8s.io", None, "mesh connect"),
+    ("get", "clusterrolebindings", "rbac.authorization.k8s.io", None, "mesh connect"),
+)
+# creating clusterroles and clusterrolebindings (mesh connect, istioctl install) is the cluster-rbac check
+
+
+def check_access(kube: Any) -> Check:
+    """Every call airgap makes, asked of the server (SelfSubjectAccessReview), the refused ones listed."""
+    denied = []
+    for verb, resource, group, namespace, needed_by in ACCESS:
+        allowed, reason = kube.can_i(verb, resource, group=group, namespace=namespace)
+        if not allowed:
+            res = f"{resource}.{group}" if group else resource
+            where = f" in {namespace}" if namespace else ""
+            denied.append(f"{verb} {res}{where} (needed by {needed_by})" + (f": {reason}" if reason else ""))
+    if denied:
+        return Check("api-access", False, f"{len(denied)} of the {len(ACCESS)} calls airgap makes are refused", denied)
+    return Check("api-access", True, f"all {len(ACCESS)} calls airgap makes are allowed")
+
+
 def check_injection_labels(kube: Any) -> Check:
     both = []
     for ns in kube.list("Namespace"):
@@ -210,6 +258,7 @@ def preflight(kube: Any, defaults: Any = None) -> PreflightReport:
         *check_nodes(kube),
         check_port_names(kube),
         check_rbac(kube),
+        check_access(kube),
         check_injection_labels(kube),
     ]
     return PreflightReport(kube.context, checks)

@@ -81,6 +81,7 @@ def test_end_to_end(
     doc = json.loads(r.out)
     assert doc["ok"] is True and {c["name"] for c in doc["checks"]} == {
         "kubernetes-version",
+        "api-access",
         "nodes",
         "cpu",
         "memory",
@@ -393,7 +394,7 @@ def test_inject_refusals(kube_cluster: Cluster, tmp_path: Path) -> None:
     )
     r = run_cli("mesh", "inject", "shop", "ghost", "--context", "test", "--revision", "asm-187-2", env=env)
     assert r.code == 4 and "namespace(s) not found: ghost; nothing changed" in _one_error_line(r)
-    assert "istio.io/rev" not in emu.get("namespaces", None, "shop")["metadata"]["labels"]
+    assert "istio.io/rev" not in emu.get("namespaces", None, "shop")["metadata"].get("labels", {})
     r = run_cli("mesh", "inject", "shop", "--context", "test", "--revision", "asm-187-2", env=env)
     assert r.code == 0 and emu.get("namespaces", None, "shop")["metadata"]["labels"]["istio.io/rev"] == "asm-187-2"
 

@@ -83,3 +83,17 @@ def test_each_requirement_can_fail(kube_cluster: Cluster) -> None:
     assert set(failed) == {"cpu", "memory", "service-port-names", "cluster-rbac"}
     assert failed["cpu"].detail == "3.6 vCPU allocatable (need at least 4)"
     assert failed["service-port-names"].offenders == ["default/db port 3306 name mysqlx"]
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"),
+    [("v1.15.12", False), ("v1.16.15", True), ("v1.17.17", True), ("v1.18.20", True), ("v1.19.16", True),
+     ("v1.20.15", False), ("v1.32.4", False)],
+)  # fmt: skip
+def test_version_range_against_the_emulated_server(kube_cluster: Cluster, version: str, ok: bool) -> None:
+    kube_cluster.emu().version = version
+    with connect(kube_cluster.context, kubeconfig=kube_cluster.kubeconfig, policy=FAST) as kube:
+        report = preflight(kube)
+    checks = {c.name: c for c in report.checks}
+    assert checks["kubernetes-version"].ok is ok and version in checks["kubernetes-version"].detail
+    assert checks["api-access"].ok, report.text()  # the admin may make every call airgap makes

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kubeconfig", required=True, type=Path, help="where to write the kubeconfig")
     ap.add_argument("--clusters", type=int, default=1, help="how many clusters (contexts emu-1 ...)")
     ap.add_argument("--prefix", default="emu", help="context name prefix")
+    ap.add_argument(
+        "--server-version", default="v1.19.16", help="the Kubernetes version reported (default: ASM 1.8's v1.19.16)"
+    )
     ap.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     ap.add_argument("--istioctl-log", type=Path, help="follow the fake istioctl's log and simulate installs")
     ap.add_argument("--workloads", action="store_true", help="a demo namespace with one deployment per cluster")
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     emulators: dict[str, Emulator] = {}
     for i in range(1, args.clusters + 1):
         name = f"{args.prefix}-{i}"
-        emu = Emulator(name=name).start()
+        emu = Emulator(name=name, version=args.server_version).start()
         emu.faults.latency = args.latency
         if args.workloads:
             emu.add_deployment("demo", "web", {"app": "web"})

@@ -20,6 +20,10 @@ from tests.kubeapi.istioctl import IstioctlSimulator
 from tests.kubeapi.server import Emulator, write_kubeconfig
 
 REAL_KUBECONFIG = os.environ.get("AIRGAP_TEST_KUBECONFIG")
+# The clusters airgap's ASM 1.8 flows are tested on: a server in ASM 1.8's range (1.16-1.19).
+# The emulator itself defaults to a current version (server.DEFAULT_VERSION).
+# ``AIRGAP_TEST_EMULATOR_VERSION`` runs them against another emulated version (e.g. v1.32.4).
+ASM_VERSION = os.environ.get("AIRGAP_TEST_EMULATOR_VERSION") or "v1.19.16"
 
 
 @dataclass
@@ -73,7 +77,7 @@ def kube_cluster(tmp_path: Path) -> Iterator[Cluster]:
     if REAL_KUBECONFIG:
         yield _real_cluster(tmp_path)
         return
-    emu = Emulator(name="test").start()
+    emu = Emulator(name="test", version=ASM_VERSION).start()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", [("test", emu)])
     sim = IstioctlSimulator(log, {"test": emu}, default_context="test").start()
     try:
@@ -81,6 +85,7 @@ def kube_cluster(tmp_path: Path) -> Iterator[Cluster]:
     finally:
         sim.stop()
         emu.stop()
+    _no_unknown_fields([emu])
 
 
 @pytest.fixture
@@ -92,7 +97,7 @@ def kube_fleet(tmp_path: Path) -> Iterator[Callable[[int], Fleet]]:
     sims: list[IstioctlSimulator] = []
 
     def make(n: int) -> Fleet:
-        emus = {f"c{i}": Emulator(name=f"c{i}").start() for i in range(1, n + 1)}
+        emus = {f"c{i}": Emulator(name=f"c{i}", version=ASM_VERSION).start() for i in range(1, n + 1)}
         started.extend(emus.values())
         log = tmp_path / f"istioctl-{len(sims)}.log"
         kubeconfig = write_kubeconfig(tmp_path / f"kubeconfig-{len(sims)}", list(emus.items()))
@@ -107,3 +112,10 @@ def kube_fleet(tmp_path: Path) -> Iterator[Callable[[int], Fleet]]:
             s.stop()
         for e in started:
             e.stop()
+    _no_unknown_fields(started)
+
+
+def _no_unknown_fields(emulators: list[Emulator]) -> None:
+    """No request of the test sent a field its kind does not have (a 1.25+ server warns or refuses)."""
+    sent = [(e.name, r.method, r.path, r.unknown_fields) for e in emulators for r in e.requests if r.unknown_fields]
+    assert not sent, f"requests with unknown fields: {sent}"

@@ -1,11 +1,14 @@
-"""A Kubernetes API emulator on loopback over HTTPS with bearer-token auth.
+"""A Kubernetes API emulator on loopback over HTTPS, for the tests (NOT a real cluster).
 
-:class:`Emulator` serves the REST paths airgap uses (see :mod:`tests.kubeapi.store` for the
-semantics), injects faults on request (:class:`Faults`), runs a small controller that marks pods
-Ready, rolls deployments out and applies the sidecar injector's ``istio.io/rev`` label, and
-writes a kubeconfig the official client and kubectl can use.
+:class:`Emulator` serves the REST paths airgap and the guide's kubectl commands use (semantics in
+:mod:`tests.kubeapi.store` and :mod:`tests.kubeapi.validation`), authenticates bearer tokens and
+client certificates, authorizes every request with RBAC (:mod:`tests.kubeapi.rbac`), serves
+discovery, OpenAPI v3 and Table output, decodes kubectl's protobuf bodies, injects faults on
+request (:class:`Faults`), runs a small controller that marks pods Ready, rolls deployments out,
+finalizes Terminating namespaces and plays the sidecar injector (only for a revision whose
+istiod is installed), and writes a kubeconfig the official client and kubectl can use.
 
-It is a test double, not a cluster: no watch, no scheduling, no real admission webhooks.
+It is a test double, not a cluster: see ``tests/kubeapi/README.md`` for what still differs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,11 +32,62 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from tests.kubeapi.store import JSON, RESOURCES, ApiError, ResourceDef, Store, now_iso
+from tests.kubeapi import discovery, openapi, rbac
+from tests.kubeapi.errors import REASONS
+from tests.kubeapi.protobuf import ProtobufError, decode_protobuf
+from tests.kubeapi.store import (
+    JSON,
+    RESOURCES,
+    ApiError,
+    ResourceDef,
+    Store,
+    WriteOptions,
+    now_iso,
+    parse_field_selector,
+    parse_selector,
+)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 INJECT_LABEL = "istio.io/rev"
 SA_NAME = "kubernetes.io/service-account.name"
+MAX_REQUEST_BYTES = 3 * 1024 * 1024  # kube-apiserver's limit on a request body
+DEFAULT_VERSION = "v1.32.4"  # a current server; ASM 1.8 tests choose 1.16-1.19 (see fixtures.ASM_VERSION)
+ADMIN = rbac.User("kubernetes-admin", ("system:masters", "system:authenticated"))
+_NOT_FOUND = "the server could not find the requested resource"
+_UNKNOWN = "X-Emulator-Unknown-Fields"
+
+
+def decode_body(raw: bytes, ctype: str) -> Any:
+    """A request body: JSON (also for the patch types), YAML, or kubectl's protobuf envelope."""
+    if not raw:
+        return None
+    if ctype == "application/vnd.kubernetes.protobuf":
+        try:
+            return decode_protobuf(raw)
+        except ProtobufError as exc:
+            raise ApiError(400, "BadRequest", f"the body of the request was in an unknown format: {exc}") from exc
+    if ctype in ("application/yaml", "application/apply-patch+yaml"):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ApiError(400, "BadRequest", f"error decoding YAML: {exc}") from exc
+    if ctype not in ("", "application/json") and not ctype.endswith("+json"):
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: application/json, "
+            f'application/yaml, application/vnd.kubernetes.protobuf (got "{ctype}")',
+        )
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", f"the body of the request was in an unknown format: {exc}") from exc
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    major, minor = text.lstrip("v").split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()))
+
 
 _CA_LOCK = threading.Lock()
 _CA: Any = None
@@ -65,6 +119,8 @@ class Fault:
     status: int = 503
     retry_after: int | None = None
     delay: float = 0.0
+    reason: str = ""  # default: the real server's reason for ``status`` (409 Conflict, 503 ServiceUnavailable, ...)
+    message: str = ""
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (self.path is None or self.path in path)
@@ -96,10 +152,23 @@ class Faults:
         self._hooks: list[tuple[str | None, str | None, Callable[[], None]]] = []
         self.latency = 0.0  # added to every request (simulated network round trip)
 
-    def fail(self, count: int, status: int = 503, *, method: str | None = None, path: str | None = None) -> None:
-        """The next ``count`` matching requests answer ``status`` with a Status body."""
+    def fail(
+        self,
+        count: int,
+        status: int = 503,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        reason: str = "",
+        message: str = "",
+    ) -> None:
+        """The next ``count`` matching requests answer ``status`` with a Status body.
+
+        ``reason`` defaults to the real server's for that code (``fail(1, 409, reason="AlreadyExists")``
+        makes a 409 that looks like a lost create race rather than a stale update).
+        """
         with self._lock:
-            self._faults.append(Fault("status", count, method, path, status=status))
+            self._faults.append(Fault("status", count, method, path, status=status, reason=reason, message=message))
 
     def throttle(self, count: int, retry_after: int = 1, *, method: str | None = None, path: str | None = None) -> None:
         """The next ``count`` matching requests answer 429 with ``Retry-After``."""
@@ -162,6 +231,8 @@ class Request:
     path: str
     status: int  # 0 when the connection was dropped
     content_type: str = ""
+    user: str = ""
+    unknown_fields: tuple[str, ...] = ()  # fields the kind does not have, whatever fieldValidation did with them
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,6 +271,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve("DELETE")
 
+    def _peer_cert(self) -> dict[str, Any] | None:
+        try:
+            cert = self.request.getpeercert()
+        except (AttributeError, ValueError, ssl.SSLError):
+            return None
+        return cert or None
+
     def _drop(self) -> None:
         self.close_connection = True
         with contextlib.suppress(OSError):
@@ -210,8 +288,21 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path
         length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_REQUEST_BYTES:
+            emu.record(Request(method, path, 413, ""))
+            self.close_connection = True
+            left = min(length, 4 * MAX_REQUEST_BYTES)  # drain what a client sends before it reads the answer
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+            err = ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_REQUEST_BYTES}")
+            self._send(413, err.status())
+            return
         raw = self.rfile.read(length) if length else b""
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        accept = self.headers.get("Accept") or ""
         if emu.faults.latency:
             time.sleep(emu.faults.latency)
         fault, gate, hook = emu.faults.take(method, path)
@@ -229,40 +320,97 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay)
         if fault is not None and fault.kind == "status":
-            reason = "TooManyRequests" if fault.status == 429 else "ServiceUnavailable"
-            err = ApiError(fault.status, reason, "injected fault: the server is currently unable to handle the request")
+            reason = fault.reason or REASONS.get(fault.status, "InternalError" if fault.status >= 500 else "BadRequest")
+            err = ApiError(fault.status, reason, f"injected fault: {fault.message or reason}")
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             emu.record(Request(method, path, fault.status, ctype))
             self._send(fault.status, err.status(), headers)
             return
-        auth = self.headers.get("Authorization") or ""
-        reader = emu.tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
-        if reader is not None and method != "GET":  # a service-account token: the reader role reads only
-            emu.record(Request(method, path, 403, ctype))
-            self._send(403, ApiError(403, "Forbidden", f'User "{reader}" cannot {method.lower()} {path}').status())
-            return
-        if auth != f"Bearer {emu.token}" and reader is None:
+        user = emu.authenticate(self.headers.get("Authorization") or "", self._peer_cert())
+        if user is None:
             emu.record(Request(method, path, 401, ctype))
             self._send(401, ApiError(401, "Unauthorized", "Unauthorized").status())
             return
         if hook is not None:
             hook()
+        headers = {}
         try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            err = ApiError(400, "BadRequest", "the body of the request was in an unknown format")
-            emu.record(Request(method, path, 400, ctype))
-            self._send(400, err.status())
+            body = decode_body(raw, ctype)
+            code, doc, headers = emu.handle(method, path, parse_qs(url.query), ctype, body, user=user, accept=accept)
+        except _Watch as w:
+            emu.record(Request(method, path, 200, ctype, user.name))
+            self._stream(w)
             return
-        try:
-            code, doc = emu.handle(method, path, parse_qs(url.query), ctype, body)
         except ApiError as exc:
             code, doc = exc.code, exc.status()
-        emu.record(Request(method, path, code, ctype))
+        except Exception as exc:  # an emulator bug: answer like the server's panic handler, keep serving
+            code = 500
+            doc = ApiError(
+                500, "InternalError", f"Internal error occurred: emulator: {type(exc).__name__}: {exc}"
+            ).status()
+        unknown = tuple(headers.pop(_UNKNOWN, "").split(",")) if _UNKNOWN in headers else ()
+        emu.record(Request(method, path, code, ctype, user.name, unknown))
         if fault is not None and fault.kind == "drop_after":
             self._drop()
             return
-        self._send(code, doc)
+        self._send(code, doc, headers)
+
+    def _stream(self, w: _Watch) -> None:
+        """A watch: ADDED/MODIFIED/DELETED events, one JSON object per chunk, until timeoutSeconds."""
+        emu = self.server.emulator
+        store = emu.store
+        try:
+            timeout = min(float(w.query.get("timeoutSeconds") or 60), 300.0)
+        except ValueError:
+            timeout = 60.0
+        try:
+            since = int(w.query.get("resourceVersion") or 0)
+            labels = parse_selector(w.query.get("labelSelector", ""))
+            fields = parse_field_selector(w.query.get("fieldSelector", ""))
+            with store.lock:
+                initial = [] if since else store.list(w.rd, w.namespace)["items"]
+                since = since or int(store.resource_version)
+        except (ApiError, ValueError) as exc:
+            err = exc if isinstance(exc, ApiError) else ApiError(400, "BadRequest", f"resourceVersion: {exc}")
+            self._send(err.code, err.status())
+            return
+
+        def wanted(plural: str, obj: JSON) -> bool:
+            meta = obj.get("metadata") or {}
+            if plural != w.rd.plural or (w.namespace and meta.get("namespace") != w.namespace):
+                return False
+            f = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
+            return all(r.matches(meta.get("labels") or {}) for r in labels) and all(r.matches(f) for r in fields)
+
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+
+            def event(kind: str, obj: JSON) -> None:
+                data = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            for obj in initial:
+                if wanted(w.rd.plural, obj):
+                    event("ADDED", obj)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not emu._stop.is_set():
+                with store.changed:
+                    pending = [e for e in store.events if e[0] > since]
+                    if not pending:
+                        store.changed.wait(timeout=0.05)
+                        continue
+                since = pending[-1][0]
+                for _rv, kind, plural, obj in pending:
+                    if wanted(plural, obj):
+                        event(kind, obj)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            return
 
     def _send(self, code: int, doc: JSON, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(doc).encode()
@@ -313,7 +461,7 @@ class Emulator:
         self,
         *,
         name: str = "emulated",
-        version: str = "v1.19.16",
+        version: str = DEFAULT_VERSION,
         nodes: int = 4,
         node_cpu: str = "4",
         node_memory: str = "16Gi",
@@ -325,10 +473,15 @@ class Emulator:
         self.version = version
         self.ready_delay = ready_delay
         self.tick = tick
-        self.store = Store()
+        self.store = Store(parse_version(version))
         self.faults = Faults()
+        # (verb, resource) refused to the admin too, in requests and SelfSubjectAccessReviews alike:
+        # an emulator-only knob (real RBAC cannot take a superuser's rights away).
+        self.denied: set[tuple[str, str]] = set()
+        self.users: dict[str, rbac.User] = {self.token: ADMIN}
+        self.cert_users: dict[str, Any] = {}  # user name -> trustme LeafCert
         self.tokens: dict[str, str] = {}  # service-account tokens the token controller issued -> user
-        self.denied: set[tuple[str, str]] = set()  # (verb, resource) refused by SelfSubjectAccessReview
+        self.namespace_finalize_delay = 0.05
         self.requests: list[Request] = []
         self._req_lock = threading.Lock()
         self._stop = threading.Event()
@@ -343,6 +496,9 @@ class Emulator:
         cert = ca.issue_cert("127.0.0.1", "localhost")
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(ctx)
+        # Client certificates are optional (tokens work too); those the test CA issued are users.
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ca.configure_trust(ctx)
         self._server = _Server(self, ctx)
         t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         t.start()
@@ -370,21 +526,109 @@ class Emulator:
         assert self._server is not None, "emulator not started"
         return f"https://127.0.0.1:{self._server.server_address[1]}"
 
-    def kubeconfig_entry(self, context: str | None = None) -> tuple[JSON, JSON, JSON]:
-        """(cluster, user, context) entries for a kubeconfig."""
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @version.setter
+    def version(self, value: str) -> None:
+        self._version = value
+        if hasattr(self, "store"):
+            self.store.version = parse_version(value)
+
+    def kubeconfig_entry(self, context: str | None = None, user: str | None = None) -> tuple[JSON, JSON, JSON]:
+        """(cluster, user, context) entries for a kubeconfig; ``user`` one made by :meth:`add_user`."""
         ctx = context or self.name
         ca_pem = _trust_ca().cert_pem.bytes()
+        creds: JSON
+        if user is not None and user in self.cert_users:
+            leaf = self.cert_users[user]
+            creds = {
+                "client-certificate-data": base64.b64encode(leaf.cert_chain_pems[0].bytes()).decode(),
+                "client-key-data": base64.b64encode(leaf.private_key_pem.bytes()).decode(),
+            }
+        else:
+            token = self.token if user is None else next(t for t, u in self.users.items() if u.name == user)
+            creds = {"token": token}
         return (
             {
                 "name": ctx,
                 "cluster": {"server": self.url, "certificate-authority-data": base64.b64encode(ca_pem).decode()},
             },
-            {"name": ctx, "user": {"token": self.token}},
+            {"name": ctx, "user": creds},
             {"name": ctx, "context": {"cluster": ctx, "user": ctx}},
         )
 
-    def write_kubeconfig(self, path: Path, context: str | None = None) -> Path:
-        return write_kubeconfig(path, [(context or self.name, self)])
+    def write_kubeconfig(self, path: Path, context: str | None = None, user: str | None = None) -> Path:
+        return write_kubeconfig(path, [(context or self.name, self, user)])
+
+    # -- users and RBAC ------------------------------------------------------------------------
+
+    def add_user(self, name: str, groups: tuple[str, ...] = ()) -> str:
+        """A user who authenticates with a bearer token (returned) and has only what RBAC grants."""
+        token = uuid.uuid4().hex
+        self.users[token] = rbac.User(name, (*groups, "system:authenticated"))
+        return token
+
+    def add_cert_user(self, name: str, group: str | None = None) -> None:
+        """A user who authenticates with a client certificate (CN = user, O = group), as kube-apiserver maps them."""
+        self.cert_users[name] = _trust_ca().issue_cert(
+            f"{name.replace('@', '.').replace(':', '-')}.client.emulator", common_name=name, organization_name=group
+        )
+
+    def authenticate(self, header: str, cert: dict[str, Any] | None = None) -> rbac.User | None:
+        if header.startswith("Bearer "):
+            token = header[len("Bearer ") :]
+            sa = self.tokens.get(token)
+            if sa is not None:  # system:serviceaccount:NS:NAME, with its groups; RBAC decides the rest
+                ns = sa.split(":")[2]
+                return rbac.User(sa, ("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"))
+            return self.users.get(token)
+        if header or not cert:
+            return None
+        subject = {k: v for rdn in cert.get("subject", ()) for k, v in rdn}
+        groups = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "organizationName"]
+        name = subject.get("commonName")
+        if not name or name not in self.cert_users:
+            return None  # signed by the test CA (a serving certificate, say) but not a user of this cluster
+        return rbac.User(name, (*groups, "system:authenticated"))
+
+    def grant(
+        self,
+        user: str,
+        verbs: list[str],
+        resources: list[str],
+        *,
+        group: str = "",
+        namespace: str | None = None,
+        names: list[str] | None = None,
+    ) -> str:
+        """A (Cluster)Role with one rule and its binding to ``user`` (a RoleBinding when ``namespace``);
+        returns the binding's name (the role has the same)."""
+        rule: JSON = {"apiGroups": [group], "resources": resources, "verbs": verbs}
+        if names:
+            rule["resourceNames"] = names
+        name = f"{user}-{'-'.join(verbs)}-{'-'.join(resources)}".replace("*", "all")[:200]
+        ref_kind = "Role" if namespace else "ClusterRole"
+        role_plural = "roles" if namespace else "clusterroles"
+        if self.get(role_plural, namespace, name) is None:
+            self.create(role_plural, namespace, {"metadata": {"name": name}, "rules": [rule]})
+        self.create(
+            "rolebindings" if namespace else "clusterrolebindings",
+            namespace,
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": rbac.RBAC_GROUP, "kind": ref_kind, "name": name},
+                "subjects": [{"apiGroup": rbac.RBAC_GROUP, "kind": "User", "name": user}],
+            },
+        )
+        return name
+
+    def can(self, user: rbac.User, attrs: rbac.Attributes) -> tuple[bool, str]:
+        if (attrs.verb, attrs.resource) in self.denied or ("*", attrs.resource) in self.denied:
+            return False, "denied by the emulator's RBAC setting"
+        with self.store.lock:
+            return rbac.authorize(self.store.objects, user, attrs)
 
     def record(self, req: Request) -> None:
         with self._req_lock:
@@ -414,7 +658,13 @@ class Emulator:
         return self.store.patch(_rd(plural), namespace, name, "application/merge-patch+json", patch)
 
     def delete(self, plural: str, namespace: str | None, name: str) -> JSON:
-        return self.store.delete(_rd(plural), namespace, name)
+        """Delete at once (a namespace too: no Terminating phase, unlike a DELETE over HTTP)."""
+        obj = self.store.delete(_rd(plural), namespace, name)
+        if plural == "namespaces":
+            with self.store.lock:
+                self.store.terminating[name] = float("-inf")
+                self.store.finalize_namespaces()
+        return obj
 
     def add_deployment(
         self, namespace: str, name: str, labels: dict[str, str], *, replicas: int = 1, ensure_namespace: bool = True
@@ -469,6 +719,7 @@ class Emulator:
     def _seed(self, nodes: int, cpu: str, memory: str) -> None:
         for ns in SYSTEM_NAMESPACES:
             self.create("namespaces", None, {"metadata": {"name": ns}})
+        rbac.seed(self.create)
         for i in range(nodes):
             self.create(
                 "nodes",
@@ -522,70 +773,186 @@ class Emulator:
 
     # -- REST dispatch -------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]], ctype: str, body: Any) -> tuple[int, JSON]:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        ctype: str,
+        body: Any,
+        *,
+        user: rbac.User = ADMIN,
+        accept: str = "application/json",
+    ) -> tuple[int, JSON, dict[str, str]]:
+        """One request: (code, body, extra headers); raises :class:`ApiError` for failures."""
         parts = [unquote(p) for p in path.strip("/").split("/") if p]
-        if parts == ["version"] and method == "GET":
-            major, minor = self.version.lstrip("v").split(".")[:2]
-            return 200, {"major": major, "minor": minor, "gitVersion": self.version, "platform": "linux/amd64"}
-        if parts in (["healthz"], ["readyz"], ["livez"]):
-            return 200, {"status": "ok"}
-        if parts == ["api"]:
-            return 200, {"kind": "APIVersions", "versions": ["v1"]}
-        if parts[:1] == ["api"] and len(parts) >= 2 and parts[1] == "v1":
+        q = {k: v[0] for k, v in query.items()}
+        if method == "GET":
+            doc = self._nonresource(parts, q)
+            if doc is not None:
+                return 200, doc, {}
+        if parts[:2] == ["api", "v1"]:
             group, rest = "", parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 3:
             group, rest = parts[1], parts[3:]
+            if parts[2] != ("v1" if group == "authorization.k8s.io" else _group_version(group)):
+                raise ApiError(404, "NotFound", _NOT_FOUND)
             if group == "authorization.k8s.io" and rest == ["selfsubjectaccessreviews"] and method == "POST":
-                return self._ssar(body)
+                return self._ssar(body, user)
         else:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise ApiError(404, "NotFound", _NOT_FOUND)
         namespace: str | None = None
         if len(rest) >= 3 and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
         if not rest or len(rest) > 2:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise ApiError(404, "NotFound", _NOT_FOUND)
         rd = RESOURCES.get((group, rest[0]))
         if rd is None or (namespace is not None and not rd.namespaced):
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise ApiError(404, "NotFound", _NOT_FOUND)
         name = rest[1] if len(rest) == 2 else None
-        q = {k: v[0] for k, v in query.items()}
+        verb = {
+            "GET": "list" if name is None else "get",
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete" if name is not None else "deletecollection",
+        }.get(method, method.lower())
+        if verb == "list" and q.get("watch") in ("true", "1"):
+            verb = "watch"
+        attrs_name = name or ""
+        if verb == "create" and isinstance(body, dict):
+            attrs_name = ""
+        # As the real RequestInfo: a request on a namespace object is "in" that namespace.
+        attrs_ns = name if rd.plural == "namespaces" and name else namespace or ""
+        attrs = rbac.Attributes(verb, group, rd.plural, attrs_ns, attrs_name)
+        allowed, _why = self.can(user, attrs)
+        if not allowed:
+            raise rbac.forbidden(user, attrs)
+        opts = self._write_options(q, method)
         store = self.store
+        headers: dict[str, str] = {}
+
+        def done(code: int, doc: JSON) -> tuple[int, JSON, dict[str, str]]:
+            if opts.unknown:
+                headers[_UNKNOWN] = ",".join(opts.unknown)  # recorded, not sent
+            if opts.warnings:
+                headers["Warning"] = ", ".join(
+                    f'299 - "{w.replace(chr(34), chr(92) + chr(34))}"' for w in opts.warnings
+                )
+            return code, doc, headers
+
         if name is None:
             if method == "GET":
-                return 200, store.list(rd, namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""))
+                if verb == "watch":
+                    raise _Watch(rd, namespace, q)
+                doc = store.list(rd, namespace, q.get("labelSelector", ""), q.get("fieldSelector", ""))
+                if discovery.wants_table(accept):
+                    return 200, discovery.table(rd, doc["items"], doc["metadata"]["resourceVersion"]), {}
+                return 200, doc, {}
             if method == "POST":
                 if rd.namespaced and namespace is None:
                     raise ApiError(
                         405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
                     )
-                if q.get("dryRun") == "All":
-                    return 201, body
-                return 201, store.create(rd, namespace, body)
+                return done(201, store.create(rd, namespace, body, opts))
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if rd.namespaced and namespace is None:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise ApiError(404, "NotFound", _NOT_FOUND)
         if method == "GET":
-            return 200, store.get(rd, namespace, name)
+            obj = store.get(rd, namespace, name)
+            if discovery.wants_table(accept):
+                return 200, discovery.table(rd, [obj], obj["metadata"]["resourceVersion"]), {}
+            return 200, obj, {}
         if method == "PUT":
-            return 200, store.update(rd, namespace, name, body)
+            return done(200, store.update(rd, namespace, name, body, opts))
         if method == "PATCH":
-            return 200, store.patch(rd, namespace, name, ctype, body)
+            return done(200, store.patch(rd, namespace, name, ctype, body, opts))
         if method == "DELETE":
-            return 200, store.delete(rd, namespace, name, body)
+            return done(200, store.delete(rd, namespace, name, body, opts))
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
-    def _ssar(self, body: Any) -> tuple[int, JSON]:
+    def _write_options(self, q: dict[str, str], method: str) -> WriteOptions:
+        dry = q.get("dryRun", "")
+        if dry not in ("", "All"):
+            raise ApiError(400, "BadRequest", f'dryRun: Unsupported value: "{dry}": supported values: "All"')
+        fv = q.get("fieldValidation", "")
+        if fv not in ("", "Strict", "Warn", "Ignore"):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"invalid fieldValidation directive: {fv!r}, allowed values are Ignore, Warn, or Strict",
+            )
+        if self.store.version < (1, 25):
+            fv = "Ignore"  # older servers decode leniently and know no fieldValidation
+        elif not fv:
+            fv = "Warn"
+        del method
+        return WriteOptions(dry_run=dry == "All", field_validation=fv)
+
+    def _nonresource(self, parts: list[str], q: dict[str, str]) -> JSON | None:
+        if parts == ["version"]:
+            major, minor = self.version.lstrip("v").split(".")[:2]
+            return {
+                "major": major,
+                "minor": minor,
+                "gitVersion": self.version,
+                "gitCommit": "0" * 40,
+                "gitTreeState": "clean",
+                "buildDate": "2025-04-22T16:00:00Z",
+                "goVersion": "go1.23.8",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+        if parts in (["healthz"], ["readyz"], ["livez"]):
+            return {"status": "ok"}
+        if parts == ["api"]:
+            return discovery.api_versions(self.url.removeprefix("https://"))
+        if parts == ["apis"]:
+            return discovery.api_group_list()
+        if parts == ["api", "v1"]:
+            return discovery.resource_list("", "v1")
+        if len(parts) == 2 and parts[0] == "apis":
+            return discovery.api_group(parts[1]) or _raise_not_found()
+        if len(parts) == 3 and parts[0] == "apis":
+            return discovery.resource_list(parts[1], parts[2]) or _raise_not_found()
+        if parts[:2] == ["openapi", "v3"]:
+            return openapi.document("/".join(parts[2:])) or _raise_not_found()
+        if parts[:2] == ["openapi", "v2"]:
+            raise ApiError(404, "NotFound", _NOT_FOUND)
+        del q
+        return None
+
+    def _ssar(self, body: Any, user: rbac.User) -> tuple[int, JSON, dict[str, str]]:
         if not isinstance(body, dict) or body.get("kind") not in (None, "SelfSubjectAccessReview"):
             raise ApiError(400, "BadRequest", "expected a SelfSubjectAccessReview")
-        attrs = ((body.get("spec") or {}).get("resourceAttributes")) or {}
-        verb, resource = attrs.get("verb", ""), attrs.get("resource", "")
-        allowed = (verb, resource) not in self.denied and ("*", resource) not in self.denied
+        spec = body.get("spec") or {}
+        attrs = spec.get("resourceAttributes")
+        if not attrs and not spec.get("nonResourceAttributes"):
+            raise ApiError(
+                422,
+                "Invalid",
+                'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: '
+                '"null": exactly one of nonResourceAttributes or resourceAttributes must be specified',
+            )
         doc = copy.deepcopy(body)
         doc.update({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1"})
+        doc.setdefault("metadata", {})["creationTimestamp"] = None
+        if attrs:
+            a = rbac.Attributes(
+                str(attrs.get("verb", "")),
+                str(attrs.get("group", "")),
+                str(attrs.get("resource", "")),
+                str(attrs.get("namespace", "")),
+                str(attrs.get("name", "")),
+                str(attrs.get("subresource", "")),
+            )
+            allowed, reason = self.can(user, a)
+        else:
+            allowed, reason = user.superuser, ""
         doc["status"] = {"allowed": allowed}
-        if not allowed:
-            doc["status"]["reason"] = "denied by the emulator's RBAC setting"
-        return 201, doc
+        if reason:
+            doc["status"]["reason"] = reason
+        return 201, doc, {}
 
     # -- controller ----------------------------------------------------------------------------
 
@@ -611,6 +978,8 @@ class Emulator:
         store = self.store
         with store.lock:
             now = time.monotonic()
+            if store.terminating:
+                store.finalize_namespaces(self.namespace_finalize_delay)
             self._reconcile_tokens()
             for dep in self.list("deployments"):
                 self._reconcile_deployment(dep)
@@ -692,6 +1061,13 @@ class Emulator:
             dep["status"] = status
             self.store.update(_rd("deployments"), ns, name, dep)
 
+    def installed_revisions(self) -> set[str]:
+        """Revisions with an istiod Deployment in istio-system (what serves their injection webhook)."""
+        revs = set()
+        for dep in self.list("deployments", "istio-system", "app=istiod"):
+            revs.add((dep["metadata"].get("labels") or {}).get(INJECT_LABEL, "default"))
+        return revs
+
     def _create_pod(self, ns: str, deployment: str, h: str, template: JSON) -> JSON:
         meta = copy.deepcopy(template.get("metadata") or {})
         labels = dict(meta.get("labels") or {})
@@ -700,11 +1076,12 @@ class Emulator:
         annotations["emulator.airgap.dev/born"] = repr(time.monotonic())
         spec = copy.deepcopy(template.get("spec") or {})
         # The sidecar injector: a namespace labelled istio.io/rev (and not istio-injection) gets
-        # its revision's proxy and label. With both labels set, injection silently fails.
+        # its revision's proxy and label, if a control plane of that revision is installed (its
+        # webhook exists only then). With both labels set, injection silently fails.
         nsobj = self.get("namespaces", None, ns) or {}
         nslabels = nsobj.get("metadata", {}).get("labels") or {}
         rev = nslabels.get(INJECT_LABEL)
-        if rev and "istio-injection" not in nslabels and ns != "istio-system":
+        if rev and "istio-injection" not in nslabels and ns != "istio-system" and rev in self.installed_revisions():
             labels[INJECT_LABEL] = rev
             annotations["sidecar.istio.io/status"] = json.dumps({"revision": rev, "containers": ["istio-proxy"]})
             spec.setdefault("containers", []).append({"name": "istio-proxy", "image": f"proxyv2:{rev}"})
@@ -728,6 +1105,20 @@ class Emulator:
         return self.create("pods", ns, pod)
 
 
+class _Watch(Exception):  # control flow: the handler streams instead of answering
+    def __init__(self, rd: ResourceDef, namespace: str | None, query: dict[str, str]) -> None:
+        super().__init__("watch")
+        self.rd, self.namespace, self.query = rd, namespace, query
+
+
+def _group_version(group: str) -> str:
+    return next((rd.version for rd in RESOURCES.values() if rd.group == group), "")
+
+
+def _raise_not_found() -> JSON:
+    raise ApiError(404, "NotFound", _NOT_FOUND)
+
+
 def _rd(plural: str) -> ResourceDef:
     for (_g, p), rd in RESOURCES.items():
         if p == plural:
@@ -735,11 +1126,19 @@ def _rd(plural: str) -> ResourceDef:
     raise KeyError(plural)
 
 
-def write_kubeconfig(path: Path, entries: list[tuple[str, Emulator]], current: str | None = None) -> Path:
-    """A kubeconfig with one context per emulator (the first is current unless ``current``)."""
+def write_kubeconfig(
+    path: Path, entries: Sequence[tuple[str, Emulator] | tuple[str, Emulator, str | None]], current: str | None = None
+) -> Path:
+    """A kubeconfig with one context per entry (the first is current unless ``current``).
+
+    An entry is (context, emulator) for its admin, or (context, emulator, user) for a user made by
+    :meth:`Emulator.add_user`.
+    """
     clusters, users, contexts = [], [], []
-    for ctx, emu in entries:
-        c, u, x = emu.kubeconfig_entry(ctx)
+    for entry in entries:
+        ctx, emu = entry[0], entry[1]
+        user = entry[2] if len(entry) > 2 else None  # type: ignore[misc]
+        c, u, x = emu.kubeconfig_entry(ctx, user)
         clusters.append(c)
         users.append(u)
         contexts.append(x)

@@ -35,7 +35,7 @@ def http(emu: Emulator, tmp_path: Path) -> Iterator[requests.Session]:
 
 def test_version_and_auth(emu: Emulator, http: requests.Session) -> None:
     r = http.get(f"{emu.url}/version")
-    assert r.status_code == 200 and r.json()["gitVersion"] == "v1.19.16"
+    assert r.status_code == 200 and r.json()["gitVersion"] == "v1.32.4"
     bad = http.get(f"{emu.url}/api/v1/namespaces", headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
     assert bad.json() == {
@@ -80,7 +80,6 @@ def test_create_get_conflict_and_status_shapes(emu: Emulator, http: requests.Ses
     ("path", "body", "field"),
     [
         ("/api/v1/namespaces", {"metadata": {"name": "Bad_Name"}}, "metadata.name"),
-        ("/api/v1/namespaces/default/secrets", {"metadata": {"name": "s"}, "data": {"k": "!!notbase64"}}, "data[k]"),
         (
             "/api/v1/namespaces/default/secrets",
             {"metadata": {"name": "s", "labels": {"a": "bad value"}}},
@@ -186,11 +185,25 @@ def test_controller_runs_and_restarts_with_injection(emu: Emulator, http: reques
     )
     assert r.status_code == 200 and r.json()["metadata"]["generation"] == 2
     emu.wait_idle()
+    # No control plane of that revision: its webhook does not exist, the new pods stay uninjected.
+    pods = emu.list("pods", "shop")
+    assert len(pods) == 2 and all("istio.io/rev" not in p["metadata"]["labels"] for p in pods)
+    assert all(len(p["spec"]["containers"]) == 1 for p in pods)
+    emu.simulate_istio_install("asm-186-8", ingress=False)
+    restart["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] = "later"
+    r = http.patch(
+        f"{emu.url}/apis/apps/v1/namespaces/shop/deployments/web",
+        data=json.dumps(restart),
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+    )
+    assert r.status_code == 200 and r.json()["metadata"]["generation"] == 3
+    emu.wait_idle()
     pods = emu.list("pods", "shop")
     assert len(pods) == 2 and {p["metadata"]["labels"]["istio.io/rev"] for p in pods} == {"asm-186-8"}
+    assert all([c["name"] for c in p["spec"]["containers"]] == ["web", "istio-proxy"] for p in pods)
     assert all(p["metadata"]["name"] not in [q["metadata"]["name"] for q in emu.list("pods", "x")] for p in pods)
     dep = emu.get("deployments", "shop", "web")
-    assert dep is not None and dep["status"]["readyReplicas"] == 2 and dep["status"]["observedGeneration"] == 2
+    assert dep is not None and dep["status"]["readyReplicas"] == 2 and dep["status"]["observedGeneration"] == 3
 
 
 def test_injection_fails_silently_with_both_labels(emu: Emulator) -> None:
@@ -246,3 +259,139 @@ def test_standalone_writes_kubeconfig(tmp_path: Path) -> None:
         p.terminate()
         p.wait(timeout=10)
         del time
+
+
+def test_strategic_merge_patch_directives() -> None:
+    svc = {
+        "metadata": {"labels": {"a": "1", "b": "2"}, "finalizers": ["x"]},
+        "spec": {
+            "ports": [{"name": "http", "port": 80}, {"name": "grpc", "port": 90}, {"name": "tcp", "port": 100}],
+            "selector": {"app": "s", "tier": "t"},
+            "externalIPs": ["1.1.1.1", "2.2.2.2"],
+        },
+    }
+    # merge by key (ports merge on "port", not on "name"), $patch: delete on an item, $setElementOrder
+    out = strategic_merge_patch(
+        svc,
+        {
+            "spec": {
+                "$setElementOrder/ports": [{"port": 100}, {"port": 80}],
+                "ports": [{"port": 80, "name": "web"}, {"port": 90, "$patch": "delete"}],
+            }
+        },
+        "Service",
+    )
+    assert out["spec"]["ports"] == [{"name": "tcp", "port": 100}, {"name": "web", "port": 80}]
+    # $patch: replace on a map, $retainKeys, $deleteFromPrimitiveList, finalizers merged as a set
+    out = strategic_merge_patch(svc, {"spec": {"selector": {"$patch": "replace", "app": "n"}}}, "Service")
+    assert out["spec"]["selector"] == {"app": "n"}
+    out = strategic_merge_patch(svc, {"metadata": {"labels": {"$retainKeys": ["a"], "c": "3"}}}, "Service")
+    assert out["metadata"]["labels"] == {"a": "1"}
+    out = strategic_merge_patch(svc, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["x"]}}, "Service")
+    assert out["metadata"]["finalizers"] == []
+    out = strategic_merge_patch(svc, {"metadata": {"finalizers": ["y"]}}, "Service")
+    assert out["metadata"]["finalizers"] == ["x", "y"]
+    # a list without a merge strategy is replaced; $patch: replace on a keyed list replaces it
+    out = strategic_merge_patch(svc, {"spec": {"externalIPs": ["3.3.3.3"]}}, "Service")
+    assert out["spec"]["externalIPs"] == ["3.3.3.3"]
+    out = strategic_merge_patch(svc, {"spec": {"ports": [{"$patch": "replace"}, {"port": 1}]}}, "Service")
+    assert out["spec"]["ports"] == [{"port": 1}]
+    # a map delete, and the containers of a Deployment merge by name at their path
+    out = strategic_merge_patch(svc, {"spec": {"selector": {"$patch": "delete"}}}, "Service")
+    assert "selector" not in out["spec"]
+    dep = {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}}}}
+    out = strategic_merge_patch(
+        dep, {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "2"}]}}}}, "Deployment"
+    )
+    assert out["spec"]["template"]["spec"]["containers"] == [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]
+
+
+def test_strategic_merge_patch_errors_are_400(emu: Emulator, http: requests.Session) -> None:
+    url = f"{emu.url}/api/v1/namespaces/default/services/kubernetes"
+    for bad in ({"spec": {"ports": [{"name": "no-port-key"}]}}, {"spec": {"$bogus": 1}}, {"$patch": "sideways"}):
+        r = http.patch(url, data=json.dumps(bad), headers={"Content-Type": "application/strategic-merge-patch+json"})
+        assert r.status_code == 400 and r.json()["reason"] == "BadRequest", bad
+
+
+def test_discovery_and_openapi(emu: Emulator, http: requests.Session) -> None:
+    assert http.get(f"{emu.url}/api").json()["versions"] == ["v1"]
+    groups = {g["name"] for g in http.get(f"{emu.url}/apis").json()["groups"]}
+    assert {"apps", "rbac.authorization.k8s.io", "authorization.k8s.io"} <= groups
+    core = {r["name"]: r for r in http.get(f"{emu.url}/api/v1").json()["resources"]}
+    assert core["services"]["shortNames"] == ["svc"] and core["services"]["categories"] == ["all"]
+    assert core["secrets"]["namespaced"] is True and "patch" in core["secrets"]["verbs"]
+    apps = {r["name"]: r for r in http.get(f"{emu.url}/apis/apps/v1").json()["resources"]}
+    assert apps["deployments"]["shortNames"] == ["deploy"] and "deployments/scale" in apps
+    assert http.get(f"{emu.url}/apis/nope/v1").status_code == 404
+    root = http.get(f"{emu.url}/openapi/v3").json()["paths"]
+    doc = http.get(emu.url + root["api/v1"]["serverRelativeURL"]).json()
+    patch = doc["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"]["patch"]
+    assert "fieldValidation" in [p["name"] for p in patch["parameters"]]
+    assert patch["x-kubernetes-group-version-kind"] == {"group": "", "kind": "Secret", "version": "v1"}
+    ports = doc["components"]["schemas"]["io.k8s.api.core.v1.Service"]["properties"]["spec"]["properties"]["ports"]
+    assert ports["x-kubernetes-patch-merge-key"] == "port"
+    table = http.get(
+        f"{emu.url}/api/v1/namespaces", headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    ).json()
+    assert table["kind"] == "Table" and [c["name"] for c in table["columnDefinitions"]] == ["Name", "Status", "Age"]
+    assert "default" in [r["cells"][0] for r in table["rows"]]
+
+
+def test_protobuf_bodies(emu: Emulator, http: requests.Session) -> None:
+    from tests.kubeapi.protobuf import MAGIC, _build
+
+    classes = _build()
+    ns = classes["Namespace"]()
+    ns.metadata.name = "from-proto"
+    ns.metadata.labels["a"] = "b"
+    ns.metadata.namespace = ""  # kubectl sends empty fields; they are omitted, as Go's JSON would
+    env = classes["Unknown"]()
+    env.typeMeta.apiVersion, env.typeMeta.kind = "v1", "Namespace"
+    env.raw = ns.SerializeToString()
+    body = MAGIC + env.SerializeToString()
+    proto = {"Content-Type": "application/vnd.kubernetes.protobuf"}
+    r = http.post(f"{emu.url}/api/v1/namespaces", data=body, headers=proto)
+    assert r.status_code == 201 and r.json()["metadata"]["labels"]["a"] == "b"
+    assert "namespace" not in r.json()["metadata"]
+    for bad in (body[:-3], b"k8s\x00\xff\xff\xff", b"not an envelope", MAGIC):
+        r = http.post(f"{emu.url}/api/v1/namespaces", data=bad, headers=proto)
+        assert r.status_code == 400 and r.json()["reason"] == "BadRequest", bad
+    env.typeMeta.kind = "ConfigMap"
+    r = http.post(f"{emu.url}/api/v1/namespaces", data=MAGIC + env.SerializeToString(), headers=proto)
+    assert r.status_code == 400 and "not decoded by the emulator" in r.json()["message"]
+
+
+def test_old_servers_drop_unknown_fields_silently_and_the_emulator_records_them(tmp_path: Path) -> None:
+    with Emulator(name="old", version="v1.19.16") as old:
+        ca = tmp_path / "ca.pem"
+        ca.write_bytes(_trust_ca().cert_pem.bytes())
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = str(ca)
+        s.headers["Authorization"] = f"Bearer {old.token}"
+        body = {"metadata": {"name": "x"}, "spec": {"colour": "blue"}}
+        r = s.post(f"{old.url}/api/v1/namespaces", json=body, params={"fieldValidation": "Strict"})
+        assert r.status_code == 201 and "colour" not in r.json().get("spec", {}) and "Warning" not in r.headers
+        assert [q.unknown_fields for q in old.requests_for("POST", "/api/v1/namespaces")] == [("spec.colour",)]
+        s.close()
+
+
+def test_watch_streams_added_modified_deleted(emu: Emulator, http: requests.Session) -> None:
+    rv = http.get(f"{emu.url}/api/v1/namespaces").json()["metadata"]["resourceVersion"]
+    r = http.get(
+        f"{emu.url}/api/v1/namespaces",
+        params={"watch": "true", "resourceVersion": rv, "timeoutSeconds": "30"},
+        stream=True,
+    )
+    assert r.status_code == 200
+    emu.create("namespaces", None, {"metadata": {"name": "w1"}})
+    emu.patch("namespaces", None, "w1", {"metadata": {"labels": {"a": "b"}}})
+    emu.delete("namespaces", None, "w1")
+    events = []
+    for line in r.iter_lines():
+        ev = json.loads(line)
+        events.append((ev["type"], ev["object"]["metadata"]["name"]))
+        if ev["type"] == "DELETED":
+            break
+    r.close()
+    assert events[0] == ("ADDED", "w1") and events[-1] == ("DELETED", "w1")  # MODIFIED may merge into ADDED

@@ -1,0 +1,373 @@
+"""The ceremony log's entries, pure: parse, sign and verify them from bytes. No file is read here.
+
+The format (see :mod:`airgap.offline.ceremony` for the files and the whole story): one line of
+canonical JSON per entry, hash-chained by ``prev``, each signed over ``DOMAIN`` + the entry without
+``signature``; the head file is ``HEAD_DOMAIN`` + ``{"hash", "seq", "signer"}`` signed.
+
+Trust: every byte given to these functions is untrusted; they return verified values or raise
+:class:`~airgap.errors.VerificationError` naming the first bad entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airgap.core.canonical import canonical_json
+from airgap.core.keys import PrivateKey, PublicKey, load_public_key_pem, sign, spki_sha256
+from airgap.core.signatures import verify_bytes
+from airgap.errors import InvalidInput, VerificationError
+from airgap.offline.inventory import CeremonyLogRecord
+
+DOMAIN = b"airgap-ceremony-log-v1\n"
+HEAD_DOMAIN = b"airgap-ceremony-head-v1\n"
+GENESIS_PREV = "0" * 64
+ENTRY_FIELDS = frozenset({"act", "params", "prev", "seq", "signature", "signer", "time"})
+# Parameter names that would mean a secret is being logged: refused by record().
+_SECRET_WORDS = ("passphrase", "password", "pin", "secret", "private")
+canonical = canonical_json  # the one canonical-JSON encoder (airgap.core.canonical)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Officer:
+    """The officer's signing key for the log (``keys new --kind signing``, or any EC/RSA key)."""
+
+    key: PrivateKey
+    key_id: str
+
+    @classmethod
+    def from_key(cls, key: PrivateKey) -> Officer:
+        return cls(key, spki_sha256(key))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One parsed log line. ``line`` is the exact bytes hashed; nothing here is verified yet."""
+
+    seq: int
+    time: str
+    act: str
+    params: Mapping[str, Any]
+    prev: str
+    signer: str
+    signature: str
+    line: bytes
+
+    @property
+    def hash(self) -> str:
+        return _sha256(self.line)
+
+    def signed_bytes(self) -> bytes:
+        doc = {
+            "act": self.act,
+            "params": self.params,
+            "prev": self.prev,
+            "seq": self.seq,
+            "signer": self.signer,
+            "time": self.time,
+        }
+        return DOMAIN + canonical(doc)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "act": self.act,
+            "params": dict(self.params),
+            "prev": self.prev,
+            "signer": self.signer,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True)
+class VerifiedLog:
+    """A log that passed :func:`verify_log`. ``anchored`` says whether ``--trust`` keys pinned it."""
+
+    entries: tuple[Entry, ...]
+    officer_keys: tuple[str, ...]
+    anchored: bool
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def head(self) -> str | None:
+        return self.entries[-1].hash if self.entries else None
+
+
+def check_head_hash(value: str) -> str:
+    """A head hash given by a user (``--head``): 64 hex digits, else :class:`InvalidInput` (exit 3)."""
+    want = value.strip().lower()
+    if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+        raise InvalidInput(
+            f"--head {value!r}: not a head hash (64 hexadecimal digits, as a bundle or import record shows)"
+        )
+    return want
+
+
+def parse_entry(line: bytes, lineno: int, source: str) -> Entry:
+    try:
+        doc = json.loads(line)
+    except ValueError as exc:
+        raise VerificationError(f"{source}: entry at line {lineno} is not valid JSON (changed or cut short)") from exc
+    if not isinstance(doc, dict) or set(doc) - ENTRY_FIELDS or {"act", "params", "prev", "seq", "time"} - set(doc):
+        raise VerificationError(f"{source}: entry at line {lineno} does not have the entry fields")
+    seq, params = doc["seq"], doc["params"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(params, dict):
+        raise VerificationError(f"{source}: entry at line {lineno} has a malformed seq or params")
+    for k in ("act", "prev", "time"):
+        if not isinstance(doc[k], str):
+            raise VerificationError(f"{source}: entry at line {lineno} has a malformed {k}")
+    signer, signature = doc.get("signer", ""), doc.get("signature", "")
+    if not isinstance(signer, str) or not isinstance(signature, str):
+        raise VerificationError(f"{source}: entry at line {lineno} has a malformed signature")
+    return Entry(seq, doc["time"], doc["act"], params, doc["prev"], signer, signature, line)
+
+
+def _keys_from(trust: Sequence[PublicKey]) -> dict[str, PublicKey]:
+    return {spki_sha256(k): k for k in trust}
+
+
+def check_no_secret(params: Mapping[str, Any], where: str = "params") -> None:
+    for k, v in params.items():
+        lk = k.lower()
+        if any(w in lk for w in _SECRET_WORDS) and not lk.endswith(("_key_id", "fingerprint")):
+            raise ValueError(f"refusing to log {where}.{k}: it looks like a secret")
+        if isinstance(v, str) and "PRIVATE KEY" in v:
+            raise ValueError(f"refusing to log {where}.{k}: it holds a private key")
+        if isinstance(v, Mapping):
+            check_no_secret(v, f"{where}.{k}")
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """The log's lines without newlines; an incomplete last line is kept so verification can name it."""
+    if not data:
+        return []
+    lines = data.split(b"\n")
+    return lines if lines[-1] != b"" else lines[:-1]
+
+
+def parse_entries(data: bytes, *, source: str) -> list[Entry]:
+    """Every entry of a log, parsed but NOT verified (for ``audit show``); malformed lines raise."""
+    return [parse_entry(line, i, source) for i, line in enumerate(split_lines(data), 1)]
+
+
+def verify_entries(
+    data: bytes,
+    *,
+    source: str,
+    trust: Sequence[PublicKey] | None,
+    record: CeremonyLogRecord | None,
+) -> tuple[list[Entry], dict[str, PublicKey]]:
+    """Steps 1-6 of :func:`airgap.offline.ceremony.verify_log` over the log's bytes.
+
+    Returns the entries and the officer keys (key id → key): the ``trust`` keys, or without them the
+    key entry 1 registers. ``record`` is what ``inventory.json`` says started the log (or None).
+    """
+    src, rec = source, record
+    lines = split_lines(data)
+    if not lines:
+        raise VerificationError(f"{src}: the ceremony log is empty")
+    pinned = _keys_from(trust) if trust else None
+    officer: dict[str, PublicKey] = dict(pinned or {})
+    # Which seq numbers appear where, to tell "removed" from "reordered" in step 2.
+    seen_seqs: set[int] = set()
+    for ln in lines:
+        try:
+            s = json.loads(ln).get("seq")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(s, int):
+            seen_seqs.add(s)
+    entries: list[Entry] = []
+    prev_hash = GENESIS_PREV
+    for i, line in enumerate(lines, start=1):
+        # 1. complete JSON, the entry fields
+        if i == len(lines) and not data.endswith(b"\n"):
+            raise VerificationError(f"{src}: entry {i} is incomplete: the log was cut short mid-entry")
+        e = parse_entry(line, i, src)
+        # 2. sequence
+        if e.seq != i:
+            if i in seen_seqs:
+                raise VerificationError(f"{src}: entry {i}: line {i} holds entry {e.seq}; the entries were reordered")
+            raise VerificationError(f"{src}: entry {i} was removed (line {i} holds entry {e.seq})")
+        # 3. signed
+        if not e.signature or not e.signer:
+            raise VerificationError(f"{src}: entry {i} ({e.act}) is not signed")
+        # 4. an officer key
+        if i == 1:
+            if e.act != "log-start":
+                raise VerificationError(f"{src}: entry 1 is {e.act!r}, not 'log-start': the start of the log is gone")
+            pem = e.params.get("officer_key")
+            if not isinstance(pem, str):
+                raise VerificationError(f"{src}: entry 1 does not register an officer key")
+            try:
+                registered = load_public_key_pem(pem.encode(), source=f"{src} entry 1")
+            except InvalidInput as exc:
+                raise VerificationError(f"{src}: entry 1: the registered officer key is malformed") from exc
+            reg_id = spki_sha256(registered)
+            if pinned is not None and reg_id not in pinned:
+                raise VerificationError(
+                    f"{src}: entry 1: the log was started by key {reg_id}, which is not a --trust key"
+                )
+            if rec is not None and (rec.officer_key_id != reg_id or rec.started != e.time):
+                raise VerificationError(
+                    f"{src}: entry 1 (started {e.time} by key {reg_id}) is not the log inventory.json records "
+                    f"(started {rec.started} by key {rec.officer_key_id}): the log was replaced"
+                )
+            officer.setdefault(reg_id, registered)
+        key = officer.get(e.signer)
+        if key is None:
+            raise VerificationError(
+                f"{src}: entry {i} ({e.act}) is signed by key {e.signer}, which is not "
+                + ("a --trust key" if pinned is not None else "the officer key registered in entry 1")
+            )
+        # 5. signature
+        try:
+            sig = base64.b64decode(e.signature, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise VerificationError(f"{src}: entry {i} ({e.act}): the signature is not base64") from exc
+        try:
+            verify_bytes(key, e.signed_bytes(), sig)
+        except VerificationError as exc:
+            raise VerificationError(
+                f"{src}: entry {i} ({e.act}): signature does not verify: the entry was changed after signing"
+            ) from exc
+        # 6. chain
+        if e.prev != prev_hash:
+            raise VerificationError(
+                f"{src}: entry {i} ({e.act}) does not follow entry {i - 1}: "
+                f"entry {i - 1} was changed, replaced or removed"
+            )
+        prev_hash = e.hash
+        entries.append(e)
+    return entries, officer
+
+
+def check_head(
+    head: bytes | None,
+    entries: Sequence[Entry],
+    officer: Mapping[str, PublicKey],
+    *,
+    head_source: str,
+    log_source: str,
+) -> str | None:
+    """Step 7: the signed head (the head file's bytes, None when it is missing) names the last entry.
+
+    Returns a note when the head names an earlier entry (a crash between writing the log and its head).
+    """
+    src = head_source
+    if head is None:
+        raise VerificationError(f"{src}: the signed head is missing: cannot rule out a truncated log")
+    try:
+        doc = json.loads(head)
+        seq, h, signer, sig = doc["seq"], doc["hash"], doc["signer"], base64.b64decode(doc["signature"])
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise VerificationError(f"{src}: the signed head is malformed") from exc
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(h, str):
+        raise VerificationError(f"{src}: the signed head is malformed")
+    key = officer.get(signer) if isinstance(signer, str) else None
+    if key is None:
+        raise VerificationError(f"{src}: the head is signed by key {signer}, which is not an officer key")
+    try:
+        verify_bytes(key, head_signed_bytes(h, seq, signer), sig)
+    except VerificationError as exc:
+        raise VerificationError(f"{src}: the head's signature does not verify") from exc
+    n = len(entries)
+    if seq > n:
+        raise VerificationError(
+            f"{log_source}: entry {n + 1} is missing: the log ends at entry {n} but its signed head "
+            f"names entry {seq}; the log was truncated"
+        )
+    if entries[seq - 1].hash != h:
+        raise VerificationError(f"{src}: entry {seq} does not match the signed head: the log was rewritten")
+    if seq < n:  # a crash between writing the log and its head; every entry is still signed
+        return f"the signed head names entry {seq} of {n}: entries after it were written but not headed"
+    return None
+
+
+def check_expect_head(entries: Sequence[Entry], want: str, *, source: str) -> None:
+    """Step 8: a head hash kept elsewhere is the hash of some entry."""
+    if not any(e.hash == want for e in entries):
+        raise VerificationError(
+            f"{source}: no entry has hash {want} (the head a bundle or import record carried): "
+            "the log was truncated or rewritten"
+        )
+
+
+def recorded_fingerprints(entries: Iterable[Entry]) -> set[str]:
+    """Every certificate fingerprint the log records (existing at its start, or made by an act)."""
+    recorded: set[str] = set()
+    for e in entries:
+        for k, v in e.params.items():
+            if k == "existing_certificates" and isinstance(v, list):
+                recorded.update(str(x) for x in v)
+            elif k.endswith("fingerprint") and isinstance(v, str):
+                recorded.add(v)
+    return recorded
+
+
+def check_certificates(entries: Iterable[Entry], certificates: Iterable[tuple[str, str]], *, source: str) -> None:
+    """Step 9: every (path, fingerprint) of a CA certificate in the folder was recorded."""
+    recorded = recorded_fingerprints(entries)
+    for where, fp in certificates:
+        if fp not in recorded:
+            raise VerificationError(
+                f"{source}: {where} (sha256 {fp}) has no entry in the log: "
+                "the log was truncated or the act was not recorded"
+            )
+
+
+def head_signed_bytes(hash_: str, seq: int, signer: str) -> bytes:
+    return HEAD_DOMAIN + canonical({"hash": hash_, "seq": seq, "signer": signer})
+
+
+def sign_entries(
+    last_line: bytes | None, seq: int, todo: Sequence[tuple[str, Mapping[str, Any]]], officer: Officer, when: str
+) -> tuple[list[bytes], Entry, bytes]:
+    """Sign the entries ``todo`` following ``last_line`` (None: the log starts); returns the new
+    lines, the last entry and the signed head's bytes (with its newline)."""
+    new: list[bytes] = []
+    prev = _sha256(last_line) if last_line is not None else GENESIS_PREV
+    last: Entry | None = None
+    for a, p in todo:
+        body = {"act": a, "params": p, "prev": prev, "seq": seq, "signer": officer.key_id, "time": when}
+        sig = base64.b64encode(sign(officer.key, DOMAIN + canonical(body))).decode()
+        line = canonical({**body, "signature": sig})
+        last = Entry(seq, when, a, p, prev, officer.key_id, sig, line)
+        new.append(line)
+        prev, seq = last.hash, seq + 1
+    assert last is not None
+    head_body = {"hash": last.hash, "seq": last.seq, "signer": officer.key_id}
+    head_sig = base64.b64encode(sign(officer.key, head_signed_bytes(last.hash, last.seq, officer.key_id))).decode()
+    return new, last, canonical({**head_body, "signature": head_sig}) + b"\n"
+
+
+__all__ = [
+    "DOMAIN",
+    "GENESIS_PREV",
+    "HEAD_DOMAIN",
+    "Entry",
+    "Officer",
+    "VerifiedLog",
+    "canonical",
+    "check_certificates",
+    "check_expect_head",
+    "check_head",
+    "check_head_hash",
+    "check_no_secret",
+    "parse_entries",
+    "parse_entry",
+    "recorded_fingerprints",
+    "sign_entries",
+    "split_lines",
+    "verify_entries",
+]

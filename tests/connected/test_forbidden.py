@@ -1,0 +1,221 @@
+"""403 Forbidden on each call airgap makes, from a user whose RBAC lacks exactly that permission.
+
+The user authenticates with its own token and holds a (Cluster)Role per entry of
+``preflight.ACCESS``; each test takes one away. A refusal is one clear line naming the context,
+the call and the server's message (exit 5: the cluster said no), or, where airgap asks first
+(``mesh inject``), a refusal before anything is written (exit 4). Nothing is left half-done:
+the live objects are as they were, and a rerun with the permission back completes.
+(Emulator-only: real RBAC users cannot be made by a test.)
+"""
+
+# ruff: noqa: F811  (fixtures imported from tests.bundle_fixtures and tests.kubeapi.fixtures)
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from airgap.connected.cacerts import apply_cacerts
+from airgap.connected.inject import enable_injection
+from airgap.connected.kube import Kube, connect
+from airgap.connected.mesh import apply_istiod_service
+from airgap.connected.preflight import ACCESS, preflight
+from airgap.connected.status import mesh_status
+from airgap.errors import ClusterError, Refused
+from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
+from tests.connected.kubehelpers import FAST, FAST_ENV, cacerts_manifest, namespace_manifest
+from tests.helpers import one_error_line, run_cli
+from tests.kubeapi.fixtures import *  # noqa: F403
+from tests.kubeapi.fixtures import Cluster
+from tests.kubeapi.server import Emulator, write_kubeconfig
+
+USER = "operator"
+
+
+@dataclass
+class Limited:
+    emu: Emulator
+    kubeconfig: Path
+    granted: dict[tuple[str, str, str | None], str]  # (verb, resource, namespace) -> binding name
+
+    def kube(self) -> Kube:
+        return connect("limited", kubeconfig=self.kubeconfig, policy=FAST)
+
+    def revoke(self, verb: str, resource: str, namespace: str | None = None) -> None:
+        name = self.granted.pop((verb, resource, namespace))
+        plural = "rolebindings" if namespace else "clusterrolebindings"
+        self.emu.delete(plural, namespace, name)
+
+    def regrant(self, verb: str, resource: str, group: str = "", namespace: str | None = None) -> None:
+        self.emu.grant(USER, [verb], [resource], group=group, namespace=namespace)
+
+
+@pytest.fixture
+def limited(kube_cluster: Cluster, tmp_path: Path) -> Iterator[Limited]:
+    emu = kube_cluster.emu()
+    emu.add_user(USER)
+    emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    granted = {}
+    for verb, resource, group, namespace, _why in ACCESS:
+        granted[(verb, resource, namespace)] = emu.grant(USER, [verb], [resource], group=group, namespace=namespace)
+    kc = write_kubeconfig(tmp_path / "kc-limited", [("limited", emu, USER)])
+    yield Limited(emu, kc, granted)
+
+
+def _forbidden_line(exc: BaseException, verb: str, resource: str, where: str) -> None:
+    text = str(exc)
+    assert "\n" not in text
+    assert text.startswith("context limited: ") and "403 Forbidden" in text, text
+    assert f'User "{USER}" cannot {verb} resource "{resource}" in API group ""' in text, text
+    assert where in text, text
+
+
+def _cacerts(pki: Path) -> dict:
+    return cacerts_manifest(pki / "c1")
+
+
+def test_the_full_grant_is_enough(limited: Limited, pki: Path) -> None:
+    with limited.kube() as kube:
+        report = preflight(kube)
+        assert {c.name: c.ok for c in report.checks}["api-access"] is True, report.text()
+        assert apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1).outcome == "created"
+
+
+@pytest.mark.parametrize(("verb", "resource", "namespace"), [(a[0], a[1], a[3]) for a in ACCESS])
+def test_preflight_names_each_missing_permission(limited: Limited, verb: str, resource: str, namespace: str) -> None:
+    limited.revoke(verb, resource, namespace)
+    with limited.kube() as kube:
+        try:
+            report = preflight(kube)
+        except ClusterError as exc:  # preflight's own list calls: a 403 is one clear line
+            assert (verb, resource) in (("list", "nodes"), ("list", "namespaces"), ("list", "services"))
+            _forbidden_line(exc, verb, resource, "at the cluster scope")
+            return
+    access = {c.name: c for c in report.checks}["api-access"]
+    assert not access.ok
+    assert len(access.offenders) == 1 and access.offenders[0].startswith(f"{verb} {resource}"), access.offenders
+
+
+def test_create_secret_forbidden_leaves_no_secret(limited: Limited, pki: Path) -> None:
+    limited.revoke("create", "secrets", "istio-system")
+    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+        apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1)
+    assert info.value.exit_code == 5
+    _forbidden_line(info.value, "create", "secrets", 'in the namespace "istio-system"')
+    assert "create secrets istio-system/cacerts: 403 Forbidden: secrets is forbidden" in str(info.value)
+    assert limited.emu.get("secrets", "istio-system", "cacerts") is None
+    limited.regrant("create", "secrets", namespace="istio-system")
+    with limited.kube() as kube:
+        assert apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1).outcome == "created"
+
+
+def test_get_secret_forbidden(limited: Limited, pki: Path) -> None:
+    limited.revoke("get", "secrets", "istio-system")
+    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+        apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1)
+    _forbidden_line(info.value, "get", "secrets", 'secrets "cacerts" is forbidden')
+    assert limited.emu.get("secrets", "istio-system", "cacerts") is None
+
+
+def test_create_namespace_forbidden(limited: Limited, pki: Path) -> None:
+    limited.emu.delete("namespaces", None, "istio-system")
+    limited.revoke("create", "namespaces")
+    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+        apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1)
+    _forbidden_line(info.value, "create", "namespaces", "at the cluster scope")
+    assert limited.emu.get("namespaces", None, "istio-system") is None
+
+
+def test_update_secret_forbidden_keeps_live_data(limited: Limited, pki: Path) -> None:
+    manifest = _cacerts(pki)
+    limited.emu.create("secrets", "istio-system", {**manifest, "metadata": {"name": "cacerts"}})
+    before = limited.emu.get("secrets", "istio-system", "cacerts")
+    limited.revoke("update", "secrets", "istio-system")
+    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+        apply_cacerts(kube, namespace_manifest(), manifest, sequence=1)  # annotate: an update
+    _forbidden_line(info.value, "update", "secrets", 'secrets "cacerts" is forbidden')
+    assert limited.emu.get("secrets", "istio-system", "cacerts") == before
+
+
+def test_rotate_with_update_forbidden_keeps_cacerts_and_one_reusable_backup(limited: Limited, pki: Path) -> None:
+    old = _cacerts(pki)
+    old["data"] = {k: base64.b64encode(b"old " + k.encode()).decode() for k in old["data"]}
+    limited.emu.create("secrets", "istio-system", {**old, "metadata": {"name": "cacerts"}})
+    before = limited.emu.get("secrets", "istio-system", "cacerts")
+    limited.revoke("update", "secrets", "istio-system")
+    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+        apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1, rotate=True)
+    _forbidden_line(info.value, "update", "secrets", 'secrets "cacerts" is forbidden')
+    live = limited.emu.get("secrets", "istio-system", "cacerts")
+    assert live is not None and before is not None and live["data"] == before["data"]
+    backups = limited.emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts")
+    assert len(backups) == 1 and backups[0]["data"] == before["data"]  # a copy of the live one, nothing lost
+    limited.regrant("update", "secrets", namespace="istio-system")
+    with limited.kube() as kube:
+        assert apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1, rotate=True).outcome == "rotated"
+    assert len(limited.emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts")) == 1  # reused
+
+
+@pytest.mark.parametrize(("verb", "where"), [("create", "services is forbidden"), ("get", 'services "istiod"')])
+def test_istiod_service_forbidden(limited: Limited, verb: str, where: str) -> None:
+    limited.revoke(verb, "services", "istio-system")
+    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+        apply_istiod_service(kube, "asm-186-8")
+    _forbidden_line(info.value, verb, "services", where)
+    assert limited.emu.get("services", "istio-system", "istiod") is None
+
+
+def test_inject_asks_first_and_writes_nothing(limited: Limited) -> None:
+    emu = limited.emu
+    emu.simulate_istio_install("asm-186-8", ingress=False)
+    emu.add_deployment("shop", "web", {"app": "web"})
+    emu.wait_idle()
+    limited.revoke("patch", "deployments", None)
+    with limited.kube() as kube, pytest.raises(Refused) as info:
+        enable_injection(kube, ["shop"], revision="asm-186-8", restart=True, poll=0.01)
+    assert info.value.exit_code == 4
+    assert "not allowed to patch deployments.apps in shop (RBAC); nothing changed" in str(info.value)
+    labels = (emu.get("namespaces", None, "shop") or {})["metadata"].get("labels") or {}
+    assert "istio.io/rev" not in labels  # the namespace was not labelled either
+    limited.revoke("patch", "namespaces", None)
+    with limited.kube() as kube, pytest.raises(Refused, match="not allowed to patch namespaces shop"):
+        enable_injection(kube, ["shop"], revision="asm-186-8")
+
+
+def test_status_with_secret_read_forbidden(limited: Limited) -> None:
+    limited.emu.simulate_istio_install("asm-186-8", ingress=False)
+    limited.emu.wait_idle()
+    limited.revoke("get", "secrets", "istio-system")
+    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+        mesh_status(kube)
+    _forbidden_line(info.value, "get", "secrets", 'secrets "cacerts" is forbidden')
+
+
+def test_cli_bundle_import_forbidden_is_exit_5_and_records_nothing(
+    limited: Limited, pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path
+) -> None:
+    limited.revoke("create", "secrets", "istio-system")
+    bundle = tmp_path / "c1.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
+        "--passphrase-file", passfile, "--out", bundle,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    state = tmp_path / "state"
+    env = {"KUBECONFIG": str(limited.kubeconfig), **FAST_ENV, "AIRGAP_STATE_DIR": str(state)}
+    args = ("bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
+            "--context", "limited")  # fmt: skip
+    r = run_cli(*args, env=env)
+    assert r.code == 5
+    line = one_error_line(r, alone=False)
+    assert 'create secrets istio-system/cacerts: 403 Forbidden: secrets is forbidden: User "operator"' in line
+    assert limited.emu.get("secrets", "istio-system", "cacerts") is None
+    assert not (state / "accepted.json").exists()  # the local record moves only after the cluster holds it
+    limited.regrant("create", "secrets", namespace="istio-system")
+    r = run_cli(*args, env=env)
+    assert r.code == 0 and "created" in r.out, r.err
+    assert (state / "accepted.json").exists()
