@@ -40,9 +40,7 @@ from airgap.core.limits import DEFAULT_LIMITS
 from airgap.offline.bundle import SealedBundle, seal_bundle
 from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import Officer
-from tests.conftest import PASSPHRASE
-
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)  # the session PKI is made "now"
+from tests.conftest import NOW, PASSPHRASE, made_at_now  # the session PKIs are made at NOW
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,19 +107,22 @@ def _logged_pki_template(tmp_path_factory: pytest.TempPathFactory, bkeys: Keys) 
     d = tmp_path_factory.mktemp("logged-pki") / "pki"
     officer = Officer.from_key(load_private_key(bkeys.signer, None))
     store = CAStore(d)
-    store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE, officer=officer)
-    store.issue(
-        ["c1"],
-        key_type="ecdsa-p256",
-        days=730,
-        org="Istio",
-        cn="Intermediate CA",
-        sans=["DNS:istiod.istio-system.svc"],
-        passphrase=PASSPHRASE,
-        key_passphrase=PASSPHRASE,
-        workers=1,
-        officer=officer,
-    )
+    with made_at_now():
+        store.init_root(
+            key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE, officer=officer
+        )
+        store.issue(
+            ["c1"],
+            key_type="ecdsa-p256",
+            days=730,
+            org="Istio",
+            cn="Intermediate CA",
+            sans=["DNS:istiod.istio-system.svc"],
+            passphrase=PASSPHRASE,
+            key_passphrase=PASSPHRASE,
+            workers=1,
+            officer=officer,
+        )
     return d
 
 

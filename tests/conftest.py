@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,17 @@ import pytest
 from airgap.offline.ca import CAStore
 
 PASSPHRASE = b"correct horse battery staple"
+# The time the session PKIs are made: tests that pass ``now=NOW`` stay consistent with them however
+# long the session runs before a template is first built (their notBefore is NOW minus the backdate).
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+@contextlib.contextmanager
+def made_at_now() -> Iterator[None]:
+    """Build session templates as if at :data:`NOW` (certificates' validity starts from it)."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("airgap.core.x509.now", lambda: NOW)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +38,12 @@ def _pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A P-256 PKI with a root and clusters c1, c2 (encrypted keys), built once per session."""
     d = tmp_path_factory.mktemp("pki-template") / "pki"
     store = CAStore(d)
+    with made_at_now():
+        _make_template(store)
+    return d
+
+
+def _make_template(store: CAStore) -> None:
     store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE)
     store.issue(
         ["c1", "c2"],
@@ -36,7 +56,6 @@ def _pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         key_passphrase=PASSPHRASE,
         workers=1,
     )
-    return d
 
 
 @pytest.fixture

@@ -7,9 +7,12 @@ off: they print local variables, and locals can hold passphrases and keys.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 import typer
 
@@ -75,6 +78,32 @@ def _files_are_checked_by_the_commands(root: typer.Typer) -> None:
 _files_are_checked_by_the_commands(app)
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C so every writer's ``finally`` removes its temp."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """While the command runs, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the app, map errors to exit codes, exit.
 
@@ -84,13 +113,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("AIRGAP_DEBUG") == "1"
     try:
-        app(args=args, prog_name="airgap")
+        with _signals_unwind():
+            app(args=args, prog_name="airgap")
+    except Terminated as exc:
+        print(
+            f"airgap: terminated by {signal.Signals(exc.signum).name}; nothing half-written was kept", file=sys.stderr
+        )
+        sys.exit(128 + exc.signum)
     except AirgapError as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
-        print(f"airgap: error: {exc.message}", file=sys.stderr)
+        from airgap.core.display import clean
+
+        # One line, whatever the message quotes from an untrusted file, cluster or log.
+        print(f"airgap: error: {clean(exc.message)}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("airgap: interrupted", file=sys.stderr)

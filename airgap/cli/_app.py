@@ -32,6 +32,25 @@ def print_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+def json_failure(as_json: bool, doc: dict[str, Any]) -> Any:
+    """A context: with ``--json``, an :class:`AirgapError` inside prints one JSON document
+    (``doc`` + ``verified: false``, the error line and exit code) on stdout, then propagates."""
+    import contextlib
+
+    from airgap.errors import AirgapError
+
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except AirgapError as exc:
+            if as_json:
+                print_json({**doc, "verified": False, "error": exc.message, "exit_code": exc.exit_code})
+            raise
+
+    return guard()
+
+
 def warn(message: str) -> None:
     print(f"airgap: warning: {message}", file=sys.stderr)
 

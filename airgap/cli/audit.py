@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from airgap.cli._app import new_app, print_json
+from airgap.cli._app import json_failure, new_app, print_json
 
 app = new_app(help="Check and read the ceremony log of a PKI folder (offline).")
 
@@ -33,8 +33,9 @@ def verify(
     from airgap.core.keys import load_public_key
     from airgap.offline.ceremony import verify_log
 
-    keys = [load_public_key(p) for p in trust]
-    log = verify_log(pki, keys or None, expect_head=head)
+    with json_failure(json_out, {"pki": str(pki)}):  # --json: a failure is a JSON document too
+        keys = [load_public_key(p) for p in trust]
+        log = verify_log(pki, keys or None, expect_head=head)
     if json_out:
         print_json(
             {
@@ -47,10 +48,12 @@ def verify(
             }
         )
         return
+    from airgap.core.display import clean
+
     typer.echo(f"Verified OK: {len(log.entries)} entries, head {log.head}")
-    typer.echo(f"  officer key(s) {', '.join(log.officer_keys)}")
+    typer.echo(f"  officer key(s) {clean(', '.join(log.officer_keys))}")
     for n in log.notes:
-        typer.echo(f"  note: {n}")
+        typer.echo(f"  note: {clean(n)}")
 
 
 @app.command("show")
@@ -74,18 +77,22 @@ def show(
             }
         )
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    console.print(f"Ceremony log {log_path(pki)} (unverified: run 'airgap audit verify')", markup=False)
+    from airgap.core.display import clean, console, short, text
+
+    # Every field comes from the log file, which this command exists to distrust: each cell is a
+    # rich Text (never parsed as markup) with control characters made visible.
+    out = console()
+    out.print(f"Ceremony log {clean(log_path(pki))} (unverified: run 'airgap audit verify')", markup=False)
     table = Table("#", "time", "act", "details", "signer")
     for e in entries:
-        p = e.params
+        p = e.params if isinstance(e.params, dict) else {}
         bits = [f"{k}={p[k]}" for k in ("cluster", "role", "purpose", "serial", "reason", "crl_number") if k in p]
         if "fingerprint" in p:
-            bits.append(f"sha256 {str(p['fingerprint'])[:16]}…")
-        table.add_row(str(e.seq), e.time, e.act, " ".join(bits), (e.signer[:16] + "…") if e.signer else "UNSIGNED")
-    console.print(table)
+            bits.append(f"sha256 {short(p['fingerprint'], 16)}")
+        signer = short(e.signer, 16) if e.signer else "UNSIGNED"
+        table.add_row(*(text(v) for v in (e.seq, e.time, e.act, " ".join(bits), signer)))
+    out.print(table)
     if entries:
-        console.print(f"head {entries[-1].hash}", markup=False)
+        out.print(f"head {clean(entries[-1].hash)}", markup=False)

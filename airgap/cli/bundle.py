@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from airgap.cli._app import RichProgress, info, new_app, print_json
+from airgap.cli._app import RichProgress, info, json_failure, new_app, print_json
 from airgap.cli._gitops import raise_for_tree, secret_policy
+from airgap.core.limits import MAX_BUNDLE_EXPIRY_DAYS, MAX_PARALLEL
 
 if TYPE_CHECKING:
     from airgap.offline.ceremony import Officer
@@ -50,19 +51,22 @@ def _verified_doc(b: Any) -> dict[str, Any]:
 
 
 def _print_summary(doc: dict[str, Any]) -> None:
+    """A manifest's fields (from a file that crossed the gap: every value is shown through clean())."""
+    from airgap.core.display import clean
+
     for k in ("bundle_id", "cluster", "sequence", "signer", "created", "expires"):
-        typer.echo(f"{k:<10} {doc[k]}")
+        typer.echo(f"{k:<10} {clean(doc.get(k))}")
     if "ceremony_head" not in doc:
         head = "(none: format 1 bundle, made before bundles carried it)"
     else:
         head = doc["ceremony_head"] or "(none: the PKI kept no ceremony log)"
-    typer.echo(f"{'ceremony':<10} {head}")
+    typer.echo(f"{'ceremony':<10} {clean(head)}")
     recips = doc.get("recipients") or []
-    typer.echo(f"{'recipients':<10} {', '.join(recips) if recips else '(none: not encrypted)'}")
+    typer.echo(f"{'recipients':<10} {clean(', '.join(map(str, recips))) if recips else '(none: not encrypted)'}")
     typer.echo("members:")
     for x in doc["members"]:
         flag = " (age-encrypted)" if x["encrypted"] else ""
-        typer.echo(f"  {x['path']}  {x['size']} bytes  sha256 {x['sha256']}{flag}")
+        typer.echo(f"  {clean(x['path'])}  {clean(x['size'])} bytes  sha256 {clean(x['sha256'])}{flag}")
 
 
 @app.command("create")
@@ -72,7 +76,9 @@ def create(
     sign_key: Path = typer.Option(..., "--sign-key", help="The officer's signing key (keys new --kind signing)."),
     recipient: list[str] = typer.Option([], "--recipient", help="age recipient: a NAME.pub file or age1… (repeat)."),
     include: list[Path] = typer.Option([], "--include", help="Another file to carry, e.g. a release tarball."),
-    expires: int = typer.Option(30, "--expires", help="Days until the bundle expires."),
+    expires: int = typer.Option(
+        30, "--expires", min=1, max=MAX_BUNDLE_EXPIRY_DAYS, help="Days until the bundle expires."
+    ),
     no_encrypt: bool = typer.Option(False, "--no-encrypt", help="Carry ca-key.pem in the clear (not advised)."),
     out: Path = typer.Option(..., "--out", help="The bundle file to write (never replaced)."),
     passphrase_file: Path | None = typer.Option(
@@ -106,13 +112,17 @@ def create(
     recips = [r for spec in recipient for r in load_recipients(spec)]
     pki_pw = None
     if cluster_key_is_encrypted(pki, cluster):
-        pki_pw = resolve_passphrase(passphrase_file, purpose="PKI passphrase")
+        pki_pw = resolve_passphrase(passphrase_file, purpose="PKI passphrase", offer_no_passphrase=False)
     sign_pw = None
     if sign_key_is_encrypted(sign_key):
         if sign_passphrase_file is not None:
-            sign_pw = resolve_passphrase(sign_passphrase_file, purpose="signing key passphrase")
+            sign_pw = resolve_passphrase(
+                sign_passphrase_file, purpose="signing key passphrase", offer_no_passphrase=False
+            )
         else:
-            sign_pw = pki_pw or resolve_passphrase(passphrase_file, purpose="signing key passphrase")
+            sign_pw = pki_pw or resolve_passphrase(
+                passphrase_file, purpose="signing key passphrase", offer_no_passphrase=False
+            )
     officer = _log_officer(log_key, log_key_passphrase_file, pki_pw or sign_pw, passphrase_file)
     sealed = seal_bundle(
         cluster,
@@ -156,7 +166,7 @@ def _log_officer(
         log_key,
         log_pass_file,
         known_pw or None,
-        ask=lambda: resolve_passphrase(passphrase_file, purpose="log key passphrase"),
+        ask=lambda: resolve_passphrase(passphrase_file, purpose="log key passphrase", offer_no_passphrase=False),
     )
 
 
@@ -169,7 +179,8 @@ def verify(
     """Verify format, signature, every member's hash, completeness and expiry (exit 0 only if all pass)."""
     from airgap.core.bundle import open_bundle
 
-    verified = open_bundle(bundle, _trust_keys(trust), progress=RichProgress())
+    with json_failure(as_json, {"bundle": str(bundle)}):  # --json: a failure is a JSON document too
+        verified = open_bundle(bundle, _trust_keys(trust), progress=RichProgress())
     doc = _verified_doc(verified)
     if as_json:
         print_json(doc)
@@ -185,23 +196,24 @@ def inspect(
 ) -> None:
     """Show what a bundle CLAIMS, without checking its signature (labelled UNVERIFIED)."""
     from airgap.core.bundle import inspect_bundle
+    from airgap.core.display import clean
 
     doc = inspect_bundle(bundle)
     if as_json:
         print_json(doc)
         return
-    typer.echo(f"UNVERIFIED: what {bundle} claims; nothing here is checked (use 'airgap bundle verify')")
+    typer.echo(f"UNVERIFIED: what {clean(bundle)} claims; nothing here is checked (use 'airgap bundle verify')")
     if doc["manifest_problem"]:
-        typer.echo(f"manifest problem: {doc['manifest_problem']}")
+        typer.echo(f"manifest problem: {clean(doc['manifest_problem'])}")
     man = doc["manifest"]
     if isinstance(man, dict) and doc["manifest_problem"] is None:
         _print_summary(man)
     else:
-        typer.echo(f"manifest: {man!r}")
+        typer.echo(f"manifest: {clean(repr(man))}")
     typer.echo(f"signature  {'present (not checked)' if doc['signature_present'] else 'MISSING'}")
     typer.echo("archive:")
     for e in doc["archive"]:
-        typer.echo(f"  {e['name']}  {e['size']} bytes")
+        typer.echo(f"  {clean(e['name'])}  {e['size']} bytes")
 
 
 @app.command("import")
@@ -213,7 +225,9 @@ def import_(
     context: list[str] = typer.Option(
         [], "--context", help="kubeconfig context (default: current); repeat to import into a fleet."
     ),
-    parallel: int = typer.Option(8, "--parallel", min=1, help="Clusters at a time when --context is repeated."),
+    parallel: int = typer.Option(
+        8, "--parallel", min=1, max=MAX_PARALLEL, help="Clusters at a time when --context is repeated."
+    ),
     rotate: bool = typer.Option(False, "--rotate", help="Replace an existing cacerts secret (CA rotation)."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check everything, print the plan, write nothing (with --context: read the cluster)."
@@ -263,7 +277,7 @@ def import_(
     keys = _trust_keys(trust)
     pw = None
     if identity is not None and identity_is_encrypted(identity):
-        pw = resolve_passphrase(passphrase_file, purpose="identity passphrase")
+        pw = resolve_passphrase(passphrase_file, purpose="identity passphrase", offer_no_passphrase=False)
     # Verified, decrypted and checked once, before any cluster is touched.
     prepared = prepare_import(bundle, keys, identity, pw, cluster, progress=RichProgress())
     secret = prepared.cacerts_secret_manifest()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from airgap.cli._app import KEY_TYPE_HELP, RichProgress, info, new_app, print_json
+from airgap.core.limits import MAX_CRL_DAYS, MAX_VALIDITY_DAYS, MAX_WINDOW_DAYS, MAX_WORKERS
 
 app = new_app(help="Offline root CA and per-cluster intermediate CAs (Istio's cacerts layout).")
 
@@ -77,7 +78,7 @@ def _token_ref(
 def init(
     dir: Path = DirOpt,
     key_type: str = typer.Option("rsa-4096", "--key-type", help=KEY_TYPE_HELP),
-    days: int = typer.Option(3650, "--days", help="Validity of the root in days."),
+    days: int = typer.Option(3650, "--days", min=1, max=MAX_VALIDITY_DAYS, help="Validity of the root in days."),
     org: str = typer.Option("Istio", "--org"),
     cn: str = typer.Option("Root CA", "--cn"),
     passphrase_file: Path | None = PassFileOpt,
@@ -98,11 +99,13 @@ def init(
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
+    from airgap.core.x509 import check_subject
     from airgap.offline.issue import init_root, refuse_existing_root
     from airgap.offline.keysource import root_key_args
     from airgap.offline.layout import PkiLayout
 
     kt = check_key_type(key_type)
+    check_subject(org=org, cn=cn)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
     refuse_existing_root(PkiLayout(dir))  # before a passphrase, PIN or token key is asked for
     if ref is None:
@@ -129,7 +132,11 @@ def issue(
     dir: Path = DirOpt,
     key_type: str = typer.Option("rsa-4096", "--key-type", help=KEY_TYPE_HELP),
     days: int = typer.Option(
-        730, "--days", help="Validity in days. Refused (exit 4) if it would outlive the root: never clamped."
+        730,
+        "--days",
+        min=1,
+        max=MAX_VALIDITY_DAYS,
+        help="Validity in days. Refused (exit 4) if it would outlive the root: never clamped.",
     ),
     org: str = typer.Option("Istio", "--org"),
     cn: str = typer.Option("Intermediate CA", "--cn"),
@@ -138,7 +145,9 @@ def issue(
     no_passphrase: bool = typer.Option(
         False, "--no-passphrase", help="Root key is unencrypted and new keys are written unencrypted."
     ),
-    workers: int = typer.Option(0, "--workers", help="Key-generation processes (0: every core)."),
+    workers: int = typer.Option(
+        0, "--workers", min=0, max=MAX_WORKERS, help="Key-generation processes (0: every core)."
+    ),
     skip_existing: bool = typer.Option(
         False,
         "--skip-existing",
@@ -162,10 +171,12 @@ def issue(
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import resolve_passphrase
+    from airgap.core.x509 import check_subject
     from airgap.offline.issue import issue_intermediates
     from airgap.offline.keysource import signing_token_ref
 
     kt = check_key_type(key_type)
+    check_subject(org=org, cn=cn)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     # During a root rotation the next root signs (and its token key, if it is in one).
@@ -206,6 +217,8 @@ def list_(
     expiring_within: int | None = typer.Option(
         None,
         "--expiring-within",
+        min=0,
+        max=MAX_WINDOW_DAYS,
         help="Exit 1 (for cron) when a root or current intermediate expires within DAYS days (or has expired).",
     ),
 ) -> None:
@@ -225,19 +238,23 @@ def list_(
         print_json(report.to_json())
         _fail_if_broken(report)
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from airgap.core.display import clean, short, text
+    from airgap.core.display import console as make_console
+
+    console = make_console()  # full width when piped: cron mail and '| cat' are never cut
     root, nxt = report.root, report.next_root
-    console.print(f"Root: {root['subject']}  until {root['not_after']}  status {root['status']}", markup=False)
-    console.print(f"      sha256 {root['fingerprint']}")
+    console.print(f"Root: {clean(root['subject'])}  until {root['not_after']}  status {root['status']}", markup=False)
+    console.print(f"      sha256 {root['fingerprint']}", markup=False)
     if nxt is not None:
-        console.print(f"Next root (rotation in progress): {nxt['subject']}  until {nxt['not_after']}", markup=False)
-        console.print(f"      sha256 {nxt['fingerprint']}")
+        console.print(
+            f"Next root (rotation in progress): {clean(nxt['subject'])}  until {nxt['not_after']}", markup=False
+        )
+        console.print(f"      sha256 {nxt['fingerprint']}", markup=False)
     table = Table("cluster", "status", "not after", "key", "chain", "CA", "key check", "fingerprint")
     for r in report.intermediates:
-        table.add_row(
+        cells = (
             r.cluster,
             r.status,
             r.not_after,
@@ -245,12 +262,13 @@ def list_(
             "ok" if r.chains_to_root else "BROKEN",
             "yes" if r.is_ca else "NO",
             r.key_check,
-            r.fingerprint[:16] + "…",
+            short(r.fingerprint, 16),
         )
+        table.add_row(*(text(c) for c in cells))
     console.print(table)
     for r in report.intermediates:
         for p in r.problems:
-            console.print(f"{r.cluster}: {p}", markup=False)
+            console.print(f"{r.cluster}: {clean(p)}", markup=False)
     _fail_if_broken(report)
 
 
@@ -282,7 +300,9 @@ def revoke(
     serial: str | None = typer.Option(
         None, "--serial", help="Hex serial of an archived intermediate (default: current)."
     ),
-    next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the new CRL, in days."),
+    next_update_days: int = typer.Option(
+        30, "--next-update-days", min=1, max=MAX_CRL_DAYS, help="nextUpdate of the new CRL, in days."
+    ),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
     log_key: Path | None = LogKeyOpt,
@@ -324,7 +344,9 @@ def revoke(
 @app.command("crl")
 def crl(
     dir: Path = DirOpt,
-    next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the new CRL, in days."),
+    next_update_days: int = typer.Option(
+        30, "--next-update-days", min=1, max=MAX_CRL_DAYS, help="nextUpdate of the new CRL, in days."
+    ),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
     log_key: Path | None = LogKeyOpt,
@@ -359,7 +381,13 @@ def crl(
 def rotate(
     cluster: str = typer.Argument(..., help="The cluster whose next intermediate is issued."),
     dir: Path = DirOpt,
-    days: int = typer.Option(730, "--days", help="Validity in days (refused if it would outlive the signing root)."),
+    days: int = typer.Option(
+        730,
+        "--days",
+        min=1,
+        max=MAX_VALIDITY_DAYS,
+        help="Validity in days (refused if it would outlive the signing root).",
+    ),
     key_type: str | None = typer.Option(None, "--key-type", help=KEY_TYPE_HELP + " Default: the old intermediate's."),
     san: list[str] | None = typer.Option(None, "--san", help="Default: the old intermediate's SANs."),
     passphrase_file: Path | None = PassFileOpt,
@@ -416,14 +444,16 @@ def rotate_root(
     dir: Path = DirOpt,
     finish: bool = typer.Option(False, "--finish", help="Step 3: retire the old root (all clusters rotated)."),
     key_type: str = typer.Option("rsa-4096", "--key-type", help="Of the next root. " + KEY_TYPE_HELP),
-    days: int = typer.Option(3650, "--days", help="Validity of the next root in days."),
+    days: int = typer.Option(3650, "--days", min=1, max=MAX_VALIDITY_DAYS, help="Validity of the next root in days."),
     org: str = typer.Option("Istio", "--org"),
     cn: str | None = typer.Option(
         None, "--cn", help="CN of the next root (default: the current root's, numbered: 'Root CA' -> 'Root CA 2')."
     ),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="Write the next root key unencrypted."),
-    next_update_days: int = typer.Option(30, "--next-update-days", help="nextUpdate of the CRL --finish re-signs."),
+    next_update_days: int = typer.Option(
+        30, "--next-update-days", min=1, max=MAX_CRL_DAYS, help="nextUpdate of the CRL --finish re-signs."
+    ),
     log_key: Path | None = LogKeyOpt,
     log_key_passphrase_file: Path | None = LogPassOpt,
     pkcs11_module: Path | None = ModuleOpt,
@@ -454,7 +484,10 @@ def rotate_root(
         typer.echo(f"Root rotation finished: the root is now {rec.subject}, sha256 {rec.fingerprint}")
         typer.echo("  every cluster's root-cert.pem now carries the new root only; make and import new bundles")
         return
+    from airgap.core.x509 import check_subject
+
     kt = check_key_type(key_type)
+    check_subject(org=org, cn=cn)
     new_ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)

@@ -16,6 +16,8 @@ from typing import Any
 import typer
 
 from airgap.cli._app import new_app, print_json
+from airgap.core.display import clean_lines
+from airgap.core.limits import MAX_PARALLEL, MAX_TIMEOUT
 from airgap.errors import VerificationError
 
 app = new_app(help="Install and check the mesh on clusters.")
@@ -27,9 +29,12 @@ PARALLEL_HELP = "Clusters at a time when --context is repeated."
 
 
 def _say(prefix: str) -> Callable[[str], None]:
+    """Progress notes and istioctl's output (a child's bytes: shown through clean())."""
+    from airgap.core.display import clean
+
     def out(line: str) -> None:
         with _PRINT_LOCK:
-            print(f"{prefix}{line}", file=sys.stderr, flush=True)
+            print(clean(f"{prefix}{line}"), file=sys.stderr, flush=True)
 
     return out
 
@@ -47,7 +52,7 @@ def _finish_fleet(report: Any, as_json: bool, extra: dict[str, Any] | None = Non
         doc.update(extra or {})
         print_json(doc)
     else:
-        typer.echo(report.table())
+        typer.echo(clean_lines(report.table()))
     report.raise_for_failures()
 
 
@@ -64,7 +69,10 @@ def _policy() -> Any:
 def install(
     release: Path = typer.Option(..., "--release", help="The `release extract --out` folder, or its istio-* folder."),
     cluster_name: str = typer.Option(
-        ..., "--cluster-name", help="multiCluster.clusterName; with several contexts use {context} in it."
+        ...,
+        "--cluster-name",
+        help="multiCluster.clusterName; with several contexts use {context} (the context name made safe) "
+        "or {cluster} (the cluster part of a GKE/EKS context name) in it.",
     ),
     network: str = typer.Option(..., "--network", help="The cluster's network (topology.istio.io/network)."),
     mesh_id: str = typer.Option(..., "--mesh-id", help="values.global.meshID (the same for every cluster)."),
@@ -93,10 +101,14 @@ def install(
     force: bool = typer.Option(
         False, "--force", help="Change a different existing network label (or a rendered file's content)."
     ),
-    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
-    timeout: float = typer.Option(900.0, "--timeout", min=1, help="Seconds istioctl install may take."),
-    wait_timeout: float = typer.Option(600.0, "--wait-timeout", min=0, help="Seconds to wait for Ready pods."),
-    poll: float = typer.Option(2.0, "--poll", min=0.01, hidden=True),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help=PARALLEL_HELP),
+    timeout: float = typer.Option(
+        900.0, "--timeout", min=1, max=MAX_TIMEOUT, help="Seconds istioctl install may take."
+    ),
+    wait_timeout: float = typer.Option(
+        600.0, "--wait-timeout", min=0, max=MAX_TIMEOUT, help="Seconds to wait for Ready pods."
+    ),
+    poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Install the mesh from a verified release: cluster.yaml, istioctl, network label, istiod Service, wait.
@@ -127,8 +139,14 @@ def install(
         raise typer.BadParameter("several --context render the clusters layout; --layout flat takes one")
     if layout == "clusters" and contexts == [None]:
         raise typer.BadParameter("--layout clusters needs --context (one folder per context)")
-    if len(contexts) > 1 and "{context}" not in cluster_name:
-        raise typer.BadParameter("with several --context, --cluster-name must contain {context} (names must differ)")
+    if len(contexts) > 1:
+        from airgap.connected.fleet import check_distinct
+
+        if "{context}" not in cluster_name and "{cluster}" not in cluster_name:
+            raise typer.BadParameter(
+                "with several --context, --cluster-name must contain {context} or {cluster} (names must differ)"
+            )
+        check_distinct(cluster_name, [c for c in contexts if c], "--cluster-name")
     defaults = _release_defaults(release)
     template = MeshSettings(
         cluster_name,
@@ -168,7 +186,7 @@ def install(
         if len(tree.outcomes) == 1 and not as_json:
             from airgap.cli._gitops import raise_for_tree
 
-            typer.echo(tree.table())
+            typer.echo(clean_lines(tree.table()))
             raise_for_tree(tree)
             return
         _finish_fleet(tree, as_json)
@@ -235,7 +253,7 @@ def _print_install(r: Any) -> None:
     typer.echo(f"istiod service: {r.service}")
     if r.east_west:
         typer.echo(f"east-west gateway: {r.east_west}")
-    typer.echo(f"ready: {', '.join(r.ready)}")
+    typer.echo(clean_lines(f"ready: {', '.join(r.ready)}"))  # pod names read from the cluster
 
 
 # -- mesh inject -----------------------------------------------------------------------------------
@@ -247,9 +265,11 @@ def inject(
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
     revision: str | None = typer.Option(None, "--revision", help="Revision (default: the running istiod's)."),
     restart: bool = typer.Option(False, "--restart", help="Rollout-restart the namespaces' deployments and check."),
-    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
-    wait_timeout: float = typer.Option(300.0, "--wait-timeout", min=0, help="Seconds to wait for the rollouts."),
-    poll: float = typer.Option(2.0, "--poll", min=0.01, hidden=True),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help=PARALLEL_HELP),
+    wait_timeout: float = typer.Option(
+        300.0, "--wait-timeout", min=0, max=MAX_TIMEOUT, help="Seconds to wait for the rollouts."
+    ),
+    poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Label namespaces with the revision (removing istio-injection); --restart restarts and checks the pods.
@@ -302,9 +322,9 @@ def _print_inject(r: Any) -> None:
         line = f"namespace {n.namespace}: istio.io/rev={r.revision} ({n.label})"
         if n.restarted:
             line += f"; restarted {', '.join(n.restarted)}"
-        typer.echo(line)
+        typer.echo(clean_lines(line))
         for p in n.without_revision:
-            typer.echo(f"  pod without istio.io/rev: {p}")
+            typer.echo(clean_lines(f"  pod without istio.io/rev: {p}"))
 
 
 # -- mesh connect ----------------------------------------------------------------------------------
@@ -381,7 +401,7 @@ def connect_cmd(
         print_json(result.as_dict())
     else:
         text = result.text()
-        typer.echo(text if text else "nothing to change")
+        typer.echo(clean_lines(text) if text else "nothing to change")
 
 
 # -- mesh status -----------------------------------------------------------------------------------
@@ -390,7 +410,7 @@ def connect_cmd(
 @app.command("status")
 def status(
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
-    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help=PARALLEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Control plane, revision, cacerts fingerprint and expiry, injection labels; exit 1 on problems.
@@ -447,7 +467,7 @@ def _check_clusters(
         if as_json:
             print_json(rep.as_dict())
         else:
-            typer.echo(rep.text())
+            typer.echo(clean_lines(rep.text()))  # names, labels and subjects read from the cluster
         if not rep.ok:
             raise VerificationError(error(rep))
         return
@@ -463,11 +483,11 @@ def _check_clusters(
     if not as_json:
         for o in report.outcomes:
             if o.value is not None:
-                typer.echo(o.value.text())
+                typer.echo(clean_lines(o.value.text()))
                 typer.echo("")
         if trust is not None:
             typer.echo("mesh trust:")
-            typer.echo(trust.table())
+            typer.echo(clean_lines(trust.table()))
             typer.echo("")
     extra: dict[str, Any] = {doc_key: docs}
     if trust is not None:
@@ -513,7 +533,7 @@ def preflight(
     release: Path | None = typer.Option(
         None, "--release", help="The extracted release to install: its Kubernetes range is checked (default ASM 1.8's)."
     ),
-    parallel: int = typer.Option(8, "--parallel", min=1, help=PARALLEL_HELP),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help=PARALLEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Check the guide's requirements on a cluster before installing; exit 1 when one fails.

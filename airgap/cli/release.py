@@ -8,6 +8,7 @@ from typing import NoReturn
 import typer
 
 from airgap.cli._app import RichProgress, info, new_app, print_json
+from airgap.core.limits import MAX_RETRIES, MAX_TIMEOUT
 from airgap.errors import VerificationError
 
 app = new_app(
@@ -103,8 +104,12 @@ def fetch(
     key: Path | None = KeyOpt,
     key_id: str | None = KeyIdOpt,
     out: Path = typer.Option(Path(), "--out", help="Folder for the tarball and its .1.sig (created when missing)."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Read timeout in seconds (connect: 15 s)."),
-    retries: int = typer.Option(5, "--retries", help="Retries on 5xx and dropped connections (with backoff)."),
+    timeout: float = typer.Option(
+        60.0, "--timeout", min=0.1, max=MAX_TIMEOUT, help="Read timeout in seconds (connect: 15 s)."
+    ),
+    retries: int = typer.Option(
+        5, "--retries", min=0, max=MAX_RETRIES, help="Retries on 5xx and dropped connections (with backoff)."
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Download a release tarball and its .1.sig, verify, and only then keep them.

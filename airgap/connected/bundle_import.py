@@ -31,7 +31,16 @@ from typing import Any
 import yaml
 
 from airgap.core import age
-from airgap.core.atomic import TMP_PREFIX, ensure_dir, fsync_dir, publish, staged_dir, write_new, write_replace
+from airgap.core.atomic import (
+    ensure_dir,
+    fsync_dir,
+    publish,
+    staged_dir,
+    sweep_stale_temps,
+    temp_name,
+    write_new,
+    write_replace,
+)
 from airgap.core.bundle import (
     CA_CERT,
     CA_CRL,
@@ -276,7 +285,7 @@ def prepare_import(
     )
     crl = bundle.member_bytes(CA_CRL) if bundle.has_member(CA_CRL) else None
     if crl is not None:
-        check_bundled_crl(crl, material, source=source)
+        check_bundled_crl(crl, material, source=source, cluster=bundle.cluster)
     return PreparedImport(bundle=bundle, material=material, ca_crl_pem=crl, state=sdir)
 
 
@@ -430,7 +439,8 @@ def render_to_dir(
     for name in files:
         if (out_dir / name).exists() or (out_dir / name).is_symlink():
             raise Refused(f"{out_dir / name}: already exists; refusing to overwrite")
-    stage = out_dir / f"{TMP_PREFIX}render-{os.getpid()}-{os.urandom(4).hex()}"
+    sweep_stale_temps(out_dir)
+    stage = temp_name(out_dir / "render")
     try:
         stage.mkdir(mode=0o700)
     except OSError as exc:

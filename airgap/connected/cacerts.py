@@ -57,6 +57,7 @@ A_BUNDLE = "airgap.dev/bundle-id"
 A_SEQUENCE = "airgap.dev/sequence"
 A_SIGNER = "airgap.dev/signer"
 A_FINGERPRINT = "airgap.dev/ca-fingerprint"
+A_CLUSTER = "airgap.dev/cluster"
 L_BACKUP_OF = "airgap.dev/backup-of"
 A_BACKED_UP_AT = "airgap.dev/backed-up-at"
 A_BACKUP_RV = "airgap.dev/backup-of-resource-version"
@@ -306,7 +307,12 @@ def _decide(live: JSON | None, desired: JSON, *, sequence: int | None, rotate: b
     if live is None:
         return "create"
     live_seq = _sequence(live)
-    if live_seq is not None and sequence is not None and live_seq > sequence:
+    # Sequences count per cluster: a live secret from another cluster's bundle is no rollback
+    # evidence (it is different content, which needs --rotate). Without the annotation (older
+    # imports) the sequence is compared, erring towards refusing.
+    live_cluster, our_cluster = _annotation(live, A_CLUSTER), _annotation(desired, A_CLUSTER)
+    same_cluster = live_cluster is None or our_cluster is None or live_cluster == our_cluster
+    if same_cluster and live_seq is not None and sequence is not None and live_seq > sequence:
         raise Refused(
             f"{where} holds bundle sequence {live_seq}, newer than this bundle's {sequence}: refusing a rollback"
         )

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airgap.core.atomic import ensure_dir, fsync_dir, write_new
+from airgap.core.atomic import fsync_dir, output_dir, write_new
 from airgap.core.hashing import Digests, WriteBehind, hash_fd, hash_file
 from airgap.core.limits import DEFAULT_LIMITS, MAX_SIGNATURE
 from airgap.core.locking import stderr_note
@@ -471,10 +471,10 @@ def fetch_release(
     base = _check_base_url(base_url)
     keys: list[ReleaseKey] = select_keys(key, key_id)
     _ca_verify(options)
-    ensure_dir(out)
     final, sig_final, part = out / name, out / f"{name}.1.sig", out / f"{name}.part"
     url, sig_url = f"{base}/{name}", f"{base}/{name}.1.sig"
-    with fetch_lock(out, name, notify):  # 2
+    # --out is created when missing, and removed again if this run fails before it holds a file
+    with output_dir(out), fetch_lock(out, name, notify):  # 2
         have_tar, have_sig = _check_final(final), _check_final(sig_final)
         if have_tar and have_sig:  # 3
             got = _already_fetched(final, sig_final, url, keys, notify, progress)

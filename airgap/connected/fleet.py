@@ -7,6 +7,8 @@ fleet's exit code is the worst one (highest contract code; an unexpected error c
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +70,63 @@ class FleetReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"exit_code": self.exit_code, "clusters": [o.as_dict() for o in self.outcomes]}
+
+
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_GKE = re.compile(r"^gke_[^_]+_[^_]+_(.+)$")  # gke_PROJECT_LOCATION_CLUSTER (gcloud get-credentials)
+_EKS = re.compile(r"^arn:aws[a-z-]*:eks:[^:]+:[0-9]+:cluster/(.+)$")  # aws eks update-kubeconfig
+
+
+def context_label(context: str) -> str:
+    """A kubeconfig context name made safe as a Kubernetes label value AND a single path element.
+
+    What ``{context}`` becomes in ``--cluster-name``/``--network`` and the per-context folder under
+    ``--output-dir``. A name that already is a label value (1-63 letters, digits, '-', '_', '.',
+    starting and ending with a letter or digit) is kept as it is; otherwise every run of other
+    characters (dots included) becomes '-' (``arn:aws:eks:eu-west-1:123:cluster/prod`` →
+    ``arn-aws-eks-eu-west-1-123-cluster-prod``), and a name over 63 characters keeps its first 54
+    and gets 8 hex digits of its SHA-256. The result never is empty, ``.``, ``..`` or holds a
+    ``/``. Trust: the name is the kubeconfig's.
+    """
+    if _LABEL_VALUE.match(context):
+        return context
+    digest = hashlib.sha256(context.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", context).strip("-_")
+    if not slug:
+        return f"ctx-{digest}"
+    if len(slug) > 63:
+        slug = slug[:54].rstrip("-_.") + "-" + digest
+    return slug
+
+
+def context_cluster(context: str) -> str:
+    """The cluster part of a GKE (``gke_P_L_NAME``) or EKS (``arn:…:cluster/NAME``) context, else
+    the whole context; made safe like :func:`context_label`. What ``{cluster}`` becomes."""
+    for pattern in (_GKE, _EKS):
+        m = pattern.match(context)
+        if m:
+            return context_label(m.group(1))
+    return context_label(context)
+
+
+def expand_context(template: str, context: str) -> str:
+    """``{context}`` and ``{cluster}`` in ``template`` for one kubeconfig context."""
+    if not context:
+        return template.replace("{context}", "").replace("{cluster}", "")
+    return template.replace("{context}", context_label(context)).replace("{cluster}", context_cluster(context))
+
+
+def check_distinct(template: str, contexts: Sequence[str], flag: str) -> None:
+    """Refuse (exit 3) a fleet in which two contexts would get the same ``template`` value."""
+    seen: dict[str, str] = {}
+    for c in contexts:
+        value = expand_context(template, c)
+        if value in seen:
+            raise InvalidInput(
+                f"{flag} {template!r} gives {value!r} for both contexts {seen[value]!r} and {c!r}; "
+                "use {context} (the whole name) or {cluster} so that each cluster's name differs"
+            )
+        seen[value] = c
 
 
 def unique_contexts(contexts: Sequence[str]) -> list[str]:

@@ -450,9 +450,10 @@ def connect(
     notify: Callable[[str], None] | None = None,
 ) -> Kube:
     """A :class:`Kube` for ``context`` (absent: the kubeconfig's current context). Makes no request."""
-    with _IMPORT_LOCK:  # fleets connect from several threads; the client's first import is not thread-safe
+    with _IMPORT_LOCK:  # fleets connect from several threads; the kubernetes package must be imported once
         import urllib3
         from kubernetes.client import ApiClient, Configuration
+        from kubernetes.client.exceptions import ApiException  # noqa: F401 (used by Kube.request)
         from kubernetes.config.config_exception import ConfigException
         from kubernetes.config.kube_config import KubeConfigLoader, load_kube_config
 

@@ -24,7 +24,6 @@ exact istioctl command line instead, touching no cluster.
 from __future__ import annotations
 
 import copy
-import os
 import re
 import shlex
 import subprocess
@@ -85,7 +84,7 @@ class MeshSettings:
             ("--network", self.network),
             ("--mesh-id", self.mesh_id),
         ):
-            concrete = value.replace("{context}", "c")  # a fleet template is checked per cluster again
+            concrete = value.replace("{context}", "c").replace("{cluster}", "c")  # checked per cluster again
             if not concrete or len(concrete) > 63 or not _LABEL_VALUE.match(concrete):
                 raise InvalidInput(
                     f"{flag} {value!r}: must be 1-63 letters, digits, '-', '_' or '.', starting and ending "
@@ -97,10 +96,13 @@ class MeshSettings:
             raise InvalidInput(f"--profile {self.profile!r}: not a profile name")
 
     def for_context(self, context: str) -> MeshSettings:
-        """Settings for one cluster of a fleet: ``{context}`` in the name or network is replaced."""
+        """Settings for one cluster of a fleet: ``{context}`` / ``{cluster}`` in the name or network
+        become the context name made a safe label value (:func:`airgap.connected.fleet.expand_context`)."""
+        from airgap.connected.fleet import expand_context
+
         return MeshSettings(
-            self.cluster_name.replace("{context}", context),
-            self.network.replace("{context}", context),
+            expand_context(self.cluster_name, context),
+            expand_context(self.network, context),
             self.mesh_id,
             self.revision,
             self.profile,
@@ -395,25 +397,28 @@ def render_tree(
     force: bool = False,
     parallel: int = 8,
 ) -> Any:
-    """``--output-dir`` in the fleet layout: ``root/clusters/CTX/`` per context (``{context}`` filled in).
+    """``--output-dir`` in the fleet layout: ``root/clusters/CTX/`` per context (``{context}`` filled in;
+    CTX is :func:`airgap.connected.fleet.context_label` of the context).
 
     ``recipients`` (``--sops-age``) writes ``root/.sops.yaml``; mesh install itself renders no
     Secret. Files with other content are replaced only with ``force``. Returns the fleet report.
     """
-    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.fleet import Outcome, check_distinct, context_label, run_fleet
     from airgap.connected.gitops import check_cluster_name, cluster_folder, render_cluster, write_sops_config
 
     istioctl = verified_istioctl(release)
+    check_distinct("{context}", contexts, "--context")  # one folder per context
     for c in contexts:
-        check_cluster_name(c)
+        check_cluster_name(context_label(c))  # the folder: the context made one safe path element
         settings.for_context(c)  # each cluster's name and network checked before anything is written
     if recipients:
         write_sops_config(root, recipients)
 
     def one(ctx: str) -> Any:
         mine = settings.for_context(ctx)
-        files = cluster_files(mine, istioctl, ctx, cluster_folder(root, ctx).absolute())
-        done = render_cluster(root, ctx, files, recipients=recipients, replace=force)
+        folder = context_label(ctx)  # never '..', never a '/': an EKS ARN becomes arn-aws-eks-...
+        files = cluster_files(mine, istioctl, ctx, cluster_folder(root, folder).absolute())
+        done = render_cluster(root, folder, files, recipients=recipients, replace=force)
         return Outcome(ctx, 0, "rendered" if done.changed else "unchanged", done.summary(), done)
 
     return run_fleet(contexts, one, parallel=parallel)
@@ -577,13 +582,11 @@ def run_istioctl(
 
     istioctl reads the same kubeconfig we did (``kubeconfig``, else the inherited ``KUBECONFIG``).
     """
-    env = os.environ.copy()
-    if kubeconfig is not None:
-        env["KUBECONFIG"] = str(kubeconfig)
-    try:
-        proc = subprocess.Popen(
-            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
+    from airgap.core.subproc import popen
+
+    extra = {"KUBECONFIG": str(kubeconfig)} if kubeconfig is not None else {}
+    try:  # scrubbed: istioctl never sees AIRGAP_PASSPHRASE, AIRGAP_PKCS11_PIN or any other secret
+        proc = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=extra)
     except OSError as exc:
         raise ClusterError(f"context {context}: cannot run {argv[0]}: {exc.strerror}") from exc
     timed_out = threading.Event()

@@ -85,6 +85,23 @@ def _secret_file(secret: JSON, key: str) -> bytes | None:
         raise InvalidInput(f"cacerts {key} is not base64") from exc
 
 
+def _revocation(secret: JSON, cert: Any, roots: list[Any]) -> str | None:
+    """The secret's own ``ca-crl.pem`` entry for its CA, if a root in ``root-cert.pem`` signed that CRL."""
+    from cryptography import x509
+
+    from airgap.core.x509 import revocation_entry
+
+    pem = _secret_file(secret, "ca-crl.pem")
+    if pem is None:
+        return None
+    try:
+        crl = x509.load_pem_x509_crl(pem)
+    except ValueError as exc:
+        raise InvalidInput("cacerts ca-crl.pem is not a PEM CRL") from exc
+    signed = any(crl.issuer == r.subject and crl.is_signature_valid(r.public_key()) for r in roots)
+    return revocation_entry(crl, cert) if signed else None
+
+
 def _cacerts_info(secret: JSON) -> JSON:
     from airgap.core.x509 import fingerprint, load_cert_pem, load_certs_pem, status_of
 
@@ -95,11 +112,13 @@ def _cacerts_info(secret: JSON) -> JSON:
     roots_pem = _secret_file(secret, "root-cert.pem")
     roots = load_certs_pem(roots_pem, source="cacerts root-cert.pem") if roots_pem else []
     ann = secret["metadata"].get("annotations") or {}
+    revoked = _revocation(secret, cert, roots)
     return {
         "fingerprint": fingerprint(cert),
         "subject": cert.subject.rfc4514_string(),
         "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": status_of(cert),
+        "status": "revoked" if revoked else status_of(cert),
+        "revoked": revoked,
         "keys": sorted((secret.get("data") or {}).keys()),
         "sequence": ann.get("airgap.dev/sequence"),
         "signer": ann.get("airgap.dev/signer"),
@@ -152,7 +171,12 @@ def mesh_status(kube: Any) -> MeshStatus:
             ]
             if missing:
                 problems.append(f"secret istio-system/cacerts lacks {', '.join(missing)}")
-            if cacerts["status"] in ("expired", "not-yet-valid"):
+            if cacerts["status"] == "revoked":
+                problems.append(
+                    f"cacerts CA certificate is revoked: its ca-crl.pem {cacerts['revoked']}; the officer runs "
+                    "'airgap ca rotate', then 'airgap bundle import --rotate' the new bundle"
+                )
+            elif cacerts["status"] in ("expired", "not-yet-valid"):
                 problems.append(f"cacerts CA certificate is {cacerts['status']} (not after {cacerts['not_after']})")
             elif cacerts["status"] == "expiring":
                 warnings.append(f"cacerts CA certificate expires within 90 days ({cacerts['not_after']}): rotate it")

@@ -16,6 +16,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +26,12 @@ from airgap.core.crashpoint import crash_point
 from airgap.errors import InvalidInput, Refused
 
 TMP_PREFIX = ".airgap-tmp-"
+# A temp whose writer (the PID in its name) is gone is removed by the next writer in its folder
+# once it is this old; the age guards against a writer this host cannot see (another PID
+# namespace, a shared folder). Temps without a PID (older airgap versions) wait a day.
+STALE_AFTER = 600.0
+STALE_AFTER_WITHOUT_PID = 86_400.0
+_swept: set[str] = set()
 
 
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
@@ -42,6 +49,30 @@ def ensure_dir(path: Path, mode: int = 0o755) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def output_dir(path: Path, mode: int = 0o755) -> Iterator[Path]:
+    """:func:`ensure_dir` for a command's output folder ("created when missing"), undone on failure.
+
+    When the block raises, the folders this call created (``path`` and missing parents) are
+    removed again if they are still empty, so a refused or failed command leaves no new folder.
+    """
+    made: list[Path] = []
+    p = Path(path)
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    ensure_dir(Path(path), mode)
+    try:
+        yield Path(path)
+    except BaseException:
+        for d in made:  # deepest first; stop at the first that is not empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def fsync_dir(path: Path) -> None:
     """Flush a folder's entries to disk, so a rename inside it survives a crash."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -51,8 +82,67 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _temp_name(final: Path) -> Path:
-    return final.parent / f"{TMP_PREFIX}{final.name}.{secrets.token_hex(6)}"
+def temp_name(final: Path) -> Path:
+    """``DIR/.airgap-tmp-NAME.PID.RANDOM``: hidden, unique, and naming the process that writes it."""
+    return final.parent / f"{TMP_PREFIX}{final.name}.{os.getpid()}.{secrets.token_hex(6)}"
+
+
+def _writer_pid(name: str) -> int | None:
+    parts = name.rsplit(".", 2)
+    if len(parts) == 3 and parts[1].isdigit() and len(parts[2]) == 12:
+        return int(parts[1])
+    return None
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def is_stale_temp(path: Path, *, now: float | None = None) -> bool:
+    """True for a temp left by a writer that is gone: its PID is dead and it is STALE_AFTER old."""
+    if not path.name.startswith(TMP_PREFIX):
+        return False
+    try:
+        age = (time.time() if now is None else now) - os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return False
+    pid = _writer_pid(path.name)
+    if pid is None:
+        return age > STALE_AFTER_WITHOUT_PID
+    return pid != os.getpid() and age > STALE_AFTER and not _process_exists(pid)
+
+
+def sweep_stale_temps(folder: Path) -> None:
+    """Remove the stale temps (:func:`is_stale_temp`) of ``folder``, once per folder and process.
+
+    Every writer calls it (no lock needed: a live writer's temps are never stale), so a killed
+    run's hidden leftovers -- which may hold a plaintext key -- go with the next write there.
+    """
+    key = os.path.abspath(folder)
+    if key in _swept:
+        return
+    _swept.add(key)
+    try:
+        children = list(Path(folder).iterdir())
+    except OSError:
+        return
+    for child in children:
+        if is_stale_temp(child):
+            _remove(child)
+
+
+def _remove(child: Path) -> None:
+    if child.is_dir() and not child.is_symlink():
+        shutil.rmtree(child, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            child.unlink()
 
 
 class AtomicFile:
@@ -76,7 +166,8 @@ class AtomicFile:
         if not self.replace and self.path.exists():
             raise Refused(f"{self.path}: already exists; refusing to overwrite")
         ensure_dir(self.path.parent)
-        tmp = _temp_name(self.path)
+        sweep_stale_temps(self.path.parent)
+        tmp = temp_name(self.path)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
         except PermissionError as exc:
@@ -158,7 +249,8 @@ def staged_dir(final: Path, *, mode: int = 0o755) -> Iterator[Path]:
     if final.exists() or final.is_symlink():
         raise Refused(f"{final}: already exists; refusing to overwrite")
     ensure_dir(final.parent)
-    tmp = _temp_name(final)
+    sweep_stale_temps(final.parent)
+    tmp = temp_name(final)
     try:
         tmp.mkdir(mode=mode)
     except PermissionError as exc:
@@ -182,8 +274,4 @@ def remove_stale_temps(folder: Path) -> None:
         return
     for child in folder.iterdir():
         if child.name.startswith(TMP_PREFIX):
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    child.unlink()
+            _remove(child)

@@ -53,6 +53,11 @@ def clean(value: object) -> str:
     return "".join(out)
 
 
+def clean_lines(value: str) -> str:
+    """Several lines (a report): each one :func:`clean`, the line breaks kept."""
+    return "\n".join(clean(line) for line in value.split("\n"))
+
+
 def markup(value: object) -> str:
     """:func:`clean`, then rich markup escaped: safe inside a string a rich console renders."""
     from rich.markup import escape
@@ -67,20 +72,31 @@ def text(value: object) -> Text:
     return Text(clean(value))
 
 
+def is_terminal(*, stderr: bool = False) -> bool:
+    """True when stdout (or stderr) is a terminal; False for pipes, files and cron mail."""
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def short(value: object, n: int) -> str:
+    """``value`` cut to ``n`` characters and "…" on a terminal; whole when the output is piped."""
+    s = clean(value)
+    return s[:n] + "…" if is_terminal() and len(s) > n else s
+
+
 def console(*, stderr: bool = False, **kwargs: Any) -> Console:
     """The CLI's rich console: on a terminal its width; otherwise wide enough to cut nothing."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    try:
-        tty = stream.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    if not tty:
+    if not is_terminal(stderr=stderr):
         kwargs.setdefault("width", PIPE_WIDTH)
         kwargs.setdefault("no_color", True)
         kwargs.setdefault("highlight", False)
     return Console(stderr=stderr, file=stream, **kwargs)
 
 
-__all__ = ["PIPE_WIDTH", "clean", "console", "markup", "text"]
+__all__ = ["PIPE_WIDTH", "clean", "clean_lines", "console", "is_terminal", "markup", "short", "text"]

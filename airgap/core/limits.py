@@ -37,3 +37,13 @@ MAX_IDENTITY_FILE = 64 * 1024  # an age identity file
 MAX_RECIPIENTS_FILE = 64 * 1024  # an age recipients file
 MAX_LOG_BYTES = 64 * MiB  # a ceremony log
 MAX_OVERLAY = 1 * MiB  # an IstioOperator overlay (mesh install)
+
+# -- ranges of the numbers a user gives (options); the CLI enforces them (exit 2), the library too (exit 3)
+MAX_VALIDITY_DAYS = 36_500  # 100 years: far beyond any sane CA, far below datetime's year 9999
+MAX_CRL_DAYS = 3_650  # nextUpdate of a CRL
+MAX_WINDOW_DAYS = 36_500  # ca list --expiring-within
+MAX_WORKERS = 256
+MAX_RETRIES = 100
+MAX_TIMEOUT = 86_400.0  # seconds: one day
+MAX_PARALLEL = 256
+MAX_BUNDLE_EXPIRY_DAYS = 3_650  # bundle create --expires (airgap.core.bundle.MAX_EXPIRY_DAYS)

@@ -30,6 +30,12 @@ def read_passphrase_file(path: Path, *, what: str = "passphrase file") -> bytes:
     line = data.split(b"\n", 1)[0]
     if not line:
         raise InvalidInput(f"{path}: {what} is empty")
+    if line.endswith(b"\r"):
+        print(
+            f"airgap: warning: {path}: the first line ends with a carriage return (a CRLF file); it is kept as "
+            "part of the passphrase, as openssl keeps it; save the file with LF line endings if it is not",
+            file=sys.stderr,
+        )
     return line
 
 
@@ -40,11 +46,13 @@ def resolve_passphrase(
     confirm: bool = False,
     required: bool = True,
     purpose: str = "PKI passphrase",
+    offer_no_passphrase: bool = True,
 ) -> bytes | None:
     """Return the passphrase to use, or ``None`` when keys are (or will be) unencrypted.
 
     Order: ``--no-passphrase`` → ``--passphrase-file`` → ``$AIRGAP_PASSPHRASE`` → prompt on a TTY
-    (with confirmation when ``confirm``). With no source and ``required``, a clear error (exit 3).
+    (with confirmation when ``confirm``). With no source and ``required``, a clear error (exit 3)
+    that suggests ``--no-passphrase`` only when the command has it (``offer_no_passphrase``).
     """
     if no_passphrase:
         if passphrase_file is not None:
@@ -65,7 +73,6 @@ def resolve_passphrase(
             raise InvalidInput("empty passphrase")
         return first.encode()
     if required:
-        raise InvalidInput(
-            f"no passphrase: give --passphrase-file, set {ENV_VAR}, run on a terminal, or use --no-passphrase"
-        )
+        also = ", or use --no-passphrase" if offer_no_passphrase else ""
+        raise InvalidInput(f"no passphrase: give --passphrase-file, set {ENV_VAR}, or run on a terminal{also}")
     return None

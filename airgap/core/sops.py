@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from airgap.core import subproc
 from airgap.core.age import load_recipients
 from airgap.core.atomic import write_new, write_replace
 from airgap.core.files import read_capped
@@ -111,11 +112,12 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def _run(binary: Path, args: list[str], stdin: bytes, env: dict[str, str], what: str) -> bytes:
     try:
-        proc = subprocess.run(
+        proc = subproc.run(  # the one child-process helper: env is exactly ``env``, scrubbed
             [str(binary), "--config", os.devnull, *args],
             input=stdin,
             capture_output=True,
             env=env,
+            inherit=False,
             cwd="/",
             timeout=SOPS_TIMEOUT,
             check=False,
@@ -135,7 +137,7 @@ def _run(binary: Path, args: list[str], stdin: bytes, env: dict[str, str], what:
         raise SopsFailed(f"sops {what} failed (exit {proc.returncode}): {reason}")
     if len(proc.stdout) > MAX_SOPS_OUTPUT:
         raise SopsFailed(f"sops {what}: output larger than {MAX_SOPS_OUTPUT} bytes")
-    return proc.stdout
+    return bytes(proc.stdout)
 
 
 def encrypt_yaml(plaintext: bytes, recipients: Sequence[str], *, binary: Path | None = None) -> bytes:

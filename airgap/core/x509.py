@@ -68,7 +68,40 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+# RFC 5280 Appendix A.1 upper bounds (characters) of the subject attributes airgap writes.
+SUBJECT_BOUNDS = {"--org": ("ub-organization-name", 64), "--cn": ("ub-common-name", 64)}
+
+
+def check_subject(*, org: str | None, cn: str | None) -> None:
+    """``--org`` and ``--cn`` (when given) must be 1 to 64 characters, no control characters (exit 3).
+
+    Run it before any key is made: an empty or oversized field would otherwise fail while the
+    certificate is built.
+    """
+    for flag, value in (("--org", org), ("--cn", cn)):
+        if value is None:  # the caller's default applies (e.g. the next root's derived CN)
+            continue
+        bound_name, bound = SUBJECT_BOUNDS[flag]
+        if not value or not value.strip():
+            raise InvalidInput(
+                f"{flag} is empty: a subject field needs 1 to {bound} characters (RFC 5280 {bound_name})"
+            )
+        if len(value) > bound:
+            raise InvalidInput(f"{flag} is {len(value)} characters: RFC 5280 allows at most {bound} ({bound_name})")
+        if any(not ch.isprintable() for ch in value):
+            raise InvalidInput(f"{flag} holds control characters; use printable text")
+
+
+def check_validity_days(days: int, *, flag: str = "--days") -> None:
+    """A validity in days between 1 and 100 years (exit 3); beyond that datetime overflows."""
+    from airgap.core.limits import MAX_VALIDITY_DAYS
+
+    if not 1 <= days <= MAX_VALIDITY_DAYS:
+        raise InvalidInput(f"{flag} {days}: must be between 1 and {MAX_VALIDITY_DAYS} days")
+
+
 def _name(org: str, cn: str, locality: str | None = None) -> x509.Name:
+    check_subject(org=org, cn=cn)
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)]
     if locality:
         attrs.append(x509.NameAttribute(NameOID.LOCALITY_NAME, locality))
@@ -99,6 +132,7 @@ def build_root(
     key: PrivateKey, *, org: str, cn: str, days: int, not_before: dt.datetime | None = None
 ) -> x509.Certificate:
     """A self-signed root: ``CA:true`` (critical), the Istio key usage plus cRLSign, SKI and AKI."""
+    check_validity_days(days)
     start = (not_before or now()) - BACKDATE
     name = _name(org, cn)
     pub = key.public_key()
@@ -135,6 +169,7 @@ def build_intermediate(
 
     The caller guarantees validity ends no later than the root's (:func:`check_within_root`).
     """
+    check_validity_days(days)
     start = (not_before or now()) - BACKDATE
     ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
@@ -190,6 +225,7 @@ def check_within_root(root_cert: x509.Certificate, days: int, *, at: dt.datetime
     """Refuse an intermediate that would outlive its root (exit 4: precondition)."""
     from airgap.errors import Refused
 
+    check_validity_days(days)
     start = at or now()
     end = start + dt.timedelta(days=days)
     root_end = root_cert.not_valid_after_utc
@@ -253,6 +289,27 @@ def status_of(cert: x509.Certificate, *, at: dt.datetime | None = None) -> str:
     if cert.not_valid_after_utc - t < dt.timedelta(days=EXPIRING_DAYS):
         return "expiring"
     return "valid"
+
+
+def revocation_entry(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> str | None:
+    """``cert``'s entry in ``crl`` described for a user, or None when the CRL does not list it.
+
+    Only a CRL of ``cert``'s own issuer counts (the caller has checked its signature). Example:
+    ``"CRL #2 lists serial 1f3a... (keyCompromise, revoked 2026-12-01T10:00:00Z)"``.
+    """
+    if crl.issuer != cert.issuer:
+        return None
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is None:
+        return None
+    reasons = [e.value.reason.value for e in entry.extensions if isinstance(e.value, x509.CRLReason)]
+    reason = str(reasons[0]) if reasons else "unspecified"
+    try:
+        number = f"CRL #{crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number}"
+    except x509.ExtensionNotFound:
+        number = "the CRL"
+    when = entry.revocation_date_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{number} lists serial {cert.serial_number:x} ({reason}, revoked {when})"
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,10 @@ def pki_act(
             layout.load_root_cert()  # Refused: "no root here; run 'airgap ca init --dir ...' first"
         ensure_dir(layout.path, mode=0o700)
         made_dir = True
+    elif not create and not any(
+        p.exists() for p in (layout.root_cert, layout.inventory, layout.log, layout.next_root_dir)
+    ):
+        layout.load_root_cert()  # a folder that holds no PKI gets no .lock either
     made_lock = not layout.lock.exists()
     ok = False
     try:

@@ -190,9 +190,24 @@ def cacerts_members(
     crl = d / "ca-crl.pem"
     if crl.exists():
         crl_pem = _read_pki_file(crl, limits)
-        check_bundled_crl(crl_pem, material, source=str(d))
+        check_bundled_crl(crl_pem, material, source=str(d), cluster=cluster)
         out.append(SecretMember(CA_CRL, crl_pem, False))
+    _refuse_revoked(Path(pki_dir), cluster, material.ca_cert)
     return out
+
+
+def _refuse_revoked(pki_dir: Path, cluster: str, cert: Any) -> None:
+    """A revoked intermediate never ships (exit 4), whether or not its folder still has the CRL."""
+    from airgap.core.x509 import fingerprint
+    from airgap.offline.crl import STATE_NAME, read_state
+
+    rev = read_state(pki_dir).is_revoked(fingerprint(cert))
+    if rev is not None:
+        raise Refused(
+            f"{pki_dir / cluster}: the intermediate is revoked: {pki_dir / STATE_NAME} lists serial {rev.serial} "
+            f"({rev.reason}, revoked {rev.revoked_at}); run 'airgap ca rotate {cluster} --dir {pki_dir}' "
+            "and bundle its replacement"
+        )
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from airgap.core import x509 as cx
 from airgap.core.canonical import parse_utc_text, utc_text
 from airgap.core.keys import PrivateKey, signature_hash_for
+from airgap.core.limits import MAX_CRL_DAYS
 from airgap.errors import InvalidInput, Refused
 from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
@@ -119,8 +120,8 @@ def build_crl(
 ) -> x509.CertificateRevocationList:
     """Sign a CRL over the entries of ``state`` issued by ``root_cert`` (file or token key), then
     re-parse it and verify its signature against the root's public key (nothing is written here)."""
-    if next_update_days <= 0:
-        raise InvalidInput("--next-update-days must be positive")
+    if not 1 <= next_update_days <= MAX_CRL_DAYS:
+        raise InvalidInput(f"--next-update-days must be between 1 and {MAX_CRL_DAYS}")
     now = at or cx.now()
     root_fp = cx.fingerprint(root_cert)
     ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -240,8 +241,8 @@ def revoke(
     file changes. The revoked intermediate stays in place: ``ca rotate CLUSTER`` replaces it.
     """
     reason_name = parse_reason(reason)
-    if next_update_days <= 0:
-        raise InvalidInput("--next-update-days must be positive")
+    if not 1 <= next_update_days <= MAX_CRL_DAYS:
+        raise InvalidInput(f"--next-update-days must be between 1 and {MAX_CRL_DAYS}")
     layout = layout_of(store)
     with pki_act(layout, "revoke", officer) as act:
         root_cert, key = load_root(layout, passphrase, root_key)
@@ -265,8 +266,8 @@ def refresh_crl(
     next_update_days: int = DEFAULT_NEXT_UPDATE_DAYS,
 ) -> CRLRecord:
     """``ca crl``: sign a fresh CRL (new number, thisUpdate now) before the last one's nextUpdate."""
-    if next_update_days <= 0:
-        raise InvalidInput("--next-update-days must be positive")
+    if not 1 <= next_update_days <= MAX_CRL_DAYS:
+        raise InvalidInput(f"--next-update-days must be between 1 and {MAX_CRL_DAYS}")
     layout = layout_of(store)
     with pki_act(layout, "crl", officer) as act:
         root_cert, key = load_root(layout, passphrase, root_key)

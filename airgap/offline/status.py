@@ -18,6 +18,7 @@ from cryptography import x509
 from airgap.core import x509 as cx
 from airgap.core.canonical import utc_text
 from airgap.core.keys import is_encrypted_pem, key_type_of, keys_match, load_private_key_pem
+from airgap.core.limits import MAX_WINDOW_DAYS
 from airgap.errors import InvalidInput
 from airgap.offline.inventory import read_revocations
 from airgap.offline.layout import CA_KEY, PkiLayout
@@ -127,8 +128,8 @@ def intermediate_status(
 
 def expiring_within(layout: PkiLayout, days: int, *, at: dt.datetime | None = None) -> list[Expiring]:
     """Roots (current and next) and current intermediates whose notAfter falls within ``days``."""
-    if days < 0:
-        raise InvalidInput("--expiring-within must be zero or more days")
+    if not 0 <= days <= MAX_WINDOW_DAYS:
+        raise InvalidInput(f"--expiring-within must be between 0 and {MAX_WINDOW_DAYS} days")
     t = at or cx.now()
     limit = t + dt.timedelta(days=days)
     certs: list[tuple[str, x509.Certificate]] = [("root", layout.load_root_cert())]

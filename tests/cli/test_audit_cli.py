@@ -133,6 +133,65 @@ def test_an_act_without_the_log_key_is_refused(ceremony: tuple[Path, Path], pass
     assert run_cli("audit", "verify", pki, "--trust", keys / "officer.pub").code == 0
 
 
+HOSTILE = "[bold red]FORGED[/] [/] \x1b[2J\x1b]0;owned\x07\rcover\u202etxt"
+
+
+def test_audit_show_on_a_tampered_log_never_crashes_nor_styles_the_screen(ceremony: tuple[Path, Path]) -> None:
+    """Issue 9 item 8: markup in a field is shown literally, escapes are made visible, exit 0."""
+    _, pki = ceremony
+    log = pki / "ceremony.log"
+    lines = log.read_bytes().splitlines()
+    doc = json.loads(lines[3])
+    doc["act"] = "[/]"
+    doc["time"] = "\x1b[31m" + doc["time"]
+    doc["params"]["cluster"] = HOSTILE
+    doc["params"]["fingerprint"] = "[link=x]" * 10
+    doc["signer"] = "\x1b[5m" + "[" * 40
+    lines[3] = json.dumps(doc).encode()
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    r = run_cli("audit", "show", pki)
+    assert r.code == 0, r.err
+    assert "\x1b" not in r.out and "\x07" not in r.out and "\r" not in r.out and "\u202e" not in r.out
+    assert "[bold red]FORGED[/]" in r.out and "\\x1b[2J" in r.out and "\\u202e" in r.out
+    assert "[/]" in r.out
+    r = run_cli("audit", "show", pki, "--json")
+    assert r.code == 0 and json.loads(r.out)["entries"][3]["params"]["cluster"] == HOSTILE
+    r = run_cli("audit", "verify", pki)
+    assert r.code == 1
+    one_error_line(r)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"\x00\xff\xfe not json",
+        b'{"seq": "1"}',
+        b"[1, 2]",
+        b'{"act": 1, "params": [], "prev": "", "seq": 1, "time": ""}',
+    ],
+)
+def test_audit_show_on_a_malformed_line_is_exit_3_not_a_crash(ceremony: tuple[Path, Path], junk: bytes) -> None:
+    _, pki = ceremony
+    log = pki / "ceremony.log"
+    log.write_bytes(log.read_bytes() + junk + b"\n")
+    r = run_cli("audit", "show", pki)
+    assert r.code == 3
+    one_error_line(r, "ceremony.log")
+
+
+def test_audit_show_piped_is_never_cut(ceremony: tuple[Path, Path]) -> None:
+    """Issue 9 item 11: through a pipe the table is full width and holds whole fingerprints."""
+    from tests.helpers import run_proc
+
+    _, pki = ceremony
+    r = run_proc("audit", "show", pki)
+    assert r.code == 0, r.err
+    fps = [json.loads(x)["params"].get("fingerprint") for x in (pki / "ceremony.log").read_text().splitlines()]
+    for fp in filter(None, fps):
+        assert fp in r.out
+    assert "…" not in r.out
+
+
 def test_audit_verify_head_typo_is_bad_input_not_truncation(ceremony: tuple[Path, Path]) -> None:
     """Issue 9 item 10: '--head zzz' is a bad-input error (exit 3) naming the expected form."""
     _keys, pki = ceremony

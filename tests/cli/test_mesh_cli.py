@@ -678,3 +678,50 @@ def test_mesh_install_rerun_after_kill(kube_cluster: Cluster, release: Path, tmp
     assert [s["metadata"]["name"] for s in emu.list("services", "istio-system")] == ["istiod"]
     assert len(emu.list("deployments", "istio-system", "app=istiod")) == 1
     assert len(_istioctl_calls(kube_cluster)) == 2
+
+
+GKE = "gke_my-project-123456_us-central1-a_prod"
+EKS = "arn:aws:eks:eu-west-1:123456789012:cluster/prod-eu"
+
+
+def test_fleet_render_with_a_dotdot_context_writes_nothing_outside_the_output_dir(
+    release: Path, tmp_path: Path
+) -> None:
+    """Issue 9 item 6: a context named '..' (or holding '/') is one safe path element under --output-dir."""
+    out = tmp_path / "a" / "out"
+    r = run_cli(
+        "mesh", "install", "--context", "..", "--context", "x/../../y", "--release", release,
+        "--cluster-name", "c{context}c", "--network", "n", "--mesh-id", "m", "--output-dir", out,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["out"]
+    folders = sorted(p.name for p in (out / "clusters").iterdir())
+    assert len(folders) == 2 and all(f not in (".", "..") and "/" not in f for f in folders)
+    assert "x-y" in folders
+
+
+def test_fleet_gke_and_eks_context_names_work_with_context_and_cluster(release: Path, tmp_path: Path) -> None:
+    """Issue 9 item 6: {context} is the name made a label value; {cluster} is its cluster part."""
+    out = tmp_path / "out"
+    r = run_cli(
+        "mesh", "install", "--context", GKE, "--context", EKS, "--release", release,
+        "--cluster-name", "{cluster}", "--network", "net-{context}", "--mesh-id", "m", "--output-dir", out,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    eks_dir = out / "clusters" / "arn-aws-eks-eu-west-1-123456789012-cluster-prod-eu"
+    values = yaml.safe_load((eks_dir / "cluster.yaml").read_text())["spec"]["values"]["global"]
+    assert values["multiCluster"]["clusterName"] == "prod-eu"
+    assert values["network"] == "net-arn-aws-eks-eu-west-1-123456789012-cluster-prod-eu"
+    assert EKS in (eks_dir / "istioctl-install.sh").read_text()  # istioctl still gets the real context
+    gke = yaml.safe_load((out / "clusters" / GKE / "cluster.yaml").read_text())["spec"]["values"]["global"]
+    assert gke["multiCluster"]["clusterName"] == "prod"
+
+
+def test_fleet_refuses_two_contexts_that_give_the_same_cluster_name(release: Path, tmp_path: Path) -> None:
+    r = run_cli(
+        "mesh", "install", "--context", "gke_p1_z_prod", "--context", "gke_p2_z_prod", "--release", release,
+        "--cluster-name", "{cluster}", "--network", "n", "--mesh-id", "m", "--output-dir", tmp_path / "out",
+    )  # fmt: skip
+    assert r.code == 3
+    one_error_line(r, "gives 'prod' for both contexts", "{context}")
+    assert not (tmp_path / "out").exists()

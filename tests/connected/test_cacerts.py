@@ -355,3 +355,20 @@ def test_dry_run_names_a_backup_it_would_reuse(cluster: Cluster, pki: Path) -> N
     assert plan.backup == "cacerts-backup-20250101-000000" and plan.backup_exists
     assert "reusing the existing backup cacerts-backup-20250101-000000" in plan.describe()
     assert len(_writes(cluster)) == writes
+
+
+def test_rollback_refusal_compares_sequences_of_the_same_cluster_only(pki: Path) -> None:
+    """Issue 9 item 10: cluster c2's sequence 9 on the live secret is no rollback evidence for c1's bundle 1."""
+    from airgap.connected.cacerts import _decide
+
+    ours = cacerts_manifest(pki / "c1", sequence=1, extra={"airgap.dev/cluster": "c1"})
+    other = cacerts_manifest(pki / "c2", sequence=9, extra={"airgap.dev/cluster": "c2"})
+    same = cacerts_manifest(pki / "c2", sequence=9, extra={"airgap.dev/cluster": "c1"})
+    legacy = cacerts_manifest(pki / "c2", sequence=9)  # imported before the cluster annotation existed
+    assert _decide(other, ours, sequence=1, rotate=True, where="w") == "rotate"
+    with pytest.raises(Refused, match="different content") as exc:
+        _decide(other, ours, sequence=1, rotate=False, where="w")
+    assert "rollback" not in exc.value.message
+    for live in (same, legacy):
+        with pytest.raises(Refused, match="holds bundle sequence 9, newer than this bundle's 1: refusing a rollback"):
+            _decide(live, ours, sequence=1, rotate=True, where="w")

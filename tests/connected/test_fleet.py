@@ -129,3 +129,32 @@ def test_import_to_fleet_dry_run_writes_and_records_nothing(kube_fleet, pki: Pat
     for emu in fleet.emulators.values():
         assert [r for r in emu.requests if r.method != "GET"] == []
     assert fleet.emulators["c1"].get("namespaces", None, "istio-system") is None
+
+
+@pytest.mark.parametrize(
+    ("context", "label", "cluster"),
+    [
+        ("prod-1", "prod-1", "prod-1"),
+        ("gke_proj_us-central1-a_prod", "gke_proj_us-central1-a_prod", "prod"),
+        ("arn:aws:eks:us-west-2:123456789012:cluster/web", "arn-aws-eks-us-west-2-123456789012-cluster-web", "web"),
+        ("..", None, None),
+        ("/", None, None),
+        ("a/../../b", "a-b", "a-b"),
+        ("x" * 80, None, None),
+    ],
+)
+def test_context_names_become_safe_label_values_and_path_elements(
+    context: str, label: str | None, cluster: str | None
+) -> None:
+    import re
+
+    from airgap.connected.fleet import context_cluster, context_label
+
+    got = context_label(context)
+    assert re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", got)
+    assert got not in (".", "..") and "/" not in got
+    if label is not None:
+        assert got == label
+    if cluster is not None:
+        assert context_cluster(context) == cluster
+    assert context_label(context) == got  # deterministic

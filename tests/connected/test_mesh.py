@@ -117,8 +117,10 @@ def test_settings_validation_and_fleet_templates() -> None:
         MeshSettings("c", "-n", "m")
     t = MeshSettings("{context}", "net-{context}", "m")
     assert t.for_context("east").cluster_name == "east" and t.for_context("east").network == "net-east"
-    with pytest.raises(InvalidInput, match="--cluster-name 'a:b'"):
-        t.for_context("a:b")
+    # a context name that is no label value is mapped to one (issue 9 item 6), never refused
+    assert t.for_context("a:b").cluster_name == "a-b"
+    with pytest.raises(InvalidInput, match=r"--cluster-name 'a:b-\{context\}'"):
+        MeshSettings("a:b-{context}", "n", "m").for_context("east")
 
 
 def test_istioctl_argv() -> None:

@@ -88,3 +88,72 @@ def test_remove_stale_temps(tmp_path: Path) -> None:
     (tmp_path / "keep.pem").write_text("ok")
     remove_stale_temps(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.pem"]
+
+
+# -- issue 9 item 4: temp files never outlive their writer -------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _aged(path: Path, seconds: float) -> Path:
+    import time
+
+    t = time.time() - seconds
+    os.utime(path, (t, t), follow_symlinks=False)
+    return path
+
+
+def test_the_next_writer_removes_stale_temps_of_dead_writers_only(tmp_path: Path) -> None:
+    dead, live = _dead_pid(), os.getppid()
+    names = {
+        "dead-old": f"{TMP_PREFIX}key.pem.{dead}.{'a' * 12}",
+        "dead-fresh": f"{TMP_PREFIX}key.pem.{dead}.{'b' * 12}",
+        "live-old": f"{TMP_PREFIX}key.pem.{live}.{'c' * 12}",
+        "legacy-old": f"{TMP_PREFIX}key.pem.{'d' * 12}",
+        "legacy-fresh": f"{TMP_PREFIX}key.pem.{'e' * 12}",
+        "dir-dead-old": f"{TMP_PREFIX}cluster.{dead}.{'f' * 12}",
+    }
+    for label, name in names.items():
+        p = tmp_path / name
+        if label.startswith("dir"):
+            p.mkdir()
+            (p / "ca-key.pem").write_bytes(b"plaintext key")
+        else:
+            p.write_bytes(b"plaintext key")
+        if label.endswith("old"):
+            _aged(p, 2 * 86_400)
+    (tmp_path / "other.pem").write_bytes(b"mine")
+    _aged(tmp_path / "other.pem", 2 * 86_400)
+    write_new(tmp_path / "new.pem", b"x")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {
+        "new.pem",
+        "other.pem",
+        names["dead-fresh"],  # its writer might be in another PID namespace: wait STALE_AFTER
+        names["live-old"],  # a live writer's temp is never touched
+        names["legacy-fresh"],
+    }
+
+
+def test_a_temp_holding_a_key_is_0600_while_it_is_written(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        with AtomicFile(tmp_path / "ca-key.pem", mode=0o600) as fh:
+            fh.write(b"secret")
+            (tmp,) = [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
+            assert stat.S_IMODE(tmp.stat().st_mode) == 0o600
+            assert f".{os.getpid()}." in tmp.name
+    finally:
+        os.umask(old)
+
+
+def test_a_failed_write_removes_its_temp(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), AtomicFile(tmp_path / "ca-key.pem", mode=0o600) as fh:
+        fh.write(b"secret")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []

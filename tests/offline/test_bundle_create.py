@@ -355,3 +355,16 @@ def test_rewritten_log_is_caught_by_the_bundles_head(logged_pki: Path, tmp_path:
     verify_log(logged_pki, trust)  # internally consistent, signed by the officer...
     with pytest.raises(VerificationError, match=f"no entry has hash {sealed.ceremony_head}"):
         verify_log(logged_pki, trust, expect_head=sealed.ceremony_head)  # ...but not the log the bundle saw
+
+
+def test_no_encrypt_bundle_stores_the_ca_key_with_tar_mode_0600(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
+    """Issue 9 item 5: 'tar xf' of a --no-encrypt bundle must not give a world-readable CA key."""
+    bundle, *_ = make_bundle(pki, tmp_path, keys=bkeys, no_encrypt=True)
+    with tarfile.open(bundle) as tf:
+        modes = {m.name: m.mode for m in tf.getmembers()}
+    assert modes["cacerts/ca-key.pem"] == 0o600
+    assert modes["cacerts/ca-cert.pem"] == 0o644
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(["tar", "xf", str(bundle), "-C", str(out)], check=True)  # the real tar, default umask
+    assert (out / "cacerts" / "ca-key.pem").stat().st_mode & 0o077 == 0

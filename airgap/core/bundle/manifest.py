@@ -19,7 +19,7 @@ from airgap.core.canonical import canonical_json
 from airgap.core.keys import PrivateKey, PublicKey, signature_hash_for
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.names import CLUSTER_NAME_RE
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import InvalidInput, Refused, VerificationError
 
 if TYPE_CHECKING:  # only a type here: bundle verify does not need the x509 module loaded
     from airgap.core.x509 import CAMaterial
@@ -292,18 +292,28 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
     )
 
 
-def check_bundled_crl(crl_pem: bytes, material: CAMaterial, *, source: str) -> None:
-    """``ca-crl.pem`` must be a PEM CRL issued and signed by the bundle's CA or its root (exit 1)."""
+def check_bundled_crl(crl_pem: bytes, material: CAMaterial, *, source: str, cluster: str = "CLUSTER") -> None:
+    """``ca-crl.pem`` must be a PEM CRL issued and signed by the bundle's CA or its root (exit 1),
+    and must not list the bundle's own CA: a revoked CA never ships or installs (exit 4)."""
     from cryptography import x509
+
+    from airgap.core.x509 import revocation_entry
 
     try:
         crl = x509.load_pem_x509_crl(crl_pem)
     except ValueError as exc:
         raise VerificationError(f"{source}: ca-crl.pem is not a valid PEM CRL") from exc
-    for issuer in (material.ca_cert, material.root_cert):
-        if crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-            return
-    raise VerificationError(f"{source}: ca-crl.pem is not signed by the bundled CA or root")
+    if not any(
+        crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        for issuer in (material.ca_cert, material.root_cert)
+    ):
+        raise VerificationError(f"{source}: ca-crl.pem is not signed by the bundled CA or root")
+    entry = revocation_entry(crl, material.ca_cert)
+    if entry is not None:
+        raise Refused(
+            f"{source}: the CA is revoked: its ca-crl.pem {entry}; "
+            f"run 'airgap ca rotate {cluster}' and make a new bundle from its replacement"
+        )
 
 
 def sign_manifest(key: PrivateKey, manifest_bytes: bytes, *, deterministic: bool = False) -> bytes:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import IO
 
-from airgap.core.bundle.manifest import MANIFEST_NAME, MAX_USTAR_SIZE, SIGNATURE_NAME, MemberEntry
+from airgap.core.bundle.manifest import CA_KEY, MANIFEST_NAME, MAX_USTAR_SIZE, SIGNATURE_NAME, MemberEntry
 from airgap.core.hashing import Digests, copy_hashed
 from airgap.core.limits import MAX_SIGNATURE, Limits
 from airgap.core.names import unsafe_member_name
@@ -96,7 +96,8 @@ class BundleWriter:
 
     def add_bytes(self, name: str, data: bytes, *, encrypted: bool = False) -> MemberEntry:
         self._claim(name)
-        self._out.write(ustar_header(name, len(data)))
+        # A plaintext key (--no-encrypt) is mode 0600 in the archive, so 'tar xf' never makes it world-readable.
+        self._out.write(ustar_header(name, len(data), mode=0o600 if name == CA_KEY else 0o644))
         self._out.write(data)
         self._out.write(padding_for(len(data)))
         return MemberEntry(name, len(data), hashlib.sha256(data).hexdigest(), encrypted)
