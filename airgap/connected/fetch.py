@@ -21,28 +21,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import re
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from airgap.core.atomic import fsync_dir, output_dir, write_new
+from airgap.core.hashing import Digests, WriteBehind, hash_fd, hash_file
 from airgap.core.limits import DEFAULT_LIMITS, MAX_SIGNATURE
 from airgap.core.locking import stderr_note
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.release import (
     DEFAULT_BASE_URL,
     ReleaseKey,
-    StreamDigests,
     VerifiedRelease,
     decode_release_signature,
-    hash_file,
     hashes_for,
     read_signature,
     release_file_name,
@@ -58,7 +55,6 @@ if TYPE_CHECKING:
 CHUNK = 1024 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_BACKOFF = 30.0
-WRITEBACK_EVERY = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -177,11 +173,14 @@ def _reason(exc: BaseException) -> str:
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-def _hash_existing(part: Path, names: Sequence[str]) -> StreamDigests:
-    sd = StreamDigests(names)
-    with open(part, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            sd.update(chunk)
+def _hash_existing(part: Path, names: Sequence[str]) -> Digests:
+    """The digests of what an earlier run left in the ``.part`` (resumed from its end)."""
+    sd = Digests(names)
+    fd = os.open(part, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        hash_fd(fd, sd)
+    finally:
+        os.close(fd)
     return sd
 
 
@@ -207,7 +206,7 @@ def download(
     session = _new_session()
     if part.is_symlink() or (part.exists() and not part.is_file()):
         raise InvalidInput(f"{part}: exists and is not a regular file")
-    sd = _hash_existing(part, hash_names) if part.exists() else StreamDigests(hash_names)
+    sd = _hash_existing(part, hash_names) if part.exists() else Digests(hash_names)
     failures = 0
     started = False
     try:
@@ -285,62 +284,42 @@ def download(
 
 
 class _Sink:
-    """Write and hash chunks on a worker thread, so the socket keeps being read meanwhile.
+    """Write and hash the body on a worker thread (:class:`~airgap.core.hashing.WriteBehind`),
+    so the socket keeps being read meanwhile; TLS decryption, SHA-256 and file writes all
+    release the GIL. At most 8 chunks wait: memory stays flat whatever the file size. The
+    worker also starts writeback as it goes, so the fsync before the rename has little left."""
 
-    TLS decryption, SHA-256 and file writes all release the GIL, so they overlap on several cores.
-    The queue is bounded (8 chunks of 1 MiB): memory stays flat whatever the file size.
-    """
-
-    def __init__(self, out: BinaryIO, sd: StreamDigests, part: Path) -> None:
+    def __init__(self, out: Any, sd: Digests, part: Path) -> None:
         self._out, self._sd, self._part = out, sd, part
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="airgap-fetch-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        start = self._out.tell()
-        written = flushed = 0
-        while (chunk := self._queue.get()) is not None:
-            if self._error is None:  # after an error keep draining, so put() never blocks forever
-                try:
-                    self._out.write(chunk)
-                    self._sd.update(chunk)
-                    written += len(chunk)
-                    if written - flushed >= WRITEBACK_EVERY and hasattr(os, "posix_fadvise"):
-                        # Start writing back to disk now (asynchronously), so the fsync before the
-                        # rename has little left to do; the bytes were hashed, no need to keep them cached.
-                        self._out.flush()
-                        os.posix_fadvise(self._out.fileno(), start + flushed, written - flushed, os.POSIX_FADV_DONTNEED)
-                        flushed = written
-                except OSError as exc:
-                    self._error = exc
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise InvalidInput(f"{self._part}: cannot write: {self._error.strerror or self._error}")
+        self._writer = WriteBehind(depth=8, writeback=True)
 
     def put(self, chunk: bytes) -> None:
-        self._raise()
-        self._queue.put(chunk)
+        try:
+            self._writer.write(self._out, self._sd, chunk)
+        except OSError as exc:
+            self._writer.stop()
+            raise InvalidInput(f"{self._part}: cannot write: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._raise()
+        try:
+            self._writer.drain()
+        except OSError as exc:
+            raise InvalidInput(f"{self._part}: cannot write: {exc.strerror or exc}") from exc
+        finally:
+            self._writer.stop()
 
 
-def _restart(part: Path, hash_names: Sequence[str]) -> StreamDigests:
+def _restart(part: Path, hash_names: Sequence[str]) -> Digests:
     with open(part, "wb"):
         pass
-    return StreamDigests(hash_names)
+    return Digests(hash_names)
 
 
 def _copy_file(
     src: Path, part: Path, hash_names: Sequence[str], options: FetchOptions, progress: Progress
 ) -> tuple[dict[str, bytes], int]:
     """``file://`` mirrors: a plain streaming copy (no resume needed), same cap and hashing."""
-    sd = StreamDigests(hash_names)
+    sd = Digests(hash_names)
     try:
         fh = open(src, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError as exc:

@@ -24,8 +24,8 @@ place only when all steps passed: a refused archive leaves nothing behind. Unsaf
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
-import hashlib
 import os
 import posixpath
 import shutil
@@ -36,15 +36,17 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from airgap.core.atomic import ensure_dir, staged_dir
+from airgap.core.hashing import Digests, WriteBehind, hash_fd
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.names import unsafe_member_name
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.errors import InvalidInput, Refused
 
-CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024  # one read of decompressed data, one write
+IN_CHUNK = 256 * 1024  # one read of compressed data (inflated at most CHUNK at a time)
 # The ratio cap applies once this much was extracted: tiny archives of text compress well by nature.
 RATIO_FLOOR = 1024 * 1024
 
@@ -129,28 +131,100 @@ def _check_parents(root: Path, rel: str, source: str) -> Path:
     return target / parts[-1]
 
 
-def _write_file(
-    dest: Path, stream: IO[bytes], mode: int, budget: _Budget, progress: Progress, rel: str
-) -> tuple[str, int]:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+class _TarSource:
+    """The archive's tar stream, read from ``fd`` in big chunks (``pread``: the fd's position is not
+    used), gunzipped when it starts with the gzip magic, every byte read fed to ``digests``.
+
+    Inflating is bounded: at most :data:`CHUNK` bytes come out per call whatever the input, so a
+    bomb cannot grow the memory before :class:`_Budget` refuses it. Multi-member gzip files and
+    zero padding between members are read as :mod:`gzip` does; zlib checks each member's CRC-32
+    and length trailer.
+    """
+
+    def __init__(self, fd: int, digests: Digests | None) -> None:
+        self._fd, self._digests = fd, digests
+        self.pos = 0  # bytes of the archive read (and hashed) so far
+        self._buf = bytearray(IN_CHUNK)
+        self._view = memoryview(self._buf)
+        self._gzip = os.pread(fd, 2, 0) == b"\x1f\x8b"
+        self._z: zlib._Decompress | None = zlib.decompressobj(31) if self._gzip else None
+        self._tail: bytes | memoryview = b""  # compressed bytes read but not yet inflated
+
+    def _read_raw(self) -> memoryview:
+        """The next chunk of the file, hashed, as a view of the reused buffer (valid until the
+        next call)."""
+        n = os.preadv(self._fd, [self._view], self.pos)
+        self.pos += n
+        if n and self._digests is not None:
+            self._digests.update(self._view[:n])
+        return self._view[:n]
+
+    def read(self, size: int = CHUNK) -> bytes:
+        if self._z is None:
+            return bytes(self._read_raw())
+        while True:
+            if not self._tail:
+                self._tail = self._read_raw()  # inflated straight from the buffer, no copy
+                if not self._tail:
+                    return b""  # truncated (tarfile refuses) or the end
+            if self._z.eof:  # a gzip member ended: padding, then maybe another member
+                self._tail = bytes(self._tail).lstrip(b"\x00")
+                if not self._tail:
+                    continue
+                self._z = zlib.decompressobj(31)
+            out = self._z.decompress(self._tail, min(max(size, 1), CHUNK))
+            self._tail = self._z.unconsumed_tail or self._z.unused_data
+            if out:
+                return out
+
+    def finish(self, budget: _Budget) -> None:
+        """Read the rest of the file (what tarfile did not need after the end-of-archive blocks):
+        the gzip stream must end properly (zlib checks its CRC-32 and length); what it inflates to
+        still counts against the caps."""
+        while chunk := self.read(CHUNK):
+            budget.add(len(chunk))
+        if self._z is not None and not self._z.eof:
+            raise InvalidInput(f"{budget.source}: not a valid tar archive: the gzip stream is truncated")
+
+
+def _write_member(
+    writer: WriteBehind,
+    dest: Path,
+    stream: IO[bytes],
+    mode: int,
+    budget: _Budget,
+    progress: Progress,
+    rel: str,
+    open_files: list[BinaryIO],
+) -> Digests:
+    """Create ``dest`` (never through a link, never over a file) and hand its bytes to the
+    write-behind worker, which hashes and writes them; the worker also sets the mode and closes
+    the file. The returned digests are complete once the worker is drained."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(dest, flags, 0o600)
     except FileExistsError as exc:
         raise InvalidInput(f"{budget.source}: unsafe archive: member {rel!r} appears twice") from exc
-    h = hashlib.sha256()
-    size = 0
-    with os.fdopen(fd, "wb") as out:
-        while True:
-            chunk = stream.read(CHUNK)
-            if not chunk:
-                break
-            budget.add(len(chunk))
-            h.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-            progress.advance(len(chunk))
+    out = os.fdopen(fd, "wb")
+    open_files.append(out)
+    digests = Digests(["sha256"])
+    while chunk := stream.read(CHUNK):
+        budget.add(len(chunk))
+        writer.write(out, digests, chunk)
+        progress.advance(len(chunk))
+
+    def done() -> None:
         os.fchmod(out.fileno(), mode)
-    return h.hexdigest(), size
+        out.flush()
+        if hasattr(os, "posix_fadvise"):
+            # Start writing the file back now (asynchronously), so the fsync before the staged
+            # tree is renamed into place finds little left to do.
+            os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        out.close()
+        open_files.remove(out)
+
+    writer.call(done)
+    return digests
 
 
 def _mkdir(dest: Path, rel: str, source: str) -> None:
@@ -163,14 +237,38 @@ def _mkdir(dest: Path, rel: str, source: str) -> None:
         raise InvalidInput(f"{source}: unsafe archive: folder {rel!r} collides with another member")
 
 
-def _extract_tar(archive: Path, root: Path, limits: Limits, progress: Progress) -> list[ExtractedFile]:
-    source = str(archive)
-    budget = _Budget(source, archive.stat().st_size, limits)
+def _finished(entries: list[ExtractedFile], written: dict[str, Digests]) -> list[ExtractedFile]:
+    """Fill in the digests and sizes of written files (and of hard links to them)."""
+    out = []
+    for e in entries:
+        key = e.path if e.kind == "file" else e.target if e.kind == "hardlink" else None
+        if key is not None:
+            d = written[key]
+            e = dataclasses.replace(e, sha256=d.hexdigest(), size=d.size)
+        out.append(e)
+    return out
+
+
+def _close_all(writer: WriteBehind, open_files: list[BinaryIO]) -> None:
+    writer.stop()  # first: the worker may still be writing to them
+    for f in list(open_files):
+        with contextlib.suppress(OSError):
+            f.close()
+
+
+def _extract_tar(
+    fd: int, source: str, root: Path, limits: Limits, progress: Progress, digests: Digests | None
+) -> list[ExtractedFile]:
+    budget = _Budget(source, os.fstat(fd).st_size, limits)
     done: list[ExtractedFile] = []
-    files: dict[str, ExtractedFile] = {}
+    written: dict[str, Digests] = {}
+    modes: dict[str, int] = {}
+    open_files: list[BinaryIO] = []
+    src = _TarSource(fd, digests)
+    writer = WriteBehind()
     try:
-        # Stream mode ("r|*"): one pass, no seeking, no member list held in memory.
-        with tarfile.open(archive, "r|*") as tar:
+        # Stream mode ("r|"): one pass, no seeking, no member list held in memory; big reads.
+        with tarfile.open(fileobj=src, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
             for member in tar:
                 budget.member()
                 rel = check_member_name(member.name, source=source)
@@ -204,8 +302,7 @@ def _extract_tar(archive: Path, root: Path, limits: Limits, progress: Progress) 
                     done.append(ExtractedFile(rel, "symlink", target=member.linkname))
                 elif member.islnk():
                     target_rel = check_member_name(member.linkname, source=source)
-                    target = files.get(target_rel)
-                    if target is None:
+                    if target_rel not in written:
                         raise InvalidInput(
                             f"{source}: unsafe member {member.name!r}: hard link to {member.linkname!r}, "
                             "which is not a file extracted before it"
@@ -214,30 +311,36 @@ def _extract_tar(archive: Path, root: Path, limits: Limits, progress: Progress) 
                         os.link(root / target_rel, dest, follow_symlinks=False)
                     except FileExistsError as exc:
                         raise InvalidInput(f"{source}: unsafe archive: member {rel!r} appears twice") from exc
-                    entry = ExtractedFile(rel, "hardlink", target.sha256, target.size, target.mode, target_rel)
-                    done.append(entry)
+                    done.append(ExtractedFile(rel, "hardlink", mode=modes[target_rel], target=target_rel))
                 else:
                     stream = tar.extractfile(member)
                     if stream is None:  # pragma: no cover - isreg() members always have data
                         raise InvalidInput(f"{source}: member {member.name!r} has no data")
                     mode = stat.S_IMODE(filtered.mode if filtered.mode is not None else 0o644)
-                    digest, size = _write_file(dest, stream, mode, budget, progress, rel)
-                    entry = ExtractedFile(rel, "file", digest, size, mode)
-                    files[rel] = entry
-                    done.append(entry)
+                    written[rel] = _write_member(writer, dest, stream, mode, budget, progress, rel, open_files)
+                    modes[rel] = mode
+                    done.append(ExtractedFile(rel, "file", mode=mode))
+        src.finish(budget)
+        writer.drain()
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
         raise InvalidInput(f"{source}: not a valid tar archive: {exc}") from exc
     except OSError as exc:
         raise InvalidInput(f"{source}: cannot extract: {exc.strerror or exc}") from exc
-    return done
+    finally:
+        _close_all(writer, open_files)
+    return _finished(done, written)
 
 
-def _extract_zip(archive: Path, root: Path, limits: Limits, progress: Progress) -> list[ExtractedFile]:
-    source = str(archive)
-    budget = _Budget(source, archive.stat().st_size, limits)
+def _extract_zip(
+    fd: int, source: str, root: Path, limits: Limits, progress: Progress, digests: Digests | None
+) -> list[ExtractedFile]:
+    budget = _Budget(source, os.fstat(fd).st_size, limits)
     done: list[ExtractedFile] = []
+    written: dict[str, Digests] = {}
+    open_files: list[BinaryIO] = []
+    writer = WriteBehind()
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with open(os.dup(fd), "rb") as fh, zipfile.ZipFile(fh) as zf:
             infos = zf.infolist()
             if len(infos) > limits.max_archive_members:
                 raise InvalidInput(f"{source}: more than {limits.max_archive_members} members; refusing")
@@ -259,14 +362,19 @@ def _extract_zip(archive: Path, root: Path, limits: Limits, progress: Progress) 
                 # Same policy as the tar data filter: owner rw, keep exec bits, drop setuid and group/other write.
                 mode = (stat.S_IMODE(unix_mode) if unix_mode else 0o644) & 0o755 | 0o600
                 with zf.open(info) as stream:
-                    digest, size = _write_file(dest, stream, mode, budget, progress, rel)
-                entry = ExtractedFile(rel, "file", digest, size, mode)
-                done.append(entry)
+                    written[rel] = _write_member(writer, dest, stream, mode, budget, progress, rel, open_files)
+                done.append(ExtractedFile(rel, "file", mode=mode))
+        writer.drain()
+        if digests is not None:
+            # A zip is read out of order (central directory first): hash it whole, once more.
+            hash_fd(fd, digests)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, zlib.error, ValueError) as exc:
         raise InvalidInput(f"{source}: not a valid zip archive: {exc}") from exc
     except OSError as exc:
         raise InvalidInput(f"{source}: cannot extract: {exc.strerror or exc}") from exc
-    return done
+    finally:
+        _close_all(writer, open_files)
+    return _finished(done, written)
 
 
 def _check_links_inside(root: Path, entries: list[ExtractedFile], source: str) -> None:
@@ -281,28 +389,45 @@ def _check_links_inside(root: Path, entries: list[ExtractedFile], source: str) -
 
 
 def extract_into(
-    archive: Path, root: Path, *, limits: Limits = DEFAULT_LIMITS, progress: Progress = NO_PROGRESS
+    archive: Path,
+    root: Path,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Progress = NO_PROGRESS,
+    fd: int | None = None,
+    digests: Digests | None = None,
 ) -> list[ExtractedFile]:
     """Extract ``archive`` into the existing, empty folder ``root`` (steps 1 to 6).
+
+    ``fd``: an open descriptor of the archive to read instead of opening ``archive`` (so a
+    caller that verified that open file extracts the same file); the descriptor's position is
+    not used. ``digests``: fed every byte of the archive, in order, as extraction reads it, so
+    that the caller can compare them with what it verified (a file changed in between is caught).
 
     Prefer :func:`extract_archive`, which also stages and renames; on an error here ``root``
     holds a partial tree that the caller must remove.
     """
     kind = archive_kind(archive)
+    own = fd is None
+    if fd is None:
+        try:
+            fd = os.open(archive, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError as exc:
+            raise InvalidInput(f"{archive}: archive not found") from exc
+        except OSError as exc:
+            raise InvalidInput(f"{archive}: cannot read archive: {exc.strerror}") from exc
     try:
-        archive.stat()
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{archive}: archive not found") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{archive}: cannot read archive: {exc.strerror}") from exc
-    progress.start(f"extracting {archive.name}", None)
-    try:
-        if kind == "tar":
-            entries = _extract_tar(archive, root, limits, progress)
-        else:
-            entries = _extract_zip(archive, root, limits, progress)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidInput(f"{archive}: not a regular file")
+        progress.start(f"extracting {archive.name}", None)
+        try:
+            extract = _extract_tar if kind == "tar" else _extract_zip
+            entries = extract(fd, str(archive), root, limits, progress, digests)
+        finally:
+            progress.finish()
     finally:
-        progress.finish()
+        if own:
+            os.close(fd)
     _check_links_inside(root, entries, str(archive))
     return entries
 
@@ -328,16 +453,19 @@ def extract_archive(
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress = NO_PROGRESS,
     finish: Callable[[Path, list[ExtractedFile]], None] | None = None,
+    fd: int | None = None,
+    digests: Digests | None = None,
 ) -> list[ExtractedFile]:
     """Extract ``archive`` safely to the folder ``out``, all or nothing.
 
     ``out`` must be missing or empty (else :class:`Refused`, exit 4). The tree is built in a
     temporary folder beside ``out``; ``finish(tmp, entries)`` may add files (such as a record)
-    before the folder is renamed to ``out``. Any error removes the temporary folder.
+    before the folder is renamed to ``out``. Any error removes the temporary folder. ``fd`` and
+    ``digests``: see :func:`extract_into`.
     """
     _prepare_out(out)
     with staged_dir(out) as tmp:
-        entries = extract_into(archive, tmp, limits=limits, progress=progress)
+        entries = extract_into(archive, tmp, limits=limits, progress=progress, fd=fd, digests=digests)
         if finish is not None:
             finish(tmp, entries)
     return entries

@@ -16,25 +16,18 @@ Trust model:
 from __future__ import annotations
 
 import base64
-import contextlib
-import hashlib
-import io
 import json
 import os
-import queue
 import re
 import stat
-import threading
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import hashes
-
-from airgap.core.archive import ExtractedFile, extract_archive
 from airgap.core.atomic import write_new
 from airgap.core.files import read_capped
+from airgap.core.hashing import Digests, hash_fd, hash_file
 from airgap.core.keys import (
     PublicKey,
     key_type_of,
@@ -48,7 +41,13 @@ from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.signatures import MAX_SIGNATURE, decode_signature, verify_digest
 from airgap.errors import InvalidInput, VerificationError
 
-CHUNK = 1024 * 1024
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hashes
+
+    from airgap.core.archive import ExtractedFile
+
+__all__ = ["Digests", "hash_file"]  # re-exported: the release paths' hashing lives in airgap.core.hashing
+
 RECORD_NAME = "RELEASE.json"
 RECORD_FORMAT = "airgap-release/1"
 MAX_RECORD = 64 * 1024 * 1024
@@ -163,6 +162,10 @@ def decode_release_signature(raw: bytes, *, source: str) -> bytes:
 
 
 def hashes_for(keys: Iterable[ReleaseKey]) -> dict[str, hashes.HashAlgorithm]:
+    """The digests a verification needs: SHA-256 (it names the file in the output and the record)
+    and each key's signature hash; usually only SHA-256 (one digest, one pass)."""
+    from cryptography.hazmat.primitives import hashes
+
     algs: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256()}
     for k in keys:
         alg = signature_hash_for(k.public)
@@ -170,86 +173,35 @@ def hashes_for(keys: Iterable[ReleaseKey]) -> dict[str, hashes.HashAlgorithm]:
     return algs
 
 
-class StreamDigests:
-    """Several hashes over one stream, fed in chunks: bounded memory whatever the file size."""
-
-    def __init__(self, names: Iterable[str]) -> None:
-        self._h = {n: hashlib.new(n) for n in names}
-        self.size = 0
-
-    def update(self, chunk: bytes | memoryview) -> None:
-        for h in self._h.values():
-            h.update(chunk)
-        self.size += len(chunk)
-
-    def digests(self) -> dict[str, bytes]:
-        return {n: h.digest() for n, h in self._h.items()}
-
-
-def _read_ahead(fh: io.FileIO, depth: int = 3) -> Generator[memoryview, None, None]:
-    """Yield the file's chunks, read by a worker thread while the caller hashes the previous ones.
-
-    Reading (a copy out of the page cache) and SHA-256 both release the GIL, so they overlap.
-    Memory is ``depth`` buffers of 1 MiB, reused.
-    """
-    free: queue.Queue[bytearray] = queue.Queue()
-    full: queue.Queue[tuple[bytearray, int] | OSError] = queue.Queue()
-    for _ in range(depth):
-        free.put(bytearray(CHUNK))
-    stop = threading.Event()
-
-    def reader() -> None:
-        try:
-            while not stop.is_set():
-                buf = free.get()
-                n = fh.readinto(buf) or 0
-                full.put((buf, n))
-                if not n:
-                    return
-        except OSError as exc:
-            full.put(exc)
-
-    thread = threading.Thread(target=reader, name="airgap-read-ahead", daemon=True)
-    thread.start()
+def _open_release(path: Path) -> int:
+    """Open the release file for reading: a regular file, else :class:`InvalidInput` (exit 3)."""
     try:
-        while True:
-            item = full.get()
-            if isinstance(item, OSError):
-                raise item
-            buf, n = item
-            if not n:
-                return
-            yield memoryview(buf)[:n]
-            free.put(buf)
-    finally:
-        stop.set()
-        free.put(bytearray(0))  # unblock a reader waiting for a buffer (reads 0 bytes: stops)
-        thread.join()
-
-
-def hash_file(path: Path, names: Iterable[str], progress: Progress = NO_PROGRESS) -> tuple[dict[str, bytes], int]:
-    """Stream ``path`` through the named hashes in 1 MiB chunks. Missing/unreadable is exit 3."""
-    sd = StreamDigests(names)
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidInput(f"{path}: not a regular file")
-            progress.start(f"verifying {path.name}", st.st_size)
-            try:
-                with contextlib.closing(_read_ahead(fh)) as chunks:
-                    for chunk in chunks:
-                        sd.update(chunk)
-                        progress.advance(len(chunk))
-            finally:
-                progress.finish()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as exc:
         raise InvalidInput(f"{path}: file not found") from exc
     except IsADirectoryError as exc:
         raise InvalidInput(f"{path}: is a folder, expected a file") from exc
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
-    return sd.digests(), sd.size
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        why = "is a folder, expected a file" if stat.S_ISDIR(mode) else "not a regular file"
+        raise InvalidInput(f"{path}: {why}")
+    return fd
+
+
+def _hash_release(fd: int, path: Path, names: Iterable[str], progress: Progress) -> Digests:
+    """One pass over the open release file through the digests the keys need."""
+    digests = Digests(names)
+    progress.start(f"verifying {path.name}", os.fstat(fd).st_size)
+    try:
+        hash_fd(fd, digests, progress=progress)
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
+    finally:
+        progress.finish()
+    return digests
 
 
 @dataclass(frozen=True)
@@ -307,12 +259,20 @@ def verify_release(
     digest. A missing or unreadable file, signature or key is :class:`InvalidInput` (exit 3); a
     signature that does not verify is :class:`VerificationError` (exit 1).
     """
-    if not path.exists():  # the file first: its absence explains a missing default .1.sig too
-        raise InvalidInput(f"{path}: file not found")
+    fd = _open_release(path)  # the file first: its absence explains a missing default .1.sig too
+    try:
+        return _verify_open(fd, path, signature, key, key_id, progress)
+    finally:
+        os.close(fd)
+
+
+def _verify_open(
+    fd: int, path: Path, signature: Path | None, key: Path | None, key_id: str | None, progress: Progress
+) -> VerifiedRelease:
     keys = select_keys(key, key_id)  # 1
     sig = read_signature(signature if signature is not None else default_signature_path(path))  # 2
-    digests, size = hash_file(path, hashes_for(keys), progress)  # 3
-    return verify_digests(path, digests, size, sig, keys)  # 4
+    digests = _hash_release(fd, path, hashes_for(keys), progress)  # 3
+    return verify_digests(path, digests.digests(), digests.size, sig, keys)  # 4
 
 
 def default_signature_path(path: Path) -> Path:
@@ -379,25 +339,34 @@ def extract_release(
     """Verify ``path`` (see :func:`verify_release`), then extract it safely to ``out`` with
     ``out/RELEASE.json``: all or nothing. Nothing is extracted from an unverified file.
 
-    The file is hashed and verified first; extraction then re-hashes as it reads, and the record's
-    archive digest must match, so a file swapped between the two reads is refused (exit 1).
+    The file is opened once: hashed and verified, then extracted from the same open file while
+    every byte extraction reads is hashed again on the way (the same read, no extra pass); the
+    two digests must match before the tree is renamed into place, so a file changed in place
+    after it was verified is refused (exit 1) and nothing is left.
     """
-    verified = verify_release(path, signature, key=key, key_id=key_id, progress=progress)
+    from airgap.core.archive import extract_archive
+
     sig_name = (signature if signature is not None else default_signature_path(path)).name
+    fd = _open_release(path)
+    try:
+        verified = _verify_open(fd, path, signature, key, key_id, progress)
+        again = Digests(["sha256"])
 
-    def finish(tmp: Path, entries: list[ExtractedFile]) -> None:
-        if any(e.path == RECORD_NAME for e in entries):
-            raise InvalidInput(f"{path}: archive has a top-level {RECORD_NAME}, which would collide with the record")
-        # The archive may have changed since it was verified: hash it again now that it is extracted.
-        again, _ = hash_file(path, ["sha256"])
-        if again["sha256"].hex() != verified.sha256:
-            raise VerificationError(f"{path}: changed while it was being extracted; refusing")
-        record = _record(verified, entries, sig_name)
-        write_new(tmp / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-        holder["record"] = record
+        def finish(tmp: Path, entries: list[ExtractedFile]) -> None:
+            if any(e.path == RECORD_NAME for e in entries):
+                raise InvalidInput(
+                    f"{path}: archive has a top-level {RECORD_NAME}, which would collide with the record"
+                )
+            if again.size != verified.size or again.hexdigest() != verified.sha256:
+                raise VerificationError(f"{path}: changed while it was being extracted; refusing")
+            record = _record(verified, entries, sig_name)
+            write_new(tmp / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+            holder["record"] = record
 
-    holder: dict[str, dict[str, Any]] = {}
-    extract_archive(path, out, limits=limits, progress=progress, finish=finish)
+        holder: dict[str, dict[str, Any]] = {}
+        extract_archive(path, out, limits=limits, progress=progress, finish=finish, fd=fd, digests=again)
+    finally:
+        os.close(fd)
     record = holder["record"]
     root = out / record["root"] if record["root"] else None
     return ExtractedRelease(out, root, record, verified)

@@ -24,7 +24,9 @@ import pytest
 import trustme
 
 from airgap.connected.fetch import FetchOptions, download, fetch_lock, fetch_release
+from airgap.core import hashing
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
+from tests.core.test_hashing import Counted
 from tests.helpers import one_error_line, run_cli, tree
 from tests.release_fixtures import make_signed_release
 
@@ -198,6 +200,32 @@ def test_cut_short_body_resumes_with_range(server: Server, signed: tuple[Path, P
     half = tarball.stat().st_size // 2
     assert ranges == [None, f"bytes={half}-"]
     assert tree(out) == [NAME, f"{NAME}.1.sig"]
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[Counted]:
+    made: list[Counted] = []
+
+    def factory(name: str) -> Counted:
+        made.append(Counted(name))
+        return made[-1]
+
+    monkeypatch.setattr(hashing, "new_hash", factory)
+    return made
+
+
+@pytest.mark.parametrize("plan", [[], ["cut"]], ids=["straight", "cut-and-resumed"])
+def test_each_downloaded_byte_is_hashed_once(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plan: list[str]
+) -> None:
+    """One SHA-256 over the body as it arrives (a resumed download hashes the kept prefix once
+    and the rest as it arrives), none afterwards: verification needs no second read."""
+    tarball, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = list(plan)
+    counted = _counting(monkeypatch)
+    got = fetch(server, tmp_path / "out", pub, quick(server))
+    size, sig_size = tarball.stat().st_size, signed[1].stat().st_size
+    assert sorted((c.name, c.fed) for c in counted) == sorted([("sha256", sig_size), ("sha256", size)])
+    assert got.read_bytes() == tarball.read_bytes()
 
 
 def test_part_file_from_an_earlier_run_resumes(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -19,8 +19,10 @@ from airgap.core.canonical import canonical_json
 from airgap.core.keys import PrivateKey, PublicKey, signature_hash_for
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.names import CLUSTER_NAME_RE
-from airgap.core.x509 import CAMaterial
 from airgap.errors import InvalidInput, Refused, VerificationError
+
+if TYPE_CHECKING:  # only a type here: bundle verify does not need the x509 module loaded
+    from airgap.core.x509 import CAMaterial
 
 FORMAT_VERSION = 2  # what writers produce for a bundle that carries the CA key; 2 added ceremony_head
 KEYLESS_FORMAT_VERSION = 3  # a bundle for a cluster whose key is held elsewhere (no key member, held_key)

@@ -7,11 +7,13 @@ the limits, nothing after the two zero blocks but zeros. It parses; it does not 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from typing import IO
 
 from airgap.core.bundle.manifest import CA_KEY, MANIFEST_NAME, MAX_USTAR_SIZE, SIGNATURE_NAME, MemberEntry
+from airgap.core.hashing import Digests, copy_hashed
 from airgap.core.limits import MAX_SIGNATURE, Limits
 from airgap.core.names import unsafe_member_name
 from airgap.core.progress import NO_PROGRESS, Progress
@@ -101,26 +103,20 @@ class BundleWriter:
         return MemberEntry(name, len(data), hashlib.sha256(data).hexdigest(), encrypted)
 
     def add_stream(self, name: str, src: IO[bytes], size: int, *, source: str) -> MemberEntry:
-        """Copy exactly ``size`` bytes from ``src``; a source that grows or shrinks is refused."""
+        """Copy exactly ``size`` bytes from ``src``; a source that grows or shrinks is refused.
+
+        Each byte is read and hashed once; a worker writes while the next chunk is hashed
+        (:func:`~airgap.core.hashing.copy_hashed`)."""
         self._claim(name)
         self._out.write(ustar_header(name, size))
-        h = hashlib.sha256()
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        left = size
-        while left > 0:
-            n = src.readinto(view[: min(CHUNK, left)])  # type: ignore[attr-defined]
-            if not n:
-                raise InvalidInput(f"{source}: file shrank while it was being read")
-            chunk = view[:n]
-            h.update(chunk)
-            self._out.write(chunk)
-            self._progress.advance(n)
-            left -= n
-        if src.read(1):
+        digests = Digests(["sha256"])
+        fd, start = src.fileno(), src.tell()
+        if copy_hashed(fd, start, size, self._out, digests, progress=self._progress) != size:
+            raise InvalidInput(f"{source}: file shrank while it was being read")
+        if os.pread(fd, 1, start + size):
             raise InvalidInput(f"{source}: file grew while it was being read")
         self._out.write(padding_for(size))
-        return MemberEntry(name, size, h.hexdigest(), False)
+        return MemberEntry(name, size, digests.hexdigest(), False)
 
     def finish(self, manifest_bytes: bytes, signature: bytes) -> None:
         self._claim(MANIFEST_NAME)

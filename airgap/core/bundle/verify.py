@@ -7,7 +7,6 @@ steps are in its docstring); :func:`inspect_bundle` reports unverified claims.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from airgap.core.bundle.manifest import (
     parse_manifest_json,
     validate_manifest,
 )
-from airgap.core.bundle.ustar import CHUNK, TarEntry, read_member, scan_archive
+from airgap.core.bundle.ustar import TarEntry, read_member, scan_archive
+from airgap.core.hashing import Digests, copy_hashed, hash_fd
 from airgap.core.keys import PublicKey, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
@@ -88,18 +88,10 @@ class VerifiedBundle:
         if entry is None or path not in self._offsets:
             raise InvalidInput(f"{self.path}: no member {path!r}")
         with open(self.path, "rb") as src, AtomicFile(dest) as out:
-            src.seek(self._offsets[path])
-            h = hashlib.sha256()
-            left = entry.size
-            while left > 0:
-                chunk = src.read(min(CHUNK, left))
-                if not chunk:
-                    raise VerificationError(f"{self.path}: bundle changed after verification")
-                h.update(chunk)
-                out.write(chunk)
-                progress.advance(len(chunk))
-                left -= len(chunk)
-            if h.hexdigest() != entry.sha256:
+            digests = Digests(["sha256"])
+            if copy_hashed(src.fileno(), self._offsets[path], entry.size, out, digests, progress=progress) < entry.size:
+                raise VerificationError(f"{self.path}: bundle changed after verification")
+            if digests.hexdigest() != entry.sha256:
                 raise VerificationError(f"{self.path}: bundle changed after verification ({path})")
 
 
@@ -197,24 +189,18 @@ def open_bundle(
         progress.start(f"verifying {path.name}", sum(m.size for m in present))
         for m in present:
             e = by_name[m.path]
-            fh.seek(e.offset)
-            keep = m.size <= limits.max_pem_size
-            kept = bytearray()
-            h = hashlib.sha256()
-            left = m.size
-            while left > 0:
-                chunk = fh.read(min(CHUNK, left))
-                if not chunk:
-                    raise InvalidInput(f"{source}: truncated archive")
-                h.update(chunk)
-                if keep:
-                    kept += chunk
-                progress.advance(len(chunk))
-                left -= len(chunk)
-            if h.hexdigest() != m.sha256:
+            digests = Digests(["sha256"])
+            if m.size <= limits.max_pem_size:  # small: kept exactly as hashed
+                data = os.pread(fh.fileno(), m.size, e.offset)
+                digests.update(data)
+                small[m.path] = data
+                progress.advance(len(data))
+            else:  # large: hashed in place, once, without a copy (airgap.core.hashing)
+                hash_fd(fh.fileno(), digests, offset=e.offset, length=m.size, progress=progress)
+            if digests.size != m.size:
+                raise InvalidInput(f"{source}: truncated archive")
+            if digests.hexdigest() != m.sha256:
                 raise VerificationError(f"{source}: member {m.path} does not match its SHA-256 in the manifest")
-            if keep:
-                small[m.path] = bytes(kept)
             offsets[m.path] = e.offset
         progress.finish()
         # 7. no member missing or extra, and the archive order is the manifest's
