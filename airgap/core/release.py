@@ -231,10 +231,12 @@ def hash_file(path: Path, names: Iterable[str], progress: Progress = NO_PROGRESS
     """Stream ``path`` through the named hashes in 1 MiB chunks. Missing/unreadable is exit 3."""
     sd = StreamDigests(names)
     try:
-        with open(path, "rb", buffering=0) as fh:
+        # non-blocking open: a fifo with no writer is refused below instead of hanging forever
+        with open(path, "rb", buffering=0, opener=lambda p, f: os.open(p, f | os.O_NONBLOCK)) as fh:
             st = os.fstat(fh.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise InvalidInput(f"{path}: not a regular file")
+            os.set_blocking(fh.fileno(), True)
             progress.start(f"verifying {path.name}", st.st_size)
             try:
                 with contextlib.closing(_read_ahead(fh)) as chunks:
