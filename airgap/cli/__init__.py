@@ -114,7 +114,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("AIRGAP_DEBUG") == "1"
     try:
         with _signals_unwind():
-            app(args=args, prog_name="airgap")
+            try:
+                app(args=args, prog_name="airgap")
+            except SystemExit as exc:
+                # typer's click wraps stdout in PacifyFlushWrapper when it exits 1 on EPIPE
+                if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+                    raise BrokenPipeError from exc  # click's own EPIPE exit (1): the reader went away
+                raise
     except Terminated as exc:
         print(
             f"airgap: terminated by {signal.Signals(exc.signum).name}; nothing half-written was kept", file=sys.stderr
@@ -134,7 +140,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("airgap: interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:
-        sys.exit(1)
+        # The reader went away (`| head -1`): exit as a shell reports SIGPIPE (141), never 1,
+        # which the contract keeps for "verification failed". stdout now points at /dev/null so
+        # the interpreter's last flush cannot print a second error.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
     except Exception as exc:
         if debug:
             raise

@@ -9,12 +9,15 @@ Wrong order, bad values, special files, piped output, forged inputs: every failu
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
-from tests.helpers import one_error_line, run_proc, tree
+from tests.helpers import REPO, one_error_line, run_proc, tree
 from tests.release_fixtures import make_signed_release
 
 
@@ -46,3 +49,35 @@ def test_release_verify_and_extract_refuse_a_fifo_at_once_instead_of_hanging(fif
     assert r.code == 3
     one_error_line(r, str(fifo), "not a regular file")
     assert tree(out) == []
+
+
+@pytest.mark.parametrize("args", [["release", "keys"], ["release", "keys", "--json"], ["--help"]])
+def test_a_reader_that_went_away_gives_exit_141_not_the_verification_failed_code(args: list[str]) -> None:
+    """``airgap ... | head -1`` under ``set -o pipefail``: exit 1 would read as "verification failed"."""
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # the reader is gone before the first write: every write is EPIPE, deterministically
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "airgap", *args],
+            stdout=w_fd, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(w_fd)
+    assert p.returncode in (0, 128 + signal.SIGPIPE), p.stderr
+    assert p.returncode != 1
+    assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr, p.stderr
+
+
+def test_a_reader_that_went_away_from_a_rich_table_gives_exit_141_too(pki: Path) -> None:
+    """``ca list`` prints through rich, whose own broken-pipe handler exited 1."""
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "airgap", "ca", "list", "--dir", str(pki)],
+            stdout=w_fd, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(w_fd)
+    assert p.returncode == 128 + signal.SIGPIPE, p.stderr
+    assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr, p.stderr
