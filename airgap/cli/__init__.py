@@ -8,6 +8,7 @@ off: they print local variables, and locals can hold passphrases and keys.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -104,6 +105,9 @@ def _signals_unwind() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the app, map errors to exit codes, exit.
 
@@ -146,6 +150,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(128 + signal.SIGPIPE)
+    except OSError as exc:
+        # The environment failed under us (stdout on a full disk, an I/O error): one line, exit 3,
+        # not "internal error"; the file, when Python names one, is in the message.
+        if debug:
+            raise
+        from airgap.core.display import clean
+
+        where = f"{exc.filename}: " if exc.filename else "output: " if exc.errno in _WRITE_ERRNOS else ""
+        print(f"airgap: error: {clean(where)}{clean(exc.strerror or type(exc).__name__)}", file=sys.stderr)
+        sys.exit(3)
     except Exception as exc:
         if debug:
             raise

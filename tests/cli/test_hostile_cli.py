@@ -81,3 +81,14 @@ def test_a_reader_that_went_away_from_a_rich_table_gives_exit_141_too(pki: Path)
         os.close(w_fd)
     assert p.returncode == 128 + signal.SIGPIPE, p.stderr
     assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("args", [["release", "keys"], ["release", "keys", "--json"]])
+def test_stdout_on_a_full_disk_is_one_error_line_not_an_internal_error(args: list[str]) -> None:
+    """``airgap ... > /dev/full``: ENOSPC on stdout was 'internal error: OSError', exit 70."""
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(
+            [sys.executable, "-m", "airgap", *args], stdout=full, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60
+        )
+    assert p.returncode == 3, p.stderr
+    one_error_line(p.stderr, "No space left on device")
