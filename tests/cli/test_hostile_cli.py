@@ -88,7 +88,8 @@ def test_stdout_on_a_full_disk_is_one_error_line_not_an_internal_error(args: lis
     """``airgap ... > /dev/full``: ENOSPC on stdout was 'internal error: OSError', exit 70."""
     with open("/dev/full", "w") as full:
         p = subprocess.run(
-            [sys.executable, "-m", "airgap", *args], stdout=full, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60
-        )
+            [sys.executable, "-m", "airgap", *args],
+            stdout=full, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60,
+        )  # fmt: skip
     assert p.returncode == 3, p.stderr
     one_error_line(p.stderr, "No space left on device")
