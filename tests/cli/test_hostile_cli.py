@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
-from tests.helpers import REPO, one_error_line, run_proc, tree
+from tests.helpers import REPO, one_error_line, run_cli, run_proc, tree
 from tests.release_fixtures import make_signed_release
 
 
@@ -93,3 +93,21 @@ def test_stdout_on_a_full_disk_is_one_error_line_not_an_internal_error(args: lis
         )  # fmt: skip
     assert p.returncode == 3, p.stderr
     one_error_line(p.stderr, "No space left on device")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["", "--context", "c"], "namespace ''"),  # was a PATCH on /api/v1/namespaces/ (the collection), exit 5
+        (["../x", "--context", "c"], "namespace '../x'"),
+        (["Shop_NS", "--context", "c"], "namespace 'Shop_NS'"),
+        (["shop", "--context", "c", "--revision", "../../x"], "--revision '../../x'"),
+    ],
+)
+def test_mesh_inject_refuses_a_bad_namespace_or_revision_before_any_cluster_is_asked(
+    args: list[str], needle: str, tmp_path: Path
+) -> None:
+    # KUBECONFIG points nowhere: an exit-3 name error proves no cluster (not even the kubeconfig) was read
+    r = run_cli("mesh", "inject", *args, env={"KUBECONFIG": str(tmp_path / "absent")})
+    assert r.code == 3
+    one_error_line(r, needle)
