@@ -136,6 +136,35 @@ CATALOGUE = [
 
 
 # -- fixed inputs ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RequestExample:
+    """One example request file and the exit code of ``ca sign FILE --trust keys/officer.pub`` (at CHECK_TIME)."""
+
+    name: str
+    wrong: str
+    signs: int
+
+
+# Request files (bundles/SPEC.md section 9). The requester is officer.key here only to reuse a
+# committed TEST-ONLY signing key; in use it is the jump-host operator's key.
+REQUEST_CATALOGUE = [
+    RequestExample("valid.request", "nothing: a valid request for cluster c3 (EC P-256 key), signed by officer", 0),
+    RequestExample("tampered-csr.request", "one byte of request/csr.pem changed after signing (hash mismatch)", 1),
+    RequestExample("tampered-manifest.request", "manifest.json edited (cluster c3 -> c4) without re-signing", 1),
+    RequestExample("untrusted-signer.request", "correctly signed, but by stranger.key, which is not trusted", 1),
+    RequestExample("wrong-key-id.request", "signed manifest naming another key_id than the CSR's key", 1),
+    RequestExample("bad-csr-signature.request", "signed, but the CSR's own signature does not verify", 1),
+    RequestExample("weak-key.request", "signed, but the CSR's key is EC P-521 (not allowed)", 3),
+    RequestExample("extra-member.request", "an extra member include/evil.sh the manifest does not name", 3),
+    RequestExample("path-traversal.request", "the CSR member named ../csr.pem (escapes with '..')", 3),
+    RequestExample("bundle-kind.request", "a signed manifest without kind 'airgap-ca-request' (a bundle's)", 3),
+    RequestExample("unknown-field.request", "signed manifest with an unknown field 'comment'", 3),
+    RequestExample("expired.request", "signed, but expired on 2025-01-31", 4),
+]
+REQUEST_CREATED = CREATED
+REQUEST_ID = hashlib.sha256(b"airgap example request").hexdigest()[:32]
+
+
 def init_keys() -> None:
     """Make the committed inputs once (random keys); refuses to touch existing files."""
     KEYS.mkdir(parents=True, exist_ok=True)
@@ -286,6 +315,102 @@ def _resign(
     _write(dst, [*members(entries[:-2]), Entry(MANIFEST_NAME, data), Entry(SIGNATURE_NAME, sig)])
 
 
+def _example_key(label: str, curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
+    """A fixed TEST-ONLY key derived from ``label`` (so the example CSRs need no committed key)."""
+    order = {"secp256r1": 2**256 - 2**224, "secp521r1": 2**520}[curve.name]
+    scalar = int.from_bytes(hashlib.sha512(b"airgap example key " + label.encode()).digest(), "big") % order + 1
+    return ec.derive_private_key(scalar, curve)
+
+
+def _example_csr(key: ec.EllipticCurvePrivateKey, cluster: str) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.LOCALITY_NAME, cluster)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name)
+    return csr.sign(key, hashes.SHA256(), ecdsa_deterministic=True).public_bytes(serialization.Encoding.PEM)
+
+
+def _request(out: Path, *, signer: str = "officer", created: dt.datetime = REQUEST_CREATED, days: int = 365) -> None:
+    from airgap.core.request import write_request
+
+    csr = _example_csr(_example_key("c3", ec.SECP256R1()), "c3")
+    key = load_private_key(KEYS / f"{signer}.key", None)
+    data = write_request(
+        csr, cluster="c3", sign_key=key, created=created, days=days, request_id=REQUEST_ID, deterministic=True
+    )
+    out.write_bytes(data)
+
+
+def _resign_request(
+    src: Path,
+    dst: Path,
+    *,
+    members: Callable[[list[Entry]], list[Entry]] = lambda es: es,
+    manifest: Callable[[dict[str, object]], dict[str, object]] = lambda d: d,
+) -> None:
+    """``src`` with its members and manifest changed, the member hashes recomputed, signed by officer."""
+    entries = _read(src)
+    key = load_private_key(KEYS / "officer.key", None)
+    payload = members(entries[:-2])
+    doc = json.loads(entries[-2].data)
+    doc["members"] = [
+        {"path": e.name, "size": len(e.data), "sha256": hashlib.sha256(e.data).hexdigest(), "encrypted": False}
+        for e in payload
+        if e.name == "request/csr.pem"
+    ]
+    data = canonical_json(manifest(doc))
+    _write(
+        dst, [*payload, Entry(MANIFEST_NAME, data), Entry(SIGNATURE_NAME, sign_manifest(key, data, deterministic=True))]
+    )
+
+
+def generate_requests(out: Path) -> None:
+    """Every example request file (valid, then one per attack)."""
+    from cryptography.hazmat.primitives import serialization
+
+    valid = out / "valid.request"
+    _request(valid)
+    entries = _read(valid)
+    csr_entry, man = entries[0], entries[-2]
+    flipped = bytearray(csr_entry.data)
+    flipped[len(flipped) // 2] ^= 1
+    _write(out / "tampered-csr.request", [Entry(csr_entry.name, bytes(flipped)), *entries[1:]])
+    edited = Entry(MANIFEST_NAME, man.data.replace(b'"cluster":"c3"', b'"cluster":"c4"'))
+    _write(out / "tampered-manifest.request", [*entries[:-2], edited, entries[-1]])
+    _request(out / "untrusted-signer.request", signer="stranger")
+    other = spki_sha256(_example_key("other", ec.SECP256R1()))
+    _resign_request(valid, out / "wrong-key-id.request", manifest=lambda d: {**d, "key_id": other})
+    # the CSR's own signature broken: a byte of the DER signature flipped, PEM re-encoded
+    from cryptography import x509
+
+    der = bytearray(x509.load_pem_x509_csr(csr_entry.data).public_bytes(serialization.Encoding.DER))
+    der[-3] ^= 1
+    import base64
+
+    b64 = base64.encodebytes(bytes(der)).replace(b"\n", b"")
+    bad_pem = (
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + b"\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
+        + b"\n-----END CERTIFICATE REQUEST-----\n"
+    )
+    _resign_request(valid, out / "bad-csr-signature.request", members=lambda es: [Entry(es[0].name, bad_pem)])
+    weak = _example_key("weak", ec.SECP521R1())
+    weak_pem = _example_csr(weak, "c3")
+    _resign_request(
+        valid,
+        out / "weak-key.request",
+        members=lambda es: [Entry(es[0].name, weak_pem)],
+        manifest=lambda d: {**d, "key_id": spki_sha256(weak)},
+    )
+    _resign_request(valid, out / "extra-member.request", members=lambda es: [*es, Entry("include/evil.sh", b"x\n")])
+    _resign_request(valid, out / "path-traversal.request", members=lambda es: [Entry("../csr.pem", es[0].data)])
+    _resign_request(valid, out / "bundle-kind.request", manifest=lambda d: {k: v for k, v in d.items() if k != "kind"})
+    _resign_request(valid, out / "unknown-field.request", manifest=lambda d: {**d, "comment": "trust me"})
+    _request(out / "expired.request", created=dt.datetime(2025, 1, 1, tzinfo=dt.UTC), days=30)
+
+
 def generate(out: Path) -> None:
     """Write every example and the README into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -354,6 +479,7 @@ def generate(out: Path) -> None:
     _seal(out / "replayed-older.bundle", sequence=1)
     _seal(out / "wrong-recipient.bundle", sequence=3, who="outsider")
     notes.unlink()
+    generate_requests(out)
     lines = [
         "# Example bundles (generated by `bundles/generate_examples.py`; do not edit)",
         "",
@@ -365,6 +491,15 @@ def generate(out: Path) -> None:
         "| file | what is wrong with it | verify | import |",
         "| --- | --- | --- | --- |",
         *(f"| `{e.name}` | {e.wrong} | {e.verify} | {e.imports} |" for e in CATALOGUE),
+        "",
+        "## Request files (`*.request`, SPEC.md section 9)",
+        "",
+        "Expected exit code: sign = `ca sign FILE --trust keys/officer.pub --dir PKI --out DIR` at 2026-06-01",
+        "(officer.key stands in for the jump-host operator's signing key).",
+        "",
+        "| file | what is wrong with it | sign |",
+        "| --- | --- | --- |",
+        *(f"| `{e.name}` | {e.wrong} | {e.signs} |" for e in REQUEST_CATALOGUE),
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
@@ -398,11 +533,11 @@ def main(argv: list[str] | None = None) -> int:
     # Build everything in a temp folder, then replace the committed examples (old ones removed).
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
-        for old in EXAMPLES.glob("*.bundle"):
+        for old in [*EXAMPLES.glob("*.bundle"), *EXAMPLES.glob("*.request")]:
             old.unlink()
         for made in sorted(Path(tmp).iterdir()):
             shutil.copyfile(made, EXAMPLES / made.name)
-    print(f"wrote {len(CATALOGUE)} examples to {EXAMPLES}")
+    print(f"wrote {len(CATALOGUE)} example bundles and {len(REQUEST_CATALOGUE)} request files to {EXAMPLES}")
     return 0
 
 

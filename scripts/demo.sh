@@ -15,6 +15,9 @@ say() {  # numbered steps; a line starting with --- is a scene change, not a ste
   esac
 }
 
+say "The officer checks the root host first: Python, OpenSSL, tools, no default route (airgap doctor; offline)"
+$AIRGAP doctor
+
 say "The security officer picks a passphrase for the PKI folder (kept in a file here; a prompt in real life)"
 head -c 24 /dev/urandom | base64 > "$DEMO/passphrase.txt"
 echo "   $DEMO/passphrase.txt"
@@ -92,6 +95,31 @@ if $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/office
 else
   echo "   refused, as it should be"
 fi
+
+say "--- keys that never cross the gap: cluster4's CA key is made on the jump host, only a CSR crosses ---"
+head -c 24 /dev/urandom | base64 > "$DEMO/jump/passphrase.txt"
+$AIRGAP keys new requester --kind signing --out "$DEMO/jump/keys" --no-passphrase
+$AIRGAP ca request cluster4 --dir "$DEMO/jump/ca" --sign-key "$DEMO/jump/keys/requester.key" --key-type ecdsa-p256 \
+  --passphrase-file "$DEMO/jump/passphrase.txt" --out "$DEMO/jump/cluster4.request"
+ls -l "$DEMO/jump/ca/cluster4"
+
+say "--- the signed request crosses to the root host (with the requester's .pub, out of band) ---"
+cp "$DEMO/jump/cluster4.request" "$DEMO/jump/keys/requester.pub" "$DEMO/"
+$AIRGAP ca sign "$DEMO/cluster4.request" --trust "$DEMO/requester.pub" --dir "$DEMO/pki" \
+  --out "$DEMO/signed-cluster4" --passphrase-file "$DEMO/passphrase.txt"
+echo "   PKI/cluster4 holds no key: $(ls "$DEMO/pki/cluster4" | tr '\n' ' ')"
+
+say "A keyless bundle for cluster4: certificates only, no recipient needed, bound to the key's SPKI"
+$AIRGAP bundle create cluster4 --dir "$DEMO/pki" --sign-key "$DEMO/keys/officer.key" \
+  --passphrase-file "$DEMO/passphrase.txt" --out "$DEMO/cluster4.bundle"
+
+say "--- back on the jump host: cacerts from the bundle's certificates and the local key ---"
+cp "$DEMO/cluster4.bundle" "$DEMO/jump/cluster4.bundle"
+$AIRGAP bundle import "$DEMO/jump/cluster4.bundle" --trust "$DEMO/jump/officer.pub" \
+  --key "$DEMO/jump/ca/cluster4/ca-key.pem" --key-passphrase-file "$DEMO/jump/passphrase.txt" \
+  --cluster cluster4 --output-dir "$DEMO/jump/rendered-cluster4" --sops-age "$DEMO/flux/flux.pub"
+openssl verify -CAfile "$DEMO/pki/root-cert.pem" "$DEMO/signed-cluster4/ca-cert.pem"
+$AIRGAP ca list --dir "$DEMO/pki" | grep -E "cluster4|key check"
 
 say "A stand-in release mirror (the real ASM tarball cannot be downloaded here: this one is built and
     signed by the tests, and its bin/istioctl only records its arguments)"
@@ -195,6 +223,8 @@ What was made, in $DEMO/:
   pki/ca-crl.pem                                           the root-signed CRL (cluster3's old intermediate)
   keys/officer.key (encrypted, 0600), keys/officer.pub     the bundle signing key
   cluster1.bundle                                          signed, CA key encrypted to the operator
+  jump/ca/cluster4/ca-key.pem (encrypted, 0600)            a CA key made on the jump host (never crossed)
+  cluster4.request, cluster4.bundle                        the CSR going over, the certificates coming back
   jump/rendered/                                           the istio-system Namespace and cacerts Secret (SOPS)
   flux/flux.key, flux/flux.pub                             the GitOps engine's age key (sops-age in flux-system)
   gitops/.sops.yaml, gitops/clusters/cluster1/             a Git tree Flux or Argo CD reconcile (docs/gitops.md)

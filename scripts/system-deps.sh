@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install the system tools the tests use for interop: openssl, age, softhsm2, kubectl (kustomize builds).
+# Install the system tools the tests use for interop: openssl, age, softhsm2, kubectl (kustomize builds);
+# and for the offline kit's tests: debootstrap (the clean-room Debian root), unshare (util-linux),
+# sha256sum (coreutils).
 # Idempotent; uses apt-get when run as root on Debian/Ubuntu, otherwise says what is missing.
 set -euo pipefail
 need=()
@@ -7,6 +9,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v age >/dev/null 2>&1 || need+=(age)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 command -v kubectl >/dev/null 2>&1 || need+=(KUBECTL)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v sha256sum >/dev/null 2>&1 || need+=(coreutils)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive

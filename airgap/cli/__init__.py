@@ -18,8 +18,9 @@ from collections.abc import Iterator, Sequence
 import typer
 
 from airgap import __version__
-from airgap.cli import audit, bundle, ca, keys, mesh, release
+from airgap.cli import audit, bundle, ca, ca_csr, keys, mesh, release
 from airgap.cli._app import new_app
+from airgap.cli.doctor import register as register_doctor
 from airgap.errors import AirgapError
 
 app = new_app(
@@ -47,6 +48,7 @@ def _root(
         os.environ["AIRGAP_DEBUG"] = "1"
 
 
+assert ca_csr.app is ca.app  # ca_csr registers ca sign / ca request on the ca group
 app.add_typer(ca.app, name="ca")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bundle.app, name="bundle")
@@ -54,6 +56,7 @@ app.add_typer(release.app, name="release")
 app.add_typer(mesh.app, name="mesh")
 app.add_typer(audit.app, name="audit")
 mesh.register_top_level(app)
+register_doctor(app)
 
 
 def _files_are_checked_by_the_commands(root: typer.Typer) -> None:

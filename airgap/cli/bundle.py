@@ -145,7 +145,12 @@ def create(
     typer.echo(f"bundle_id  {m.bundle_id}")
     typer.echo(f"signer     {m.signer}")
     typer.echo(f"expires    {m.expires}")
-    key_note = f"age-encrypted to {len(m.recipients)} recipient(s)" if m.recipients else "IN THE CLEAR (--no-encrypt)"
+    if m.held_key is not None:
+        key_note = f"not carried: held elsewhere (key {m.held_key.key_id}); import with --key"
+    elif m.recipients:
+        key_note = f"age-encrypted to {len(m.recipients)} recipient(s)"
+    else:
+        key_note = "IN THE CLEAR (--no-encrypt)"
     typer.echo(f"members    {len(m.members)}; ca-key.pem {key_note}")
     if sealed.log_entry is not None:
         typer.echo(
@@ -245,6 +250,15 @@ def import_(
         False, "--plaintext-secrets", help="With --output-dir and no --sops-age: write the CA key in the clear."
     ),
     passphrase_file: Path | None = typer.Option(None, "--passphrase-file", help="Passphrase of --identity."),
+    key: Path | None = typer.Option(
+        None,
+        "--key",
+        help="For a keyless bundle (the CA key was made here by 'ca request'): JUMPDIR/CLUSTER/ca-key.pem. "
+        "It must be the key the bundle's certificate was issued for (exit 1 otherwise).",
+    ),
+    key_passphrase_file: Path | None = typer.Option(
+        None, "--key-passphrase-file", help="Passphrase of --key (also: $AIRGAP_PASSPHRASE, or a prompt)."
+    ),
 ) -> None:
     """Verify, decrypt and check a bundle, then render it (--output-dir) or write it to the cluster(s).
 
@@ -264,6 +278,8 @@ def import_(
 
     Example: airgap bundle import c1.bundle --trust officer.pub --identity op.key --cluster c1
     --context prod-1 --output-dir fleet-repo --sops-age flux.pub
+
+    Example: airgap bundle import c1.bundle --trust officer.pub --key jump/c1/ca-key.pem --cluster c1 --context p1
     """
     from airgap.connected.bundle_import import ANN_FINGERPRINT, import_to_dir, import_to_tree, prepare_import
     from airgap.connected.fleet import unique_contexts
@@ -278,8 +294,16 @@ def import_(
     pw = None
     if identity is not None and identity_is_encrypted(identity):
         pw = resolve_passphrase(passphrase_file, purpose="identity passphrase", offer_no_passphrase=False)
+    key_pw = None
+    if key is not None:
+        from airgap.core.keys import key_file_is_encrypted
+
+        if key_file_is_encrypted(key, "CA key"):
+            key_pw = resolve_passphrase(key_passphrase_file, purpose="CA key passphrase", offer_no_passphrase=False)
     # Verified, decrypted and checked once, before any cluster is touched.
-    prepared = prepare_import(bundle, keys, identity, pw, cluster, progress=RichProgress())
+    prepared = prepare_import(
+        bundle, keys, identity, pw, cluster, progress=RichProgress(), local_key=key, local_key_passphrase=key_pw
+    )
     secret = prepared.cacerts_secret_manifest()
     summary = (
         f"bundle {prepared.bundle_id} for cluster {prepared.cluster}, sequence {prepared.sequence}, "

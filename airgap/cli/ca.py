@@ -89,13 +89,26 @@ def init(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    adopt_cert: Path | None = typer.Option(
+        None,
+        "--adopt-cert",
+        help="Adopt this existing root certificate (Istio's Makefile, openssl) instead of making one.",
+    ),
+    adopt_key: Path | None = typer.Option(None, "--adopt-key", help="The adopted root's key (re-encrypted here)."),
+    adopt_key_passphrase_file: Path | None = typer.Option(
+        None, "--adopt-key-passphrase-file", help="Passphrase of --adopt-key, if it is encrypted."
+    ),
 ) -> None:
     """Create the root: PKI/root-key.pem (0600, encrypted) and PKI/root-cert.pem.
 
     With --pkcs11-module/--token-label/--key-label the root key is generated in the token and never
     leaves it (PKI/root-key.pkcs11.json records where it is). With --log-key the ceremony log starts.
+    With --adopt-cert/--adopt-key an existing root is checked (key matches, self-signed CA, valid)
+    and recorded, its key re-encrypted with the PKI passphrase: no root rotation needed.
 
     Example: airgap ca init --dir pki --passphrase-file pass.txt --log-key officer.key
+
+    Example: airgap ca init --dir pki --adopt-cert root-cert.pem --adopt-key root-key.pem --passphrase-file pass.txt
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
@@ -106,6 +119,14 @@ def init(
 
     kt = check_key_type(key_type)
     check_subject(org=org, cn=cn)
+    if (adopt_cert is None) != (adopt_key is None):
+        from airgap.errors import InvalidInput
+
+        raise InvalidInput("--adopt-cert and --adopt-key go together")
+    if adopt_cert is not None and adopt_key is not None:
+        _adopt(dir, adopt_cert, adopt_key, adopt_key_passphrase_file, passphrase_file, no_passphrase, log_key,
+               log_key_passphrase_file)  # fmt: skip
+        return
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
     refuse_existing_root(PkiLayout(dir))  # before a passphrase, PIN or token key is asked for
     if ref is None:
@@ -124,6 +145,37 @@ def init(
     typer.echo(f"  fingerprint  {rec.fingerprint}")
     if log_key is not None:
         typer.echo(f"  ceremony log {dir / 'ceremony.log'}")
+
+
+def _adopt(
+    dir: Path,
+    cert: Path,
+    key: Path,
+    key_pass_file: Path | None,
+    passphrase_file: Path | None,
+    no_passphrase: bool,
+    log_key: Path | None,
+    log_key_passphrase_file: Path | None,
+) -> None:
+    from airgap.core.keys import key_file_is_encrypted
+    from airgap.core.passphrase import resolve_passphrase
+    from airgap.offline.adopt import adopt_root
+    from airgap.offline.issue import refuse_existing_root
+    from airgap.offline.layout import PkiLayout
+
+    refuse_existing_root(PkiLayout(dir))
+    key_pw = None
+    if key_file_is_encrypted(key, "adopted root key"):
+        key_pw = resolve_passphrase(key_pass_file, purpose="adopted key passphrase")
+    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    rec = adopt_root(dir, cert_path=cert, key_path=key, key_passphrase=key_pw, passphrase=pw, officer=officer)
+    typer.echo(f"Root CA adopted into {dir}")
+    typer.echo(f"  subject      {rec.subject}")
+    typer.echo(f"  key          {rec.key_type}, {'encrypted' if pw else 'UNENCRYPTED'} (re-encrypted copy)")
+    typer.echo(f"  valid until  {rec.not_after}")
+    typer.echo(f"  fingerprint  {rec.fingerprint}")
+    info(f"the original {key} was not touched: destroy it once the PKI folder is backed up")
 
 
 @app.command("issue")
@@ -400,6 +452,13 @@ def rotate(
     token_label: str | None = TokenOpt,
     key_label: str | None = KeyLabelOpt,
     pin_file: Path | None = PinFileOpt,
+    csr: Path | None = typer.Option(
+        None,
+        "--csr",
+        help="Certify this key instead of making one: a PKCS#10 CSR, or with --trust a signed request file "
+        "(required for a cluster whose key is held elsewhere; see 'ca sign').",
+    ),
+    trust: list[Path] | None = typer.Option(None, "--trust", help="Requester key for a --csr request file."),
 ) -> None:
     """Issue the cluster's next intermediate while the old one is still valid, and make it current.
 
@@ -407,6 +466,8 @@ def rotate(
     intermediate is signed by the next root. Then: bundle create, and 'bundle import --rotate'.
 
     Example: airgap ca rotate cluster1 --dir pki --passphrase-file pass.txt
+
+    Example: airgap ca rotate cluster1 --csr c1-next.request --trust operator.pub --dir pki --passphrase-file pass.txt
     """
     from airgap.core.keys import check_key_type
     from airgap.core.passphrase import resolve_passphrase
@@ -414,6 +475,11 @@ def rotate(
     from airgap.offline.rotate import rotate_intermediate
 
     kt = check_key_type(key_type) if key_type is not None else None
+    item = None
+    if csr is not None:
+        from airgap.offline.sign import read_signing_request
+
+        item = read_signing_request(csr, trust, cluster)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     store = CAStore(dir)
@@ -429,6 +495,8 @@ def rotate(
             sans=san or None,
             root_key=root_key,
             officer=officer,
+            csr=item.csr if item is not None else None,
+            request_id=item.request_id if item is not None else None,
         )
     typer.echo(
         f"Rotated {cluster}: {r.old_serial} -> {r.new.serial}, until {r.new.not_after}, sha256 {r.new.fingerprint}"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
 
 from airgap.core import age
 from airgap.core.atomic import (
@@ -52,12 +53,12 @@ from airgap.core.bundle import (
     check_bundled_crl,
     open_bundle,
 )
-from airgap.core.keys import PublicKey, load_private_key_pem
+from airgap.core.keys import PublicKey, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.locking import exclusive_lock
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import CAMaterial, check_ca_material
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, Refused, VerificationError
 
 NAMESPACE = "istio-system"
 SECRET_NAME = "cacerts"  # noqa: S105 - a Secret's name, not a password
@@ -239,14 +240,18 @@ def prepare_import(
     *,
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress = NO_PROGRESS,
+    local_key: Path | None = None,
+    local_key_passphrase: bytes | None = None,
 ) -> PreparedImport:
     """Every check of ``bundle import``, in order; returns only when all passed. Writes nothing.
 
     1. :func:`open_bundle` (format, signature by a ``trust`` key, hashes, completeness, expiry);
     2. the bundle is for ``cluster`` (else :class:`Refused`, exit 4);
     3. its sequence is not older than the last accepted here for this cluster and signer (exit 4);
-    4. the CA key decrypts with ``identity`` (exit 3 if the identity is not a recipient);
-    5. the CA material passes istiod's checks (exit 1).
+    4. the CA key decrypts with ``identity`` (exit 3 if the identity is not a recipient), or, for a
+       keyless bundle (format 3: the key is held here), ``local_key`` opens (exit 3) and is the key
+       the signed manifest binds (``held_key.key_id``, exit 1);
+    5. the CA material passes istiod's checks, the key matching ``ca-cert.pem`` included (exit 1).
     """
     bundle_path = Path(bundle_path)
     source = str(bundle_path)
@@ -259,8 +264,25 @@ def prepare_import(
     # 3. rollback
     sdir = resolve_state_dir(state_dir)
     _check_not_rollback(bundle, last_accepted(bundle.cluster, bundle.signer_key_id, state=sdir))
-    # 4. decrypt
-    if bundle.has_member(CA_KEY_AGE):
+    # 4. decrypt (or, keyless: the key held here)
+    held = bundle.manifest.held_key
+    if held is None and local_key is not None:
+        raise InvalidInput(f"{source}: the bundle carries its CA key; --key is only for keyless bundles")
+    if held is not None:
+        if local_key is None:
+            raise InvalidInput(
+                f"{source}: the bundle carries no CA key (held elsewhere); "
+                f"give --key JUMPDIR/{bundle.cluster}/ca-key.pem"
+            )
+        local = load_private_key(local_key, local_key_passphrase)
+        if spki_sha256(local) != held.key_id:
+            raise VerificationError(
+                f"{local_key}: this key ({spki_sha256(local)}) is not the key the bundle was issued for ({held.key_id})"
+            )
+        key_pem = local.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    elif bundle.has_member(CA_KEY_AGE):
         if identity is None:
             raise InvalidInput(f"{source}: the CA key is encrypted; give --identity KEY")
         identities = age.load_identities(identity, identity_passphrase)
@@ -283,6 +305,8 @@ def prepare_import(
         at=t,
         source=source,
     )
+    if held is not None and spki_sha256(material.ca_cert.public_key()) != held.key_id:  # type: ignore[arg-type]
+        raise VerificationError(f"{source}: ca-cert.pem does not certify the key the manifest binds")
     crl = bundle.member_bytes(CA_CRL) if bundle.has_member(CA_CRL) else None
     if crl is not None:
         check_bundled_crl(crl, material, source=source, cluster=bundle.cluster)

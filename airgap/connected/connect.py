@@ -31,7 +31,6 @@ import base64
 import binascii
 import concurrent.futures as cf
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any
 import yaml
 
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION, MESH_ID_ANNOTATION, NAMESPACE, NETWORK_LABEL
+from airgap.core.retry import poll_until
 from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
 
 JSON = dict[str, Any]
@@ -388,18 +388,24 @@ def ensure_reader(kube: Any, *, timeout: float, poll: float, notify: Callable[[s
             created.append(f"{kind} {name}")
         except AlreadyExists:
             pass
-    deadline = time.monotonic() + timeout
-    while True:
-        token = read_token(kube)
-        if token:
-            return token, created
-        if time.monotonic() >= deadline:
-            raise ClusterError(
-                f"context {kube.context}: the token controller did not fill secret {NAMESPACE}/{TOKEN_SECRET} "
-                f"within {timeout:g}s"
-            )
-        notify(f"context {kube.context}: waiting for the reader token")
-        time.sleep(poll)
+    asked = [False]
+
+    def filled() -> str | None:
+        if asked[0]:
+            notify(f"context {kube.context}: waiting for the reader token")
+        asked[0] = True
+        return read_token(kube) or None
+
+    token = poll_until(
+        filled,
+        timeout=timeout,
+        poll=poll,
+        on_timeout=lambda: ClusterError(
+            f"context {kube.context}: the token controller did not fill secret {NAMESPACE}/{TOKEN_SECRET} "
+            f"within {timeout:g}s"
+        ),
+    )
+    return token, created
 
 
 # -- 5. remote secrets -----------------------------------------------------------------------------

@@ -442,11 +442,6 @@ class Kube:
         return bool(status.get("allowed")), str(status.get("reason") or "")
 
 
-# Importing the kubernetes package from two threads at once can see it half-initialised
-# ("cannot import name 'ApiClient'"): the first connect() imports it under this lock.
-_IMPORT_LOCK = threading.Lock()
-
-
 def connect(
     context: str | None,
     *,

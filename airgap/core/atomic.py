@@ -239,6 +239,20 @@ def write_replace(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         fh.write(data)
 
 
+def write_staged(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """A new file inside a folder that :func:`staged_dir` is building: no temp name, no fsync of its own.
+
+    The folder is only published after ``staged_dir`` has fsynced every file in it, so the file is
+    written once, exclusively (exit 4 if it exists), with ``mode`` from the start.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError as exc:
+        raise Refused(f"{path}: already exists; refusing to overwrite") from exc
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
 @contextlib.contextmanager
 def staged_dir(final: Path, *, mode: int = 0o755) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``final``; rename it to ``final`` on success.

@@ -128,15 +128,15 @@ def _parse_san(value: str) -> x509.GeneralName:
     raise InvalidInput(f"--san {value!r}: type must be DNS, URI or IP")
 
 
-def build_root(
+def root_builder(
     key: PrivateKey, *, org: str, cn: str, days: int, not_before: dt.datetime | None = None
-) -> x509.Certificate:
-    """A self-signed root: ``CA:true`` (critical), the Istio key usage plus cRLSign, SKI and AKI."""
+) -> x509.CertificateBuilder:
+    """The to-be-signed self-signed root: ``CA:true`` (critical), the Istio key usage plus cRLSign, SKI, AKI."""
     check_validity_days(days)
     start = (not_before or now()) - BACKDATE
     name = _name(org, cn)
     pub = key.public_key()
-    builder = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -149,25 +149,31 @@ def build_root(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pub), critical=False)
     )
-    cert = builder.sign(key, signature_hash_for(key))
+
+
+def build_root(
+    key: PrivateKey, *, org: str, cn: str, days: int, not_before: dt.datetime | None = None
+) -> x509.Certificate:
+    """A self-signed root (:func:`root_builder`), re-parsed and verified."""
+    cert = root_builder(key, org=org, cn=cn, days=days, not_before=not_before).sign(key, signature_hash_for(key))
     return check_issued(cert, cert, what="root certificate")
 
 
-def build_intermediate(
+def intermediate_builder(
     public: PublicKey,
     *,
     cluster: str,
     root_cert: x509.Certificate,
-    root_key: PrivateKey,
     org: str,
     cn: str,
     days: int,
     sans: list[str],
     not_before: dt.datetime | None = None,
-) -> x509.Certificate:
-    """A cluster intermediate: ``CA:true, pathlen:0`` (critical), ``L=<cluster>``, SAN, SKI, AKI.
+) -> x509.CertificateBuilder:
+    """The to-be-signed cluster intermediate: ``CA:true, pathlen:0`` (critical), ``L=<cluster>``, SAN, SKI, AKI.
 
-    The caller guarantees validity ends no later than the root's (:func:`check_within_root`).
+    Only ``public`` comes from the key's holder; every other field is the profile's. The caller
+    guarantees validity ends no later than the root's (:func:`check_within_root`).
     """
     check_validity_days(days)
     start = (not_before or now()) - BACKDATE
@@ -182,9 +188,29 @@ def build_intermediate(
         .not_valid_after(start + BACKDATE + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(ca_key_usage(public), critical=True)
-        .add_extension(x509.SubjectAlternativeName([_parse_san(s) for s in sans]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+    )
+    if sans:  # an empty SubjectAltName is not valid DER (RFC 5280: at least one name); no SANs, no extension
+        builder = builder.add_extension(x509.SubjectAlternativeName([_parse_san(s) for s in sans]), critical=False)
+    return builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+    )
+
+
+def build_intermediate(
+    public: PublicKey,
+    *,
+    cluster: str,
+    root_cert: x509.Certificate,
+    root_key: PrivateKey,
+    org: str,
+    cn: str,
+    days: int,
+    sans: list[str],
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A cluster intermediate (:func:`intermediate_builder`) signed by ``root_key``, re-parsed and verified."""
+    builder = intermediate_builder(
+        public, cluster=cluster, root_cert=root_cert, org=org, cn=cn, days=days, sans=sans, not_before=not_before
     )
     return check_issued(builder.sign(root_key, signature_hash_for(root_key)), root_cert, what="intermediate")
 
@@ -391,9 +417,11 @@ __all__ = [
     "check_ca_material",
     "check_within_root",
     "fingerprint",
+    "intermediate_builder",
     "is_ca",
     "load_cert_pem",
     "load_certs_pem",
+    "root_builder",
     "signed_by",
     "status_of",
 ]

@@ -52,6 +52,7 @@ from airgap.core.bundle import (
     format_time,
     sign_manifest,
 )
+from airgap.core.bundle.manifest import KEYLESS_FORMAT_VERSION, HeldKey
 from airgap.core.canonical import state_json
 from airgap.core.files import read_capped
 from airgap.core.keys import PrivateKey, key_file_is_encrypted, load_private_key, load_private_key_pem, spki_sha256
@@ -63,8 +64,8 @@ from airgap.offline import ceremony
 from airgap.offline.act import pki_act
 from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import Officer
-from airgap.offline.inventory import parse_state
-from airgap.offline.layout import SEQUENCE, STATE, check_cluster_name
+from airgap.offline.inventory import IntermediateRecord, parse_state, read_inventory
+from airgap.offline.layout import SEQUENCE, STATE, PkiLayout, check_cluster_name
 
 DEFAULT_EXPIRY_DAYS = 30
 SEQUENCE_FILE = Path(STATE) / SEQUENCE
@@ -196,6 +197,48 @@ def cacerts_members(
     return out
 
 
+def held_elsewhere(pki_dir: Path, cluster: str) -> IntermediateRecord | None:
+    """The inventory record of ``cluster``'s current intermediate when its key is held elsewhere
+    (``ca sign``: no ``ca-key.pem`` in the PKI folder), else None."""
+    layout = PkiLayout(Path(pki_dir))
+    if (layout.cluster_dir(cluster) / "ca-key.pem").exists():
+        return None
+    rec = read_inventory(layout.inventory).current(cluster)
+    return rec if rec is not None and rec.held_elsewhere else None
+
+
+def keyless_members(
+    pki_dir: Path,
+    cluster: str,
+    held: IntermediateRecord,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    now: dt.datetime | None = None,
+) -> list[SecretMember]:
+    """The public cacerts members of a cluster whose key is held elsewhere, checked as istiod would
+    (except the key, which is not here) and bound to the recorded key (SPKI fingerprint)."""
+    d = Path(pki_dir) / check_cluster_name(cluster)
+    cert = _read_pki_file(d / "ca-cert.pem", limits)
+    chain = _read_pki_file(d / "cert-chain.pem", limits)
+    root = _read_pki_file(d / "root-cert.pem", limits)
+    material = check_ca_material(
+        ca_cert_pem=cert, ca_key=None, ca_key_pem=b"", cert_chain_pem=chain, root_cert_pem=root, at=now, source=str(d)
+    )
+    if held.fingerprint != material.fingerprint or spki_sha256(material.ca_cert.public_key()) != held.key_id:  # type: ignore[arg-type]
+        raise Refused(f"{d}: ca-cert.pem is not the certificate the inventory records for the key held elsewhere")
+    out = [
+        SecretMember(CA_CERT, cert, False),
+        SecretMember(CERT_CHAIN, chain, False),
+        SecretMember(ROOT_CERT, root, False),
+    ]
+    crl = d / "ca-crl.pem"
+    if crl.exists():
+        crl_pem = _read_pki_file(crl, limits)
+        check_bundled_crl(crl_pem, material, source=str(d))
+        out.append(SecretMember(CA_CRL, crl_pem, False))
+    return out
+
+
 def _refuse_revoked(pki_dir: Path, cluster: str, cert: Any) -> None:
     """A revoked intermediate never ships (exit 4), whether or not its folder still has the CRL."""
     from airgap.core.x509 import fingerprint
@@ -261,6 +304,7 @@ def write_bundle(
     ceremony_head: str | None = None,
     format_version: int = FORMAT_VERSION,
     before_publish: Callable[[Manifest], None] | None = None,
+    held_key: HeldKey | None = None,
 ) -> Manifest:
     """Write a bundle file (atomically; never replacing ``out``) from prepared members.
 
@@ -299,6 +343,7 @@ def write_bundle(
             recipients=tuple(recipients),
             members=tuple(entries),
             ceremony_head=ceremony_head,
+            held_key=held_key,
         )
         data = manifest.canonical_bytes()
         writer.finish(data, sign_manifest(sign_key, data, deterministic=deterministic))
@@ -365,9 +410,14 @@ def seal_bundle(
     out = Path(out)
     if out.exists() or out.is_symlink():
         raise Refused(f"{out}: already exists; refusing to overwrite")
+    held = held_elsewhere(Path(pki_dir), cluster)
+    if held is not None and recipients:
+        raise InvalidInput(
+            f"cluster {cluster}'s CA key is held elsewhere (ca sign): its bundle carries no key; give no --recipient"
+        )
     if no_encrypt and recipients:
         raise InvalidInput("--no-encrypt and --recipient cannot be used together")
-    if not no_encrypt and not recipients:
+    if held is None and not no_encrypt and not recipients:
         raise Refused(
             "refusing to write the CA private key in plaintext: give --recipient PUB (or --no-encrypt explicitly)"
         )
@@ -381,15 +431,18 @@ def seal_bundle(
     sign_key = load_private_key(Path(sign_key_path), sign_passphrase)
     check_signer_key(sign_key, source=str(sign_key_path))
     t = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
-    secret = cacerts_members(
-        store.path,
-        cluster,
-        pki_passphrase=pki_passphrase,
-        recipients=recips,
-        encrypt=not no_encrypt,
-        limits=limits,
-        now=t,
-    )
+    if held is not None:
+        secret = keyless_members(store.path, cluster, held, limits=limits, now=t)
+    else:
+        secret = cacerts_members(
+            store.path,
+            cluster,
+            pki_passphrase=pki_passphrase,
+            recipients=recips,
+            encrypt=not no_encrypt,
+            limits=limits,
+            now=t,
+        )
     incs = _check_includes(includes, limits, len(secret))
     bundle_id = secrets.token_hex(16)
     logged: list[int] = []
@@ -429,6 +482,8 @@ def seal_bundle(
             progress=progress,
             ceremony_head=head,
             before_publish=record,
+            format_version=KEYLESS_FORMAT_VERSION if held is not None else FORMAT_VERSION,
+            held_key=HeldKey(held.key_id or "", held.request_id) if held is not None else None,
         )
     return SealedBundle(out, manifest, logged[0] if logged else None)
 
@@ -439,6 +494,8 @@ __all__ = [
     "SecretMember",
     "cacerts_members",
     "cluster_key_is_encrypted",
+    "held_elsewhere",
+    "keyless_members",
     "last_sequence",
     "seal_bundle",
     "sign_key_is_encrypted",

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from airgap.core import x509 as cx
 from airgap.core.canonical import parse_utc_text, utc_text
-from airgap.core.keys import PrivateKey, signature_hash_for
+from airgap.core.keys import PrivateKey
 from airgap.core.limits import MAX_CRL_DAYS
 from airgap.errors import InvalidInput, Refused
 from airgap.offline.act import pki_act
@@ -118,8 +118,9 @@ def build_crl(
     next_update_days: int,
     at: dt.datetime | None = None,
 ) -> x509.CertificateRevocationList:
-    """Sign a CRL over the entries of ``state`` issued by ``root_cert`` (file or token key), then
-    re-parse it and verify its signature against the root's public key (nothing is written here)."""
+    """Sign a CRL over the entries of ``state`` issued by ``root_cert`` (file or token key) through the
+    lint gate (:func:`airgap.offline.lint.sign_crl`): pkilint before the real key signs, then re-parsed
+    and verified against the root's public key (nothing is written here)."""
     if not 1 <= next_update_days <= MAX_CRL_DAYS:
         raise InvalidInput(f"--next-update-days must be between 1 and {MAX_CRL_DAYS}")
     now = at or cx.now()
@@ -144,7 +145,9 @@ def build_crl(
         if r.reason != "unspecified":
             entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags(parse_reason(r.reason))), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
-    return cx.check_crl_issued(builder.sign(root_key, signature_hash_for(root_key)), root_cert)
+    from airgap.offline.lint import sign_crl
+
+    return sign_crl(builder, issuer_cert=root_cert, issuer_key=root_key)  # lint gate, sign, re-parse, verify
 
 
 def crl_pem(crl: x509.CertificateRevocationList) -> bytes:

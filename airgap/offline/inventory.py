@@ -72,8 +72,11 @@ def strict_record(cls: type[T], doc: Any, *, source: str, what: str) -> T:
     if not dataclasses.is_dataclass(cls) or not isinstance(doc, dict):
         raise InvalidInput(f"{source}: {what} is corrupt")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    if set(doc) != names or not all(_type_ok(doc[n], hints[n]) for n in names):
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
+    # Fields with a default may be absent (added later, written only when not the default).
+    required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    if not required <= set(doc) <= names or not all(_type_ok(doc[n], hints[n]) for n in doc):
         raise InvalidInput(f"{source}: {what} is corrupt")
     return cls(**doc)
 
@@ -127,6 +130,27 @@ class IntermediateRecord:
     key_type: str
     issued_at: str
     root_fingerprint: str
+    # A key held elsewhere (``ca sign``): PKI/<cluster>/ has no ca-key.pem. These fields are absent
+    # from the JSON when the PKI holds the key, so inventories of ``ca issue`` read and write as before.
+    key_held: str = "pki"  # "pki" | "elsewhere"
+    key_id: str | None = None  # SHA-256 of the held-elsewhere key's SubjectPublicKeyInfo
+    csr_sha256: str | None = None  # SHA-256 of the DER request that was signed
+    request_id: str | None = None  # the signed request file's id (``ca request``), if any
+
+    def __post_init__(self) -> None:
+        if self.key_held not in ("pki", "elsewhere"):
+            raise InvalidInput(f"inventory: key_held {self.key_held!r} is neither 'pki' nor 'elsewhere'")
+
+    @property
+    def held_elsewhere(self) -> bool:
+        return self.key_held == "elsewhere"
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for f in dataclasses.fields(self):
+            if f.default is not dataclasses.MISSING and doc[f.name] == f.default:
+                del doc[f.name]
+        return doc
 
     @classmethod
     def of(cls, cluster: str, cert: x509.Certificate, issuer: x509.Certificate) -> IntermediateRecord:
@@ -161,7 +185,7 @@ class Inventory:
         doc: dict[str, Any] = {
             "format": 1,
             "root": asdict(self.root) if self.root else None,
-            "intermediates": [asdict(i) for i in self.intermediates],
+            "intermediates": [i.to_doc() for i in self.intermediates],
         }
         if self.ceremony_log is not None:  # absent (not null) in a folder without a log, as before
             doc["ceremony_log"] = asdict(self.ceremony_log)

@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from airgap.core import x509 as cx
-from airgap.core.atomic import staged_dir, write_new
+from airgap.core.atomic import staged_dir, write_new, write_staged
 from airgap.core.keys import KeyType, PrivateKey, encode_private_key, load_public_key_pem, spki_sha256
 from airgap.core.locking import Notify, stderr_note
 from airgap.core.progress import NO_PROGRESS, Progress
@@ -37,6 +37,7 @@ from airgap.offline.ceremony import Officer
 from airgap.offline.inventory import IntermediateRecord, RootRecord, cert_facts
 from airgap.offline.keysource import signing_root
 from airgap.offline.layout import CA_CERT, CA_KEY, CERT_CHAIN, CRL, ROOT_CERT, ROOT_KEY, PkiLayout, check_cluster_name
+from airgap.offline.lint import sign_certificate
 from airgap.offline.recovery import clear_journal, write_journal
 
 
@@ -75,21 +76,29 @@ def make_keys(
 
 
 def write_cluster(
-    layout: PkiLayout, final: Path, key_pem: bytes, cert: x509.Certificate, issuer: x509.Certificate
+    layout: PkiLayout, final: Path, key_pem: bytes | None, cert: x509.Certificate, issuer: x509.Certificate
 ) -> None:
     """Build a cluster folder beside ``final`` and rename it into place when complete.
 
     ``cert-chain.pem`` is the intermediate then its issuing root; ``root-cert.pem`` is
     :meth:`PkiLayout.trust_pem` (both roots during a root rotation); ``ca-crl.pem`` the current CRL.
+    ``key_pem`` None: the key is held elsewhere (``ca sign``) and no ``ca-key.pem`` is written.
     """
-    ca_pem = cx.cert_pem(cert)
     with staged_dir(final, mode=0o700) as tmp:
-        write_new(tmp / CA_KEY, key_pem, mode=0o600)
-        write_new(tmp / CA_CERT, ca_pem)
-        write_new(tmp / CERT_CHAIN, ca_pem + cx.cert_pem(issuer))
-        write_new(tmp / ROOT_CERT, layout.trust_pem())
-        if layout.crl.exists():
-            write_new(tmp / CRL, layout.crl.read_bytes())
+        if key_pem is not None:
+            write_staged(tmp / CA_KEY, key_pem, mode=0o600)
+        write_public_files(layout, tmp, cert, issuer)
+
+
+def write_public_files(layout: PkiLayout, folder: Path, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    """``ca-cert.pem``, ``cert-chain.pem``, ``root-cert.pem`` (and ``ca-crl.pem``) of ``cert`` into ``folder``,
+    a folder :func:`~airgap.core.atomic.staged_dir` is building (it fsyncs and publishes them)."""
+    ca_pem = cx.cert_pem(cert)
+    write_staged(folder / CA_CERT, ca_pem)
+    write_staged(folder / CERT_CHAIN, ca_pem + cx.cert_pem(issuer))
+    write_staged(folder / ROOT_CERT, layout.trust_pem())
+    if layout.crl.exists():
+        write_staged(folder / CRL, layout.crl.read_bytes())
 
 
 def init_root(
@@ -122,7 +131,9 @@ def init_root(
         from airgap.core.keys import generate_private_key
 
         key = root_key if root_key is not None else generate_private_key(key_type)
-        cert = cx.build_root(key, org=org, cn=cn, days=days)
+        cert = sign_certificate(
+            cx.root_builder(key, org=org, cn=cn, days=days), issuer_cert=None, issuer_key=key, what="root"
+        )
         if root_key is None:
             write_new(layout.root_key, encode_private_key(key, passphrase), mode=0o600)
             key_file = layout.root_key
@@ -232,16 +243,16 @@ def _issue_one(
     days: int,
     sans: Sequence[str],
 ) -> IntermediateRecord:
-    cert = cx.build_intermediate(
+    builder = cx.intermediate_builder(
         load_public_key_pem(pub_pem, source=name),
         cluster=name,
         root_cert=root_cert,
-        root_key=root_key,
         org=org,
         cn=cn,
         days=days,
         sans=list(sans),
     )
+    cert = sign_certificate(builder, issuer_cert=root_cert, issuer_key=root_key, what=f"cluster {name}")
     record = IntermediateRecord.of(name, cert, root_cert)
     write_journal(act.layout, {"kind": "issue", "cluster": name, "fingerprint": record.fingerprint})
     inv = act.inventory()
@@ -256,4 +267,13 @@ def _issue_one(
     return record
 
 
-__all__ = ["Issued", "check_names", "init_root", "issue_intermediates", "make_key", "make_keys", "write_cluster"]
+__all__ = [
+    "Issued",
+    "check_names",
+    "init_root",
+    "issue_intermediates",
+    "make_key",
+    "make_keys",
+    "write_cluster",
+    "write_public_files",
+]

@@ -28,6 +28,7 @@ Trust: the PKI folder is the officer's own. Each step checks its precondition be
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from cryptography import x509
 
 from airgap.core import x509 as cx
 from airgap.core.atomic import ensure_dir, move, staged_dir, write_new
+from airgap.core.csr import VerifiedCSR
 from airgap.core.keys import (
     KeyType,
     PrivateKey,
@@ -62,6 +64,7 @@ from airgap.offline.layout import (
     HasPath,
     layout_of,
 )
+from airgap.offline.lint import sign_certificate
 from airgap.offline.recovery import (
     clear_journal,
     exchange,
@@ -124,11 +127,16 @@ def rotate_intermediate(
     sans: Sequence[str] | None = None,
     root_key: PrivateKey | None = None,
     officer: Officer | None = None,
+    csr: VerifiedCSR | None = None,
+    request_id: str | None = None,
 ) -> Rotation:
     """Issue ``cluster``'s next intermediate and make it current; archive the old one.
 
     Subject (O, CN, L) and SANs are copied from the old intermediate unless ``sans`` is given;
-    the key type too unless ``key_type`` is. Every check runs before a key is made.
+    the key type too unless ``key_type`` is. Every check runs before a key is made. With ``csr``
+    (a verified request, :func:`airgap.core.csr.verify_csr`) no key is made: the new intermediate
+    certifies the request's key, held elsewhere, as ``ca sign`` does; a cluster whose key is held
+    elsewhere can only be rotated so (exit 4 otherwise). Both paths pass the lint gate.
     """
     if days <= 0:
         raise InvalidInput("--days must be positive")
@@ -144,25 +152,48 @@ def rotate_intermediate(
         dest = layout.archived_cluster_dir(cluster) / old_serial
         if dest.exists():
             raise Refused(f"{dest}: already exists; refusing to overwrite an archived intermediate")
+        current_rec = act.inventory().current(cluster)
+        if csr is None and current_rec is not None and current_rec.held_elsewhere:
+            raise Refused(
+                f"cluster {cluster}'s CA key is held elsewhere: rotate it with a new request "
+                f"('ca rotate {cluster} --csr FILE', or a request file with --trust PUB)"
+            )
+        if csr is not None:
+            from airgap.offline.sign import certified_key_ids
+
+            holder = certified_key_ids(layout).get(csr.key_id)
+            if holder is not None:
+                raise Refused(f"the request's key {csr.key_id} is already certified for cluster {holder}")
+            if request_id is not None and any(r.request_id == request_id for r in act.inventory().intermediates):
+                raise Refused(f"request {request_id} was already signed; make a new request ('airgap ca request')")
         signer = signing_root(layout, passphrase, root_key)
         cx.check_within_root(signer.cert, days)
-        kt = key_type or check_key_type(key_type_of(old.public_key()))  # type: ignore[arg-type]
-        key_pem, pub_pem = make_key(kt, key_passphrase)
-        cert = cx.build_intermediate(
-            load_public_key_pem(pub_pem, source=cluster),
+        if csr is None:
+            kt = key_type or check_key_type(key_type_of(old.public_key()))  # type: ignore[arg-type]
+            key_pem: bytes | None
+            key_pem, pub_pem = make_key(kt, key_passphrase)
+            public = load_public_key_pem(pub_pem, source=cluster)
+        else:
+            key_pem, public = None, csr.public_key
+        builder = cx.intermediate_builder(
+            public,
             cluster=cluster,
             root_cert=signer.cert,
-            root_key=signer.key,
             org=_attr(old.subject, x509.NameOID.ORGANIZATION_NAME, "Istio"),
             cn=_attr(old.subject, x509.NameOID.COMMON_NAME, "Intermediate CA"),
             days=days,
             sans=list(sans) if sans is not None else (_san_strings(old) or [cx.ISTIOD_SAN]),
         )
+        cert = sign_certificate(builder, issuer_cert=signer.cert, issuer_key=signer.key, what=f"cluster {cluster}")
         staging = layout.rotation_staging(cluster)
         if staging.exists():
             shutil.rmtree(staging)
         write_cluster(layout, staging, key_pem, cert, signer.cert)
         rec = IntermediateRecord.of(cluster, cert, signer.cert)
+        if csr is not None:
+            rec = dataclasses.replace(
+                rec, key_held="elsewhere", key_id=csr.key_id, csr_sha256=csr.sha256, request_id=request_id
+            )
         write_journal(
             layout,
             {
@@ -183,6 +214,15 @@ def rotate_intermediate(
                 "old_serial": old_serial,
                 "old_fingerprint": cx.fingerprint(old),
                 "under_next_root": signer.is_next,
+                **(
+                    {
+                        "key_held": "elsewhere",
+                        "csr_sha256": csr.sha256,
+                        **({"request_id": request_id} if request_id else {}),
+                    }
+                    if csr is not None
+                    else {}
+                ),
             },
         )
         # The swap: PKI/<cluster> and the new folder trade places in one step, then the old one
@@ -232,7 +272,12 @@ def begin_root_rotation(
         from airgap.core.keys import generate_private_key
 
         key = root_key if root_key is not None else generate_private_key(key_type)
-        cert = cx.build_root(key, org=org, cn=cn if cn is not None else next_root_cn(old), days=days)
+        cert = sign_certificate(
+            cx.root_builder(key, org=org, cn=cn if cn is not None else next_root_cn(old), days=days),
+            issuer_cert=None,
+            issuer_key=key,
+            what="next root",
+        )
         if cx.fingerprint(cert) == cx.fingerprint(old):  # pragma: no cover - random serials
             raise Refused("the next root equals the root")
         write_journal(layout, {"kind": "root-begin", "fingerprint": cx.fingerprint(cert)})

@@ -20,13 +20,13 @@ from airgap.core.canonical import utc_text
 from airgap.core.keys import is_encrypted_pem, key_type_of, keys_match, load_private_key_pem
 from airgap.core.limits import MAX_WINDOW_DAYS
 from airgap.errors import InvalidInput
-from airgap.offline.inventory import read_revocations
+from airgap.offline.inventory import read_inventory, read_revocations
 from airgap.offline.layout import CA_KEY, PkiLayout
 
 
 @dataclass(frozen=True)
 class IntermediateStatus:
-    """What ``ca list`` reports for one intermediate; key_check is passed/failed/skipped/missing."""
+    """What ``ca list`` reports for one intermediate; key_check is passed/failed/skipped/missing/held-elsewhere."""
 
     cluster: str
     serial: str
@@ -74,6 +74,11 @@ def _key_check(
 ) -> tuple[str, str | None]:
     key_path = layout.path / name / CA_KEY
     if not key_path.exists():
+        held = read_inventory(layout.inventory).current(name)
+        if held is not None and held.held_elsewhere:
+            if held.fingerprint != cx.fingerprint(cert):
+                return "held-elsewhere", "ca-cert.pem is not the certificate the inventory records"
+            return "held-elsewhere", None  # made and kept on the other side of the gap (ca sign)
         return "missing", "ca-key.pem is missing"
     data = key_path.read_bytes()
     if passphrase is None and is_encrypted_pem(data):

@@ -137,6 +137,8 @@ def baseline(command: str, ws: Workspace) -> dict[str, str]:
         "ca init": {"dir": ws.p("newpki")},
         "ca revoke": {"cluster": "c2"},
         "ca rotate": {"cluster": "c2"},
+        "ca sign": {"requests": ws.p("c3.csr"), "out": ws.p("signed")},
+        "ca request": {"dir": ws.p("jump"), "out": ws.p("c1.request")},
         "bundle create": {"out": ws.p("out.bundle")},
         "keys new": {"out": ws.p("newkeys")},
         "release fetch": {"out": ws.p("downloads")},
@@ -193,6 +195,10 @@ def template(tmp_path_factory: pytest.TempPathFactory, _pki_template: Path) -> P
         out=root / "c1.bundle",
     )
     (root / "pass.txt").write_bytes(PASSPHRASE + b"\n")
+    from airgap.connected.request import build_csr
+    from airgap.core.keys import generate_private_key
+
+    (root / "c3.csr").write_bytes(build_csr(generate_private_key("ecdsa-p256"), "c3"))
     (root / "kubeconfig").write_text(KUBECONFIG)
     (root / "a-folder").mkdir()
     (root / "empty").write_bytes(b"")

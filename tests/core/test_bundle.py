@@ -290,9 +290,19 @@ def test_manifest_must_come_last(base: Path, bkeys: Keys, tmp_path: Path) -> Non
     [
         (lambda d: {**d, "comment": "hi"}, "unknown field 'comment'"),
         (lambda d: {k: v for k, v in d.items() if k != "expires"}, "missing field 'expires'"),
-        (lambda d: {**d, "format_version": 3}, "format_version must be one of 1, 2"),
-        (lambda d: {**d, "format_version": True}, "format_version must be one of 1, 2"),
-        (lambda d: {k: v for k, v in d.items() if k != "format_version"}, "format_version must be one of 1, 2"),
+        (lambda d: {**d, "format_version": 4}, "format_version must be one of 1, 2, 3"),
+        (lambda d: {**d, "format_version": True}, "format_version must be one of 1, 2, 3"),
+        (lambda d: {k: v for k, v in d.items() if k != "format_version"}, "format_version must be one of 1, 2, 3"),
+        # format 3 (keyless) needs held_key, and then may carry no key member and no recipients
+        (lambda d: {**d, "format_version": 3}, "missing field 'held_key'"),
+        (
+            lambda d: {**d, "format_version": 3, "held_key": {"key_id": "ab" * 32, "request_id": None}},
+            "a format 3 \\(keyless\\) bundle carries no CA key member",
+        ),
+        (
+            lambda d: {**d, "format_version": 3, "held_key": {"key_id": "AB" * 32, "request_id": None}},
+            "held_key.key_id must be 64 lowercase hex",
+        ),
         (lambda d: {**d, "format_version": 1}, "unknown field 'ceremony_head' \\(format_version 1 has no"),
         (lambda d: {k: v for k, v in d.items() if k != "ceremony_head"}, "missing field 'ceremony_head'"),
         (lambda d: {**d, "ceremony_head": "AB" * 32}, "ceremony_head must be null or 64 lowercase hex"),

@@ -298,7 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 left -= len(chunk)
             err = ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_REQUEST_BYTES}")
-            self._send(413, err.status())
+            self._send(413, err.status(), {"Connection": "close"})  # the client must not reuse this socket
             return
         raw = self.rfile.read(length) if length else b""
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()

@@ -22,8 +22,9 @@ from airgap.core.names import CLUSTER_NAME_RE
 from airgap.core.x509 import CAMaterial
 from airgap.errors import InvalidInput, Refused, VerificationError
 
-FORMAT_VERSION = 2  # what writers produce; 2 added ceremony_head
-SUPPORTED_FORMAT_VERSIONS = (1, 2)  # 1: bundles made before ceremony_head, still accepted (SPEC.md 3)
+FORMAT_VERSION = 2  # what writers produce for a bundle that carries the CA key; 2 added ceremony_head
+KEYLESS_FORMAT_VERSION = 3  # a bundle for a cluster whose key is held elsewhere (no key member, held_key)
+SUPPORTED_FORMAT_VERSIONS = (1, 2, 3)  # 1: bundles made before ceremony_head, still accepted (SPEC.md 3)
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.json.sig"
 MAX_USTAR_SIZE = 8**11 - 1  # 11 octal digits: the largest size a plain ustar header holds
@@ -55,7 +56,9 @@ _TOP_KEYS_V1 = frozenset(
     {"format_version", "bundle_id", "cluster", "sequence", "created", "expires", "signer", "recipients", "members"}
 )
 _TOP_KEYS = _TOP_KEYS_V1 | {"ceremony_head"}
-_TOP_KEYS_BY_VERSION = {1: _TOP_KEYS_V1, 2: _TOP_KEYS}
+_TOP_KEYS_V3 = _TOP_KEYS | {"held_key"}
+_TOP_KEYS_BY_VERSION = {1: _TOP_KEYS_V1, 2: _TOP_KEYS, 3: _TOP_KEYS_V3}
+_HELD_KEY_KEYS = frozenset({"key_id", "request_id"})
 _MEMBER_KEYS = frozenset({"path", "size", "sha256", "encrypted"})
 
 
@@ -89,6 +92,18 @@ class MemberEntry:
 
 
 @dataclass(frozen=True)
+class HeldKey:
+    """Format 3: the CA key is held elsewhere (made on the jump host, or in OpenBao); the bundle is
+    bound to it by its SPKI fingerprint and, when it came in a request file, the request id."""
+
+    key_id: str  # SHA-256 of the DER SubjectPublicKeyInfo of ca-cert.pem's key
+    request_id: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "request_id": self.request_id}
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The signed statement of a bundle (see ``bundles/SPEC.md``)."""
 
@@ -104,10 +119,14 @@ class Manifest:
     # SHA-256 (hex) of the last ceremony-log entry when the bundle was sealed; None when the PKI
     # keeps no log. Format 2 always carries the field (null or hex); format 1 has no such field.
     ceremony_head: str | None = None
+    # Format 3 only (and required there): the key that stays on the other side of the gap.
+    held_key: HeldKey | None = None
 
     def __post_init__(self) -> None:
         if self.format_version == 1 and self.ceremony_head is not None:
             raise ValueError("format_version 1 manifests cannot carry ceremony_head")
+        if (self.format_version == KEYLESS_FORMAT_VERSION) != (self.held_key is not None):
+            raise ValueError("held_key is carried exactly by format 3 (keyless) manifests")
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -123,6 +142,8 @@ class Manifest:
         }
         if self.format_version >= 2:
             doc["ceremony_head"] = self.ceremony_head
+        if self.held_key is not None:
+            doc["held_key"] = self.held_key.to_doc()
         return doc
 
     def canonical_bytes(self) -> bytes:
@@ -272,10 +293,26 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
     for required in (CA_CERT, CERT_CHAIN, ROOT_CERT):
         if required not in paths:
             raise bad(f"missing the {required} member")
-    if (CA_KEY in paths) == (CA_KEY_AGE in paths):
-        raise bad(f"needs exactly one of {CA_KEY} and {CA_KEY_AGE}")
-    if (CA_KEY_AGE in paths) != bool(recips):
-        raise bad("recipients must be listed exactly when a member is encrypted")
+    held: HeldKey | None = None
+    if version == KEYLESS_FORMAT_VERSION:
+        hk = doc["held_key"]
+        if not isinstance(hk, dict) or set(hk) != _HELD_KEY_KEYS:
+            raise bad("held_key must be an object with exactly key_id and request_id")
+        if not isinstance(hk["key_id"], str) or not _HEX64.match(hk["key_id"]):
+            raise bad("held_key.key_id must be 64 lowercase hex digits (SHA-256 of the DER public key)")
+        rid = hk["request_id"]
+        if rid is not None and (not isinstance(rid, str) or not _BUNDLE_ID.match(rid)):
+            raise bad("held_key.request_id must be null or 32 lowercase hex digits")
+        if CA_KEY in paths or CA_KEY_AGE in paths:
+            raise bad("a format 3 (keyless) bundle carries no CA key member")
+        if recips:
+            raise bad("a format 3 (keyless) bundle has no recipients")
+        held = HeldKey(hk["key_id"], rid)
+    else:
+        if (CA_KEY in paths) == (CA_KEY_AGE in paths):
+            raise bad(f"needs exactly one of {CA_KEY} and {CA_KEY_AGE}")
+        if (CA_KEY_AGE in paths) != bool(recips):
+            raise bad("recipients must be listed exactly when a member is encrypted")
     return Manifest(
         format_version=version,
         bundle_id=doc["bundle_id"],
@@ -287,6 +324,7 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
         recipients=tuple(recips),
         members=tuple(members),
         ceremony_head=head,
+        held_key=held,
     )
 
 

@@ -110,6 +110,15 @@ def _open_for_reading(path: Path) -> tuple[IO[bytes], int]:
     return fh, os.fstat(fh.fileno()).st_size
 
 
+def _scan(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) -> list[TarEntry]:
+    """Steps 1-3 for a whole bundle file: its size cap, then every header (:func:`scan_archive`)."""
+    if file_size > limits.max_bundle_size:
+        raise InvalidInput(f"{source}: {file_size} bytes is over the bundle size limit ({limits.max_bundle_size})")
+    if file_size == 0:
+        raise InvalidInput(f"{source}: empty file, not a bundle")
+    return scan_archive(fh, file_size, limits=limits, source=source)
+
+
 def _manifest_entries(entries: list[TarEntry], *, source: str) -> tuple[TarEntry, TarEntry, list[TarEntry]]:
     names = [e.name for e in entries]
     if MANIFEST_NAME not in names:
@@ -148,13 +157,9 @@ def open_bundle(
     fh, file_size = _open_for_reading(path)
     try:
         # 1. size caps (the whole file here; each member while scanning headers)
-        if file_size > limits.max_bundle_size:
-            raise InvalidInput(f"{source}: {file_size} bytes is over the bundle size limit ({limits.max_bundle_size})")
-        if file_size == 0:
-            raise InvalidInput(f"{source}: empty file, not a bundle")
         # 1-3. per header: size caps, member types (regular files only), names (no absolute, no
         # '..', no duplicates)
-        entries = scan_archive(fh, file_size, limits=limits, source=source)
+        entries = _scan(fh, file_size, limits=limits, source=source)
         man_entry, sig_entry, payload = _manifest_entries(entries, source=source)
         # 4. the manifest against the schema (strict JSON, canonical, unknown fields rejected)
         manifest_bytes = read_member(fh, man_entry, source=source)
@@ -243,11 +248,7 @@ def inspect_bundle(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> dict[str, 
     source = str(path)
     fh, file_size = _open_for_reading(path)
     try:
-        if file_size > limits.max_bundle_size:
-            raise InvalidInput(f"{source}: over the bundle size limit")
-        if file_size == 0:
-            raise InvalidInput(f"{source}: empty file, not a bundle")
-        entries = scan_archive(fh, file_size, limits=limits, source=source)
+        entries = _scan(fh, file_size, limits=limits, source=source)
         names = [e.name for e in entries]
         if MANIFEST_NAME not in names:
             raise InvalidInput(f"{source}: no manifest.json, not a bundle")

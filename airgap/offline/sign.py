@@ -1,0 +1,228 @@
+"""``ca sign``: the root certifies a cluster key it never holds (a verified PKCS#10 request).
+
+An act like ``ca issue`` on the one act lifecycle (:func:`airgap.offline.act.pki_act`: lock →
+recovery → log check → change → record), except that the key is made and kept on the other side
+of the gap: ``PKI/<cluster>/`` gets no ``ca-key.pem`` and the inventory
+records the key as held elsewhere, with its SPKI fingerprint and the request's SHA-256.
+
+Trust: the request is untrusted until :func:`airgap.core.csr.verify_csr` returned (and, for a
+signed request file, :func:`airgap.core.request.open_request`). Only its public key is used: the
+certificate is the intermediate profile (:func:`airgap.core.x509.intermediate_builder`) whatever
+the request asks for. The lint gate (:mod:`airgap.offline.lint`) runs before the root key signs.
+
+Checks, in order (exit code in brackets): 1. cluster name, days, SANs [3]; 2. ``--out`` is new [4];
+under the PKI lock: 3. the ceremony log is intact and the officer may extend it [4/1];
+4. not already issued: no ``PKI/<cluster>/`` [4], the key is not already certified for another
+cluster [4], the request id was not signed before [4]; 5. the signing root's key opens (the next
+root during a root rotation, as for ``ca issue``) and the validity ends inside it [3/4]; 6. the lint
+gate over the whole batch [4]; then per request: sign, re-parse, verify [1] → journal → inventory →
+log → ``PKI/<cluster>/`` published (the order of ``ca issue``, so :mod:`airgap.offline.recovery`
+undoes a crash the same way); ``--out`` is published last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from airgap.core import x509 as cx
+from airgap.core.atomic import staged_dir
+from airgap.core.csr import VerifiedCSR
+from airgap.core.keys import PrivateKey, spki_sha256
+from airgap.core.locking import Notify, stderr_note
+from airgap.errors import InvalidInput, Refused
+from airgap.offline.act import Act, pki_act
+from airgap.offline.ceremony import Officer
+from airgap.offline.inventory import IntermediateRecord, Inventory, cert_facts, read_inventory
+from airgap.offline.issue import check_names, write_cluster, write_public_files
+from airgap.offline.keysource import signing_root
+from airgap.offline.layout import PkiLayout
+from airgap.offline.lint import Linter, lint_certificate, lint_gate, sign_linted
+from airgap.offline.recovery import clear_journal, write_journal
+
+KEY_HELD_ELSEWHERE = "elsewhere"
+
+
+def certified_key_ids(layout: PkiLayout) -> dict[str, str]:
+    """SPKI fingerprint → cluster, for every current intermediate and every inventory record."""
+    out: dict[str, str] = {}
+    for rec in read_inventory(layout.inventory).intermediates:
+        if rec.key_id:
+            out[rec.key_id] = rec.cluster
+    for name in layout.clusters():
+        out[spki_sha256(layout.load_cluster_cert(name).public_key())] = name  # type: ignore[arg-type]
+    return out
+
+
+@dataclass(frozen=True)
+class SignItem:
+    """One verified request to certify: its CSR, the cluster it is for, and its request id (if any)."""
+
+    csr: VerifiedCSR
+    cluster: str
+    request_id: str | None = None
+
+
+def read_signing_request(path: Path, trust: Sequence[Path] | None, cluster: str | None) -> SignItem:
+    """A CSR file (``trust`` empty: ``cluster`` required) or a signed request file (``trust``:
+    verified against those keys; ``cluster``, when given, must be the request's: exit 4)."""
+    from airgap.core.csr import MAX_CSR_BYTES, verify_csr
+    from airgap.core.files import read_capped
+    from airgap.core.request import MAX_REQUEST_BYTES, looks_like_request, open_request
+
+    if trust:
+        data = read_capped(path, MAX_REQUEST_BYTES, "request file")
+        if not looks_like_request(data):
+            raise InvalidInput(f"{path}: not a signed request file (a bare CSR is signed without --trust)")
+        verified = open_request(data, list(trust), source=str(path))
+        if cluster is not None and cluster != verified.cluster:
+            raise Refused(f"{path}: the request is for cluster {verified.cluster}, not {cluster}")
+        return SignItem(verified.csr, verified.cluster, verified.request_id)
+    data = read_capped(path, MAX_CSR_BYTES, "certificate request")
+    if looks_like_request(data):
+        raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
+    if cluster is None:
+        raise InvalidInput("--cluster NAME is required when signing a CSR")
+    return SignItem(verify_csr(data, source=str(path)), cluster)
+
+
+def sign_csr(
+    pki: Path,
+    csr: VerifiedCSR,
+    cluster: str,
+    *,
+    out: Path,
+    days: int,
+    passphrase: bytes | None,
+    request_id: str | None = None,
+    **kwargs: Any,
+) -> IntermediateRecord:
+    """One CSR: :func:`sign_csrs` writing the three files straight into ``out``."""
+    (rec,) = sign_csrs(pki, [SignItem(csr, cluster, request_id)], out=out, days=days, passphrase=passphrase, **kwargs)
+    return rec
+
+
+def sign_csrs(
+    pki: Path,
+    items: Sequence[SignItem],
+    *,
+    out: Path,
+    days: int,
+    org: str = "Istio",
+    cn: str = "Intermediate CA",
+    sans: Sequence[str] = (cx.ISTIOD_SAN,),
+    passphrase: bytes | None,
+    root_key: PrivateKey | None = None,
+    officer: Officer | None = None,
+    linter: Linter = lint_certificate,
+    workers: int | None = None,
+    notify: Notify | None = stderr_note,
+) -> list[IntermediateRecord]:
+    """Certify each item's public key as its cluster's intermediate; write ``out`` and ``PKI/<cluster>/``.
+
+    Every check (module docstring) runs for every item before the root key signs anything, so a
+    batch is refused whole. One item: its files go straight into ``out``; several: into
+    ``out/<cluster>/``. ``passphrase`` opens the root key (or ``root_key``, a token key, signs).
+    ``linter`` is for tests; ``workers`` lint processes (default: every core, for large batches).
+    """
+    layout = PkiLayout(Path(pki))
+    # 1. what the officer asked for
+    if not items:
+        raise InvalidInput("give at least one certificate request")
+    names = check_names([i.cluster for i in items])
+    key_ids = [i.csr.key_id for i in items]
+    if len(set(key_ids)) != len(key_ids):
+        raise InvalidInput("the same key is in two of the requests")
+    if days <= 0:
+        raise InvalidInput("--days must be positive")
+    cx.validate_sans(list(sans))
+    # 2. the output folder is new
+    if out.exists() or out.is_symlink():
+        raise Refused(f"{out}: already exists; refusing to overwrite")
+    # 3. the act: lock, recovery, the ceremony log
+    with pki_act(layout, "sign", officer, notify=notify) as act:
+        # 4. not already issued
+        certified = certified_key_ids(layout)
+        signed_ids = {r.request_id for r in act.inventory().intermediates if r.request_id}
+        for item, name in zip(items, names, strict=True):
+            if (layout.path / name).exists():
+                raise Refused(
+                    f"{layout.path / name}: already exists; cluster {name} already has an intermediate "
+                    "(rotation: see 'ca rotate')"
+                )
+            holder = certified.get(item.csr.key_id)
+            if holder is not None:
+                raise Refused(f"the request's key {item.csr.key_id} is already certified for cluster {holder}")
+            if item.request_id is not None and item.request_id in signed_ids:
+                raise Refused(f"request {item.request_id} was already signed; make a new request ('airgap ca request')")
+        # 5. the signing root
+        signer = signing_root(layout, passphrase, root_key)
+        cx.check_within_root(signer.cert, days)
+        # 6. the profile from the public key only; the lint gate over the whole batch
+        builders = [
+            (
+                f"cluster {name}",
+                cx.intermediate_builder(
+                    item.csr.public_key, cluster=name, root_cert=signer.cert, org=org, cn=cn, days=days, sans=list(sans)
+                ),
+            )
+            for item, name in zip(items, names, strict=True)
+        ]
+        n_workers = workers or (min(os.cpu_count() or 1, len(items) // 16) if len(items) >= 32 else 1)
+        linted = lint_gate(builders, issuer_key=signer.key, linter=linter, workers=max(1, n_workers))
+        records: list[IntermediateRecord] = []
+        inv = act.inventory()  # read once under the lock; each cluster's record is written through it
+        with staged_dir(out) as tmp_out:
+            for item, name, lt in zip(items, names, linted, strict=True):
+                cert = sign_linted(lt, issuer_cert=signer.cert, issuer_key=signer.key)
+                records.append(_publish(act, inv, item, name, cert, signer.cert, signer.is_next))
+                folder = tmp_out if len(items) == 1 else tmp_out / name
+                folder.mkdir(exist_ok=True)
+                write_public_files(layout, folder, cert, signer.cert)
+    return records
+
+
+def _publish(
+    act: Act,
+    inv: Inventory,
+    item: SignItem,
+    name: str,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    is_next: bool,
+) -> IntermediateRecord:
+    """journal → inventory → log → ``PKI/<cluster>/`` (no ``ca-key.pem``) → journal removed."""
+    record = dataclasses.replace(
+        IntermediateRecord.of(name, cert, issuer),
+        key_held=KEY_HELD_ELSEWHERE,
+        key_id=item.csr.key_id,
+        csr_sha256=item.csr.sha256,
+        request_id=item.request_id,
+    )
+    write_journal(act.layout, {"kind": "issue", "cluster": name, "fingerprint": record.fingerprint})
+    inv.intermediates.append(record)
+    act.write_inventory(inv)
+    params: dict[str, Any] = {
+        **cert_facts(cert, cluster=name),
+        "key_held": KEY_HELD_ELSEWHERE,
+        "csr_sha256": item.csr.sha256,
+    }
+    if item.request_id is not None:
+        params["request_id"] = item.request_id
+    if is_next:
+        params["under_next_root"] = True
+    act.record("sign", params)
+    if act.logged and inv.ceremony_log is None:  # the log started with this act: keep its inventory record
+        inv.ceremony_log = act.inventory().ceremony_log
+    write_cluster(act.layout, act.path / name, None, cert, issuer)
+    clear_journal(act.layout)
+    return record
+
+
+__all__ = ["KEY_HELD_ELSEWHERE", "SignItem", "certified_key_ids", "read_signing_request", "sign_csr", "sign_csrs"]
