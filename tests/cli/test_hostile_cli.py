@@ -111,3 +111,10 @@ def test_mesh_inject_refuses_a_bad_namespace_or_revision_before_any_cluster_is_a
     r = run_cli("mesh", "inject", *args, env={"KUBECONFIG": str(tmp_path / "absent")})
     assert r.code == 3
     one_error_line(r, needle)
+
+
+def test_a_huge_cluster_name_is_refused_in_one_short_line_not_echoed_whole(tmp_path: Path) -> None:
+    r = run_cli("ca", "issue", "x" * 5000, "--dir", tmp_path / "pki", "--no-passphrase")
+    assert r.code == 3
+    line = one_error_line(r, "is not valid", "(5000 characters)")
+    assert len(line) < 400 and not (tmp_path / "pki").exists()
