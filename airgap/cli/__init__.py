@@ -8,6 +8,7 @@ off: they print local variables, and locals can hold passphrases and keys.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -108,6 +109,9 @@ def _signals_unwind() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run the app, map errors to exit codes, exit.
 
@@ -118,7 +122,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("AIRGAP_DEBUG") == "1"
     try:
         with _signals_unwind():
-            app(args=args, prog_name="airgap")
+            try:
+                app(args=args, prog_name="airgap")
+            except SystemExit as exc:
+                # typer's click wraps stdout in PacifyFlushWrapper when it exits 1 on EPIPE
+                if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+                    raise BrokenPipeError from exc  # click's own EPIPE exit (1): the reader went away
+                raise
     except Terminated as exc:
         print(
             f"airgap: terminated by {signal.Signals(exc.signum).name}; nothing half-written was kept", file=sys.stderr
@@ -138,7 +148,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("airgap: interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:
-        sys.exit(1)
+        # The reader went away (`| head -1`): exit as a shell reports SIGPIPE (141), never 1,
+        # which the contract keeps for "verification failed". stdout now points at /dev/null so
+        # the interpreter's last flush cannot print a second error.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
+    except OSError as exc:
+        # The environment failed under us (stdout on a full disk, an I/O error): one line, exit 3,
+        # not "internal error"; the file, when Python names one, is in the message.
+        if debug:
+            raise
+        from airgap.core.display import clean
+
+        where = f"{exc.filename}: " if exc.filename else "output: " if exc.errno in _WRITE_ERRNOS else ""
+        print(f"airgap: error: {clean(where)}{clean(exc.strerror or type(exc).__name__)}", file=sys.stderr)
+        sys.exit(3)
     except Exception as exc:
         if debug:
             raise

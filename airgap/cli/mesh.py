@@ -277,9 +277,10 @@ def inject(
     Example: airgap mesh inject shop payments --context ctx1 --restart
     """
     from airgap.connected.fleet import Outcome, run_fleet
-    from airgap.connected.inject import enable_injection
+    from airgap.connected.inject import check_names, enable_injection
     from airgap.connected.kube import connect
 
+    check_names(namespaces, revision)  # bad names are exit 3 before any cluster is contacted
     contexts = _contexts(context)
     fleet = len(contexts) > 1
 

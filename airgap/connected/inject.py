@@ -18,6 +18,7 @@ and pods, which are read and checked.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +119,23 @@ def _rolled_out(dep: JSON) -> bool:
     )
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def check_names(namespaces: Sequence[str], revision: str | None) -> None:
+    """Exit 3 before any cluster is asked: every namespace and the revision is a DNS-1123 label.
+
+    An empty name or ``../x`` would otherwise end up in the API path (``/namespaces/`` is the collection).
+    """
+    if not namespaces:
+        raise InvalidInput("name at least one namespace")
+    for ns in namespaces:
+        if not _DNS_LABEL.match(ns):
+            raise InvalidInput(f"namespace {ns!r}: must be a lowercase DNS label (1-63 of a-z, 0-9, '-')")
+    if revision is not None and not _DNS_LABEL.match(revision):
+        raise InvalidInput(f"--revision {revision!r}: must be a lowercase DNS label (e.g. asm-186-8)")
+
+
 def enable_injection(
     kube: Any,
     namespaces: Sequence[str],
@@ -130,8 +148,7 @@ def enable_injection(
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> InjectResult:
     """Steps 1-4 on one cluster; see the module docstring."""
-    if not namespaces:
-        raise InvalidInput("name at least one namespace")
+    check_names(namespaces, revision)
     rev = choose_revision(kube, revision)
     found = {ns: kube.get("Namespace", ns) for ns in dict.fromkeys(namespaces)}
     missing = [ns for ns, obj in found.items() if obj is None]

@@ -102,6 +102,19 @@ def _revocation(secret: JSON, cert: Any, roots: list[Any]) -> str | None:
     return revocation_entry(crl, cert) if signed else None
 
 
+def _issued_by_any(cert: Any, roots: list[Any]) -> bool:
+    """Whether one of ``roots`` signed ``cert`` (name and signature), as istiod's CA bundle check needs."""
+    from cryptography.exceptions import InvalidSignature
+
+    for r in roots:
+        try:
+            cert.verify_directly_issued_by(r)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
 def _cacerts_info(secret: JSON) -> JSON:
     from airgap.core.x509 import fingerprint, load_cert_pem, load_certs_pem, status_of
 
@@ -120,6 +133,7 @@ def _cacerts_info(secret: JSON) -> JSON:
         "status": "revoked" if revoked else status_of(cert),
         "revoked": revoked,
         "keys": sorted((secret.get("data") or {}).keys()),
+        "signed_by_root": _issued_by_any(cert, roots) if roots else None,
         "sequence": ann.get("airgap.dev/sequence"),
         "signer": ann.get("airgap.dev/signer"),
         "bundle_id": ann.get("airgap.dev/bundle-id"),
@@ -171,6 +185,11 @@ def mesh_status(kube: Any) -> MeshStatus:
             ]
             if missing:
                 problems.append(f"secret istio-system/cacerts lacks {', '.join(missing)}")
+            if cacerts["signed_by_root"] is False:
+                problems.append(
+                    "cacerts ca-cert.pem is not signed by any root in its root-cert.pem (changed by hand?): "
+                    "workloads would not trust istiod's certificates"
+                )
             if cacerts["status"] == "revoked":
                 problems.append(
                     f"cacerts CA certificate is revoked: its ca-crl.pem {cacerts['revoked']}; the officer runs "

@@ -96,7 +96,14 @@ def console(*, stderr: bool = False, **kwargs: Any) -> Console:
         kwargs.setdefault("width", PIPE_WIDTH)
         kwargs.setdefault("no_color", True)
         kwargs.setdefault("highlight", False)
-    return Console(stderr=stderr, file=stream, **kwargs)
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's default exits 1, the contract's "verification failed": let the CLI exit 141
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(stderr=stderr, file=stream, **kwargs)
 
 
 __all__ = ["PIPE_WIDTH", "clean", "clean_lines", "console", "is_terminal", "markup", "short", "text"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
+from typing import IO
 
 from airgap.errors import InvalidInput
 
@@ -25,3 +28,25 @@ def read_capped(path: Path, cap: int, what: str) -> bytes:
     if len(data) > cap:
         raise InvalidInput(f"{path}: too large for {article} {what}")
     return data
+
+
+def open_regular(path: Path, what: str) -> IO[bytes]:
+    """``path`` opened for reading, refused at once (exit 3) unless it is a regular file.
+
+    The open is non-blocking so a fifo with no writer (or a device) is refused instead of
+    hanging the command forever; the descriptor is switched back to blocking before use.
+    """
+    article = "an" if what[:1].lower() in "aeiou" else "a"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{path}: {what} not found") from exc
+    except IsADirectoryError as exc:
+        raise InvalidInput(f"{path}: is a folder, expected {article} {what}") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read {what}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidInput(f"{path}: not a regular file (expected {article} {what})")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")

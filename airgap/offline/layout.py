@@ -62,8 +62,9 @@ def check_cluster_name(name: str) -> str:
     if name.endswith((".pem", ".json")):
         raise InvalidInput(f"cluster name {name!r} is not valid: it may not end in .pem or .json (PKI file names)")
     if not CLUSTER_NAME_RE.match(name):
+        shown = repr(name) if len(name) <= 80 else f"{name[:64]!r}… ({len(name)} characters)"  # one readable line
         raise InvalidInput(
-            f"cluster name {name!r} is not valid: use 1-63 letters, digits, '-', '_' or '.', "
+            f"cluster name {shown} is not valid: use 1-63 letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit (a Kubernetes label value)"
         )
     return name

@@ -90,3 +90,26 @@ def test_expiring_ca_and_root_are_flagged_as_warnings(kube_cluster: Cluster) -> 
     assert st.ok  # expiring is a warning, not a failure
     assert "warning: cacerts CA certificate expires within 90 days" in st.text()
     assert st.as_dict()["warnings"] == st.warnings
+
+
+def test_a_cacerts_root_changed_by_hand_so_the_ca_no_longer_chains_to_it_is_a_problem(kube_cluster: Cluster) -> None:
+    """Found by hand: root-cert.pem swapped for a foreign root, and mesh status said all was well (exit 0)."""
+    emu = kube_cluster.emu()
+    emu.simulate_istio_install("asm-186-8")
+    emu.wait_idle()
+    pems = {}
+    for name in ("ours", "foreign"):
+        cert = build_root(ec.generate_private_key(ec.SECP256R1()), org="Istio", cn=f"{name} CA", days=30)
+        pems[name] = cert.public_bytes(serialization.Encoding.PEM)
+    b64 = {k: base64.b64encode(v).decode() for k, v in pems.items()}
+    data = {"ca-cert.pem": b64["ours"], "ca-key.pem": b64["ours"], "cert-chain.pem": b64["ours"]}
+    secret = {"metadata": {"name": "cacerts"}, "data": {**data, "root-cert.pem": b64["ours"]}}
+    emu.create("secrets", "istio-system", secret)
+    st = _status(kube_cluster)
+    assert st.cacerts is not None and st.cacerts["signed_by_root"] is True
+    assert not any("not signed by any root" in p for p in st.problems)
+    emu.patch("secrets", "istio-system", "cacerts", {"data": {"root-cert.pem": b64["foreign"]}})
+    st = _status(kube_cluster)
+    assert st.cacerts is not None and st.cacerts["signed_by_root"] is False
+    assert any("ca-cert.pem is not signed by any root in its root-cert.pem" in p for p in st.problems)
+    assert not st.ok

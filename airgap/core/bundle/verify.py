@@ -96,21 +96,10 @@ class VerifiedBundle:
 
 
 def _open_for_reading(path: Path) -> tuple[IO[bytes], int]:
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: bundle not found") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a folder, expected a bundle file") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read bundle: {exc.strerror}") from exc
-    st = os.fstat(fh.fileno())
-    import stat
+    from airgap.core.files import open_regular
 
-    if not stat.S_ISREG(st.st_mode):
-        fh.close()
-        raise InvalidInput(f"{path}: not a regular file")
-    return fh, st.st_size
+    fh = open_regular(path, "bundle")  # a fifo or device is refused at once, never waited on
+    return fh, os.fstat(fh.fileno()).st_size
 
 
 def _scan(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) -> list[TarEntry]:
