@@ -12,11 +12,11 @@ Target: the parallel run takes at most 0.2x the serial one.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench._clusters import start_clusters
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -31,29 +31,13 @@ def _root(tmp: Path) -> Path:
     return tmp / "pki" / "root-cert.pem"
 
 
-def _start_clusters(kubeconfig: Path, root: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "tests.kubeapi", "--kubeconfig", str(kubeconfig),
-            "--clusters", str(CLUSTERS), "--latency", str(LATENCY), "--mesh-root", str(root),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("kubeconfig:"):
-            return proc
-    raise RuntimeError("the emulator did not start")
-
 
 def run(parallel: int, root: Path, tmp: Path) -> float:
     from airgap.connected.connect import connect_mesh
     from airgap.connected.kube import RetryPolicy
 
     kubeconfig = tmp / f"kubeconfig-{parallel}"
-    proc = _start_clusters(kubeconfig, root)
+    proc = start_clusters(kubeconfig, CLUSTERS, LATENCY, "--mesh-root", str(root))
     try:
         contexts = [f"emu-{i}" for i in range(1, CLUSTERS + 1)]
         t0 = time.perf_counter()

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench._clusters import start_clusters
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -68,29 +68,13 @@ def _secret(tmp: Path) -> dict[str, Any]:
     }
 
 
-def _start_clusters(kubeconfig: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "tests.kubeapi", "--kubeconfig", str(kubeconfig),
-            "--clusters", str(CLUSTERS), "--latency", str(LATENCY),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("kubeconfig:"):
-            return proc
-    raise RuntimeError("the emulator did not start")
-
 
 def run(parallel: int, prepared: _Prepared, tmp: Path) -> float:
     from airgap.connected.cacerts import import_to_fleet
     from airgap.connected.kube import RetryPolicy
 
     kubeconfig = tmp / f"kubeconfig-{parallel}"
-    proc = _start_clusters(kubeconfig)
+    proc = start_clusters(kubeconfig, CLUSTERS, LATENCY)
     try:
         contexts = [f"emu-{i}" for i in range(1, CLUSTERS + 1)]
         t0 = time.perf_counter()
