@@ -275,6 +275,8 @@ def staged_dir(final: Path, *, mode: int = 0o755) -> Iterator[Path]:
             if child.is_file():
                 with open(child, "rb") as fh:
                     os.fsync(fh.fileno())
+            elif child.is_dir():
+                fsync_dir(child)  # a sub-folder's entries, as the top folder's below
         fsync_dir(tmp)
         publish(tmp, final, replace=False)
     finally:

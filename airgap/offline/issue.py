@@ -4,10 +4,11 @@ Each is one act on :mod:`airgap.offline.act`. Every check (names, days, the root
 folders) runs before a key is made; keys are generated in a pool of spawned processes
 (:func:`airgap.core.workers.worker_pool`: they never hold the PKI lock and die with this process).
 
-Per cluster the order is: sign and verify the certificate (:func:`airgap.core.x509.check_issued`)
-→ journal → inventory → log entry → the cluster folder is built beside its final name and renamed
-into place → journal removed. So a published certificate is always in the inventory and the log;
-a crash before the rename is undone (and recorded) by the next act (:mod:`airgap.offline.recovery`).
+Every certificate is signed and verified first (:func:`airgap.core.x509.check_issued`); then, for
+the batch (:func:`publish_intermediates`): one journal → inventory (one write) → a log entry per
+cluster → each cluster folder built beside its final name and renamed into place → journal removed.
+So a published certificate is always in the inventory and the log; a crash before a rename is
+undone (and recorded) by the next act (:mod:`airgap.offline.recovery`).
 
 During a root rotation new intermediates are signed by the *next* root (as ``ca rotate`` does), so
 ``ca rotate-root --finish`` never finds a newly issued cluster under the old root.
@@ -18,9 +19,10 @@ Trust: the PKI folder is the officer's own; the passphrase protects the keys at 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -40,7 +42,7 @@ from airgap.offline.inventory import IntermediateRecord, RootRecord, cert_facts
 from airgap.offline.keysource import signing_root
 from airgap.offline.layout import CA_CERT, CA_KEY, CERT_CHAIN, CRL, ROOT_CERT, ROOT_KEY, PkiLayout, check_cluster_name
 from airgap.offline.lint import sign_certificate
-from airgap.offline.recovery import clear_journal, write_journal
+from airgap.offline.recovery import clear_journal, issue_journal, write_journal
 
 
 def make_key(key_type: KeyType, passphrase: bytes | None) -> tuple[bytes, bytes]:
@@ -245,15 +247,16 @@ def issue_intermediates(
             )
         todo = [n for n in names if n not in existing]
         made = make_keys(key_type, key_passphrase, len(todo), workers, progress) if todo else []
-        records = [
-            _issue_one(act, name, key_pem, pub_pem, signer.cert, signer.key, signer.is_next, org, cn, days, sans)
+        batch = [
+            _issue_one(name, key_pem, pub_pem, signer.cert, signer.key, signer.is_next, org, cn, days, sans)
             for name, (key_pem, pub_pem) in zip(todo, made, strict=True)
         ]
-    return Issued(records, existing, signer.is_next)
+        if batch:
+            publish_intermediates(act, batch)
+    return Issued([s.record for s in batch], existing, signer.is_next)
 
 
 def _issue_one(
-    act: Act,
     name: str,
     key_pem: bytes,
     pub_pem: bytes,
@@ -264,7 +267,7 @@ def _issue_one(
     cn: str,
     days: int,
     sans: Sequence[str],
-) -> IntermediateRecord:
+) -> Signed:
     builder = cx.intermediate_builder(
         load_public_key_pem(pub_pem, source=name),
         cluster=name,
@@ -275,27 +278,54 @@ def _issue_one(
         sans=list(sans),
     )
     cert = sign_certificate(builder, issuer_cert=root_cert, issuer_key=root_key, what=f"cluster {name}")
-    record = IntermediateRecord.of(name, cert, root_cert)
-    write_journal(act.layout, {"kind": "issue", "cluster": name, "fingerprint": record.fingerprint})
-    inv = act.inventory()
-    inv.intermediates.append(record)
-    act.write_inventory(inv)  # before the folder is published: the record never lags the disk
     params = cert_facts(cert, cluster=name)
     if is_next:
         params["under_next_root"] = True
-    act.record("issue", params)
-    write_cluster(act.layout, act.path / name, key_pem, cert, root_cert)
+    return Signed(IntermediateRecord.of(name, cert, root_cert), "issue", params, key_pem, cert, root_cert)
+
+
+@dataclass(frozen=True)
+class Signed:
+    """One intermediate signed and verified, not yet published: what :func:`publish_intermediates` writes."""
+
+    record: IntermediateRecord
+    log_act: str
+    params: dict[str, Any]
+    key_pem: bytes | None  # None: the key is held elsewhere (``ca sign``)
+    cert: x509.Certificate
+    issuer: x509.Certificate
+
+
+def publish_intermediates(act: Act, batch: Sequence[Signed], published: Callable[[Signed], None] | None = None) -> None:
+    """journal naming every cluster → inventory (one write) → one log entry each → each folder → journal removed.
+
+    The order keeps a published certificate always in the inventory and the log; a crash anywhere
+    is finished or undone by the next act, cluster by cluster (:mod:`airgap.offline.recovery`).
+    One journal and one inventory write for the batch: ``ca sign`` of 200 requests writes the
+    inventory once, not 200 times. ``published`` is called after each folder is in place.
+    """
+    write_journal(act.layout, issue_journal([(s.record.cluster, s.record.fingerprint) for s in batch]))
+    inv = act.inventory()
+    inv.intermediates.extend(s.record for s in batch)
+    act.write_inventory(inv)  # before any folder is published: the record never lags the disk
+    for s in batch:
+        act.record(s.log_act, s.params)
+    for s in batch:
+        write_cluster(act.layout, act.path / s.record.cluster, s.key_pem, s.cert, s.issuer)
+        if published is not None:
+            published(s)
     clear_journal(act.layout)
-    return record
 
 
 __all__ = [
     "Issued",
+    "Signed",
     "check_names",
     "init_root",
     "issue_intermediates",
     "make_key",
     "make_keys",
+    "publish_intermediates",
     "write_cluster",
     "write_public_files",
 ]

@@ -7,9 +7,11 @@ mechanism (:mod:`airgap.offline.act`) records each as a ``recover`` entry of the
 
 The steps an act takes, and what recovery does when a crash falls between two of them:
 
-* ``issue``: the cluster folder is built under a temporary name → journal → inventory → log →
-  the folder is renamed into place → journal removed. Not published: the inventory record is
-  dropped (the ``issue`` entry stays; the ``recover`` entry says it never took effect).
+* ``issue`` (``ca issue`` and ``ca sign``, one journal for the whole batch): every certificate is
+  signed → journal naming each (cluster, fingerprint) → inventory (all records, one write) → one
+  log entry each → each cluster folder built under a temporary name and renamed into place →
+  journal removed. A folder not published: its inventory record is dropped (the ``issue`` entry
+  stays; the ``recover`` entry, one per cluster, says whether it took effect).
 * ``rotate``: the new folder is built as ``.rotate-X`` → journal → inventory → log → ``X`` and
   ``.rotate-X`` are exchanged in one ``renameat2(RENAME_EXCHANGE)`` → the old folder moves to the
   archive → journal removed. Recorded: recovery finishes the swap; not recorded: it removes
@@ -131,9 +133,11 @@ def _recorded(layout: PkiLayout, fingerprint: str) -> bool:
     return read_inventory(layout.inventory).knows(fingerprint)
 
 
-def _drop_from_inventory(layout: PkiLayout, fingerprint: str) -> bool:
+def _drop_from_inventory(layout: PkiLayout, *fingerprints: str) -> bool:
+    """Remove the intermediates with these fingerprints from the inventory (one write); whether any was there."""
+    gone = set(fingerprints)
     inv = read_inventory(layout.inventory)
-    kept = [r for r in inv.intermediates if r.fingerprint != fingerprint]
+    kept = [r for r in inv.intermediates if r.fingerprint not in gone]
     if len(kept) == len(inv.intermediates):
         return False
     inv.intermediates = kept
@@ -141,17 +145,36 @@ def _drop_from_inventory(layout: PkiLayout, fingerprint: str) -> bool:
     return True
 
 
-def _recover_issue(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
-    cluster, fp = str(j["cluster"]), str(j["fingerprint"])
-    if _fp(layout.path / cluster / CA_CERT) == fp:
-        outcome = "the cluster folder was published; nothing to undo"
-    else:
-        _drop_from_inventory(layout, fp)
-        outcome = "the cluster folder was never published; the intermediate was dropped from the inventory"
-    return Recovered({"interrupted": "issue", "cluster": cluster, "fingerprint": fp, "outcome": outcome})
+def issue_journal(items: list[tuple[str, str]]) -> dict[str, Any]:
+    """The journal of an ``issue`` or ``sign`` act publishing these (cluster, fingerprint) pairs."""
+    return {"kind": "issue", "items": [{"cluster": c, "fingerprint": fp} for c, fp in items]}
 
 
-def _recover_rotate(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
+def _issue_items(j: dict[str, Any]) -> list[tuple[str, str]]:
+    if "items" not in j:  # one cluster, as the first journals of this format wrote it
+        return [(str(j["cluster"]), str(j["fingerprint"]))]
+    items = j["items"]
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise InvalidInput("act journal: 'items' is not a list of clusters; restore the folder from backup")
+    return [(str(i["cluster"]), str(i["fingerprint"])) for i in items]
+
+
+def _recover_issue(layout: PkiLayout, j: dict[str, Any]) -> list[Recovered]:
+    """Each cluster of the batch: published (nothing to undo) or not (its record leaves the inventory)."""
+    done, unpublished = [], []
+    for cluster, fp in _issue_items(j):
+        if _fp(layout.path / cluster / CA_CERT) == fp:
+            outcome = "the cluster folder was published; nothing to undo"
+        else:
+            unpublished.append(fp)
+            outcome = "the cluster folder was never published; the intermediate was dropped from the inventory"
+        done.append(Recovered({"interrupted": "issue", "cluster": cluster, "fingerprint": fp, "outcome": outcome}))
+    if unpublished:
+        _drop_from_inventory(layout, *unpublished)
+    return done
+
+
+def _recover_rotate(layout: PkiLayout, j: dict[str, Any]) -> list[Recovered]:
     cluster, new_fp, old_fp = str(j["cluster"]), str(j["fingerprint"]), str(j["old_fingerprint"])
     current, staging = layout.path / cluster, layout.rotation_staging(cluster)
     dest = layout.path / str(j["archive"])
@@ -172,38 +195,42 @@ def _recover_rotate(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
         else:
             shutil.rmtree(staging)
             _drop_from_inventory(layout, new_fp)
-            return Recovered(
-                {
-                    "interrupted": "rotate",
-                    "cluster": cluster,
-                    "fingerprint": new_fp,
-                    "outcome": "the new intermediate was never recorded; it was removed and the old one kept",
-                }
-            )
+            return [
+                Recovered(
+                    {
+                        "interrupted": "rotate",
+                        "cluster": cluster,
+                        "fingerprint": new_fp,
+                        "outcome": "the new intermediate was never recorded; it was removed and the old one kept",
+                    }
+                )
+            ]
     if cur == new_fp and stg == old_fp:
         ensure_dir(dest.parent, mode=0o700)
         if dest.exists():
             shutil.rmtree(staging)
         else:
             move(staging, dest)
-    return Recovered(
-        {
-            "interrupted": "rotate",
-            "cluster": cluster,
-            "fingerprint": new_fp,
-            "outcome": "the rotation was recorded; it was finished (the old intermediate is archived)",
-        }
-    )
+    return [
+        Recovered(
+            {
+                "interrupted": "rotate",
+                "cluster": cluster,
+                "fingerprint": new_fp,
+                "outcome": "the rotation was recorded; it was finished (the old intermediate is archived)",
+            }
+        )
+    ]
 
 
-def _recover_root_begin(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
+def _recover_root_begin(layout: PkiLayout, j: dict[str, Any]) -> list[Recovered]:
     fp = str(j["fingerprint"])
     if _fp(layout.next_root_cert) == fp:
         changed = rewrite_trust(layout)
         outcome = f"the next root was published; trust rewritten for {len(changed)} cluster(s)"
     else:
         outcome = "the next root was never published; no rotation is in progress"
-    return Recovered({"interrupted": "rotate-root", "fingerprint": fp, "outcome": outcome})
+    return [Recovered({"interrupted": "rotate-root", "fingerprint": fp, "outcome": outcome})]
 
 
 def finish_root_moves(layout: PkiLayout, archive_dir: Path) -> None:
@@ -229,7 +256,7 @@ def write_crl_files(layout: PkiLayout, pem: bytes) -> None:
         write_replace(layout.path / c / CRL, pem)
 
 
-def _recover_root_finish(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
+def _recover_root_finish(layout: PkiLayout, j: dict[str, Any]) -> list[Recovered]:
     fp = str(j["fingerprint"])
     finish_root_moves(layout, layout.path / str(j["archive"]))
     crl = j.get("crl")
@@ -245,9 +272,11 @@ def _recover_root_finish(layout: PkiLayout, j: dict[str, Any]) -> Recovered:
     if inv.root is None or inv.root.fingerprint != fp:
         inv.root = RootRecord.of(root)
         write_inventory(layout.inventory, inv)
-    return Recovered(
-        {"interrupted": "rotate-root --finish", "fingerprint": fp, "outcome": "the root rotation was finished"}
-    )
+    return [
+        Recovered(
+            {"interrupted": "rotate-root --finish", "fingerprint": fp, "outcome": "the root rotation was finished"}
+        )
+    ]
 
 
 _BY_KIND = {
@@ -286,7 +315,7 @@ def recover(layout: PkiLayout) -> list[Recovered]:
         handler = _BY_KIND.get(str(doc.get("kind")))
         if handler is None:
             raise InvalidInput(f"{jp}: unknown act journal kind {doc.get('kind')!r}; restore the folder from backup")
-        done.append(handler(layout, doc))
+        done.extend(handler(layout, doc))
         clear_journal(layout)
     done.extend(_legacy_rotations(layout))
     held = _recover_custody(layout)
@@ -326,6 +355,7 @@ __all__ = [
     "clear_journal",
     "exchange",
     "finish_root_moves",
+    "issue_journal",
     "recover",
     "rewrite_trust",
     "write_crl_files",

@@ -15,9 +15,10 @@ under the PKI lock: 3. the ceremony log is intact and the officer may extend it 
 4. not already issued: no ``PKI/<cluster>/`` [4], the key is not already certified for another
 cluster [4], the request id was not signed before [4]; 5. the signing root's key opens (the next
 root during a root rotation, as for ``ca issue``) and the validity ends inside it [3/4]; 6. the lint
-gate over the whole batch [4]; then per request: sign, re-parse, verify [1] → journal → inventory →
-log → ``PKI/<cluster>/`` published (the order of ``ca issue``, so :mod:`airgap.offline.recovery`
-undoes a crash the same way); ``--out`` is published last.
+gate over the whole batch [4]; 7. each request signed, re-parsed, verified [1]; then the batch is
+published as ``ca issue`` publishes (:func:`airgap.offline.issue.publish_intermediates`: one journal
+→ inventory → log → each ``PKI/<cluster>/``, so :mod:`airgap.offline.recovery` undoes a crash the
+same way); ``--out`` is published last.
 """
 
 from __future__ import annotations
@@ -37,14 +38,13 @@ from airgap.core.csr import VerifiedCSR
 from airgap.core.keys import PrivateKey, spki_sha256
 from airgap.core.locking import Notify, stderr_note
 from airgap.errors import InvalidInput, Refused
-from airgap.offline.act import Act, pki_act
+from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
-from airgap.offline.inventory import IntermediateRecord, Inventory, cert_facts, read_inventory
-from airgap.offline.issue import check_names, write_cluster, write_public_files
-from airgap.offline.keysource import signing_root
+from airgap.offline.inventory import IntermediateRecord, cert_facts, read_inventory
+from airgap.offline.issue import Signed, check_names, publish_intermediates, write_public_files
+from airgap.offline.keysource import SigningRoot, signing_root
 from airgap.offline.layout import PkiLayout
 from airgap.offline.lint import Linter, lint_certificate, lint_gate, sign_linted
-from airgap.offline.recovery import clear_journal, write_journal
 
 KEY_HELD_ELSEWHERE = "elsewhere"
 
@@ -176,38 +176,30 @@ def sign_csrs(
         ]
         n_workers = workers or (min(os.cpu_count() or 1, len(items) // 16) if len(items) >= 32 else 1)
         linted = lint_gate(builders, issuer_key=signer.key, linter=linter, workers=max(1, n_workers))
-        records: list[IntermediateRecord] = []
-        inv = act.inventory()  # read once under the lock; each cluster's record is written through it
+        batch = [
+            _signed(item, name, sign_linted(lt, issuer_cert=signer.cert, issuer_key=signer.key), signer)
+            for item, name, lt in zip(items, names, linted, strict=True)
+        ]
         with staged_dir(out) as tmp_out:
-            for item, name, lt in zip(items, names, linted, strict=True):
-                cert = sign_linted(lt, issuer_cert=signer.cert, issuer_key=signer.key)
-                records.append(_publish(act, inv, item, name, cert, signer.cert, signer.is_next))
-                folder = tmp_out if len(items) == 1 else tmp_out / name
+
+            def copy_out(s: Signed) -> None:
+                folder = tmp_out if len(items) == 1 else tmp_out / s.record.cluster
                 folder.mkdir(exist_ok=True)
-                write_public_files(layout, folder, cert, signer.cert)
-    return records
+                write_public_files(layout, folder, s.cert, s.issuer)
+
+            publish_intermediates(act, batch, copy_out)
+    return [s.record for s in batch]
 
 
-def _publish(
-    act: Act,
-    inv: Inventory,
-    item: SignItem,
-    name: str,
-    cert: x509.Certificate,
-    issuer: x509.Certificate,
-    is_next: bool,
-) -> IntermediateRecord:
-    """journal → inventory → log → ``PKI/<cluster>/`` (no ``ca-key.pem``) → journal removed."""
+def _signed(item: SignItem, name: str, cert: x509.Certificate, signer: SigningRoot) -> Signed:
+    """The record (key held elsewhere, with its SPKI and the CSR's SHA-256) and log entry of one request."""
     record = dataclasses.replace(
-        IntermediateRecord.of(name, cert, issuer),
+        IntermediateRecord.of(name, cert, signer.cert),
         key_held=KEY_HELD_ELSEWHERE,
         key_id=item.csr.key_id,
         csr_sha256=item.csr.sha256,
         request_id=item.request_id,
     )
-    write_journal(act.layout, {"kind": "issue", "cluster": name, "fingerprint": record.fingerprint})
-    inv.intermediates.append(record)
-    act.write_inventory(inv)
     params: dict[str, Any] = {
         **cert_facts(cert, cluster=name),
         "key_held": KEY_HELD_ELSEWHERE,
@@ -215,14 +207,9 @@ def _publish(
     }
     if item.request_id is not None:
         params["request_id"] = item.request_id
-    if is_next:
+    if signer.is_next:
         params["under_next_root"] = True
-    act.record("sign", params)
-    if act.logged and inv.ceremony_log is None:  # the log started with this act: keep its inventory record
-        inv.ceremony_log = act.inventory().ceremony_log
-    write_cluster(act.layout, act.path / name, None, cert, issuer)
-    clear_journal(act.layout)
-    return record
+    return Signed(record, "sign", params, None, cert, signer.cert)
 
 
 __all__ = ["KEY_HELD_ELSEWHERE", "SignItem", "certified_key_ids", "read_signing_request", "sign_csr", "sign_csrs"]

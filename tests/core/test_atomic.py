@@ -157,3 +157,21 @@ def test_a_failed_write_removes_its_temp(tmp_path: Path) -> None:
         fh.write(b"secret")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_dir_flushes_every_file_and_every_sub_folder_before_publishing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed: list[str] = []
+    real = os.fsync
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (flushed.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name), real(fd))
+    )
+    final = tmp_path / "out"
+    with staged_dir(final) as d:
+        (d / "a").mkdir()
+        (d / "a" / "x.pem").write_bytes(b"x")
+        (d / "b").mkdir()
+        (d / "b" / "y.pem").write_bytes(b"y")
+    assert {"a", "b", "x.pem", "y.pem"} <= set(flushed)
+    assert flushed[-1] == tmp_path.name  # the rename into place, last

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from airgap.core.csr import verify_csr
 from airgap.offline.ca import CAStore
-from airgap.offline.ceremony import verify_log
+from airgap.offline.ceremony import read_entries, verify_log
+from airgap.offline.sign import SignItem, sign_csrs
+from tests.conftest import PASSPHRASE
 from tests.offline.test_act import (  # noqa: F401
     Logged,
     _acts,
@@ -49,3 +53,54 @@ def test_sigkill_at_every_write_of_ca_sign(logged: Logged, tmp_path: Path, passf
         assert not (lg.pki / "c3" / "ca-key.pem").exists()
         if rec is not None:
             assert rec.held_elsewhere, n
+
+
+def _csr_file(tmp: Path, name: str) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    p = tmp / f"{name}.csr"
+    p.write_bytes(
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    return p
+
+
+def test_sigkill_at_every_write_of_a_ca_sign_batch_keeps_folder_and_record_together(
+    logged: Logged, tmp_path: Path, passfile: Path
+) -> None:
+    names = ["s1", "s2", "s3"]
+    args = ["ca", "sign"]
+    for name in names:
+        args += [str(_csr_file(tmp_path, name)), "--cluster", name]
+    args += ["--out", "{pki}.out", *_common(logged, passfile)]
+    shapes = set()
+    for n, lg in _kill_at_every_write(logged, tmp_path, args):
+        verify_log(lg.pki, [lg.officer.key.public_key()])
+        published = tuple((lg.pki / c).exists() for c in names)
+        shapes.add(published)
+        assert not Path(f"{lg.pki}.out").exists() or all(published), n  # --out only after the whole batch
+        _next_act_works(lg, "c4")
+        inv = CAStore(lg.pki).read_inventory()
+        for c in names:
+            assert (lg.pki / c).exists() == (inv.current(c) is not None), (n, c)
+        entries = [e for e in read_entries(lg.pki) if e.act == "recover" and e.params.get("interrupted") == "issue"]
+        if any(published) and not all(published):  # one recover entry per cluster of the batch
+            assert sorted(str(e.params["cluster"]) for e in entries) == names, n
+    assert (True, False, False) in shapes and (True, True, False) in shapes, shapes
+
+
+def test_a_batch_writes_the_inventory_once(pki: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airgap.offline import act as act_mod
+
+    writes = []
+    real = act_mod.write_inventory
+    monkeypatch.setattr(
+        act_mod, "write_inventory", lambda p, inv: (writes.append(len(inv.intermediates)), real(p, inv))
+    )
+    before = len(CAStore(pki).read_inventory().intermediates)
+    items = [SignItem(verify_csr(_csr_file(tmp_path, f"b{i}").read_bytes(), source="csr"), f"b{i}") for i in range(20)]
+    sign_csrs(pki, items, out=tmp_path / "out", days=30, passphrase=PASSPHRASE, notify=None)
+    assert writes == [before + 20]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"b{i}" for i in range(20))
