@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import signal
 import sys
@@ -60,11 +61,20 @@ mesh.register_top_level(app)
 register_doctor(app)
 
 
-def _files_are_checked_by_the_commands(root: typer.Typer) -> None:
-    """Turn off typer's own ``readable`` check on Path parameters (typer ≥ 0.20 defaults it on).
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds")
+    return value
 
-    An unreadable file must be the contract's exit 3 with airgap's one-line error, raised by the
-    command that opens it, not click's usage error (exit 2).
+
+def _strict_parameters(root: typer.Typer) -> None:
+    """Two rules typer does not apply by itself, set on every parameter of every command:
+
+    * Path parameters get no ``readable`` check (typer ≥ 0.20 defaults it on): an unreadable file
+      must be the contract's exit 3 with airgap's one-line error, raised by the command that opens
+      it, not click's usage error (exit 2).
+    * A float option (its default is a float) refuses ``nan`` and ``inf`` with exit 2: click's
+      FloatRange lets NaN through, since every comparison with it is false.
     """
     import inspect
 
@@ -75,12 +85,14 @@ def _files_are_checked_by_the_commands(root: typer.Typer) -> None:
             for p in inspect.signature(info.callback).parameters.values():
                 if isinstance(p.default, ParameterInfo):
                     p.default.readable = False
+                    if isinstance(p.default.default, float) and p.default.callback is None:
+                        p.default.callback = _finite
     for group in root.registered_groups:
         if group.typer_instance is not None:
-            _files_are_checked_by_the_commands(group.typer_instance)
+            _strict_parameters(group.typer_instance)
 
 
-_files_are_checked_by_the_commands(app)
+_strict_parameters(app)
 
 
 class Terminated(BaseException):

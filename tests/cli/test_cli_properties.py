@@ -79,6 +79,12 @@ def kind_of(param: Any) -> str:
     """number / float / path / string / flag for a click parameter made by typer."""
     if getattr(param, "is_flag", False):
         return "flag"
+    if not hasattr(param, "type_descriptor"):  # typer < 0.29: the click type says it
+        name = param.type.name  # "int", "int range", "float", "float range", "path", "boolean", "str"
+        head = name.split()[0]
+        return {"int": "number", "integer": "number", "float": "float", "path": "path", "boolean": "flag"}.get(
+            head, "string"
+        )
     ann: Any = param.type_descriptor.annotation
     while True:
         args = [a for a in typing.get_args(ann) if a is not type(None)]
