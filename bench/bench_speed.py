@@ -134,6 +134,9 @@ def alternate(
     for i in range(rounds):
         for side in ("anchor", "airgap") if i % 2 == 0 else ("airgap", "anchor"):
             reset()
+            # No writeback left over from the set-up or the previous round (a 1 GiB input just
+            # made, an output just deleted) may land in the next side's time: start each clean.
+            os.sync()
             if side == "anchor":
                 case.theirs.add(*theirs())
             else:
