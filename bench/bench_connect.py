@@ -31,7 +31,6 @@ def _root(tmp: Path) -> Path:
     return tmp / "pki" / "root-cert.pem"
 
 
-
 def run(parallel: int, root: Path, tmp: Path) -> float:
     from airgap.connected.connect import connect_mesh
     from airgap.connected.kube import RetryPolicy

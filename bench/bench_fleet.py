@@ -68,7 +68,6 @@ def _secret(tmp: Path) -> dict[str, Any]:
     }
 
 
-
 def run(parallel: int, prepared: _Prepared, tmp: Path) -> float:
     from airgap.connected.cacerts import import_to_fleet
     from airgap.connected.kube import RetryPolicy

@@ -23,6 +23,7 @@ during one window's hashing (milliseconds). Set ``AIRGAP_NO_MMAP=1`` to use read
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mmap
 import os
@@ -40,6 +41,7 @@ CHUNK = 1024 * 1024  # one read or write
 WINDOW = 8 * 1024 * 1024  # one mmap window (and progress step) when hashing a file in place
 MAP_AT_LEAST = 4 * 1024 * 1024  # smaller files are read: mapping them saves nothing
 WRITEBACK_EVERY = 32 * 1024 * 1024  # HashingWriter starts disk writeback this often
+COPY_BUFFERS = 4  # copy_hashed: chunks in flight between the reader and the writer
 
 
 class Hash(Protocol):
@@ -196,7 +198,8 @@ def hash_file(
     return digests.digests(), digests.size
 
 
-_Item = tuple[IO[bytes], "Digests | None", bytes] | Callable[[], None] | threading.Event | None
+_Write = tuple[IO[bytes], "Digests | None", "bytes | memoryview", "Callable[[], None] | None"]
+_Item = _Write | Callable[[], None] | threading.Event | None
 
 
 class WriteBehind:
@@ -219,9 +222,7 @@ class WriteBehind:
 
     def __init__(self, *, depth: int = 8, writeback: bool = False) -> None:
         self._writeback = writeback
-        self._queue: queue.Queue[_Item] = queue.Queue(
-            maxsize=depth
-        )
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=depth)
         self._error: OSError | None = None
         self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, name="airgap-write-behind", daemon=True)
@@ -233,11 +234,12 @@ class WriteBehind:
             if isinstance(item, threading.Event):
                 item.set()  # drain() waits for this
                 continue
-            if self._error is not None:
-                continue  # keep draining, so the producer never blocks forever
+            release = item[3] if isinstance(item, tuple) else None
             try:
+                if self._error is not None:
+                    continue  # keep draining, so the producer never blocks forever
                 if isinstance(item, tuple):
-                    out, digests, chunk = item
+                    out, digests, chunk, _ = item
                     out.write(chunk)
                     if digests is not None:
                         digests.update(chunk)
@@ -247,6 +249,9 @@ class WriteBehind:
                     item()
             except OSError as exc:
                 self._error = exc
+            finally:
+                if release is not None:
+                    release()  # even after an error: the producer may be waiting for this buffer
 
     def _advise(self, out: IO[bytes], n: int) -> None:
         key = id(out)
@@ -265,10 +270,20 @@ class WriteBehind:
         if self._error is not None:
             raise self._error
 
-    def write(self, out: IO[bytes], digests: Digests | None, chunk: bytes) -> None:
-        """Queue ``chunk`` to be written to ``out`` (and fed to ``digests``, unless None)."""
+    def write(
+        self,
+        out: IO[bytes],
+        digests: Digests | None,
+        chunk: bytes | memoryview,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        """Queue ``chunk`` to be written to ``out`` (and fed to ``digests``, unless None).
+
+        ``release``, when given, runs on the worker once the chunk is written (or skipped after an
+        error): a producer that lends a buffer (a ``memoryview`` it will refill) gets it back then.
+        """
         self._raise()
-        self._queue.put((out, digests, chunk))
+        self._queue.put((out, digests, chunk, release))
 
     def call(self, fn: Callable[[], None]) -> None:
         self._raise()
@@ -308,20 +323,27 @@ def copy_hashed(
     """Copy ``size`` bytes of the file ``src_fd`` from ``offset`` to ``out``, feeding each byte
     once to ``digests``; return how many were copied (fewer: the source is shorter).
 
-    The caller's thread reads (``pread``: the fd position is not used) and hashes; a
-    :class:`WriteBehind` worker writes the previous chunks meanwhile, so hashing overlaps
-    writing. Everything is written to ``out`` (in order, after what the caller wrote before)
-    when this returns. Write errors raise ``OSError``; read errors too.
+    The caller's thread reads (``preadv``: the fd position is not used) into one of a few reused
+    buffers and hashes it there; a :class:`WriteBehind` worker writes it meanwhile and gives the
+    buffer back. Hashing overlaps writing, no chunk is allocated (a fresh 1 MiB ``bytes`` per
+    read costs page faults), and the bytes written are the bytes hashed: a buffer is refilled only
+    after the worker wrote it. Everything is written to ``out`` (in order, after what the caller
+    wrote before) when this returns. Write errors raise ``OSError``; read errors too.
     """
+    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    for _ in range(COPY_BUFFERS):
+        free.put(bytearray(min(CHUNK, max(size, 1))))
     done = 0
-    with WriteBehind(depth=4, writeback=writeback) as writer:
+    with WriteBehind(depth=COPY_BUFFERS, writeback=writeback) as writer:
         while done < size:
-            chunk = os.pread(src_fd, min(CHUNK, size - done), offset + done)
-            if not chunk:
+            buf = free.get()
+            view = memoryview(buf)
+            got = os.preadv(src_fd, [view[: min(len(buf), size - done)]], offset + done)
+            if not got:
                 break
-            digests.update(chunk)
-            writer.write(out, None, chunk)
-            done += len(chunk)
-            progress.advance(len(chunk))
+            digests.update(view[:got])
+            writer.write(out, None, view[:got], functools.partial(free.put, buf))
+            done += got
+            progress.advance(got)
         writer.drain()
     return done

@@ -62,7 +62,6 @@ from airgap.core.x509 import check_ca_material
 from airgap.errors import InvalidInput, Refused
 from airgap.offline import ceremony
 from airgap.offline.act import pki_act
-from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import Officer
 from airgap.offline.inventory import IntermediateRecord, parse_state, read_inventory
 from airgap.offline.layout import SEQUENCE, STATE, PkiLayout, check_cluster_name
@@ -426,6 +425,8 @@ def seal_bundle(
         age.parse_recipient(r, source="--recipient")
     if not 1 <= expires_days <= MAX_EXPIRY_DAYS:
         raise InvalidInput(f"--expires must be between 1 and {MAX_EXPIRY_DAYS} days")
+    from airgap.offline.ca import CAStore  # the PKI folder facade: only this act needs it
+
     store = CAStore(Path(pki_dir))
     store.load_root_cert()  # a PKI folder, not any folder
     sign_key = load_private_key(Path(sign_key_path), sign_passphrase)

@@ -35,9 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pyrage
-import shamir_mnemonic
-from shamir_mnemonic.share import Share
+import pyrage  # shamir_mnemonic is imported by the functions that split or combine: no other act loads it
 
 from airgap.core import age
 from airgap.core.atomic import fsync_dir, staged_dir, write_new
@@ -188,6 +186,9 @@ def split(threshold: int, recipients: Sequence[str], *, secret: bytes | None = N
     Share K is age-encrypted to ``recipients[K-1]``. Recipients must be distinct (two shares for one
     person defeat the split).
     """
+    import shamir_mnemonic
+    from shamir_mnemonic.share import Share
+
     canon = [str(age.parse_recipient(r, source="--custodian")) for r in recipients]
     count = len(canon)
     if count == 0:
@@ -279,6 +280,9 @@ def _read_share(folder: Path, share: ShareRecord) -> bytes:
 
 
 def _check_mnemonic(text: bytes, share: ShareRecord, record: CustodyRecord, where: str) -> str:
+    import shamir_mnemonic
+    from shamir_mnemonic.share import Share
+
     try:
         mnemonic = " ".join(text.decode("ascii").split())
         parsed = Share.from_mnemonic(mnemonic)
@@ -297,6 +301,9 @@ def _check_mnemonic(text: bytes, share: ShareRecord, record: CustodyRecord, wher
 
 def _mnemonic_of_words(words: str, record: CustodyRecord, source: str) -> tuple[int, str]:
     """A share typed by its custodian: which share number it is, and the normalised mnemonic."""
+    import shamir_mnemonic
+    from shamir_mnemonic.share import Share
+
     mnemonic = " ".join(words.lower().split())
     try:
         parsed = Share.from_mnemonic(mnemonic)
@@ -358,6 +365,8 @@ def collect_shares(
 
 def combine(found: dict[int, str], record: CustodyRecord) -> Opened:
     """Recover the root passphrase from at least M distinct shares (the M lowest numbers are used)."""
+    import shamir_mnemonic
+
     if len(found) < record.threshold:
         have = ", ".join(str(n) for n in sorted(found)) or "none"
         raise InvalidInput(

@@ -19,7 +19,7 @@ import pytest
 
 from airgap.core import hashing
 from airgap.core.archive import extract_archive
-from airgap.core.hashing import MAP_AT_LEAST, WINDOW, Digests, WriteBehind, hash_fd, hash_file
+from airgap.core.hashing import MAP_AT_LEAST, WINDOW, Digests, WriteBehind, copy_hashed, hash_fd, hash_file
 from airgap.core.release import extract_release, verify_release
 from airgap.errors import InvalidInput, VerificationError
 from tests.bundle_fixtures import NOW, Keys, make_bundle, trust_of
@@ -154,6 +154,29 @@ def test_write_behind_reports_the_first_write_error() -> None:
             w.write(out, d, b"again")
     assert out.getvalue() == b"x" * 10
     assert d.size == 10  # the digests cover exactly what was written
+
+
+def test_copy_hashed_copies_and_hashes_each_byte_once_through_reused_buffers(
+    tmp_path: Path, counted: list[Counted]
+) -> None:
+    data = _data(5 * (1 << 20) + 12345)  # more chunks than buffers: every buffer is refilled
+    src = tmp_path / "src"
+    src.write_bytes(b"head" + data + b"tail")
+    d = Digests()
+    with open(src, "rb") as fh, open(tmp_path / "out", "wb") as out:
+        out.write(b"before|")
+        assert copy_hashed(fh.fileno(), 4, len(data), out, d) == len(data)
+        out.write(b"|after")
+    assert (tmp_path / "out").read_bytes() == b"before|" + data + b"|after"
+    assert d.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert [c.fed for c in counted] == [len(data)]
+
+
+def test_copy_hashed_raises_a_write_error_and_never_hangs(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(_data(12 * (1 << 20)))  # far more chunks than buffers in flight
+    with open(src, "rb") as fh, pytest.raises(OSError, match="No space left"):
+        copy_hashed(fh.fileno(), 0, 12 * (1 << 20), _FullDisk(), Digests())
 
 
 # --- release verify and extract ------------------------------------------------------------------
