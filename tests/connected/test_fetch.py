@@ -89,6 +89,19 @@ def make_handler(script: Script) -> type[http.server.BaseHTTPRequestHandler]:
             else:
                 self.send_response(200)
             body = data[start:]
+            if step.startswith("chunked"):  # no length: the body ends with its last chunk
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+                for piece in pieces[: len(pieces) // 2] if step == "chunked-cut" else pieces:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                if step == "chunked-cut":
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(b"0\r\n\r\n")
+                return
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
@@ -211,6 +224,17 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[Counted]:
 
     monkeypatch.setattr(hashing, "new_hash", factory)
     return made
+
+
+def test_chunked_body_and_a_chunked_body_cut_short(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    tarball, pub = publish(server, signed)
+    path = f"/asm/{tarball.name}"
+    server.script.plan[path] = ["chunked-cut", "chunked"]  # dropped mid-body, then a whole body
+    got = fetch(server, tmp_path / "out", pub, quick(server))
+    assert got.read_bytes() == tarball.read_bytes()
+    assert [p for p, _ in server.script.seen].count(path) == 2
 
 
 @pytest.mark.parametrize("plan", [[], ["cut"]], ids=["straight", "cut-and-resumed"])
