@@ -10,8 +10,10 @@ of the PKI passphrase; every logged act then names the share numbers that took p
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -106,6 +108,65 @@ def _token_ref(
     from airgap.offline.keysource import token_ref
 
     return token_ref(pki, module, token_label, key_label, next_root=next_root)
+
+
+@dataclass(frozen=True)
+class OpenRoot:
+    """The root of one act, opened (:func:`open_root`): what signs, and the officer who records it."""
+
+    passphrase: bytes | None  # opens the root key file: the shares' secret under split custody
+    pki_passphrase: bytes | None  # the officer's own: new cluster keys, and the log key's default
+    key: PrivateKey | None  # the token key when the root is in a PKCS#11 token
+    officer: Officer | None
+
+
+ROOT_OPTIONS = (
+    "passphrase_file",
+    "no_passphrase",
+    "log_key",
+    "log_key_passphrase_file",
+    "pin_file",
+    "share",
+    "share_passphrase_file",
+    "type_share",
+)
+
+
+def root_opts(params: dict[str, Any]) -> dict[str, Any]:
+    """The root-opening options of a root act, picked by name from the command's parameters
+    (``root_opts(locals())``): every root act declares them with these names (PassFileOpt ...)."""
+    return {name: params[name] for name in ROOT_OPTIONS}
+
+
+@contextlib.contextmanager
+def open_root(
+    dir: Path,
+    ref: TokenRef | None,
+    *,
+    passphrase_file: Path | None,
+    no_passphrase: bool,
+    log_key: Path | None,
+    log_key_passphrase_file: Path | None,
+    pin_file: Path | None,
+    share: list[Path] | None,
+    share_passphrase_file: list[Path] | None,
+    type_share: int,
+    new_keys: bool = False,
+) -> Iterator[OpenRoot]:
+    """Open the root for an act, in the one order every root act uses: the custody shares (M of N),
+    the PKI passphrase, the officer's log key, then the token key (``ref``) inside :func:`logged`,
+    so a logged act names the shares that took part. ``new_keys``: the act makes cluster keys, so the
+    PKI passphrase that encrypts them is asked for even under custody."""
+    from airgap.core.passphrase import resolve_passphrase
+
+    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    if new_keys:
+        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
+    else:
+        pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
+    officer = _officer(log_key, log_key_passphrase_file, pw)
+    with logged(opened), _open_key(ref, pin_file, opened) as key:
+        yield OpenRoot(opened.passphrase if opened is not None else pw, pw, key, officer)
 
 
 @app.command("init")
@@ -253,6 +314,8 @@ def _adopt(
     typer.echo(f"  valid until  {rec.not_after}")
     typer.echo(f"  fingerprint  {rec.fingerprint}")
     info(f"the original {key} was not touched: destroy it once the PKI folder is backed up")
+
+
 def _init_token_under_custody(
     dir: Path,
     ref: TokenRef,
@@ -346,19 +409,15 @@ def issue(
     Example: airgap ca issue c1 c2 c3 --dir pki --passphrase-file pass.txt --skip-existing   (resume)
     """
     from airgap.core.keys import check_key_type
-    from airgap.core.passphrase import resolve_passphrase
     from airgap.core.x509 import check_subject
     from airgap.offline.issue import issue_intermediates
     from airgap.offline.keysource import signing_token_ref
 
     kt = check_key_type(key_type)
     check_subject(org=org, cn=cn)
-    opened = open_custody(dir, share, share_passphrase_file, type_share)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
-    officer = _officer(log_key, log_key_passphrase_file, pw)
     # During a root rotation the next root signs (and its token key, if it is in one).
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
-    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
+    with open_root(dir, ref, new_keys=True, **root_opts(locals())) as root:
         done = issue_intermediates(
             dir,
             clusters,
@@ -367,11 +426,11 @@ def issue(
             org=org,
             cn=cn,
             sans=san,
-            passphrase=opened.passphrase if opened is not None else pw,
-            key_passphrase=pw,
+            passphrase=root.passphrase,
+            key_passphrase=root.pki_passphrase,
             workers=workers or None,
-            officer=officer,
-            root_key=root_key,
+            officer=root.officer,
+            root_key=root.key,
             progress=RichProgress(counts=True),
             skip_existing=skip_existing,
         )
@@ -502,18 +561,15 @@ def revoke(
     from airgap.offline.crl import revoke as do_revoke
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    opened = open_custody(dir, share, share_passphrase_file, type_share)
-    pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
-    officer = _officer(log_key, log_key_passphrase_file, pw)
-    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
+    with open_root(dir, ref, **root_opts(locals())) as root:
         rev, rec = do_revoke(
             CAStore(dir),
             cluster,
             reason=reason,
             serial=serial,
-            passphrase=opened.passphrase if opened is not None else pw,
-            root_key=root_key,
-            officer=officer,
+            passphrase=root.passphrase,
+            root_key=root.key,
+            officer=root.officer,
             next_update_days=next_update_days,
         )
     typer.echo(f"Revoked {cluster}: serial {rev.serial} ({rev.reason}), sha256 {rev.fingerprint}")
@@ -547,15 +603,12 @@ def crl(
     from airgap.offline.crl import refresh_crl
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    opened = open_custody(dir, share, share_passphrase_file, type_share)
-    pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
-    officer = _officer(log_key, log_key_passphrase_file, pw)
-    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
+    with open_root(dir, ref, **root_opts(locals())) as root:
         rec = refresh_crl(
             CAStore(dir),
-            passphrase=opened.passphrase if opened is not None else pw,
-            root_key=root_key,
-            officer=officer,
+            passphrase=root.passphrase,
+            root_key=root.key,
+            officer=root.officer,
             next_update_days=next_update_days,
         )
     typer.echo(
@@ -608,7 +661,6 @@ def rotate(
     Example: airgap ca rotate cluster1 --csr c1-next.request --trust operator.pub --dir pki --passphrase-file pass.txt
     """
     from airgap.core.keys import check_key_type
-    from airgap.core.passphrase import resolve_passphrase
     from airgap.offline.ca import CAStore
     from airgap.offline.rotate import rotate_intermediate
 
@@ -618,22 +670,19 @@ def rotate(
         from airgap.offline.sign import read_signing_request
 
         item = read_signing_request(csr, trust, cluster)
-    opened = open_custody(dir, share, share_passphrase_file, type_share)
-    pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
-    officer = _officer(log_key, log_key_passphrase_file, pw)
     store = CAStore(dir)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=store.next_root_dir.exists())
-    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
+    with open_root(dir, ref, new_keys=True, **root_opts(locals())) as root:
         r = rotate_intermediate(
             store,
             cluster,
             days=days,
-            passphrase=opened.passphrase if opened is not None else pw,
-            key_passphrase=pw,
+            passphrase=root.passphrase,
+            key_passphrase=root.pki_passphrase,
             key_type=kt,
             sans=san or None,
-            root_key=root_key,
-            officer=officer,
+            root_key=root.key,
+            officer=root.officer,
             csr=item.csr if item is not None else None,
             request_id=item.request_id if item is not None else None,
         )
@@ -685,15 +734,12 @@ def rotate_root(
     store = CAStore(dir)
     if finish:
         ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
-        opened = open_custody(dir, share, share_passphrase_file, type_share)
-        pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
-        officer = _officer(log_key, log_key_passphrase_file, pw)
-        with logged(opened), _open_key(ref, pin_file, opened) as root_key:
+        with open_root(dir, ref, **root_opts(locals())) as root:
             rec = finish_root_rotation(
                 store,
-                passphrase=opened.passphrase if opened is not None else pw,
-                root_key=root_key,
-                officer=officer,
+                passphrase=root.passphrase,
+                root_key=root.key,
+                officer=root.officer,
                 next_update_days=next_update_days,
             )
         typer.echo(f"Root rotation finished: the root is now {rec.subject}, sha256 {rec.fingerprint}")
@@ -714,7 +760,6 @@ def rotate_root(
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
     officer = _officer(log_key, log_key_passphrase_file, pw)
     from airgap.offline.keysource import root_key_args
-
 
     if opened is not None:  # the next root key is encrypted under the same custody secret
         with logged(opened):

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from airgap.cli._app import info, print_json
-from airgap.cli._custody import ShareOpt, SharePassOpt, TypeShareOpt, logged, open_custody
+from airgap.cli._custody import ShareOpt, SharePassOpt, TypeShareOpt
 from airgap.cli.ca import (
     DirOpt,
     KeyLabelOpt,
@@ -22,9 +22,9 @@ from airgap.cli.ca import (
     PassFileOpt,
     PinFileOpt,
     TokenOpt,
-    _officer,
-    _open_key,
     app,
+    open_root,
+    root_opts,
 )
 
 __all__ = ["app", "request", "sign"]
@@ -83,7 +83,6 @@ def sign(
     """
     from airgap.core.csr import MAX_CSR_BYTES
     from airgap.core.files import read_capped
-    from airgap.core.passphrase import resolve_passphrase
     from airgap.core.request import looks_like_request
     from airgap.errors import InvalidInput
     from airgap.offline.keysource import signing_token_ref
@@ -105,15 +104,7 @@ def sign(
         items = [read_signing_request(p, None, c) for p, c in zip(requests, clusters, strict=True)]
     # During a root rotation the next root signs (and its token key, if it is in one), as for ca issue.
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
-    opened = open_custody(dir, share, share_passphrase_file, type_share)
-    if opened is not None:  # split custody: no PKI passphrase for the root; --passphrase-file opens the log key
-        from airgap.core.passphrase import read_passphrase_file
-
-        pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
-    else:
-        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=ref is None)
-    officer = _officer(log_key, log_key_passphrase_file, pw)
-    with logged(opened), _open_key(ref, pin_file, opened) as root_key:
+    with open_root(dir, ref, **root_opts(locals())) as root:  # under split custody the shares open the root
         recs = sign_csrs(
             dir,
             items,
@@ -122,9 +113,9 @@ def sign(
             org=org,
             cn=cn,
             sans=san,
-            passphrase=opened.passphrase if opened is not None else pw,
-            root_key=root_key,
-            officer=officer,
+            passphrase=root.passphrase,
+            root_key=root.key,
+            officer=root.officer,
         )
     if json_out:
         print_json(
