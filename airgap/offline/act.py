@@ -17,7 +17,8 @@ Every act (``ca init``, ``ca issue``, ``ca revoke``, ``ca crl``, ``ca rotate``, 
 4. **Log check, second part**: every certificate on disk must have its entry (an unrecorded CA,
    e.g. from a crash of an older airgap, refuses every act: exit 1).
 5. The change, by the act's own code.
-6. ``act.record(...)``: nothing when the folder keeps no log and no officer was given.
+6. ``act.record(...)`` (or ``act.record_all([...])``, one write of the log for a batch): nothing
+   when the folder keeps no log and no officer was given.
 
 Recovery runs after the chain check (2) and before the files check (4) so that recovering can be
 recorded in a log that is known good, and what it publishes is checked like everything else.
@@ -28,7 +29,7 @@ A refused or failed ``ca init`` (``create=True``) removes the folder and ``.lock
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,14 @@ class Act:
         entry = ceremony.record(self.path, act, params, self.officer, at=at, prepared=self.prepared)
         self.entries.append(entry)
         return entry
+
+    def record_all(self, acts: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Entry]:
+        """Append one signed entry per (act, params) in one write of the log ([] when nothing is logged)."""
+        if self.officer is None or not acts:
+            return []
+        written = ceremony.record_all(self.path, acts, self.officer, prepared=self.prepared)
+        self.entries.extend(written[len(written) - len(acts) :])  # without a log-start it began with
+        return written
 
     def head(self) -> str | None:
         """The log's head hash now (None: no log)."""

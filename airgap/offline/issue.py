@@ -308,8 +308,7 @@ def publish_intermediates(act: Act, batch: Sequence[Signed], published: Callable
     inv = act.inventory()
     inv.intermediates.extend(s.record for s in batch)
     act.write_inventory(inv)  # before any folder is published: the record never lags the disk
-    for s in batch:
-        act.record(s.log_act, s.params)
+    act.record_all([(s.log_act, s.params) for s in batch])  # one write of the log for the batch
     for s in batch:
         write_cluster(act.layout, act.path / s.record.cluster, s.key_pem, s.cert, s.issuer)
         if published is not None:

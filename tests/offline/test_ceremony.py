@@ -15,7 +15,7 @@ from airgap.core.keys import sign, spki_sha256
 from airgap.errors import InvalidInput, Refused, VerificationError
 from airgap.offline import ceremony
 from airgap.offline.ca import CAStore
-from airgap.offline.ceremony import DOMAIN, HEAD_DOMAIN, Officer, canonical, head_hash, verify_log
+from airgap.offline.ceremony import DOMAIN, HEAD_DOMAIN, Officer, canonical, head_hash, read_entries, verify_log
 from airgap.offline.crl import refresh_crl, revoke
 from tests.conftest import PASSPHRASE
 from tests.helpers import one_error_line, run_cli, tree
@@ -515,3 +515,21 @@ def test_corrupt_log_record_is_invalid_input(logged: Logged, record: object) -> 
         CAStore(logged.pki).read_inventory()
     with pytest.raises(InvalidInput, match="inventory is corrupt"):
         verify_log(logged.pki)
+
+
+def test_record_all_appends_a_batch_in_one_write_that_verifies(logged: Logged, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airgap.offline.ceremony import store
+
+    before = read_entries(logged.pki)
+    writes: list[str] = []
+    real = store.write_replace
+    monkeypatch.setattr(store, "write_replace", lambda p, data, **kw: (writes.append(p.name), real(p, data, **kw)))
+    written = ceremony.record_all(logged.pki, [("note", {"n": i}) for i in range(5)], logged.officer)
+    assert writes == [store.LOG_NAME, store.HEAD_NAME]  # the log and its head once, not once per entry
+    after = read_entries(logged.pki)
+    assert [e.params.get("n") for e in after[len(before) :]] == [0, 1, 2, 3, 4]
+    assert [e.seq for e in written] == [len(before) + 1 + i for i in range(5)]
+    verify_log(logged.pki, [logged.officer.key.public_key()])
+    with pytest.raises(ValueError):
+        ceremony.record_all(logged.pki, [("note", {"passphrase": "x"})], logged.officer)
+    assert len(read_entries(logged.pki)) == len(after)  # a batch with a secret writes nothing

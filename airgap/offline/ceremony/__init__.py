@@ -68,6 +68,7 @@ from airgap.offline.ceremony.store import (
     prepare,
     read_entries,
     record,
+    record_all,
     verify_log,
 )
 
@@ -99,5 +100,6 @@ __all__ = [
     "prepare",
     "read_entries",
     "record",
+    "record_all",
     "verify_log",
 ]

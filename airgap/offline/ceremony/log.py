@@ -332,23 +332,21 @@ def head_signed_bytes(hash_: str, seq: int, signer: str) -> bytes:
 
 def sign_entries(
     last_line: bytes | None, seq: int, todo: Sequence[tuple[str, Mapping[str, Any]]], officer: Officer, when: str
-) -> tuple[list[bytes], Entry, bytes]:
+) -> tuple[list[Entry], bytes]:
     """Sign the entries ``todo`` following ``last_line`` (None: the log starts); returns the new
-    lines, the last entry and the signed head's bytes (with its newline)."""
-    new: list[bytes] = []
+    entries (their ``line`` is what the log gets) and the signed head's bytes (with its newline)."""
+    new: list[Entry] = []
     prev = _sha256(last_line) if last_line is not None else GENESIS_PREV
-    last: Entry | None = None
     for a, p in todo:
         body = {"act": a, "params": p, "prev": prev, "seq": seq, "signer": officer.key_id, "time": when}
         sig = base64.b64encode(sign(officer.key, DOMAIN + canonical(body))).decode()
-        line = canonical({**body, "signature": sig})
-        last = Entry(seq, when, a, p, prev, officer.key_id, sig, line)
-        new.append(line)
-        prev, seq = last.hash, seq + 1
-    assert last is not None
+        entry = Entry(seq, when, a, p, prev, officer.key_id, sig, canonical({**body, "signature": sig}))
+        new.append(entry)
+        prev, seq = entry.hash, seq + 1
+    last = new[-1]
     head_body = {"hash": last.hash, "seq": last.seq, "signer": officer.key_id}
     head_sig = base64.b64encode(sign(officer.key, head_signed_bytes(last.hash, last.seq, officer.key_id))).decode()
-    return new, last, canonical({**head_body, "signature": head_sig}) + b"\n"
+    return new, canonical({**head_body, "signature": head_sig}) + b"\n"
 
 
 __all__ = [

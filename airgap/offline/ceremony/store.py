@@ -293,35 +293,53 @@ def record(
     at: dt.datetime | None = None,
     prepared: Prepared | None = None,
 ) -> Entry:
-    """Append one signed entry for ``act`` and re-sign the head; start the log if there is none.
+    """Append one signed entry for ``act`` and re-sign the head (:func:`record_all` of one)."""
+    return record_all(pki, [(act, params)], officer, at=at, prepared=prepared)[-1]
+
+
+def record_all(
+    pki: Path,
+    acts: Sequence[tuple[str, Mapping[str, Any]]],
+    officer: Officer,
+    *,
+    at: dt.datetime | None = None,
+    prepared: Prepared | None = None,
+) -> list[Entry]:
+    """Append one signed entry per (act, params), in order, and re-sign the head once; start the log
+    if there is none. Returns the entries written (a ``log-start`` first when the log started).
 
     Call with the PKI lock held, after :func:`prepare` (pass its result as ``prepared``) and after
     the act succeeded; external callers on a folder that already keeps a log may skip both. ``params`` must
     be JSON values with no secret (refused: ValueError, a programming error). The whole log is
-    rewritten atomically, so a crash leaves the old log or the new one, never half a line.
+    rewritten atomically, so a crash leaves the old log or the new one with every entry of the
+    batch, never half a line or half a batch: ``ca sign`` of 200 requests writes the log once.
     """
-    check_no_secret(params)
+    if not acts:
+        raise ValueError("record_all needs at least one act")
+    for _, params in acts:
+        check_no_secret(params)
     pki = Path(pki)
     lines = _read_lines(log_path(pki)) if has_log(pki) else []
     todo: list[tuple[str, Mapping[str, Any]]] = []
     if not lines:
         genesis = prepared.genesis if prepared is not None and prepared.genesis is not None else None
         todo.append(("log-start", dict(genesis) if genesis is not None else _genesis_params(pki, officer)))
-    todo.append((act, {**(_ANNOTATIONS.get() or {}), **params}))
-    last = _append(pki, lines, todo, officer, at)
+    notes = _ANNOTATIONS.get() or {}
+    todo.extend((act, {**notes, **params}) for act, params in acts)
+    written = _append(pki, lines, todo, officer, at)
     # After the log and its head, never before: a crash in between leaves a log without the record
     # (as before the record existed; the next act adds it), never a record without a log.
     if not lines:
-        _mark_kept(pki, officer.key_id, last.time)
+        _mark_kept(pki, officer.key_id, written[-1].time)
     else:
         try:
             first = parse_entry(lines[0], 1, str(log_path(pki)))
         except VerificationError:
-            return last  # a broken log (an external caller skipped prepare): nothing to record it by
+            return written  # a broken log (an external caller skipped prepare): nothing to record it by
         key_id = first.params.get("officer_key_id")
         if first.act == "log-start" and isinstance(key_id, str):
             _mark_kept(pki, key_id, first.time)  # a log older than the record: add it now
-    return last
+    return written
 
 
 def _mark_kept(pki: Path, officer_key_id: str, started: str) -> None:
@@ -349,9 +367,9 @@ def _append(
     todo: list[tuple[str, Mapping[str, Any]]],
     officer: Officer,
     at: dt.datetime | None,
-) -> Entry:
+) -> list[Entry]:
     when = utc_text(at or dt.datetime.now(dt.UTC))
-    new, last, head = sign_entries(lines[-1] if lines else None, len(lines) + 1, todo, officer, when)
-    write_replace(log_path(pki), b"".join(x + b"\n" for x in [*lines, *new]))
+    new, head = sign_entries(lines[-1] if lines else None, len(lines) + 1, todo, officer, when)
+    write_replace(log_path(pki), b"".join(x + b"\n" for x in [*lines, *(e.line for e in new)]))
     write_replace(head_path(pki), head)
-    return last
+    return new
