@@ -60,6 +60,11 @@ def sign(
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
     json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    skip_existing: bool = typer.Option(
+        False,
+        "--skip-existing",
+        help="Finish an interrupted run: a cluster already signed for the same key goes to --out as it is.",
+    ),
     log_key: Path | None = LogKeyOpt,
     log_key_passphrase_file: Path | None = LogPassOpt,
     pkcs11_module: Path | None = ModuleOpt,
@@ -80,6 +85,8 @@ def sign(
     Example: airgap ca sign c1.csr --cluster c1 --dir pki --out signed/ --passphrase-file pass.txt
 
     Example: airgap ca sign c1.request --trust operator.pub --dir pki --out signed/ --passphrase-file pass.txt
+
+    Example: airgap ca sign *.csr --cluster c1 --cluster c2 --dir pki --out signed2/ --skip-existing   (resume)
     """
     from airgap.core.csr import MAX_CSR_BYTES
     from airgap.core.files import read_capped
@@ -105,7 +112,7 @@ def sign(
     # During a root rotation the next root signs (and its token key, if it is in one), as for ca issue.
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
     with open_root(dir, ref, **root_opts(locals())) as root:  # under split custody the shares open the root
-        recs = sign_csrs(
+        done = sign_csrs(
             dir,
             items,
             out=out,
@@ -116,7 +123,9 @@ def sign(
             passphrase=root.passphrase,
             root_key=root.key,
             officer=root.officer,
+            skip_existing=skip_existing,
         )
+    recs, skipped = done.records, done.skipped
     if json_out:
         print_json(
             {
@@ -135,13 +144,19 @@ def sign(
                     }
                     for r in recs
                 ],
+                "skipped": [r.cluster for r in skipped],
             }
         )
         return
+    for rec in skipped:
+        typer.echo(f"Skipped {rec.cluster}: already signed for this key (sha256 {rec.fingerprint}); copied to {out}")
     for rec in recs:
         typer.echo(f"Signed {rec.cluster}: {rec.subject}, until {rec.not_after}, sha256 {rec.fingerprint}")
         typer.echo(f"  key          {rec.key_type}, held elsewhere (SPKI sha256 {rec.key_id})")
         typer.echo(f"  request      sha256 {rec.csr_sha256}" + (f", id {rec.request_id}" if rec.request_id else ""))
+    if not recs:
+        typer.echo(f"Nothing new to sign; the files are in {out}")
+        return
     where = dir / recs[0].cluster if len(recs) == 1 else f"{dir}/CLUSTER/"
     typer.echo(f"Written to {out} and {where} (no ca-key.pem: the key stays where it was made)")
     info(f"next: carry {out} back, or 'airgap bundle create CLUSTER ...' for a keyless bundle")

@@ -277,9 +277,7 @@ def check_kit(prefix: Path, verify_key: Path | None = None) -> Check:
     # 3. The installed packages are exactly the locked ones, and their files are unchanged.
     lock_path = record_dir / "requirements.lock"
     locked = _locked(lock_path.read_text()) if lock_path.is_file() else {}
-    site = Path(
-        next((p for p in (prefix / "lib").glob("python3*/site-packages")), prefix / "lib" / "site-packages")
-    )
+    site = Path(next((p for p in (prefix / "lib").glob("python3*/site-packages")), prefix / "lib" / "site-packages"))
     installed: dict[str, str] = {}
     files_checked = 0
     for dist in metadata.distributions(path=[str(site)]):

@@ -26,7 +26,6 @@ KeyType = Literal["rsa-4096", "rsa-3072", "ecdsa-p256", "ecdsa-p384"]
 KEY_TYPES: tuple[str, ...] = get_args(KeyType)
 
 
-
 def unsafe_member_name(name: str) -> str | None:
     """Why an archive member name (bundle or release tarball) is unsafe to extract, or None.
 

@@ -33,7 +33,7 @@ from typing import Any
 from cryptography import x509
 
 from airgap.core import x509 as cx
-from airgap.core.atomic import staged_dir
+from airgap.core.atomic import staged_dir, write_staged
 from airgap.core.csr import VerifiedCSR
 from airgap.core.keys import PrivateKey, spki_sha256
 from airgap.core.locking import Notify, stderr_note
@@ -43,7 +43,7 @@ from airgap.offline.ceremony import Officer
 from airgap.offline.inventory import IntermediateRecord, cert_facts, read_inventory
 from airgap.offline.issue import Signed, check_names, publish_intermediates, write_public_files
 from airgap.offline.keysource import SigningRoot, signing_root
-from airgap.offline.layout import PkiLayout
+from airgap.offline.layout import CA_CERT, CERT_CHAIN, CRL, ROOT_CERT, PkiLayout
 from airgap.offline.lint import Linter, lint_certificate, lint_gate, sign_linted
 
 KEY_HELD_ELSEWHERE = "elsewhere"
@@ -104,8 +104,19 @@ def sign_csr(
     **kwargs: Any,
 ) -> IntermediateRecord:
     """One CSR: :func:`sign_csrs` writing the three files straight into ``out``."""
-    (rec,) = sign_csrs(pki, [SignItem(csr, cluster, request_id)], out=out, days=days, passphrase=passphrase, **kwargs)
+    (rec,) = sign_csrs(
+        pki, [SignItem(csr, cluster, request_id)], out=out, days=days, passphrase=passphrase, **kwargs
+    ).records
     return rec
+
+
+@dataclass(frozen=True)
+class SignedBatch:
+    """What ``ca sign`` did: the intermediates it signed, and (``--skip-existing``) the clusters it
+    found already signed for the same key, whose files it copied to ``--out`` as they are."""
+
+    records: list[IntermediateRecord]
+    skipped: list[IntermediateRecord]
 
 
 def sign_csrs(
@@ -123,13 +134,17 @@ def sign_csrs(
     linter: Linter = lint_certificate,
     workers: int | None = None,
     notify: Notify | None = stderr_note,
-) -> list[IntermediateRecord]:
+    skip_existing: bool = False,
+) -> SignedBatch:
     """Certify each item's public key as its cluster's intermediate; write ``out`` and ``PKI/<cluster>/``.
 
     Every check (module docstring) runs for every item before the root key signs anything, so a
     batch is refused whole. One item: its files go straight into ``out``; several: into
     ``out/<cluster>/``. ``passphrase`` opens the root key (or ``root_key``, a token key, signs).
     ``linter`` is for tests; ``workers`` lint processes (default: every core, for large batches).
+    ``skip_existing`` finishes an interrupted batch: a cluster whose current certificate is for the
+    very key of its request is not signed again (its files go to ``out`` as they are); a cluster
+    that exists with another key is still refused.
     """
     layout = PkiLayout(Path(pki))
     # 1. what the officer asked for
@@ -149,18 +164,26 @@ def sign_csrs(
     with pki_act(layout, "sign", officer, notify=notify) as act:
         # 4. not already issued
         certified = certified_key_ids(layout)
-        signed_ids = {r.request_id for r in act.inventory().intermediates if r.request_id}
+        inv = act.inventory()
+        signed_ids = {r.request_id for r in inv.intermediates if r.request_id}
+        skipped: list[IntermediateRecord] = []
+        todo: list[tuple[SignItem, str]] = []
         for item, name in zip(items, names, strict=True):
             if (layout.path / name).exists():
+                current = inv.current(name)
+                if skip_existing and current is not None and _current_key_id(layout, name) == item.csr.key_id:
+                    skipped.append(current)  # signed by the interrupted run: the same key, nothing to do
+                    continue
                 raise Refused(
                     f"{layout.path / name}: already exists; cluster {name} already has an intermediate "
-                    "(rotation: see 'ca rotate')"
+                    "(rotation: see 'ca rotate'; to finish an interrupted run of the same requests: --skip-existing)"
                 )
             holder = certified.get(item.csr.key_id)
             if holder is not None:
                 raise Refused(f"the request's key {item.csr.key_id} is already certified for cluster {holder}")
             if item.request_id is not None and item.request_id in signed_ids:
                 raise Refused(f"request {item.request_id} was already signed; make a new request ('airgap ca request')")
+            todo.append((item, name))
         # 5. the signing root
         signer = signing_root(layout, passphrase, root_key)
         cx.check_within_root(signer.cert, days)
@@ -172,23 +195,40 @@ def sign_csrs(
                     item.csr.public_key, cluster=name, root_cert=signer.cert, org=org, cn=cn, days=days, sans=list(sans)
                 ),
             )
-            for item, name in zip(items, names, strict=True)
+            for item, name in todo
         ]
-        n_workers = workers or (min(os.cpu_count() or 1, len(items) // 16) if len(items) >= 32 else 1)
-        linted = lint_gate(builders, issuer_key=signer.key, linter=linter, workers=max(1, n_workers))
+        n_workers = workers or (min(os.cpu_count() or 1, len(todo) // 16) if len(todo) >= 32 else 1)
+        linted = lint_gate(builders, issuer_key=signer.key, linter=linter, workers=max(1, n_workers)) if todo else []
         batch = [
             _signed(item, name, sign_linted(lt, issuer_cert=signer.cert, issuer_key=signer.key), signer)
-            for item, name, lt in zip(items, names, linted, strict=True)
+            for (item, name), lt in zip(todo, linted, strict=True)
         ]
         with staged_dir(out) as tmp_out:
 
-            def copy_out(s: Signed) -> None:
-                folder = tmp_out if len(items) == 1 else tmp_out / s.record.cluster
+            def folder_for(cluster: str) -> Path:
+                folder = tmp_out if len(items) == 1 else tmp_out / cluster
                 folder.mkdir(exist_ok=True)
-                write_public_files(layout, folder, s.cert, s.issuer)
+                return folder
 
-            publish_intermediates(act, batch, copy_out)
-    return [s.record for s in batch]
+            for rec in skipped:
+                copy_public_files(layout, rec.cluster, folder_for(rec.cluster))
+            if batch:
+                publish_intermediates(
+                    act, batch, lambda s: write_public_files(layout, folder_for(s.record.cluster), s.cert, s.issuer)
+                )
+    return SignedBatch([s.record for s in batch], skipped)
+
+
+def _current_key_id(layout: PkiLayout, cluster: str) -> str:
+    return spki_sha256(layout.load_cluster_cert(cluster).public_key())  # type: ignore[arg-type]
+
+
+def copy_public_files(layout: PkiLayout, cluster: str, folder: Path) -> None:
+    """The public files of ``PKI/<cluster>/`` as they are, into ``folder`` (one :func:`staged_dir` builds)."""
+    src = layout.path / cluster
+    for name in (CA_CERT, CERT_CHAIN, ROOT_CERT, CRL):
+        if (src / name).is_file():
+            write_staged(folder / name, (src / name).read_bytes())
 
 
 def _signed(item: SignItem, name: str, cert: x509.Certificate, signer: SigningRoot) -> Signed:
@@ -212,4 +252,13 @@ def _signed(item: SignItem, name: str, cert: x509.Certificate, signer: SigningRo
     return Signed(record, "sign", params, None, cert, signer.cert)
 
 
-__all__ = ["KEY_HELD_ELSEWHERE", "SignItem", "certified_key_ids", "read_signing_request", "sign_csr", "sign_csrs"]
+__all__ = [
+    "KEY_HELD_ELSEWHERE",
+    "SignItem",
+    "SignedBatch",
+    "certified_key_ids",
+    "copy_public_files",
+    "read_signing_request",
+    "sign_csr",
+    "sign_csrs",
+]

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from airgap.offline.ca import CAStore
 from tests.helpers import Result, one_error_line, openssl, run_cli, run_proc, tree
 
 EVIL_SUBJECT = "/CN=Root CA/O=Evil Corp/L=c1/OU=\\x1b[31mred"
@@ -284,3 +285,34 @@ def test_a_batch_is_signed_whole_or_not_at_all(pki: Path, tmp_path: Path, passfi
         ]  # fmt: skip
         cert = x509.load_pem_x509_certificate((tmp_path / "o" / f"b{i}" / "ca-cert.pem").read_bytes())
         assert cert.subject.get_attributes_for_oid(NameOID.LOCALITY_NAME)[0].value == f"b{i}"
+
+
+def test_skip_existing_finishes_an_interrupted_batch_and_only_for_the_same_key(
+    pki: Path, tmp_path: Path, passfile: Path
+) -> None:
+    csrs = [openssl_csr(tmp_path, f"b{i}")[1] for i in range(3)]
+    args = ["--cluster", "b0", "--cluster", "b1", "--cluster", "b2", "--dir", pki, "--passphrase-file", passfile]
+    assert sign(pki, csrs[0], tmp_path / "first", passfile, cluster="b0").code == 0  # the run that was cut short
+    signed_b0 = (pki / "b0" / "ca-cert.pem").read_bytes()
+    # the re-run of the whole batch: refused without --skip-existing, naming it
+    r = run_cli("ca", "sign", *csrs, *args, "--out", tmp_path / "o")
+    assert r.code == 4 and not (tmp_path / "o").exists()
+    one_error_line(r, "--skip-existing")
+    # with it: b0 is copied as it is, b1 and b2 are signed; b0 is not certified a second time
+    r = run_cli("ca", "sign", *csrs, *args, "--out", tmp_path / "o", "--skip-existing", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["skipped"] == ["b0"] and [s["cluster"] for s in doc["signed"]] == ["b1", "b2"]
+    assert (
+        (tmp_path / "o" / "b0" / "ca-cert.pem").read_bytes() == signed_b0 == (pki / "b0" / "ca-cert.pem").read_bytes()
+    )
+    assert (tmp_path / "o" / "b0" / "cert-chain.pem").read_bytes() == (pki / "b0" / "cert-chain.pem").read_bytes()
+    for c in ("b1", "b2"):
+        assert (tmp_path / "o" / c / "ca-cert.pem").read_bytes() == (pki / c / "ca-cert.pem").read_bytes()
+    assert [r.cluster for r in CAStore(pki).read_inventory().intermediates].count("b0") == 1
+    # another key for an existing cluster is still refused, --skip-existing or not
+    other = openssl_csr(tmp_path, "other")[1]
+    before = tree(pki)
+    r = sign(pki, other, tmp_path / "o2", passfile, "--skip-existing", cluster="b1")
+    assert r.code == 4 and tree(pki) == before and not (tmp_path / "o2").exists()
+    one_error_line(r, "cluster b1 already has an intermediate")
