@@ -26,6 +26,7 @@ import yaml
 
 from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
 from tests.connected.kubehelpers import FAST_ENV, KEYS
+from tests.guide_fixtures import ISTIOD_SERVICE, REV
 from tests.helpers import Result, one_error_line, run_cli
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import REAL_KUBECONFIG, Cluster
@@ -33,39 +34,6 @@ from tests.release_fixtures import make_signed_release
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on the PATH")
-
-REV = "asm-186-8"
-# The guide's istiod-service.yaml, verbatim.
-ISTIOD_SERVICE = f"""
-apiVersion: v1
-kind: Service
-metadata:
-  name: istiod
-  namespace: istio-system
-  labels:
-    istio.io/rev: {REV}
-    app: istiod
-    istio: pilot
-    release: istio
-spec:
-  ports:
-    - port: 15010
-      name: grpc-xds
-      protocol: TCP
-    - port: 15012
-      name: https-dns
-      protocol: TCP
-    - port: 443
-      name: https-webhook
-      targetPort: 15017
-      protocol: TCP
-    - port: 15014
-      name: http-monitoring
-      protocol: TCP
-  selector:
-    app: istiod
-    istio.io/rev: {REV}
-"""
 
 
 def kubectl(c: Cluster, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:

@@ -22,40 +22,11 @@ from airgap.connected.mesh import (
 )
 from airgap.errors import ClusterError, InvalidInput
 from tests.connected.kubehelpers import FAST
+from tests.guide_fixtures import ISTIOD_SERVICE
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster
 
-# The guide's istiod-service.yaml, verbatim (comments dropped).
-GUIDE_SERVICE = """
-apiVersion: v1
-kind: Service
-metadata:
-  name: istiod
-  namespace: istio-system
-  labels:
-    istio.io/rev: asm-186-8
-    app: istiod
-    istio: pilot
-    release: istio
-spec:
-  ports:
-    - port: 15010
-      name: grpc-xds
-      protocol: TCP
-    - port: 15012
-      name: https-dns
-      protocol: TCP
-    - port: 443
-      name: https-webhook
-      targetPort: 15017
-      protocol: TCP
-    - port: 15014
-      name: http-monitoring
-      protocol: TCP
-  selector:
-    app: istiod
-    istio.io/rev: asm-186-8
-"""
+GUIDE_SERVICE = ISTIOD_SERVICE
 
 GUIDE_CLUSTER = """
 apiVersion: install.istio.io/v1alpha1
