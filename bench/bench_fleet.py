@@ -42,21 +42,9 @@ class _Prepared:
 
 
 def _secret(tmp: Path) -> dict[str, Any]:
-    from airgap.offline.ca import CAStore
+    from tests.helpers import make_pki
 
-    store = CAStore(tmp / "pki")
-    store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=None)
-    store.issue(
-        ["bench"],
-        key_type="ecdsa-p256",
-        days=730,
-        org="Istio",
-        cn="Intermediate CA",
-        sans=["DNS:istiod.istio-system.svc"],
-        passphrase=None,
-        key_passphrase=None,
-        workers=1,
-    )
+    make_pki(tmp / "pki", ["bench"], passphrase=None, key_passphrase=None)
     folder = tmp / "pki" / "bench"
     keys = ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem")
     return {

@@ -23,23 +23,11 @@ CLUSTERS = 50
 def _prepared(tmp: Path) -> object:
     from airgap.connected.bundle_import import prepare_import
     from airgap.core.keys import load_public_key
-    from airgap.offline.ca import CAStore
     from tests.bundle_fixtures import PASSPHRASE, make_bundle, new_keys
+    from tests.helpers import make_pki
 
     pki = tmp / "pki"
-    store = CAStore(pki)
-    store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE)
-    store.issue(
-        ["c1"],
-        key_type="ecdsa-p256",
-        days=730,
-        org="Istio",
-        cn="Intermediate CA",
-        sans=["DNS:istiod.istio-system.svc"],
-        passphrase=PASSPHRASE,
-        key_passphrase=None,
-        workers=1,
-    )
+    make_pki(pki, ["c1"], passphrase=PASSPHRASE, key_passphrase=None)
     keys = new_keys(tmp / "keys")
     bundle, signer_pub, identity, _pw = make_bundle(pki, tmp, keys=keys)
     return prepare_import(bundle, [load_public_key(signer_pub)], identity, None, "c1", state_dir=tmp / "state")

@@ -38,9 +38,9 @@ from airgap.core.keys import (
 )
 from airgap.core.limits import DEFAULT_LIMITS
 from airgap.offline.bundle import SealedBundle, seal_bundle
-from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import Officer
 from tests.conftest import NOW, PASSPHRASE, made_at_now  # the session PKIs are made at NOW
+from tests.helpers import make_pki
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,23 +106,8 @@ def _logged_pki_template(tmp_path_factory: pytest.TempPathFactory, bkeys: Keys) 
     """
     d = tmp_path_factory.mktemp("logged-pki") / "pki"
     officer = Officer.from_key(load_private_key(bkeys.signer, None))
-    store = CAStore(d)
     with made_at_now():
-        store.init_root(
-            key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE, officer=officer
-        )
-        store.issue(
-            ["c1"],
-            key_type="ecdsa-p256",
-            days=730,
-            org="Istio",
-            cn="Intermediate CA",
-            sans=["DNS:istiod.istio-system.svc"],
-            passphrase=PASSPHRASE,
-            key_passphrase=PASSPHRASE,
-            workers=1,
-            officer=officer,
-        )
+        make_pki(d, ["c1"], passphrase=PASSPHRASE, key_passphrase=PASSPHRASE, officer=officer)
     return d
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airgap.offline.ca import CAStore
+from tests.helpers import make_pki
 
 PASSPHRASE = b"correct horse battery staple"
 # The time the session PKIs are made: tests that pass ``now=NOW`` stay consistent with them however
@@ -37,25 +37,9 @@ def passfile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _pki_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A P-256 PKI with a root and clusters c1, c2 (encrypted keys), built once per session."""
     d = tmp_path_factory.mktemp("pki-template") / "pki"
-    store = CAStore(d)
     with made_at_now():
-        _make_template(store)
+        make_pki(d, ["c1", "c2"], passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
     return d
-
-
-def _make_template(store: CAStore) -> None:
-    store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA", passphrase=PASSPHRASE)
-    store.issue(
-        ["c1", "c2"],
-        key_type="ecdsa-p256",
-        days=730,
-        org="Istio",
-        cn="Intermediate CA",
-        sans=["DNS:istiod.istio-system.svc"],
-        passphrase=PASSPHRASE,
-        key_passphrase=PASSPHRASE,
-        workers=1,
-    )
 
 
 @pytest.fixture

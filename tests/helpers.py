@@ -7,9 +7,14 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airgap.offline.ca import CAStore
+    from airgap.offline.ceremony import Officer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,3 +106,34 @@ def without_file_override() -> list[str]:
     if not shutil.which("setpriv"):
         pytest.skip("root ignores file modes and setpriv is missing")
     return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+
+
+def make_pki(
+    pki: Path,
+    clusters: Sequence[str],
+    *,
+    passphrase: bytes | None,
+    key_passphrase: bytes | None,
+    cn: str = "Root CA",
+    officer: Officer | None = None,
+) -> CAStore:
+    """A P-256 root (10 years) and a P-256 intermediate (730 days, the istiod SAN) per cluster, as
+    the tests' and benches' PKIs are made; ``passphrase`` encrypts the root key, ``key_passphrase``
+    the cluster keys, ``officer`` starts a ceremony log."""
+    from airgap.offline.ca import CAStore
+
+    store = CAStore(pki)
+    store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn=cn, passphrase=passphrase, officer=officer)
+    store.issue(
+        list(clusters),
+        key_type="ecdsa-p256",
+        days=730,
+        org="Istio",
+        cn="Intermediate CA",
+        sans=["DNS:istiod.istio-system.svc"],
+        passphrase=passphrase,
+        key_passphrase=key_passphrase,
+        workers=1,
+        officer=officer,
+    )
+    return store

@@ -20,9 +20,8 @@ from airgap.connected.connect import (
     read_facts,
 )
 from airgap.connected.kube import connect
-from airgap.offline.ca import CAStore
 from tests.connected.kubehelpers import FAST, FAST_ENV, cacerts_manifest
-from tests.helpers import one_error_line, run_cli, tree
+from tests.helpers import make_pki, one_error_line, run_cli, tree
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Fleet
 from tests.kubeapi.server import Emulator
@@ -49,19 +48,7 @@ def _prepare(emu: Emulator, name: str, cluster_dir: Path, *, mesh_id: str = MESH
 @pytest.fixture
 def other_root(tmp_path: Path) -> Path:
     """A cluster folder under a different root CA (a second Makefile run: istio/istio#37096)."""
-    store = CAStore(tmp_path / "other-pki")
-    store.init_root(key_type="ecdsa-p256", days=3650, org="Istio", cn="Other Root", passphrase=None)
-    store.issue(
-        ["x1"],
-        key_type="ecdsa-p256",
-        days=730,
-        org="Istio",
-        cn="Intermediate CA",
-        sans=["DNS:istiod.istio-system.svc"],
-        passphrase=None,
-        key_passphrase=None,
-        workers=1,
-    )
+    make_pki(tmp_path / "other-pki", ["x1"], cn="Other Root", passphrase=None, key_passphrase=None)
     return tmp_path / "other-pki" / "x1"
 
 
