@@ -56,7 +56,7 @@ def certified_key_ids(layout: PkiLayout) -> dict[str, str]:
         if rec.key_id:
             out[rec.key_id] = rec.cluster
     for name in layout.clusters():
-        out[spki_sha256(layout.load_cluster_cert(name).public_key())] = name  # type: ignore[arg-type]
+        out[_current_key_id(layout, name)] = name
     return out
 
 
@@ -220,6 +220,7 @@ def sign_csrs(
 
 
 def _current_key_id(layout: PkiLayout, cluster: str) -> str:
+    """The SPKI fingerprint of the key in ``PKI/<cluster>/ca-cert.pem`` (the cluster's current intermediate)."""
     return spki_sha256(layout.load_cluster_cert(cluster).public_key())  # type: ignore[arg-type]
 
 
