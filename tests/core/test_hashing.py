@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import os
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,47 @@ def test_write_behind_writes_and_hashes_in_order(tmp_path: Path, counted: list[C
     assert (tmp_path / "b").read_bytes() == chunks[1] + chunks[3]
     assert da.hexdigest() == hashlib.sha256(chunks[0] + chunks[2]).hexdigest()
     assert [c.fed for c in counted] == [len(chunks[0]) + len(chunks[2]), len(chunks[1]) + len(chunks[3])]
+
+
+MiB = 1024 * 1024
+
+
+def _cached(path: Path) -> int:
+    """Bytes of ``path`` in the page cache (util-linux ``fincore``, an essential package)."""
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.split()[0])
+
+
+def test_write_behind_writeback_drops_what_earlier_rounds_wrote_back(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    with open(probe, "wb") as fh:
+        fh.write(os.urandom(MiB))
+        fh.flush()
+        os.fsync(fh.fileno())
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    if _cached(probe):
+        pytest.skip("this file system keeps clean pages cached after POSIX_FADV_DONTNEED (tmpfs?)")
+    big, block = tmp_path / "big", os.urandom(MiB)
+    every = hashing.WRITEBACK_EVERY // MiB
+    with open(big, "wb") as out, WriteBehind(writeback=True) as w:
+        for _ in range(every + every // 4):
+            w.write(out, None, block)
+        w.drain()
+        out.flush()
+        os.fsync(out.fileno())  # all of it is clean now; only a later advice can drop it
+        for _ in range(every):
+            w.write(out, None, block)  # the next advice comes during these
+        w.drain()
+    # The advice covers the whole file: the clean head is dropped and what stays cached is the
+    # tail written since (its writeback just started). Advising only the newest range kept the
+    # head cached too, so a 1 GiB fetch grew the cache, and the fresh memory it needs, by 1 GiB.
+    assert _cached(big) <= every * MiB
+    assert big.stat().st_size == (2 * every + every // 4) * MiB
 
 
 class _FullDisk(io.BytesIO):
