@@ -265,7 +265,7 @@ def _extract_tar(
     modes: dict[str, int] = {}
     open_files: list[BinaryIO] = []
     src = _TarSource(fd, digests)
-    writer = WriteBehind()
+    writer = WriteBehind(writeback=True)
     try:
         # Stream mode ("r|"): one pass, no seeking, no member list held in memory; big reads.
         with tarfile.open(fileobj=src, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
@@ -338,7 +338,7 @@ def _extract_zip(
     done: list[ExtractedFile] = []
     written: dict[str, Digests] = {}
     open_files: list[BinaryIO] = []
-    writer = WriteBehind()
+    writer = WriteBehind(writeback=True)
     try:
         with open(os.dup(fd), "rb") as fh, zipfile.ZipFile(fh) as zf:
             infos = zf.infolist()

@@ -40,7 +40,7 @@ from airgap.errors import InvalidInput
 CHUNK = 1024 * 1024  # one read or write
 WINDOW = 8 * 1024 * 1024  # one mmap window (and progress step) when hashing a file in place
 MAP_AT_LEAST = 4 * 1024 * 1024  # smaller files are read: mapping them saves nothing
-WRITEBACK_EVERY = 32 * 1024 * 1024  # WriteBehind starts writeback and drops written-back pages this often
+WRITEBACK_EVERY = 8 * 1024 * 1024  # WriteBehind starts writeback and drops written-back pages this often
 COPY_BUFFERS = 4  # copy_hashed: chunks in flight between the reader and the writer
 
 
