@@ -11,6 +11,8 @@ The primitives every large-file path uses (release verify/extract/fetch, bundle 
   cannot be mapped, go through ``readinto`` into one reused buffer.
 * :class:`WriteBehind` writes and hashes on a worker thread, so the producer (a decompressor,
   a socket, a copy loop) keeps going meanwhile; SHA-256, ``write(2)`` and zlib all release the GIL.
+* :func:`copy_hashed` copies part of a file through reused buffers with the read, the hash and
+  the write on three threads (bundle create and bundle verify's extraction).
 
 Trust: nothing here trusts the bytes; callers compare the digests with something trusted.
 
@@ -23,7 +25,6 @@ during one window's hashing (milliseconds). Set ``AIRGAP_NO_MMAP=1`` to use read
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import mmap
 import os
@@ -41,7 +42,7 @@ CHUNK = 1024 * 1024  # one read or write
 WINDOW = 8 * 1024 * 1024  # one mmap window (and progress step) when hashing a file in place
 MAP_AT_LEAST = 4 * 1024 * 1024  # smaller files are read: mapping them saves nothing
 WRITEBACK_EVERY = 8 * 1024 * 1024  # WriteBehind starts writeback and drops written-back pages this often
-COPY_BUFFERS = 4  # copy_hashed: chunks in flight between the reader and the writer
+COPY_BUFFERS = 6  # copy_hashed: chunks in flight between the reader, the hasher and the writer
 
 
 class Hash(Protocol):
@@ -198,7 +199,7 @@ def hash_file(
     return digests.digests(), digests.size
 
 
-_Write = tuple[IO[bytes], "Digests | None", "bytes | memoryview", "Callable[[], None] | None"]
+_Write = tuple[IO[bytes] | None, "Digests | None", "bytes | memoryview", "Callable[[], None] | None"]
 _Item = _Write | Callable[[], None] | threading.Event | None
 
 
@@ -242,10 +243,11 @@ class WriteBehind:
                     continue  # keep draining, so the producer never blocks forever
                 if isinstance(item, tuple):
                     out, digests, chunk, _ = item
-                    out.write(chunk)
+                    if out is not None:
+                        out.write(chunk)
                     if digests is not None:
                         digests.update(chunk)
-                    if self._writeback:
+                    if self._writeback and out is not None:
                         self._advise(out, len(chunk))
                 else:
                     item()
@@ -273,12 +275,13 @@ class WriteBehind:
 
     def write(
         self,
-        out: IO[bytes],
+        out: IO[bytes] | None,
         digests: Digests | None,
         chunk: bytes | memoryview,
         release: Callable[[], None] | None = None,
     ) -> None:
-        """Queue ``chunk`` to be written to ``out`` (and fed to ``digests``, unless None).
+        """Queue ``chunk`` to be written to ``out`` and fed to ``digests`` (either may be None:
+        a worker that only hashes, or only writes).
 
         ``release``, when given, runs on the worker once the chunk is written (or skipped after an
         error): a producer that lends a buffer (a ``memoryview`` it will refill) gets it back then.
@@ -311,6 +314,21 @@ class WriteBehind:
         self.stop()
 
 
+class _Shared:
+    """Gives a buffer back to ``free`` once all ``users`` workers are done with it."""
+
+    def __init__(self, free: queue.SimpleQueue[bytearray], buf: bytearray, users: int) -> None:
+        self._free, self._buf, self._left = free, buf, users
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._free.put(self._buf)
+
+
 def copy_hashed(
     src_fd: int,
     offset: int,
@@ -324,27 +342,31 @@ def copy_hashed(
     """Copy ``size`` bytes of the file ``src_fd`` from ``offset`` to ``out``, feeding each byte
     once to ``digests``; return how many were copied (fewer: the source is shorter).
 
-    The caller's thread reads (``preadv``: the fd position is not used) into one of a few reused
-    buffers and hashes it there; a :class:`WriteBehind` worker writes it meanwhile and gives the
-    buffer back. Hashing overlaps writing, no chunk is allocated (a fresh 1 MiB ``bytes`` per
-    read costs page faults), and the bytes written are the bytes hashed: a buffer is refilled only
-    after the worker wrote it. Everything is written to ``out`` (in order, after what the caller
-    wrote before) when this returns. Write errors raise ``OSError``; read errors too.
+    Three stages run at once, each mostly outside the GIL: the caller's thread reads (``preadv``:
+    the fd position is not used) into one of a few reused buffers, one worker hashes it and
+    another writes it (:class:`WriteBehind`, the writer with ``writeback``). No chunk is
+    allocated (a fresh 1 MiB ``bytes`` per read costs page faults), and the bytes written are the
+    bytes hashed: a buffer is refilled only after both workers are done with it. Everything is
+    written to ``out`` (in order, after what the caller wrote before) and hashed when this
+    returns. Write errors raise ``OSError``; read errors too.
     """
     free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
     for _ in range(COPY_BUFFERS):
         free.put(bytearray(min(CHUNK, max(size, 1))))
     done = 0
-    with WriteBehind(depth=COPY_BUFFERS, writeback=writeback) as writer:
+    with WriteBehind(depth=COPY_BUFFERS) as hasher, WriteBehind(depth=COPY_BUFFERS, writeback=writeback) as writer:
         while done < size:
             buf = free.get()
             view = memoryview(buf)
             got = os.preadv(src_fd, [view[: min(len(buf), size - done)]], offset + done)
             if not got:
+                free.put(buf)
                 break
-            digests.update(view[:got])
-            writer.write(out, None, view[:got], functools.partial(free.put, buf))
+            shared = _Shared(free, buf, 2)
+            hasher.write(None, digests, view[:got], shared)
+            writer.write(out, None, view[:got], shared)
             done += got
             progress.advance(got)
+        hasher.drain()
         writer.drain()
     return done

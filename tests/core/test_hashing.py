@@ -12,6 +12,7 @@ import io
 import os
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ def test_write_behind_reports_the_first_write_error() -> None:
 def test_copy_hashed_copies_and_hashes_each_byte_once_through_reused_buffers(
     tmp_path: Path, counted: list[Counted]
 ) -> None:
-    data = _data(5 * (1 << 20) + 12345)  # more chunks than buffers: every buffer is refilled
+    data = _data((hashing.COPY_BUFFERS + 3) * hashing.CHUNK + 12345)  # more chunks than buffers: each is refilled
     src = tmp_path / "src"
     src.write_bytes(b"head" + data + b"tail")
     d = Digests()
@@ -212,6 +213,36 @@ def test_copy_hashed_copies_and_hashes_each_byte_once_through_reused_buffers(
     assert (tmp_path / "out").read_bytes() == b"before|" + data + b"|after"
     assert d.hexdigest() == hashlib.sha256(data).hexdigest()
     assert [c.fed for c in counted] == [len(data)]
+
+
+class _SlowFile(io.BytesIO):
+    def write(self, data: Any) -> int:
+        time.sleep(0.005)
+        return super().write(data)
+
+
+class _SlowDigests(Digests):
+    def update(self, chunk: Any) -> None:
+        time.sleep(0.005)
+        super().update(chunk)
+
+
+@pytest.mark.parametrize("slow", ["writer", "hasher"])
+def test_copy_hashed_refills_a_buffer_only_after_both_the_hasher_and_the_writer_are_done(
+    tmp_path: Path, slow: str
+) -> None:
+    # Every chunk differs, and one side lags: a buffer handed back after the fast side alone
+    # would be refilled under the slow one, which would then write or hash the next chunk's bytes.
+    n = 3 * hashing.COPY_BUFFERS
+    data = b"".join(bytes([i]) * hashing.CHUNK for i in range(n))
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    out = _SlowFile() if slow == "writer" else io.BytesIO()
+    d = _SlowDigests() if slow == "hasher" else Digests()
+    with open(src, "rb") as fh:
+        assert copy_hashed(fh.fileno(), 0, len(data), out, d, writeback=False) == len(data)
+    assert out.getvalue() == data
+    assert d.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
 def test_copy_hashed_raises_a_write_error_and_never_hangs(tmp_path: Path) -> None:
