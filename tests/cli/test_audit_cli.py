@@ -208,3 +208,11 @@ def test_audit_verify_and_show_agree_on_a_missing_folder(tmp_path: Path) -> None
         r = run_cli("audit", cmd, tmp_path / "nope")
         assert r.code == 3, (cmd, r.err)
         one_error_line(r.err, "nope: no such PKI folder")
+
+
+def test_audit_verify_and_show_given_the_log_file_name_the_folder_to_pass(ceremony: tuple[Path, Path]) -> None:
+    _keys, pki = ceremony
+    for cmd in ("verify", "show"):
+        r = run_cli("audit", cmd, pki / "ceremony.log")
+        assert r.code == 3, (cmd, r.err)
+        one_error_line(r.err, "ceremony.log: a file, not a PKI folder", f"holds it: {pki}")

@@ -131,7 +131,10 @@ def _read_lines(p: Path) -> list[bytes]:
 
 def check_pki_folder(pki: Path) -> None:
     """A folder to read a log from must exist: :class:`InvalidInput` (exit 3) otherwise."""
-    if not Path(pki).is_dir():
+    path = Path(pki)
+    if path.is_file():
+        raise InvalidInput(f"{pki}: a file, not a PKI folder (pass the folder that holds it: {path.parent})")
+    if not path.is_dir():
         raise InvalidInput(f"{pki}: no such PKI folder")
 
 
