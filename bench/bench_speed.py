@@ -370,9 +370,10 @@ FOOTNOTES = (
     "fresh page-cache memory is dear (free pages go back to the host, so a write into new pages "
     "costs more system time than the copy: dd of 512 MiB spends 1.0-1.6 s in the kernel); curl "
     "writes 1 GiB of new cache, airgap recycles a few 8 MiB windows (it drops what was written back).",
-    "bundle create: the disk is the floor (the dd row: write + fsync of the payload takes as long as "
-    "openssl's hash alone); its time varies by 0.3-0.4 s from run to run on this VM (kernel write "
-    "time), so its ratio was 1.33-1.77 across the runs of one day.",
+    "bundle create: the disk is the floor (the dd row: write + fsync of the payload takes about as "
+    "long as openssl's hash alone); the VM's disk and fresh-memory costs move airgap's time by "
+    "0.3-0.8 s between runs, so its best-of ratio was 1.30-1.56 in three runs of one day (1.94 in "
+    "a fourth, after which the idle machine showed 49 % iowait).",
 )
 
 
