@@ -675,6 +675,26 @@ def wait_ready(
     )
 
 
+CACERTS_KEYS = ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem")  # Istio's plug-in CA files
+
+
+def require_cacerts(kube: Any) -> None:
+    """The guide creates the ``cacerts`` Secret before ``istioctl install``, and for a reason:
+    istiod reads it when it starts, and without all four files it makes a self-signed root
+    instead, which every workload certificate it signs then chains to (replacing it later means
+    restarting istiod and every workload). So an install without it is refused (exit 4), before
+    anything in the cluster changes; ``bundle import`` is the step that comes first."""
+    secret = kube.get("Secret", "cacerts", NAMESPACE)
+    data = (secret or {}).get("data") or {}
+    missing = [k for k in CACERTS_KEYS if k not in data]
+    if secret is None or missing:
+        what = "is missing" if secret is None else f"lacks {', '.join(missing)}"
+        raise Refused(
+            f"context {kube.context}: secret {NAMESPACE}/cacerts {what}, so istiod would make a self-signed CA: "
+            f"import the cluster's bundle first (airgap bundle import BUNDLE ... --context {kube.context})"
+        )
+
+
 def install_mesh(
     release: Path,
     settings: MeshSettings,
@@ -690,14 +710,15 @@ def install_mesh(
 ) -> InstallResult:
     """Steps 1-7 against the cluster of ``context`` (absent: the current context).
 
-    ``dry_run`` runs the checks (release, overlays, the cluster's network label) and reports what
-    would be done, changing nothing.
+    ``dry_run`` runs the checks (release, overlays, the ``cacerts`` Secret, the cluster's network
+    label) and reports what would be done, changing nothing.
     """
     from airgap.connected.kube import DEFAULT_POLICY, connect
 
     istioctl = verified_istioctl(release)  # 1
     operator = render_operator(settings)  # 2
     with connect(context, kubeconfig=kubeconfig, policy=policy or DEFAULT_POLICY, notify=notify) as kube:
+        require_cacerts(kube)  # 3: the plug-in CA is in place (else istiod makes its own root)
         action, _ns = _network_action(kube, settings.network, force)  # 3
         with tempfile.TemporaryDirectory(prefix="airgap-mesh-") as tmp:
             cluster_yaml = Path(tmp) / RENDERED_OPERATOR

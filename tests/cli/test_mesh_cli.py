@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
-from tests.connected.kubehelpers import FAST_ENV
+from tests.connected.kubehelpers import FAST_ENV, seed_cacerts
 from tests.helpers import Result, one_error_line, run_cli, tree
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster, Fleet
@@ -301,6 +301,7 @@ def test_network_label_refused_without_force(kube_cluster: Cluster, release: Pat
     emu.create(
         "namespaces", None, {"metadata": {"name": "istio-system", "labels": {"topology.istio.io/network": "old"}}}
     )
+    seed_cacerts(emu)
     env = _env(kube_cluster, tmp_path)
     args = ("mesh", "install", "--context", kube_cluster.context, "--release", release, *INSTALL, *POLL)
     r = run_cli(*args, env=env)
@@ -313,8 +314,31 @@ def test_network_label_refused_without_force(kube_cluster: Cluster, release: Pat
     assert "network label: changed" in r.out
 
 
+@pytest.mark.parametrize("cacerts", ["missing", "incomplete"])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_mesh_install_before_bundle_import_is_refused_and_changes_nothing(
+    kube_cluster: Cluster, release: Path, tmp_path: Path, cacerts: str, dry_run: bool
+) -> None:
+    """The guide's order: the cacerts Secret first, then istioctl install (else istiod makes a
+    self-signed root that every workload certificate would chain to)."""
+    emu = kube_cluster.emu()
+    if cacerts == "incomplete":
+        emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
+        emu.create("secrets", "istio-system", {"metadata": {"name": "cacerts"}, "data": {"ca-cert.pem": "b2xk"}})
+    writes = len([q for q in emu.requests if q.method != "GET"])
+    args = ("mesh", "install", "--context", "test", "--release", release, *INSTALL, *POLL)
+    r = run_cli(*args, *(("--dry-run",) if dry_run else ()), env=_env(kube_cluster, tmp_path))
+    assert r.code == 4, r.err
+    what = "is missing" if cacerts == "missing" else "lacks ca-key.pem, cert-chain.pem, root-cert.pem"
+    line = _one_error_line(r)
+    assert f"secret istio-system/cacerts {what}" in line and "self-signed CA" in line
+    assert "airgap bundle import" in line and "--context test" in line
+    assert len([q for q in emu.requests if q.method != "GET"]) == writes and _istioctl_calls(kube_cluster) == []
+
+
 def test_dry_run_changes_nothing(kube_cluster: Cluster, release: Path, tmp_path: Path) -> None:
     emu = kube_cluster.emu()
+    seed_cacerts(emu)
     writes = len([q for q in emu.requests if q.method != "GET"])
     r = run_cli(
         "mesh",
@@ -334,7 +358,7 @@ def test_dry_run_changes_nothing(kube_cluster: Cluster, release: Path, tmp_path:
 
 def test_existing_istiod_service_is_brought_to_the_guide(kube_cluster: Cluster, release: Path, tmp_path: Path) -> None:
     emu = kube_cluster.emu()
-    emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    seed_cacerts(emu)
     emu.create(
         "services",
         "istio-system",
@@ -352,7 +376,7 @@ def test_existing_istiod_service_is_brought_to_the_guide(kube_cluster: Cluster, 
 
 
 def test_wait_times_out_naming_what_is_not_ready(kube_cluster: Cluster, release: Path, tmp_path: Path) -> None:
-    kube_cluster.emu()
+    seed_cacerts(kube_cluster.emu())
     assert kube_cluster.simulator is not None
     kube_cluster.simulator.stop()  # istioctl "runs" but nothing appears in the cluster
     r = run_cli(
@@ -549,6 +573,8 @@ def test_fleet_preflight_one_failure_does_not_stop_others(kube_fleet, tmp_path: 
 
 def test_fleet_install_and_inject(kube_fleet, release: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     fleet = kube_fleet(3)
+    for emu in fleet.emulators.values():
+        seed_cacerts(emu)
     env = _env(fleet, tmp_path)
     args = [a for c in fleet.contexts for a in ("--context", c)]
     r = run_cli(
@@ -647,6 +673,7 @@ def test_mesh_install_rerun_after_kill(kube_cluster: Cluster, release: Path, tmp
     from tests.helpers import REPO
 
     emu = kube_cluster.emu()
+    seed_cacerts(emu)
     env = {**os.environ, **_env(kube_cluster, tmp_path), "PYTHONPATH": str(REPO)}
     args = [
         sys.executable,

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from tests.cli.test_mesh_cli import _release_template, release  # noqa: F401
-from tests.connected.kubehelpers import FAST_ENV
+from tests.connected.kubehelpers import FAST_ENV, seed_cacerts
 from tests.helpers import run_cli, tree
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster
@@ -44,6 +44,7 @@ def test_east_west_is_rendered_with_the_control_planes_revision(release: Path, t
 
 def test_east_west_install_against_the_emulator(kube_cluster: Cluster, release: Path, tmp_path: Path) -> None:
     emu = kube_cluster.emu()
+    seed_cacerts(emu)
     r = run_cli(
         "mesh",
         "install",

@@ -56,3 +56,12 @@ class Prepared:
 
     def record(self, _prepared: object) -> None:
         self.recorded += 1
+
+
+def seed_cacerts(emu: Any) -> None:
+    """A ``cacerts`` Secret with Istio's four keys (placeholder bytes) in an emulated cluster, the
+    precondition of ``mesh install`` for tests about the install itself, not the bundle import."""
+    if emu.get("namespaces", None, "istio-system") is None:
+        emu.create("namespaces", None, namespace_manifest())
+    data = {k: base64.b64encode(f"placeholder {k}".encode()).decode() for k in KEYS}
+    emu.create("secrets", "istio-system", {"metadata": {"name": "cacerts"}, "type": "Opaque", "data": data})
