@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from airgap.connected.cacerts import REQUIRED_KEYS
 from airgap.core.atomic import fsync_dir, staged_dir, write_new
 from airgap.core.limits import MAX_OVERLAY
 from airgap.core.retry import poll_until
@@ -675,9 +676,6 @@ def wait_ready(
     )
 
 
-CACERTS_KEYS = ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem")  # Istio's plug-in CA files
-
-
 def require_cacerts(kube: Any) -> None:
     """The guide creates the ``cacerts`` Secret before ``istioctl install``, and for a reason:
     istiod reads it when it starts, and without all four files it makes a self-signed root
@@ -686,7 +684,7 @@ def require_cacerts(kube: Any) -> None:
     anything in the cluster changes; ``bundle import`` is the step that comes first."""
     secret = kube.get("Secret", "cacerts", NAMESPACE)
     data = (secret or {}).get("data") or {}
-    missing = [k for k in CACERTS_KEYS if k not in data]
+    missing = [k for k in REQUIRED_KEYS if not data.get(k)]
     if secret is None or missing:
         what = "is missing" if secret is None else f"lacks {', '.join(missing)}"
         raise Refused(

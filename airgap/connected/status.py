@@ -12,15 +12,8 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
-from airgap.connected.mesh import (
-    CACERTS_KEYS,
-    INGRESS_SELECTOR,
-    ISTIOD_SELECTOR,
-    NAMESPACE,
-    NETWORK_LABEL,
-    REV_LABEL,
-    _pod_ready,
-)
+from airgap.connected.cacerts import REQUIRED_KEYS
+from airgap.connected.mesh import INGRESS_SELECTOR, ISTIOD_SELECTOR, NAMESPACE, NETWORK_LABEL, REV_LABEL, _pod_ready
 from airgap.errors import InvalidInput
 
 JSON = dict[str, Any]
@@ -188,7 +181,7 @@ def mesh_status(kube: Any) -> MeshStatus:
         except InvalidInput as exc:
             problems.append(f"secret istio-system/cacerts: {exc.message}")
         else:
-            missing = [k for k in CACERTS_KEYS if k not in cacerts["keys"]]
+            missing = [k for k in REQUIRED_KEYS if k not in cacerts["keys"]]
             if missing:
                 problems.append(f"secret istio-system/cacerts lacks {', '.join(missing)}")
             if cacerts["signed_by_root"] is False:
