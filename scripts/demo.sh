@@ -244,6 +244,15 @@ $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.p
 $AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name cluster1 --network network1 \
   --mesh-id proj-demo
 
+# Later parts of the walk (images, the fleet's root rotation, the auditor's report), in name order;
+# each sees DEMO, AIRGAP, say and the emulator's KUBECONFIG, and lists what it made in $DEMO/MADE.
+: > "$DEMO/MADE"
+for part in scripts/demo.d/*.sh; do
+  [ -e "$part" ] || continue
+  # shellcheck source=/dev/null
+  . "$part"
+done
+
 cat <<MSG
 
 What was made, in $DEMO/:
@@ -264,6 +273,7 @@ What was made, in $DEMO/:
   jump/asm/ (RELEASE.json)                                 the verified, extracted release
   jump/rendered-install/                                   cluster.yaml, istiod Service, the istioctl command
   (emulator) istio-remote-secret-cluster1/2                each cluster's istiod reads the other (mesh connect)
+$(cat "$DEMO/MADE")
 
 The cluster steps ran against the loopback Kubernetes API emulator in tests/kubeapi.
 On a real jump host, the same commands take a real kubeconfig context.
