@@ -21,7 +21,6 @@ import base64
 import contextlib
 import datetime as dt
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from airgap.core.bundle import (
     check_bundled_crl,
     open_bundle,
 )
+from airgap.core.history import resolve_state_dir
 from airgap.core.keys import PublicKey, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.locking import exclusive_lock
@@ -72,18 +72,6 @@ STATE_FILE = "accepted.json"
 RENDERED_NAMESPACE = "00-namespace.yaml"
 RENDERED_SECRET = "10-cacerts-secret.yaml"  # noqa: S105 - a file name
 RENDERED_SECRET_SOPS = "10-cacerts-secret.sops.yaml"  # noqa: S105 - a file name
-
-
-def resolve_state_dir(override: Path | None = None) -> Path:
-    """Where this jump host keeps the last accepted sequence per cluster and signer."""
-    if override is not None:
-        return Path(override)
-    env = os.environ.get("AIRGAP_STATE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_STATE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
-    return base / "airgap"
 
 
 @dataclass(frozen=True)
