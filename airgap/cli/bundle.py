@@ -15,7 +15,7 @@ import typer
 
 from airgap.cli._app import RichProgress, info, json_failure, new_app, print_json
 from airgap.cli._gitops import raise_for_tree, secret_policy
-from airgap.core.limits import MAX_BUNDLE_EXPIRY_DAYS, MAX_PARALLEL
+from airgap.core.limits import MAX_BUNDLE_EXPIRY_DAYS, MAX_PARALLEL, MAX_TIMEOUT
 
 if TYPE_CHECKING:
     from airgap.offline.ceremony import Officer
@@ -259,6 +259,25 @@ def import_(
     key_passphrase_file: Path | None = typer.Option(
         None, "--key-passphrase-file", help="Passphrase of --key (also: $AIRGAP_PASSPHRASE, or a prompt)."
     ),
+    peer: list[str] = typer.Option(
+        [],
+        "--peer",
+        help="With --rotate: a context whose cluster must keep trusting (and be trusted by) the target; "
+        "repeat. The clusters the target holds remote secrets for are peers too.",
+    ),
+    force_split: str | None = typer.Option(
+        None,
+        "--force-split",
+        help="With --rotate: import even though the mesh would split; REASON is recorded in the history.",
+    ),
+    trust_wait: float = typer.Option(
+        120.0,
+        "--trust-wait",
+        min=0,
+        max=MAX_TIMEOUT,
+        help="Seconds to wait for istiod to publish a new issuing root in injected namespaces.",
+    ),
+    poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
 ) -> None:
     """Verify, decrypt and check a bundle, then render it (--output-dir) or write it to the cluster(s).
 
@@ -267,6 +286,11 @@ def import_(
     bundle: only the airgap.dev annotations change) or "rotated (backup NAME)" (--rotate). With
     several --context the clusters run --parallel at a time, a table ends the output and the exit
     code is the worst cluster's. --dry-run --context reads the cluster(s) and says what would happen.
+
+    --rotate into a cluster is gated (docs/rotation.md): refused (exit 4, nothing changed, nothing
+    recorded) when after it the target and one of its peers (--peer, and the clusters it holds
+    remote secrets for) would reject each other, or when the issuer moves to a root istiod does
+    not yet publish in the injected namespaces. --force-split REASON is the only way past.
 
     --output-dir renders instead of writing to a cluster. The cacerts Secret holds the CA private
     key, so it needs --sops-age RECIPIENT (a SOPS file, data encrypted, names and annotations
@@ -288,8 +312,13 @@ def import_(
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    if (peer or force_split is not None) and (not rotate or output_dir is not None):
+        raise typer.BadParameter("--peer and --force-split gate a --rotate into a cluster (not --output-dir)")
+    if force_split is not None and not force_split.strip():
+        raise typer.BadParameter("--force-split needs a reason")
     recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "the cacerts Secret holds the CA private key")
     contexts = unique_contexts(context)
+    peers = unique_contexts(peer)
     keys = _trust_keys(trust)
     pw = None
     if identity is not None and identity_is_encrypted(identity):
@@ -330,13 +359,22 @@ def import_(
         for p in written:
             typer.echo(f"Wrote {p}")
         return
+    from airgap.connected.bundle_import import history_hook
     from airgap.connected.cacerts import import_to_cluster, import_to_fleet
 
     typer.echo(f"Verified OK: {summary}")
+    if rotate:
+        _gate(prepared, contexts, peers, force_split, dry_run=dry_run, wait=trust_wait, poll=poll, parallel=parallel)
+    hook = history_hook(prepared, force_split)
     if len(contexts) <= 1:
         # Records the accepted bundle itself, after the cluster holds it (never in a dry run).
         result = import_to_cluster(
-            prepared, context=contexts[0] if contexts else None, rotate=rotate, dry_run=dry_run, notify=_note
+            prepared,
+            context=contexts[0] if contexts else None,
+            rotate=rotate,
+            dry_run=dry_run,
+            notify=_note,
+            on_imported=hook,
         )
         typer.echo(result.describe())
         if dry_run:
@@ -350,11 +388,47 @@ def import_(
         parallel=parallel,
         notify=_note,
         on_done=lambda o: _note(o.value.describe() if o.value is not None else o.detail),
+        on_imported=hook,
     )
     typer.echo(report.table())
     if dry_run:
         typer.echo("Dry run: nothing written.")
     report.raise_for_failures()  # the worst cluster's exit code, naming the failed contexts
+
+
+def _gate(
+    prepared: Any,
+    contexts: list[str],
+    peers: list[str],
+    force_split: str | None,
+    *,
+    dry_run: bool,
+    wait: float,
+    poll: float,
+    parallel: int,
+) -> None:
+    """The rotation gate (airgap.connected.gate) over the target(s) and their peers; reads only."""
+    from airgap.connected.gate import check_split, run_gate
+    from airgap.connected.kube import policy_from_env, resolve_context
+
+    targets = contexts or [resolve_context(None)[1]]
+    facts = prepared.trust_facts()
+    if dry_run:  # what the gate says now; no wait for istiod
+        check_split(
+            facts, targets, peers, force_split=force_split, parallel=parallel, policy=policy_from_env(), notify=_note
+        )
+        return
+    run_gate(
+        facts,
+        targets,
+        peers,
+        force_split=force_split,
+        wait=wait,
+        poll=poll,
+        parallel=parallel,
+        policy=policy_from_env(),
+        notify=_note,
+    )
 
 
 _NOTE_LOCK = threading.Lock()

@@ -526,6 +526,57 @@ def _fleet_trust(context: list[str], parallel: int) -> Any:
     return fleet_trust([facts[c] for c in contexts], known_servers())
 
 
+# -- mesh trust ------------------------------------------------------------------------------------
+
+
+@app.command("trust")
+def trust_cmd(
+    context: list[str] = typer.Option(..., "--context", help="kubeconfig context of a cluster; repeat for a fleet."),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help="Clusters read at a time."),
+    plan: Path | None = typer.Option(
+        None, "--plan", help="The PKI folder: also print the ordered steps left of a root rotation (no passphrase)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """Each cluster's issuing root and trusted roots; exit 0 when every cluster trusts every
+    cluster's issuing root, 1 naming each pair that would reject each other. Writes nothing.
+
+    Phases: A/{A} (issues under A, trusts A), A/{A,B}, B/{A,B}, B/{B}. With --plan PKI the steps
+    left of the rotation follow: which bundle to create and import where, which 'ca rotate', when
+    'ca rotate-root --finish' is allowed, which workloads to restart (docs/rotation.md).
+
+    Example: airgap mesh trust --context ctx1 --context ctx2 --context ctx3
+
+    Example: airgap mesh trust --context ctx1 --context ctx2 --plan pki
+    """
+    from airgap.connected.fleet import unique_contexts
+
+    contexts = unique_contexts(context)
+    if plan is not None:
+        from airgap.connected.rotation import fleet_plan
+        from airgap.offline.trustview import read_pki_trust
+
+        result = fleet_plan(read_pki_trust(plan), contexts, parallel=parallel, policy=_policy())
+        state, steps = result.state, result
+    else:
+        from airgap.connected.trust import evaluate, read_fleet_trust
+
+        state, steps = evaluate(read_fleet_trust(contexts, parallel=parallel, policy=_policy())), None
+    if as_json:
+        doc = state.as_dict()
+        if steps is not None:
+            doc["plan"] = steps.as_dict()
+        print_json(doc)
+    else:
+        typer.echo(state.table())  # every value from a cluster is shown through clean()
+        if steps is not None:
+            typer.echo("")
+            typer.echo(clean_lines(steps.text()))
+    if not state.whole:
+        pairs = ", ".join(f"{a} and {b}" for a, b in state.pairs()) or "unreadable clusters"
+        raise VerificationError(f"the mesh is split: {pairs}")
+
+
 # -- preflight (top level) -------------------------------------------------------------------------
 
 

@@ -173,6 +173,25 @@ class PreparedImport:
         """
         return self.bundle.ceremony_head
 
+    def trust_facts(self, context: str = "(this bundle)") -> Any:
+        """The bundle's issuing root and trusted roots, as :mod:`airgap.connected.trust` compares them."""
+        from airgap.connected.trust import pem_facts
+
+        return pem_facts(self.material.cert_chain_pem, self.material.root_cert_pem, context=context)
+
+    def history_fields(self, context: str | None, forced_split: str | None) -> dict[str, Any]:
+        """The ``bundle-import`` event of the jump host's history (the auditor's report reads these names)."""
+        return {
+            "cluster": self.cluster,
+            "context": context,
+            "bundle_id": self.bundle_id,
+            "sequence": self.sequence,
+            "signer": self.signer,
+            "ceremony_head": self.ceremony_head,
+            "ca_fingerprint": self.fingerprint,
+            "forced_split": forced_split,
+        }
+
     def annotations(self) -> dict[str, str]:
         ann = {
             ANN_BUNDLE_ID: self.bundle_id,
@@ -418,7 +437,10 @@ def import_to_tree(
         done = render_cluster(root, ctx, files, recipients=recipients, replace=rotate, binary=binary)
         return Outcome(ctx, 0, "rendered" if done.changed else "unchanged", done.summary(), done)
 
-    return run_fleet(clusters, one, parallel=parallel)
+    report = run_fleet(clusters, one, parallel=parallel)
+    if any(o.exit_code == 0 for o in report.outcomes):
+        record_import(prepared, None, None)  # rendered, not applied: context null
+    return report
 
 
 def render_to_dir(
@@ -481,9 +503,28 @@ def import_to_dir(prepared: PreparedImport, out_dir: Path, recipients: Sequence[
 
     The record comes before publishing, so an unwritable or locked-out state folder (exit 3) or a
     lost race with another import (exit 4) leaves nothing in ``out_dir``. If publishing fails after
-    the record, importing the same bundle again is allowed (same sequence and bundle id).
+    the record, importing the same bundle again is allowed (same sequence and bundle id). Once the
+    files are published, the import goes into the jump host's history (context null).
     """
-    return render_to_dir(prepared, out_dir, before_publish=lambda: record_accepted(prepared), recipients=recipients)
+    written = render_to_dir(prepared, out_dir, before_publish=lambda: record_accepted(prepared), recipients=recipients)
+    record_import(prepared, None, None)
+    return written
+
+
+def record_import(prepared: PreparedImport, context: str | None, forced_split: str | None) -> None:
+    """One ``bundle-import`` event in the jump host's history (:mod:`airgap.core.history`)."""
+    from airgap.core.history import BUNDLE_IMPORT, record_event
+
+    record_event(BUNDLE_IMPORT, prepared.history_fields(context, forced_split), state=prepared.state)
+
+
+def history_hook(prepared: PreparedImport, forced_split: str | None) -> Callable[[Any], None]:
+    """For ``import_to_cluster(on_imported=…)``: each cluster that holds the bundle gets its event."""
+
+    def hook(result: Any) -> None:
+        record_import(prepared, str(result.context), forced_split)
+
+    return hook
 
 
 __all__ = [
@@ -495,11 +536,13 @@ __all__ = [
     "AcceptedRecord",
     "PreparedImport",
     "cluster_files",
+    "history_hook",
     "import_to_dir",
     "import_to_tree",
     "last_accepted",
     "prepare_import",
     "record_accepted",
+    "record_import",
     "render_to_dir",
     "rendered_files",
     "resolve_state_dir",

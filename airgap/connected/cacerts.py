@@ -470,6 +470,7 @@ def import_to_cluster(
     notify: Callable[[str], None] | None = None,
     record: Callable[[Any], None] | None = None,
     now: Callable[[], dt.datetime] | None = None,
+    on_imported: Callable[[ImportResult], None] | None = None,
 ) -> ImportResult:
     """Import a verified, prepared bundle into the cluster of ``context`` (absent: current context).
 
@@ -479,6 +480,7 @@ def import_to_cluster(
     accepted bundle is recorded locally (``record``, default ``record_accepted``) only after the
     cluster holds it; if that record fails, :class:`RecordFailed` says the cluster holds it.
     ``dry_run``: only reads, says what would happen (:func:`plan_cacerts`), records nothing.
+    ``on_imported`` (e.g. the jump host's history) runs after the record, for each cluster.
     """
     sequence = getattr(prepared, "sequence", None)
     policy = policy or policy_from_env()
@@ -494,6 +496,8 @@ def import_to_cluster(
         )
     if not dry_run:
         _record(record or _record_accepted, prepared, result)
+        if on_imported is not None:
+            _record(lambda _p: on_imported(result), prepared, result)
     return result
 
 
@@ -510,6 +514,7 @@ def import_to_fleet(
     record: Callable[[Any], None] | None = None,
     now: Callable[[], dt.datetime] | None = None,
     on_done: Callable[[Outcome], None] | None = None,
+    on_imported: Callable[[ImportResult], None] | None = None,
 ) -> FleetReport:
     """:func:`import_to_cluster` on every context, ``parallel`` at a time; one failure stops no other.
 
@@ -539,6 +544,7 @@ def import_to_fleet(
             notify=notify,
             record=record_once,
             now=now,
+            on_imported=on_imported,
         )
         return Outcome(ctx, 0, result.result_word, result.detail, result)
 

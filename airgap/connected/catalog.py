@@ -26,6 +26,10 @@ class ReleaseLine:
     profile: str
     kubernetes: tuple[tuple[int, int], tuple[int, int]]  # lowest and highest supported minor, inclusive
     source: str
+    # How istiod of this line picks up a changed cacerts without a restart (None: it does not;
+    # restart istiod and the workloads after each trust change), and the public source saying so.
+    reload_flag: str | None = None
+    reload_source: str | None = None
 
 
 CATALOG: dict[str, ReleaseLine] = {
@@ -37,9 +41,25 @@ CATALOG: dict[str, ReleaseLine] = {
         # istio.io "Supported Releases" table: Istio 1.8 was tested on Kubernetes 1.16 - 1.19.
         ReleaseLine("istio-1.8", "default", ((1, 16), (1, 19)), "istio.io supported releases"),
         # istio.io "Supported Releases" table: Istio 1.20 on Kubernetes 1.25 - 1.29.
-        ReleaseLine("istio-1.20", "default", ((1, 25), (1, 29)), "istio.io supported releases"),
+        # istiod reloads plugged-in cacerts files when AUTO_RELOAD_PLUGIN_CERTS is true (istiod
+        # environment, off by default): istio/istio#31522, "plugged-in CA cert rotation".
+        ReleaseLine(
+            "istio-1.20",
+            "default",
+            ((1, 25), (1, 29)),
+            "istio.io supported releases",
+            "AUTO_RELOAD_PLUGIN_CERTS=true",
+            "istio/istio#31522",
+        ),
         # istio.io "Supported Releases" table: Istio 1.24 on Kubernetes 1.28 - 1.31.
-        ReleaseLine("istio-1.24", "default", ((1, 28), (1, 31)), "istio.io supported releases"),
+        ReleaseLine(
+            "istio-1.24",
+            "default",
+            ((1, 28), (1, 31)),
+            "istio.io supported releases",
+            "AUTO_RELOAD_PLUGIN_CERTS=true",
+            "istio/istio#31522",
+        ),
     )
 }
 
@@ -74,6 +94,26 @@ def defaults_for(version: str) -> ReleaseDefaults:
     else:
         raise InvalidInput(f"release version {version!r}: not an ASM (1.8.6-asm.8) or Istio (1.20.3) version")
     return ReleaseDefaults(version, revision, line.profile if line else "default", line)
+
+
+_ASM_REV = re.compile(r"^asm-(\d)(\d)(\d+)-(\d+)$")  # asm-186-8 (ASM 1.x with a one-digit minor)
+_ISTIO_REV = re.compile(r"^(\d+)-(\d+)-(\d+)$")  # 1-20-3
+
+
+def line_of_revision(revision: str, image: str | None = None) -> ReleaseLine | None:
+    """The catalog line of a running istiod: from its image tag (``…/pilot:1.8.6-asm.8``), else its
+    revision label (``asm-186-8``, ``1-20-3``); None when neither names a known line."""
+    tag = image.rsplit(":", 1)[-1] if image and ":" in image.rsplit("/", 1)[-1] else ""
+    if tag:
+        try:
+            return defaults_for(tag).line
+        except InvalidInput:
+            pass  # not a version tag (a digest, "latest"): the revision label decides
+    if m := _ASM_REV.match(revision):
+        return CATALOG.get(f"asm-{m.group(1)}.{m.group(2)}")
+    if m := _ISTIO_REV.match(revision):
+        return CATALOG.get(f"istio-{m.group(1)}.{m.group(2)}")
+    return None
 
 
 def release_version(release: Path) -> str:

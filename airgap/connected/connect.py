@@ -39,8 +39,9 @@ from typing import Any
 import yaml
 
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION, MESH_ID_ANNOTATION, NAMESPACE, NETWORK_LABEL
+from airgap.connected.trust import ClusterTrust, TrustState, evaluate
 from airgap.core.retry import poll_until
-from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
+from airgap.errors import ClusterError, InvalidInput, Refused
 
 JSON = dict[str, Any]
 
@@ -169,6 +170,7 @@ class ClusterFacts:
     network: str | None
     roots: dict[str, str]  # root fingerprint -> subject, from cacerts root-cert.pem
     remote_secrets: dict[str, str] = field(default_factory=dict)  # secret name -> server it points at
+    trust: ClusterTrust | None = None  # issuing and trusted roots (airgap.connected.trust)
 
     @property
     def context(self) -> str:
@@ -198,8 +200,6 @@ def _b64(secret: JSON, key: str) -> bytes | None:
 
 def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = None) -> ClusterFacts:
     """Step 2 for one cluster: clusterName, meshID, network, cacerts roots, remote secrets held."""
-    from airgap.core.x509 import fingerprint, load_certs_pem
-
     ns = kube.get("Namespace", NAMESPACE) or {}
     meta = ns.get("metadata") or {}
     labels = meta.get("labels") or {}
@@ -210,15 +210,10 @@ def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = Non
         raise Refused(
             f"context {endpoint.context}: --cluster-name says {given!r} but mesh install recorded {recorded!r}"
         )
-    roots: dict[str, str] = {}
-    secret = kube.get("Secret", "cacerts", NAMESPACE)
-    pem = _b64(secret, "root-cert.pem") if secret else None
-    if pem:
-        try:
-            certs = load_certs_pem(pem, source=f"context {endpoint.context} cacerts root-cert.pem")
-        except AirgapError:
-            certs = []
-        roots = {fingerprint(c): c.subject.rfc4514_string() for c in certs}
+    from airgap.connected.trust import cluster_trust
+
+    trust = cluster_trust(endpoint.context, kube.get("Secret", "cacerts", NAMESPACE))
+    roots = {fp: trust.subjects.get(fp, "") for fp in trust.trusted}
     held: dict[str, str] = {}
     for s in kube.list("Secret", NAMESPACE, selector=f"{MULTICLUSTER_LABEL}=true"):
         sname = str(s["metadata"]["name"])
@@ -230,6 +225,7 @@ def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = Non
         labels.get(NETWORK_LABEL),
         roots,
         held,
+        trust,
     )
 
 
@@ -704,6 +700,7 @@ class TrustReport:
     facts: list[ClusterFacts]
     servers: set[str]
     problems: list[str]
+    invariant: TrustState | None = None  # the trust invariant (airgap.connected.trust), its table below
 
     @property
     def ok(self) -> bool:
@@ -718,12 +715,15 @@ class TrustReport:
                 for name, server in sorted(f.remote_secrets.items())
             }
             rows.append(row)
-        return {"ok": self.ok, "clusters": rows, "problems": self.problems}
+        doc: JSON = {"ok": self.ok, "clusters": rows, "problems": self.problems}
+        if self.invariant is not None:
+            doc["invariant"] = self.invariant.as_dict()
+        return doc
 
     def table(self) -> str:
         from airgap.core.display import clean  # escapes what the clusters said
 
-        head = ("CONTEXT", "CLUSTER", "MESH", "NETWORK", "ROOTS", "REMOTE SECRETS")
+        head = ("CONTEXT", "CLUSTER", "MESH", "NETWORK", "REMOTE SECRETS")
         rows: list[tuple[str, ...]] = [head]
         for f in self.facts:
             secrets = ", ".join(
@@ -738,7 +738,6 @@ class TrustReport:
                         f.name or "-",
                         f.mesh_id or "-",
                         f.network or "-",
-                        " ".join(r[:12] for r in sorted(f.roots)) or "-",
                         secrets or "-",
                     )
                 )
@@ -747,6 +746,8 @@ class TrustReport:
         lines = ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows]
         lines = [line.rstrip() for line in lines]
         lines += [f"problem: {clean(p)}" for p in self.problems]
+        if self.invariant is not None:  # the roots: issuing and trusted, full fingerprints
+            lines += ["", self.invariant.table()]
         return "\n".join(lines)
 
 
@@ -766,4 +767,6 @@ def fleet_trust(facts: Sequence[ClusterFacts], servers: set[str]) -> TrustReport
                     f"context {b.context}: remote secret {secret} points at "
                     f"{b.remote_secrets[secret] or '(unreadable)'}, not {a.endpoint.server}"
                 )
-    return TrustReport(list(facts), servers, problems)
+    invariant = evaluate([f.trust for f in facts if f.trust is not None])
+    problems += invariant.problems()
+    return TrustReport(list(facts), servers, problems, invariant)

@@ -57,6 +57,7 @@ KINDS: dict[str, Kind] = {
         Kind("ClusterRole", "/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
         Kind("ClusterRoleBinding", "/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
         Kind("Gateway", "/apis/networking.istio.io/v1alpha3", "gateways", True),
+        Kind("ConfigMap", "/api/v1", "configmaps", True),
     )
 }
 

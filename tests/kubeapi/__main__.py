@@ -30,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         "--server-version", default="v1.19.16", help="the Kubernetes version reported (default: ASM 1.8's v1.19.16)"
     )
     ap.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    ap.add_argument(
+        "--publish-roots-after",
+        type=float,
+        default=None,
+        help="turn on the istiod stand-in: copy cacerts' root-cert.pem into istio-ca-root-cert ConfigMaps "
+        "of injected namespaces this many seconds after it changes",
+    )
     ap.add_argument("--istioctl-log", type=Path, help="follow the fake istioctl's log and simulate installs")
     ap.add_argument("--workloads", action="store_true", help="a demo namespace with one deployment per cluster")
     ap.add_argument(
@@ -44,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{args.prefix}-{i}"
         emu = Emulator(name=name, version=args.server_version).start()
         emu.faults.latency = args.latency
+        emu.root_publish_delay = args.publish_roots_after
         if args.workloads:
             emu.add_deployment("demo", "web", {"app": "web"})
         if args.mesh_root:

@@ -157,6 +157,8 @@ def _row(rd: ResourceDef, obj: JSON) -> list[Any]:
         return [meta.get("name"), status.get("phase", "Active"), age]
     if rd.plural == "secrets":
         return [meta.get("name"), obj.get("type", "Opaque"), len(obj.get("data") or {}), age]
+    if rd.plural == "configmaps":
+        return [meta.get("name"), len(obj.get("data") or {}) + len(obj.get("binaryData") or {}), age]
     return [meta.get("name"), age]
 
 
@@ -166,6 +168,7 @@ _COLUMNS = {
     "services": ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age"],
     "namespaces": ["Name", "Status", "Age"],
     "secrets": ["Name", "Type", "Data", "Age"],
+    "configmaps": ["Name", "Data", "Age"],
 }
 
 

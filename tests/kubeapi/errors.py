@@ -38,6 +38,7 @@ RESOURCES: dict[tuple[str, str], ResourceDef] = {
                     ("create", "delete", "get", "list", "patch", "update", "watch")),
         ResourceDef("nodes", "Node", "", "v1", False, ("no",), (), "node"),
         ResourceDef("secrets", "Secret", "", "v1", True, (), (), "secret"),
+        ResourceDef("configmaps", "ConfigMap", "", "v1", True, ("cm",), (), "configmap"),
         ResourceDef("services", "Service", "", "v1", True, ("svc",), ("all",), "service",
                     ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
         ResourceDef("pods", "Pod", "", "v1", True, ("po",), ("all",), "pod"),

@@ -193,6 +193,12 @@ KINDS: dict[str, dict[str, Any]] = {
             "daemonEndpoints": ANY,
         },
     },
+    "ConfigMap": {
+        **TOP,
+        "data": MapOf(S),
+        "binaryData": MapOf("byte"),
+        "immutable": B,
+    },
     "Secret": {
         **TOP,
         "data": MapOf("byte"),

@@ -482,6 +482,10 @@ class Emulator:
         self.cert_users: dict[str, Any] = {}  # user name -> trustme LeafCert
         self.tokens: dict[str, str] = {}  # service-account tokens the token controller issued -> user
         self.namespace_finalize_delay = 0.05
+        # The istiod stand-in (tests only, see README): None = off; else seconds after a cacerts
+        # root-cert.pem is first seen before it is copied into istio-ca-root-cert ConfigMaps.
+        self.root_publish_delay: float | None = None
+        self._root_seen: tuple[str, float] | None = None
         self.requests: list[Request] = []
         self._req_lock = threading.Lock()
         self._stop = threading.Event()
@@ -981,6 +985,7 @@ class Emulator:
             if store.terminating:
                 store.finalize_namespaces(self.namespace_finalize_delay)
             self._reconcile_tokens()
+            self._reconcile_root_configmaps(now)
             for dep in self.list("deployments"):
                 self._reconcile_deployment(dep)
             for pod in self.list("pods"):
@@ -1021,6 +1026,37 @@ class Emulator:
             }
             meta.setdefault("annotations", {})["kubernetes.io/service-account.uid"] = sa["metadata"]["uid"]
             self.store.update(_rd("secrets"), meta["namespace"], meta["name"], secret)
+
+    def _reconcile_root_configmaps(self, now: float) -> None:
+        """The istiod stand-in (NOT istiod): while an istiod pod is Ready in istio-system, copy
+        ``cacerts``' root-cert.pem into the ``istio-ca-root-cert`` ConfigMap (key root-cert.pem) of
+        every namespace labelled ``istio-injection=enabled`` or ``istio.io/rev``, once the same
+        root-cert.pem has been there for ``root_publish_delay`` seconds. Nothing else of istiod."""
+        if self.root_publish_delay is None:
+            return
+        if not any(_pod_ready(p) for p in self.list("pods", "istio-system", "app=istiod")):
+            return
+        secret = self.get("secrets", "istio-system", "cacerts")
+        raw = ((secret or {}).get("data") or {}).get("root-cert.pem")
+        if not raw:
+            return
+        pem = base64.b64decode(raw).decode("ascii", "replace")
+        if self._root_seen is None or self._root_seen[0] != pem:
+            self._root_seen = (pem, now)
+        if now - self._root_seen[1] < self.root_publish_delay:
+            return
+        for ns in self.list("namespaces"):
+            labels = ns["metadata"].get("labels") or {}
+            if labels.get("istio-injection") != "enabled" and "istio.io/rev" not in labels:
+                continue
+            name = ns["metadata"]["name"]
+            cm = self.get("configmaps", name, "istio-ca-root-cert")
+            if cm is None:
+                body = {"metadata": {"name": "istio-ca-root-cert", "labels": {"istio.io/config": "true"}}}
+                self.store.create(_rd("configmaps"), name, {**body, "data": {"root-cert.pem": pem}})
+            elif (cm.get("data") or {}).get("root-cert.pem") != pem:
+                cm["data"] = {"root-cert.pem": pem}
+                self.store.update(_rd("configmaps"), name, "istio-ca-root-cert", cm)
 
     def _reconcile_deployment(self, dep: JSON) -> None:
         ns = dep["metadata"]["namespace"]
