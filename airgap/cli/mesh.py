@@ -573,7 +573,7 @@ def trust_cmd(
             typer.echo("")
             typer.echo(clean_lines(steps.text()))
     if not state.whole:
-        pairs = ", ".join(f"{a} and {b}" for a, b in state.pairs()) or "unreadable clusters"
+        pairs = ", ".join(f"{a} and {b}" for a, b in state.pairs()) or state.problems()[0]
         raise VerificationError(f"the mesh is split: {pairs}")
 
 

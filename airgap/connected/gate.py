@@ -140,9 +140,9 @@ def check_split(
     wanted = list(dict.fromkeys([*peers, *(p for t in targets for p in seen[t][1])]))
     others = [p for p in wanted if p not in targets]
     seen.update(_read(others, parallel, kubeconfig, policy, None))
-    after = [ClusterTrust(t, bundle.issuing, bundle.trusted, bundle.subjects) for t in targets]
+    after = [ClusterTrust(t, bundle.issuing, bundle.trusted, bundle.subjects, None, bundle.not_before) for t in targets]
     after += [seen[p][0] for p in others]
-    state = evaluate(after)
+    state = evaluate(after)  # letters: the oldest root is A
     problems = state.problems(state.involving(targets)) + [f"{c.context}: {c.problem}" for c in state.unreadable]
     result = GateResult(tuple(targets), tuple(others), state, force_split, tuple(problems) if force_split else ())
     if problems and force_split is None:

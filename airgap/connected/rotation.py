@@ -52,7 +52,7 @@ class LiveCluster:
 
 @dataclass(frozen=True)
 class Step:
-    """One thing to do: ``action`` is rotate-root, bundle, restart, ca-rotate or finish."""
+    """One thing to do: ``action`` is rotate-root, bundle (create, import, restart), ca-rotate or finish."""
 
     stage: int
     action: str
@@ -92,54 +92,51 @@ class RotationPlan:
         return "\n".join(lines)
 
 
+def _q(value: object) -> str:
+    """A shell word (paths and context names may hold spaces or quotes)."""
+    import shlex
+
+    return shlex.quote(str(value))
+
+
 def _bundle(pki: PkiTrust, live: LiveCluster, stage: int, carries: str) -> Step:
-    n, ctx = live.cluster, live.context
+    n, ctx = _q(live.cluster), live.context
+    out = _q(f"{live.cluster}-stage{stage}.bundle")  # bundle create never replaces a file: one name per step
     return Step(
         stage,
         "bundle",
         "root host, then jump host",
         (
-            f"airgap bundle create {n} --dir {pki.path} --sign-key OFFICER.key --recipient JUMP.pub --out {n}.bundle",
-            f"airgap bundle import {n}.bundle --trust OFFICER.pub --identity JUMP.key --cluster {n} "
-            f"--context {ctx} --rotate",
+            f"airgap bundle create {n} --dir {_q(pki.path)} --sign-key OFFICER.key --recipient JUMP.pub "
+            f"--passphrase-file PASSFILE --out {out}",
+            f"airgap bundle import {out} --trust OFFICER.pub --identity JUMP.key --cluster {n} "
+            f"--context {_q(ctx)} --rotate",
         ),
-        f"import into {ctx} a bundle of {n} carrying {carries}",
-        n,
+        f"import into {ctx} a bundle of {live.cluster} carrying {carries}",
+        live.cluster,
         ctx,
     )
 
 
-def _restart(live: LiveCluster, stage: int, what: str) -> Step | None:
+def _restart(live: LiveCluster, what: str) -> tuple[tuple[str, ...], str]:
+    """The restart command (none where istiod reloads roots, or nothing is injected) and why."""
     if live.reload is not None:
         flag, source = live.reload
-        return Step(
-            stage,
-            "restart",
-            "jump host",
-            (),
-            f"{live.context}: istiod of this release line reloads cacerts when run with {flag} ({source}); "
-            f"no restart needed after {what} if it does (restart the workloads if in doubt)",
-            live.cluster,
-            live.context,
+        return (), (
+            f"; istiod of this release line reloads cacerts when run with {flag} ({source}), "
+            f"so the proxies get {what} without a restart (restart the workloads if in doubt)"
         )
     if not live.namespaces:
-        return None
-    return Step(
-        stage,
-        "restart",
-        "jump host",
-        (f"airgap mesh inject {' '.join(live.namespaces)} --context {live.context} --restart",),
-        f"{live.context}: restart the injected workloads so their proxies load {what} "
-        "(this release line does not reload roots without a restart)",
-        live.cluster,
-        live.context,
-    )
+        return (), "; no injected namespace to restart"
+    command = f"airgap mesh inject {' '.join(map(_q, live.namespaces))} --context {_q(live.context)} --restart"
+    return (command,), f"; then restart the injected workloads so their proxies load {what} (no reload without it)"
 
 
 def _import_and_restart(pki: PkiTrust, live: LiveCluster, stage: int, carries: str, what: str) -> list[Step]:
-    steps = [_bundle(pki, live, stage, carries)]
-    restart = _restart(live, stage, what)
-    return steps + ([restart] if restart is not None else [])
+    """One step: create the bundle, import it, restart: a stateless plan cannot know a restart is still due."""
+    step = _bundle(pki, live, stage, carries)
+    more, why = _restart(live, what)
+    return [Step(stage, step.action, step.where, step.commands + more, step.why + why, step.cluster, step.context)]
 
 
 def _finish(pki: PkiTrust, stage: int) -> Step:
@@ -147,7 +144,7 @@ def _finish(pki: PkiTrust, stage: int) -> Step:
         stage,
         "finish",
         "root host",
-        (f"airgap ca rotate-root --dir {pki.path} --finish --passphrase-file PASSFILE",),
+        (f"airgap ca rotate-root --dir {_q(pki.path)} --finish --passphrase-file PASSFILE",),
         "retire root A: allowed now that every cluster issues under B and its workloads restarted "
         "(the PKI refuses it while a cluster folder is still under A)",
     )
@@ -172,10 +169,17 @@ def _rotating(pki: PkiTrust, live: Sequence[LiveCluster]) -> tuple[list[Step], l
         if lc.trust.issuing == b or pc is None:
             continue
         if pc.issuing != b:
+            rotate = f"airgap ca rotate {_q(lc.cluster)} --dir {_q(pki.path)} --passphrase-file PASSFILE"
             steps.append(
-                Step(2, "ca-rotate", "root host", (f"airgap ca rotate {lc.cluster} --dir {pki.path} --passphrase-file "
-                 "PASSFILE",), f"a new intermediate for {lc.cluster} under root B", lc.cluster)
-            )  # fmt: skip
+                Step(
+                    2,
+                    "ca-rotate",
+                    "root host",
+                    (rotate,),
+                    f"a new intermediate for {lc.cluster} under root B",
+                    lc.cluster,
+                )
+            )
         steps += _import_and_restart(pki, lc, 2, "trust {A,B}, issuer B", "certificates of the new chain")
     named = {lc.cluster for lc in live}
     for pc in pki.clusters:
@@ -190,20 +194,24 @@ def _rotating(pki: PkiTrust, live: Sequence[LiveCluster]) -> tuple[list[Step], l
 def _settled(pki: PkiTrust, live: Sequence[LiveCluster]) -> tuple[list[Step], list[str]]:
     """No next root: drop retired roots from trust, or say how to start a rotation."""
     r = pki.root
-    if any(lc.trust.issuing != r for lc in live):
-        odd = ", ".join(lc.context for lc in live if lc.trust.issuing != r)
+    movers = [lc for lc in live if lc.trust.issuing != r]
+    others = [lc for lc in live if lc not in movers]
+    if movers and not all(r in lc.trust.trusted for lc in others):
+        odd = ", ".join(lc.context for lc in movers)
         return [], [f"{odd}: issue(s) under a root that is not the PKI's; 'mesh trust' names the mend"]
-    left = [lc for lc in live if lc.trust.trusted != (r,)]
     steps: list[Step] = []
-    for lc in left:
-        steps += _import_and_restart(pki, lc, 4, "trust {A} only", "the trust bundle without the retired root")
+    for lc in movers:  # the rotation finished in the PKI before these clusters moved: move them now
+        steps += _import_and_restart(pki, lc, 2, "trust {A}, issuer A", "certificates of the new chain")
+    for lc in others:
+        if lc.trust.trusted != (r,):
+            steps += _import_and_restart(pki, lc, 4, "trust {A} only", "the trust bundle without the retired root")
     if steps:
         return steps, []
     start = Step(
         1,
         "rotate-root",
         "root host",
-        (f"airgap ca rotate-root --dir {pki.path} --passphrase-file PASSFILE",),
+        (f"airgap ca rotate-root --dir {_q(pki.path)} --passphrase-file PASSFILE",),
         "every cluster issues under the root and trusts only it; to rotate the root, make the next "
         "one, then run 'mesh trust --plan' again",
     )

@@ -45,6 +45,7 @@ class ClusterTrust:
     trusted: tuple[str, ...]
     subjects: Mapping[str, str] = field(default_factory=dict)  # fingerprint -> subject (display only)
     problem: str | None = None
+    not_before: Mapping[str, str] = field(default_factory=dict)  # fingerprint -> notBefore (orders the letters)
 
     def as_dict(self) -> JSON:
         return {
@@ -97,6 +98,8 @@ class TrustState:
         order = {c.context: i for i, c in enumerate(self.clusters)}
         seen: dict[tuple[str, str], None] = {}
         for r in self.rejections:
+            if r.issuer == r.rejecter:
+                continue  # a cluster that does not trust itself: a problem of its own, not a pair
             a, b = sorted((r.issuer, r.rejecter), key=order.__getitem__)
             seen.setdefault((a, b), None)
         return sorted(seen, key=lambda p: (order[p[0]], order[p[1]]))
@@ -115,9 +118,14 @@ class TrustState:
     def problems(self, rejections: Sequence[Rejection] | None = None) -> list[str]:
         """One line per split pair (naming both directions where both fail), then unreadable clusters."""
         rs = self.rejections if rejections is None else tuple(rejections)
-        lines: list[str] = []
+        lines = [
+            f"{r.issuer} ({self.phase(r.issuer)}) does not trust its own issuing root {self.label(r.root)} "
+            f"({r.root}): its root-cert.pem does not hold the root its cert-chain.pem ends at"
+            for r in rs
+            if r.issuer == r.rejecter
+        ]
         for a, b in self.pairs():
-            mine = [r for r in rs if {r.issuer, r.rejecter} == {a, b}]
+            mine = [r for r in rs if {r.issuer, r.rejecter} == {a, b} and r.issuer != r.rejecter]
             if not mine:
                 continue
             why = "; ".join(
@@ -183,11 +191,15 @@ def _letters() -> Callable[[int], str]:
 
 def root_labels(clusters: Sequence[ClusterTrust], known: Mapping[str, str] | None = None) -> dict[str, str]:
     """A letter per root: ``known`` first (e.g. the PKI's root ``A`` and next root ``B``), then the
-    others in order of appearance (issuing roots of the clusters in order, then trusted roots)."""
+    others oldest first (notBefore), ties in order of appearance (issuing roots, then trusted roots)."""
     labels = dict(known or {})
     used = set(labels.values())
     nth = _letters()
-    order = [c.issuing for c in clusters if c.issuing] + [r for c in clusters for r in c.trusted]
+    seen = [c.issuing for c in clusters if c.issuing] + [r for c in clusters for r in c.trusted]
+    born: dict[str, str] = {}
+    for c in clusters:
+        born.update(c.not_before)
+    order = sorted(dict.fromkeys(seen), key=lambda fp: (born.get(fp, "~"), seen.index(fp)))
     i = 0
     for fp in order:
         if fp in labels:
@@ -230,6 +242,7 @@ def pem_facts(chain_pem: bytes | None, roots_pem: bytes | None, *, context: str)
     from airgap.core.x509 import fingerprint, load_certs_pem
 
     subjects: dict[str, str] = {}
+    born: dict[str, str] = {}
     issuing: str | None = None
     problem: str | None = None
     trusted: list[str] = []
@@ -237,6 +250,7 @@ def pem_facts(chain_pem: bytes | None, roots_pem: bytes | None, *, context: str)
         for c in load_certs_pem(roots_pem or b"", source=f"context {context} cacerts root-cert.pem"):
             fp = fingerprint(c)
             subjects[fp] = c.subject.rfc4514_string()
+            born[fp] = c.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
             if fp not in trusted:
                 trusted.append(fp)
     except AirgapError as exc:
@@ -245,11 +259,12 @@ def pem_facts(chain_pem: bytes | None, roots_pem: bytes | None, *, context: str)
         chain = load_certs_pem(chain_pem or b"", source=f"context {context} cacerts cert-chain.pem")
         issuing = fingerprint(chain[-1])
         subjects.setdefault(issuing, chain[-1].subject.rfc4514_string())
+        born.setdefault(issuing, chain[-1].not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"))
     except AirgapError as exc:
         problem = f"cacerts cert-chain.pem: {exc.message}" if chain_pem else "cacerts has no cert-chain.pem"
     if problem is not None:
         issuing = None
-    return ClusterTrust(context, issuing, tuple(trusted), subjects, problem)
+    return ClusterTrust(context, issuing, tuple(trusted), subjects, problem, born)
 
 
 def cluster_trust(context: str, secret: JSON | None) -> ClusterTrust:

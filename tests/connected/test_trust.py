@@ -76,3 +76,12 @@ def test_facts_from_pem(pki: Path) -> None:
     assert broken.issuing is None and broken.problem == "cacerts has no root-cert.pem"
     garbage = pem_facts(b"not a pem", roots, context="x")
     assert garbage.issuing is None and garbage.problem is not None and "cert-chain.pem" in garbage.problem
+
+
+def test_a_cluster_that_does_not_trust_its_own_issuer_is_its_own_problem() -> None:
+    st = evaluate([_c("c1", A, A), _c("c2", A, B)], {A: "A", B: "B"})
+    assert st.pairs() == [("c1", "c2")]  # c2 rejects c1's (and its own) issuing root A
+    lines = st.problems()
+    assert lines[0].startswith("c2 (A/{B}) does not trust its own issuing root A")
+    assert lines[1].startswith("c1 and c2 would reject each other: c2 (A/{B}) does not trust c1's issuing root A")
+    assert len(lines) == 2

@@ -189,8 +189,9 @@ def _secret(obj: JSON) -> list[Cause]:
 
 
 def decode_secret_data(rd: ResourceDef, obj: JSON) -> None:
-    """Secret ``data`` values must be base64: the real server fails decoding first (400, not 422)."""
-    data = obj.get("data")
+    """Secret ``data`` (and ConfigMap ``binaryData``) values must be base64: the real server fails
+    decoding first (400, not 422). A ConfigMap's ``data`` is plain text."""
+    data = obj.get("binaryData" if rd.plural == "configmaps" else "data")
     if not isinstance(data, dict):
         return
     for v in data.values():
