@@ -103,14 +103,14 @@ def _read(
     contexts: Sequence[str], parallel: int, kubeconfig: Path | None, policy: Any, servers: dict[str, str] | None
 ) -> dict[str, tuple[ClusterTrust, list[str]]]:
     """Each context's trust facts and (when ``servers``) the peers its remote secrets name."""
-    from airgap.connected.connect import _parallel
     from airgap.connected.kube import connect
+    from airgap.connected.trust import map_contexts
 
     def one(ctx: str) -> tuple[ClusterTrust, list[str]]:
         with connect(ctx, kubeconfig=kubeconfig, policy=policy) as kube:
             return read_trust(kube), (remote_peers(kube, servers) if servers is not None else [])
 
-    return _parallel(list(contexts), one, parallel) if contexts else {}
+    return map_contexts(list(contexts), one, parallel) if contexts else {}
 
 
 def _refusal(state: TrustState, targets: Sequence[str], problems: list[str]) -> str:

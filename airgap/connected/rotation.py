@@ -264,14 +264,14 @@ def read_live(kube: Any) -> LiveCluster:
 
 def fleet_plan(pki: PkiTrust, contexts: Sequence[str], *, parallel: int, policy: Any = None) -> RotationPlan:
     """:func:`read_live` of every context, then :func:`build_plan`."""
-    from airgap.connected.connect import _parallel
     from airgap.connected.kube import connect
+    from airgap.connected.trust import map_contexts
 
     def one(ctx: str) -> LiveCluster:
         with connect(ctx, policy=policy) as kube:
             return read_live(kube)
 
-    found = _parallel(list(contexts), one, parallel)
+    found = map_contexts(list(contexts), one, parallel)
     return build_plan(pki, [found[c] for c in contexts])
 
 

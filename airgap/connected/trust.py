@@ -24,11 +24,12 @@ import binascii
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from airgap.errors import AirgapError
 
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 NAMESPACE = "istio-system"
 SECRET_NAME = "cacerts"  # noqa: S105 - a Secret's name
@@ -294,15 +295,33 @@ def read_fleet_trust(
     A cluster that cannot be reached raises (its exit code, naming the context): a table without
     it could say "whole" about a fleet it never saw.
     """
-    from airgap.connected.connect import _parallel
     from airgap.connected.kube import connect
 
     def one(ctx: str) -> ClusterTrust:
         with connect(ctx, kubeconfig=kubeconfig, policy=policy) as kube:
             return read_trust(kube)
 
-    found = _parallel(list(contexts), one, parallel)
+    found = map_contexts(contexts, one, parallel)
     return [found[c] for c in contexts]
+
+
+def map_contexts(contexts: Sequence[str], fn: Callable[[str], T], parallel: int) -> dict[str, T]:
+    """``fn`` over the contexts, at most ``parallel`` at a time; the first error in context order is raised."""
+    import concurrent.futures as cf
+
+    results: dict[str, T] = {}
+    errors: dict[str, BaseException] = {}
+    with cf.ThreadPoolExecutor(max_workers=max(1, min(parallel, len(contexts))), thread_name_prefix="trust") as pool:
+        futures = {pool.submit(fn, c): c for c in contexts}
+        for fut in cf.as_completed(futures):
+            try:
+                results[futures[fut]] = fut.result()
+            except BaseException as exc:  # re-raised below, in context order
+                errors[futures[fut]] = exc
+    for ctx in contexts:
+        if ctx in errors:
+            raise errors[ctx]
+    return results
 
 
 __all__ = [
@@ -312,6 +331,7 @@ __all__ = [
     "TrustState",
     "cluster_trust",
     "evaluate",
+    "map_contexts",
     "pem_facts",
     "read_fleet_trust",
     "read_trust",
