@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         help="seed each cluster as mesh install + bundle import leave it: istio-system (network, clusterName, "
         "meshID) and a cacerts holding this root-cert.pem",
     )
+    ap.add_argument(
+        "--mesh-chain",
+        type=Path,
+        help="with --mesh-root: also put this cert-chain.pem into each seeded cacerts (mesh trust reads both)",
+    )
     args = ap.parse_args(argv)
     emulators: dict[str, Emulator] = {}
     for i in range(1, args.clusters + 1):
@@ -55,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workloads:
             emu.add_deployment("demo", "web", {"app": "web"})
         if args.mesh_root:
-            _seed_mesh(emu, name, args.mesh_root.read_bytes())
+            chain = args.mesh_chain.read_bytes() if args.mesh_chain else None
+            _seed_mesh(emu, name, args.mesh_root.read_bytes(), chain)
         emulators[name] = emu
     write_kubeconfig(args.kubeconfig, list(emulators.items()))
     sim = IstioctlSimulator(args.istioctl_log, emulators).start() if args.istioctl_log else None
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _seed_mesh(emu: Emulator, name: str, root_pem: bytes) -> None:
+def _seed_mesh(emu: Emulator, name: str, root_pem: bytes, chain_pem: bytes | None = None) -> None:
     import base64
 
     emu.create(
@@ -86,11 +92,10 @@ def _seed_mesh(emu: Emulator, name: str, root_pem: bytes) -> None:
             }
         },
     )
-    emu.create(
-        "secrets",
-        "istio-system",
-        {"metadata": {"name": "cacerts"}, "data": {"root-cert.pem": base64.b64encode(root_pem).decode()}},
-    )
+    data = {"root-cert.pem": base64.b64encode(root_pem).decode()}
+    if chain_pem is not None:
+        data["cert-chain.pem"] = base64.b64encode(chain_pem).decode()
+    emu.create("secrets", "istio-system", {"metadata": {"name": "cacerts"}, "data": data})
 
 
 if __name__ == "__main__":
