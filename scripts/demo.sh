@@ -202,7 +202,7 @@ $AIRGAP bundle import "$DEMO/jump/cluster1.bundle" --trust "$DEMO/jump/officer.p
 
 say "The connected half against the Kubernetes API EMULATOR (tests/kubeapi), NOT a real cluster"
 mkdir -p "$DEMO/emu"
-.venv/bin/python -m tests.kubeapi --kubeconfig "$DEMO/emu/kubeconfig" --clusters 2 --workloads \
+.venv/bin/python -m tests.kubeapi --kubeconfig "$DEMO/emu/kubeconfig" --clusters 2 --workloads --publish-roots-after 0.5 \
   --istioctl-log "$DEMO/emu/istioctl.log" > "$DEMO/emu/emulator.log" 2>&1 &
 EMU_PID=$!
 trap 'kill $EMU_PID 2>/dev/null || true' EXIT

@@ -44,6 +44,7 @@ class LiveCluster:
     cluster: str  # the PKI cluster its cacerts came from
     namespaces: tuple[str, ...] = ()  # injected namespaces (restarted after a trust change)
     reload: tuple[str, str] | None = None  # (istiod flag, public source) when istiod reloads roots
+    istiod: bool = False  # istiod pods run in istio-system
 
     @property
     def context(self) -> str:
@@ -126,10 +127,16 @@ def _restart(live: LiveCluster, what: str) -> tuple[tuple[str, ...], str]:
             f"; istiod of this release line reloads cacerts when run with {flag} ({source}), "
             f"so the proxies get {what} without a restart (restart the workloads if in doubt)"
         )
+    ctx = _q(live.context)
+    commands: tuple[str, ...] = ()
+    why = ""
+    if live.istiod:
+        commands += (f"kubectl --context {ctx} -n istio-system rollout restart deployment -l app=istiod",)
+        why = "; restart istiod (it reads cacerts at start)"
     if not live.namespaces:
-        return (), "; no injected namespace to restart"
-    command = f"airgap mesh inject {' '.join(map(_q, live.namespaces))} --context {_q(live.context)} --restart"
-    return (command,), f"; then restart the injected workloads so their proxies load {what} (no reload without it)"
+        return commands, why + "; no injected namespace to restart"
+    commands += (f"airgap mesh inject {' '.join(map(_q, live.namespaces))} --context {ctx} --restart",)
+    return commands, why + f"; then restart the injected workloads so their proxies load {what} (no reload without it)"
 
 
 def _import_and_restart(pki: PkiTrust, live: LiveCluster, stage: int, carries: str, what: str) -> list[Step]:
@@ -251,7 +258,8 @@ def read_live(kube: Any) -> LiveCluster:
         )
     )
     reload: tuple[str, str] | None = None
-    for pod in kube.list("Pod", "istio-system", selector=ISTIOD_SELECTOR):
+    pods = kube.list("Pod", "istio-system", selector=ISTIOD_SELECTOR)
+    for pod in pods:
         containers = (pod.get("spec") or {}).get("containers") or [{}]
         rev = str((pod["metadata"].get("labels") or {}).get(REV_LABEL, ""))
         line = line_of_revision(rev, str(containers[0].get("image") or ""))
@@ -259,7 +267,7 @@ def read_live(kube: Any) -> LiveCluster:
             reload = None
             break  # one istiod that needs restarts decides
         reload = (line.reload_flag, line.reload_source)
-    return LiveCluster(cluster_trust(kube.context, secret), name, namespaces, reload)
+    return LiveCluster(cluster_trust(kube.context, secret), name, namespaces, reload, bool(pods))
 
 
 def fleet_plan(pki: PkiTrust, contexts: Sequence[str], *, parallel: int, policy: Any = None) -> RotationPlan:

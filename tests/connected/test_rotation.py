@@ -18,7 +18,7 @@ def _pki(next_root: str | None, *clusters: tuple[str, str, tuple[str, ...]]) -> 
 
 
 def _live(ctx: str, cluster: str, issuing: str, *trusted: str, reload: tuple[str, str] | None = None) -> LiveCluster:
-    return LiveCluster(ClusterTrust(ctx, issuing, tuple(trusted)), cluster, ("shop",), reload)
+    return LiveCluster(ClusterTrust(ctx, issuing, tuple(trusted)), cluster, ("shop",), reload, istiod=True)
 
 
 def test_before_a_rotation_the_plan_is_to_start_one() -> None:
@@ -44,7 +44,8 @@ def test_mid_rotation_the_steps_left_are_in_the_gates_order() -> None:
     first = plan.steps[0]
     assert first.commands[0].startswith("airgap bundle create n2 --dir /pki ")
     assert "--cluster n2 --context k2 --rotate" in first.commands[1]
-    assert first.commands[2] == "airgap mesh inject shop --context k2 --restart"  # ASM 1.8: no root reload
+    assert first.commands[2] == "kubectl --context k2 -n istio-system rollout restart deployment -l app=istiod"
+    assert first.commands[3] == "airgap mesh inject shop --context k2 --restart"  # ASM 1.8: no root reload
     assert plan.steps[2].commands == ("airgap ca rotate n2 --dir /pki --passphrase-file PASSFILE",)
     assert plan.state.phase("k1") == "A/{A,B}" and plan.state.phase("k2") == "A/{A}"
 

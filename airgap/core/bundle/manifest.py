@@ -331,11 +331,12 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
 
 
 def check_bundled_crl(crl_pem: bytes, material: CAMaterial, *, source: str, cluster: str = "CLUSTER") -> None:
-    """``ca-crl.pem`` must be a PEM CRL issued and signed by the bundle's CA or its root (exit 1),
-    and must not list the bundle's own CA: a revoked CA never ships or installs (exit 4)."""
+    """``ca-crl.pem`` must be a PEM CRL issued and signed by the bundle's CA, its root, or (during a
+    root rotation, when the folder's CRL is still the old root's) a root its ``root-cert.pem``
+    trusts (exit 1), and must not list the bundle's own CA: a revoked CA never ships or installs (exit 4)."""
     from cryptography import x509
 
-    from airgap.core.x509 import revocation_entry
+    from airgap.core.x509 import load_certs_pem, revocation_entry
 
     try:
         crl = x509.load_pem_x509_crl(crl_pem)
@@ -343,7 +344,7 @@ def check_bundled_crl(crl_pem: bytes, material: CAMaterial, *, source: str, clus
         raise VerificationError(f"{source}: ca-crl.pem is not a valid PEM CRL") from exc
     if not any(
         crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-        for issuer in (material.ca_cert, material.root_cert)
+        for issuer in (material.ca_cert, material.root_cert, *load_certs_pem(material.root_cert_pem, source=source))
     ):
         raise VerificationError(f"{source}: ca-crl.pem is not signed by the bundled CA or root")
     entry = revocation_entry(crl, material.ca_cert)
