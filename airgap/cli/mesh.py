@@ -148,6 +148,8 @@ def install(
             )
         check_distinct(cluster_name, [c for c in contexts if c], "--cluster-name")
     defaults = _release_defaults(release)
+    from airgap.connected.catalog import istiod_env
+
     template = MeshSettings(
         cluster_name,
         network,
@@ -156,6 +158,7 @@ def install(
         profile or defaults.profile,
         tuple(overlay),
         east_west,
+        istiod_env(defaults.line),  # the line's cacerts reload flag (docs/rotation.md), if any
     )
     base = template
     if len(contexts) == 1:

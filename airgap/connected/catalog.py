@@ -67,6 +67,14 @@ _ASM = re.compile(r"^(\d+)\.(\d+)\.(\d+)-asm\.(\d+)$")
 _ISTIO = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
+def istiod_env(line: ReleaseLine | None) -> tuple[tuple[str, str], ...]:
+    """What ``mesh install`` puts in ``values.pilot.env`` for a line: its reload flag, if it has one."""
+    if line is None or line.reload_flag is None:
+        return ()
+    name, _, value = line.reload_flag.partition("=")
+    return ((name, value),)
+
+
 @dataclass(frozen=True)
 class ReleaseDefaults:
     """Defaults for one release version; ``line`` is None when the catalog does not know it."""

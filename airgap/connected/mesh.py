@@ -78,6 +78,9 @@ class MeshSettings:
     profile: str = DEFAULT_PROFILE
     overlays: tuple[Path, ...] = ()
     east_west: bool = False  # also the east-west gateway of the network (multi-network meshes)
+    # istiod environment the release line needs (values.pilot.env): the catalog's reload flag,
+    # so istiod picks up a rotated cacerts without a restart (docs/rotation.md)
+    istiod_env: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for flag, value in (
@@ -109,6 +112,7 @@ class MeshSettings:
             self.profile,
             self.overlays,
             self.east_west,
+            self.istiod_env,
         )
 
 
@@ -161,6 +165,8 @@ def render_operator(settings: MeshSettings) -> JSON:
             },
         },
     }
+    if settings.istiod_env:
+        doc["spec"]["values"]["pilot"] = {"env": dict(settings.istiod_env)}
     pinned = {
         ("spec", "revision"): (settings.revision, "--revision"),
         ("spec", "values", "global", "meshID"): (settings.mesh_id, "--mesh-id"),

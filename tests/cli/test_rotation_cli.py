@@ -127,7 +127,7 @@ def _setup_cluster(w: World, ctx: str, emu: Emulator | None) -> None:
 
 
 @pytest.fixture
-def world(_module_pki: tuple[Path, Keys, Path], kube_fleet: Any, tmp_path: Path) -> Iterator[World]:
+def world(_module_pki: tuple[Path, Keys, Path], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     pki_src, keys, passfile = _module_pki
     pki = tmp_path / "pki"
     shutil.copytree(pki_src, pki)
@@ -139,7 +139,7 @@ def world(_module_pki: tuple[Path, Keys, Path], kube_fleet: Any, tmp_path: Path)
             pytest.skip("set AIRGAP_TEST_CONTEXTS to three contexts for the rotation tests")
         contexts, emus, kubeconfig = dict(zip(ctxs, NAMES.values(), strict=True)), {}, Path(REAL_KUBECONFIG)
     else:
-        fleet = kube_fleet(3)
+        fleet = request.getfixturevalue("kube_fleet")(3)  # the emulator only: asked for here, not on real clusters
         contexts, emus, kubeconfig = dict(NAMES), fleet.emulators, fleet.kubeconfig
     w = World(pki, keys, passfile, kubeconfig, contexts, emus, tmp_path / "state", work)
     for ctx in contexts:

@@ -80,3 +80,16 @@ def test_the_release_line_of_a_running_istiod() -> None:
     assert line_of_revision("asm-186-8", "example/istiod:1") is CATALOG["asm-1.8"]
     assert line_of_revision("1-24-2") is CATALOG["istio-1.24"]
     assert line_of_revision("canary", "registry:5000/pilot@sha256") is None
+
+
+def test_mesh_install_turns_on_the_reload_flag_of_lines_that_have_one() -> None:
+    from airgap.connected.catalog import istiod_env
+    from airgap.connected.mesh import MeshSettings, render_operator
+
+    assert istiod_env(CATALOG["asm-1.8"]) == () and istiod_env(None) == ()
+    env = istiod_env(CATALOG["istio-1.20"])
+    assert env == (("AUTO_RELOAD_PLUGIN_CERTS", "true"),)
+    op = render_operator(MeshSettings("c", "n", "m", revision="1-20-3", istiod_env=env))
+    assert op["spec"]["values"]["pilot"] == {"env": {"AUTO_RELOAD_PLUGIN_CERTS": "true"}}
+    assert "pilot" not in render_operator(MeshSettings("c", "n", "m"))["spec"]["values"]  # ASM 1.8: as the guide
+    assert MeshSettings("{context}", "n", "m", istiod_env=env).for_context("x").istiod_env == env
