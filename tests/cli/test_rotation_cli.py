@@ -357,3 +357,17 @@ def test_a_pki_with_a_crl_bundles_and_imports_an_intermediate_under_the_next_roo
     r = w.import_(w.bundle("cluster1", "c1-b.bundle"), "c1", "--rotate")
     assert r.code == 0, r.err
     assert w.trust().code == 0
+
+
+def test_a_peer_without_cacerts_blocks_the_gate_and_a_missing_pki_is_bad_input(world: World) -> None:
+    w = world
+    with w.kube("c3") as k:
+        k.delete("Secret", "cacerts", "istio-system")
+    _start_rotation(w)
+    before = w.cacerts("c1")
+    r = w.import_(w.bundle("cluster1", "c1-ab.bundle"), "c1", "--rotate")
+    assert r.code == 4 and "c3: secret istio-system/cacerts is missing" in r.err
+    assert w.cacerts("c1")["data"] == before["data"]
+    assert w.trust().code == 1
+    r = w.cli("mesh", "trust", *w.ctx_args(), "--plan", w.work / "no-such-pki")
+    assert r.code == 3 and r.err.startswith("airgap: error: ") and "no-such-pki" in r.err
