@@ -85,3 +85,10 @@ def test_a_cluster_that_does_not_trust_its_own_issuer_is_its_own_problem() -> No
     assert lines[0].startswith("c2 (A/{B}) does not trust its own issuing root A")
     assert lines[1].startswith("c1 and c2 would reject each other: c2 (A/{B}) does not trust c1's issuing root A")
     assert len(lines) == 2
+
+
+def test_what_a_cluster_says_is_escaped_in_the_table() -> None:
+    evil = ClusterTrust("c\x1b[2J1", A, (A,), {A: "CN=\x1b[31mroot\u202e"})
+    text = evaluate([evil]).table()
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "\\x1b[31m" in text or "\\x1b" in text
