@@ -69,6 +69,12 @@ MESSAGES: dict[str, list[_F]] = {
         ("stringData", 4, "map<string,string>", False),
         ("immutable", 5, "bool", False),
     ],
+    "ConfigMap": [
+        ("metadata", 1, "ObjectMeta", False),
+        ("data", 2, "map<string,string>", False),
+        ("binaryData", 3, "map<string,bytes>", False),
+        ("immutable", 4, "bool", False),
+    ],
     "ServicePort": [
         ("name", 1, "string", False),
         ("protocol", 2, "string", False),
@@ -143,7 +149,7 @@ MESSAGES: dict[str, list[_F]] = {
         ("spec", 2, "SelfSubjectAccessReviewSpec", False),
     ],
 }
-KINDS = ("Namespace", "Secret", "Service", "ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding",
+KINDS = ("Namespace", "Secret", "ConfigMap", "Service", "ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding",
          "SelfSubjectAccessReview")  # fmt: skip
 
 _SCALARS = {"string": 9, "bytes": 12, "int32": 5, "int64": 3, "bool": 8}

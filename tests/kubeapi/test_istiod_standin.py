@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import base64
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +72,18 @@ def test_off_by_default(emu: Emulator) -> None:
     emu.wait_idle()
     time.sleep(0.2)
     assert emu.list("configmaps") == []
+
+
+def test_the_real_kubectl_creates_and_reads_a_configmap(emu: Emulator, tmp_path: Path) -> None:
+    """kubectl sends ConfigMaps as protobuf; the emulator decodes them (what a hand-made split uses)."""
+    kubeconfig = emu.write_kubeconfig(tmp_path / "kubeconfig")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    run = [shutil.which("kubectl") or "kubectl", "--context", "standin"]
+    made = subprocess.run([*run, "create", "configmap", "x", "--from-literal=root-cert.pem=PEM"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    cm = emu.get("configmaps", "default", "x")
+    assert cm is not None and cm["data"] == {"root-cert.pem": "PEM"}
+    got = subprocess.run([*run, "get", "configmap", "x", "-o", "jsonpath={.data.root-cert\\.pem}"], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert got.returncode == 0 and got.stdout == "PEM", got.stderr
