@@ -65,8 +65,8 @@ class GateResult:
         return f"gate: the mesh stays whole after this import (peers: {peers})"
 
 
-def kubeconfig_servers(kubeconfig: Path | None = None) -> dict[str, str]:
-    """server URL -> the first kubeconfig context (in file order) whose cluster has that server."""
+def context_servers(kubeconfig: Path | None = None) -> dict[str, str]:
+    """kubeconfig context -> its cluster's server URL (every context in file order)."""
     from airgap.connected.kube import _existing_files, _read_kubeconfig, kubeconfig_path
 
     clusters: dict[str, str] = {}
@@ -80,10 +80,18 @@ def kubeconfig_servers(kubeconfig: Path | None = None) -> dict[str, str]:
         for entry in doc.get("contexts") or []:
             if isinstance(entry, dict) and isinstance(entry.get("name"), str):
                 contexts.append((entry["name"], str((entry.get("context") or {}).get("cluster") or "")))
-    by_server: dict[str, str] = {}
+    out: dict[str, str] = {}
     for name, cluster in contexts:
         if cluster in clusters:
-            by_server.setdefault(clusters[cluster], name)
+            out.setdefault(name, clusters[cluster])
+    return out
+
+
+def kubeconfig_servers(kubeconfig: Path | None = None) -> dict[str, str]:
+    """server URL -> the first kubeconfig context (in file order) whose cluster has that server."""
+    by_server: dict[str, str] = {}
+    for name, server in context_servers(kubeconfig).items():
+        by_server.setdefault(server, name)
     return by_server
 
 
@@ -135,15 +143,17 @@ def check_split(
 ) -> tuple[GateResult, dict[str, ClusterTrust]]:
     """The invariant after ``bundle``'s facts replace each target's; raises :class:`Refused`
     (unless ``force_split``). Returns the result and every cluster's facts before the change."""
+    by_context = context_servers(kubeconfig)
     servers = kubeconfig_servers(kubeconfig)
     seen = _read(targets, parallel, kubeconfig, policy, servers)
     wanted = list(dict.fromkeys([*peers, *(p for t in targets for p in seen[t][1])]))
-    others = [p for p in wanted if p not in targets]
+    mine = {by_context.get(t) for t in targets} - {None}
+    others = [p for p in wanted if p not in targets and by_context.get(p) not in mine]  # another name of a target
     seen.update(_read(others, parallel, kubeconfig, policy, None))
     after = [ClusterTrust(t, bundle.issuing, bundle.trusted, bundle.subjects, None, bundle.not_before) for t in targets]
     after += [seen[p][0] for p in others]
     state = evaluate(after)  # letters: the oldest root is A
-    problems = state.problems(state.involving(targets)) + [f"{c.context}: {c.problem}" for c in state.unreadable]
+    problems = state.problems(state.involving(targets))  # unreadable peers included
     result = GateResult(tuple(targets), tuple(others), state, force_split, tuple(problems) if force_split else ())
     if problems and force_split is None:
         raise Refused(_refusal(state, targets, problems))
@@ -257,4 +267,12 @@ def run_gate(
     return result
 
 
-__all__ = ["DEFAULT_WAIT", "GateResult", "check_split", "kubeconfig_servers", "remote_peers", "run_gate"]
+__all__ = [
+    "DEFAULT_WAIT",
+    "GateResult",
+    "check_split",
+    "context_servers",
+    "kubeconfig_servers",
+    "remote_peers",
+    "run_gate",
+]

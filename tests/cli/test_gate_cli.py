@@ -8,6 +8,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from airgap.connected.gate import kubeconfig_servers, remote_peers
@@ -79,3 +80,22 @@ def test_peers_are_the_contexts_whose_server_a_remote_secret_names(kube_fleet: A
     emu.create("secrets", "istio-system", remote("gone", "https://127.0.0.1:1"))  # no context has it
     with connect("c1", kubeconfig=fleet.kubeconfig, policy=FAST) as kube:
         assert remote_peers(kube, servers) == ["c3"]
+
+
+def test_another_name_of_the_target_is_not_its_peer(kube_fleet: Any, tmp_path: Path) -> None:
+    """A second context for the target's own server (another user, an alias) is not a peer."""
+    from airgap.connected.gate import check_split
+    from airgap.connected.trust import ClusterTrust
+
+    fleet: Fleet = kube_fleet(2)
+    doc = yaml.safe_load(fleet.kubeconfig.read_text())
+    doc["contexts"].append({"name": "c1-again", "context": dict(doc["contexts"][0]["context"])})
+    fleet.kubeconfig.write_text(yaml.safe_dump(doc))
+    for emu in fleet.emulators.values():
+        emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    bundle = ClusterTrust("(bundle)", "a" * 64, ("a" * 64,))
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("KUBECONFIG", str(fleet.kubeconfig))
+        result, _before = check_split(bundle, ["c1"], ["c1-again", "c2"], force_split="test", policy=FAST)
+    assert result.peers == ("c2",)  # c2 has no cacerts: unreadable, let through only by the force
+    assert result.blocking == ("c2: secret istio-system/cacerts is missing",)

@@ -9,8 +9,9 @@ byte-identical, no backup Secret and no record; a split made by hand with the re
 detected.
 
 Real clusters: ``AIRGAP_TEST_KUBECONFIG`` and ``AIRGAP_TEST_CONTEXTS`` (three contexts, comma
-separated, with the mesh installed at revision ``AIRGAP_TEST_REVISION``); the emulator-only parts
-(the istiod stand-in's delay) skip themselves there.
+separated, scratch clusters with the mesh installed at revision ``AIRGAP_TEST_REVISION``; they are
+aliased c1..c3 in a copy of the kubeconfig); the emulator-only parts (the istiod stand-in's delay)
+skip themselves there.
 """
 
 from __future__ import annotations
@@ -126,6 +127,26 @@ def _setup_cluster(w: World, ctx: str, emu: Emulator | None) -> None:
         emu.wait_idle()
 
 
+def _alias_kubeconfig(real: Path, contexts: list[str], out: Path) -> Path:  # pragma: no cover - real clusters
+    """The real kubeconfig with its three contexts also named c1, c2, c3 (file paths made absolute)."""
+    import yaml
+
+    doc = yaml.safe_load(real.read_text())
+    base = real.resolve().parent
+    for section, keys in (("clusters", ("certificate-authority",)), ("users", ("client-certificate", "client-key"))):
+        for entry in doc.get(section) or []:
+            body = entry.get(section[:-1]) or {}
+            for k in keys:
+                if isinstance(body.get(k), str) and not Path(body[k]).is_absolute():
+                    body[k] = str(base / body[k])
+    by_name = {c["name"]: c for c in doc.get("contexts") or []}
+    aliases = [{"name": a, "context": dict(by_name[n]["context"])} for a, n in zip(NAMES, contexts, strict=True)]
+    doc["contexts"] = aliases + list(doc.get("contexts") or [])  # first: remote secrets' servers map to c1..c3
+    out.write_text(yaml.safe_dump(doc))
+    out.chmod(0o600)
+    return out
+
+
 @pytest.fixture
 def world(_module_pki: tuple[Path, Keys, Path], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     pki_src, keys, passfile = _module_pki
@@ -137,7 +158,8 @@ def world(_module_pki: tuple[Path, Keys, Path], request: pytest.FixtureRequest, 
         ctxs = (os.environ.get("AIRGAP_TEST_CONTEXTS") or "").split(",")
         if len(ctxs) != 3:
             pytest.skip("set AIRGAP_TEST_CONTEXTS to three contexts for the rotation tests")
-        contexts, emus, kubeconfig = dict(zip(ctxs, NAMES.values(), strict=True)), {}, Path(REAL_KUBECONFIG)
+        contexts, emus = dict(NAMES), {}
+        kubeconfig = _alias_kubeconfig(Path(REAL_KUBECONFIG), ctxs, tmp_path / "kubeconfig")
     else:
         fleet = request.getfixturevalue("kube_fleet")(3)  # the emulator only: asked for here, not on real clusters
         contexts, emus, kubeconfig = dict(NAMES), fleet.emulators, fleet.kubeconfig
