@@ -111,11 +111,11 @@ def _read(
     contexts: Sequence[str], parallel: int, kubeconfig: Path | None, policy: Any, servers: dict[str, str] | None
 ) -> dict[str, tuple[ClusterTrust, list[str]]]:
     """Each context's trust facts and (when ``servers``) the peers its remote secrets name."""
-    from airgap.connected.kube import connect
+    from airgap.connected.kube import connect, policy_from_env
     from airgap.connected.trust import map_contexts
 
     def one(ctx: str) -> tuple[ClusterTrust, list[str]]:
-        with connect(ctx, kubeconfig=kubeconfig, policy=policy) as kube:
+        with connect(ctx, kubeconfig=kubeconfig, policy=policy or policy_from_env()) as kube:
             return read_trust(kube), (remote_peers(kube, servers) if servers is not None else [])
 
     return map_contexts(list(contexts), one, parallel) if contexts else {}
@@ -163,7 +163,8 @@ def check_split(
 
 
 def _published(kube: Any, root: str) -> list[str]:
-    """Injected namespaces whose ``istio-ca-root-cert`` lacks ``root`` (all, when istiod does not run: [])."""
+    """Injected namespaces whose ``istio-ca-root-cert`` lacks ``root``; none when istiod does not run
+    (nothing publishes there then, and no proxy of that cluster gets a certificate either)."""
     from airgap.connected.inject import LEGACY_LABEL
     from airgap.connected.mesh import ISTIOD_SELECTOR, REV_LABEL
     from airgap.connected.trust import pem_facts
@@ -196,7 +197,7 @@ def wait_published(
 ) -> None:
     """Wait until every cluster running istiod publishes ``root`` in every injected namespace; else
     :class:`Refused` naming the clusters and namespaces that still lack it."""
-    from airgap.connected.kube import connect
+    from airgap.connected.kube import connect, policy_from_env
     from airgap.core.retry import poll_until
 
     lacking: dict[str, list[str]] = {}
@@ -204,7 +205,7 @@ def wait_published(
     def check() -> bool | None:
         lacking.clear()
         for ctx in contexts:
-            with connect(ctx, kubeconfig=kubeconfig, policy=policy) as kube:
+            with connect(ctx, kubeconfig=kubeconfig, policy=policy or policy_from_env()) as kube:
                 missing = _published(kube, root)
             if missing:
                 lacking[ctx] = missing

@@ -272,11 +272,11 @@ def read_live(kube: Any) -> LiveCluster:
 
 def fleet_plan(pki: PkiTrust, contexts: Sequence[str], *, parallel: int, policy: Any = None) -> RotationPlan:
     """:func:`read_live` of every context, then :func:`build_plan`."""
-    from airgap.connected.kube import connect
+    from airgap.connected.kube import connect, policy_from_env
     from airgap.connected.trust import map_contexts
 
     def one(ctx: str) -> LiveCluster:
-        with connect(ctx, policy=policy) as kube:
+        with connect(ctx, policy=policy or policy_from_env()) as kube:
             return read_live(kube)
 
     found = map_contexts(list(contexts), one, parallel)

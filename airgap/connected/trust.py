@@ -295,10 +295,10 @@ def read_fleet_trust(
     A cluster that cannot be reached raises (its exit code, naming the context): a table without
     it could say "whole" about a fleet it never saw.
     """
-    from airgap.connected.kube import connect
+    from airgap.connected.kube import connect, policy_from_env
 
     def one(ctx: str) -> ClusterTrust:
-        with connect(ctx, kubeconfig=kubeconfig, policy=policy) as kube:
+        with connect(ctx, kubeconfig=kubeconfig, policy=policy or policy_from_env()) as kube:
             return read_trust(kube)
 
     found = map_contexts(contexts, one, parallel)

@@ -365,6 +365,8 @@ def test_a_split_made_by_hand_with_kubectl_is_detected(world: World, tmp_path: P
     status = w.cli("mesh", "status", *w.ctx_args(), "--json")
     assert status.code == 1
     assert json.loads(status.out)["trust"]["invariant"]["pairs"] == [["c1", "c2"], ["c2", "c3"]]
+    text = w.cli("mesh", "status", *w.ctx_args())  # the same table as mesh trust, fingerprints never shortened
+    assert text.code == 1 and _root(w.pki) in text.out and "split: c1 and c2 would reject each other" in text.out
 
 
 def test_a_pki_with_a_crl_bundles_and_imports_an_intermediate_under_the_next_root(world: World) -> None:
