@@ -102,7 +102,10 @@ def _q(value: object) -> str:
 
 def _bundle(pki: PkiTrust, live: LiveCluster, stage: int, carries: str) -> Step:
     n, ctx = _q(live.cluster), live.context
-    out = _q(f"{live.cluster}-stage{stage}.bundle")  # bundle create never replaces a file: one name per step
+    from airgap.connected.fleet import context_label
+
+    # bundle create never replaces a file: one name per step and context (a safe path element)
+    out = _q(f"{live.cluster}-{context_label(ctx)}-stage{stage}.bundle")
     return Step(
         stage,
         "bundle",
