@@ -183,11 +183,9 @@ def _by_letter(item: tuple[str, str]) -> tuple[int, str]:
     return _letter_key(item[1])
 
 
-def _letters() -> Callable[[int], str]:
-    def nth(i: int) -> str:
-        return string.ascii_uppercase[i] if i < 26 else f"R{i + 1}"
-
-    return nth
+def _nth_letter(i: int) -> str:
+    """A, B, … Z, then R27, R28, … (a fleet never holds that many roots, but a cluster may claim to)."""
+    return string.ascii_uppercase[i] if i < 26 else f"R{i + 1}"
 
 
 def root_labels(clusters: Sequence[ClusterTrust], known: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -195,7 +193,7 @@ def root_labels(clusters: Sequence[ClusterTrust], known: Mapping[str, str] | Non
     others oldest first (notBefore), ties in order of appearance (issuing roots, then trusted roots)."""
     labels = dict(known or {})
     used = set(labels.values())
-    nth = _letters()
+    nth = _nth_letter
     seen = [c.issuing for c in clusters if c.issuing] + [r for c in clusters for r in c.trusted]
     born: dict[str, str] = {}
     for c in clusters:
