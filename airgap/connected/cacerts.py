@@ -497,8 +497,22 @@ def import_to_cluster(
     if not dry_run:
         _record(record or _record_accepted, prepared, result)
         if on_imported is not None:
-            _record(lambda _p: on_imported(result), prepared, result)
+            _after_record(on_imported, result)
     return result
+
+
+def _after_record(hook: Callable[[ImportResult], None], result: ImportResult) -> None:
+    """The jump host's history of the import; if that fails, say plainly that the cluster holds it."""
+    try:
+        with _RECORD_LOCK:
+            hook(result)
+    except (AirgapError, OSError) as exc:
+        why = exc.message if isinstance(exc, AirgapError) else str(exc)
+        raise RecordFailed(
+            f"context {result.context}: cacerts {result.outcome} in the cluster and recorded as accepted, but "
+            f"the jump host's history was not written: {why}",
+            exc.exit_code if isinstance(exc, AirgapError) else 3,
+        ) from exc
 
 
 def import_to_fleet(

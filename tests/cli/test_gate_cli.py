@@ -99,3 +99,20 @@ def test_another_name_of_the_target_is_not_its_peer(kube_fleet: Any, tmp_path: P
         result, _before = check_split(bundle, ["c1"], ["c1-again", "c2"], force_split="test", policy=FAST)
     assert result.peers == ("c2",)  # c2 has no cacerts: unreadable, let through only by the force
     assert result.blocking == ("c2: secret istio-system/cacerts is missing",)
+
+
+def test_an_unwritable_history_is_said_plainly_after_the_cluster_holds_the_bundle(
+    logged_pki: Path, bkeys: Keys, kube_fleet: Any, tmp_path: Path
+) -> None:
+    fleet: Fleet = kube_fleet(1)
+    bundle, *_ = make_bundle(logged_pki, tmp_path, keys=bkeys)
+    state = tmp_path / "state"
+    (state / "history.jsonl").mkdir(parents=True)  # not a file: the append fails
+    r = run_cli(
+        "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
+        "--context", "c1", env={**fleet.env, "AIRGAP_STATE_DIR": str(state)},
+    )  # fmt: skip
+    assert r.code == 3
+    assert "cacerts created in the cluster and recorded as accepted, but the jump host's history" in r.err
+    assert fleet.emulators["c1"].get("secrets", "istio-system", "cacerts") is not None
+    assert (state / "accepted.json").exists()
