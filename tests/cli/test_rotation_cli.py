@@ -358,8 +358,13 @@ def test_a_split_made_by_hand_with_kubectl_is_detected(world: World, tmp_path: P
          "cacerts", "--type", "merge", "-p", json.dumps(patch)],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
+    writes = {c: len([q for q in e.requests if q.method != "GET"]) for c, e in w.emulators.items()}
     r = w.cli("mesh", "trust", *w.ctx_args())
     assert r.code == 1
+    pki_before = sorted((str(p), p.stat().st_mtime_ns) for p in w.pki.rglob("*"))
+    assert w.cli("mesh", "trust", *w.ctx_args(), "--plan", w.pki, "--json").code == 1
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in w.pki.rglob("*")) == pki_before  # no lock, no write
+    assert {c: len([q for q in e.requests if q.method != "GET"]) for c, e in w.emulators.items()} == writes
     assert "split: c1 and c2 would reject each other" in r.out and "split: c2 and c3 would reject each other" in r.out
     assert "error: the mesh is split: c1 and c2, c2 and c3" in r.err
     status = w.cli("mesh", "status", *w.ctx_args(), "--json")
