@@ -250,8 +250,11 @@ def _remote_server(secret: JSON) -> str:
 # -- 3. the fleet check ----------------------------------------------------------------------------
 
 
-def fleet_problems(facts: Sequence[ClusterFacts], *, mesh_id: str | None = None) -> list[str]:
-    """Everything that keeps these clusters from forming one mesh; empty when they can."""
+def fleet_problems(facts: Sequence[ClusterFacts], *, mesh_id: str | None = None, roots: bool = True) -> list[str]:
+    """Everything that keeps these clusters from forming one mesh; empty when they can.
+
+    ``roots=False`` leaves out the pairwise shared-root check (``mesh status`` judges roots by the
+    stricter trust invariant of :mod:`airgap.connected.trust` instead)."""
     problems: list[str] = []
     by_name: dict[str, list[str]] = {}
     for f in facts:
@@ -292,7 +295,7 @@ def fleet_problems(facts: Sequence[ClusterFacts], *, mesh_id: str | None = None)
     elif len(meshes) > 1:
         problems.append("the clusters are in different meshes: " + ", ".join(f"{f.context}={f.mesh_id}" for f in facts))
     for i, a in enumerate(facts):
-        for b in facts[i + 1 :]:
+        for b in facts[i + 1 :] if roots else ():
             if a.roots and b.roots and not set(a.roots) & set(b.roots):
                 problems.append(
                     f"clusters {a.context} and {b.context} share no root: {a.context} trusts "
@@ -754,7 +757,7 @@ class TrustReport:
 def fleet_trust(facts: Sequence[ClusterFacts], servers: set[str]) -> TrustReport:
     """The trust table: the connect checks, plus every cluster holding a remote secret for every other
     one, each pointing at a server the jump host knows."""
-    problems = fleet_problems(facts)
+    problems = fleet_problems(facts, roots=False)  # roots: the invariant below, the one place that judges them
     for b in facts:
         for a in facts:
             if a is b or not a.name:
