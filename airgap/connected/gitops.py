@@ -35,7 +35,15 @@ from typing import Any
 import yaml
 
 from airgap.core import sops
-from airgap.core.atomic import TMP_PREFIX, ensure_dir, fsync_dir, remove_stale_temps, write_new, write_replace
+from airgap.core.atomic import (
+    TMP_PREFIX,
+    ensure_dir,
+    fsync_dir,
+    publish,
+    remove_stale_temps,
+    write_new,
+    write_replace,
+)
 from airgap.core.files import read_capped
 from airgap.core.locking import exclusive_lock
 from airgap.errors import InvalidInput, Refused
@@ -216,7 +224,7 @@ def _render_locked(
                 write_new(stage / f.name, data, mode=0o600 if f.secret is not None else f.mode)
         for f, _a, data in planned:
             if data is not None:
-                os.replace(stage / f.name, folder / f.name)
+                publish(stage / f.name, folder / f.name, replace=True)  # never over a link
                 for twin in f.supersedes:
                     if (folder / twin).is_file() and not (folder / twin).is_symlink():
                         (folder / twin).unlink()

@@ -729,7 +729,7 @@ def install_mesh(
                     svc = "unchanged" if _service_matches(live, istiod_service(settings.revision)) else "update"
                 ew = "would install" if settings.east_west else None
                 return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew)
-            cluster_yaml.write_bytes(dump_yaml(operator))
+            write_new(cluster_yaml, dump_yaml(operator))
             istioctl = verified_istioctl(release)  # re-check right before running: no swap in between
             notify(f"context {kube.context}: running {shlex.join(argv)}")
             run_istioctl(  # 4
@@ -740,7 +740,7 @@ def install_mesh(
             service = apply_istiod_service(kube, settings.revision)  # 6
             if settings.east_west:  # 6b: the network's east-west gateway and the services it exposes
                 ew_yaml = Path(tmp) / RENDERED_EASTWEST
-                ew_yaml.write_bytes(dump_yaml(eastwest_operator(settings)))
+                write_new(ew_yaml, dump_yaml(eastwest_operator(settings)))
                 ew_argv = istioctl_argv(verified_istioctl(release), kube.context, ew_yaml)
                 notify(f"context {kube.context}: running {shlex.join(ew_argv)}")
                 run_istioctl(

@@ -175,3 +175,50 @@ def test_staged_dir_flushes_every_file_and_every_sub_folder_before_publishing(
         (d / "b" / "y.pem").write_bytes(b"y")
     assert {"a", "b", "x.pem", "y.pem"} <= set(flushed)
     assert flushed[-1] == tmp_path.name  # the rename into place, last
+
+
+# --- fault 2 (issue 23): the one creation helper never follows or publishes a link -----------------
+
+
+def test_fault_2_create_file_refuses_a_planted_link(tmp_path: Path) -> None:
+    from airgap.core.atomic import create_file
+
+    victim = tmp_path / "victim"
+    (tmp_path / "name").symlink_to(victim)
+    with pytest.raises(Refused):
+        create_file(tmp_path / "name", 0o600)
+    assert not victim.exists()
+
+
+def test_fault_2_open_for_update_refuses_links_of_both_kinds(tmp_path: Path) -> None:
+    from airgap.core.atomic import open_for_update
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"v")
+    (tmp_path / "soft.part").symlink_to(victim)
+    os.link(victim, tmp_path / "hard.part")
+    for name in ("soft.part", "hard.part"):
+        with pytest.raises(Refused, match="not a regular file"):
+            open_for_update(tmp_path / name, append=True)
+    assert victim.read_bytes() == b"v"
+    fd = open_for_update(tmp_path / "new.part", mode=0o600, append=True)
+    os.close(fd)
+    assert (tmp_path / "new.part").stat().st_mode & 0o777 == 0o600
+
+
+def test_fault_2_link_regular_never_publishes_a_link(tmp_path: Path) -> None:
+    from airgap.core.atomic import link_regular
+
+    (tmp_path / "victim").write_bytes(b"v")
+    (tmp_path / "x.part").symlink_to(tmp_path / "victim")
+    with pytest.raises(Refused):
+        link_regular(tmp_path / "x.part", tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x").is_symlink()
+
+
+def test_fault_2_replace_refuses_a_link_at_the_final_name(tmp_path: Path) -> None:
+    (tmp_path / "victim").write_bytes(b"v")
+    (tmp_path / "state.json").symlink_to(tmp_path / "victim")
+    with pytest.raises(Refused, match="not a regular file"):
+        write_replace(tmp_path / "state.json", b"{}")
+    assert (tmp_path / "state.json").is_symlink() and (tmp_path / "victim").read_bytes() == b"v"
