@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import json
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from airgap.core.bundle import (
     check_bundled_crl,
     open_bundle,
 )
+from airgap.core.canonical import load_json, state_json
 from airgap.core.history import resolve_state_dir
 from airgap.core.keys import PublicKey, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
@@ -91,7 +91,7 @@ def _read_state(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"format": 1, "accepted": {}}
     try:
-        doc = json.loads(path.read_bytes())
+        doc = load_json(path.read_bytes(), what=f"{path}: import state", invalid=_CORRUPT_STATE)
         if not isinstance(doc, dict) or not isinstance(doc.get("accepted"), dict):
             raise ValueError("bad layout")
         for v in doc["accepted"].values():
@@ -100,8 +100,11 @@ def _read_state(path: Path) -> dict[str, Any]:
             if not isinstance(v.get("ceremony_head"), str | None):  # absent in records made before it existed
                 raise ValueError("bad ceremony_head")
     except (ValueError, OSError) as exc:
-        raise InvalidInput(f"{path}: import state is corrupt; fix or remove it deliberately") from exc
+        raise InvalidInput(f"{path}: import state {_CORRUPT_STATE}") from exc
     return doc
+
+
+_CORRUPT_STATE = "is corrupt; fix or remove it deliberately"
 
 
 def last_accepted(cluster: str, signer: str, *, state: Path | None = None) -> AcceptedRecord | None:
@@ -328,7 +331,7 @@ def record_accepted(prepared: PreparedImport) -> None:
             "bundle_id": prepared.bundle_id,
             "ceremony_head": prepared.ceremony_head,
         }
-        write_replace(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
+        write_replace(path, state_json(doc), mode=0o600)
 
 
 def render_yaml(doc: dict[str, Any]) -> bytes:

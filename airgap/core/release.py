@@ -16,7 +16,6 @@ Trust model:
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import stat
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airgap.core.atomic import write_new
+from airgap.core.canonical import load_json, state_json
 from airgap.core.files import read_capped
 from airgap.core.hashing import Digests, hash_fd, hash_file
 from airgap.core.keys import (
@@ -360,7 +360,7 @@ def extract_release(
             if again.size != verified.size or again.hexdigest() != verified.sha256:
                 raise VerificationError(f"{path}: changed while it was being extracted; refusing")
             record = _record(verified, entries, sig_name)
-            write_new(tmp / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+            write_new(tmp / RECORD_NAME, state_json(record))
             holder["record"] = record
 
         holder: dict[str, dict[str, Any]] = {}
@@ -390,9 +390,9 @@ def _find_record(release: Path) -> tuple[Path, dict[str, Any]]:
             raw = fh.read(MAX_RECORD + 1)
         if len(raw) > MAX_RECORD:
             raise VerificationError(f"{rec_path}: too large for a release record")
-        doc = json.loads(raw)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise VerificationError(f"{rec_path}: release record is unreadable: {exc}") from exc
+    doc = load_json(raw, what=f"{rec_path}: release record", max_bytes=MAX_RECORD)  # malformed: exit 3
     if (
         not isinstance(doc, dict)
         or doc.get("format") != RECORD_FORMAT

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -39,6 +38,7 @@ import pyrage  # shamir_mnemonic is imported by the functions that split or comb
 
 from airgap.core import age
 from airgap.core.atomic import fsync_dir, staged_dir, write_new
+from airgap.core.canonical import load_json, state_json
 from airgap.core.crashpoint import crash_point
 from airgap.core.files import read_capped
 from airgap.errors import InvalidInput, Refused, VerificationError
@@ -106,7 +106,7 @@ class CustodyRecord:
         return doc
 
     def to_json(self) -> bytes:
-        return (json.dumps({"format": 1, **self.to_doc()}, indent=2, sort_keys=True) + "\n").encode()
+        return state_json({"format": 1, **self.to_doc()})
 
     @classmethod
     def from_doc(cls, doc: Any, *, source: str) -> CustodyRecord:
@@ -129,10 +129,7 @@ class CustodyRecord:
 
     @classmethod
     def from_json(cls, data: bytes, *, source: str) -> CustodyRecord:
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise InvalidInput(f"{source}: custody record is corrupt") from exc
+        doc = load_json(data, what=f"{source}: custody record", invalid="is corrupt")
         return cls.from_doc(doc, source=source)
 
 

@@ -11,7 +11,6 @@ Trust: state files are the officer's own, but a corrupt one must stop an act, no
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,36 +21,20 @@ from cryptography import x509
 
 from airgap.core import x509 as cx
 from airgap.core.atomic import write_replace
-from airgap.core.canonical import state_json, utc_text
+from airgap.core.canonical import load_json, state_json, utc_text
 from airgap.core.keys import key_type_of, spki_sha256
-from airgap.errors import InvalidInput
+from airgap.errors import InvalidInput, Malformed
 from airgap.offline.custody import CustodyRecord
 
 T = TypeVar("T")
 
 
-class _Corrupt(ValueError):
-    pass
-
 
 def parse_state(data: bytes, *, source: str, what: str) -> dict[str, Any]:
-    """A state file's JSON object (duplicate keys, NaN and non-objects refused): exit 3 otherwise."""
-
-    def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise _Corrupt("duplicate key")
-        return dict(pairs)
-
-    def no_constant(value: str) -> Any:
-        raise _Corrupt(f"{value} is not JSON")
-
-    try:
-        doc = json.loads(data, object_pairs_hook=no_dupes, parse_constant=no_constant)
-    except ValueError as exc:
-        raise InvalidInput(f"{source}: {what} is corrupt") from exc
+    """A state file's JSON object (duplicate keys, NaN, over-deep and non-objects refused): exit 3 otherwise."""
+    doc = load_json(data, what=f"{source}: {what}", invalid="is corrupt")
     if not isinstance(doc, dict):
-        raise InvalidInput(f"{source}: {what} is corrupt")
+        raise Malformed(f"{source}: {what} is corrupt")
     return doc
 
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airgap.core.canonical import canonical_json
+from airgap.core.canonical import canonical_json, load_json
 from airgap.core.keys import PrivateKey, PublicKey, load_public_key_pem, sign, spki_sha256
+from airgap.core.limits import MAX_LOG_BYTES
 from airgap.core.signatures import verify_bytes
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import AirgapError, InvalidInput, LogTampered, VerificationError
 from airgap.offline.inventory import CeremonyLogRecord
 
 DOMAIN = b"airgap-ceremony-log-v1\n"
@@ -114,10 +114,13 @@ def check_head_hash(value: str) -> str:
 
 
 def parse_entry(line: bytes, lineno: int, source: str) -> Entry:
-    try:
-        doc = json.loads(line)
-    except ValueError as exc:
-        raise VerificationError(f"{source}: entry at line {lineno} is not valid JSON (changed or cut short)") from exc
+    doc = load_json(
+        line,
+        what=f"{source}: entry at line {lineno}",
+        max_bytes=MAX_LOG_BYTES,
+        error=LogTampered,
+        invalid="is not valid JSON (changed or cut short)",
+    )
     if not isinstance(doc, dict) or set(doc) - ENTRY_FIELDS or {"act", "params", "prev", "seq", "time"} - set(doc):
         raise VerificationError(f"{source}: entry at line {lineno} does not have the entry fields")
     seq, params = doc["seq"], doc["params"]
@@ -182,8 +185,8 @@ def verify_entries(
     seen_seqs: set[int] = set()
     for ln in lines:
         try:
-            s = json.loads(ln).get("seq")
-        except (ValueError, AttributeError):
+            s = load_json(ln, what=src, max_bytes=MAX_LOG_BYTES).get("seq")
+        except (AirgapError, AttributeError):
             continue
         if isinstance(s, int):
             seen_seqs.add(s)
@@ -267,8 +270,8 @@ def check_head(
     src = head_source
     if head is None:
         raise VerificationError(f"{src}: the signed head is missing: cannot rule out a truncated log")
+    doc = load_json(head, what=f"{src}: the signed head", error=LogTampered, invalid="is malformed")
     try:
-        doc = json.loads(head)
         seq, h, signer, sig = doc["seq"], doc["hash"], doc["signer"], base64.b64decode(doc["signature"])
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise VerificationError(f"{src}: the signed head is malformed") from exc

@@ -22,7 +22,7 @@ from airgap.core.files import read_capped
 from airgap.core.keys import PublicKey, load_private_key, public_pem
 from airgap.core.limits import MAX_LOG_BYTES
 from airgap.core.x509 import fingerprint, load_cert_pem
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import InvalidInput, NotFound, Refused, VerificationError
 from airgap.offline.ceremony.log import (
     Entry,
     Officer,
@@ -139,15 +139,16 @@ def check_pki_folder(pki: Path) -> None:
 
 
 def read_entries(pki: Path) -> list[Entry]:
-    """Parse every entry WITHOUT verifying anything (for ``audit show``); malformed lines raise."""
+    """Parse every entry WITHOUT verifying anything (for ``audit show``).
+
+    A malformed line is :class:`~airgap.errors.LogTampered` (exit 1): a log airgap wrote is never
+    malformed, so one that is was changed or cut short.
+    """
     check_pki_folder(pki)
     p = log_path(pki)
     if not p.exists():
-        raise InvalidInput(f"{p}: no ceremony log in {pki}")
-    try:
-        return parse_entries(_read_log(p), source=str(p))
-    except VerificationError as exc:
-        raise InvalidInput(exc.message) from exc
+        raise NotFound(f"{p}: no ceremony log in {pki}")
+    return parse_entries(_read_log(p), source=str(p))
 
 
 def verify_log(
