@@ -69,9 +69,9 @@ def status(
             typer.echo("  a re-key was interrupted: the next act finishes or undoes it")
     bad = [r for r in rows if r["state"] != "intact"]
     if bad:
-        from airgap.errors import VerificationError
+        from airgap.errors import DigestMismatch
 
-        raise VerificationError(
+        raise DigestMismatch(
             ", ".join(f"{dir / str(r['file'])}: {r['state']}" for r in bad) + " (compare with the custody record)"
         )
 

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 from airgap.connected.fleet import DEFAULT_PARALLEL, FleetReport, Outcome, run_fleet
 from airgap.connected.kube import AlreadyExists, Conflict, Kube, RetryPolicy, connect, policy_from_env
-from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
+from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused, Rollback, WouldOverwrite
 
 JSON = dict[str, Any]
 
@@ -313,7 +313,7 @@ def _decide(live: JSON | None, desired: JSON, *, sequence: int | None, rotate: b
     live_cluster, our_cluster = _annotation(live, A_CLUSTER), _annotation(desired, A_CLUSTER)
     same_cluster = live_cluster is None or our_cluster is None or live_cluster == our_cluster
     if same_cluster and live_seq is not None and sequence is not None and live_seq > sequence:
-        raise Refused(
+        raise Rollback(
             f"{where} holds bundle sequence {live_seq}, newer than this bundle's {sequence}: refusing a rollback"
         )
     if same_content(live, desired):
@@ -321,7 +321,7 @@ def _decide(live: JSON | None, desired: JSON, *, sequence: int | None, rotate: b
     if not rotate:
         live_fp = _annotation(live, A_FINGERPRINT) or "unknown"
         seq_text = "unknown" if live_seq is None else str(live_seq)
-        raise Refused(
+        raise WouldOverwrite(
             f"{where} already exists with different content (sequence {seq_text}, CA fingerprint {live_fp}); "
             "left untouched; pass --rotate to replace it (the old one is kept as a backup)"
         )
@@ -417,7 +417,7 @@ def plan_cacerts(
     try:
         action = _decide(live, desired, sequence=sequence, rotate=rotate, where=where)
     except Refused as exc:
-        raise Refused(f"dry run: would refuse: {exc.message}") from exc
+        raise type(exc)(f"dry run: would refuse: {exc.message}") from exc  # keeps the cause
     outcome = {"create": "created", "unchanged": "unchanged", "annotate": "annotated", "rotate": "rotated"}[action]
     backup: str | None = None
     exists = False

@@ -46,7 +46,7 @@ from airgap.core.atomic import (
 )
 from airgap.core.files import read_capped
 from airgap.core.locking import exclusive_lock
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, Refused, WouldOverwrite
 
 CLUSTERS = "clusters"
 KUSTOMIZATION = "kustomization.yaml"
@@ -162,7 +162,7 @@ def _plan(
             if f.check_existing is not None:
                 f.check_existing(before)
             if not replace and not (f.replaceable is not None and f.replaceable(before)):
-                raise Refused(f"{where}: already exists with other content; refusing to overwrite")
+                raise WouldOverwrite(f"{where}: already exists with other content; refusing to overwrite")
         return ("created" if existing is None else "updated"), sops.render_secret(f.secret, recipients, binary=binary)
     assert f.data is not None
     if existing == f.data:
@@ -171,7 +171,7 @@ def _plan(
         if f.check_existing is not None:
             f.check_existing(existing)
         if not replace and not (f.replaceable is not None and f.replaceable(existing)):
-            raise Refused(f"{folder / f.name}: already exists with other content; refusing to overwrite")
+            raise WouldOverwrite(f"{folder / f.name}: already exists with other content; refusing to overwrite")
     return ("created" if existing is None else "updated"), f.data
 
 

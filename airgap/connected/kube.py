@@ -32,6 +32,7 @@ from airgap.core.canonical import load_json
 from airgap.core.limits import MAX_KUBE_ANSWER, MAX_KUBE_DEPTH
 from airgap.core.retry import Backoff, retry_after
 from airgap.errors import AirgapError, ClusterError, InvalidInput
+from airgap.errors import NotFound as InputNotFound
 
 JSON = dict[str, Any]
 
@@ -186,7 +187,7 @@ def _existing_files(path: str) -> list[Path]:
     files = [Path(p).expanduser() for p in path.split(os.pathsep) if p]
     existing = [f for f in files if f.is_file()]
     if not existing:
-        raise InvalidInput(f"{path}: kubeconfig not found (set KUBECONFIG or create ~/.kube/config)")
+        raise InputNotFound(f"{path}: kubeconfig not found (set KUBECONFIG or create ~/.kube/config)")
     return existing
 
 
@@ -211,7 +212,7 @@ def resolve_context(context: str | None, kubeconfig: Path | None = None) -> tupl
             raise InvalidInput(f"{path}: no current context; pass --context")
         context = current
     if context not in names:
-        raise InvalidInput(f"context {context!r} not found in kubeconfig {path}")
+        raise InputNotFound(f"context {context!r} not found in kubeconfig {path}")
     return path, context
 
 

@@ -29,7 +29,7 @@ from airgap.core.keys import (
     spki_sha256,
 )
 from airgap.core.request import DEFAULT_REQUEST_DAYS, check_cluster, open_request, write_request
-from airgap.errors import Refused
+from airgap.errors import WouldOverwrite
 
 KEY_NAME = "ca-key.pem"
 
@@ -72,7 +72,7 @@ def make_request(
     key_path = jump_dir / name / KEY_NAME
     for p in (key_path, out):
         if p.exists() or p.is_symlink():
-            raise Refused(f"{p}: already exists; refusing to overwrite")
+            raise WouldOverwrite(f"{p}: already exists; refusing to overwrite")
     key = generate_private_key(key_type)
     request = write_request(
         build_csr(key, name), cluster=name, sign_key=sign_key, created=dt.datetime.now(dt.UTC), days=days

@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import IO
 
 from airgap.core.crashpoint import crash_point
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, Refused, WouldOverwrite
 
 TMP_PREFIX = ".airgap-tmp-"
 # A temp whose writer (the PID in its name) is gone is removed by the next writer in its folder
@@ -93,7 +93,7 @@ def create_file(path: Path, mode: int) -> int:
     try:
         fd = os.open(path, CREATE_FLAGS, mode)
     except FileExistsError as exc:
-        raise Refused(f"{path}: already exists; refusing to overwrite") from exc
+        raise WouldOverwrite(f"{path}: already exists; refusing to overwrite") from exc
     except PermissionError as exc:
         raise InvalidInput(f"{Path(path).parent}: folder is not writable") from exc
     except OSError as exc:
@@ -138,7 +138,7 @@ def link_regular(src: Path, final: Path) -> None:
     try:
         os.link(src, final, follow_symlinks=False)
     except FileExistsError as exc:
-        raise Refused(f"{final}: already exists; refusing to overwrite") from exc
+        raise WouldOverwrite(f"{final}: already exists; refusing to overwrite") from exc
     after = os.lstat(final)
     if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
         with contextlib.suppress(OSError):
@@ -237,7 +237,7 @@ class AtomicFile:
 
     def __enter__(self) -> IO[bytes]:
         if not self.replace and self.path.exists():
-            raise Refused(f"{self.path}: already exists; refusing to overwrite")
+            raise WouldOverwrite(f"{self.path}: already exists; refusing to overwrite")
         ensure_dir(self.path.parent)
         sweep_stale_temps(self.path.parent)
         tmp = temp_name(self.path)
@@ -275,7 +275,7 @@ def publish(tmp: Path, final: Path, *, replace: bool) -> None:
     elif tmp.is_dir():
         # rename(2) would silently replace an *empty* folder; refuse any existing name first.
         if final.exists() or final.is_symlink():
-            raise Refused(f"{final}: already exists; refusing to overwrite")
+            raise WouldOverwrite(f"{final}: already exists; refusing to overwrite")
         os.rename(tmp, final)
     else:
         link_regular(tmp, final)  # fails with EEXIST: never replaces, no race
@@ -333,7 +333,7 @@ def staged_dir(final: Path, *, mode: int = 0o755) -> Iterator[Path]:
     failed command leaves nothing half-written under the final name.
     """
     if final.exists() or final.is_symlink():
-        raise Refused(f"{final}: already exists; refusing to overwrite")
+        raise WouldOverwrite(f"{final}: already exists; refusing to overwrite")
     ensure_dir(final.parent)
     sweep_stale_temps(final.parent)
     tmp = temp_name(final)

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 from typing import IO
 
-from airgap.errors import InvalidInput
+from airgap.errors import InvalidInput, NotFound, TooLarge, UnsafePath
 
 
 def read_capped(path: Path, cap: int, what: str) -> bytes:
@@ -20,13 +20,13 @@ def read_capped(path: Path, cap: int, what: str) -> bytes:
         with open(path, "rb") as fh:
             data = fh.read(cap + 1)
     except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: {what} not found") from exc
+        raise NotFound(f"{path}: {what} not found") from exc
     except IsADirectoryError as exc:
         raise InvalidInput(f"{path}: is a folder, expected {article} {what}") from exc
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read {what}: {exc.strerror}") from exc
     if len(data) > cap:
-        raise InvalidInput(f"{path}: too large for {article} {what}")
+        raise TooLarge(f"{path}: too large for {article} {what}")
     return data
 
 
@@ -40,13 +40,13 @@ def open_regular(path: Path, what: str) -> IO[bytes]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: {what} not found") from exc
+        raise NotFound(f"{path}: {what} not found") from exc
     except IsADirectoryError as exc:
         raise InvalidInput(f"{path}: is a folder, expected {article} {what}") from exc
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read {what}: {exc.strerror}") from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise InvalidInput(f"{path}: not a regular file (expected {article} {what})")
+        raise UnsafePath(f"{path}: not a regular file (expected {article} {what})")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from airgap.core.progress import NO_PROGRESS, Progress
-from airgap.errors import InvalidInput
+from airgap.errors import InvalidInput, NotFound, UnsafePath
 
 CHUNK = 1024 * 1024  # one read or write
 WINDOW = 8 * 1024 * 1024  # one mmap window (and progress step) when hashing a file in place
@@ -174,7 +174,7 @@ def hash_file(
     try:  # O_NONBLOCK: a FIFO is refused below instead of blocking the open (no effect on files)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: file not found") from exc
+        raise NotFound(f"{path}: file not found") from exc
     except IsADirectoryError as exc:
         raise InvalidInput(f"{path}: is a folder, expected a file") from exc
     except OSError as exc:
@@ -184,7 +184,7 @@ def hash_file(
         if stat.S_ISDIR(st.st_mode):
             raise InvalidInput(f"{path}: is a folder, expected a file")
         if not stat.S_ISREG(st.st_mode):
-            raise InvalidInput(f"{path}: not a regular file")
+            raise UnsafePath(f"{path}: not a regular file")
         progress.start(label or f"verifying {path.name}", st.st_size)
         try:
             hash_fd(fd, digests, progress=progress)

@@ -49,7 +49,7 @@ from airgap.core.csr import MAX_CSR_BYTES, VerifiedCSR, verify_csr
 from airgap.core.keys import PrivateKey, PublicKey, load_public_key, spki_sha256
 from airgap.core.limits import Limits
 from airgap.core.signatures import verify_bytes
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import DigestMismatch, Expired, InvalidInput, Refused, SignatureMismatch, TooLarge, VerificationError
 
 KIND = "airgap-ca-request"
 FORMAT_VERSION = 1
@@ -230,7 +230,7 @@ def open_request(
     if not data:
         raise InvalidInput(f"{source}: empty file, not a request")
     if len(data) > MAX_REQUEST_BYTES:
-        raise InvalidInput(f"{source}: too large for a request file (over {MAX_REQUEST_BYTES} bytes)")
+        raise TooLarge(f"{source}: too large for a request file (over {MAX_REQUEST_BYTES} bytes)")
     fh = io.BytesIO(data)
     entries = scan_archive(fh, len(data), limits=REQUEST_LIMITS, source=source)
     names = [e.name for e in entries]
@@ -252,7 +252,7 @@ def open_request(
     try:
         verify_bytes(key, manifest_bytes, signature)
     except VerificationError as exc:
-        raise VerificationError(f"{source}: request signature does not verify") from exc
+        raise SignatureMismatch(f"{source}: request signature does not verify") from exc
     # 6-7. the one member: present, alone, its size and SHA-256
     names = [e.name for e in payload]
     if names != [CSR_MEMBER]:
@@ -269,7 +269,7 @@ def open_request(
     import hashlib
 
     if hashlib.sha256(csr_bytes).hexdigest() != manifest.member.sha256:
-        raise VerificationError(f"{source}: member {CSR_MEMBER} does not match its SHA-256 in the manifest")
+        raise DigestMismatch(f"{source}: member {CSR_MEMBER} does not match its SHA-256 in the manifest")
     # 8. the CSR itself, and that it carries the key the manifest names
     csr = verify_csr(csr_bytes, source=f"{source}: {CSR_MEMBER}")
     if csr.key_id != manifest.key_id:
@@ -277,7 +277,7 @@ def open_request(
     # 9. expiry
     when = now or dt.datetime.now(dt.UTC)
     if when >= parse_time(manifest.expires, source=source):
-        raise Refused(f"{source}: request expired at {manifest.expires}")
+        raise Expired(f"{source}: request expired at {manifest.expires}")
     if when < parse_time(manifest.created, source=source) - dt.timedelta(minutes=5):
         raise Refused(f"{source}: request is dated in the future ({manifest.created}); check the clocks")
     return VerifiedRequest(manifest, csr)

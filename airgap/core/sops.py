@@ -42,7 +42,7 @@ from airgap.core import subproc
 from airgap.core.age import load_recipients
 from airgap.core.atomic import write_new, write_replace
 from airgap.core.files import read_capped
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import InvalidInput, Refused, VerificationError, WouldOverwrite
 
 ENCRYPTED_REGEX = "^(data|stringData)$"
 CONTENT_DIGEST = "gitops.airgap.dev/content-sha256"
@@ -288,7 +288,7 @@ def write_secret_file(
         if is_current(existing, secret_manifest, recipients):
             return SecretWrite(path, "unchanged")
         if not replace and existing_digest(existing) != content_digest(secret_manifest):
-            raise Refused(f"{path}: already exists with other content; refusing to overwrite")
+            raise WouldOverwrite(f"{path}: already exists with other content; refusing to overwrite")
     data = render_secret(secret_manifest, recipients, binary=binary)
     if existing is None:
         write_new(path, data, mode=mode)

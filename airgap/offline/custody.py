@@ -41,7 +41,7 @@ from airgap.core.atomic import fsync_dir, staged_dir, write_new
 from airgap.core.canonical import load_json, state_json
 from airgap.core.crashpoint import crash_point
 from airgap.core.files import read_capped
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import DigestMismatch, InvalidInput, Malformed, Refused, VerificationError, WouldOverwrite
 
 CUSTODY_DIR = "custody"
 NEXT_DIR = "custody.next"
@@ -117,14 +117,14 @@ class CustodyRecord:
             )
             rec = cls(int(doc["threshold"]), int(doc["count"]), int(doc["identifier"]), str(doc["created_at"]), shares)
         except (TypeError, KeyError, ValueError) as exc:
-            raise InvalidInput(f"{source}: custody record is corrupt") from exc
+            raise Malformed(f"{source}: custody record is corrupt") from exc
         numbers = [s.number for s in rec.shares]
         if (
             not 1 <= rec.threshold <= rec.count <= MAX_SHARES
             or numbers != list(range(1, rec.count + 1))
             or any(s.file != f"{CUSTODY_DIR}/{share_name(s.number)}" for s in rec.shares)
         ):
-            raise InvalidInput(f"{source}: custody record is corrupt")
+            raise Malformed(f"{source}: custody record is corrupt")
         return rec
 
     @classmethod
@@ -272,7 +272,7 @@ def _read_share(folder: Path, share: ShareRecord) -> bytes:
     p = folder / share_name(share.number)
     blob = read_capped(p, MAX_SHARE_FILE, "custody share")
     if hashlib.sha256(blob).hexdigest() != share.sha256:
-        raise VerificationError(f"{p}: does not match its SHA-256 in the custody record (replaced or tampered)")
+        raise DigestMismatch(f"{p}: does not match its SHA-256 in the custody record (replaced or tampered)")
     return blob
 
 
@@ -456,7 +456,7 @@ def check_no_leftover(pki: Path) -> None:
     for name in (CUSTODY_DIR, NEXT_DIR, OLD_DIR):
         p = Path(pki) / name
         if p.exists() or p.is_symlink():
-            raise Refused(f"{p}: already exists; refusing to overwrite custody shares")
+            raise WouldOverwrite(f"{p}: already exists; refusing to overwrite custody shares")
 
 
 def remove_set(pki: Path) -> None:

@@ -54,14 +54,14 @@ def _type_ok(value: Any, hint: Any) -> bool:
 def strict_record(cls: type[T], doc: Any, *, source: str, what: str) -> T:
     """Build the dataclass ``cls`` from ``doc``: exactly its fields, each of its declared type."""
     if not dataclasses.is_dataclass(cls) or not isinstance(doc, dict):
-        raise InvalidInput(f"{source}: {what} is corrupt")
+        raise Malformed(f"{source}: {what} is corrupt")
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
     names = {f.name for f in fields}
     # Fields with a default may be absent (added later, written only when not the default).
     required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     if not required <= set(doc) <= names or not all(_type_ok(doc[n], hints[n]) for n in doc):
-        raise InvalidInput(f"{source}: {what} is corrupt")
+        raise Malformed(f"{source}: {what} is corrupt")
     return cls(**doc)
 
 
@@ -184,10 +184,10 @@ class Inventory:
         what = "inventory"
         doc = parse_state(data, source=source, what=what)
         if set(doc) - {"format", "root", "intermediates", "ceremony_log", "custody"} or doc.get("format", 1) != 1:
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         inter = doc.get("intermediates", [])
         if not isinstance(inter, list):
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         root = strict_record(RootRecord, doc["root"], source=source, what=what) if doc.get("root") else None
         log = doc.get("ceremony_log")
         held = doc.get("custody")
@@ -241,7 +241,7 @@ class RevocationState:
             or number < 0
             or not isinstance(revoked, list)
         ):
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         return cls(number, [strict_record(Revoked, r, source=source, what=what) for r in revoked])
 
     def is_revoked(self, fingerprint: str) -> Revoked | None:

@@ -22,7 +22,7 @@ from airgap.core.files import read_capped
 from airgap.core.keys import PublicKey, load_private_key, public_pem
 from airgap.core.limits import MAX_LOG_BYTES
 from airgap.core.x509 import fingerprint, load_cert_pem
-from airgap.errors import InvalidInput, NotFound, Refused, VerificationError
+from airgap.errors import InvalidInput, LogTampered, NotFound, Refused, VerificationError
 from airgap.offline.ceremony.log import (
     Entry,
     Officer,
@@ -96,12 +96,12 @@ def check_not_removed(pki: Path) -> CeremonyLogRecord | None:
     else:
         why = f"this PKI kept a ceremony log (its signed head {hp} is still there)"
     if has_l:
-        raise VerificationError(
+        raise LogTampered(
             f"{hp}: the signed head is missing but {why}: the head was removed; "
             "cannot rule out a truncated log (refusing to go on; restore it from a backup)"
         )
     both = "" if has_h else f" (and so is {hp})"
-    raise VerificationError(
+    raise LogTampered(
         f"{lp} is missing{both} but {why}: the ceremony log was removed "
         "(refusing to go on as an unlogged PKI; restore it from a backup)"
     )
@@ -135,7 +135,7 @@ def check_pki_folder(pki: Path) -> None:
     if path.is_file():
         raise InvalidInput(f"{pki}: a file, not a PKI folder (pass the folder that holds it: {path.parent})")
     if not path.is_dir():
-        raise InvalidInput(f"{pki}: no such PKI folder")
+        raise NotFound(f"{pki}: no such PKI folder")
 
 
 def read_entries(pki: Path) -> list[Entry]:
@@ -180,7 +180,7 @@ def verify_log(
     check_pki_folder(pki)
     rec = check_not_removed(pki)  # 0. a folder that keeps a log still has both files
     if not log_path(pki).exists():
-        raise VerificationError(f"{src}: no ceremony log in {pki}")
+        raise LogTampered(f"{src}: no ceremony log in {pki}")
     entries, officer = verify_entries(_read_log(log_path(pki)), source=src, trust=trust, record=rec)  # 1-6
     pinned = bool(trust)
     notes: list[str] = []
@@ -210,7 +210,7 @@ def check_recorded(pki: Path) -> None:
     try:
         _check_files(pki, read_entries(pki), src)
     except VerificationError as exc:
-        raise VerificationError(f"{exc.message} (refusing every act until 'airgap audit verify' passes)") from exc
+        raise LogTampered(f"{exc.message} (refusing every act until 'airgap audit verify' passes)") from exc
 
 
 def _check_files(pki: Path, entries: list[Entry], src: str) -> None:
@@ -259,7 +259,7 @@ def prepare(pki: Path, officer: Officer | None) -> Prepared | None:
     try:
         log = verify_log(pki, check_files=False)
     except VerificationError as exc:
-        raise VerificationError(f"{exc.message} (refusing to extend a broken log; see 'airgap audit verify')") from exc
+        raise LogTampered(f"{exc.message} (refusing to extend a broken log; see 'airgap audit verify')") from exc
     if officer.key_id not in log.officer_keys:
         raise Refused(
             f"the log key {officer.key_id} is not the officer key registered in {log_path(pki)} "
