@@ -56,11 +56,12 @@ from airgap.core.history import resolve_state_dir
 from airgap.core.keys import PublicKey, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.locking import exclusive_lock
+from airgap.core.names import ISTIO_NAMESPACE
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import CAMaterial, check_ca_material
 from airgap.errors import InvalidInput, Refused, VerificationError
 
-NAMESPACE = "istio-system"
+NAMESPACE = ISTIO_NAMESPACE
 SECRET_NAME = "cacerts"  # noqa: S105 - a Secret's name, not a password
 ANN_BUNDLE_ID = "airgap.dev/bundle-id"
 ANN_SEQUENCE = "airgap.dev/sequence"

@@ -45,23 +45,23 @@ from typing import Any, Protocol
 
 from airgap.connected.fleet import DEFAULT_PARALLEL, FleetReport, Outcome, run_fleet
 from airgap.connected.kube import AlreadyExists, Conflict, Kube, RetryPolicy, connect, policy_from_env
+from airgap.core.names import ANNOTATION_PREFIX, CACERTS_OPTIONAL, CACERTS_REQUIRED, ISTIO_NAMESPACE
 from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused, Rollback, WouldOverwrite
 
 JSON = dict[str, Any]
 
 SECRET_NAME = "cacerts"  # noqa: S105  (a name, not a password)
-NAMESPACE = "istio-system"
-REQUIRED_KEYS = ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem")
-OPTIONAL_KEYS = ("ca-crl.pem",)
-A_BUNDLE = "airgap.dev/bundle-id"
-A_SEQUENCE = "airgap.dev/sequence"
-A_SIGNER = "airgap.dev/signer"
-A_FINGERPRINT = "airgap.dev/ca-fingerprint"
-A_CLUSTER = "airgap.dev/cluster"
-L_BACKUP_OF = "airgap.dev/backup-of"
-A_BACKED_UP_AT = "airgap.dev/backed-up-at"
-A_BACKUP_RV = "airgap.dev/backup-of-resource-version"
-ANNOTATION_PREFIX = "airgap.dev/"
+NAMESPACE = ISTIO_NAMESPACE
+REQUIRED_KEYS = CACERTS_REQUIRED
+OPTIONAL_KEYS = CACERTS_OPTIONAL
+A_BUNDLE = f"{ANNOTATION_PREFIX}bundle-id"
+A_SEQUENCE = f"{ANNOTATION_PREFIX}sequence"
+A_SIGNER = f"{ANNOTATION_PREFIX}signer"
+A_FINGERPRINT = f"{ANNOTATION_PREFIX}ca-fingerprint"
+A_CLUSTER = f"{ANNOTATION_PREFIX}cluster"
+L_BACKUP_OF = f"{ANNOTATION_PREFIX}backup-of"
+A_BACKED_UP_AT = f"{ANNOTATION_PREFIX}backed-up-at"
+A_BACKUP_RV = f"{ANNOTATION_PREFIX}backup-of-resource-version"
 
 
 _RECORD_LOCK = threading.Lock()

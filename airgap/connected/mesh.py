@@ -39,6 +39,7 @@ import yaml
 from airgap.connected.cacerts import REQUIRED_KEYS
 from airgap.core.atomic import fsync_dir, staged_dir, write_new
 from airgap.core.limits import MAX_OVERLAY
+from airgap.core.names import ANNOTATION_PREFIX, ISTIO_NAMESPACE
 from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, Refused
 
@@ -46,7 +47,7 @@ JSON = dict[str, Any]
 
 DEFAULT_REVISION = "asm-186-8"
 DEFAULT_PROFILE = "asm-multicloud"
-NAMESPACE = "istio-system"
+NAMESPACE = ISTIO_NAMESPACE
 NETWORK_LABEL = "topology.istio.io/network"
 REV_LABEL = "istio.io/rev"
 ISTIOD_SELECTOR = "app=istiod"
@@ -506,8 +507,8 @@ def _apply_network_label(kube: Any, network: str, force: bool) -> str:
     return action
 
 
-CLUSTER_NAME_ANNOTATION = "airgap.dev/cluster-name"
-MESH_ID_ANNOTATION = "airgap.dev/mesh-id"
+CLUSTER_NAME_ANNOTATION = f"{ANNOTATION_PREFIX}cluster-name"
+MESH_ID_ANNOTATION = f"{ANNOTATION_PREFIX}mesh-id"
 
 
 def identity_annotations(settings: MeshSettings) -> dict[str, str]:

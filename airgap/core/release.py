@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from airgap.core.atomic import write_new
 from airgap.core.canonical import load_json, state_json
-from airgap.core.files import read_capped
+from airgap.core.files import open_regular_fd, read_capped
 from airgap.core.hashing import Digests, hash_fd, hash_file
 from airgap.core.keys import (
     PublicKey,
@@ -175,14 +175,7 @@ def hashes_for(keys: Iterable[ReleaseKey]) -> dict[str, hashes.HashAlgorithm]:
 
 def _open_release(path: Path) -> int:
     """Open the release file for reading: a regular file, else :class:`InvalidInput` (exit 3)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: file not found") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a folder, expected a file") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
+    fd = open_regular_fd(path, "file")
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)

@@ -103,11 +103,9 @@ def age_recipients(specs: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The whole environment of a sops child: nothing inherited but a safe PATH and the locale."""
-    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "SOPS_DISABLE_VERSION_CHECK": "1"}
-    env.update(extra or {})
-    return env
+# The whole environment of a sops child: nothing inherited but a safe PATH and the locale
+# (``subproc.child_env(extra, base=SOPS_ENV)``; a secret-named variable is refused there).
+SOPS_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "SOPS_DISABLE_VERSION_CHECK": "1"}
 
 
 def _run(binary: Path, args: list[str], stdin: bytes, env: dict[str, str], what: str) -> bytes:
@@ -160,7 +158,7 @@ def encrypt_yaml(plaintext: bytes, recipients: Sequence[str], *, binary: Path | 
         "--filename-override",
         "secret.sops.yaml",
     ]
-    return _run(binary or find_sops(), args, plaintext, child_env(), "encrypt")
+    return _run(binary or find_sops(), args, plaintext, subproc.child_env(base=SOPS_ENV), "encrypt")
 
 
 def decrypt_yaml(ciphertext: bytes, identity_file: Path, *, binary: Path | None = None) -> bytes:
@@ -169,7 +167,7 @@ def decrypt_yaml(ciphertext: bytes, identity_file: Path, *, binary: Path | None 
     A file changed after encryption is :class:`VerificationError` (exit 1, sops's MAC check).
     """
     args = ["decrypt", "--input-type", "yaml", "--output-type", "yaml", "--filename-override", "secret.sops.yaml"]
-    env = child_env({"SOPS_AGE_KEY_FILE": str(Path(identity_file).absolute())})
+    env = subproc.child_env({"SOPS_AGE_KEY_FILE": str(Path(identity_file).absolute())}, base=SOPS_ENV)
     return _run(binary or find_sops(), args, ciphertext, env, "decrypt")
 
 
