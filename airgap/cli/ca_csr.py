@@ -23,9 +23,8 @@ from airgap.cli.ca import (
     PinFileOpt,
     TokenOpt,
     app,
-    open_root,
-    root_opts,
 )
+from airgap.offline.root import RootOptions, open_root
 
 __all__ = ["app", "request", "sign"]
 
@@ -111,7 +110,17 @@ def sign(
         items = [read_signing_request(p, None, c) for p, c in zip(requests, clusters, strict=True)]
     # During a root rotation the next root signs (and its token key, if it is in one), as for ca issue.
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
-    with open_root(dir, ref, **root_opts(locals())) as root:  # under split custody the shares open the root
+    opts = RootOptions(
+        passphrase_file=passphrase_file,
+        no_passphrase=no_passphrase,
+        log_key=log_key,
+        log_key_passphrase_file=log_key_passphrase_file,
+        pin_file=pin_file,
+        shares=share or (),
+        share_passphrase_files=share_passphrase_file or (),
+        type_share=type_share,
+    )
+    with open_root(dir, ref, opts) as root:  # under split custody the shares open the root
         done = sign_csrs(
             dir,
             items,

@@ -43,6 +43,9 @@ class Officer:
 
     key: PrivateKey
     key_id: str
+    # Facts every entry this officer records names (not ``log-start``): what opened the root for
+    # the act, e.g. the custody shares that took part (``offline.root.open_root`` sets them).
+    annotations: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_key(cls, key: PrivateKey) -> Officer:

@@ -7,11 +7,9 @@ record of the log, and runs the checks on what it read. See :mod:`airgap.offline
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import datetime as dt
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,26 +266,6 @@ def prepare(pki: Path, officer: Officer | None) -> Prepared | None:
     return Prepared()
 
 
-_ANNOTATIONS: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
-    "ceremony_annotations", default=None
-)
-
-
-@contextlib.contextmanager
-def annotate(params: Mapping[str, Any]) -> Iterator[None]:
-    """Add ``params`` to every entry :func:`record` writes inside the block (not to ``log-start``).
-
-    How an act's log entries name what opened the root (e.g. the custody share numbers) without
-    every act passing it along.
-    """
-    check_no_secret(params)
-    token = _ANNOTATIONS.set({**(_ANNOTATIONS.get() or {}), **params})
-    try:
-        yield
-    finally:
-        _ANNOTATIONS.reset(token)
-
-
 def record(
     pki: Path,
     act: str,
@@ -328,7 +306,8 @@ def record_all(
     if not lines:
         genesis = prepared.genesis if prepared is not None and prepared.genesis is not None else None
         todo.append(("log-start", dict(genesis) if genesis is not None else _genesis_params(pki, officer)))
-    notes = _ANNOTATIONS.get() or {}
+    notes = officer.annotations  # what opened the root (custody shares), passed in explicitly
+    check_no_secret(notes)
     todo.extend((act, {**notes, **params}) for act, params in acts)
     written = _append(pki, lines, todo, officer, at)
     # After the log and its head, never before: a crash in between leaves a log without the record
