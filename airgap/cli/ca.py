@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     from airgap.offline.ceremony import Officer
     from airgap.offline.custody import NewSet
     from airgap.offline.inventory import RootRecord
+    from airgap.offline.listing import PkiReport
     from airgap.offline.pkcs11 import TokenRef
-    from airgap.offline.status import PkiReport
 
 
 def _officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | None) -> Officer | None:
@@ -386,7 +386,7 @@ def list_(
     """
     from airgap.core.passphrase import read_passphrase_file
     from airgap.offline.layout import PkiLayout
-    from airgap.offline.status import pki_report
+    from airgap.offline.listing import pki_report
 
     pw = read_passphrase_file(passphrase_file) if passphrase_file else None
     report = pki_report(PkiLayout(dir), pw, expiring_days=expiring_within)

@@ -89,7 +89,7 @@ def sign(
     """
     from airgap.core.csr import MAX_CSR_BYTES
     from airgap.core.files import read_capped
-    from airgap.core.request import looks_like_request
+    from airgap.core.request_file import looks_like_request
     from airgap.errors import InvalidInput
     from airgap.offline.keysource import signing_token_ref
     from airgap.offline.sign import read_signing_request, sign_csrs
@@ -197,7 +197,7 @@ def request(
 
     Example: airgap ca request cluster1 --dir jump --sign-key operator.key --out c1.request --passphrase-file pw
     """
-    from airgap.connected.request import make_request
+    from airgap.connected.key_request import make_request
     from airgap.core.keys import check_key_type, key_file_is_encrypted, load_private_key
     from airgap.core.passphrase import resolve_passphrase
 

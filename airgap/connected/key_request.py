@@ -2,7 +2,7 @@
 
 The key never crosses the gap: ``JUMPDIR/CLUSTER/ca-key.pem`` (0600, PKCS#8, encrypted unless the
 operator asks otherwise) stays on this side; only the request file (a CSR signed into the bundle
-family, :mod:`airgap.core.request`) is carried to the root host. The CSR's subject is
+family, :mod:`airgap.core.request_file`) is carried to the root host. The CSR's subject is
 informational (``O=Istio, L=CLUSTER, CN=Intermediate CA``): the root ignores it.
 
 Trust: the jump folder and the operator's signing key are the operator's own. Writes are atomic;
@@ -28,7 +28,7 @@ from airgap.core.keys import (
     signature_hash_for,
     spki_sha256,
 )
-from airgap.core.request import DEFAULT_REQUEST_DAYS, check_cluster, open_request, write_request
+from airgap.core.request_file import DEFAULT_REQUEST_DAYS, check_cluster, open_request, write_request
 from airgap.errors import WouldOverwrite
 
 KEY_NAME = "ca-key.pem"

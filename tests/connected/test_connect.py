@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from airgap.connected.connect import (
+from airgap.connected.kube import connect
+from airgap.connected.remote_secrets import (
     CLUSTER_ANNOTATION,
     MULTICLUSTER_LABEL,
     READER_SA,
@@ -19,7 +20,6 @@ from airgap.connected.connect import (
     fleet_problems,
     read_facts,
 )
-from airgap.connected.kube import connect
 from tests.connected.kubehelpers import FAST, FAST_ENV, cacerts_manifest
 from tests.helpers import make_pki, one_error_line, run_cli, tree
 from tests.kubeapi.fixtures import *  # noqa: F403
