@@ -137,7 +137,7 @@ def init(
     from airgap.offline.keysource import root_key_args
     from airgap.offline.layout import PkiLayout
 
-    kt = check_key_type(key_type)
+    key_kind = check_key_type(key_type)
     check_subject(org=org, cn=cn)
     if (adopt_cert is None) != (adopt_key is None):
         from airgap.errors import InvalidInput
@@ -166,23 +166,25 @@ def init(
         held = split(m, recipients)
         pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
         if ref is None:
-            where = f"{kt}, encrypted, split custody: {m} of {n} shares"
+            where = f"{key_kind}, encrypted, split custody: {m} of {n} shares"
         else:
-            where = f"{kt}, in {ref.describe()} (not extractable); its user PIN under split custody: {m} of {n}"
+            where = f"{key_kind}, in {ref.describe()} (not extractable); its user PIN under split custody: {m} of {n}"
     elif ref is None:
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
-        where = f"{kt}, {'encrypted' if pw else 'UNENCRYPTED'}"
+        where = f"{key_kind}, {'encrypted' if pw else 'UNENCRYPTED'}"
     else:
         pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
-        where = f"{kt}, in {ref.describe()} (not extractable)"
+        where = f"{key_kind}, in {ref.describe()} (not extractable)"
     officer = _officer(log_key, log_key_passphrase_file, pw)
     if held is not None and ref is not None:
-        rec = _init_token_under_custody(dir, ref, pin_file, kt, days, org, cn, officer, held)
+        rec = _init_token_under_custody(dir, ref, pin_file, key_kind, days, org, cn, officer, held)
     elif held is not None:
-        rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, passphrase=None, officer=officer, custody_set=held)
+        rec = init_root(
+            dir, key_type=key_kind, days=days, org=org, cn=cn, passphrase=None, officer=officer, custody_set=held
+        )
     else:
-        with root_key_args(ref, pin_file, kt, pw) as key_args:
-            rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
+        with root_key_args(ref, pin_file, key_kind, pw) as key_args:
+            rec = init_root(dir, key_type=key_kind, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Root CA created in {dir}")
     typer.echo(f"  subject      {rec.subject}")
     typer.echo(f"  key          {where}")
@@ -230,7 +232,7 @@ def _init_token_under_custody(
     dir: Path,
     ref: TokenRef,
     pin_file: Path | None,
-    kt: KeyType,
+    key_kind: KeyType,
     days: int,
     org: str,
     cn: str,
@@ -248,7 +250,7 @@ def _init_token_under_custody(
 
     old_pin = resolve_pin(pin_file)
     new_pin = held.passphrase.decode()
-    with new_root_key(ref, None, kt, pin=old_pin) as new:
+    with new_root_key(ref, None, key_kind, pin=old_pin) as new:
         token_key = new.key
         assert isinstance(token_key, TokenECKey | TokenRSAKey)
         change = token_key.change_pin
@@ -256,7 +258,7 @@ def _init_token_under_custody(
         try:
             return init_root(
                 dir,
-                key_type=kt,
+                key_type=key_kind,
                 days=days,
                 org=org,
                 cn=cn,
@@ -323,7 +325,7 @@ def issue(
     from airgap.offline.issue import issue_intermediates
     from airgap.offline.keysource import signing_token_ref
 
-    kt = check_key_type(key_type)
+    key_kind = check_key_type(key_type)
     check_subject(org=org, cn=cn)
     # During a root rotation the next root signs (and its token key, if it is in one).
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
@@ -341,7 +343,7 @@ def issue(
         done = issue_intermediates(
             dir,
             clusters,
-            key_type=kt,
+            key_type=key_kind,
             days=days,
             org=org,
             cn=cn,
@@ -366,7 +368,7 @@ def issue(
 @app.command("list")
 def list_(
     dir: Path = typer.Option(..., "--dir", help="The PKI folder to list (read only)."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     passphrase_file: Path | None = typer.Option(
         None, "--passphrase-file", help="Open each ca-key.pem to check it matches (otherwise: skipped)."
     ),
@@ -390,7 +392,7 @@ def list_(
 
     pw = read_passphrase_file(passphrase_file) if passphrase_file else None
     report = pki_report(PkiLayout(dir), pw, expiring_days=expiring_within)
-    if json_out:
+    if as_json:
         print_json(report.to_json())
         _fail_if_broken(report)
         return
@@ -604,7 +606,7 @@ def rotate(
     from airgap.offline.ca import CAStore
     from airgap.offline.rotate import rotate_intermediate
 
-    kt = check_key_type(key_type) if key_type is not None else None
+    key_kind = check_key_type(key_type) if key_type is not None else None
     item = None
     if csr is not None:
         from airgap.offline.sign import read_signing_request
@@ -629,7 +631,7 @@ def rotate(
             days=days,
             passphrase=root.passphrase,
             key_passphrase=root.pki_passphrase,
-            key_type=kt,
+            key_type=key_kind,
             sans=san or None,
             root_key=root.key,
             officer=root.officer,
@@ -707,7 +709,7 @@ def rotate_root(
         return
     from airgap.core.x509 import check_subject
 
-    kt = check_key_type(key_type)
+    key_kind = check_key_type(key_type)
     check_subject(org=org, cn=cn)
     new_ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
     opened = open_custody(dir, opts)
@@ -723,11 +725,11 @@ def rotate_root(
 
     if opened is not None:  # the next root key is encrypted under the same custody secret
         rec = begin_root_rotation(
-            store, key_type=kt, days=days, org=org, cn=cn, passphrase=opened.passphrase, officer=officer
+            store, key_type=key_kind, days=days, org=org, cn=cn, passphrase=opened.passphrase, officer=officer
         )
     else:
-        with root_key_args(new_ref, pin_file, kt, pw) as key_args:
-            rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
+        with root_key_args(new_ref, pin_file, key_kind, pw) as key_args:
+            rec = begin_root_rotation(store, key_type=key_kind, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
     typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")
     typer.echo("  then 'airgap ca rotate CLUSTER' for each cluster, then 'airgap ca rotate-root --finish'")

@@ -58,7 +58,7 @@ def sign(
     san: list[str] = typer.Option(["DNS:istiod.istio-system.svc"], "--san", help="Subject alternative names."),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     skip_existing: bool = typer.Option(
         False,
         "--skip-existing",
@@ -135,7 +135,7 @@ def sign(
             skip_existing=skip_existing,
         )
     recs, skipped = done.records, done.skipped
-    if json_out:
+    if as_json:
         print_json(
             {
                 "out": str(out),
@@ -189,7 +189,7 @@ def request(
     sign_passphrase_file: Path | None = typer.Option(
         None, "--sign-passphrase-file", help="Passphrase of --sign-key, when it differs."
     ),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Jump host: make CLUSTER's CA key here (0600, encrypted) and a signed request for the root host.
 
@@ -201,7 +201,7 @@ def request(
     from airgap.core.keys import check_key_type, key_file_is_encrypted, load_private_key
     from airgap.core.passphrase import resolve_passphrase
 
-    kt = check_key_type(key_type)
+    key_kind = check_key_type(key_type)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
     sign_pw = None
     if key_file_is_encrypted(sign_key, "signing key"):
@@ -214,11 +214,11 @@ def request(
         jump_dir=dir,
         sign_key=load_private_key(sign_key, sign_pw),
         out=out,
-        key_type=kt,
+        key_type=key_kind,
         passphrase=pw,
         days=expires,
     )
-    if json_out:
+    if as_json:
         print_json(
             {
                 "cluster": made.cluster,
@@ -231,6 +231,6 @@ def request(
         )
         return
     typer.echo(f"Request {made.request_id} for {made.cluster} written to {made.out}, expires {made.expires}")
-    typer.echo(f"  key          {made.key_path} ({kt}, {'encrypted' if pw else 'UNENCRYPTED'}; stays here)")
+    typer.echo(f"  key          {made.key_path} ({key_kind}, {'encrypted' if pw else 'UNENCRYPTED'}; stays here)")
     typer.echo(f"  key id       {made.key_id}")
     info(f"next: carry {made.out} to the root host: 'airgap ca sign {made.out.name} --trust OPERATOR.pub ...'")

@@ -18,7 +18,7 @@ app = new_app(help="Split custody of the root key: M of N custodians' SLIP-39 sh
 @app.command("status")
 def status(
     dir: Path = typer.Option(..., "--dir", help="The PKI folder (read only)."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Show the custody of the root: M of N, each share's file, custodian and whether the file is intact.
 
@@ -41,7 +41,7 @@ def status(
     pending = (dir / NEXT_DIR).exists()
     token = (dir / "root-key.pkcs11.json").exists() and not (dir / "root-key.pem").exists()
     protects = "pkcs11-user-pin" if token else "root-key.pem"
-    if json_out:
+    if as_json:
         print_json(
             {
                 "threshold": record.threshold,
