@@ -166,6 +166,67 @@ def parse_entries(data: bytes, *, source: str) -> list[Entry]:
     return [parse_entry(line, i, source) for i, line in enumerate(split_lines(data), 1)]
 
 
+def _seqs_present(lines: Sequence[bytes], src: str) -> set[int]:
+    """Which seq numbers appear anywhere, to tell "removed" from "reordered" in step 2."""
+    seen: set[int] = set()
+    for ln in lines:
+        try:
+            s = load_json(ln, what=src, max_bytes=MAX_LOG_BYTES).get("seq")
+        except (AirgapError, AttributeError):
+            continue
+        if isinstance(s, int):
+            seen.add(s)
+    return seen
+
+
+def _registered_officer(
+    e: Entry, src: str, pinned: Mapping[str, PublicKey] | None, rec: CeremonyLogRecord | None
+) -> tuple[str, PublicKey]:
+    """Step 4 for entry 1: the ``log-start`` and the officer key it registers (checked against pins and record)."""
+    if e.act != "log-start":
+        raise LogTampered(f"{src}: entry 1 is {e.act!r}, not 'log-start': the start of the log is gone")
+    pem = e.params.get("officer_key")
+    if not isinstance(pem, str):
+        raise LogTampered(f"{src}: entry 1 does not register an officer key")
+    try:
+        registered = load_public_key_pem(pem.encode(), source=f"{src} entry 1")
+    except InvalidInput as exc:
+        raise LogTampered(f"{src}: entry 1: the registered officer key is malformed") from exc
+    reg_id = spki_sha256(registered)
+    if pinned is not None and reg_id not in pinned:
+        raise LogTampered(f"{src}: entry 1: the log was started by key {reg_id}, which is not a --trust key")
+    if rec is not None and (rec.officer_key_id != reg_id or rec.started != e.time):
+        raise LogTampered(
+            f"{src}: entry 1 (started {e.time} by key {reg_id}) is not the log inventory.json records "
+            f"(started {rec.started} by key {rec.officer_key_id}): the log was replaced"
+        )
+    return reg_id, registered
+
+
+def _check_signature(e: Entry, i: int, src: str, key: PublicKey) -> None:
+    """Step 5: the entry's signature, by ``key``, over its signed bytes."""
+    try:
+        sig = base64.b64decode(e.signature, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureMismatch(f"{src}: entry {i} ({e.act}): the signature is not base64") from exc
+    try:
+        verify_bytes(key, e.signed_bytes(), sig)
+    except VerificationError as exc:
+        raise SignatureMismatch(
+            f"{src}: entry {i} ({e.act}): signature does not verify: the entry was changed after signing"
+        ) from exc
+
+
+def _check_place(e: Entry, i: int, src: str, seen_seqs: set[int]) -> None:
+    """Steps 2 and 3: the entry sits at its own line, and is signed."""
+    if e.seq != i:
+        if i in seen_seqs:
+            raise LogTampered(f"{src}: entry {i}: line {i} holds entry {e.seq}; the entries were reordered")
+        raise LogTampered(f"{src}: entry {i} was removed (line {i} holds entry {e.seq})")
+    if not e.signature or not e.signer:
+        raise LogTampered(f"{src}: entry {i} ({e.act}) is not signed")
+
+
 def verify_entries(
     data: bytes,
     *,
@@ -178,57 +239,22 @@ def verify_entries(
     Returns the entries and the officer keys (key id → key): the ``trust`` keys, or without them the
     key entry 1 registers. ``record`` is what ``inventory.json`` says started the log (or None).
     """
-    src, rec = source, record
+    src = source
     lines = split_lines(data)
     if not lines:
         raise LogTampered(f"{src}: the ceremony log is empty")
     pinned = _keys_from(trust) if trust else None
     officer: dict[str, PublicKey] = dict(pinned or {})
-    # Which seq numbers appear where, to tell "removed" from "reordered" in step 2.
-    seen_seqs: set[int] = set()
-    for ln in lines:
-        try:
-            s = load_json(ln, what=src, max_bytes=MAX_LOG_BYTES).get("seq")
-        except (AirgapError, AttributeError):
-            continue
-        if isinstance(s, int):
-            seen_seqs.add(s)
+    seen_seqs = _seqs_present(lines, src)
     entries: list[Entry] = []
     prev_hash = GENESIS_PREV
     for i, line in enumerate(lines, start=1):
-        # 1. complete JSON, the entry fields
-        if i == len(lines) and not data.endswith(b"\n"):
+        if i == len(lines) and not data.endswith(b"\n"):  # 1. complete JSON, the entry fields
             raise LogTampered(f"{src}: entry {i} is incomplete: the log was cut short mid-entry")
         e = parse_entry(line, i, src)
-        # 2. sequence
-        if e.seq != i:
-            if i in seen_seqs:
-                raise LogTampered(f"{src}: entry {i}: line {i} holds entry {e.seq}; the entries were reordered")
-            raise LogTampered(f"{src}: entry {i} was removed (line {i} holds entry {e.seq})")
-        # 3. signed
-        if not e.signature or not e.signer:
-            raise LogTampered(f"{src}: entry {i} ({e.act}) is not signed")
-        # 4. an officer key
-        if i == 1:
-            if e.act != "log-start":
-                raise LogTampered(f"{src}: entry 1 is {e.act!r}, not 'log-start': the start of the log is gone")
-            pem = e.params.get("officer_key")
-            if not isinstance(pem, str):
-                raise LogTampered(f"{src}: entry 1 does not register an officer key")
-            try:
-                registered = load_public_key_pem(pem.encode(), source=f"{src} entry 1")
-            except InvalidInput as exc:
-                raise LogTampered(f"{src}: entry 1: the registered officer key is malformed") from exc
-            reg_id = spki_sha256(registered)
-            if pinned is not None and reg_id not in pinned:
-                raise LogTampered(
-                    f"{src}: entry 1: the log was started by key {reg_id}, which is not a --trust key"
-                )
-            if rec is not None and (rec.officer_key_id != reg_id or rec.started != e.time):
-                raise LogTampered(
-                    f"{src}: entry 1 (started {e.time} by key {reg_id}) is not the log inventory.json records "
-                    f"(started {rec.started} by key {rec.officer_key_id}): the log was replaced"
-                )
+        _check_place(e, i, src, seen_seqs)  # 2. sequence, 3. signed
+        if i == 1:  # 4. an officer key
+            reg_id, registered = _registered_officer(e, src, pinned, record)
             officer.setdefault(reg_id, registered)
         key = officer.get(e.signer)
         if key is None:
@@ -236,19 +262,8 @@ def verify_entries(
                 f"{src}: entry {i} ({e.act}) is signed by key {e.signer}, which is not "
                 + ("a --trust key" if pinned is not None else "the officer key registered in entry 1")
             )
-        # 5. signature
-        try:
-            sig = base64.b64decode(e.signature, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise SignatureMismatch(f"{src}: entry {i} ({e.act}): the signature is not base64") from exc
-        try:
-            verify_bytes(key, e.signed_bytes(), sig)
-        except VerificationError as exc:
-            raise SignatureMismatch(
-                f"{src}: entry {i} ({e.act}): signature does not verify: the entry was changed after signing"
-            ) from exc
-        # 6. chain
-        if e.prev != prev_hash:
+        _check_signature(e, i, src, key)  # 5. signature
+        if e.prev != prev_hash:  # 6. chain
             raise LogTampered(
                 f"{src}: entry {i} ({e.act}) does not follow entry {i - 1}: "
                 f"entry {i - 1} was changed, replaced or removed"
