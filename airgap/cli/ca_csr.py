@@ -8,6 +8,7 @@ OpenBao, or inside a request file) and never sees a private key.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -25,6 +26,9 @@ from airgap.cli.ca import (
     app,
 )
 from airgap.offline.root import RootOptions, open_root
+
+if TYPE_CHECKING:
+    from airgap.offline.sign import SignedBatch, SignItem
 
 __all__ = ["app", "request", "sign"]
 
@@ -87,27 +91,10 @@ def sign(
 
     Example: airgap ca sign *.csr --cluster c1 --cluster c2 --dir pki --out signed2/ --skip-existing   (resume)
     """
-    from airgap.core.csr import MAX_CSR_BYTES
-    from airgap.core.files import read_capped
-    from airgap.core.request_file import looks_like_request
-    from airgap.errors import InvalidInput
     from airgap.offline.keysource import signing_token_ref
-    from airgap.offline.sign import read_signing_request, sign_csrs
+    from airgap.offline.sign import sign_csrs
 
-    clusters = list(cluster or [])
-    if trust:
-        if clusters and len(clusters) != len(requests):
-            raise InvalidInput(f"{len(requests)} request file(s), {len(clusters)} --cluster: one per file or none")
-        items = [read_signing_request(p, trust, clusters[i] if clusters else None) for i, p in enumerate(requests)]
-    else:
-        for path in requests:  # a request file without --trust: say so before counting --cluster
-            if looks_like_request(read_capped(path, MAX_CSR_BYTES, "certificate request")):
-                raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
-        if len(clusters) != len(requests):
-            raise InvalidInput(
-                f"--cluster NAME is required for each CSR ({len(requests)} CSR(s), {len(clusters)} --cluster)"
-            )
-        items = [read_signing_request(p, None, c) for p, c in zip(requests, clusters, strict=True)]
+    items = _signing_requests(requests, list(cluster or []), trust)
     # During a root rotation the next root signs (and its token key, if it is in one), as for ca issue.
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
     opts = RootOptions(
@@ -134,6 +121,11 @@ def sign(
             officer=root.officer,
             skip_existing=skip_existing,
         )
+    _print_signed(done, dir, out, as_json)
+
+
+def _print_signed(done: SignedBatch, dir: Path, out: Path, as_json: bool) -> None:
+    """What ``ca sign`` did: one JSON document, or a line per cluster and where the files went."""
     recs, skipped = done.records, done.skipped
     if as_json:
         print_json(
@@ -169,6 +161,28 @@ def sign(
     where = dir / recs[0].cluster if len(recs) == 1 else f"{dir}/CLUSTER/"
     typer.echo(f"Written to {out} and {where} (no ca-key.pem: the key stays where it was made)")
     info(f"next: carry {out} back, or 'airgap bundle create CLUSTER ...' for a keyless bundle")
+
+
+def _signing_requests(requests: list[Path], clusters: list[str], trust: list[Path] | None) -> list[SignItem]:
+    """Every request read and checked before the root is opened: request files with --trust, else CSRs."""
+    from airgap.core.csr import MAX_CSR_BYTES
+    from airgap.core.files import read_capped
+    from airgap.core.request_file import looks_like_request
+    from airgap.errors import InvalidInput
+    from airgap.offline.sign import read_signing_request
+
+    if trust:
+        if clusters and len(clusters) != len(requests):
+            raise InvalidInput(f"{len(requests)} request file(s), {len(clusters)} --cluster: one per file or none")
+        return [read_signing_request(p, trust, clusters[i] if clusters else None) for i, p in enumerate(requests)]
+    for path in requests:  # a request file without --trust: say so before counting --cluster
+        if looks_like_request(read_capped(path, MAX_CSR_BYTES, "certificate request")):
+            raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
+    if len(clusters) != len(requests):
+        raise InvalidInput(
+            f"--cluster NAME is required for each CSR ({len(requests)} CSR(s), {len(clusters)} --cluster)"
+        )
+    return [read_signing_request(p, None, c) for p, c in zip(requests, clusters, strict=True)]
 
 
 @app.command("request")
