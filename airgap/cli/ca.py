@@ -153,17 +153,7 @@ def init(
     refuse_existing_root(PkiLayout(dir))  # before a passphrase, PIN or token key is asked for
     held = None
     if custody_spec is not None or custodian:
-        from airgap.offline.custody import parse_spec, split
-
-        if custody_spec is None:
-            raise _invalid("--custodian needs --custody M-of-N")
-        if no_passphrase:
-            raise _invalid("--custody and --no-passphrase cannot be used together: the shares encrypt the root key")
-        m, n = parse_spec(custody_spec)
-        recipients = custodian_recipients(custodian or [])
-        if len(recipients) != n:
-            raise _invalid(f"--custody {custody_spec} needs {n} --custodian, got {len(recipients)}")
-        held = split(m, recipients)
+        held, (m, n) = _new_custody(custody_spec, custodian or [], no_passphrase)
         pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
         if ref is None:
             where = f"{key_kind}, encrypted, split custody: {m} of {n} shares"
@@ -185,6 +175,25 @@ def init(
     else:
         with root_key_args(ref, pin_file, key_kind, pw) as key_args:
             rec = init_root(dir, key_type=key_kind, days=days, org=org, cn=cn, officer=officer, **key_args)
+    _print_root(dir, rec, where, held, logged=log_key is not None)
+
+
+def _new_custody(custody_spec: str | None, custodian: list[str], no_passphrase: bool) -> tuple[NewSet, tuple[int, int]]:
+    """``--custody M-of-N`` with its N ``--custodian``: a fresh secret split into N shares."""
+    from airgap.offline.custody import parse_spec, split
+
+    if custody_spec is None:
+        raise _invalid("--custodian needs --custody M-of-N")
+    if no_passphrase:
+        raise _invalid("--custody and --no-passphrase cannot be used together: the shares encrypt the root key")
+    m, n = parse_spec(custody_spec)
+    recipients = custodian_recipients(custodian)
+    if len(recipients) != n:
+        raise _invalid(f"--custody {custody_spec} needs {n} --custodian, got {len(recipients)}")
+    return split(m, recipients), (m, n)
+
+
+def _print_root(dir: Path, rec: RootRecord, where: str, held: NewSet | None, *, logged: bool) -> None:
     typer.echo(f"Root CA created in {dir}")
     typer.echo(f"  subject      {rec.subject}")
     typer.echo(f"  key          {where}")
@@ -193,7 +202,7 @@ def init(
     if held is not None:
         for sh in held.record.shares:
             typer.echo(f"  share {sh.number:<6} {dir / sh.file}  for {sh.recipient}")
-    if log_key is not None:
+    if logged:
         typer.echo(f"  ceremony log {dir / 'ceremony.log'}")
 
 
