@@ -26,7 +26,7 @@ import trustme
 from airgap.connected.fetch import FetchOptions, download, fetch_lock, fetch_release
 from airgap.core import hashing
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
-from tests.core.test_hashing import Counted
+from tests.hashing_fixtures import Counted
 from tests.helpers import one_error_line, run_cli, tree
 from tests.release_fixtures import make_signed_release
 
