@@ -10,8 +10,10 @@ from airgap.cli._app import print_json
 
 
 def _shown(text: str) -> str:
-    """Text from the host (tool output, paths) with control characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """Text from the host (tool output, paths) with control characters escaped (``display.clean``)."""
+    from airgap.core.display import clean
+
+    return clean(text)
 
 
 def doctor(

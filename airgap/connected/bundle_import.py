@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +28,10 @@ from typing import Any
 import yaml
 from cryptography.hazmat.primitives import serialization
 
+from airgap.connected.render import render_files
 from airgap.core import age
 from airgap.core.atomic import (
     ensure_dir,
-    fsync_dir,
-    publish,
-    staged_dir,
-    sweep_stale_temps,
-    temp_name,
-    write_new,
     write_replace,
 )
 from airgap.core.bundle import (
@@ -441,43 +435,8 @@ def render_to_dir(
     leaves none of ours behind. The files hold the CA private key (in plaintext unless
     ``recipients``: then the Secret is SOPS-encrypted before anything is written): mode 0600.
     """
-    out_dir = Path(out_dir)
     files = rendered_files(prepared, recipients)
-    if not out_dir.exists() and not out_dir.is_symlink():
-        with staged_dir(out_dir, mode=0o700) as tmp:
-            for name, data in files.items():
-                write_new(tmp / name, data, mode=0o600)
-            if before_publish is not None:
-                before_publish()
-        return [out_dir / n for n in files]
-    if not out_dir.is_dir():
-        raise InvalidInput(f"{out_dir}: exists and is not a folder")
-    for name in files:
-        if (out_dir / name).exists() or (out_dir / name).is_symlink():
-            raise Refused(f"{out_dir / name}: already exists; refusing to overwrite")
-    sweep_stale_temps(out_dir)
-    stage = temp_name(out_dir / "render")
-    try:
-        stage.mkdir(mode=0o700)
-    except OSError as exc:
-        raise InvalidInput(f"{out_dir}: folder is not writable: {exc.strerror}") from exc
-    written: list[Path] = []
-    try:
-        for name, data in files.items():
-            write_new(stage / name, data, mode=0o600)
-        if before_publish is not None:
-            before_publish()
-        for name in files:
-            publish(stage / name, out_dir / name, replace=False)
-            written.append(out_dir / name)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    fsync_dir(out_dir)
-    return written
+    return render_files(Path(out_dir), files, file_mode=0o600, dir_mode=0o700, before_publish=before_publish)
 
 
 def import_to_dir(prepared: PreparedImport, out_dir: Path, recipients: Sequence[str] | None = None) -> list[Path]:

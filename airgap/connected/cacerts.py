@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 from airgap.connected.fleet import DEFAULT_PARALLEL, FleetReport, Outcome, run_fleet
 from airgap.connected.kube import AlreadyExists, Conflict, Kube, RetryPolicy, connect, policy_from_env
-from airgap.core.names import ANNOTATION_PREFIX, CACERTS_OPTIONAL, CACERTS_REQUIRED, ISTIO_NAMESPACE
+from airgap.core.names import ANNOTATION_PREFIX, CA_KEY, CACERTS_OPTIONAL, CACERTS_REQUIRED, ISTIO_NAMESPACE
 from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused, Rollback, WouldOverwrite
 
 JSON = dict[str, Any]
@@ -215,8 +215,8 @@ def same_content(live: JSON, desired: JSON) -> bool:
         return False
     if a == b:
         return True
-    others = [k for k in a if k != "ca-key.pem"]
-    return all(a[k] == b[k] for k in others) and _same_private_key(a.get("ca-key.pem"), b.get("ca-key.pem"))
+    others = [k for k in a if k != CA_KEY]
+    return all(a[k] == b[k] for k in others) and _same_private_key(a.get(CA_KEY), b.get(CA_KEY))
 
 
 def _same_private_key(pem_a: bytes | None, pem_b: bytes | None) -> bool:

@@ -28,10 +28,11 @@ from airgap.core.keys import (
     signature_hash_for,
     spki_sha256,
 )
+from airgap.core.names import CA_KEY
 from airgap.core.request_file import DEFAULT_REQUEST_DAYS, check_cluster, open_request, write_request
 from airgap.errors import WouldOverwrite
 
-KEY_NAME = "ca-key.pem"
+KEY_NAME = CA_KEY
 
 
 @dataclass(frozen=True)

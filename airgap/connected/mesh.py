@@ -37,7 +37,8 @@ from typing import Any
 import yaml
 
 from airgap.connected.cacerts import REQUIRED_KEYS
-from airgap.core.atomic import fsync_dir, staged_dir, write_new
+from airgap.connected.render import render_files
+from airgap.core.atomic import write_new
 from airgap.core.limits import MAX_OVERLAY
 from airgap.core.names import ANNOTATION_PREFIX, ISTIO_NAMESPACE
 from airgap.core.retry import poll_until
@@ -337,28 +338,7 @@ def render_install(release: Path, settings: MeshSettings, out_dir: Path, *, cont
     istioctl = verified_istioctl(release)
     out_dir = Path(out_dir)
     files = rendered_files(settings, istioctl, context, out_dir)
-    modes = {RENDERED_COMMAND: 0o755}
-    if not out_dir.exists():
-        with staged_dir(out_dir) as tmp:
-            for name, data in files.items():
-                write_new(tmp / name, data, mode=modes.get(name, 0o644))
-        return [out_dir / n for n in files]
-    if not out_dir.is_dir():
-        raise InvalidInput(f"{out_dir}: exists and is not a folder")
-    for name in files:
-        if (out_dir / name).exists() or (out_dir / name).is_symlink():
-            raise Refused(f"{out_dir / name}: already exists; refusing to overwrite")
-    written: list[Path] = []
-    try:
-        for name, data in files.items():
-            write_new(out_dir / name, data, mode=modes.get(name, 0o644))
-            written.append(out_dir / name)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
-    fsync_dir(out_dir)
-    return written
+    return render_files(out_dir, files, modes={RENDERED_COMMAND: 0o755})
 
 
 def _network_of(existing: bytes) -> str | None:

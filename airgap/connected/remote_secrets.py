@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION, MESH_ID_ANNOTATION, NAMESPACE, NETWORK_LABEL
+from airgap.core.names import ROOT_CERT
 from airgap.core.retry import poll_until
 from airgap.errors import AirgapError, ClusterError, InvalidInput, NotFound, Refused
 
@@ -212,7 +213,7 @@ def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = Non
         )
     roots: dict[str, str] = {}
     secret = kube.get("Secret", "cacerts", NAMESPACE)
-    pem = _b64(secret, "root-cert.pem") if secret else None
+    pem = _b64(secret, ROOT_CERT) if secret else None
     if pem:
         try:
             certs = load_certs_pem(pem, source=f"context {endpoint.context} cacerts root-cert.pem")

@@ -41,6 +41,7 @@ import yaml
 from airgap.core import subproc
 from airgap.core.age import load_recipients
 from airgap.core.atomic import write_new, write_replace
+from airgap.core.display import clean
 from airgap.core.files import read_capped
 from airgap.errors import InvalidInput, Refused, VerificationError, WouldOverwrite
 
@@ -129,7 +130,7 @@ def _run(binary: Path, args: list[str], stdin: bytes, env: dict[str, str], what:
     if proc.returncode != 0:
         # sops's own message names no secret value; keep its first meaningful line, printable only
         lines = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-        reason = "".join(ch for ch in (lines[0] if lines else "") if ch.isprintable())[:300]
+        reason = clean(lines[0] if lines else "")[:300]
         if "MAC mismatch" in proc.stderr.decode("utf-8", "replace"):
             raise VerificationError(f"sops {what}: MAC mismatch (the file was changed after it was encrypted)")
         raise SopsFailed(f"sops {what} failed (exit {proc.returncode}): {reason}")
