@@ -19,6 +19,8 @@ folder beside its final name and renames it into place only when complete.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import os
 import secrets
@@ -40,6 +42,8 @@ TMP_PREFIX = ".airgap-tmp-"
 STALE_AFTER = 600.0
 STALE_AFTER_WITHOUT_PID = 86_400.0
 _swept: set[str] = set()
+_RENAME_EXCHANGE = 2  # renameat2(2) flag: swap two names atomically
+_AT_FDCWD = -100
 
 
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
@@ -300,6 +304,28 @@ def move(src: Path, dst: Path) -> None:
     fsync_dir(Path(dst).parent)
     if Path(src).parent != Path(dst).parent:
         fsync_dir(Path(src).parent)
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two folders in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Where the call is missing, two renames through a temporary name; recovery then still finds
+    both folders or finishes the swap (see :func:`_recover_rotate`).
+    """
+    crash_point()
+    libc_name = ctypes.util.find_library("c")
+    fn = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None
+    if fn is not None:
+        if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+            fsync_dir(a.parent)
+            return
+        err = ctypes.get_errno()
+        if err not in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: fall back below
+            raise OSError(err, os.strerror(err), str(a))
+    spare = a.parent / f".exchange-{a.name}"  # pragma: no cover - only without renameat2
+    move(a, spare)  # pragma: no cover
+    move(b, a)  # pragma: no cover
+    move(spare, b)  # pragma: no cover
 
 
 def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:
