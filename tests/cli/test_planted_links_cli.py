@@ -156,3 +156,28 @@ def test_fault_2_planted_links_release_fetch_and_extract(tmp_path: Path, monkeyp
     _check(tmp_path / "fetch", start, fetch, monkeypatch)
     extract: Args = lambda b: ("release", "extract", tarball, "--signature", sig, "--key", pub, "--out", b / "asm")  # noqa: E731
     _check(tmp_path / "extract", start, extract, monkeypatch)
+
+
+def test_fault_2_planted_links_keys_new(tmp_path: Path, passfile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    start = tmp_path / "start"
+    (start / "keys").mkdir(parents=True)
+    args: Args = lambda b: ("keys", "new", "officer", "--out", b / "keys", "--passphrase-file", passfile)  # noqa: E731
+    _check(tmp_path, start, args, monkeypatch)
+
+
+def test_fault_2_planted_links_bundle_import_output_dir(
+    tmp_path: Path, pki: Path, passfile: Path, bkeys: Keys, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    bundle = tmp_path / "c1.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient,
+        "--passphrase-file", passfile, "--out", bundle,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    start = tmp_path / "start"
+    (start / "out").mkdir(parents=True)  # an existing folder: files are staged, then published one by one
+    args: Args = lambda b: (  # noqa: E731
+        "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
+        "--output-dir", b / "out", "--plaintext-secrets",
+    )  # fmt: skip
+    _check(tmp_path, start, args, monkeypatch)
