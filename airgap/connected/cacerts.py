@@ -528,7 +528,7 @@ def import_to_fleet(
         recorder(p)  # serialised by _RECORD_LOCK in _record
         recorded.set()
 
-    def one(ctx: str) -> Outcome:
+    def import_context(ctx: str) -> Outcome:
         result = import_to_cluster(
             prepared,
             context=ctx,
@@ -542,4 +542,4 @@ def import_to_fleet(
         )
         return Outcome(ctx, 0, result.result_word, result.detail, result)
 
-    return run_fleet(contexts, one, parallel=parallel, on_done=on_done)
+    return run_fleet(contexts, import_context, parallel=parallel, on_done=on_done)
