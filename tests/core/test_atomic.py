@@ -222,3 +222,28 @@ def test_fault_2_replace_refuses_a_link_at_the_final_name(tmp_path: Path) -> Non
     with pytest.raises(Refused, match="not a regular file"):
         write_replace(tmp_path / "state.json", b"{}")
     assert (tmp_path / "state.json").is_symlink() and (tmp_path / "victim").read_bytes() == b"v"
+
+
+def test_fault_2_files_are_created_only_through_core_atomic() -> None:
+    """No module opens a file for writing by itself: creation goes through core/atomic.py.
+
+    Two exceptions, each already O_NOFOLLOW: lock files (reused on purpose, never written) and the
+    archive extractor's members (O_EXCL|O_NOFOLLOW inside a fresh staging folder; core/archive.py is
+    being changed this round, to be routed after the merges).
+    """
+    import re
+
+    allowed = {"airgap/core/atomic.py", "airgap/core/locking.py", "airgap/core/archive.py"}
+    creating = re.compile(
+        r"O_CREAT|\.write_bytes\(|\.write_text\(|mkstemp|NamedTemporaryFile|"
+        r"\bopen\([^)]*[\"'][rwax+]*[wax][rwax+b]*[\"']"
+    )
+    repo = Path(__file__).resolve().parent.parent.parent
+    found = [
+        f"{path.relative_to(repo)}:{n}: {line.strip()}"
+        for path in sorted((repo / "airgap").rglob("*.py"))
+        if path.relative_to(repo).as_posix() not in allowed
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if creating.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert not found, "create files through airgap.core.atomic: " + "; ".join(found)
