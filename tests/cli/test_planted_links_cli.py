@@ -9,6 +9,8 @@ leftover, remove the link unfollowed), leave the victim untouched (the missing o
 publish no link of its own.
 """
 
+# ruff: noqa: F811  (fixtures imported from tests.bundle_fixtures and tests.release_fixtures)
+
 from __future__ import annotations
 
 import builtins
@@ -22,7 +24,7 @@ import pytest
 
 from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
 from tests.helpers import run_cli
-from tests.release_fixtures import make_signed_release
+from tests.release_fixtures import _release_template, make_signed_release, release  # noqa: F401
 
 VICTIM = b"victim: must never change\n"
 Args = Callable[[Path], Sequence[str | Path]]
@@ -132,7 +134,7 @@ def test_fault_2_planted_links_ca_issue(
 
 
 def test_fault_2_planted_links_bundle_create(
-    tmp_path: Path, pki: Path, passfile: Path, bkeys: Keys, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    tmp_path: Path, pki: Path, passfile: Path, bkeys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     start = tmp_path / "start"
     start.mkdir()
@@ -166,7 +168,7 @@ def test_fault_2_planted_links_keys_new(tmp_path: Path, passfile: Path, monkeypa
 
 
 def test_fault_2_planted_links_bundle_import_output_dir(
-    tmp_path: Path, pki: Path, passfile: Path, bkeys: Keys, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    tmp_path: Path, pki: Path, passfile: Path, bkeys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bundle = tmp_path / "c1.bundle"
     r = run_cli(
@@ -179,5 +181,17 @@ def test_fault_2_planted_links_bundle_import_output_dir(
     args: Args = lambda b: (  # noqa: E731
         "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
         "--output-dir", b / "out", "--plaintext-secrets",
+    )  # fmt: skip
+    _check(tmp_path, start, args, monkeypatch)
+
+
+def test_fault_2_planted_links_mesh_install_output_dir(
+    tmp_path: Path, release: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = tmp_path / "start"
+    (start / "out").mkdir(parents=True)
+    args: Args = lambda b: (  # noqa: E731
+        "mesh", "install", "--release", release, "--cluster-name", "cluster1", "--network", "net1",
+        "--mesh-id", "p1", "--output-dir", b / "out",
     )  # fmt: skip
     _check(tmp_path, start, args, monkeypatch)
