@@ -195,3 +195,22 @@ def test_fault_2_planted_links_mesh_install_output_dir(
         "--mesh-id", "p1", "--output-dir", b / "out",
     )  # fmt: skip
     _check(tmp_path, start, args, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "act",
+    [
+        ("ca", "revoke", "c2", "--reason", "keyCompromise"),
+        ("ca", "crl", "--next-update-days", "7"),
+        ("ca", "rotate", "c1", "--key-type", "ecdsa-p256", "--days", "30"),
+    ],
+    ids=["revoke", "crl", "rotate"],
+)
+def test_fault_2_planted_links_root_acts(
+    act: tuple[str, ...], tmp_path: Path, pki: Path, passfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = tmp_path / "start"
+    start.mkdir()
+    shutil.copytree(pki, start / "pki")
+    args: Args = lambda b: (*act, "--dir", b / "pki", "--passphrase-file", passfile)  # noqa: E731
+    _check(tmp_path, start, args, monkeypatch)
