@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import IO
 
 from airgap.core.crashpoint import crash_point
-from airgap.errors import InvalidInput, Refused, WouldOverwrite
+from airgap.errors import InvalidInput, WouldOverwrite
 
 TMP_PREFIX = ".airgap-tmp-"
 # A temp whose writer (the PID in its name) is gone is removed by the next writer in its folder
@@ -92,7 +92,7 @@ def create_file(path: Path, mode: int) -> int:
     """Create ``path`` (never through a link, never over anything) with exactly ``mode``; a descriptor.
 
     The one way airgap creates a file: an existing name -- a planted symlink included -- is
-    :class:`Refused` (exit 4); an unwritable folder or other failure is :class:`InvalidInput`.
+    :class:`~airgap.errors.WouldOverwrite` (exit 4); an unwritable folder or other failure is :class:`InvalidInput`.
     """
     try:
         fd = os.open(path, CREATE_FLAGS, mode)
@@ -118,12 +118,12 @@ def open_for_update(path: Path, *, mode: int = 0o644, append: bool = False, trun
         fd = os.open(path, flags, mode)
     except OSError as exc:
         if Path(path).is_symlink() or exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
-            raise Refused(f"{path}: exists and is not a regular file; refusing to write through it") from exc
+            raise WouldOverwrite(f"{path}: exists and is not a regular file; refusing to write through it") from exc
         raise InvalidInput(f"{path}: cannot write: {exc.strerror}") from exc
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
         os.close(fd)
-        raise Refused(f"{path}: exists and is not a regular file; refusing to write through it")
+        raise WouldOverwrite(f"{path}: exists and is not a regular file; refusing to write through it")
     os.set_blocking(fd, True)
     if truncate:
         os.ftruncate(fd, 0)
@@ -138,7 +138,7 @@ def link_regular(src: Path, final: Path) -> None:
     """
     before = os.lstat(src)
     if not stat.S_ISREG(before.st_mode):
-        raise Refused(f"{src}: is not a regular file; refusing to publish it as {final}")
+        raise WouldOverwrite(f"{src}: is not a regular file; refusing to publish it as {final}")
     try:
         os.link(src, final, follow_symlinks=False)
     except FileExistsError as exc:
@@ -147,7 +147,7 @@ def link_regular(src: Path, final: Path) -> None:
     if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
         with contextlib.suppress(OSError):
             os.unlink(final)
-        raise Refused(f"{src}: changed while being published as {final}; nothing published")
+        raise WouldOverwrite(f"{src}: changed while being published as {final}; nothing published")
 
 
 def fsync_dir(path: Path) -> None:
@@ -294,7 +294,7 @@ def _check_replaceable(final: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISREG(st.st_mode):
-        raise Refused(f"{final}: exists and is not a regular file; refusing to replace it")
+        raise WouldOverwrite(f"{final}: exists and is not a regular file; refusing to replace it")
 
 
 def move(src: Path, dst: Path) -> None:
