@@ -359,12 +359,38 @@ def import_(
         for p in written:
             typer.echo(f"Wrote {p}")
         return
+    typer.echo(f"Verified OK: {summary}")
+    _import_live(
+        prepared,
+        contexts,
+        peers,
+        force_split,
+        rotate=rotate,
+        dry_run=dry_run,
+        parallel=parallel,
+        wait=trust_wait,
+        poll=poll,
+    )
+
+
+def _import_live(
+    prepared: Any,
+    contexts: list[str],
+    peers: list[str],
+    force_split: str | None,
+    *,
+    rotate: bool,
+    dry_run: bool,
+    parallel: int,
+    wait: float,
+    poll: float,
+) -> None:
+    """Into the cluster(s): the gate first (--rotate), then each cluster, its record and history."""
     from airgap.connected.bundle_import import history_hook
     from airgap.connected.cacerts import import_to_cluster, import_to_fleet
 
-    typer.echo(f"Verified OK: {summary}")
     if rotate:
-        _gate(prepared, contexts, peers, force_split, dry_run=dry_run, wait=trust_wait, poll=poll, parallel=parallel)
+        _gate(prepared, contexts, peers, force_split, dry_run=dry_run, wait=wait, poll=poll, parallel=parallel)
     hook = history_hook(prepared, force_split)
     if len(contexts) <= 1:
         # Records the accepted bundle itself, after the cluster holds it (never in a dry run).

@@ -97,7 +97,7 @@ def kubeconfig_servers(kubeconfig: Path | None = None) -> dict[str, str]:
 
 def remote_peers(kube: Any, servers: dict[str, str]) -> list[str]:
     """The contexts of the clusters ``kube`` holds remote secrets for (a server no context has: skipped)."""
-    from airgap.connected.connect import MULTICLUSTER_LABEL, _remote_server
+    from airgap.connected.remote_secrets import MULTICLUSTER_LABEL, _remote_server
 
     found: list[str] = []
     for s in kube.list("Secret", NAMESPACE, selector=f"{MULTICLUSTER_LABEL}=true"):

@@ -107,12 +107,13 @@ def test_an_unwritable_history_is_said_plainly_after_the_cluster_holds_the_bundl
     fleet: Fleet = kube_fleet(1)
     bundle, *_ = make_bundle(logged_pki, tmp_path, keys=bkeys)
     state = tmp_path / "state"
-    (state / "history.jsonl").mkdir(parents=True)  # not a file: the append fails
+    (state / "history.jsonl").mkdir(parents=True)  # not a file: the append is refused (exit 4)
     r = run_cli(
         "bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
         "--context", "c1", env={**fleet.env, "AIRGAP_STATE_DIR": str(state)},
     )  # fmt: skip
-    assert r.code == 3
+    assert r.code == 4, r.err
     assert "cacerts created in the cluster and recorded as accepted, but the jump host's history" in r.err
+    assert "history.jsonl: exists and is not a regular file" in r.err
     assert fleet.emulators["c1"].get("secrets", "istio-system", "cacerts") is not None
     assert (state / "accepted.json").exists()

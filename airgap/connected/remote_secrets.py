@@ -41,7 +41,7 @@ import yaml
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION, MESH_ID_ANNOTATION, NAMESPACE, NETWORK_LABEL
 from airgap.connected.trust import ClusterTrust, TrustState, evaluate
 from airgap.core.retry import poll_until
-from airgap.errors import ClusterError, InvalidInput, Refused
+from airgap.errors import ClusterError, InvalidInput, NotFound, Refused
 
 JSON = dict[str, Any]
 
@@ -129,7 +129,7 @@ def context_endpoint(context: str, kubeconfig: Path | None = None) -> Endpoint:
                     "the cluster's CA data (set certificate-authority-data)"
                 )
             return Endpoint(name, server, _ca_data(name, cluster, f))
-    raise InvalidInput(f"context {name}: cluster {cluster_name} not found in kubeconfig {path}")
+    raise NotFound(f"context {name}: cluster {cluster_name} not found in kubeconfig {path}")
 
 
 def _ca_data(context: str, cluster: JSON, source: Path) -> str:
