@@ -163,3 +163,38 @@ def test_status_promtool_check_metrics_clean(kube_cluster: Cluster, pki: Path, p
     r = run_cli("mesh", "status", "--context", "test", "--prometheus", env=_env(kube_cluster, tmp_path))
     assert r.code == 1 and "airgap_crl_next_update{" in r.out
     check_metrics_clean(r.out.encode())
+
+
+def test_status_prometheus_keeps_the_verdict_of_mesh_status(kube_fleet, pki: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fleet: Fleet = kube_fleet(2)
+    for ctx, cluster in (("c1", "c1"), ("c2", "c2")):
+        emu = fleet.emulators[ctx]
+        _seed(emu, pki / cluster, annotations={"airgap.dev/cluster": cluster})
+        emu.simulate_istio_install("asm-186-8")
+        emu.wait_idle()
+    env = _env(fleet, tmp_path)
+    args = [a for c in fleet.contexts for a in ("--context", c)]
+    plain = run_cli("mesh", "status", *args, env=env)
+    metrics = run_cli("mesh", "status", *args, "--prometheus", env=env)
+    assert plain.code == 1 and "the clusters do not form one mesh" in plain.err  # no clusterName recorded
+    assert metrics.code == plain.code  # the same exit code and the same error line
+    assert one_error_line(metrics.err, alone=False) == one_error_line(plain.err, alone=False)
+    assert _by_name(metrics.out, "airgap_mesh_status_ok") == {(("context", "c1"),): 1.0, (("context", "c2"),): 1.0}
+    assert {dict(k)["cluster"] for k in _by_name(metrics.out, "x509_cert_not_after")} == {"c1", "c2"}
+    one = run_cli("mesh", "status", "--context", "c1", env=env)
+    assert one.code == 0 and run_cli("mesh", "status", "--context", "c1", "--prometheus", env=env).code == 0
+
+
+def test_status_prometheus_file_when_the_cluster_cannot_be_read(
+    kube_cluster: Cluster, pki: Path, tmp_path: Path
+) -> None:
+    emu = kube_cluster.emu()
+    _seed(emu, pki / "c1", annotations={"airgap.dev/cluster": "c1"})
+    emu.faults.fail(1000, 503)
+    target = tmp_path / "mesh.prom"
+    r = run_cli("mesh", "status", "--context", "test", "--prometheus-file", target, env=_env(kube_cluster, tmp_path))
+    assert r.code == 5
+    one_error_line(r.err, "context test:", "503", alone=False)
+    text = target.read_text()  # written all the same: the context could not be read
+    assert _by_name(text, "airgap_mesh_status_ok") == {(("context", "test"),): 0.0}
+    assert _by_name(text, "x509_cert_not_after") == {}
