@@ -448,14 +448,16 @@ def status(
 
 
 def _status_with_metrics(context: list[str], parallel: int, as_json: bool, prometheus: bool, path: Path | None) -> None:
-    """``mesh status`` with ``--prometheus`` (metrics instead of the report on stdout) or only
-    ``--prometheus-file`` (the report as usual, and the file). The metrics are written even when the
-    status fails; a context that could not be read has ``airgap_mesh_status_ok 0`` and no samples.
-    Contexts are checked against the kubeconfig first: a mistyped one writes nothing (exit 3)."""
+    """``mesh status`` with ``--prometheus`` (metrics instead of the report on stdout, printed whatever
+    the verdict; a context that could not be read has ``airgap_mesh_status_ok 0`` and no samples) or
+    ``--prometheus-file`` (the report as usual, and the file). The file is written when every context
+    was read (exit 0, or 1: problems found, which the file says); on exit 3/4/5 it is left as it was.
+    Contexts are checked against the kubeconfig first: a mistyped one prints and writes nothing (exit 3)."""
     from airgap.connected.kube import resolve_context
     from airgap.connected.metrics import cacerts_metrics
     from airgap.connected.status import MeshStatus, mesh_status
     from airgap.core.expiry_metrics import Metrics
+    from airgap.errors import AirgapError
 
     names = [resolve_context(c)[1] for c in _contexts(context)]
     read: dict[str, Metrics] = {}
@@ -474,11 +476,14 @@ def _status_with_metrics(context: list[str], parallel: int, as_json: bool, prome
     if not prometheus:
         try:
             _run_status(names, parallel, as_json, check)
-        finally:
-            emit(collected(), stdout=False, path=path)
+        except AirgapError as exc:
+            if exc.exit_code == 1 and len(read) == len(names):
+                emit(collected(), stdout=False, path=path)  # complete: it records the problems found
+            raise
+        emit(collected(), stdout=False, path=path)
         return
     report = _read_fleet(names, parallel, check)
-    emit(collected(), stdout=True, path=path)
+    emit(collected(), stdout=True, path=path if report.exit_code <= 1 else None)
     _raise_status(report)  # a failed cluster first, as the report's own order has it
     if len(names) > 1:
         trust = _fleet_trust(names, parallel)

@@ -147,8 +147,10 @@ def test_fleet_status_prometheus_one_cluster_down(kube_fleet, pki: Path, tmp_pat
     _seed(fleet.emulators["c2"], pki / "c2", annotations={"airgap.dev/cluster": "c2"})
     fleet.emulators["c2"].faults.fail(1000, 503)
     args = [a for c in fleet.contexts for a in ("--context", c)]
-    r = run_cli("mesh", "status", *args, "--prometheus", env=_env(fleet, tmp_path))
+    target = tmp_path / "fleet.prom"
+    r = run_cli("mesh", "status", *args, "--prometheus", "--prometheus-file", target, env=_env(fleet, tmp_path))
     assert r.code == 5  # the worst: c2 could not be read
+    assert not target.exists()  # incomplete: no file (stdout has what could be read)
     assert "c2 (exit 5)" in one_error_line(r.err, alone=False)
     assert {dict(k)["cluster"] for k in _by_name(r.out, "x509_cert_not_after")} == {"c1"}
     assert _by_name(r.out, "airgap_mesh_status_ok") == {(("context", "c1"),): 0.0, (("context", "c2"),): 0.0}
@@ -190,11 +192,17 @@ def test_status_prometheus_file_when_the_cluster_cannot_be_read(
 ) -> None:
     emu = kube_cluster.emu()
     _seed(emu, pki / "c1", annotations={"airgap.dev/cluster": "c1"})
-    emu.faults.fail(1000, 503)
+    env = _env(kube_cluster, tmp_path)
     target = tmp_path / "mesh.prom"
-    r = run_cli("mesh", "status", "--context", "test", "--prometheus-file", target, env=_env(kube_cluster, tmp_path))
+    assert run_cli("mesh", "status", "--context", "test", "--prometheus-file", target, env=env).code == 1
+    written = target.read_bytes()  # exit 1: every context was read, the file records the problems
+    assert _by_name(written.decode(), "airgap_mesh_status_ok") == {(("context", "test"),): 0.0}
+    emu.faults.fail(1000, 503)
+    r = run_cli("mesh", "status", "--context", "test", "--prometheus-file", target, env=env)
     assert r.code == 5
     one_error_line(r.err, "context test:", "503", alone=False)
-    text = target.read_text()  # written all the same: the context could not be read
-    assert _by_name(text, "airgap_mesh_status_ok") == {(("context", "test"),): 0.0}
-    assert _by_name(text, "x509_cert_not_after") == {}
+    assert target.read_bytes() == written  # exit 5: a failure writes nothing; the file stays as it was
+    r = run_cli("mesh", "status", "--context", "test", "--prometheus", "--prometheus-file", target, env=env)
+    assert r.code == 5 and target.read_bytes() == written
+    assert _by_name(r.out, "airgap_mesh_status_ok") == {(("context", "test"),): 0.0}  # stdout says it
+    assert _by_name(r.out, "x509_cert_not_after") == {}
