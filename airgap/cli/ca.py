@@ -467,7 +467,7 @@ def list_(
 
     Example: airgap ca list --dir pki --expiring-within 90   (exit 1 when something expires soon)
 
-    Example: airgap ca list --dir pki --prometheus-file /var/lib/node_exporter/textfile/airgap-pki.prom
+    Example: airgap ca list --dir pki --prometheus-file /var/lib/prometheus/node-exporter/airgap-pki.prom
     """
     from airgap.core.passphrase import read_passphrase_file
     from airgap.offline.layout import PkiLayout
