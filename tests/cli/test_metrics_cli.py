@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.helpers import one_error_line, run_cli, tree
+from tests.helpers import REPO, one_error_line, run_cli, run_proc, tree
 from tests.promtool_fixtures import check_metrics_clean, needs_promtool, samples
 
 EC = ("--key-type", "ecdsa-p256")
@@ -66,6 +67,20 @@ def test_ca_list_prometheus_is_byte_stable_across_time(pki: Path, monkeypatch: p
     third = run_cli("ca", "list", "--dir", pki, "--prometheus")  # another day, another status; same metrics
     assert first.code == second.code == third.code == 0
     assert first.out == second.out == third.out
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime not installed (scripts/system-deps.sh)")
+def test_ca_list_prometheus_same_bytes_under_another_clock(pki: Path) -> None:
+    """Real processes; faketime moves the whole second process's clock 700 days on (not one function)."""
+    later = ("faketime", "-f", "+700d", sys.executable, "-m", "airgap", "ca", "list", "--dir", str(pki))
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    assert "expiring" in run(*later).stdout  # the clock really moved (intermediates: 730 days) ...
+    now, moved = run_proc("ca", "list", "--dir", pki, "--prometheus"), run(*later, "--prometheus")
+    assert now.code == moved.returncode == 0, moved.stderr
+    assert now.out == moved.stdout  # ... and the metrics did not
 
 
 def test_ca_list_prometheus_after_rotate_root_and_revoke(pki: Path, passfile: Path) -> None:
