@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,7 +125,7 @@ class Metrics:
 
     certs: tuple[CertSample, ...] = ()
     crls: tuple[CrlSample, ...] = ()
-    status: tuple[tuple[str, bool], ...] = field(default=())  # (context, ok), mesh status only
+    status: tuple[tuple[str, bool], ...] = ()  # (context, ok), mesh status only
 
     def __add__(self, other: Metrics) -> Metrics:
         return Metrics(self.certs + other.certs, self.crls + other.crls, self.status + other.status)
