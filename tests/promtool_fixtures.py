@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
+
 PROMTOOL = shutil.which("promtool")
+RULES = REPO / "monitoring" / "airgap-rules.yml"
+RULE_TESTS = REPO / "tests" / "monitoring" / "airgap-rules.test.yml"
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus; scripts/system-deps.sh)"
 )

@@ -9,11 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO
-from tests.promtool_fixtures import needs_promtool, promtool
-
-RULES = REPO / "monitoring" / "airgap-rules.yml"
-RULE_TESTS = REPO / "tests" / "monitoring" / "airgap-rules.test.yml"
+from tests.promtool_fixtures import RULE_TESTS, RULES, needs_promtool, promtool
 
 pytestmark = needs_promtool
 
