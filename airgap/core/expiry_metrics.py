@@ -37,7 +37,7 @@ from cryptography import x509
 
 from airgap.core import x509 as cx
 from airgap.core.atomic import write_replace
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -186,16 +186,13 @@ def write_textfile(path: Path, data: bytes) -> None:
     node_exporter's textfile collector needs: it never sees half a file, and the temp's name does
     not end in ``.prom`` so the collector never reads it.
 
-    Refuses (exit 4) a symlink at ``path`` (the file is not written through it) and a folder
-    there (exit 3); the folder itself must exist (exit 3): a mistyped path creates nothing.
+    A symlink or anything but a regular file at ``path`` is :class:`WouldOverwrite` (exit 4,
+    :mod:`airgap.core.atomic` never writes through a link); the folder must exist (:class:`NotFound`,
+    exit 3: a mistyped path creates nothing) and be writable (exit 3).
     """
     p = Path(path)
-    if p.is_symlink():
-        raise Refused(f"{p}: is a symbolic link; refusing to write metrics through it")
-    if p.exists() and not p.is_file():
-        raise InvalidInput(f"{p}: exists and is not a regular file")
     if not p.parent.is_dir():
-        raise InvalidInput(f"{p.parent}: no such folder (--prometheus-file writes into an existing folder)")
+        raise NotFound(f"{p.parent}: no such folder (--prometheus-file writes into an existing folder)")
     if not os.access(p.parent, os.W_OK):
         raise InvalidInput(f"{p.parent}: folder is not writable")
     write_replace(p, data, mode=0o644)

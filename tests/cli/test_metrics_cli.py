@@ -137,7 +137,7 @@ def test_ca_list_prometheus_file_symlink_refused(pki: Path, tmp_path: Path) -> N
     before = tree(tmp_path)
     r = run_cli("ca", "list", "--dir", pki, "--prometheus-file", link)
     assert r.code == 4
-    one_error_line(r.err, str(link), "symbolic link")
+    one_error_line(r.err, str(link), "not a regular file")
     assert victim.read_text() == "keep me\n" and link.is_symlink() and tree(tmp_path) == before
 
 

@@ -26,7 +26,7 @@ from airgap.core.expiry_metrics import (
     exposition,
     write_textfile,
 )
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, NotFound, WouldOverwrite
 
 FP = "ab" * 32
 
@@ -114,21 +114,21 @@ def test_textfile_symlink_not_written_through(tmp_path: Path) -> None:
     victim.write_bytes(b"keep\n")
     link = tmp_path / "airgap.prom"
     link.symlink_to(victim)
-    with pytest.raises(Refused, match="symbolic link"):
+    with pytest.raises(WouldOverwrite, match="not a regular file"):
         write_textfile(link, b"new\n")
     assert victim.read_bytes() == b"keep\n" and link.is_symlink()
     dangling = tmp_path / "d.prom"
     dangling.symlink_to(tmp_path / "nowhere")
-    with pytest.raises(Refused):
+    with pytest.raises(WouldOverwrite):
         write_textfile(dangling, b"new\n")
     assert not (tmp_path / "nowhere").exists()
 
 
 def test_textfile_bad_targets(tmp_path: Path) -> None:
     (tmp_path / "dir.prom").mkdir()
-    with pytest.raises(InvalidInput, match="not a regular file"):
+    with pytest.raises(WouldOverwrite, match="not a regular file"):
         write_textfile(tmp_path / "dir.prom", b"x")
-    with pytest.raises(InvalidInput, match="no such folder"):
+    with pytest.raises(NotFound, match="no such folder"):
         write_textfile(tmp_path / "missing" / "a.prom", b"x")
     assert not (tmp_path / "missing").exists()
     if os.geteuid() != 0:
