@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from airgap.core.atomic import TMP_PREFIX
 from tests.helpers import REPO, one_error_line, run_cli, run_proc, tree
 from tests.promtool_fixtures import check_metrics_clean, needs_promtool, samples
 
@@ -181,3 +183,22 @@ def test_prometheus_client_imported_only_when_asked(pki: Path) -> None:
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "x509_cert_not_after{" in p.stdout
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_ca_list_prometheus_file_link_at_the_temp_name(
+    pki: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dangling: bool
+) -> None:
+    """A link planted at the (made predictable) temporary name: refused, nothing written through it."""
+    monkeypatch.setattr("airgap.core.atomic.secrets.token_hex", lambda n=6: "0" * (2 * n))
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    victim = tmp_path / ("missing" if dangling else "victim.txt")
+    if not dangling:
+        victim.write_text("keep me\n")
+    (folder / f"{TMP_PREFIX}airgap.prom.{os.getpid()}.{'0' * 12}").symlink_to(victim)
+    r = run_cli("ca", "list", "--dir", pki, "--prometheus-file", folder / "airgap.prom")
+    assert r.code == 4
+    one_error_line(r.err, "already exists")
+    assert not (folder / "airgap.prom").exists()
+    assert (not victim.exists()) if dangling else victim.read_text() == "keep me\n"
