@@ -50,10 +50,6 @@ def _ceremony(base: Path, passfile: Path) -> Ceremony:
         r = run_cli(*args, env=env if args[0] != "keys" else None)
         assert r.code == 0, (args, r.err)
     entries = [json.loads(line) for line in (pki / "ceremony.log").read_bytes().splitlines()]
-    import hashlib
-
-    lines = (pki / "ceremony.log").read_bytes().splitlines()
-    hashes = [hashlib.sha256(line).hexdigest() for line in lines]
     idx = next(i for i, e in enumerate(entries) if e["act"] == "bundle")
     return Ceremony(keys, pki, {**entries[idx]["params"], "seq": idx + 1}, str(entries[idx]["params"]["ceremony_head"]))
 
@@ -63,8 +59,8 @@ def _report_ceremony(tmp_path_factory: pytest.TempPathFactory, passfile: Path) -
     return _ceremony(tmp_path_factory.mktemp("report-ceremony"), passfile)
 
 
-@pytest.fixture
-def ceremony(_report_ceremony: Ceremony, tmp_path: Path) -> Ceremony:
+@pytest.fixture(name="ceremony")
+def ceremony_fixture(_report_ceremony: Ceremony, tmp_path: Path) -> Ceremony:
     """A fresh copy of the logged ceremony (officer key in ``keys``, PKI in ``pki``)."""
     c = _report_ceremony
     shutil.copytree(c.pki, tmp_path / "pki")
