@@ -16,6 +16,7 @@ Trust: the report's data is shown as text; nothing here decides anything.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -45,7 +46,10 @@ COLOURS = {
     "crl": "#0891b2",
     "now": "#000000",
     "chart": "#eef2f7",
+    "near chart": "#f5f3ee",
 }
+# The second timeline: the months around the report time, where expiries and the CRL's nextUpdate show.
+NEAR_WINDOW = (dt.timedelta(days=60), dt.timedelta(days=365))
 
 
 @dataclass(frozen=True)
@@ -103,38 +107,57 @@ def _spans(report: AuditReport) -> list[tuple[str, str, str, str, str]]:
     return spans
 
 
-def _ticks(start: dt.datetime, end: dt.datetime, x: Any) -> tuple[Tick, ...]:
+def _ticks(start: dt.datetime, end: dt.datetime, x: Callable[[dt.datetime], float]) -> tuple[Tick, ...]:
+    """Year ticks (every 1, 5 or 10 years) on a long axis; month ticks on one under two years."""
+    if (end - start).days < 730:
+        firsts = []
+        y, m = start.year, start.month
+        while True:
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+            t = dt.datetime(y, m, 1, tzinfo=dt.UTC)
+            if t >= end:
+                break
+            firsts.append(Tick(x(t), f"{y}-{m:02d}" if m in (1, 4, 7, 10) else ""))
+        return tuple(firsts)
     years = end.year - start.year
     step = 1 if years <= 12 else 5 if years <= 60 else 10
-    ticks = []
-    for year in range(start.year + 1, end.year + 1):
-        if year % step == 0 or step == 1:
-            ticks.append(Tick(x(dt.datetime(year, 1, 1, tzinfo=dt.UTC)), str(year)))
-    return tuple(ticks)
+    return tuple(
+        Tick(x(dt.datetime(year, 1, 1, tzinfo=dt.UTC)), str(year))
+        for year in range(start.year + 1, end.year + 1)
+        if year % step == 0
+    )
 
 
-def timeline(report: AuditReport) -> Timeline | None:
-    """The bars of every certificate's validity and the CRL's nextUpdate against ``generated``."""
+def timeline(report: AuditReport, window: tuple[dt.timedelta, dt.timedelta] | None = None) -> Timeline | None:
+    """The bars of every certificate's validity and the CRL's nextUpdate against ``generated``.
+
+    Without ``window`` the axis runs from the earliest start to the latest end (or now); with
+    ``window`` (before, after) it runs from now - before to now + after and bars are clipped to it.
+    """
     spans = _spans(report)
     if not spans:
         return None
     now = parse_utc_text(report.generated)
-    times = [parse_utc_text(t) for s in spans for t in (s[3], s[4])] + [now]
-    start, end = min(times), max(times)
+    if window is None:
+        times = [parse_utc_text(t) for s in spans for t in (s[3], s[4])] + [now]
+        start, end = min(times), max(times)
+    else:
+        start, end = now - window[0], now + window[1]
     total = (end - start).total_seconds() or 1.0
 
     def x(t: dt.datetime) -> float:
-        return round(CHART_X0 + (t - start).total_seconds() / total * (CHART_X1 - CHART_X0), 1)
+        at = min(max(t, start), end)  # clipped to the axis
+        return round(CHART_X0 + (at - start).total_seconds() / total * (CHART_X1 - CHART_X0), 1)
 
     bars = []
     for i, (label, kind, colour, a, b) in enumerate(spans):
         xa, xb = x(parse_utc_text(a)), x(parse_utc_text(b))
         y = AXIS_H + i * ROW_H + (ROW_H - BAR_H) / 2
-        bars.append(Bar(label, kind, colour, a, b, xa, round(max(xb - xa, 1.0), 1), y))
-    height = AXIS_H + len(spans) * ROW_H + 8
+        width = 0.0 if xb <= xa and window is not None else round(max(xb - xa, 1.0), 1)
+        bars.append(Bar(label, kind, colour, a, b, xa, width, y))
     return Timeline(
         width=SVG_WIDTH,
-        height=height,
+        height=AXIS_H + len(spans) * ROW_H + 8,
         x0=CHART_X0,
         x1=CHART_X1,
         axis_start=_text(start),
@@ -155,6 +178,8 @@ def _finalize(value: Any) -> Any:
     """Every ``{{ value }}`` goes through this before escaping: strings lose their control characters."""
     if value is None:
         return ""
+    if hasattr(value, "__html__"):  # markup the template itself made (a macro's output), never data
+        return value
     return clean(value) if isinstance(value, str) else value
 
 
@@ -171,7 +196,8 @@ def render_html(report: AuditReport) -> bytes:
         lstrip_blocks=True,
     )
     source = resources.files("airgap").joinpath("data", TEMPLATE).read_text(encoding="utf-8")
-    page = env.from_string(source).render(r=report, v=report.verdict, tl=timeline(report), colours=COLOURS)
+    near = timeline(report, NEAR_WINDOW)
+    page = env.from_string(source).render(r=report, v=report.verdict, tl=timeline(report), near=near, colours=COLOURS)
     return page.encode("utf-8")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -230,6 +231,15 @@ def test_page_in_chromium_bars_where_the_dates_say(ceremony: Ceremony, tmp_path:
         assert abs(b + 1 - px(cert["not_after"])) <= 2, (colour, b, px(cert["not_after"]))
     a, b = bar(COLOURS["crl"])
     assert abs(b + 1 - px(crl["next_update"])) <= 2
+    # the second chart (the months around now): the CRL's nextUpdate where its date says
+    near = runs_of(img, hex_rgb(COLOURS["near chart"]))
+    n_left, n_right = min(a for a, _ in near.values()), max(b for _, b in near.values())
+    n0, n1 = parse_utc_text(NOW) - dt.timedelta(days=60), parse_utc_text(NOW) + dt.timedelta(days=365)
+    rows = {y: run for y, run in runs_of(img, hex_rgb(COLOURS["crl"])).items() if min(near) <= y <= max(near)}
+    assert rows, "no CRL bar in the second chart"
+    end = max(b for _, b in rows.values()) + 1
+    want = n_left + (parse_utc_text(crl["next_update"]) - n0) / (n1 - n0) * (n_right + 1 - n_left)
+    assert abs(end - want) <= 2, (end, want)
     # the "now" line: black, 2 px, inside the chart at the report time
     now_cols = {x for y in range(top, bottom + 1) for x in range(left, right + 1) if img.pixel(x, y) == (0, 0, 0)}
     assert now_cols and abs(min(now_cols) - (px(NOW) - 1)) <= 2

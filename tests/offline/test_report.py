@@ -237,3 +237,32 @@ def test_parse_now() -> None:
     assert parse_now("2027-03-01") == NOW
     with pytest.raises(InvalidInput, match="--now 'tomorrow'"):
         parse_now("tomorrow")
+
+
+def test_near_timeline_clips_to_the_months_around_now(ceremony: Ceremony) -> None:
+    rep = _report(ceremony)
+    tl = timeline(rep, (dt.timedelta(days=60), dt.timedelta(days=365)))
+    assert tl is not None and rep.crl is not None and rep.crl.next_update is not None
+    t0, t1 = NOW - dt.timedelta(days=60), NOW + dt.timedelta(days=365)
+    assert (tl.axis_start, tl.axis_end) == ("2026-12-31T00:00:00Z", "2028-02-29T00:00:00Z")  # 2028 is a leap year
+
+    def px(t: dt.datetime) -> float:
+        t = min(max(t, t0), t1)
+        return CHART_X0 + (t - t0) / (t1 - t0) * (CHART_X1 - CHART_X0)
+
+    root, crl = tl.bars[0], tl.bars[-1]
+    assert (root.x, root.x + root.width) == (CHART_X0, CHART_X1)  # valid across the whole window
+    assert abs(crl.x + crl.width - px(parse_utc_text(rep.crl.next_update))) <= 0.2
+    assert abs(tl.now_x - px(NOW)) <= 0.1
+    assert [t.label for t in tl.ticks if t.label][:2] == ["2027-01", "2027-04"]
+    page = render_html(rep).decode()
+    assert page.count("<svg ") == 2 and 'aria-label="The months around the report time"' in page
+
+
+def test_jinja2_is_loaded_only_to_render() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, airgap.cli, airgap.offline.report, airgap.offline.report_html; print('jinja2' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert r.stdout.strip() == "False"
