@@ -26,6 +26,7 @@ from tests.report_fixtures import (  # noqa: F401
     runs_of,
     scan_page,
 )
+from tests.softhsm import SoftHSM, softhsm  # noqa: F401  (the session fixture)
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 TOP_KEYS = {
@@ -243,3 +244,83 @@ def test_page_in_chromium_bars_where_the_dates_say(ceremony: Ceremony, tmp_path:
     # the "now" line: black, 2 px, inside the chart at the report time
     now_cols = {x for y in range(top, bottom + 1) for x in range(left, right + 1) if img.pixel(x, y) == (0, 0, 0)}
     assert now_cols and abs(min(now_cols) - (px(NOW) - 1)) <= 2
+
+
+def test_custody_shares_and_a_key_held_elsewhere(tmp_path: Path, passfile: Path) -> None:
+    """A 2-of-3 root: the acts name the shares that opened it; `ca sign` leaves the key elsewhere."""
+    from tests.helpers import openssl
+
+    keys, pki, people = tmp_path / "keys", tmp_path / "pki", tmp_path / "custodians"
+    env = {"AIRGAP_LOG_KEY": str(keys / "officer.key")}
+    assert run_cli("keys", "new", "officer", "--out", keys, "--passphrase-file", passfile).code == 0
+    for who in ("alice", "bob", "carol"):
+        assert run_cli("keys", "new", who, "--kind", "recipient", "--out", people, "--no-passphrase").code == 0
+    custodians = [a for who in ("alice", "bob", "carol") for a in ("--custodian", people / f"{who}.pub")]
+    shares = ("--share", people / "alice.key", "--share", people / "carol.key")
+    pf = ("--passphrase-file", passfile)
+    r = run_cli(
+        "ca", "init", "--dir", pki, "--key-type", "ecdsa-p256", "--custody", "2-of-3", *custodians, *pf, env=env
+    )
+    assert r.code == 0, r.err
+    r = run_cli("ca", "issue", "c1", "--dir", pki, "--key-type", "ecdsa-p256", *pf, *shares, env=env)
+    assert r.code == 0, r.err
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=c3",
+            "-keyout", tmp_path / "c3.key", "-out", tmp_path / "c3.csr")  # fmt: skip
+    r = run_cli("ca", "sign", tmp_path / "c3.csr", "--cluster", "c3", "--dir", pki, "--out", tmp_path / "c3-signed",
+                *pf, *shares, env=env)  # fmt: skip
+    assert r.code == 0, r.err
+    r = run_cli("audit", "report", pki, "--trust", keys / "officer.pub", "--now", NOW, "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["custody"]["threshold"] == 2 and doc["custody"]["count"] == 3
+    assert [c["share"] for c in doc["custody"]["custodians"]] == [1, 2, 3]
+    assert doc["custody"]["custodians"][0]["recipient"] == (people / "alice.pub").read_text().strip()
+    assert [(a["act"], a["shares"]) for a in doc["acts"]] == [
+        ("log-start", []), ("key-create", []), ("init", []), ("issue", [1, 3]), ("sign", [1, 3]),
+    ]  # fmt: skip
+    held = {(c["role"], c["cluster"]): c["key_held"] for c in doc["certificates"]}
+    assert held == {
+        ("root", None): "file, split custody 2-of-3",
+        ("intermediate", "c1"): "file",
+        ("intermediate", "c3"): "elsewhere (ca sign)",
+    }
+    assert run_cli("audit", "report", pki, "--trust", keys / "officer.pub", "--out", tmp_path / "r.html").code == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "any 2 of 3 custodians" in page and "elsewhere (ca sign)" in page
+
+
+def test_root_rotation_next_and_retired_roots(ceremony: Ceremony, passfile: Path) -> None:
+    env = {"AIRGAP_LOG_KEY": str(ceremony.keys / "officer.key")}
+    pf = ("--passphrase-file", passfile)
+    r = run_cli("ca", "rotate-root", "--dir", ceremony.pki, "--key-type", "ecdsa-p256", *pf, env=env)
+    assert r.code == 0, r.err
+    doc = json.loads(_report(ceremony, "--json")[1])
+    assert [c["role"] for c in doc["certificates"]][:2] == ["root", "next root"]
+    assert doc["verdict"]["verified"] and doc["acts"][-1]["act"] == "root-rotation-begin"
+    for cluster in ("c1", "c2"):
+        r = run_cli("ca", "rotate", cluster, "--dir", ceremony.pki, "--days", "100", *pf, env=env)
+        assert r.code == 0, r.err
+    r = run_cli("ca", "rotate-root", "--dir", ceremony.pki, "--finish", *pf, env=env)
+    assert r.code == 0, r.err
+    code, out, err = _report(ceremony, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    roles = [c["role"] for c in doc["certificates"]]
+    assert roles.count("root") == 1 and roles.count("retired root") == 1 and "next root" not in roles
+    retired = next(c for c in doc["certificates"] if c["role"] == "retired root")
+    assert retired["path"].startswith("archive/root/") and retired["logged_in"] == 3  # the init entry
+    assert retired["key_held"] == "file (encrypted)"
+    assert all(c["logged_in"] is not None for c in doc["certificates"]) and doc["verdict"]["warnings"] == []
+
+
+def test_token_root(tmp_path: Path, passfile: Path, softhsm: SoftHSM) -> None:  # noqa: F811
+    keys, pki = tmp_path / "keys", tmp_path / "pki"
+    assert run_cli("keys", "new", "officer", "--out", keys, "--passphrase-file", passfile).code == 0
+    r = run_cli("ca", "init", "--dir", pki, "--key-type", "ecdsa-p256", *softhsm.options(softhsm.key_label()),
+                "--passphrase-file", passfile, "--log-key", keys / "officer.key")  # fmt: skip
+    assert r.code == 0, r.err
+    r = run_cli("audit", "report", pki, "--trust", keys / "officer.pub", "--now", NOW, "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert [c["key_held"] for c in doc["certificates"]] == ["token (PKCS#11)"]
+    assert "in a PKCS#11 token" in doc["acts"][1]["produced"]
