@@ -138,11 +138,10 @@ def report(
         print_json(made.to_json())
     else:
         assert out is not None
-        from airgap.core.atomic import write_new
-        from airgap.offline.report_html import render_html
-
-        write_new(out, render_html(made))
         from airgap.core.display import clean
+        from airgap.offline.report_html import write_html
+
+        write_html(made, out)
 
         typer.echo(f"{clean(made.verdict.summary)}")
         typer.echo(f"Report written: {clean(out)}")

@@ -423,7 +423,7 @@ def gather_certificates(
     rows: list[CertificateRow] = []
     warnings: list[str] = []
     for role, cluster, path, held in _cert_places(layout, inv):
-        cert = cx.load_cert_pem(path.read_bytes(), source=str(path))
+        cert = cx.load_cert_pem(read_capped(path, DEFAULT_LIMITS.max_pem_size, "certificate"), source=str(path))
         fp = cx.fingerprint(cert)
         if cluster is not None:
             held = _cluster_key_held(path.parent, fp, inv)

@@ -19,6 +19,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from airgap.core.canonical import parse_utc_text
@@ -201,4 +202,11 @@ def render_html(report: AuditReport) -> bytes:
     return page.encode("utf-8")
 
 
-__all__ = ["COLOURS", "Bar", "Timeline", "render_html", "timeline"]
+def write_html(report: AuditReport, out: Path) -> None:
+    """Write the page to ``out`` atomically; an existing file is never replaced (:class:`Refused`, exit 4)."""
+    from airgap.core.atomic import write_new
+
+    write_new(out, render_html(report))
+
+
+__all__ = ["COLOURS", "Bar", "Timeline", "render_html", "timeline", "write_html"]

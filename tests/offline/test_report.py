@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -266,3 +267,54 @@ def test_jinja2_is_loaded_only_to_render() -> None:
     code = "import sys, airgap.cli, airgap.offline.report, airgap.offline.report_html; print('jinja2' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert r.stdout.strip() == "False"
+
+
+def _cut_last_line(pki: Path) -> None:
+    log = pki / "ceremony.log"
+    log.write_bytes(log.read_bytes()[:-40])
+
+
+def _drop_entry_3(pki: Path) -> None:
+    log = pki / "ceremony.log"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:2] + lines[3:]))
+
+
+def _remove_head(pki: Path) -> None:
+    (pki / "ceremony-head.json").unlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "entry", "why"),
+    [
+        (_cut_last_line, 9, "entry 9 is incomplete"),
+        (_drop_entry_3, 3, "entry 3 was removed"),
+        (_remove_head, None, "the signed head is missing"),
+    ],
+)
+def test_a_damaged_log_is_a_failing_report(ceremony: Ceremony, damage: Any, entry: int | None, why: str) -> None:
+    damage(ceremony.pki)
+    rep = _report(ceremony)
+    assert not rep.verdict.verified and rep.verdict.failed_entry == entry
+    assert why in (rep.verdict.error or "")
+    title = scan_page(render_html(rep)).title
+    assert title.startswith("Verification FAILED" + (f" at entry {entry}" if entry else ":"))
+
+
+def test_oversized_history_is_bad_input(ceremony: Ceremony, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "state"
+    record_event(BUNDLE_IMPORT, import_fields(ceremony), state=state, now=NOW)
+    monkeypatch.setattr("airgap.core.history.HISTORY_CAP", 100)
+    with pytest.raises(InvalidInput, match="history"):
+        _report(ceremony, state)
+
+
+def test_write_html_never_replaces(ceremony: Ceremony, tmp_path: Path) -> None:
+    from airgap.errors import Refused
+    from airgap.offline.report_html import write_html
+
+    out = tmp_path / "r.html"
+    out.symlink_to(tmp_path / "elsewhere.html")
+    with pytest.raises(Refused, match="already exists"):
+        write_html(_report(ceremony), out)
+    assert not (tmp_path / "elsewhere.html").exists()
