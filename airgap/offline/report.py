@@ -582,7 +582,9 @@ def match_import(
 ) -> tuple[str, str, str]:
     """A ``bundle-import`` against the log's ``bundle`` entries: (summary, outcome, detail)."""
     bid, cluster, head = ev.get("bundle_id"), ev.get("cluster"), ev.get("ceremony_head")
-    summary = f"bundle {bid} for cluster {cluster} (sequence {ev.get('sequence')}) imported into {ev.get('context')}"
+    ctx = ev.get("context")
+    where = f"imported into context {ctx}" if ctx else "imported without a cluster (rendered to files)"
+    summary = f"bundle {bid} for cluster {cluster} (sequence {ev.get('sequence')}) {where}"
     entry = bundles.get(str(bid))
     if entry is None:
         return summary, "failure", f"bundle {bid} imported into cluster {cluster}: the log records no such bundle"

@@ -111,6 +111,7 @@ def test_matching_import_release_and_push_are_shown(ceremony: Ceremony, tmp_path
     got = [(e.line, e.kind, e.outcome) for e in rep.jump_host.events]
     assert got == [(1, BUNDLE_IMPORT, "matched"), (2, RELEASE_EXTRACT, "recorded"), (3, IMAGES_PUSH, "matched")]
     assert f"matches log entry {ceremony.bundle_entry['seq']}" in rep.jump_host.events[0].detail
+    assert "imported into context emu-1" in rep.jump_host.events[0].summary
 
 
 @pytest.mark.parametrize(
