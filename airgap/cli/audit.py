@@ -131,9 +131,10 @@ def report(
 
     if out is not None and (out.exists() or out.is_symlink()):
         raise Refused(f"{out}: already exists; refusing to overwrite")
-    at = parse_now(now)
-    keys = [load_public_key(p) for p in trust]
-    made = build_report(pki, keys, now=at, state=state)
+    with json_failure(json_out, {"pki": str(pki)}):  # --json: unreadable input is a JSON document too
+        at = parse_now(now)
+        keys = [load_public_key(p) for p in trust]
+        made = build_report(pki, keys, now=at, state=state)
     if json_out:
         print_json(made.to_json())
     else:

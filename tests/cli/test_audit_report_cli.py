@@ -165,9 +165,11 @@ def test_usage_and_bad_input(ceremony: Ceremony, tmp_path: Path) -> None:
     assert _report(ceremony, "--json", "--out", tmp_path / "r.html")[0] == 2
     r = run_cli("audit", "report", ceremony.pki, "--json")
     assert r.code == 2  # --trust is required
-    code, _, err = _report(ceremony, "--json", "--state", tmp_path / "nope")
+    code, out, err = _report(ceremony, "--json", "--state", tmp_path / "nope")
     assert code == 3
     one_error_line(err, "no such jump host state folder")
+    doc = json.loads(out)  # --json: the failure is one JSON document too
+    assert doc["verified"] is False and doc["exit_code"] == 3 and "no such jump host state folder" in doc["error"]
     r = run_cli("audit", "report", ceremony.pki, "--trust", ceremony.officer_pub, "--now", "soon", "--json")
     assert r.code == 3
     one_error_line(r.err, "--now 'soon': not an ISO 8601 time")
