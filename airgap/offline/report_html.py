@@ -63,6 +63,8 @@ class Bar:
     x: float
     width: float
     y: float
+    before: bool = False  # starts before the axis (clipped): drawn with a mark at the left edge
+    after: bool = False  # ends after the axis (clipped): drawn with a mark at the right edge
 
 
 @dataclass(frozen=True)
@@ -152,10 +154,12 @@ def timeline(report: AuditReport, window: tuple[dt.timedelta, dt.timedelta] | No
 
     bars = []
     for i, (label, kind, colour, a, b) in enumerate(spans):
-        xa, xb = x(parse_utc_text(a)), x(parse_utc_text(b))
+        ta, tb = parse_utc_text(a), parse_utc_text(b)
+        xa, xb = x(ta), x(tb)
         y = AXIS_H + i * ROW_H + (ROW_H - BAR_H) / 2
         width = 0.0 if xb <= xa and window is not None else round(max(xb - xa, 1.0), 1)
-        bars.append(Bar(label, kind, colour, a, b, xa, width, y))
+        shown = width > 0
+        bars.append(Bar(label, kind, colour, a, b, xa, width, y, shown and ta < start, shown and tb > end))
     return Timeline(
         width=SVG_WIDTH,
         height=AXIS_H + len(spans) * ROW_H + 8,

@@ -254,11 +254,13 @@ def test_near_timeline_clips_to_the_months_around_now(ceremony: Ceremony) -> Non
 
     root, crl = tl.bars[0], tl.bars[-1]
     assert (root.x, root.x + root.width) == (CHART_X0, CHART_X1)  # valid across the whole window
+    assert (root.before, root.after, crl.before, crl.after) == (True, True, True, False)  # the edge marks
     assert abs(crl.x + crl.width - px(parse_utc_text(rep.crl.next_update))) <= 0.2
     assert abs(tl.now_x - px(NOW)) <= 0.1
     assert [t.label for t in tl.ticks if t.label][:2] == ["2027-01", "2027-04"]
     page = render_html(rep).decode()
     assert page.count("<svg ") == 2 and 'aria-label="The months around the report time"' in page
+    assert page.count("<polygon ") == sum(b.before + b.after for b in tl.bars)  # only the second chart clips
 
 
 def test_jinja2_is_loaded_only_to_render() -> None:
