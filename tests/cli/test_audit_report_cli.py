@@ -13,7 +13,7 @@ import pytest
 from airgap.core.canonical import parse_utc_text
 from airgap.core.history import BUNDLE_IMPORT, RELEASE_EXTRACT, read_events, record_event
 from airgap.offline.report_html import COLOURS
-from tests.helpers import one_error_line, run_cli, tree
+from tests.helpers import one_error_line, run_cli, run_proc, tree
 from tests.release_fixtures import make_signed_release
 from tests.report_fixtures import (  # noqa: F401
     NOW,
@@ -85,8 +85,13 @@ def test_json_has_stable_keys(ceremony: Ceremony) -> None:
 
 
 def test_same_now_gives_byte_identical_pages(ceremony: Ceremony, tmp_path: Path) -> None:
-    assert _report(ceremony, "--out", tmp_path / "a.html")[0] == 0
-    assert _report(ceremony, "--out", tmp_path / "b.html")[0] == 0
+    state = tmp_path / "state"
+    record_event(BUNDLE_IMPORT, import_fields(ceremony), state=state)
+    assert _report(ceremony, "--state", state, "--out", tmp_path / "a.html")[0] == 0
+    # another process (another hash seed), another working folder: the same bytes
+    args = ("audit", "report", ceremony.pki, "--trust", ceremony.officer_pub, "--now", NOW, "--state", state)
+    r = run_proc(*args, "--out", tmp_path / "b.html", env={"PYTHONHASHSEED": "12345"})
+    assert r.code == 0, r.err
     assert (tmp_path / "a.html").read_bytes() == (tmp_path / "b.html").read_bytes()
 
 
