@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html.parser
 import json
 import re
@@ -17,7 +18,11 @@ from tests.helpers import run_cli
 
 EC = ("--key-type", "ecdsa-p256")
 HOSTILE_CN = "<img src=x onerror=alert(1)>"
-NOW = "2027-03-01T00:00:00Z"  # the report's --now in these tests (the certificates are made today)
+# The report's --now in these tests: 84 days after today's midnight (the certificates are made today), so
+# the 30-day CRL is overdue while the 365-day intermediates and the 200-day rotated one are valid.
+NOW = (dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=84)).strftime(
+    "%Y-%m-%dT%H:%M:%SZ"
+)
 
 
 @dataclass(frozen=True)

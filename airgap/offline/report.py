@@ -88,6 +88,7 @@ class ActRow:
     produced: str
     hash: str
     params: Mapping[str, Any] = field(repr=False)
+    imported_at: tuple[int, ...] = ()  # a bundle: the jump-host history lines that import it (with --state)
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ def build_report(pki: Path, trust: Sequence[PublicKey], *, now: dt.datetime, sta
         pki=str(pki),
         generated=generated,
         verdict=verdict,
-        acts=tuple(act_row(e) for e in log.entries),
+        acts=tuple(act_row(e, _imports_by_bundle(jump)) for e in log.entries),
         certificates=certs,
         revocations=gather_revocations(log.entries),
         crl=crl,
@@ -347,9 +348,20 @@ def produced(act: str, p: Mapping[str, Any]) -> str:
     return ", ".join(scalars)
 
 
-def act_row(e: Entry) -> ActRow:
+def act_row(e: Entry, imports: Mapping[str, tuple[int, ...]] | None = None) -> ActRow:
+    """One log entry as a row; ``imports`` (bundle id → history lines) marks where a bundle arrived."""
     params = dict(e.params)
-    return ActRow(e.seq, e.time, e.act, e.signer, _shares(params), produced(e.act, params), e.hash, params)
+    lines = (imports or {}).get(str(params.get("bundle_id")), ()) if e.act == "bundle" else ()
+    return ActRow(e.seq, e.time, e.act, e.signer, _shares(params), produced(e.act, params), e.hash, params, lines)
+
+
+def _imports_by_bundle(jump: JumpSide | None) -> dict[str, tuple[int, ...]]:
+    """Bundle id → the history lines of its imports that the log does not contradict."""
+    found: dict[str, list[int]] = {}
+    for ev in jump.events if jump is not None else ():
+        if ev.kind == BUNDLE_IMPORT and ev.outcome != "failure":
+            found.setdefault(str(ev.fields.get("bundle_id")), []).append(ev.line)
+    return {k: tuple(sorted(v)) for k, v in found.items()}
 
 
 # -- 3. certificates ------------------------------------------------------------------------------

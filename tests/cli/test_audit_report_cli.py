@@ -75,7 +75,9 @@ def test_json_has_stable_keys(ceremony: Ceremony) -> None:
     doc = json.loads(stdout)
     assert set(doc) == TOP_KEYS and set(doc["verdict"]) == VERDICT_KEYS
     assert doc["format"] == 1 and doc["generated"] == NOW and doc["verdict"]["verified"] is True
-    assert {"seq", "time", "act", "signer", "shares", "produced", "hash", "params"} == set(doc["acts"][0])
+    assert {"seq", "time", "act", "signer", "shares", "produced", "hash", "params", "imported_at"} == set(
+        doc["acts"][0]
+    )
     assert set(doc["certificates"][0]) == {
         "role", "cluster", "subject", "issuer", "fingerprint", "serial", "not_before", "not_after", "key_type",
         "key_held", "status", "logged_in", "path",
@@ -131,8 +133,17 @@ def test_matching_jump_host_record_passes(ceremony: Ceremony, tmp_path: Path) ->
     record_event(BUNDLE_IMPORT, import_fields(ceremony), state=state)
     code, stdout, err = _report(ceremony, "--state", state, "--json")
     assert code == 0, err
-    (event,) = json.loads(stdout)["jump_host"]["events"]
+    doc = json.loads(stdout)
+    (event,) = doc["jump_host"]["events"]
     assert event["outcome"] == "matched" and event["kind"] == BUNDLE_IMPORT
+    bundle = next(a for a in doc["acts"] if a["act"] == "bundle")
+    assert bundle["imported_at"] == [1]  # the act knows where its bundle arrived
+    out = tmp_path / "r.html"
+    assert _report(ceremony, "--state", state, "--out", out)[0] == 0
+    text = " ".join(" ".join(scan_page(out.read_bytes()).text).split())
+    assert "1 jump-host event: 1 matched, 0 failures, 0 warnings" in text
+    assert "4 CA certificates (1 revoked, 0 expired or expiring within 90 days); CRL 1 overdue" in text
+    assert "imported on the jump host: history line 1" in text
 
 
 def test_release_extract_is_recorded_and_reported(ceremony: Ceremony, tmp_path: Path) -> None:
