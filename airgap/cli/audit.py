@@ -111,7 +111,7 @@ def report(
         "each matched against the log.",
     ),
     out: Path | None = typer.Option(None, "--out", help="The HTML page to write (never replaced)."),
-    json_out: bool = typer.Option(False, "--json", help="The same content as one JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="The same content as one JSON document on stdout."),
     now: str | None = typer.Option(
         None, "--now", help="The report's 'now' (ISO 8601, UTC): the same inputs and --now give the same bytes."
     ),
@@ -123,7 +123,7 @@ def report(
 
     Example: airgap audit report pki --trust officer.pub --state jump/state --out report.html
     """
-    if (out is None) == (not json_out):
+    if (out is None) == (not as_json):
         raise typer.BadParameter("give exactly one of --out REPORT.html and --json", param_hint="--out/--json")
     from airgap.core.keys import load_public_key
     from airgap.errors import Refused
@@ -131,11 +131,11 @@ def report(
 
     if out is not None and (out.exists() or out.is_symlink()):
         raise Refused(f"{out}: already exists; refusing to overwrite")
-    with json_failure(json_out, {"pki": str(pki)}):  # --json: unreadable input is a JSON document too
+    with json_failure(as_json, {"pki": str(pki)}):  # --json: unreadable input is a JSON document too
         at = parse_now(now)
         keys = [load_public_key(p) for p in trust]
         made = build_report(pki, keys, now=at, state=state)
-    if json_out:
+    if as_json:
         print_json(made.to_json())
     else:
         assert out is not None
