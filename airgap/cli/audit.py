@@ -126,11 +126,11 @@ def report(
     if (out is None) == (not as_json):
         raise typer.BadParameter("give exactly one of --out REPORT.html and --json", param_hint="--out/--json")
     from airgap.core.keys import load_public_key
-    from airgap.errors import Refused
+    from airgap.errors import WouldOverwrite
     from airgap.offline.report import build_report, parse_now
 
     if out is not None and (out.exists() or out.is_symlink()):
-        raise Refused(f"{out}: already exists; refusing to overwrite")
+        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
     with json_failure(as_json, {"pki": str(pki)}):  # --json: unreadable input is a JSON document too
         at = parse_now(now)
         keys = [load_public_key(p) for p in trust]

@@ -35,7 +35,7 @@ from airgap.core.files import read_capped
 from airgap.core.history import BUNDLE_IMPORT, IMAGES_PUSH, RELEASE_EXTRACT, History, read_events
 from airgap.core.keys import PublicKey, key_type_of, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import InvalidInput, LogTampered, Malformed, NotFound, VerificationError
 from airgap.offline.ceremony import Entry, VerifiedLog, verify_log
 from airgap.offline.inventory import Inventory, read_inventory
 from airgap.offline.layout import CA_CERT, CA_KEY, ROOT_CERT, ROOT_KEY, ROOT_KEY_REF, PkiLayout
@@ -175,7 +175,7 @@ class AuditReport:
         """Raise :class:`VerificationError` (exit 1) unless the log verified and no record failed."""
         v = self.verdict
         if not v.log_verified:
-            raise VerificationError(v.error or v.summary)
+            raise LogTampered(v.error or v.summary)
         if v.failures:
             raise VerificationError(f"{v.summary}: {v.failures[0]}")
 
@@ -246,7 +246,7 @@ def build_report(pki: Path, trust: Sequence[PublicKey], *, now: dt.datetime, sta
     if not trust:
         raise InvalidInput("give the officer's public key (--trust PUB): a report proves nothing without it")
     if state is not None and not Path(state).is_dir():
-        raise InvalidInput(f"{state}: no such jump host state folder")
+        raise NotFound(f"{state}: no such jump host state folder")
     trust_ids = tuple(sorted({spki_sha256(k) for k in trust}))
     generated = utc_text(now)
     try:
@@ -517,7 +517,7 @@ def gather_crl(layout: PkiLayout, entries: Sequence[Entry], now: dt.datetime) ->
     try:
         crl = x509.load_pem_x509_crl(data)
     except ValueError as exc:
-        raise InvalidInput(f"{layout.crl}: not a PEM CRL") from exc
+        raise Malformed(f"{layout.crl}: not a PEM CRL") from exc
     sha = hashlib.sha256(crl.public_bytes(serialization.Encoding.DER)).hexdigest()
     logged = next((e.seq for e in entries if e.act == "crl" and e.params.get("crl_sha256") == sha), None)
     try:
@@ -643,7 +643,7 @@ def parse_now(value: str | None) -> dt.datetime:
     try:
         t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InvalidInput(f"--now {value!r}: not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)") from exc
+        raise Malformed(f"--now {value!r}: not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)") from exc
     return (t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 

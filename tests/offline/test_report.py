@@ -13,7 +13,7 @@ from cryptography import x509
 from airgap.core.canonical import parse_utc_text
 from airgap.core.history import BUNDLE_IMPORT, IMAGES_PUSH, RELEASE_EXTRACT, record_event
 from airgap.core.keys import generate_private_key, load_public_key, spki_sha256
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import InvalidInput, LogTampered, Malformed, NotFound, VerificationError, WouldOverwrite
 from airgap.offline.report import AuditReport, build_report, parse_now
 from airgap.offline.report_html import CHART_X0, CHART_X1, render_html, timeline
 from tests.report_fixtures import (  # noqa: F401
@@ -80,7 +80,7 @@ def test_tampered_log_gives_a_failing_verdict_naming_the_entry(ceremony: Ceremon
     assert not rep.verdict.verified and rep.verdict.failed_entry == 7
     assert "entry 7 (revoke): signature does not verify" in (rep.verdict.error or "")
     assert rep.acts == () and rep.certificates == ()  # nothing an unverified log would vouch for
-    with pytest.raises(VerificationError, match="entry 7"):
+    with pytest.raises(LogTampered, match="entry 7"):
         rep.require_verified()
     scan = scan_page(render_html(rep))
     assert scan.title.startswith("Verification FAILED at entry 7")
@@ -165,7 +165,7 @@ def test_image_push_by_another_signer_is_a_warning(ceremony: Ceremony, tmp_path:
 
 
 def test_missing_state_folder_is_bad_input(ceremony: Ceremony, tmp_path: Path) -> None:
-    with pytest.raises(InvalidInput, match="no such jump host state folder"):
+    with pytest.raises(NotFound, match="no such jump host state folder"):
         _report(ceremony, tmp_path / "nope")
 
 
@@ -239,7 +239,7 @@ def test_parse_now() -> None:
     assert parse_now("2027-03-01T00:00:00Z") == march
     assert parse_now("2027-03-01T01:00:00+01:00") == march
     assert parse_now("2027-03-01") == march
-    with pytest.raises(InvalidInput, match="--now 'tomorrow'"):
+    with pytest.raises(Malformed, match="--now 'tomorrow'"):
         parse_now("tomorrow")
 
 
@@ -319,11 +319,10 @@ def test_oversized_history_is_bad_input(ceremony: Ceremony, tmp_path: Path, monk
 
 
 def test_write_html_never_replaces(ceremony: Ceremony, tmp_path: Path) -> None:
-    from airgap.errors import Refused
     from airgap.offline.report_html import write_html
 
     out = tmp_path / "r.html"
     out.symlink_to(tmp_path / "elsewhere.html")
-    with pytest.raises(Refused, match="already exists"):
+    with pytest.raises(WouldOverwrite, match="already exists"):
         write_html(_report(ceremony), out)
     assert not (tmp_path / "elsewhere.html").exists()
