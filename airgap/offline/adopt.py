@@ -80,6 +80,7 @@ def adopt_root(
         record = RootRecord.of(cert)
         inv = act.inventory()
         inv.root = record
+        inv.remember_cert(cert, "the root (")
         act.write_inventory(inv)
         act.record(
             "adopt",

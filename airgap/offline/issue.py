@@ -169,6 +169,7 @@ def init_root(
         record = RootRecord.of(cert)
         inv = act.inventory()
         inv.root = record
+        inv.remember_cert(cert, "the root (")
         inv.custody = custody_set.record if custody_set is not None else None
         act.write_inventory(inv)
         storage: dict[str, object] = dict(key_params or {"storage": "file", "file": ROOT_KEY})
@@ -307,6 +308,8 @@ def publish_intermediates(act: Act, batch: Sequence[Signed], published: Callable
     write_journal(act.layout, issue_journal([(s.record.cluster, s.record.fingerprint) for s in batch]))
     inv = act.inventory()
     inv.intermediates.extend(s.record for s in batch)
+    for s in batch:
+        inv.remember_cert(s.cert, f"cluster {s.record.cluster} (intermediate")
     act.write_inventory(inv)  # before any folder is published: the record never lags the disk
     act.record_all([(s.log_act, s.params) for s in batch])  # one write of the log for the batch
     for s in batch:

@@ -140,6 +140,7 @@ def _drop_from_inventory(layout: PkiLayout, *fingerprints: str) -> bool:
     kept = [r for r in inv.intermediates if r.fingerprint not in gone]
     if len(kept) == len(inv.intermediates):
         return False
+    inv.forget_keys_of([r for r in inv.intermediates if r.fingerprint in gone])
     inv.intermediates = kept
     write_inventory(layout.inventory, inv)
     return True

@@ -159,11 +159,9 @@ def rotate_intermediate(
                 f"('ca rotate {cluster} --csr FILE', or a request file with --trust PUB)"
             )
         if csr is not None:
-            from airgap.offline.sign import certified_key_ids
+            from airgap.offline.sign import refuse_known_key
 
-            holder = certified_key_ids(layout).get(csr.key_id)
-            if holder is not None:
-                raise Refused(f"the request's key {csr.key_id} is already certified for cluster {holder}")
+            refuse_known_key(layout, csr.key_id)
             if request_id is not None and any(r.request_id == request_id for r in act.inventory().intermediates):
                 raise Refused(f"request {request_id} was already signed; make a new request ('airgap ca request')")
         signer = signing_root(layout, passphrase, root_key)
@@ -206,6 +204,7 @@ def rotate_intermediate(
         )
         inv = act.inventory()
         inv.intermediates.append(rec)
+        inv.remember_cert(cert, f"cluster {cluster} (intermediate")
         act.write_inventory(inv)
         act.record(
             "rotate",
@@ -280,6 +279,9 @@ def begin_root_rotation(
         )
         if cx.fingerprint(cert) == cx.fingerprint(old):  # pragma: no cover - random serials
             raise Refused("the next root equals the root")
+        inv = act.inventory()  # the next root's key is held from now on: never certified as a cluster's
+        inv.remember_cert(cert, "the next root (")
+        act.write_inventory(inv)
         write_journal(layout, {"kind": "root-begin", "fingerprint": cx.fingerprint(cert)})
         storage = key_params or {"storage": "file", "file": f"next-root/{ROOT_KEY}"}
         act.record(

@@ -50,14 +50,22 @@ KEY_HELD_ELSEWHERE = "elsewhere"
 
 
 def certified_key_ids(layout: PkiLayout) -> dict[str, str]:
-    """SPKI fingerprint → cluster, for every current intermediate and every inventory record."""
-    out: dict[str, str] = {}
-    for rec in read_inventory(layout.inventory).intermediates:
-        if rec.key_id:
-            out[rec.key_id] = rec.cluster
-    for name in layout.clusters():
-        out[_current_key_id(layout, name)] = name
-    return out
+    """Key id → where it was seen, for every key airgap has certified or holds (the inventory's
+    ``key_ids``: current, archived and revoked intermediates, the root, the next root)."""
+    from airgap.offline.act import disk_key_ids
+
+    inv = read_inventory(layout.inventory)
+    return inv.key_ids if inv.key_ids is not None else disk_key_ids(layout, inv)
+
+
+def refuse_known_key(layout: PkiLayout, key_id: str, source: str = "the request's key") -> None:
+    """Exit 4 when airgap has already certified or holds ``key_id``, naming where it was seen."""
+    where = certified_key_ids(layout).get(key_id)
+    if where is not None:
+        raise Refused(
+            f"{source} {key_id} is already certified for {where}; "
+            "airgap never certifies a key twice: make a new key and request"
+        )
 
 
 @dataclass(frozen=True)
@@ -163,7 +171,6 @@ def sign_csrs(
     # 3. the act: lock, recovery, the ceremony log
     with pki_act(layout, "sign", officer, notify=notify) as act:
         # 4. not already issued
-        certified = certified_key_ids(layout)
         inv = act.inventory()
         signed_ids = {r.request_id for r in inv.intermediates if r.request_id}
         skipped: list[IntermediateRecord] = []
@@ -178,9 +185,7 @@ def sign_csrs(
                     f"{layout.path / name}: already exists; cluster {name} already has an intermediate "
                     "(rotation: see 'ca rotate'; to finish an interrupted run of the same requests: --skip-existing)"
                 )
-            holder = certified.get(item.csr.key_id)
-            if holder is not None:
-                raise Refused(f"the request's key {item.csr.key_id} is already certified for cluster {holder}")
+            refuse_known_key(layout, item.csr.key_id)
             if item.request_id is not None and item.request_id in signed_ids:
                 raise Refused(f"request {item.request_id} was already signed; make a new request ('airgap ca request')")
             todo.append((item, name))
@@ -260,6 +265,7 @@ __all__ = [
     "certified_key_ids",
     "copy_public_files",
     "read_signing_request",
+    "refuse_known_key",
     "sign_csr",
     "sign_csrs",
 ]
