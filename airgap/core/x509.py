@@ -159,6 +159,16 @@ def build_root(
     return check_issued(cert, cert, what="root certificate")
 
 
+def authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI of what ``issuer`` signs: its subjectKeyIdentifier, or (a root without one, which is
+    legal: RFC 5280 4.2.1.2 only says SHOULD) derived from its public key as RFC 5280 method 1 does."""
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
 def intermediate_builder(
     public: PublicKey,
     *,
@@ -177,7 +187,6 @@ def intermediate_builder(
     """
     check_validity_days(days)
     start = (not_before or now()) - BACKDATE
-    ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(org, cn, locality=cluster))
@@ -192,7 +201,7 @@ def intermediate_builder(
     if sans:  # an empty SubjectAltName is not valid DER (RFC 5280: at least one name); no SANs, no extension
         builder = builder.add_extension(x509.SubjectAlternativeName([_parse_san(s) for s in sans]), critical=False)
     return builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False).add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        authority_key_id(root_cert), critical=False
     )
 
 
@@ -411,6 +420,7 @@ def check_ca_material(
 __all__ = [
     "ISTIOD_SAN",
     "CAMaterial",
+    "authority_key_id",
     "build_intermediate",
     "build_root",
     "cert_pem",

@@ -8,7 +8,10 @@ For a certificate (Boulder's ``signAndWriteCert`` with zlint, here with pkilint'
 2. any finding of ERROR or FATAL severity refuses the act (exit 4), naming the finding;
 3. the real key signs;
 4. the result is re-parsed from its DER, its TBS must be the pre-certificate's byte for byte, and
-   its signature must verify with the issuer certificate's key (exit 1 otherwise).
+   its signature must verify with the issuer certificate's key (exit 1 otherwise);
+5. an intermediate's chain to its root must pass a real path validator
+   (:func:`airgap.core.pathcheck.validate_intermediate`: constraints, key usage, name constraints,
+   nested EKUs), else exit 4.
 
 Only then may the caller write it. pkilint is imported when a gate runs, never at CLI start-up.
 """
@@ -139,7 +142,19 @@ def sign_linted(linted: Linted, *, issuer_cert: x509.Certificate | None, issuer_
         cert.verify_directly_issued_by(issuer_cert if issuer_cert is not None else cert)
     except Exception as exc:  # InvalidSignature, ValueError, TypeError
         raise VerificationError(f"{linted.what}: the new certificate does not verify with the issuer's key") from exc
+    if issuer_cert is not None:  # 5. the chain validates (nothing is published otherwise)
+        check_path(cert, issuer_cert, what=linted.what)
     return cert
+
+
+def check_path(cert: x509.Certificate, issuer_cert: x509.Certificate, *, what: str) -> None:
+    """Step 5: root → ``cert`` passes a real path validator (:mod:`airgap.core.pathcheck`), else exit 4."""
+    from airgap.core.pathcheck import validate_intermediate
+
+    try:
+        validate_intermediate(cert, [issuer_cert])
+    except VerificationError as exc:
+        raise Refused(f"{what}: the lint gate refused the chain: it does not validate: {exc}") from exc
 
 
 def sign_certificate(
@@ -223,6 +238,7 @@ __all__ = [
     "Finding",
     "Linted",
     "Linter",
+    "check_path",
     "errors_of",
     "lint_certificate",
     "lint_crl",

@@ -92,6 +92,21 @@ def _key_check(
     return "failed", "ca-key.pem does not match ca-cert.pem"
 
 
+def _validates(
+    cert: x509.Certificate, roots: list[x509.Certificate], problems: list[str], at: dt.datetime | None
+) -> bool:
+    """Whether root → ``cert`` passes the path validator istiod's chains must pass (its reason into ``problems``)."""
+    from airgap.core.pathcheck import validate_intermediate
+    from airgap.errors import VerificationError
+
+    try:
+        validate_intermediate(cert, roots, at=at)
+    except VerificationError as exc:
+        problems.append(f"the chain does not validate: {exc}")
+        return False
+    return True
+
+
 def intermediate_status(
     layout: PkiLayout, passphrase: bytes | None, *, at: dt.datetime | None = None
 ) -> list[IntermediateStatus]:
@@ -105,6 +120,8 @@ def intermediate_status(
         chains = any(cx.signed_by(cert, r) for r in roots)
         if not chains:
             problems.append("does not chain to the root")
+        else:
+            chains = _validates(cert, roots, problems, at)
         rev = revoked.is_revoked(cx.fingerprint(cert))
         if rev is not None:
             problems.append(f"revoked ({rev.reason}) on {rev.revoked_at}; run 'airgap ca rotate {name}'")

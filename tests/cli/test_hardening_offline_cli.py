@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from cryptography import x509
+
 from tests.helpers import one_error_line, openssl, run_cli, tree
+from tests.pki_fixtures import MAKEFILE_EXTS, openssl_leaf, openssl_root, openssl_verifies
 
 
 def csr_from_key(key: Path, out: Path, passfile: Path | None = None) -> Path:
@@ -62,3 +66,124 @@ def test_fault_1_a_key_airgap_ever_certified_or_holds_is_never_certified_again(
     fresh = csr_from_key(tmp_path / "new.key", tmp_path / "new.csr")
     r = run_cli("ca", "sign", fresh, "--cluster", "other", "--out", tmp_path / "out", *pw)
     assert r.code == 0, r.err
+
+
+BAD_ROOTS = {
+    "pathlen0": (
+        ("basicConstraints = critical, CA:true, pathlen:0", "keyUsage = critical, keyCertSign, cRLSign"),
+        "basicConstraints pathlen:0 allows no intermediate",
+    ),
+    "no-keyCertSign": (
+        ("basicConstraints = critical, CA:true", "keyUsage = critical, digitalSignature, cRLSign"),
+        "keyUsage lacks keyCertSign",
+    ),
+    "no-keyUsage": (("basicConstraints = critical, CA:true",), "keyUsage is missing"),
+    "nc-excludes-istiod": (
+        (*MAKEFILE_EXTS, "nameConstraints = critical, excluded;DNS:istio-system.svc"),
+        "excluded name constraint matched SAN",
+    ),
+    "nc-permits-other": (
+        (*MAKEFILE_EXTS, "nameConstraints = critical, permitted;DNS:example.com"),
+        "no permitted name constraints matched SAN",
+    ),
+    "eku-codeSigning": (
+        (*MAKEFILE_EXTS, "extendedKeyUsage = codeSigning"),
+        "extendedKeyUsage lacks serverAuth, clientAuth",
+    ),
+    "eku-serverAuth-only": ((*MAKEFILE_EXTS, "extendedKeyUsage = serverAuth"), "extendedKeyUsage lacks clientAuth"),
+}
+
+
+def test_fault_4_adoption_refuses_roots_that_cannot_sign_a_validating_chain(tmp_path: Path, passfile: Path) -> None:
+    pw = ("--passphrase-file", passfile)
+    for name, (exts, reason) in BAD_ROOTS.items():
+        cert, key = openssl_root(tmp_path / name, exts)
+        pki = tmp_path / f"pki-{name}"
+        r = run_cli("ca", "init", "--dir", pki, "--adopt-cert", cert, "--adopt-key", key, *pw)
+        assert r.code == 4, (name, r.err)
+        one_error_line(r, f"{cert}: the root cannot sign a chain that validates: ", reason)
+        assert not pki.exists(), name
+    cert, key = openssl_root(tmp_path / "sha1", MAKEFILE_EXTS, md="sha1")
+    r = run_cli("ca", "init", "--dir", tmp_path / "pki-sha1", "--adopt-cert", cert, "--adopt-key", key, *pw)
+    assert r.code == 4 and "SHA-1/MD5" in r.err, r.err
+    # accepted: Istio's Makefile root (no cRLSign) and a root whose EKU allows both ways; both oracles agree
+    for name, exts in (
+        ("makefile", MAKEFILE_EXTS),
+        ("eku-both", (*MAKEFILE_EXTS, "extendedKeyUsage = serverAuth, clientAuth")),
+    ):
+        cert, key = openssl_root(tmp_path / name, exts)
+        pki = tmp_path / f"pki-{name}"
+        assert run_cli("ca", "init", "--dir", pki, "--adopt-cert", cert, "--adopt-key", key, *pw).code == 0
+        r = run_cli("ca", "issue", "c1", "--dir", pki, "--key-type", "ecdsa-p256", *pw)
+        assert r.code == 0, r.err
+        assert run_cli("ca", "list", "--dir", pki, *pw).code == 0
+        leaf = openssl_leaf(tmp_path / name, pki / "c1" / "ca-cert.pem", pki / "c1" / "ca-key.pem", passfile)
+        assert openssl_verifies(cert, pki / "c1" / "ca-cert.pem", leaf), name
+    # the Makefile root has no cRLSign: it cannot sign a CRL, and says so before anything is written
+    before = tree(tmp_path / "pki-makefile")
+    r = run_cli("ca", "revoke", "c1", "--reason", "keyCompromise", "--dir", tmp_path / "pki-makefile", *pw)
+    assert r.code == 4, r.err
+    one_error_line(r, "has a keyUsage without cRLSign: a CRL it signs would be rejected; rotate the root")
+    assert tree(tmp_path / "pki-makefile") == before
+
+
+def test_fault_4_ca_list_and_the_lint_gate_use_a_path_validator(
+    tmp_path: Path, passfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pathlen:0 root adopted by an older airgap: the gate refuses to issue under it, ``ca list`` says
+    the chain does not validate (exit 1), and openssl agrees on a workload certificate."""
+    pw = ("--passphrase-file", passfile)
+    cert, key = openssl_root(tmp_path / "r", BAD_ROOTS["pathlen0"][0])
+    pki = tmp_path / "pki"
+    with monkeypatch.context() as m:  # an older airgap: no adoption check
+        m.setattr("airgap.offline.adopt.check_root_can_sign", lambda *a, **k: None)
+        assert run_cli("ca", "init", "--dir", pki, "--adopt-cert", cert, "--adopt-key", key, *pw).code == 0
+    before = tree(pki)
+    r = run_cli("ca", "issue", "c1", "--dir", pki, "--key-type", "ecdsa-p256", *pw)
+    assert r.code == 4, r.err
+    one_error_line(
+        r, "cluster c1: the lint gate refused the chain: it does not validate: the root basicConstraints pathlen:0"
+    )
+    assert tree(pki) == before
+    with monkeypatch.context() as m:  # an older airgap: no path validation in the gate
+        m.setattr("airgap.offline.lint.check_path", lambda *a, **k: None)
+        assert run_cli("ca", "issue", "c1", "--dir", pki, "--key-type", "ecdsa-p256", *pw).code == 0
+    r = run_cli("ca", "list", "--dir", pki, *pw)
+    assert r.code == 1, r.out + r.err
+    assert "the chain does not validate: the root basicConstraints pathlen:0" in r.out + r.err
+    leaf = openssl_leaf(tmp_path, pki / "c1" / "ca-cert.pem", pki / "c1" / "ca-key.pem", passfile)
+    assert not openssl_verifies(cert, pki / "c1" / "ca-cert.pem", leaf)
+
+
+def test_fault_5_a_root_without_subject_key_identifier_signs_with_an_aki_from_its_key(
+    tmp_path: Path, passfile: Path
+) -> None:
+    pw = ("--passphrase-file", passfile)
+    exts = (
+        "subjectKeyIdentifier = none",
+        "authorityKeyIdentifier = none",
+        "basicConstraints = critical, CA:true",
+        "keyUsage = critical, keyCertSign, cRLSign",
+    )
+    cert, key = openssl_root(tmp_path / "r", exts)
+    root = x509.load_pem_x509_certificate(cert.read_bytes())
+    with pytest.raises(x509.ExtensionNotFound):
+        root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    pki = tmp_path / "pki"
+    assert run_cli("ca", "init", "--dir", pki, "--adopt-cert", cert, "--adopt-key", key, *pw).code == 0
+    r = run_cli("ca", "issue", "c1", "--dir", pki, "--key-type", "ecdsa-p256", *pw)
+    assert r.code == 0, r.err
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", tmp_path / "c2.key")
+    csr = csr_from_key(tmp_path / "c2.key", tmp_path / "c2.csr")
+    r = run_cli("ca", "sign", csr, "--cluster", "c2", "--dir", pki, "--out", tmp_path / "c2", *pw)
+    assert r.code == 0, r.err
+    assert run_cli("ca", "list", "--dir", pki, *pw).code == 0
+    assert run_cli("ca", "revoke", "c1", "--reason", "superseded", "--dir", pki, *pw).code == 0
+    want = x509.AuthorityKeyIdentifier.from_issuer_public_key(root.public_key()).key_identifier  # type: ignore[arg-type]
+    for name in ("c1", "c2"):
+        issued = x509.load_pem_x509_certificate((pki / name / "ca-cert.pem").read_bytes())
+        assert issued.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier == want
+        assert openssl("verify", "-CAfile", cert, pki / name / "ca-cert.pem").returncode == 0
+    crl = x509.load_pem_x509_crl((pki / "ca-crl.pem").read_bytes())
+    assert crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier == want
+    assert openssl("crl", "-in", pki / "ca-crl.pem", "-CAfile", cert, "-noout").returncode == 0
