@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import re
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -109,14 +110,58 @@ def _name(org: str, cn: str, locality: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DNS_NAME_RE = re.compile(rf"(?:\*\.)?{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+# A SPIFFE ID (SPIFFE-ID spec §2): a lowercase trust domain, then path segments of [A-Za-z0-9._-]
+# (no empty, "." or ".." segment), no port, user-info, query or fragment; at most 2048 bytes.
+SPIFFE_ID_RE = re.compile(r"spiffe://[a-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+MAX_SPIFFE_ID = 2048
+
+
+def is_spiffe_id(value: str) -> bool:
+    """True when ``value`` is a valid SPIFFE ID (Istio's workload identities are SPIFFE IDs)."""
+    return (
+        len(value.encode()) <= MAX_SPIFFE_ID
+        and SPIFFE_ID_RE.fullmatch(value) is not None
+        and not any(seg in (".", "..") for seg in value[len("spiffe://") :].split("/")[1:])
+    )
+
+
+def dns_san(value: str, *, shown: str) -> str:
+    """A DNS SAN as it goes in a certificate: non-ASCII names become their A-label (IDNA 2008 with
+    UTS #46 mapping, as browsers do: ``ünï.com`` → ``xn--n-tfa4b.com``); anything that is not a
+    host name (or ``*.`` wildcard) of letters, digits and ``-`` is refused (exit 3)."""
+    name = value
+    if not name.isascii():
+        import idna
+
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as exc:
+            raise InvalidInput(f"--san {shown!r}: not a valid internationalised domain name ({exc})") from exc
+    if len(name) > 253 or not DNS_NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"--san {shown!r}: not a valid DNS name (labels of letters, digits and '-', separated by '.', "
+            "an optional leading '*.')"
+        )
+    return name
+
+
 def _parse_san(value: str) -> x509.GeneralName:
     kind, _, rest = value.partition(":")
     if not rest:
         raise InvalidInput(f"--san {value!r}: expected TYPE:VALUE, e.g. DNS:istiod.istio-system.svc")
     kind = kind.upper()
     if kind == "DNS":
-        return x509.DNSName(rest)
+        return x509.DNSName(dns_san(rest, shown=value))
     if kind == "URI":
+        if rest.lower().startswith("spiffe:") and not is_spiffe_id(rest):
+            raise InvalidInput(
+                f"--san {value!r}: not a valid SPIFFE ID (spiffe://<lowercase trust domain>/<segments of "
+                "letters, digits, '.', '-', '_'>)"
+            )
+        if not rest.isascii() or not rest.isprintable():
+            raise InvalidInput(f"--san {value!r}: a URI must be printable ASCII (percent-encode the rest)")
         return x509.UniformResourceIdentifier(rest)
     if kind == "IP":
         import ipaddress
@@ -426,9 +471,11 @@ __all__ = [
     "cert_pem",
     "check_ca_material",
     "check_within_root",
+    "dns_san",
     "fingerprint",
     "intermediate_builder",
     "is_ca",
+    "is_spiffe_id",
     "load_cert_pem",
     "load_certs_pem",
     "root_builder",

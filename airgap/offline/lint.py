@@ -73,9 +73,23 @@ def lint_certificate(der: bytes) -> list[Finding]:
     out: list[Finding] = []
     for r in results:
         for fd in r.finding_descriptions:
-            if fd.finding.severity <= ValidationFindingSeverity.WARNING:
+            if fd.finding.severity <= ValidationFindingSeverity.WARNING and not _spiffe_uri_finding(
+                fd.finding.code, fd.message
+            ):
                 out.append(Finding(fd.finding.code, fd.finding.severity.name, fd.message))
     return out
+
+
+def _spiffe_uri_finding(code: str, message: str | None) -> bool:
+    """pkilint's URI check (``validators.url``) knows only a fixed list of schemes, so it reports
+    every SPIFFE ID (Istio's identities) as "Invalid URI syntax". Only that finding, and only for a
+    URI that is a valid SPIFFE ID (:func:`airgap.core.x509.is_spiffe_id`), is dropped."""
+    from airgap.core.x509 import is_spiffe_id
+
+    prefix = 'Invalid URI syntax: "'
+    if code != "pkix.invalid_uri_syntax" or not message or not message.startswith(prefix) or not message.endswith('"'):
+        return False
+    return is_spiffe_id(message[len(prefix) : -1])
 
 
 def errors_of(findings: list[Finding]) -> list[Finding]:

@@ -187,3 +187,44 @@ def test_fault_5_a_root_without_subject_key_identifier_signs_with_an_aki_from_it
     crl = x509.load_pem_x509_crl((pki / "ca-crl.pem").read_bytes())
     assert crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier == want
     assert openssl("crl", "-in", pki / "ca-crl.pem", "-CAfile", cert, "-noout").returncode == 0
+
+
+def test_fault_6_non_ascii_dns_sans_become_a_labels_and_spiffe_ids_pass_the_gate(
+    pki: Path, tmp_path: Path, passfile: Path
+) -> None:
+    pw = ("--dir", pki, "--passphrase-file", passfile)
+    spiffe = "URI:spiffe://cluster.local/ns/istio-system/sa/istiod-service-account"
+    r = run_cli("ca", "issue", "c3", "--key-type", "ecdsa-p256", "--san", "DNS:ünï.com", "--san", spiffe, *pw)
+    assert r.code == 0, r.err
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", tmp_path / "c4.key")
+    csr = csr_from_key(tmp_path / "c4.key", tmp_path / "c4.csr")
+    r = run_cli(
+        "ca", "sign", csr, "--cluster", "c4", "--out", tmp_path / "c4", "--san", "DNS:ÜNÏ.com", "--san", spiffe, *pw
+    )
+    assert r.code == 0, r.err
+    for name in ("c3", "c4"):
+        text = openssl("x509", "-in", pki / name / "ca-cert.pem", "-noout", "-ext", "subjectAltName").stdout.decode()
+        assert "DNS:xn--n-nga1b.com" in text and spiffe in text, text
+        assert openssl("verify", "-CAfile", pki / "root-cert.pem", pki / name / "ca-cert.pem").returncode == 0
+    before = tree(pki)
+    refused = [
+        ("DNS:ü_.com", "not a valid internationalised domain name"),
+        ("DNS:a..b", "not a valid DNS name"),
+        ("DNS:bad name.svc", "not a valid DNS name"),
+        ("URI:spiffe://Cluster.local/ns/x", "not a valid SPIFFE ID"),
+        ("URI:spiffe://cluster.local/ns/../sa/x", "not a valid SPIFFE ID"),
+        ("URI:spiffe://cluster.local/ns/x?q=1", "not a valid SPIFFE ID"),
+    ]
+    for san, reason in refused:
+        for cmd in (
+            ("ca", "issue", "c5", "--key-type", "ecdsa-p256"),
+            ("ca", "sign", csr, "--cluster", "c5", "--out", tmp_path / "o"),
+        ):
+            r = run_cli(*cmd, "--san", san, *pw)
+            assert r.code == 3, (san, r.err)
+            one_error_line(r, f"--san {san!r}: {reason}")
+    # the SPIFFE exception is exactly that: any other URI pkilint finds invalid is still refused (exit 4)
+    r = run_cli("ca", "issue", "c5", "--key-type", "ecdsa-p256", "--san", "URI:notascheme://x y", *pw)
+    assert r.code == 4, r.err
+    one_error_line(r, "the lint gate refused to sign: pkix.invalid_uri_syntax")
+    assert tree(pki) == before and not (tmp_path / "o").exists()
