@@ -4,6 +4,8 @@ Each test reproduces the issue's steps against the real tools (openssl) and chec
 the one stderr line a user sees, and that nothing was half-written.
 """
 
+# ruff: noqa: F811  (the bkeys fixture is imported from tests.bundle_fixtures)
+
 from __future__ import annotations
 
 import json
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from tests.bundle_fixtures import Keys, bkeys, make_bundle  # noqa: F401
 from tests.helpers import one_error_line, openssl, run_cli, tree
 from tests.pki_fixtures import MAKEFILE_EXTS, openssl_leaf, openssl_root, openssl_verifies
 
@@ -228,3 +231,63 @@ def test_fault_6_non_ascii_dns_sans_become_a_labels_and_spiffe_ids_pass_the_gate
     assert r.code == 4, r.err
     one_error_line(r, "the lint gate refused to sign: pkix.invalid_uri_syntax")
     assert tree(pki) == before and not (tmp_path / "o").exists()
+
+
+HOSTILE_FIELDS = {  # field: (offset, bytes an attacker writes there)
+    "mode": (100, b"0000666\0"),
+    "uid": (108, b"0001750\0"),
+    "gid": (116, b"0001750\0"),
+    "mtime": (136, b"14000000000\0"),
+    "typeflag": (156, b"\0"),
+    "uname": (265, b"root"),
+    "gname": (297, b"root"),
+    "devmajor": (329, b"0000001\0"),
+    "devminor": (337, b"0000001\0"),
+    "the header's last 12 bytes": (500, b"x"),
+}
+
+
+def _fixed_checksum(header: bytearray) -> None:
+    header[148:156] = b" " * 8
+    header[148:156] = format(sum(header), "o").zfill(6).encode() + b"\0 "
+
+
+def test_fault_3_every_header_byte_of_every_member_is_checked(
+    pki: Path, tmp_path: Path, bkeys: Keys, passfile: Path
+) -> None:
+    from airgap.core.bundle import scan_archive
+    from airgap.core.limits import DEFAULT_LIMITS
+
+    bundle, signer_pub, _, _ = make_bundle(pki, tmp_path, keys=bkeys, no_encrypt=True)
+    assert run_cli("bundle", "verify", bundle, "--trust", signer_pub).code == 0
+    raw = bundle.read_bytes()
+    with open(bundle, "rb") as fh:
+        entries = scan_archive(fh, len(raw), limits=DEFAULT_LIMITS, source=str(bundle))
+    assert "cacerts/ca-key.pem" in [e.name for e in entries]
+    bad = tmp_path / "bad.bundle"
+    for e in entries:
+        at = e.offset - 512
+        cases = dict(HOSTILE_FIELDS)
+        if e.name == "cacerts/ca-key.pem":  # the issue's case: tar xf would write the key world-readable
+            cases["mode"] = (100, b"0000644\0")
+        for field, (off, value) in cases.items():
+            header = bytearray(raw[at : at + 512])
+            header[off : off + len(value)] = value
+            _fixed_checksum(header)
+            bad.write_bytes(raw[:at] + bytes(header) + raw[at + 512 :])
+            r = run_cli("bundle", "verify", bad, "--trust", signer_pub)
+            assert r.code == 1, (e.name, field, r.err)
+            one_error_line(r, f"member {e.name!a}: tar header field {field} (at offset {at}) differs")
+            r = run_cli(
+                "bundle",
+                "import",
+                bad,
+                "--cluster",
+                "c1",
+                "--trust",
+                signer_pub,
+                "--output-dir",
+                tmp_path / "out",
+                "--plaintext-secrets",
+            )
+            assert r.code == 1 and not (tmp_path / "out").exists(), (e.name, field, r.err)
