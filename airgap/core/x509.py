@@ -309,14 +309,20 @@ def check_within_root(root_cert: x509.Certificate, days: int, *, at: dt.datetime
     start = at or now()
     end = start + dt.timedelta(days=days)
     root_end = root_cert.not_valid_after_utc
+    if root_end <= start:
+        raise Refused(f"the root expired on {root_end:%Y-%m-%d}; it must be rotated ('airgap ca rotate-root')")
     if end > root_end:
         left = (root_end - start).days
+        if left < 1:  # no whole day left: no --days value fits
+            raise Refused(
+                f"the root expires on {root_end:%Y-%m-%d %H:%M} UTC (0 days left: it expires today); no intermediate "
+                "fits inside it: the root must be rotated ('airgap ca rotate-root')"
+            )
+        soon = "; the root itself must be rotated soon ('airgap ca rotate-root')" if left < 30 else ""
         raise Refused(
             f"an intermediate valid {days} days would outlive the root (expires {root_end:%Y-%m-%d}, "
-            f"{max(left, 0)} days left); use --days {max(left, 0)} or less"
+            f"{left} day{'s' if left != 1 else ''} left); use --days {left} or less{soon}"
         )
-    if root_end <= start:
-        raise Refused(f"the root expired on {root_end:%Y-%m-%d}")
 
 
 def load_cert_pem(data: bytes, *, source: str) -> x509.Certificate:

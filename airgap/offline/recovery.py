@@ -160,6 +160,22 @@ def _issue_items(j: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(i["cluster"]), str(i["fingerprint"])) for i in items]
 
 
+def pending_publication(layout: PkiLayout) -> frozenset[str]:
+    """What an interrupted act (a journal left behind) may not have published yet: its clusters, and
+    ``"root"`` for a root rotation. Read-only checks (``ca list``, ``audit verify``) leave those to
+    the next act's recovery instead of reporting them lost."""
+    jp = journal_path(layout)
+    if not jp.is_file():
+        return frozenset()
+    doc = parse_state(jp.read_bytes(), source=str(jp), what="act journal")
+    kind = doc.get("kind")
+    if kind == "issue":
+        return frozenset(c for c, _ in _issue_items(doc))
+    if kind == "rotate":
+        return frozenset({str(doc.get("cluster"))})
+    return frozenset({"root"})
+
+
 def _recover_issue(layout: PkiLayout, j: dict[str, Any]) -> list[Recovered]:
     """Each cluster of the batch: published (nothing to undo) or not (its record leaves the inventory)."""
     done, unpublished = [], []
@@ -357,6 +373,7 @@ __all__ = [
     "exchange",
     "finish_root_moves",
     "issue_journal",
+    "pending_publication",
     "recover",
     "rewrite_trust",
     "write_crl_files",

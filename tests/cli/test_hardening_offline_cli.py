@@ -291,3 +291,108 @@ def test_fault_3_every_header_byte_of_every_member_is_checked(
                 "--plaintext-secrets",
             )
             assert r.code == 1 and not (tmp_path / "out").exists(), (e.name, field, r.err)
+
+
+def _logged_cli_pki(tmp_path: Path) -> tuple[Path, tuple[str | Path, ...], Path]:
+    """An unencrypted PKI that keeps a ceremony log (officer key unencrypted): (pki, act options, officer.pub)."""
+    keys, pki = tmp_path / "keys", tmp_path / "pki"
+    assert run_cli("keys", "new", "officer", "--out", keys, "--no-passphrase").code == 0
+    acts = ("--dir", pki, "--no-passphrase", "--log-key", keys / "officer.key")
+    assert run_cli("ca", "init", "--key-type", "ecdsa-p256", *acts).code == 0
+    return pki, acts, keys / "officer.pub"
+
+
+def test_fault_7_a_lost_or_replaced_certificate_fails_ca_list_and_audit_verify(tmp_path: Path) -> None:
+    import shutil
+
+    pki, acts, officer = _logged_cli_pki(tmp_path)
+    assert run_cli("ca", "issue", "c1", "c2", "c3", "--key-type", "ecdsa-p256", *acts).code == 0
+    assert run_cli("ca", "rotate", "c2", *acts).code == 0
+    saved = tmp_path / "saved"
+    shutil.copytree(pki, saved)
+    assert run_cli("ca", "list", "--dir", pki).code == 0
+    assert run_cli("audit", "verify", pki, "--trust", officer).code == 0
+    # the issue's steps: rm -rf pki/c3 (no passphrase is needed to notice)
+    shutil.rmtree(pki / "c3")
+    r = run_cli("ca", "list", "--dir", pki)
+    assert r.code == 1, r.out
+    one_error_line(
+        r,
+        "cluster c3's intermediate (sha256 ",
+        f"is recorded in inventory.json, but {pki / 'c3' / 'ca-cert.pem'} is missing",
+    )
+    doc = json.loads(run_cli("ca", "list", "--dir", pki, "--json").out)
+    assert len(doc["recorded_problems"]) == 1 and "c3" in doc["recorded_problems"][0]
+    r = run_cli("audit", "verify", pki, "--trust", officer)
+    assert r.code == 1, r.out
+    one_error_line(
+        r, f"records {pki / 'c3' / 'ca-cert.pem'} (sha256 ", "as cluster c3's current intermediate, but it is missing"
+    )
+    # c2's certificate copied over c1's: c1 is not "ok" any more, without a passphrase
+    shutil.rmtree(pki)
+    shutil.copytree(saved, pki)
+    (pki / "c1" / "ca-cert.pem").write_bytes((pki / "c2" / "ca-cert.pem").read_bytes())
+    r = run_cli("ca", "list", "--dir", pki)
+    assert r.code == 1
+    one_error_line(r, "c1 (", "ca-cert.pem is not the certificate inventory.json records (sha256 ")
+    assert json.loads(run_cli("ca", "list", "--dir", pki, "--json").out)["intermediates"][0]["recorded"] is False
+    r = run_cli("audit", "verify", pki, "--trust", officer)
+    assert r.code == 1
+    one_error_line(r, "as cluster c1's current intermediate, but", "c1/ca-cert.pem is sha256 ")
+    # an archived intermediate lost
+    shutil.rmtree(pki)
+    shutil.copytree(saved, pki)
+    shutil.rmtree(pki / "archive" / "c2")
+    for r in (run_cli("ca", "list", "--dir", pki), run_cli("audit", "verify", pki, "--trust", officer)):
+        assert r.code == 1
+        one_error_line(
+            r, "cluster c2's archived intermediate (serial ", "is recorded in inventory.json, but", "is missing"
+        )
+
+
+def test_fault_12_expiry_is_a_failed_check_and_expiring_soon_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    pki = tmp_path / "pki"
+    pw = ("--dir", pki, "--no-passphrase")
+    assert run_cli("ca", "init", "--key-type", "ecdsa-p256", "--days", "400", *pw).code == 0
+    assert run_cli("ca", "issue", "c1", "--key-type", "ecdsa-p256", "--days", "100", *pw).code == 0
+    root = x509.load_pem_x509_certificate((pki / "root-cert.pem").read_bytes())
+    inter = x509.load_pem_x509_certificate((pki / "c1" / "ca-cert.pem").read_bytes())
+
+    def at(t: dt.datetime) -> None:
+        monkeypatch.setattr("airgap.core.x509.now", lambda: t.replace(microsecond=0))
+
+    # c1 expires in 10 days: a warning with the days left, exit 0
+    at(inter.not_valid_after_utc - dt.timedelta(days=10, hours=1))
+    r = run_cli("ca", "list", "--dir", pki)
+    assert r.code == 0, r.err
+    assert "airgap: warning: cluster c1's intermediate expires on" in r.err and "(10 days left)" in r.err
+    # c1 expired: exit 1
+    at(inter.not_valid_after_utc + dt.timedelta(hours=1))
+    r = run_cli("ca", "list", "--dir", pki)
+    assert r.code == 1
+    one_error_line(r, "c1 (expired on ", "run 'airgap ca rotate c1'", alone=False)
+    # the root expires today: ca issue says so (no "--days 0"), ca list warns with the days left
+    at(root.not_valid_after_utc - dt.timedelta(hours=2))
+    r = run_cli("ca", "issue", "c2", "--key-type", "ecdsa-p256", "--days", "1", *pw)
+    assert r.code == 4
+    one_error_line(r, "(0 days left: it expires today)", "the root must be rotated ('airgap ca rotate-root')")
+    assert "--days 0" not in r.err
+    r = run_cli("ca", "list", "--dir", pki)
+    assert "airgap: warning: the root expires on" in r.err and "0 days left: it expires today" in r.err
+    assert "it must be rotated" in r.err
+    # 5 days left: the hint is the days that fit, and that the root must be rotated soon
+    at(root.not_valid_after_utc - dt.timedelta(days=5, hours=2))
+    r = run_cli("ca", "issue", "c2", "--key-type", "ecdsa-p256", "--days", "30", *pw)
+    assert r.code == 4
+    one_error_line(r, "5 days left); use --days 5 or less; the root itself must be rotated soon")
+    # the root expired: exit 1 whatever the intermediates
+    at(root.not_valid_after_utc + dt.timedelta(hours=1))
+    r = run_cli("ca", "list", "--dir", pki, "--json")
+    assert r.code == 1
+    assert json.loads(r.out)["root_problems"] == [
+        f"the root expired on {root.not_valid_after_utc:%Y-%m-%d}; it must be rotated ('airgap ca rotate-root')"
+    ]

@@ -315,6 +315,26 @@ def recorded_fingerprints(entries: Iterable[Entry]) -> set[str]:
     return recorded
 
 
+INTERMEDIATE_ACTS = ("issue", "sign", "rotate")
+
+
+def current_intermediates(entries: Iterable[Entry]) -> dict[str, str]:
+    """Cluster → fingerprint of its current intermediate as the log records it: the last ``issue``,
+    ``sign`` or ``rotate`` entry for the cluster, unless a later ``recover`` entry says that
+    intermediate was never published (its act was undone)."""
+    current: dict[str, str] = {}
+    for e in entries:
+        p = e.params
+        cluster, fp = p.get("cluster"), p.get("fingerprint")
+        if not isinstance(cluster, str) or not isinstance(fp, str):
+            continue
+        if e.act in INTERMEDIATE_ACTS:
+            current[cluster] = fp
+        elif e.act == "recover" and "never published" in str(p.get("outcome")) and current.get(cluster) == fp:
+            del current[cluster]
+    return current
+
+
 def check_certificates(entries: Iterable[Entry], certificates: Iterable[tuple[str, str]], *, source: str) -> None:
     """Step 9: every (path, fingerprint) of a CA certificate in the folder was recorded."""
     recorded = recorded_fingerprints(entries)
@@ -362,6 +382,7 @@ __all__ = [
     "check_head",
     "check_head_hash",
     "check_no_secret",
+    "current_intermediates",
     "parse_entries",
     "parse_entry",
     "recorded_fingerprints",
