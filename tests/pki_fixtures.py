@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import openssl
 
@@ -49,3 +56,33 @@ def openssl_verifies(root: Path, intermediate: Path, leaf: Path) -> bool:
     """``openssl verify`` of leaf → intermediate → root (the second oracle)."""
     r = openssl("verify", "-CAfile", root, "-untrusted", intermediate, leaf, check=False)
     return r.returncode == 0
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: int) -> Iterator[Path]:
+    """A real, small file system (tmpfs of ``size`` bytes) mounted at ``path``; skips the test
+    (with the reason) where mounting is not permitted (not root, or a container without CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    if r.returncode != 0:
+        pytest.skip(f"a full disk needs a small tmpfs, and mount is not permitted here: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def fill(folder: Path, leave_pages: int) -> Path:
+    """Fill ``folder``'s file system, then free ``leave_pages`` pages of 4 KiB: a nearly full disk."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(0, filler.stat().st_size - 4096 * leave_pages - (filler.stat().st_size % 4096)))
+    return filler

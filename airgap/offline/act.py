@@ -45,7 +45,7 @@ from airgap.offline import ceremony
 from airgap.offline.ceremony import Entry, Officer, Prepared
 from airgap.offline.inventory import Inventory, read_inventory, where_seen, write_inventory
 from airgap.offline.layout import PkiLayout
-from airgap.offline.recovery import Recovered, recover
+from airgap.offline.recovery import Recovered, recover, settle_journal
 
 
 @dataclass
@@ -87,6 +87,19 @@ class Act:
     def head(self) -> str | None:
         """The log's head hash now (None: no log)."""
         return ceremony.head_hash(self.path)
+
+    @contextlib.contextmanager
+    def settle_on_error(self) -> Iterator[None]:
+        """Around the steps after the act's journal was written: on a handled error (a full disk, a
+        refused write) the unpublished part is finished or undone at once and recorded
+        (:func:`airgap.offline.recovery.settle_journal`), so nothing stays recorded that is not on
+        disk; then the error goes on. A kill is left to the next act's recovery."""
+        try:
+            yield
+        except Exception:
+            with contextlib.suppress(Exception):  # the original error is the one to report
+                self.recovered += settle_journal(self.layout, lambda r: self.record("recover", r.params))
+            raise
 
     def inventory(self) -> Inventory:
         """The inventory; one written before ``key_ids`` existed gets them from the disk (migration)."""

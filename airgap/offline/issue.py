@@ -306,16 +306,17 @@ def publish_intermediates(act: Act, batch: Sequence[Signed], published: Callable
     inventory once, not 200 times. ``published`` is called after each folder is in place.
     """
     write_journal(act.layout, issue_journal([(s.record.cluster, s.record.fingerprint) for s in batch]))
-    inv = act.inventory()
-    inv.intermediates.extend(s.record for s in batch)
-    for s in batch:
-        inv.remember_cert(s.cert, f"cluster {s.record.cluster} (intermediate")
-    act.write_inventory(inv)  # before any folder is published: the record never lags the disk
-    act.record_all([(s.log_act, s.params) for s in batch])  # one write of the log for the batch
-    for s in batch:
-        write_cluster(act.layout, act.path / s.record.cluster, s.key_pem, s.cert, s.issuer)
-        if published is not None:
-            published(s)
+    with act.settle_on_error():  # a handled error: what was not published leaves the inventory at once
+        inv = act.inventory()
+        inv.intermediates.extend(s.record for s in batch)
+        for s in batch:
+            inv.remember_cert(s.cert, f"cluster {s.record.cluster} (intermediate")
+        act.write_inventory(inv)  # before any folder is published: the record never lags the disk
+        act.record_all([(s.log_act, s.params) for s in batch])  # one write of the log for the batch
+        for s in batch:
+            write_cluster(act.layout, act.path / s.record.cluster, s.key_pem, s.cert, s.issuer)
+            if published is not None:
+                published(s)
     clear_journal(act.layout)
 
 

@@ -32,6 +32,7 @@ import ctypes
 import ctypes.util
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,24 @@ _BY_KIND = {
 }
 
 
+def settle_journal(layout: PkiLayout, record: Callable[[Recovered], object]) -> list[Recovered]:
+    """After a handled error in an act that wrote a journal: finish or undo its unpublished part now
+    (as the next act's recovery would), ``record`` each outcome, and only then remove the journal, so
+    a failure to record (a full disk) leaves the journal for the next act to settle again."""
+    jp = journal_path(layout)
+    if not jp.exists():
+        return []
+    doc = parse_state(jp.read_bytes(), source=str(jp), what="act journal")
+    handler = _BY_KIND.get(str(doc.get("kind")))
+    if handler is None:
+        return []
+    done = handler(layout, doc)
+    for r in done:
+        record(r)
+    clear_journal(layout)
+    return done
+
+
 def _legacy_rotations(layout: PkiLayout) -> list[Recovered]:
     """``.rotate-X`` left without a journal (a crash before the journal was written)."""
     out = []
@@ -376,6 +395,7 @@ __all__ = [
     "pending_publication",
     "recover",
     "rewrite_trust",
+    "settle_journal",
     "write_crl_files",
     "write_journal",
 ]

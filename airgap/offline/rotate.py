@@ -202,33 +202,34 @@ def rotate_intermediate(
                 "archive": str(dest.relative_to(layout.path)),
             },
         )
-        inv = act.inventory()
-        inv.intermediates.append(rec)
-        inv.remember_cert(cert, f"cluster {cluster} (intermediate")
-        act.write_inventory(inv)
-        act.record(
-            "rotate",
-            {
-                **cert_facts(cert, cluster=cluster),
-                "old_serial": old_serial,
-                "old_fingerprint": cx.fingerprint(old),
-                "under_next_root": signer.is_next,
-                **(
-                    {
-                        "key_held": "elsewhere",
-                        "csr_sha256": csr.sha256,
-                        **({"request_id": request_id} if request_id else {}),
-                    }
-                    if csr is not None
-                    else {}
-                ),
-            },
-        )
-        # The swap: PKI/<cluster> and the new folder trade places in one step, then the old one
-        # (now under the staging name) moves to the archive.
-        exchange(current, staging)
-        ensure_dir(dest.parent, mode=0o700)
-        move(staging, dest)
+        with act.settle_on_error():  # a handled error: recorded → finished, not recorded → undone, at once
+            inv = act.inventory()
+            inv.intermediates.append(rec)
+            inv.remember_cert(cert, f"cluster {cluster} (intermediate")
+            act.write_inventory(inv)
+            act.record(
+                "rotate",
+                {
+                    **cert_facts(cert, cluster=cluster),
+                    "old_serial": old_serial,
+                    "old_fingerprint": cx.fingerprint(old),
+                    "under_next_root": signer.is_next,
+                    **(
+                        {
+                            "key_held": "elsewhere",
+                            "csr_sha256": csr.sha256,
+                            **({"request_id": request_id} if request_id else {}),
+                        }
+                        if csr is not None
+                        else {}
+                    ),
+                },
+            )
+            # The swap: PKI/<cluster> and the new folder trade places in one step, then the old one
+            # (now under the staging name) moves to the archive.
+            exchange(current, staging)
+            ensure_dir(dest.parent, mode=0o700)
+            move(staging, dest)
         clear_journal(layout)
     return Rotation(cluster, old_serial, cx.fingerprint(old), rec, signer.is_next, dest)
 

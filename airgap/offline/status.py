@@ -337,6 +337,12 @@ def pki_report(layout: PkiLayout, passphrase: bytes | None, *, expiring_days: in
     in_token = layout.root_key_ref.exists() and not layout.root_key.exists()
     rows = intermediate_status(layout, passphrase, at=at)
     root_failures, root_warnings = _root_checks(layout, at)
+    pending = pending_publication(layout)
+    if pending:
+        root_warnings.append(
+            f"an interrupted act ({layout.path}/.journal.json) has not published {', '.join(sorted(pending))} yet: "
+            "the next act on this folder finishes or undoes it"
+        )
     return PkiReport(
         root=root_summary(root),
         next_root=root_summary(nxt) if nxt is not None else None,
@@ -344,7 +350,7 @@ def pki_report(layout: PkiLayout, passphrase: bytes | None, *, expiring_days: in
         intermediates=rows,
         expiring_days=expiring_days,
         expiring=soon,
-        recorded_problems=recorded_problems(layout, skip_present=True, skip=pending_publication(layout)),
+        recorded_problems=recorded_problems(layout, skip_present=True, skip=pending),
         root_problems=root_failures,
         warnings=root_warnings + _intermediate_warnings(rows, at),
     )

@@ -197,7 +197,12 @@ def verify_log(
     # 9. every certificate on disk was recorded; 10. every recorded one is on disk
     if check_files:
         _check_files(pki, entries, src)
-        check_on_disk(pki, entries, src)
+        pending = check_on_disk(pki, entries, src)
+        if pending:
+            notes.append(
+                f"an interrupted act (PKI/.journal.json) has not published {', '.join(sorted(pending))} yet: "
+                "the next act on this folder finishes or undoes it"
+            )
     if not pinned:
         notes.append("no --trust key: checked against the officer key the log registers itself")
     return VerifiedLog(tuple(entries), tuple(officer), pinned, tuple(notes))
@@ -221,8 +226,9 @@ def _check_files(pki: Path, entries: list[Entry], src: str) -> None:
     check_certificates(entries, certs, source=src)
 
 
-def check_on_disk(pki: Path, entries: list[Entry], src: str) -> None:
-    """Step 10: what the log and the inventory record as current is on disk, unchanged (exit 1 otherwise)."""
+def check_on_disk(pki: Path, entries: list[Entry], src: str) -> frozenset[str]:
+    """Step 10: what the log and the inventory record as current is on disk, unchanged (exit 1 otherwise).
+    Returns what an interrupted act's journal names (left to the next act's recovery)."""
     from airgap.offline.recovery import pending_publication
     from airgap.offline.status import recorded_problems
 
@@ -244,6 +250,7 @@ def check_on_disk(pki: Path, entries: list[Entry], src: str) -> None:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise VerificationError(f"{problems[0]}{more}")
+    return pending
 
 
 def _certificates_in(pki: Path) -> list[Path]:
