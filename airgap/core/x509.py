@@ -398,6 +398,14 @@ def revocation_entry(crl: x509.CertificateRevocationList, cert: x509.Certificate
     return f"{number} lists serial {cert.serial_number:x} ({reason}, revoked {when})"
 
 
+class OutOfValidity(VerificationError):
+    """:func:`check_ca_material`: a certificate of the material is expired or not yet valid.
+
+    A verification failure (exit 1) for material that came from elsewhere (a bundle being
+    imported); the PKI's own material out of date is a precondition instead (``bundle create``: exit 4).
+    """
+
+
 @dataclass(frozen=True)
 class CAMaterial:
     """A cluster's four ``cacerts`` files, parsed and checked as istiod would."""
@@ -452,9 +460,9 @@ def check_ca_material(
     for cert in (*chain, anchor):
         who = cert.subject.rfc4514_string()
         if cert.not_valid_after_utc <= t:
-            raise VerificationError(f"{source}: certificate {who} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+            raise OutOfValidity(f"{source}: certificate {who} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
         if cert.not_valid_before_utc > t:
-            raise VerificationError(f"{source}: certificate {who} is not yet valid")
+            raise OutOfValidity(f"{source}: certificate {who} is not yet valid")
         if weak_signature(cert):
             raise VerificationError(f"{source}: certificate {who} uses a SHA-1/MD5 signature, which istiod rejects")
     return CAMaterial(
@@ -471,6 +479,7 @@ def check_ca_material(
 __all__ = [
     "ISTIOD_SAN",
     "CAMaterial",
+    "OutOfValidity",
     "authority_key_id",
     "build_intermediate",
     "build_root",

@@ -19,12 +19,13 @@ does not exist: a harmless gap, like the sequence number.)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from airgap.core import age
+from airgap.core import x509 as clock
 from airgap.core.atomic import AtomicFile, ensure_dir, write_replace
 from airgap.core.bundle import (
     CA_CERT,
@@ -172,15 +174,16 @@ def cacerts_members(
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    material = check_ca_material(
-        ca_cert_pem=cert,
-        ca_key=key,
-        ca_key_pem=key_pem,
-        cert_chain_pem=chain,
-        root_cert_pem=root,
-        at=now,
-        source=str(d),
-    )
+    with _out_of_date_refused(cluster, pki_dir):
+        material = check_ca_material(
+            ca_cert_pem=cert,
+            ca_key=key,
+            ca_key_pem=key_pem,
+            cert_chain_pem=chain,
+            root_cert_pem=root,
+            at=now,
+            source=str(d),
+        )
     if encrypt:
         key_member = SecretMember(CA_KEY_AGE, age.encrypt(key_pem, list(recipients)), True)
     else:
@@ -194,6 +197,21 @@ def cacerts_members(
         out.append(SecretMember(CA_CRL, crl_pem, False))
     _refuse_revoked(Path(pki_dir), cluster, material.ca_cert)
     return out
+
+
+@contextlib.contextmanager
+def _out_of_date_refused(cluster: str, pki_dir: Path) -> Iterator[None]:
+    """The PKI's own material expired or not yet valid is a precondition not met (exit 4), with the
+    remedy; from a bundle being imported the same finding stays a verification failure (exit 1)."""
+    from airgap.core.x509 import OutOfValidity
+
+    try:
+        yield
+    except OutOfValidity as exc:
+        raise Refused(
+            f"{exc.message}; a bundle is never sealed with it: run 'airgap ca rotate {cluster} --dir {pki_dir}' "
+            "(or 'airgap ca rotate-root' for an expired root) and bundle the replacement"
+        ) from exc
 
 
 def held_elsewhere(pki_dir: Path, cluster: str) -> IntermediateRecord | None:
@@ -220,9 +238,16 @@ def keyless_members(
     cert = _read_pki_file(d / "ca-cert.pem", limits)
     chain = _read_pki_file(d / "cert-chain.pem", limits)
     root = _read_pki_file(d / "root-cert.pem", limits)
-    material = check_ca_material(
-        ca_cert_pem=cert, ca_key=None, ca_key_pem=b"", cert_chain_pem=chain, root_cert_pem=root, at=now, source=str(d)
-    )
+    with _out_of_date_refused(cluster, pki_dir):
+        material = check_ca_material(
+            ca_cert_pem=cert,
+            ca_key=None,
+            ca_key_pem=b"",
+            cert_chain_pem=chain,
+            root_cert_pem=root,
+            at=now,
+            source=str(d),
+        )
     if held.fingerprint != material.fingerprint or spki_sha256(material.ca_cert.public_key()) != held.key_id:  # type: ignore[arg-type]
         raise Refused(f"{d}: ca-cert.pem is not the certificate the inventory records for the key held elsewhere")
     out = [
@@ -431,7 +456,7 @@ def seal_bundle(
     store.load_root_cert()  # a PKI folder, not any folder
     sign_key = load_private_key(Path(sign_key_path), sign_passphrase)
     check_signer_key(sign_key, source=str(sign_key_path))
-    t = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    t = (now or clock.now()).replace(microsecond=0)  # airgap's one clock (tests and faketime move it)
     if held is not None:
         secret = keyless_members(store.path, cluster, held, limits=limits, now=t)
     else:

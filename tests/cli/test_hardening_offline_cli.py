@@ -452,3 +452,33 @@ def test_fault_8_a_full_disk_mid_batch_names_the_file_and_records_nothing_that_i
         else:
             pytest.fail("the batch never succeeded: make the tmpfs larger")
     assert any(any(s) and not all(s) for s in shapes), shapes  # the disk filled up mid-batch at least once
+
+
+def test_fault_11_bundle_create_of_an_expired_intermediate_is_refused_exit_4(
+    pki: Path, tmp_path: Path, bkeys: Keys, passfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    inter = x509.load_pem_x509_certificate((pki / "c1" / "ca-cert.pem").read_bytes())
+    monkeypatch.setattr("airgap.core.x509.now", lambda: inter.not_valid_after_utc + dt.timedelta(days=1))
+    before = tree(pki)
+    out = tmp_path / "c1.bundle"
+    base = ("bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--passphrase-file", passfile)
+    for extra in (("--recipient", bkeys.recipient_pub), ("--no-encrypt",)):
+        r = run_cli(*base, *extra, "--out", out)
+        assert r.code == 4, r.err
+        one_error_line(r, "expired on", "a bundle is never sealed with it: run 'airgap ca rotate c1")
+        assert not out.exists() and tree(pki) == before
+    # a keyless cluster (its key held elsewhere) the same
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", tmp_path / "k.key")
+    csr = csr_from_key(tmp_path / "k.key", tmp_path / "k.csr")
+    monkeypatch.undo()
+    r = run_cli("ca", "sign", csr, "--cluster", "c9", "--dir", pki, "--out", tmp_path / "c9", "--days", "10",
+                "--passphrase-file", passfile)  # fmt: skip
+    assert r.code == 0, r.err
+    monkeypatch.setattr("airgap.core.x509.now", lambda: inter.not_valid_after_utc + dt.timedelta(days=1))
+    r = run_cli("bundle", "create", "c9", "--dir", pki, "--sign-key", bkeys.signer, "--passphrase-file", passfile,
+                "--out", out)  # fmt: skip
+    assert r.code == 4, r.err
+    one_error_line(r, "expired on", "run 'airgap ca rotate c9")
+    assert not out.exists()
