@@ -60,10 +60,11 @@ def root_problems(cert: x509.Certificate) -> list[str]:
     if eku is not None:
         usages = set(eku)
         lacking = [u._name for u in WORKLOAD_EKUS if u not in usages]
-        if lacking and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages:
+        if lacking:
             out.append(
-                f"extendedKeyUsage lacks {', '.join(lacking)}: Go's verifier (istiod) nests EKUs, so workload "
-                "certificates under this root would not verify (the root needs no EKU, or serverAuth and clientAuth)"
+                f"extendedKeyUsage lacks {', '.join(lacking)}: Go's verifier (istiod) nests EKUs, and OpenSSL's "
+                "does not count anyExtendedKeyUsage, so workload certificates under this root would not verify "
+                "(the root needs no EKU, or serverAuth and clientAuth)"
             )
     if weak_signature(cert):
         out.append("the signature is SHA-1/MD5, which istiod rejects")

@@ -93,6 +93,10 @@ BAD_ROOTS = {
         (*MAKEFILE_EXTS, "extendedKeyUsage = codeSigning"),
         "extendedKeyUsage lacks serverAuth, clientAuth",
     ),
+    "eku-any-only": (  # Go would take it; OpenSSL does not count anyExtendedKeyUsage for a CA
+        (*MAKEFILE_EXTS, "extendedKeyUsage = anyExtendedKeyUsage"),
+        "extendedKeyUsage lacks serverAuth, clientAuth",
+    ),
     "eku-serverAuth-only": ((*MAKEFILE_EXTS, "extendedKeyUsage = serverAuth"), "extendedKeyUsage lacks clientAuth"),
 }
 
