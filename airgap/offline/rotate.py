@@ -161,7 +161,7 @@ def rotate_intermediate(
         if csr is not None:
             from airgap.offline.sign import refuse_known_key
 
-            refuse_known_key(layout, csr.key_id)
+            refuse_known_key(act.inventory().key_ids or {}, csr.key_id)
             if request_id is not None and any(r.request_id == request_id for r in act.inventory().intermediates):
                 raise Refused(f"request {request_id} was already signed; make a new request ('airgap ca request')")
         signer = signing_root(layout, passphrase, root_key)

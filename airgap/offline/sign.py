@@ -58,9 +58,10 @@ def certified_key_ids(layout: PkiLayout) -> dict[str, str]:
     return inv.key_ids if inv.key_ids is not None else disk_key_ids(layout, inv)
 
 
-def refuse_known_key(layout: PkiLayout, key_id: str, source: str = "the request's key") -> None:
-    """Exit 4 when airgap has already certified or holds ``key_id``, naming where it was seen."""
-    where = certified_key_ids(layout).get(key_id)
+def refuse_known_key(known: dict[str, str], key_id: str, source: str = "the request's key") -> None:
+    """Exit 4 when airgap has already certified or holds ``key_id`` (``known``: :func:`certified_key_ids`,
+    read once per act), naming where it was seen."""
+    where = known.get(key_id)
     if where is not None:
         raise Refused(
             f"{source} {key_id} is already certified for {where}; "
@@ -172,6 +173,7 @@ def sign_csrs(
     with pki_act(layout, "sign", officer, notify=notify) as act:
         # 4. not already issued
         inv = act.inventory()
+        known = inv.key_ids or {}  # act.inventory() has them (migrated from disk for an older inventory)
         signed_ids = {r.request_id for r in inv.intermediates if r.request_id}
         skipped: list[IntermediateRecord] = []
         todo: list[tuple[SignItem, str]] = []
@@ -185,7 +187,7 @@ def sign_csrs(
                     f"{layout.path / name}: already exists; cluster {name} already has an intermediate "
                     "(rotation: see 'ca rotate'; to finish an interrupted run of the same requests: --skip-existing)"
                 )
-            refuse_known_key(layout, item.csr.key_id)
+            refuse_known_key(known, item.csr.key_id)
             if item.request_id is not None and item.request_id in signed_ids:
                 raise Refused(f"request {item.request_id} was already signed; make a new request ('airgap ca request')")
             todo.append((item, name))
