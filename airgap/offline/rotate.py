@@ -284,22 +284,23 @@ def begin_root_rotation(
         inv.remember_cert(cert, "the next root (")
         act.write_inventory(inv)
         write_journal(layout, {"kind": "root-begin", "fingerprint": cx.fingerprint(cert)})
-        storage = key_params or {"storage": "file", "file": f"next-root/{ROOT_KEY}"}
-        act.record(
-            "key-create",
-            {"purpose": "next-root", "key_type": key_type_of(key), "key_id": spki_sha256(key), **storage},
-        )
-        act.record(
-            "root-rotation-begin",
-            {**cert_facts(cert, role="next-root"), "current_root_fingerprint": cx.fingerprint(old)},
-        )
-        with staged_dir(nd, mode=0o700) as tmp:
-            if root_key is None:
-                write_new(tmp / ROOT_KEY, encode_private_key(key, passphrase), mode=0o600)
-            else:
-                write_new(tmp / ROOT_KEY_REF, key_record or b"{}\n")
-            write_new(tmp / ROOT_CERT, cx.cert_pem(cert))
-        rewrite_trust(layout)
+        with act.settle_on_error():  # a handled error: the next root is finished or never was, at once
+            storage = key_params or {"storage": "file", "file": f"next-root/{ROOT_KEY}"}
+            act.record(
+                "key-create",
+                {"purpose": "next-root", "key_type": key_type_of(key), "key_id": spki_sha256(key), **storage},
+            )
+            act.record(
+                "root-rotation-begin",
+                {**cert_facts(cert, role="next-root"), "current_root_fingerprint": cx.fingerprint(old)},
+            )
+            with staged_dir(nd, mode=0o700) as tmp:
+                if root_key is None:
+                    write_new(tmp / ROOT_KEY, encode_private_key(key, passphrase), mode=0o600)
+                else:
+                    write_new(tmp / ROOT_KEY_REF, key_record or b"{}\n")
+                write_new(tmp / ROOT_CERT, cx.cert_pem(cert))
+            rewrite_trust(layout)
         clear_journal(layout)
     return RootRecord.of(cert)
 
@@ -352,23 +353,24 @@ def finish_root_rotation(
         if crl_doc is not None:
             journal["crl"] = crl_doc
         write_journal(layout, journal)
-        rec = RootRecord.of(signer.cert)
-        inv = act.inventory()
-        inv.root = rec
-        act.write_inventory(inv)
-        act.record(
-            "root-rotation-finish",
-            {**cert_facts(signer.cert, role="root"), "retired_root_fingerprint": cx.fingerprint(old)},
-        )
-        if crl_rec is not None:
-            act.record("crl", crl_rec.log_params())
-        # Each file moves once; at any moment it exists in exactly one place.
-        finish_root_moves(layout, dest)
-        if crl_doc is not None:
-            write_crl_files(layout, str(crl_doc["pem"]).encode())
-            state.crl_number = int(str(crl_doc["number"]))
-            write_revocations(layout.revocations, state)
-        rewrite_trust(layout)
+        with act.settle_on_error():  # a handled error: the journal finishes the rotation at once
+            rec = RootRecord.of(signer.cert)
+            inv = act.inventory()
+            inv.root = rec
+            act.write_inventory(inv)
+            act.record(
+                "root-rotation-finish",
+                {**cert_facts(signer.cert, role="root"), "retired_root_fingerprint": cx.fingerprint(old)},
+            )
+            if crl_rec is not None:
+                act.record("crl", crl_rec.log_params())
+            # Each file moves once; at any moment it exists in exactly one place.
+            finish_root_moves(layout, dest)
+            if crl_doc is not None:
+                write_crl_files(layout, str(crl_doc["pem"]).encode())
+                state.crl_number = int(str(crl_doc["number"]))
+                write_revocations(layout.revocations, state)
+            rewrite_trust(layout)
         clear_journal(layout)
     return rec
 
