@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from airgap.core.csr import verify_csr
 from tests.bundle_fixtures import Keys, bkeys, make_bundle  # noqa: F401
 from tests.helpers import one_error_line, openssl, run_cli, tree
 from tests.pki_fixtures import MAKEFILE_EXTS, fill, openssl_leaf, openssl_root, openssl_verifies, small_tmpfs
@@ -48,6 +49,12 @@ def test_fault_1_a_key_airgap_ever_certified_or_holds_is_never_certified_again(
         r = run_cli("ca", "sign", csr, "--cluster", "other", "--out", tmp_path / "out", *pw)
         assert r.code == 4, r.err
         one_error_line(r, "the request's key", where, "airgap never certifies a key twice")
+        key_id = verify_csr(csr.read_bytes(), source="csr").key_id
+        if csr == old:  # the exact line the user sees
+            assert r.err == (
+                f"airgap: error: the request's key {key_id} is already certified for cluster c1 (intermediate "
+                f"serial {serial}); airgap never certifies a key twice: make a new key and request\n"
+            )
         r = run_cli("ca", "rotate", "c2", "--csr", csr, *pw)
         assert r.code == 4, r.err
         one_error_line(r, where)
@@ -110,6 +117,11 @@ def test_fault_4_adoption_refuses_roots_that_cannot_sign_a_validating_chain(tmp_
         assert r.code == 4, (name, r.err)
         one_error_line(r, f"{cert}: the root cannot sign a chain that validates: ", reason)
         assert not pki.exists(), name
+        if name == "pathlen0":  # the exact line the user sees
+            assert r.err == (
+                f"airgap: error: {cert}: the root cannot sign a chain that validates: basicConstraints pathlen:0 "
+                "allows no intermediate (airgap issues one per cluster: pathlen must be absent or at least 1)\n"
+            )
     cert, key = openssl_root(tmp_path / "sha1", MAKEFILE_EXTS, md="sha1")
     r = run_cli("ca", "init", "--dir", tmp_path / "pki-sha1", "--adopt-cert", cert, "--adopt-key", key, *pw)
     assert r.code == 4 and "SHA-1/MD5" in r.err, r.err
@@ -282,6 +294,12 @@ def test_fault_3_every_header_byte_of_every_member_is_checked(
             r = run_cli("bundle", "verify", bad, "--trust", signer_pub)
             assert r.code == 1, (e.name, field, r.err)
             one_error_line(r, f"member {e.name!a}: tar header field {field} (at offset {at}) differs")
+            if e.name == "cacerts/ca-key.pem" and field == "mode":  # the exact line the user sees
+                assert r.err == (
+                    f"airgap: error: {bad}: member 'cacerts/ca-key.pem': tar header field mode (at offset {at}) "
+                    "differs from what the bundle writer makes; header bytes are not signed, so no byte of them "
+                    "may change\n"
+                )
             r = run_cli(
                 "bundle",
                 "import",
@@ -317,9 +335,14 @@ def test_fault_7_a_lost_or_replaced_certificate_fails_ca_list_and_audit_verify(t
     assert run_cli("ca", "list", "--dir", pki).code == 0
     assert run_cli("audit", "verify", pki, "--trust", officer).code == 0
     # the issue's steps: rm -rf pki/c3 (no passphrase is needed to notice)
+    c3_fp = json.loads((pki / "inventory.json").read_bytes())["intermediates"][2]["fingerprint"]
     shutil.rmtree(pki / "c3")
     r = run_cli("ca", "list", "--dir", pki)
     assert r.code == 1, r.out
+    assert r.err == (
+        f"airgap: error: cluster c3's intermediate (sha256 {c3_fp}) is recorded in inventory.json, "
+        f"but {pki}/c3/ca-cert.pem is missing\n"
+    )
     one_error_line(
         r,
         "cluster c3's intermediate (sha256 ",
@@ -472,6 +495,11 @@ def test_fault_11_bundle_create_of_an_expired_intermediate_is_refused_exit_4(
         r = run_cli(*base, *extra, "--out", out)
         assert r.code == 4, r.err
         one_error_line(r, "expired on", "a bundle is never sealed with it: run 'airgap ca rotate c1")
+        assert r.err == (
+            f"airgap: error: {pki}/c1: certificate CN=Intermediate CA,L=c1,O=Istio expired on "
+            f"{inter.not_valid_after_utc:%Y-%m-%d}; a bundle is never sealed with it: run 'airgap ca rotate c1 "
+            f"--dir {pki}' (or 'airgap ca rotate-root' for an expired root) and bundle the replacement\n"
+        )
         assert not out.exists() and tree(pki) == before
     # a keyless cluster (its key held elsewhere) the same
     openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", tmp_path / "k.key")
