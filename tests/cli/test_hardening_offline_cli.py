@@ -375,6 +375,15 @@ def test_fault_7_a_lost_or_replaced_certificate_fails_ca_list_and_audit_verify(t
         one_error_line(
             r, "cluster c2's archived intermediate (serial ", "is recorded in inventory.json, but", "is missing"
         )
+    # the next root of a rotation in progress, lost: the log records it
+    shutil.rmtree(pki)
+    shutil.copytree(saved, pki)
+    assert run_cli("ca", "rotate-root", *acts).code == 0
+    assert run_cli("audit", "verify", pki, "--trust", officer).code == 0
+    shutil.rmtree(pki / "next-root")
+    r = run_cli("audit", "verify", pki, "--trust", officer)
+    assert r.code == 1
+    one_error_line(r, "as the next root, but", "next-root/root-cert.pem is missing")
 
 
 def test_fault_12_expiry_is_a_failed_check_and_expiring_soon_a_warning(

@@ -33,6 +33,7 @@ from airgap.offline.ceremony.log import (
     check_head_hash,
     check_no_secret,
     current_intermediates,
+    current_roots,
     parse_entries,
     parse_entry,
     sign_entries,
@@ -232,7 +233,16 @@ def check_on_disk(pki: Path, entries: list[Entry], src: str) -> frozenset[str]:
     from airgap.offline.recovery import pending_publication
     from airgap.offline.status import recorded_problems
 
-    pending = pending_publication(PkiLayout(Path(pki)))  # an interrupted act: the next one finishes or undoes it
+    layout = PkiLayout(Path(pki))
+    pending = pending_publication(layout)  # an interrupted act: the next one finishes or undoes it
+    root, nxt = current_roots(entries)
+    for what, fp, path in (("root", root, layout.root_cert), ("next root", nxt, layout.next_root_cert)):
+        if fp is None or "root" in pending:
+            continue
+        found = fingerprint(load_cert_pem(path.read_bytes(), source=str(path))) if path.is_file() else None
+        if found != fp:
+            shown = f"is sha256 {found}" if found is not None else "is missing"
+            raise VerificationError(f"{src}: records sha256 {fp} as the {what}, but {path} {shown}")
     for cluster, fp in sorted(current_intermediates(entries).items()):
         if cluster in pending:
             continue
