@@ -255,10 +255,13 @@ HOSTILE_FIELDS = {  # field: (offset, bytes an attacker writes there)
     "gid": (116, b"0001750\0"),
     "mtime": (136, b"14000000000\0"),
     "typeflag": (156, b"\0"),
+    "linkname": (157, b"/etc/passwd"),
+    "version": (263, b" \0"),
     "uname": (265, b"root"),
     "gname": (297, b"root"),
     "devmajor": (329, b"0000001\0"),
     "devminor": (337, b"0000001\0"),
+    "prefix": (345, b"../../etc"),
     "the header's last 12 bytes": (500, b"x"),
 }
 

@@ -222,9 +222,10 @@ def _check_name(raw: bytes, *, source: str) -> str:
 def scan_archive(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) -> list[TarEntry]:
     """Walk every header of a bundle archive without reading member data (steps 1 to 3).
 
-    Per entry, in order: header structure (checksum, ustar magic, no prefix/link), size caps (1),
+    Per entry, in order: header structure (checksum, ustar magic), size caps (1),
     type (2, regular files only), name (3), then every other header byte equal to the writer's
-    (:func:`check_canonical_header`, exit 1). Then duplicates (3) and the end of the archive: two
+    (:func:`check_canonical_header`, exit 1: a link name, a prefix, another version, mode, owner or
+    time). Then duplicates (3) and the end of the archive: two
     zero blocks and nothing but zero bytes after them. Padding after each member must be zero.
     """
     entries: list[TarEntry] = []
@@ -251,7 +252,7 @@ def scan_archive(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) 
         stored = _parse_octal(block[148:156], what="checksum", source=source)
         if stored != sum(block[:148]) + 8 * 32 + sum(block[156:]):
             raise InvalidInput(f"{source}: tar header checksum mismatch at offset {pos}")
-        if block[257:265] != b"ustar\x0000":
+        if block[257:263] != b"ustar\x00":  # the version, like every other byte, is compared below (exit 1)
             raise InvalidInput(f"{source}: not a POSIX ustar header at offset {pos}")
         name_field = block[0:100]
         raw_name = name_field.split(b"\0", 1)[0]
@@ -275,8 +276,6 @@ def scan_archive(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) 
             raise InvalidInput(
                 f"{source}: member {raw_name.decode('utf-8', 'replace')!a} is a {kind}; only regular files are allowed"
             )
-        if block[157:257] != bytes(100) or block[345:500] != bytes(155):
-            raise InvalidInput(f"{source}: member header has a link name or prefix, which the format does not allow")
         # step 3: names
         name = _check_name(raw_name, source=source)
         # every other byte: exactly the writer's header for this member (mode, mtime, uid/gid, uname/gname...)
