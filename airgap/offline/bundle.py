@@ -60,7 +60,7 @@ from airgap.core.files import read_capped
 from airgap.core.keys import PrivateKey, key_file_is_encrypted, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
-from airgap.core.x509 import check_ca_material
+from airgap.core.x509 import CAMaterial, check_ca_material
 from airgap.errors import InvalidInput, Refused
 from airgap.offline import ceremony
 from airgap.offline.act import pki_act
@@ -196,7 +196,20 @@ def cacerts_members(
         check_bundled_crl(crl_pem, material, source=str(d), cluster=cluster)
         out.append(SecretMember(CA_CRL, crl_pem, False))
     _refuse_revoked(Path(pki_dir), cluster, material.ca_cert)
+    _refuse_unrecorded(Path(pki_dir), cluster, material)
     return out
+
+
+def _refuse_unrecorded(pki_dir: Path, cluster: str, material: CAMaterial) -> None:
+    """Only the intermediate the inventory records for ``cluster`` ships (exit 4): a folder whose
+    certificate and key were replaced (another cluster's copied in) never goes out under its name."""
+    rec = read_inventory(PkiLayout(pki_dir).inventory).current(cluster)
+    if rec is None or rec.fingerprint != material.fingerprint:
+        recorded = f"sha256 {rec.fingerprint}" if rec is not None else "nothing"
+        raise Refused(
+            f"{pki_dir / cluster}: ca-cert.pem (sha256 {material.fingerprint}) is not the intermediate the "
+            f"inventory records for cluster {cluster} ({recorded}); see 'airgap ca list --dir {pki_dir}'"
+        )
 
 
 @contextlib.contextmanager

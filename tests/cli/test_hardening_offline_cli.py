@@ -59,9 +59,15 @@ def test_fault_1_a_key_airgap_ever_certified_or_holds_is_never_certified_again(
         assert r.code == 4, r.err
         one_error_line(r, where)
     assert tree(pki) == before and not (tmp_path / "out").exists()
-    # an inventory from before key_ids existed: the ids come from the certificates on disk (archive too)
+    # a tampered key_ids field is a corrupt inventory (exit 3), never a smaller set of known keys
     doc = json.loads((pki / "inventory.json").read_bytes())
     assert doc["key_ids"], "acts record the key ids in the inventory"
+    for bad in ({"XYZ": "cluster c1"}, {"0" * 64: 1}, ["0" * 64], "none"):
+        (pki / "inventory.json").write_text(json.dumps({**doc, "key_ids": bad}))
+        r = run_cli("ca", "sign", old, "--cluster", "other", "--out", tmp_path / "out", *pw)
+        assert r.code == 3, (bad, r.err)
+        one_error_line(r, "inventory.json: inventory is corrupt")
+    # an inventory from before key_ids existed: the ids come from the certificates on disk (archive too)
     del doc["key_ids"]
     (pki / "inventory.json").write_text(json.dumps(doc))
     r = run_cli("ca", "sign", old, "--cluster", "other", "--out", tmp_path / "out", *pw)
@@ -369,6 +375,16 @@ def test_fault_7_a_lost_or_replaced_certificate_fails_ca_list_and_audit_verify(t
     r = run_cli("audit", "verify", pki, "--trust", officer)
     assert r.code == 1
     one_error_line(r, "as cluster c1's current intermediate, but", "c1/ca-cert.pem is sha256 ")
+    # with c2's key too, the folder is consistent, but it is not c1's: bundle create refuses to ship it as c1
+    (pki / "c1" / "ca-key.pem").write_bytes((pki / "c2" / "ca-key.pem").read_bytes())
+    (pki / "c1" / "cert-chain.pem").write_bytes((pki / "c2" / "cert-chain.pem").read_bytes())
+    out = tmp_path / "c1.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", officer.with_suffix(".key"), "--no-encrypt", "--out", out
+    )
+    assert r.code == 4, r.err
+    one_error_line(r, "c1: ca-cert.pem (sha256 ", "is not the intermediate the inventory records for cluster c1")
+    assert not out.exists()
     # an archived intermediate lost
     shutil.rmtree(pki)
     shutil.copytree(saved, pki)
