@@ -146,7 +146,9 @@ def recorded_problems(
         if r.cluster in skip:
             continue
         if inv.current(r.cluster) is r:
-            recorded.append((layout.path / r.cluster / CA_CERT, r.fingerprint, f"cluster {r.cluster}'s intermediate"))
+            recorded.append(
+                (layout.cluster_file(r.cluster, CA_CERT), r.fingerprint, f"cluster {r.cluster}'s intermediate")
+            )
         else:
             what = f"cluster {r.cluster}'s archived intermediate (serial {r.serial})"
             recorded.append((layout.archived_cluster_dir(r.cluster) / r.serial / CA_CERT, r.fingerprint, what))
