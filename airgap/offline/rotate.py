@@ -192,16 +192,18 @@ def rotate_intermediate(
             rec = dataclasses.replace(
                 rec, key_held="elsewhere", key_id=csr.key_id, csr_sha256=csr.sha256, request_id=request_id
             )
-        write_journal(
-            layout,
-            {
-                "kind": "rotate",
-                "cluster": cluster,
-                "fingerprint": rec.fingerprint,
-                "old_fingerprint": cx.fingerprint(old),
-                "archive": str(dest.relative_to(layout.path)),
-            },
-        )
+        journal = {
+            "kind": "rotate",
+            "cluster": cluster,
+            "fingerprint": rec.fingerprint,
+            "old_fingerprint": cx.fingerprint(old),
+            "archive": str(dest.relative_to(layout.path)),
+        }
+        try:
+            write_journal(layout, journal)
+        except Exception:  # a handled error before the journal: the new folder is nobody's yet
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         with act.settle_on_error():  # a handled error: recorded → finished, not recorded → undone, at once
             inv = act.inventory()
             inv.intermediates.append(rec)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from airgap.core.csr import verify_csr
 from tests.bundle_fixtures import Keys, bkeys, make_bundle  # noqa: F401
@@ -542,3 +543,42 @@ def test_fault_11_bundle_create_of_an_expired_intermediate_is_refused_exit_4(
     assert r.code == 4, r.err
     one_error_line(r, "expired on", "run 'airgap ca rotate c9")
     assert not out.exists()
+
+
+def test_fault_8_ca_rotate_on_a_full_disk_is_settled_at_once_and_never_loses_the_cluster(tmp_path: Path) -> None:
+    import shutil
+
+    template, acts, officer = _logged_cli_pki(tmp_path)
+    assert run_cli("ca", "issue", "c1", "--key-type", "ecdsa-p256", *acts).code == 0
+    mnt = tmp_path / "mnt"
+    settled = 0
+    with small_tmpfs(mnt, 1024 * 1024):
+        for pages in range(0, 64):
+            for child in mnt.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            pki = mnt / "pki"
+            shutil.copytree(template, pki)
+            filler = fill(mnt, pages)
+            r = run_cli("ca", "rotate", "c1", "--dir", pki, *acts[2:])
+            assert (pki / "c1" / "ca-cert.pem").is_file(), pages  # the cluster never vanishes
+            if r.code == 0:
+                break
+            assert r.code == 3, (pages, r.err)
+            line = one_error_line(r, "No space left on device")
+            assert f"{mnt}/" in line and "output:" not in line, line
+            inv = json.loads((pki / "inventory.json").read_bytes())
+            on_disk = x509.load_pem_x509_certificate((pki / "c1" / "ca-cert.pem").read_bytes())
+            if not (pki / ".journal.json").exists():  # settled at once: the record is what is on disk
+                settled += 1
+                current = [i for i in inv["intermediates"] if i["cluster"] == "c1"][-1]
+                assert current["fingerprint"] == on_disk.fingerprint(hashes.SHA256()).hex(), pages
+                assert not list(pki.glob(".rotate-*")), pages
+            filler.unlink()
+            assert run_cli("ca", "list", "--dir", pki).code == 0, pages
+            assert run_cli("audit", "verify", pki, "--trust", officer).code == 0, pages
+            assert run_cli("ca", "crl", "--dir", pki, *acts[2:]).code == 0, pages
+            assert run_cli("audit", "verify", pki, "--trust", officer).code == 0, pages
+            assert run_cli("ca", "list", "--dir", pki).code == 0, pages
+        else:
+            pytest.fail("the rotation never succeeded: make the tmpfs larger")
+    assert settled > 0, "no failure was settled at once"
