@@ -11,7 +11,7 @@ with an EKU must allow what its leaves use). The intermediate itself is checked 
 The validator cannot see the path length a workload certificate needs below the intermediate, so
 :func:`root_problems` checks it, and says in words what the validator reports in its own terms.
 
-Trust: nothing here is trusted; certificates in, a reason out (or :class:`VerificationError`).
+Trust: nothing here is trusted; certificates in, a reason out (or :class:`ChainBroken`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from airgap.errors import VerificationError
+from airgap.errors import ChainBroken
 
 # What a workload certificate under an airgap intermediate uses (Istio's mTLS: both ways).
 WORKLOAD_EKUS = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
@@ -94,12 +94,12 @@ def _valid_time(chain: list[x509.Certificate], at: dt.datetime) -> dt.datetime:
     return min(max(at, start), max(start, end - dt.timedelta(seconds=1)))
 
 
-def validate_intermediate(
+def chain_problem(
     cert: x509.Certificate, roots: list[x509.Certificate], *, at: dt.datetime | None = None
-) -> None:
-    """Validate root → ``cert`` with the path validator (module docstring), or :class:`VerificationError`
-    with the validator's reason. ``at`` (default now) is moved inside the validity of the chain, so an
-    expired certificate is left to the caller's expiry check."""
+) -> str | None:
+    """Why root → ``cert`` fails the path validator (module docstring), or None when it passes. Each
+    caller raises its own cause (the lint gate refuses, ``ca list`` reports, adoption refuses). ``at``
+    (default now) is moved inside the validity of the chain: expiry is the caller's own check."""
     from cryptography.x509 import verification as v
 
     from airgap.core.x509 import now
@@ -108,7 +108,7 @@ def validate_intermediate(
     when = _valid_time([cert, issuers[0]], at or now())
     problems = [f"the root {p}" for r in issuers[:1] for p in root_problems(r)]
     if problems:
-        raise VerificationError(problems[0])
+        return problems[0]
     san = _ext(cert, x509.SubjectAlternativeName)
     dns = san.get_values_for_type(x509.DNSName) if san is not None else []
     ee = v.ExtensionPolicy.permit_all()
@@ -121,7 +121,17 @@ def validate_intermediate(
             server = builder.extension_policies(ca_policy=ca, ee_policy=ee_server)
             server.build_server_verifier(x509.DNSName(dns[0])).verify(cert, [])
     except v.VerificationError as exc:
-        raise VerificationError(_reason(exc)) from exc
+        return _reason(exc)
+    return None
 
 
-__all__ = ["WORKLOAD_EKUS", "can_sign_crls", "root_problems", "validate_intermediate"]
+def validate_intermediate(
+    cert: x509.Certificate, roots: list[x509.Certificate], *, at: dt.datetime | None = None
+) -> None:
+    """:func:`chain_problem` as an error: :class:`ChainBroken` (exit 1) with the validator's reason."""
+    problem = chain_problem(cert, roots, at=at)
+    if problem is not None:
+        raise ChainBroken(problem)
+
+
+__all__ = ["WORKLOAD_EKUS", "can_sign_crls", "chain_problem", "root_problems", "validate_intermediate"]

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from airgap.core.keys import PrivateKey, PublicKey, keys_match, signature_hash_for
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import ChainBroken, Expired, InvalidInput, VerificationError
 
 ISTIOD_SAN = "DNS:istiod.istio-system.svc"
 EXPIRING_DAYS = 90
@@ -303,23 +303,21 @@ def validate_sans(sans: list[str]) -> None:
 
 def check_within_root(root_cert: x509.Certificate, days: int, *, at: dt.datetime | None = None) -> None:
     """Refuse an intermediate that would outlive its root (exit 4: precondition)."""
-    from airgap.errors import Refused
-
     check_validity_days(days)
     start = at or now()
     end = start + dt.timedelta(days=days)
     root_end = root_cert.not_valid_after_utc
     if root_end <= start:
-        raise Refused(f"the root expired on {root_end:%Y-%m-%d}; it must be rotated ('airgap ca rotate-root')")
+        raise Expired(f"the root expired on {root_end:%Y-%m-%d}; it must be rotated ('airgap ca rotate-root')")
     if end > root_end:
         left = (root_end - start).days
         if left < 1:  # no whole day left: no --days value fits
-            raise Refused(
+            raise Expired(
                 f"the root expires on {root_end:%Y-%m-%d %H:%M} UTC (0 days left: it expires today); no intermediate "
                 "fits inside it: the root must be rotated ('airgap ca rotate-root')"
             )
         soon = "; the root itself must be rotated soon ('airgap ca rotate-root')" if left < 30 else ""
-        raise Refused(
+        raise Expired(
             f"an intermediate valid {days} days would outlive the root (expires {root_end:%Y-%m-%d}, "
             f"{left} day{'s' if left != 1 else ''} left); use --days {left} or less{soon}"
         )
@@ -398,14 +396,6 @@ def revocation_entry(crl: x509.CertificateRevocationList, cert: x509.Certificate
     return f"{number} lists serial {cert.serial_number:x} ({reason}, revoked {when})"
 
 
-class OutOfValidity(VerificationError):
-    """:func:`check_ca_material`: a certificate of the material is expired or not yet valid.
-
-    A verification failure (exit 1) for material that came from elsewhere (a bundle being
-    imported); the PKI's own material out of date is a precondition instead (``bundle create``: exit 4).
-    """
-
-
 @dataclass(frozen=True)
 class CAMaterial:
     """A cluster's four ``cacerts`` files, parsed and checked as istiod would."""
@@ -448,23 +438,23 @@ def check_ca_material(
     if not is_ca(ca_cert):
         raise VerificationError(f"{source}: ca-cert.pem is not a CA certificate")
     if chain[0] != ca_cert:
-        raise VerificationError(f"{source}: cert-chain.pem does not start with ca-cert.pem")
+        raise ChainBroken(f"{source}: cert-chain.pem does not start with ca-cert.pem")
     for child, parent in itertools.pairwise(chain):
         if not signed_by(child, parent):
-            raise VerificationError(f"{source}: cert-chain.pem is broken at {child.subject.rfc4514_string()}")
+            raise ChainBroken(f"{source}: cert-chain.pem is broken at {child.subject.rfc4514_string()}")
     last = chain[-1]
     anchor = next((r for r in roots if r == last or signed_by(last, r)), None)
     if anchor is None:
-        raise VerificationError(f"{source}: the chain does not verify to root-cert.pem")
+        raise ChainBroken(f"{source}: the chain does not verify to root-cert.pem")
     t = at or now()
     for cert in (*chain, anchor):
         who = cert.subject.rfc4514_string()
         if cert.not_valid_after_utc <= t:
-            raise OutOfValidity(f"{source}: certificate {who} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+            raise VerificationError(f"{source}: certificate {who} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
         if cert.not_valid_before_utc > t:
-            raise OutOfValidity(f"{source}: certificate {who} is not yet valid")
+            raise VerificationError(f"{source}: certificate {who} is not yet valid")
         if weak_signature(cert):
-            raise VerificationError(f"{source}: certificate {who} uses a SHA-1/MD5 signature, which istiod rejects")
+            raise ChainBroken(f"{source}: certificate {who} uses a SHA-1/MD5 signature, which istiod rejects")
     return CAMaterial(
         ca_cert=ca_cert,
         root_cert=anchor,
@@ -479,7 +469,6 @@ def check_ca_material(
 __all__ = [
     "ISTIOD_SAN",
     "CAMaterial",
-    "OutOfValidity",
     "authority_key_id",
     "build_intermediate",
     "build_root",

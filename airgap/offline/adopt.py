@@ -109,7 +109,7 @@ def check_root_can_sign(cert: x509.Certificate, key: PrivateKey, *, source: str)
     The probe is the intermediate ``ca issue`` would make (a throwaway key, the istiod SAN), signed
     by the root's key and never written."""
     from airgap.core.keys import generate_private_key, signature_hash_for
-    from airgap.core.pathcheck import root_problems, validate_intermediate
+    from airgap.core.pathcheck import chain_problem, root_problems
 
     problems = root_problems(cert)
     if problems:
@@ -124,10 +124,9 @@ def check_root_can_sign(cert: x509.Certificate, key: PrivateKey, *, source: str)
         sans=[cx.ISTIOD_SAN],
         not_before=max(cx.now(), cert.not_valid_before_utc),
     ).sign(key, signature_hash_for(key))
-    try:
-        validate_intermediate(probe, [cert])
-    except VerificationError as exc:
-        raise Refused(f"{source}: the root cannot sign a chain that validates: {exc}") from exc
+    problem = chain_problem(probe, [cert])
+    if problem is not None:
+        raise Refused(f"{source}: the root cannot sign a chain that validates: {problem}")
 
 
 __all__ = ["adopt_root", "check_root_can_sign"]

@@ -19,13 +19,12 @@ does not exist: a harmless gap, like the sequence number.)
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ from airgap.core.keys import PrivateKey, key_file_is_encrypted, load_private_key
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import CAMaterial, check_ca_material
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import Expired, InvalidInput, Malformed, NotFound, Refused, WouldOverwrite
 from airgap.offline import ceremony
 from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
@@ -118,7 +117,7 @@ def _read_sequences(path: Path) -> dict[str, Any]:
             if not isinstance(v, dict) or not isinstance(v.get("sequence"), int) or isinstance(v["sequence"], bool):
                 raise ValueError("bad entry")
     except (ValueError, OSError, InvalidInput) as exc:
-        raise InvalidInput(f"{path}: sequence state is corrupt; restore it from backup") from exc
+        raise Malformed(f"{path}: sequence state is corrupt; restore it from backup") from exc
     return doc
 
 
@@ -174,16 +173,16 @@ def cacerts_members(
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    with _out_of_date_refused(cluster, pki_dir):
-        material = check_ca_material(
-            ca_cert_pem=cert,
-            ca_key=key,
-            ca_key_pem=key_pem,
-            cert_chain_pem=chain,
-            root_cert_pem=root,
-            at=now,
-            source=str(d),
-        )
+    refuse_out_of_date(d, cluster, pki_dir, chain, now)
+    material = check_ca_material(
+        ca_cert_pem=cert,
+        ca_key=key,
+        ca_key_pem=key_pem,
+        cert_chain_pem=chain,
+        root_cert_pem=root,
+        at=now,
+        source=str(d),
+    )
     if encrypt:
         key_member = SecretMember(CA_KEY_AGE, age.encrypt(key_pem, list(recipients)), True)
     else:
@@ -212,19 +211,25 @@ def _refuse_unrecorded(pki_dir: Path, cluster: str, material: CAMaterial) -> Non
         )
 
 
-@contextlib.contextmanager
-def _out_of_date_refused(cluster: str, pki_dir: Path) -> Iterator[None]:
-    """The PKI's own material expired or not yet valid is a precondition not met (exit 4), with the
-    remedy; from a bundle being imported the same finding stays a verification failure (exit 1)."""
-    from airgap.core.x509 import OutOfValidity
+def refuse_out_of_date(d: Path, cluster: str, pki_dir: Path, chain_pem: bytes, now: dt.datetime | None) -> None:
+    """The PKI's own chain (``cert-chain.pem``: the intermediate to its root) expired or not yet valid
+    is a precondition not met (exit 4), with the remedy: a bundle is never sealed with it. (From a
+    bundle being imported the same finding is :func:`check_ca_material`'s verification failure.)"""
+    from airgap.core.x509 import load_certs_pem
 
-    try:
-        yield
-    except OutOfValidity as exc:
-        raise Refused(
-            f"{exc.message}; a bundle is never sealed with it: run 'airgap ca rotate {cluster} --dir {pki_dir}' "
-            "(or 'airgap ca rotate-root' for an expired root) and bundle the replacement"
-        ) from exc
+    t = now or clock.now()
+    for cert in load_certs_pem(chain_pem, source=f"{d}/cert-chain.pem"):
+        who = cert.subject.rfc4514_string()
+        if cert.not_valid_after_utc <= t:
+            state = f"expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+        elif cert.not_valid_before_utc > t:
+            state = f"is not valid until {cert.not_valid_before_utc:%Y-%m-%d}"
+        else:
+            continue
+        raise Expired(
+            f"{d}: certificate {who} {state}; a bundle is never sealed with it: run 'airgap ca rotate {cluster} "
+            f"--dir {pki_dir}' (or 'airgap ca rotate-root' for an expired root) and bundle the replacement"
+        )
 
 
 def held_elsewhere(pki_dir: Path, cluster: str) -> IntermediateRecord | None:
@@ -251,16 +256,16 @@ def keyless_members(
     cert = _read_pki_file(d / "ca-cert.pem", limits)
     chain = _read_pki_file(d / "cert-chain.pem", limits)
     root = _read_pki_file(d / "root-cert.pem", limits)
-    with _out_of_date_refused(cluster, pki_dir):
-        material = check_ca_material(
-            ca_cert_pem=cert,
-            ca_key=None,
-            ca_key_pem=b"",
-            cert_chain_pem=chain,
-            root_cert_pem=root,
-            at=now,
-            source=str(d),
-        )
+    refuse_out_of_date(d, cluster, pki_dir, chain, now)
+    material = check_ca_material(
+        ca_cert_pem=cert,
+        ca_key=None,
+        ca_key_pem=b"",
+        cert_chain_pem=chain,
+        root_cert_pem=root,
+        at=now,
+        source=str(d),
+    )
     if held.fingerprint != material.fingerprint or spki_sha256(material.ca_cert.public_key()) != held.key_id:  # type: ignore[arg-type]
         raise Refused(f"{d}: ca-cert.pem is not the certificate the inventory records for the key held elsewhere")
     out = [
@@ -305,7 +310,7 @@ def _check_includes(includes: Sequence[Path], limits: Limits, n_fixed: int) -> l
         try:
             st = p.stat()
         except FileNotFoundError as exc:
-            raise InvalidInput(f"{p}: --include file not found") from exc
+            raise NotFound(f"{p}: --include file not found") from exc
         except OSError as exc:
             raise InvalidInput(f"{p}: cannot read --include file: {exc.strerror}") from exc
         if not stat.S_ISREG(st.st_mode):
@@ -446,7 +451,7 @@ def seal_bundle(
     cluster = check_cluster_name(cluster)
     out = Path(out)
     if out.exists() or out.is_symlink():
-        raise Refused(f"{out}: already exists; refusing to overwrite")
+        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
     held = held_elsewhere(Path(pki_dir), cluster)
     if held is not None and recipients:
         raise InvalidInput(

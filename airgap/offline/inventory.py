@@ -11,7 +11,6 @@ Trust: state files are the officer's own, but a corrupt one must stop an act, no
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import typing
 from collections.abc import Callable
@@ -23,37 +22,20 @@ from cryptography import x509
 
 from airgap.core import x509 as cx
 from airgap.core.atomic import write_replace
-from airgap.core.canonical import state_json, utc_text
+from airgap.core.canonical import load_json, state_json, utc_text
 from airgap.core.keys import key_type_of, spki_sha256
-from airgap.errors import InvalidInput
+from airgap.errors import InvalidInput, Malformed
 from airgap.offline.custody import CustodyRecord
 
 T = TypeVar("T")
 _KEY_ID_RE = re.compile(r"[0-9a-f]{64}")
 
 
-class _Corrupt(ValueError):
-    pass
-
-
 def parse_state(data: bytes, *, source: str, what: str) -> dict[str, Any]:
-    """A state file's JSON object (duplicate keys, NaN and non-objects refused): exit 3 otherwise."""
-
-    def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise _Corrupt("duplicate key")
-        return dict(pairs)
-
-    def no_constant(value: str) -> Any:
-        raise _Corrupt(f"{value} is not JSON")
-
-    try:
-        doc = json.loads(data, object_pairs_hook=no_dupes, parse_constant=no_constant)
-    except ValueError as exc:
-        raise InvalidInput(f"{source}: {what} is corrupt") from exc
+    """A state file's JSON object (duplicate keys, NaN, over-deep and non-objects refused): exit 3 otherwise."""
+    doc = load_json(data, what=f"{source}: {what}", invalid="is corrupt")
     if not isinstance(doc, dict):
-        raise InvalidInput(f"{source}: {what} is corrupt")
+        raise Malformed(f"{source}: {what} is corrupt")
     return doc
 
 
@@ -73,14 +55,14 @@ def _type_ok(value: Any, hint: Any) -> bool:
 def strict_record(cls: type[T], doc: Any, *, source: str, what: str) -> T:
     """Build the dataclass ``cls`` from ``doc``: exactly its fields, each of its declared type."""
     if not dataclasses.is_dataclass(cls) or not isinstance(doc, dict):
-        raise InvalidInput(f"{source}: {what} is corrupt")
+        raise Malformed(f"{source}: {what} is corrupt")
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
     names = {f.name for f in fields}
     # Fields with a default may be absent (added later, written only when not the default).
     required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     if not required <= set(doc) <= names or not all(_type_ok(doc[n], hints[n]) for n in doc):
-        raise InvalidInput(f"{source}: {what} is corrupt")
+        raise Malformed(f"{source}: {what} is corrupt")
     return cls(**doc)
 
 
@@ -232,16 +214,16 @@ class Inventory:
         doc = parse_state(data, source=source, what=what)
         known = {"format", "root", "intermediates", "ceremony_log", "custody", "key_ids"}
         if set(doc) - known or doc.get("format", 1) != 1:
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         key_ids = doc.get("key_ids")
         if key_ids is not None and not (
             isinstance(key_ids, dict)
             and all(_KEY_ID_RE.fullmatch(k) and isinstance(v, str) for k, v in key_ids.items())
         ):
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         inter = doc.get("intermediates", [])
         if not isinstance(inter, list):
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         root = strict_record(RootRecord, doc["root"], source=source, what=what) if doc.get("root") else None
         log = doc.get("ceremony_log")
         held = doc.get("custody")
@@ -302,7 +284,7 @@ class RevocationState:
             or number < 0
             or not isinstance(revoked, list)
         ):
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         return cls(number, [strict_record(Revoked, r, source=source, what=what) for r in revoked])
 
     def is_revoked(self, fingerprint: str) -> Revoked | None:

@@ -163,12 +163,11 @@ def sign_linted(linted: Linted, *, issuer_cert: x509.Certificate | None, issuer_
 
 def check_path(cert: x509.Certificate, issuer_cert: x509.Certificate, *, what: str) -> None:
     """Step 5: root → ``cert`` passes a real path validator (:mod:`airgap.core.pathcheck`), else exit 4."""
-    from airgap.core.pathcheck import validate_intermediate
+    from airgap.core.pathcheck import chain_problem
 
-    try:
-        validate_intermediate(cert, [issuer_cert])
-    except VerificationError as exc:
-        raise Refused(f"{what}: the lint gate refused the chain: it does not validate: {exc}") from exc
+    problem = chain_problem(cert, [issuer_cert])
+    if problem is not None:
+        raise Refused(f"{what}: the lint gate refused the chain: it does not validate: {problem}")
 
 
 def sign_certificate(

@@ -109,15 +109,12 @@ def _validates(
     cert: x509.Certificate, roots: list[x509.Certificate], problems: list[str], at: dt.datetime | None
 ) -> bool:
     """Whether root → ``cert`` passes the path validator istiod's chains must pass (its reason into ``problems``)."""
-    from airgap.core.pathcheck import validate_intermediate
-    from airgap.errors import VerificationError
+    from airgap.core.pathcheck import chain_problem
 
-    try:
-        validate_intermediate(cert, roots, at=at)
-    except VerificationError as exc:
-        problems.append(f"the chain does not validate: {exc}")
-        return False
-    return True
+    problem = chain_problem(cert, roots, at=at)
+    if problem is not None:
+        problems.append(f"the chain does not validate: {problem}")
+    return problem is None
 
 
 def _on_disk(path: Path) -> str | None:
