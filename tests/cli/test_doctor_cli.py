@@ -10,9 +10,8 @@ from pathlib import Path
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "airgap", "doctor", *args], capture_output=True, text=True, check=False, env=env
-    )
+    return subprocess.run([sys.executable, "-m", "airgap", "doctor", *args], capture_output=True, text=True,
+                          check=False, env=env)
 
 
 def test_json_report_and_exit_zero() -> None:
@@ -43,18 +42,9 @@ def test_a_failed_check_exits_one(tmp_path: Path) -> None:
 def test_pki_folder_names_its_token_module(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     pki.mkdir()
-    (pki / "root-key.pkcs11.json").write_text(
-        json.dumps(
-            {
-                "format": 1,
-                "module": str(tmp_path / "gone.so"),
-                "token_label": "t",
-                "key_label": "k",
-                "key_id": "0" * 64,
-                "key_type": "ecdsa-p256",
-            }
-        )
-    )
+    (pki / "root-key.pkcs11.json").write_text(json.dumps({
+        "format": 1, "module": str(tmp_path / "gone.so"), "token_label": "t", "key_label": "k",
+        "key_id": "0" * 64, "key_type": "ecdsa-p256"}))
     proc = _run("--pki", str(pki), "--json")
     assert proc.returncode == 1
     check = next(c for c in json.loads(proc.stdout)["checks"] if c["name"] == "pkcs11")

@@ -12,14 +12,10 @@ from airgap.core import doctor
 IPV4_HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
 IPV4_DEFAULT = "eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
 IPV4_LOCAL = "eth0\t0000000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
-IPV6_LO_REJECT = (
-    "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
-    "00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n"
-)
-IPV6_DEFAULT = (
-    "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
-    "fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0\n"
-)
+IPV6_LO_REJECT = ("00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+                  "00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n")
+IPV6_DEFAULT = ("00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+                "fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0\n")
 
 
 def _tables(tmp_path: Path, v4: str, v6: str) -> tuple[Path, Path]:
@@ -33,14 +29,11 @@ def test_no_default_route_is_ok(tmp_path: Path) -> None:
     assert check.status == "ok" and check.data["default_routes"] == []
 
 
-@pytest.mark.parametrize(
-    ("v4", "v6", "found"),
-    [
-        (IPV4_DEFAULT, "", ["eth0 (IPv4)"]),
-        (IPV4_LOCAL, IPV6_DEFAULT, ["eth0 (IPv6)"]),
-        (IPV4_DEFAULT + IPV4_LOCAL, IPV6_LO_REJECT + IPV6_DEFAULT, ["eth0 (IPv4)", "eth0 (IPv6)"]),
-    ],
-)
+@pytest.mark.parametrize(("v4", "v6", "found"), [
+    (IPV4_DEFAULT, "", ["eth0 (IPv4)"]),
+    (IPV4_LOCAL, IPV6_DEFAULT, ["eth0 (IPv6)"]),
+    (IPV4_DEFAULT + IPV4_LOCAL, IPV6_LO_REJECT + IPV6_DEFAULT, ["eth0 (IPv4)", "eth0 (IPv6)"]),
+])
 def test_a_default_route_is_a_warning(tmp_path: Path, v4: str, v6: str, found: list[str]) -> None:
     check = doctor.check_default_route(_tables(tmp_path, v4, v6))
     assert check.status == "warn" and check.data["default_routes"] == found
@@ -91,16 +84,13 @@ def test_not_installed_from_a_kit_is_info(tmp_path: Path) -> None:
     assert check.status == "info" and "not installed from an offline kit" in check.detail
 
 
-@pytest.mark.parametrize(
-    "line",
-    [
-        "0" * 64 + "  ../etc/passwd",
-        "0" * 64 + "  /etc/passwd",
-        "0" * 63 + "  short",
-        "G" * 64 + "  upper",
-        "0" * 64 + " one-space",
-    ],
-)
+@pytest.mark.parametrize("line", [
+    "0" * 64 + "  ../etc/passwd",
+    "0" * 64 + "  /etc/passwd",
+    "0" * 63 + "  short",
+    "G" * 64 + "  upper",
+    "0" * 64 + " one-space",
+])
 def test_parse_sums_refuses_malformed_and_escaping_lines(line: str) -> None:
     with pytest.raises(ValueError, match="line 1 is malformed"):
         doctor.parse_sums(line + "\n")

@@ -43,13 +43,8 @@ def _entries(root: Path = SOURCES) -> list[tuple[list[str], list[str], list[str]
                 key, _, value = line.partition(":")
                 fields[key.strip().lower()] = value.strip()
             if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes").lower() != "no":
-                out.append(
-                    (
-                        fields.get("uris", "").split(),
-                        fields.get("suites", "").split(),
-                        fields.get("components", "").split(),
-                    )
-                )
+                out.append((fields.get("uris", "").split(), fields.get("suites", "").split(),
+                            fields.get("components", "").split()))
     return out
 
 
@@ -71,9 +66,7 @@ def debootstrap_root(suite: str, mirror: str) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     proc = subprocess.run(
         ["debootstrap", "--variant=minbase", "--include=python3,python3-venv", suite, str(partial), mirror],
-        capture_output=True,
-        text=True,
-        check=False,
+        capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
@@ -90,17 +83,7 @@ def in_chroot(root: Path, argv: list[str], *, env: dict[str, str] | None = None)
     base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
     pairs = [f"{k}={v}" for k, v in {**base, **(env or {})}.items()]
     cmd = [
-        "unshare",
-        "--net",
-        "--mount",
-        "--pid",
-        "--fork",
-        f"--mount-proc={root / 'proc'}",
-        "chroot",
-        str(root),
-        "/usr/bin/env",
-        "-i",
-        *pairs,
-        *argv,
+        "unshare", "--net", "--mount", "--pid", "--fork", f"--mount-proc={root / 'proc'}",
+        "chroot", str(root), "/usr/bin/env", "-i", *pairs, *argv,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)

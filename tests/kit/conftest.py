@@ -59,10 +59,7 @@ def _shared_lock(path: Path) -> Iterator[None]:
 def build_kit(repo: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(BUILD), "--repo", str(repo), "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
+        capture_output=True, text=True, check=False, timeout=900,
     )
 
 
@@ -114,8 +111,5 @@ def install(tree: Path, prefix: Path, *extra: str) -> subprocess.CompletedProces
     """``sh install.sh --prefix PREFIX`` in a network namespace with no network."""
     return subprocess.run(
         ["unshare", "--net", "sh", str(tree / "install.sh"), "--prefix", str(prefix), *extra],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
+        capture_output=True, text=True, check=False, timeout=900,
     )

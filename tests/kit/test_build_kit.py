@@ -42,14 +42,8 @@ def test_isolation_keeps_how_to_reach_the_registry_and_drops_local_folders(tmp_p
         "[global]\nindex-url = file:///srv/index\ncert = /etc/ssl/certs/ca-certificates.crt\n"
         "find-links = /opt/local-wheels\nextra-index-url = file:///opt/more\nconstraint = /etc/c.txt\n"
     )
-    base = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "PIP_CONFIG_FILE": str(conf),
-        "PIP_FIND_LINKS": "/opt/wheels",
-        "PIP_CONSTRAINT": "/etc/c.txt",
-        "UV_FIND_LINKS": "/opt/wheels",
-    }
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_CONFIG_FILE": str(conf),
+            "PIP_FIND_LINKS": "/opt/wheels", "PIP_CONSTRAINT": "/etc/c.txt", "UV_FIND_LINKS": "/opt/wheels"}
     env = isolated_env(base)
     assert env["PIP_CONFIG_FILE"] == "/dev/null"
     assert env["PIP_INDEX_URL"] == env["UV_DEFAULT_INDEX"] == "file:///srv/index"
@@ -57,29 +51,16 @@ def test_isolation_keeps_how_to_reach_the_registry_and_drops_local_folders(tmp_p
     for dropped in ("PIP_FIND_LINKS", "PIP_CONSTRAINT", "UV_FIND_LINKS", "PIP_EXTRA_INDEX_URL"):
         assert dropped not in env
     # And pip itself, run that way, sees none of the local folders.
-    out = subprocess.run(
-        [sys.executable, "-m", "pip", "config", "list"], env=env, capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], env=env, capture_output=True,
+                         text=True, check=True).stdout
     assert "find-links" not in out and "extra-index-url" not in out and "constraint" not in out
     assert "index-url='file:///srv/index'" in out
 
 
 def _build(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "kit" / "build_kit.py"),
-            "--repo",
-            str(REPO),
-            "--out",
-            str(tmp_path / "dist"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "kit" / "build_kit.py"), "--repo", str(REPO),
+                           "--out", str(tmp_path / "dist"), *args], capture_output=True, text=True, check=False,
+                          env=env)
 
 
 def test_a_key_that_is_not_p256_is_refused_before_anything_is_built(tmp_path: Path) -> None:
@@ -87,11 +68,8 @@ def test_a_key_that_is_not_p256_is_refused_before_anything_is_built(tmp_path: Pa
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = tmp_path / "p384.pem"
-    key.write_bytes(
-        ec.generate_private_key(ec.SECP384R1()).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    key.write_bytes(ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     proc = _build(tmp_path, "--sign-key", str(key))
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == f"make kit: error: {key}: the kit signing key must be ECDSA P-256"
@@ -103,13 +81,9 @@ def test_an_encrypted_key_needs_its_passphrase_file(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = tmp_path / "k.pem"
-    key.write_bytes(
-        ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(b"right"),
-        )
-    )
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"right")))
     env = {k: v for k, v in os.environ.items() if k != "KIT_SIGN_PASSPHRASE_FILE"}
     proc = _build(tmp_path, "--sign-key", str(key), env=env)
     assert proc.returncode == 1

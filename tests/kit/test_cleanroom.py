@@ -36,28 +36,21 @@ def test_kit_installs_and_runs_in_a_clean_debian_root_with_no_network(
         pytest.skip("no Debian archive in /etc/apt/sources.list(.d) to debootstrap from")
     this_kit = kit
     if python != "3.11":
-        this_kit = _shared_kit(shared_tmp, f"kit-py{python}", "--python-version", python, "--sign-key", str(kit.key))
+        this_kit = _shared_kit(shared_tmp, f"kit-py{python}", "--python-version", python,
+                               "--sign-key", str(kit.key))
         assert f"-cp{python.replace('.', '')}-" in this_kit.tarball.name
     cached = debootstrap_root(suite, mirror)
     root = tmp_path / "root"
     subprocess.run(["cp", "-a", str(cached), str(root)], check=True)
     shutil.copy(this_kit.tarball, root / "tmp" / this_kit.tarball.name)
 
-    proc = in_chroot(
-        root,
-        [
-            "/bin/sh",
-            "-c",
-            f"cd /tmp && tar xzf {this_kit.tarball.name} && sh {this_kit.top}/install.sh --prefix /opt/airgap",
-        ],
-    )
+    proc = in_chroot(root, ["/bin/sh", "-c", f"cd /tmp && tar xzf {this_kit.tarball.name} && "
+                            f"sh {this_kit.top}/install.sh --prefix /opt/airgap"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (root / "opt" / "airgap" / "bin" / "airgap").exists()
 
-    proc = in_chroot(
-        root,
-        ["/opt/airgap/bin/airgap", "ca", "init", "--dir", "/root/pki", "--key-type", "ecdsa-p256", "--no-passphrase"],
-    )
+    proc = in_chroot(root, ["/opt/airgap/bin/airgap", "ca", "init", "--dir", "/root/pki", "--key-type",
+                            "ecdsa-p256", "--no-passphrase"])
     assert proc.returncode == 0, proc.stderr
     assert (root / "root" / "pki" / "root-cert.pem").exists()
 

@@ -26,11 +26,8 @@ def _sha256(p: Path) -> str:
 
 
 def _commit_time() -> int:
-    return int(
-        subprocess.run(
-            ["git", "-C", str(REPO), "log", "-1", "--format=%ct"], capture_output=True, text=True, check=True
-        ).stdout
-    )
+    return int(subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
+                              capture_output=True, text=True, check=True).stdout)
 
 
 def test_tarball_is_named_and_laid_out_as_the_contract_says(kit: Kit) -> None:
@@ -50,15 +47,8 @@ def test_tarball_is_named_and_laid_out_as_the_contract_says(kit: Kit) -> None:
         assert (m.uid, m.gid, m.uname, m.gname, m.mtime) == (0, 0, "", "", epoch), m.name
         assert m.isdir() or m.isfile(), m.name
     top_files = {p.name for p in kit.tree.iterdir()}
-    assert top_files == {
-        "install.sh",
-        "README",
-        "requirements.lock",
-        "sbom.cdx.json",
-        "SHA256SUMS",
-        "SHA256SUMS.sig",
-        "wheels",
-    }
+    assert top_files == {"install.sh", "README", "requirements.lock", "sbom.cdx.json", "SHA256SUMS",
+                         "SHA256SUMS.sig", "wheels"}
     wheels = sorted(p.name for p in (kit.tree / "wheels").iterdir())
     assert wheels and all(w.endswith(".whl") for w in wheels), "wheels only, no sdist"
     assert any(w.startswith(f"airgap-{version}-py3-none-any") for w in wheels)
@@ -67,19 +57,9 @@ def test_tarball_is_named_and_laid_out_as_the_contract_says(kit: Kit) -> None:
 
 def test_signature_verifies_with_openssl_and_the_public_key_is_not_in_the_kit(kit: Kit) -> None:
     proc = subprocess.run(
-        [
-            "openssl",
-            "dgst",
-            "-sha256",
-            "-verify",
-            str(kit.pub),
-            "-signature",
-            str(kit.tree / "SHA256SUMS.sig"),
-            str(kit.tree / "SHA256SUMS"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+        ["openssl", "dgst", "-sha256", "-verify", str(kit.pub), "-signature",
+         str(kit.tree / "SHA256SUMS.sig"), str(kit.tree / "SHA256SUMS")],
+        capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "Verified OK", proc.stdout + proc.stderr
     pub = serialization.load_pem_public_key(kit.pub.read_bytes())
@@ -139,9 +119,8 @@ def test_sbom_is_cyclonedx_with_every_component_hashed(kit: Kit) -> None:
 def test_installs_with_no_network_and_runs(kit: Kit, installed: Path, tmp_path: Path) -> None:
     airgap = installed / "bin" / "airgap"
     assert not installed.with_name(installed.name + ".partial").exists()
-    assert subprocess.run([str(airgap), "--version"], capture_output=True, text=True, check=True).stdout.startswith(
-        "airgap "
-    )
+    assert subprocess.run([str(airgap), "--version"], capture_output=True, text=True,
+                          check=True).stdout.startswith("airgap ")
     # The venv is a fresh one: its own python, no dev-venv path leaking in.
     assert airgap.read_text().splitlines()[0] == f"#!{installed}/bin/python"
     assert ".partial" not in (installed / "pyvenv.cfg").read_text()
@@ -150,30 +129,12 @@ def test_installs_with_no_network_and_runs(kit: Kit, installed: Path, tmp_path: 
     code = marshal.loads(pyc.read_bytes()[16:])
     assert code.co_filename == str(next(installed.glob("lib/python3*/site-packages/airgap/__init__.py")))
     proc = subprocess.run(
-        [
-            "unshare",
-            "--net",
-            str(airgap),
-            "ca",
-            "init",
-            "--dir",
-            str(tmp_path / "pki"),
-            "--key-type",
-            "ecdsa-p256",
-            "--no-passphrase",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+        ["unshare", "--net", str(airgap), "ca", "init", "--dir", str(tmp_path / "pki"), "--key-type",
+         "ecdsa-p256", "--no-passphrase"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "pki" / "root-cert.pem").exists()
-    proc = subprocess.run(
-        ["unshare", "--net", str(airgap), "doctor", "--json", "--verify-key", str(kit.pub)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = subprocess.run(["unshare", "--net", str(airgap), "doctor", "--json", "--verify-key", str(kit.pub)],
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert checks["kit"]["status"] == "ok", checks["kit"]
@@ -190,12 +151,8 @@ def test_doctor_finds_an_installed_file_changed_after_the_install(installed: Pat
     (copy / "share" / "airgap-kit" / "source").write_text("/nonexistent\n")  # the kit folder is gone
     target = next(copy.glob("lib/python3*/site-packages/airgap/core/keys.py"))
     target.write_text(target.read_text() + "\n# changed\n")
-    proc = subprocess.run(
-        [str(installed / "bin" / "airgap"), "doctor", "--prefix", str(copy), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = subprocess.run([str(installed / "bin" / "airgap"), "doctor", "--prefix", str(copy), "--json"],
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     kit_check = next(c for c in json.loads(proc.stdout)["checks"] if c["name"] == "kit")
     assert kit_check["status"] == "fail"
@@ -248,15 +205,8 @@ def _garble_a_sums_line(tree: Path) -> None:
         (_list_a_file_outside, r"kit file missing: \.\./outside: nothing installed"),
         (_garble_a_sums_line, r"SHA256SUMS has a malformed line: nothing installed"),
     ],
-    ids=[
-        "one-byte-in-a-wheel",
-        "wheel-removed",
-        "extra-file",
-        "lock-changed",
-        "sums-removed",
-        "sums-lists-a-file-outside",
-        "sums-line-malformed",
-    ],
+    ids=["one-byte-in-a-wheel", "wheel-removed", "extra-file", "lock-changed", "sums-removed",
+         "sums-lists-a-file-outside", "sums-line-malformed"],
 )
 def test_tampered_kit_installs_nothing(kit: Kit, tmp_path: Path, tamper: object, message: str) -> None:
     needs_root_and_unshare()
@@ -278,10 +228,8 @@ def test_sums_rewritten_to_match_a_change_fail_the_signature(kit: Kit, tmp_path:
     shutil.copytree(kit.tree, tree)
     _change_the_lock(tree)
     sums = tree / "SHA256SUMS"
-    lines = [
-        f"{_sha256(tree / 'requirements.lock')}  requirements.lock" if line.endswith("  requirements.lock") else line
-        for line in sums.read_text().splitlines()
-    ]
+    lines = [f"{_sha256(tree / 'requirements.lock')}  requirements.lock" if line.endswith("  requirements.lock")
+             else line for line in sums.read_text().splitlines()]
     sums.write_text("\n".join(lines) + "\n")
     prefix = tmp_path / "airgap"
     proc = install(tree, prefix, "--verify-key", str(kit.pub))
@@ -303,9 +251,8 @@ def test_install_refuses_an_existing_dir(kit: Kit, tmp_path: Path) -> None:
 
 def test_two_builds_from_fresh_clones_are_byte_identical(kit: Kit, tmp_path: Path) -> None:
     """A second clone of the same commit, built elsewhere with the same key: the same bytes."""
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--no-checkout", str(REPO), str(clone)], check=True)
     subprocess.run(["git", "-C", str(clone), "checkout", "-q", commit], check=True)
@@ -323,17 +270,10 @@ def test_doctor_with_the_wrong_key_fails(installed: Path, tmp_path: Path) -> Non
     from cryptography.hazmat.primitives.asymmetric import ec
 
     other = tmp_path / "other.pub"
-    other.write_bytes(
-        ec.generate_private_key(ec.SECP256R1())
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    proc = subprocess.run(
-        [str(installed / "bin" / "airgap"), "doctor", "--json", "--verify-key", str(other)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    other.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    proc = subprocess.run([str(installed / "bin" / "airgap"), "doctor", "--json", "--verify-key", str(other)],
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     kit_check = next(c for c in json.loads(proc.stdout)["checks"] if c["name"] == "kit")
     assert kit_check["data"]["signature"] == "bad"
