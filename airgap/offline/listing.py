@@ -307,11 +307,18 @@ def _root_checks(layout: PkiLayout, at: dt.datetime) -> tuple[list[str], list[st
             warnings.append(
                 f"{what} expires on {end:%Y-%m-%d} ({days_left(end, at)}); it must be rotated ('airgap ca rotate-root')"
             )
+    from airgap.core.pathcheck import can_sign_crls
+
+    if not can_sign_crls(roots[0][1]):  # an adopted root made by Istio's Makefile
+        warnings.append(
+            "the root's keyUsage lacks cRLSign: it cannot sign a CRL, so no intermediate can be revoked under it; "
+            "rotate the root ('airgap ca rotate-root') before you need to"
+        )
     return failures, warnings
 
 
 def days_left(end: dt.datetime, at: dt.datetime) -> str:
-    """ "0 days left (expires today)", "1 day left", "12 days left"."""
+    """How long is left, in words: "0 days left: it expires today", "1 day left", "12 days left"."""
     days = (end - at).days
     if days <= 0 and end.date() == at.date():
         return "0 days left: it expires today"
