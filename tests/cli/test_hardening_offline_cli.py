@@ -584,3 +584,34 @@ def test_fault_8_ca_rotate_on_a_full_disk_is_settled_at_once_and_never_loses_the
         else:
             pytest.fail("the rotation never succeeded: make the tmpfs larger")
     assert settled > 0, "no failure was settled at once"
+
+
+def test_fault_8_ca_init_on_a_full_disk_leaves_nothing_half_made(tmp_path: Path) -> None:
+    import shutil
+
+    keys = tmp_path / "keys"
+    assert run_cli("keys", "new", "officer", "--out", keys, "--no-passphrase").code == 0
+    mnt = tmp_path / "mnt"
+    failed = 0
+    with small_tmpfs(mnt, 1024 * 1024):
+        for pages in range(0, 64):
+            for child in mnt.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            pki = mnt / "pki"
+            filler = fill(mnt, pages)
+            args = ("ca", "init", "--dir", pki, "--key-type", "ecdsa-p256", "--no-passphrase", "--log-key",
+                    keys / "officer.key")  # fmt: skip
+            r = run_cli(*args)
+            if r.code == 0:
+                break
+            failed += 1
+            assert r.code == 3, (pages, r.err)
+            one_error_line(r, "No space left on device")
+            assert not pki.exists() or tree(pki) == [], (pages, tree(pki))  # nothing half-made
+            filler.unlink()
+            r = run_cli(*args)  # with space again, init simply runs
+            assert r.code == 0, (pages, r.err)
+            assert run_cli("audit", "verify", pki, "--trust", keys / "officer.pub").code == 0, pages
+        else:
+            pytest.fail("ca init never succeeded: make the tmpfs larger")
+    assert failed > 2, failed
