@@ -236,50 +236,9 @@ def scan_archive(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) 
             raise InvalidInput(f"{source}: truncated archive (no end-of-archive marker)")
         block = _read_exact(fh, BLOCK, source=source)
         if block == bytes(BLOCK):
-            second = _read_exact(fh, BLOCK, source=source) if pos + 2 * BLOCK <= file_size else b""
-            if second != bytes(BLOCK):
-                raise InvalidInput(f"{source}: truncated or malformed end-of-archive marker")
-            rest = file_size - pos - 2 * BLOCK
-            while rest > 0:
-                chunk = fh.read(min(CHUNK, rest))
-                if not chunk:
-                    raise InvalidInput(f"{source}: archive changed while it was being read")
-                if chunk.count(0) != len(chunk):
-                    raise InvalidInput(f"{source}: data after the end-of-archive marker")
-                rest -= len(chunk)
+            _check_end(fh, pos, file_size, source=source)
             break
-        # header structure
-        stored = _parse_octal(block[148:156], what="checksum", source=source)
-        if stored != sum(block[:148]) + 8 * 32 + sum(block[156:]):
-            raise InvalidInput(f"{source}: tar header checksum mismatch at offset {pos}")
-        if block[257:263] != b"ustar\x00":  # the version, like every other byte, is compared below (exit 1)
-            raise InvalidInput(f"{source}: not a POSIX ustar header at offset {pos}")
-        name_field = block[0:100]
-        raw_name = name_field.split(b"\0", 1)[0]
-        if name_field[len(raw_name) :].count(0) != 100 - len(raw_name):
-            raise InvalidInput(f"{source}: malformed member name at offset {pos}")
-        typeflag = block[156:157]
-        size = _parse_octal(block[124:136], what="size", source=source)
-        # step 1: size caps
-        if len(entries) >= limits.max_members + 2:
-            raise InvalidInput(f"{source}: more than {limits.max_members} members")
-        cap = limits.max_member_size
-        if raw_name == MANIFEST_NAME.encode():
-            cap = limits.max_manifest_size
-        elif raw_name == SIGNATURE_NAME.encode():
-            cap = MAX_SIGNATURE
-        if size > cap:
-            raise InvalidInput(f"{source}: member {raw_name.decode('utf-8', 'replace')!a} is over the size limit")
-        # step 2: member types
-        if typeflag not in (b"0", b"\0"):
-            kind = _TYPE_NAMES.get(typeflag, f"type {typeflag.decode('latin-1')!a} entry")
-            raise InvalidInput(
-                f"{source}: member {raw_name.decode('utf-8', 'replace')!a} is a {kind}; only regular files are allowed"
-            )
-        # step 3: names
-        name = _check_name(raw_name, source=source)
-        # every other byte: exactly the writer's header for this member (mode, mtime, uid/gid, uname/gname...)
-        check_canonical_header(block, name, size, pos=pos, source=source)
+        name, size = _check_header(block, pos, len(entries), limits, source=source)
         data_at = pos + BLOCK
         end = data_at + size
         padded = end + (-size % BLOCK)
@@ -297,6 +256,58 @@ def scan_archive(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) 
             raise InvalidInput(f"{source}: member {e.name!a} appears twice")
         seen.add(e.name)
     return entries
+
+
+def _check_end(fh: IO[bytes], pos: int, file_size: int, *, source: str) -> None:
+    """The end of the archive at ``pos``: a second zero block, then nothing but zero bytes."""
+    second = _read_exact(fh, BLOCK, source=source) if pos + 2 * BLOCK <= file_size else b""
+    if second != bytes(BLOCK):
+        raise InvalidInput(f"{source}: truncated or malformed end-of-archive marker")
+    rest = file_size - pos - 2 * BLOCK
+    while rest > 0:
+        chunk = fh.read(min(CHUNK, rest))
+        if not chunk:
+            raise InvalidInput(f"{source}: archive changed while it was being read")
+        if chunk.count(0) != len(chunk):
+            raise InvalidInput(f"{source}: data after the end-of-archive marker")
+        rest -= len(chunk)
+
+
+def _check_header(block: bytes, pos: int, count: int, limits: Limits, *, source: str) -> tuple[str, int]:
+    """One header at ``pos`` (``count`` entries before it): structure, then steps 1-3, then every
+    byte against the writer's header. Its member's (name, size)."""
+    stored = _parse_octal(block[148:156], what="checksum", source=source)
+    if stored != sum(block[:148]) + 8 * 32 + sum(block[156:]):
+        raise InvalidInput(f"{source}: tar header checksum mismatch at offset {pos}")
+    if block[257:263] != b"ustar\x00":  # the version, like every other byte, is compared below (exit 1)
+        raise InvalidInput(f"{source}: not a POSIX ustar header at offset {pos}")
+    name_field = block[0:100]
+    raw_name = name_field.split(b"\0", 1)[0]
+    if name_field[len(raw_name) :].count(0) != 100 - len(raw_name):
+        raise InvalidInput(f"{source}: malformed member name at offset {pos}")
+    typeflag = block[156:157]
+    size = _parse_octal(block[124:136], what="size", source=source)
+    # step 1: size caps
+    if count >= limits.max_members + 2:
+        raise InvalidInput(f"{source}: more than {limits.max_members} members")
+    cap = limits.max_member_size
+    if raw_name == MANIFEST_NAME.encode():
+        cap = limits.max_manifest_size
+    elif raw_name == SIGNATURE_NAME.encode():
+        cap = MAX_SIGNATURE
+    if size > cap:
+        raise InvalidInput(f"{source}: member {raw_name.decode('utf-8', 'replace')!a} is over the size limit")
+    # step 2: member types
+    if typeflag not in (b"0", b"\0"):
+        kind = _TYPE_NAMES.get(typeflag, f"type {typeflag.decode('latin-1')!a} entry")
+        raise InvalidInput(
+            f"{source}: member {raw_name.decode('utf-8', 'replace')!a} is a {kind}; only regular files are allowed"
+        )
+    # step 3: names
+    name = _check_name(raw_name, source=source)
+    # every other byte: exactly the writer's header for this member (mode, mtime, uid/gid, uname/gname...)
+    check_canonical_header(block, name, size, pos=pos, source=source)
+    return name, size
 
 
 def read_member(fh: IO[bytes], entry: TarEntry, *, source: str) -> bytes:
