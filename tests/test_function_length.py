@@ -23,7 +23,6 @@ ALLOWLIST: dict[str, str] = {
     "airgap/offline/bundle.py::seal_bundle": f"faults 8/11 (full disk, expired intermediate); {_BUSY}",
     "airgap/core/doctor.py::check_kit": f"fault 19 (doctor without --verify-key); {_BUSY}",
     "airgap/cli/bundle.py::import_": f"fleet.run_on_contexts comes after the merges; {_BUSY}",
-    "airgap/offline/sign.py::sign_csrs": f"fault 1 (a key certified again); {_BUSY}",
     "airgap/core/archive.py::_extract_tar": f"fault 13 (release rollback, archive root); {_BUSY}",
     "airgap/connected/status.py::mesh_status": f"fault 22 (stray remote secrets in mesh status); {_BUSY}",
 }
