@@ -418,6 +418,49 @@ def _defaulted_refusal(pki: Path, officer: Officer | None) -> str:
     )
 
 
+def _bundle_params(manifest: Manifest, *, bundle_id: str, head: str | None) -> dict[str, object]:
+    """The ``bundle`` log entry of a sealed manifest (recorded before the bundle is published)."""
+    return {
+        "cluster": manifest.cluster,
+        "bundle_id": bundle_id,
+        "sequence": manifest.sequence,
+        "signer_key_id": manifest.signer,
+        "ceremony_head": head,
+        "expires": manifest.expires,
+        "manifest_sha256": hashlib.sha256(manifest.canonical_bytes()).hexdigest(),
+    }
+
+
+def _check_options(
+    cluster: str,
+    out: Path,
+    held: IntermediateRecord | None,
+    recipients: Sequence[str],
+    *,
+    no_encrypt: bool,
+    expires_days: int,
+) -> list[str]:
+    """``bundle create``'s options, checked before anything is read or written: the recipients, unique."""
+    if out.exists() or out.is_symlink():
+        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
+    if held is not None and recipients:
+        raise InvalidInput(
+            f"cluster {cluster}'s CA key is held elsewhere (ca sign): its bundle carries no key; give no --recipient"
+        )
+    if no_encrypt and recipients:
+        raise InvalidInput("--no-encrypt and --recipient cannot be used together")
+    if held is None and not no_encrypt and not recipients:
+        raise Refused(
+            "refusing to write the CA private key in plaintext: give --recipient PUB (or --no-encrypt explicitly)"
+        )
+    recips = list(dict.fromkeys(recipients))
+    for r in recips:
+        age.parse_recipient(r, source="--recipient")
+    if not 1 <= expires_days <= MAX_EXPIRY_DAYS:
+        raise InvalidInput(f"--expires must be between 1 and {MAX_EXPIRY_DAYS} days")
+    return recips
+
+
 def seal_bundle(
     cluster: str,
     *,
@@ -450,24 +493,8 @@ def seal_bundle(
     """
     cluster = check_cluster_name(cluster)
     out = Path(out)
-    if out.exists() or out.is_symlink():
-        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
     held = held_elsewhere(Path(pki_dir), cluster)
-    if held is not None and recipients:
-        raise InvalidInput(
-            f"cluster {cluster}'s CA key is held elsewhere (ca sign): its bundle carries no key; give no --recipient"
-        )
-    if no_encrypt and recipients:
-        raise InvalidInput("--no-encrypt and --recipient cannot be used together")
-    if held is None and not no_encrypt and not recipients:
-        raise Refused(
-            "refusing to write the CA private key in plaintext: give --recipient PUB (or --no-encrypt explicitly)"
-        )
-    recips = list(dict.fromkeys(recipients))
-    for r in recips:
-        age.parse_recipient(r, source="--recipient")
-    if not 1 <= expires_days <= MAX_EXPIRY_DAYS:
-        raise InvalidInput(f"--expires must be between 1 and {MAX_EXPIRY_DAYS} days")
+    recips = _check_options(cluster, out, held, recipients, no_encrypt=no_encrypt, expires_days=expires_days)
     from airgap.offline.ca import CAStore  # the PKI folder facade: only this act needs it
 
     store = CAStore(Path(pki_dir))
@@ -479,14 +506,9 @@ def seal_bundle(
         secret = keyless_members(store.path, cluster, held, limits=limits, now=t)
     else:
         secret = cacerts_members(
-            store.path,
-            cluster,
-            pki_passphrase=pki_passphrase,
-            recipients=recips,
-            encrypt=not no_encrypt,
-            limits=limits,
-            now=t,
-        )
+            store.path, cluster, pki_passphrase=pki_passphrase, recipients=recips, encrypt=not no_encrypt,
+            limits=limits, now=t,
+        )  # fmt: skip
     incs = _check_includes(includes, limits, len(secret))
     bundle_id = secrets.token_hex(16)
     logged: list[int] = []
@@ -498,16 +520,7 @@ def seal_bundle(
         seq = _reserve_sequence(store.path, cluster, bundle_id, format_time(t))
 
         def record(manifest: Manifest) -> None:
-            params = {
-                "cluster": cluster,
-                "bundle_id": bundle_id,
-                "sequence": seq,
-                "signer_key_id": manifest.signer,
-                "ceremony_head": head,
-                "expires": manifest.expires,
-                "manifest_sha256": hashlib.sha256(manifest.canonical_bytes()).hexdigest(),
-            }
-            entry = act.record("bundle", params, at=now)
+            entry = act.record("bundle", _bundle_params(manifest, bundle_id=bundle_id, head=head), at=now)
             if entry is not None:
                 logged.append(entry.seq)
 
