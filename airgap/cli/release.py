@@ -22,6 +22,11 @@ app = new_app(
 KeyOpt = typer.Option(None, "--key", help="Trust only this PEM public key (or certificate).")
 KeyIdOpt = typer.Option(None, "--key-id", help="Trust only the known key with this id or fingerprint.")
 JsonOpt = typer.Option(False, "--json", help="One JSON document on stdout, for scripts.")
+DowngradeOpt = typer.Option(
+    False,
+    "--allow-downgrade",
+    help="Accept a release older than one this jump host already accepted of the same line (major.minor).",
+)
 
 
 def _check_key_options(key: Path | None, key_id: str | None) -> None:
@@ -111,12 +116,15 @@ def fetch(
         5, "--retries", min=0, max=MAX_RETRIES, help="Retries on 5xx and dropped connections (with backoff)."
     ),
     json_out: bool = JsonOpt,
+    allow_downgrade: bool = DowngradeOpt,
 ) -> None:
     """Download a release tarball and its .1.sig, verify, and only then keep them.
 
     The download goes to OUT/NAME.part (resumed with HTTP Range after a dropped connection, also
     by re-running), is verified, then renamed. A file that fails verification is deleted (exit 1).
-    Proxies come from HTTPS_PROXY/NO_PROXY. An https->http redirect is refused.
+    Proxies come from HTTPS_PROXY/NO_PROXY. An https->http redirect is refused. The archive's
+    root folder must be istio-VERSION (exit 1), and a release older than one this jump host has
+    accepted of the same line is refused (exit 4) unless --allow-downgrade.
 
     Example: airgap release fetch 1.8.6-asm.8 --out releases
 
@@ -136,6 +144,7 @@ def fetch(
             key_id=key_id,
             options=options,
             progress=RichProgress(),
+            allow_downgrade=allow_downgrade,
         )
     except VerificationError as exc:
         _failure(exc, json_out, {"version": version, "platform": platform})
@@ -155,12 +164,18 @@ def extract(
     key_id: str | None = KeyIdOpt,
     out: Path = typer.Option(..., "--out", help="Output folder: must be missing or empty."),
     json_out: bool = JsonOpt,
+    version: str | None = typer.Option(
+        None, "--version", help="The release this must be (default: from the name istio-VERSION-PLATFORM.tar.gz)."
+    ),
+    allow_downgrade: bool = DowngradeOpt,
 ) -> None:
     """Verify a release file, then extract it safely into OUT with OUT/RELEASE.json.
 
     Refused (exit 3): absolute or '..' paths, links pointing out, devices/FIFOs, archives over the
     size, member-count or expansion caps. Extraction happens beside OUT and is renamed into place,
-    so a failure leaves nothing. RELEASE.json records the tarball's SHA-256, the verifying key,
+    so a failure leaves nothing. The archive's root folder must be istio-VERSION of the file's
+    name (or --version), else exit 1; an older release of a line this jump host accepted a newer
+    one of is refused (exit 4) unless --allow-downgrade. RELEASE.json records the tarball's SHA-256, the verifying key,
     and each file's SHA-256 and mode; `airgap mesh install --release OUT` re-checks bin/istioctl.
 
     Example: airgap release extract istio-1.8.6-asm.8-linux-amd64.tar.gz
@@ -170,7 +185,16 @@ def extract(
 
     _check_key_options(key, key_id)
     try:
-        rel = extract_release(file, out, signature, key=key, key_id=key_id, progress=RichProgress())
+        rel = extract_release(
+            file,
+            out,
+            signature,
+            key=key,
+            key_id=key_id,
+            progress=RichProgress(),
+            version=version,
+            allow_downgrade=allow_downgrade,
+        )
     except VerificationError as exc:
         _failure(exc, json_out, {"file": str(file)})
     if json_out:

@@ -39,6 +39,7 @@ from airgap.core.release import (
     DEFAULT_BASE_URL,
     ReleaseKey,
     VerifiedRelease,
+    check_archive_root,
     decode_release_signature,
     hashes_for,
     read_signature,
@@ -46,6 +47,7 @@ from airgap.core.release import (
     select_keys,
     verify_digests,
 )
+from airgap.core.release_lines import check_not_downgrade, record_accepted
 from airgap.core.retry import Backoff
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 
@@ -448,8 +450,16 @@ def fetch_release(
     options: FetchOptions = FetchOptions(),
     progress: Progress = NO_PROGRESS,
     notify: Callable[[str], None] = stderr_note,
+    allow_downgrade: bool = False,
+    state: Path | None = None,
 ) -> FetchedRelease:
     """Fetch ``istio-VERSION-PLATFORM.tar.gz`` (``.zip`` for win) and its ``.1.sig``; verify; keep.
+
+    Rollback guard: the archive's first member must lie under ``istio-VERSION/`` of the version
+    asked for (the signature covers bytes, not the version), checked on whatever is kept or
+    already there (else exit 1); a release older than one this host accepted of the same line is
+    refused before any traffic (exit 4) unless ``allow_downgrade``; the version is then recorded
+    (:mod:`airgap.core.release_lines`).
 
     Steps: (1) check names, URL and trusted keys before any traffic; (2) take the lock
     ``OUT/.NAME.lock`` (see :func:`fetch_lock`), held until the end; (3) if both final names exist,
@@ -471,6 +481,23 @@ def fetch_release(
     base = _check_base_url(base_url)
     keys: list[ReleaseKey] = select_keys(key, key_id)
     _ca_verify(options)
+    check_not_downgrade(version, allow_downgrade=allow_downgrade, state=state)
+    got = _fetch_release(version, name, base, out, keys, options, progress, notify)
+    record_accepted(version, state=state)
+    return got
+
+
+def _fetch_release(
+    version: str,
+    name: str,
+    base: str,
+    out: Path,
+    keys: list[ReleaseKey],
+    options: FetchOptions,
+    progress: Progress,
+    notify: Callable[[str], None],
+) -> FetchedRelease:
+    kind = "zip" if name.endswith(".zip") else "tar"
     final, sig_final, part = out / name, out / f"{name}.1.sig", out / f"{name}.part"
     url, sig_url = f"{base}/{name}", f"{base}/{name}.1.sig"
     # --out is created when missing, and removed again if this run fails before it holds a file
@@ -478,6 +505,7 @@ def fetch_release(
         have_tar, have_sig = _check_final(final), _check_final(sig_final)
         if have_tar and have_sig:  # 3
             got = _already_fetched(final, sig_final, url, keys, notify, progress)
+            check_archive_root(final, version, kind=kind)
             _drop_linked_part(part, final)
             return got
         raw_sig = fetch_small(sig_url, limit=MAX_SIGNATURE, options=options)  # 4
@@ -502,6 +530,7 @@ def fetch_release(
                     f"{final}: already exists and does not match {url} (its signature does not verify it); "
                     "refusing to replace it (move it away and re-run)"
                 ) from exc
+            check_archive_root(final, version, kind=kind)
             write_new(sig_final, raw_sig)
             fsync_dir(out)
             _drop_linked_part(part, final)
@@ -511,6 +540,7 @@ def fetch_release(
         digests, size = download(url, part, hash_names=hash_names, options=options, progress=progress)  # 6
         try:
             verified = verify_digests(final, digests, size, signature, keys)  # 7
+            check_archive_root(part, version, kind=kind, shown=str(final))
         except VerificationError as exc:
             part.unlink(missing_ok=True)
             why = exc.message.removeprefix(f"{final}: ")
