@@ -8,7 +8,7 @@ from typing import NoReturn
 import typer
 
 from airgap.cli._app import RichProgress, info, new_app, print_json
-from airgap.core.limits import MAX_RETRIES, MAX_TIMEOUT
+from airgap.core.limits import MAX_RETRIES, MAX_SPEED_LIMIT, MAX_TIMEOUT
 from airgap.errors import VerificationError
 
 app = new_app(
@@ -113,8 +113,20 @@ def fetch(
         60.0, "--timeout", min=0.1, max=MAX_TIMEOUT, help="Read timeout in seconds (connect: 15 s)."
     ),
     retries: int = typer.Option(
-        5, "--retries", min=0, max=MAX_RETRIES, help="Retries on 5xx and dropped connections (with backoff)."
+        5,
+        "--retries",
+        min=0,
+        max=MAX_RETRIES,
+        help="Retries per file on 5xx, dropped or too slow connections, each after a backoff.",
     ),
+    speed_limit: int = typer.Option(
+        1024,
+        "--speed-limit",
+        min=0,
+        max=MAX_SPEED_LIMIT,
+        help="Bytes/s: an attempt slower than this for --speed-time seconds fails (0: no limit).",
+    ),
+    speed_time: float = typer.Option(30.0, "--speed-time", min=1.0, max=MAX_TIMEOUT, help="Seconds; see --speed-limit."),
     json_out: bool = JsonOpt,
     allow_downgrade: bool = DowngradeOpt,
 ) -> None:
@@ -122,7 +134,9 @@ def fetch(
 
     The download goes to OUT/NAME.part (resumed with HTTP Range after a dropped connection, also
     by re-running), is verified, then renamed. A file that fails verification is deleted (exit 1).
-    Proxies come from HTTPS_PROXY/NO_PROXY. An https->http redirect is refused. The archive's
+    --retries bounds the attempts per file, however much each one got; an attempt slower than
+    --speed-limit bytes/s over --speed-time seconds fails (like curl's options). After the last
+    retry: exit 5. Proxies come from HTTPS_PROXY/NO_PROXY. An https->http redirect is refused. The archive's
     root folder must be istio-VERSION (exit 1), and a release older than one this jump host has
     accepted of the same line is refused (exit 4) unless --allow-downgrade.
 
@@ -133,7 +147,9 @@ def fetch(
     from airgap.connected.fetch import FetchOptions, fetch_release
 
     _check_key_options(key, key_id)
-    options = FetchOptions(ca_bundle=ca_bundle, read_timeout=timeout, retries=retries)
+    options = FetchOptions(
+        ca_bundle=ca_bundle, read_timeout=timeout, retries=retries, speed_limit=speed_limit, speed_time=speed_time
+    )
     try:
         got = fetch_release(
             version,

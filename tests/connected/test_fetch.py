@@ -76,7 +76,7 @@ def make_handler(script: Script) -> type[http.server.BaseHTTPRequestHandler]:
             start = 0
             rng = self.headers.get("Range")
             m = re.fullmatch(r"bytes=(\d+)-", rng or "")
-            if m and step != "ignore-range":
+            if m and step not in ("ignore-range", "lie"):
                 start = int(m.group(1))
                 if start >= len(data):
                     self.send_response(416)
@@ -105,10 +105,26 @@ def make_handler(script: Script) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
+            if step == "lie":  # ignores Range, promises the whole file, sends 100 bytes and closes
+                self.wfile.write(body[:100])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if step == "slow":
                 time.sleep(1.5)
             if step == "hold":
                 script.gate.wait(60)
+            if step == "trickle":  # one byte every 1.5 s: each read is well inside the read timeout
+                for i in range(min(len(body), 20)):
+                    try:
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        break
+                    time.sleep(1.5)
+                self.close_connection = True
+                return
             if step == "cut":
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
@@ -768,3 +784,38 @@ def test_stopped_while_writing_the_signature_leaves_a_verified_tarball(
     assert got.status == "completed"
     assert tree(out) == [NAME, f"{NAME}.1.sig"]
     assert [p for p, _ in server.script.seen].count(f"/asm/{NAME}") == 1
+
+
+# --- issue 23, fault 14: --retries bounds the attempts per file; a trickle is too slow -------------------
+
+
+def test_fault_14_retries_bound_every_attempt_and_a_trickle_ends_in_exit_5(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A server that ignores Range, promises the whole file and sends 100 bytes is asked exactly
+    retries+1 times, with the backoff after every attempt; one byte every 1.5 s (which the per-read
+    timeout never catches) fails on the low-speed limit, exit 5."""
+    _, pub = publish(server, signed)
+    path = f"/asm/{NAME}"
+    server.script.plan[path] = ["lie"] * 50
+    sleeps: list[float] = []
+    with pytest.raises(NetworkError, match=r"connection dropped mid-body .*gave up after 3 retries") as err:
+        fetch(server, tmp_path / "out", pub, quick(server, retries=3, sleep=sleeps.append))
+    assert err.value.exit_code == 5
+    assert [p for p, _ in server.script.seen].count(path) == 4  # every attempt got 100 bytes: still bounded
+    assert sleeps == [0.25, 0.5, 1.0]  # and each was followed by the backoff
+    assert tree(tmp_path / "out") == [f"{NAME}.part"]  # kept for a later resume, never published
+    assert (tmp_path / "out" / f"{NAME}.part").stat().st_size == 100
+    server.script.seen.clear()
+    server.script.plan[path] = ["trickle"] * 5
+    r = run_cli(
+        "release", "fetch", VERSION, "--base-url", f"{server.url}/asm", "--ca-bundle", server.ca_file, "--key", pub,
+        "--out", tmp_path / "out", "--timeout", "5", "--retries", "0", "--speed-limit", "1024", "--speed-time", "1",
+    )  # fmt: skip
+    assert r.code == 5
+    assert one_error_line(r.err, alone=False) == (
+        f"airgap: error: {server.url}/asm/{NAME}: slower than 1024 bytes/s for 1 s (--speed-limit/--speed-time) "
+        "(gave up after 0 retries)"
+    )
+    assert server.script.seen == [(f"{path}.1.sig", None), (path, "bytes=100-")]
+    assert tree(tmp_path / "out") == [f"{NAME}.part"]
