@@ -126,7 +126,9 @@ def fetch(
         max=MAX_SPEED_LIMIT,
         help="Bytes/s: an attempt slower than this for --speed-time seconds fails (0: no limit).",
     ),
-    speed_time: float = typer.Option(30.0, "--speed-time", min=1.0, max=MAX_TIMEOUT, help="Seconds; see --speed-limit."),
+    speed_time: float = typer.Option(
+        30.0, "--speed-time", min=1.0, max=MAX_TIMEOUT, help="Seconds; see --speed-limit."
+    ),
     json_out: bool = JsonOpt,
     allow_downgrade: bool = DowngradeOpt,
 ) -> None:
