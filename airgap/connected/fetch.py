@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airgap.core.atomic import fsync_dir, output_dir, write_new
+from airgap.core.display import without_userinfo
 from airgap.core.hashing import Digests, WriteBehind, hash_fd, hash_file
 from airgap.core.limits import DEFAULT_LIMITS, MAX_SIGNATURE
 from airgap.core.locking import stderr_note
@@ -89,9 +90,8 @@ class FetchedRelease:
 
     def to_json(self) -> dict[str, Any]:
         doc = self.verified.to_json()
-        doc.update(
-            {"file": str(self.tarball), "signature": str(self.signature), "url": self.url, "status": self.status}
-        )
+        url = without_userinfo(self.url)
+        doc.update({"file": str(self.tarball), "signature": str(self.signature), "url": url, "status": self.status})
         return doc
 
 

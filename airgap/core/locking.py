@@ -31,8 +31,10 @@ Notify = Callable[[str], None]
 
 
 def stderr_note(message: str) -> None:
-    """The default ``notify``: one line on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """The default ``notify``: one line on stderr (credentials in URLs dropped)."""
+    from airgap.core.display import without_userinfo
+
+    print(without_userinfo(message), file=sys.stderr, flush=True)
 
 
 def _open(path: Path, unwritable: str | None, folder: bool) -> int:

@@ -819,3 +819,50 @@ def test_fault_14_retries_bound_every_attempt_and_a_trickle_ends_in_exit_5(
     )
     assert server.script.seen == [(f"{path}.1.sig", None), (path, "bytes=100-")]
     assert tree(tmp_path / "out") == [f"{NAME}.part"]
+
+
+# --- issue 23, fault 15: credentials in a --base-url are never shown or kept ------------------------------
+
+
+def test_fault_15_userinfo_in_the_base_url_appears_nowhere(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """--base-url https://alice:S3cretPW@host/asm: the error line, --json (success and failure), notes,
+    the files kept and RELEASE.json show https://host/asm, never the user-info."""
+    import json
+
+    _, pub = publish(server, signed)
+    host = server.url.removeprefix("https://")
+    base = f"https://alice:S3cretPW@{host}/asm"
+    out = tmp_path / "out"
+    common = ("--ca-bundle", server.ca_file, "--key", pub, "--out", out)
+    seen: list[str] = []
+    r = run_cli("release", "fetch", "9.9.9", "--base-url", base, *common)  # 404
+    assert r.code == 5
+    assert one_error_line(r.err) == (
+        f"airgap: error: {server.url}/asm/istio-9.9.9-linux-amd64.tar.gz.1.sig: 404 Not Found "
+        "(check the version, --platform and --base-url)"
+    )
+    seen += [r.out, r.err]
+    r = run_cli("release", "fetch", "9.9.9", "--base-url", base, *common, "--json")
+    assert r.code == 5
+    seen += [r.out, r.err]
+    r = run_cli("release", "fetch", VERSION, "--base-url", base, *common, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["url"] == f"{server.url}/asm/{NAME}"
+    seen += [r.out, r.err]
+    r = run_cli("release", "fetch", VERSION, "--base-url", base, *common)  # already fetched: a note
+    assert r.code == 0 and "already fetched and verified" in r.err
+    seen += [r.out, r.err]
+    r = run_cli("release", "extract", out / NAME, "--key", pub, "--out", tmp_path / "rel", "--json")
+    assert r.code == 0, r.err
+    seen += [r.out, r.err]
+    publish(server, signed, tamper=True)
+    r = run_cli("release", "fetch", VERSION, "--base-url", base, *common[:-1], tmp_path / "again", "--json")
+    assert r.code == 1 and json.loads(r.out)["error"].startswith(f"{server.url}/asm/{NAME}: ")
+    seen += [r.out, r.err]
+    state = Path(os.environ["AIRGAP_STATE_DIR"])
+    files = [p.read_bytes() for d in (tmp_path, state) for p in d.rglob("*") if p.is_file()]
+    assert (tmp_path / "rel" / "RELEASE.json").is_file() and (state / "releases.json").is_file()
+    assert not any("S3cretPW" in text or "alice" in text for text in seen)
+    assert not any(b"S3cretPW" in data for data in files)
