@@ -456,23 +456,26 @@ def connect(
         from kubernetes.client import ApiClient, Configuration
         from kubernetes.client.exceptions import ApiException  # noqa: F401 (used by Kube.request)
         from kubernetes.config.config_exception import ConfigException
-        from kubernetes.config.kube_config import KubeConfigLoader, load_kube_config
+        from kubernetes.config.kube_config import KubeConfigMerger
 
+        from airgap.connected.credentials import loader_class, quiet_client_logging
+
+    quiet_client_logging()
     path, name = resolve_context(context, kubeconfig)
     cfg = Configuration()
     files = _existing_files(path)
+    loader_cls = loader_class()  # runs exec credential plugins itself: one line on failure, no request
     try:
         if len(files) == 1:  # the common case: reuse the parsed file; relative paths resolve beside it
-            loader = KubeConfigLoader(  # type: ignore[no-untyped-call]
+            loader = loader_cls(
                 config_dict=copy.deepcopy(_read_kubeconfig(files[0])),
                 active_context=name,
                 config_base_path=str(files[0].parent),
             )
-            loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
         else:  # several files: the client's own merge, as kubectl merges them
-            load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, context=name, client_configuration=cfg, persist_config=False
-            )
+            merged = KubeConfigMerger(path)  # type: ignore[no-untyped-call]
+            loader = loader_cls(config_dict=merged.config, active_context=name, config_base_path=None)
+        loader.load_and_set(cfg)
     except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
         raise InvalidInput(f"context {name}: cannot load credentials from {path}: {exc}") from exc
     # Retries are ours (with backoff and Retry-After); urllib3 must not retry behind our back.
