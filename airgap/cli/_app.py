@@ -111,3 +111,13 @@ class RichProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+INSECURE_HELP = "Allow writes to a context with insecure-skip-tls-verify (its API server is not authenticated)."
+
+
+def allow_insecure(insecure: bool) -> None:
+    """``--insecure`` of a command that writes to clusters (see airgap.connected.kube.Kube.check_writable)."""
+    from airgap.connected.kube import allow_insecure_writes
+
+    allow_insecure_writes(insecure)

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from airgap.cli._app import new_app, print_json
+from airgap.cli._app import INSECURE_HELP, allow_insecure, new_app, print_json
 from airgap.core.display import clean_lines
 from airgap.core.limits import MAX_PARALLEL, MAX_TIMEOUT
 from airgap.errors import VerificationError
@@ -110,6 +110,7 @@ def install(
     ),
     poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
 ) -> None:
     """Install the mesh from a verified release: cluster.yaml, istioctl, network label, istiod Service, wait.
 
@@ -124,6 +125,7 @@ def install(
     from airgap.connected.fleet import Outcome, run_fleet
     from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install, render_tree
 
+    allow_insecure(insecure)
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
     if layout not in ("auto", "flat", "clusters"):
@@ -271,6 +273,7 @@ def inject(
     ),
     poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
 ) -> None:
     """Label namespaces with the revision (removing istio-injection); --restart restarts and checks the pods.
 
@@ -281,6 +284,7 @@ def inject(
     from airgap.connected.kube import connect
 
     check_names(namespaces, revision)  # bad names are exit 3 before any cluster is contacted
+    allow_insecure(insecure)
     contexts = _contexts(context)
     fleet = len(contexts) > 1
 
@@ -360,6 +364,7 @@ def connect_cmd(
     ),
     poll: float = typer.Option(0.5, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
 ) -> None:
     """Join clusters into one mesh: in every cluster, a remote secret for every other one.
 
@@ -384,6 +389,7 @@ def connect_cmd(
     if force and output_dir is None:
         raise typer.BadParameter("--force only applies to --output-dir")
     recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "remote secrets hold API tokens")
+    allow_insecure(insecure)
     result = connect_mesh(
         context,
         names=parse_name_map(cluster_name),

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from airgap.core.retry import Backoff, retry_after
-from airgap.errors import ClusterError, InvalidInput
+from airgap.errors import ClusterError, InvalidInput, Refused
 
 JSON = dict[str, Any]
 
@@ -230,6 +230,16 @@ class Kube:
         self.policy = policy
         self.notify = notify or (lambda _msg: None)
         self._sleep = sleep
+        self.insecure = False  # the kubeconfig says insecure-skip-tls-verify: writes need --insecure
+
+    def check_writable(self, what: str = "write") -> None:
+        """Refuse (exit 4) writes to a cluster whose API server's identity is not checked (TLS
+        verification off in the kubeconfig), unless the command was given ``--insecure``."""
+        if self.insecure and not _INSECURE_WRITES[0]:
+            raise Refused(
+                f"context {self.context}: {what}: refusing to write to a cluster whose TLS certificate is not "
+                "verified (insecure-skip-tls-verify in the kubeconfig); pass --insecure to allow it"
+            )
 
     def close(self) -> None:
         try:
@@ -263,6 +273,8 @@ class Kube:
         import urllib3
         from kubernetes.client.exceptions import ApiException
 
+        if method != "GET" and not path.endswith(_REVIEWS):
+            self.check_writable(what)
         policy = self.policy
         headers = {"Accept": "application/json", "Content-Type": content_type}
         backoff = Backoff(policy.backoff, policy.max_backoff, jitter=0.25)
@@ -438,6 +450,37 @@ class Kube:
         return bool(status.get("allowed")), str(status.get("reason") or "")
 
 
+_REVIEWS = ("/selfsubjectaccessreviews", "/selfsubjectrulesreviews")  # questions, not writes
+_INSECURE_WRITES = [False]  # set by the CLI's --insecure (allow_insecure_writes)
+_WARNED: set[str] = set()
+_WARN_LOCK = threading.Lock()
+
+
+def allow_insecure_writes(allowed: bool) -> None:
+    """``--insecure``: let this process write to contexts with ``insecure-skip-tls-verify``."""
+    _INSECURE_WRITES[0] = allowed
+
+
+def _warn_insecure(context: str) -> None:
+    """One warning per context and process, instead of urllib3's warning on every request."""
+    import sys
+    import warnings
+
+    import urllib3
+
+    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    with _WARN_LOCK:
+        if context in _WARNED:
+            return
+        _WARNED.add(context)
+    print(
+        f"airgap: warning: context {context}: insecure-skip-tls-verify is set: the API server's certificate "
+        "is not verified, anyone on the path can read and change what is sent",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 # Importing the kubernetes package from two threads at once can see it half-initialised
 # ("cannot import name 'ApiClient'"): the first connect() imports it under this lock.
 _IMPORT_LOCK = threading.Lock()
@@ -482,7 +525,11 @@ def connect(
     cfg.retries = urllib3.Retry(
         total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False, raise_on_redirect=False
     )
-    return Kube(ApiClient(configuration=cfg), name, policy, notify=notify)
+    kube = Kube(ApiClient(configuration=cfg), name, policy, notify=notify)
+    if not cfg.verify_ssl:
+        _warn_insecure(name)
+        kube.insecure = True
+    return kube
 
 
 # -- helpers --------------------------------------------------------------------------------------

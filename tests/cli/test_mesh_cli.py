@@ -752,3 +752,43 @@ def test_fleet_refuses_two_contexts_that_give_the_same_cluster_name(release: Pat
     assert r.code == 3
     one_error_line(r, "gives 'prod' for both contexts", "{context}")
     assert not (tmp_path / "out").exists()
+
+
+# -- issue 23, fault 21: insecure-skip-tls-verify contexts -----------------------------------------------------
+
+
+def test_fault_21_insecure_context_warns_once_and_writes_only_with_insecure(
+    kube_cluster: Cluster, tmp_path: Path
+) -> None:
+    """One warning naming the context (no InsecureRequestWarning blocks); a write is refused (exit 4,
+    nothing changed) unless --insecure."""
+    from tests.helpers import run_proc
+
+    emu = kube_cluster.emu()
+    emu.simulate_istio_install("asm-186-8")
+    emu.create("namespaces", None, {"metadata": {"name": "shop"}})
+    emu.wait_idle()
+    doc = yaml.safe_load(kube_cluster.kubeconfig.read_text())
+    doc["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
+    del doc["clusters"][0]["cluster"]["certificate-authority-data"]
+    kc = tmp_path / "kc-insecure"
+    kc.write_text(yaml.safe_dump(doc))
+    env = {**_env(kube_cluster, tmp_path), "KUBECONFIG": str(kc)}
+    warning = (
+        "airgap: warning: context test: insecure-skip-tls-verify is set: the API server's certificate is not "
+        "verified, anyone on the path can read and change what is sent"
+    )
+    r = run_proc("mesh", "status", "--context", "test", env=env)
+    assert r.err.count(warning) == 1 and "InsecureRequestWarning" not in r.err and "Unverified" not in r.err
+    r = run_proc("mesh", "inject", "shop", "--context", "test", env=env)
+    assert r.code == 4, r.err
+    assert [line for line in r.err.splitlines() if line.strip()] == [
+        warning,
+        "airgap: error: context test: patch namespaces shop: refusing to write to a cluster whose TLS certificate "
+        "is not verified (insecure-skip-tls-verify in the kubeconfig); pass --insecure to allow it",
+    ]
+    assert "istio.io/rev" not in emu.get("namespaces", None, "shop")["metadata"].get("labels", {})
+    r = run_proc("mesh", "inject", "shop", "--context", "test", "--insecure", env=env)
+    assert r.code == 0, r.err
+    assert r.err.count(warning) == 1 and "InsecureRequestWarning" not in r.err
+    assert emu.get("namespaces", None, "shop")["metadata"]["labels"]["istio.io/rev"] == "asm-186-8"
