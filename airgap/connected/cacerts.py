@@ -9,7 +9,9 @@ The rules (issue 5):
 
 1. ``istio-system`` is created when missing.
 2. No ``cacerts`` yet: it is created, with the four keys (never fewer; ``ca-crl.pem`` too if given).
-3. Whatever else holds, a live secret whose ``airgap.dev/sequence`` annotation is newer than the
+3. A live secret annotated ``airgap.dev/cluster`` for another cluster than the bundle's is refused
+   (exit 4), ``rotate`` or not: a CA is never carried from one cluster's bundle into another.
+   Whatever else holds, a live secret whose ``airgap.dev/sequence`` annotation is newer than the
    bundle's is a rollback and is refused (exit 4), ``rotate`` or not, same content or not.
 4. The same content and the same ``airgap.dev/*`` annotations already there: nothing is written;
    the result says "unchanged".
@@ -306,13 +308,18 @@ def _decide(live: JSON | None, desired: JSON, *, sequence: int | None, rotate: b
     """
     if live is None:
         return "create"
-    live_seq = _sequence(live)
-    # Sequences count per cluster: a live secret from another cluster's bundle is no rollback
-    # evidence (it is different content, which needs --rotate). Without the annotation (older
-    # imports) the sequence is compared, erring towards refusing.
     live_cluster, our_cluster = _annotation(live, A_CLUSTER), _annotation(desired, A_CLUSTER)
-    same_cluster = live_cluster is None or our_cluster is None or live_cluster == our_cluster
-    if same_cluster and live_seq is not None and sequence is not None and live_seq > sequence:
+    if live_cluster is not None and live_cluster != our_cluster:
+        # Another cluster's CA in this cluster (a wrong --context, or a cross-cluster mix-up):
+        # no flag replaces it, --rotate included.
+        raise Refused(
+            f"{where} is annotated for cluster {live_cluster!r} ({A_CLUSTER}), not {our_cluster!r} of this "
+            "bundle: refusing to replace it, --rotate or not (is --context the right cluster?)"
+        )
+    live_seq = _sequence(live)
+    # Sequences count per cluster; here the live secret is this cluster's, or carries no cluster
+    # annotation (older imports), where the sequence is compared, erring towards refusing.
+    if live_seq is not None and sequence is not None and live_seq > sequence:
         raise Refused(
             f"{where} holds bundle sequence {live_seq}, newer than this bundle's {sequence}: refusing a rollback"
         )

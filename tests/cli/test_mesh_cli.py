@@ -792,3 +792,39 @@ def test_fault_21_insecure_context_warns_once_and_writes_only_with_insecure(
     assert r.code == 0, r.err
     assert r.err.count(warning) == 1 and "InsecureRequestWarning" not in r.err
     assert emu.get("namespaces", None, "shop")["metadata"]["labels"]["istio.io/rev"] == "asm-186-8"
+
+
+# -- issue 23, fault 9: another cluster's cacerts is never replaced, --rotate or not -------------------------
+
+
+def test_fault_9_rotate_refuses_a_cacerts_annotated_for_another_cluster(
+    kube_cluster: Cluster, pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path
+) -> None:
+    emu = kube_cluster.emu()
+    env = _env(kube_cluster, tmp_path)
+    emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    theirs = {
+        "metadata": {"name": "cacerts", "annotations": {"airgap.dev/cluster": "inter", "airgap.dev/sequence": "1"}}
+    }
+    old = emu.create("secrets", "istio-system", {**theirs, "data": {"ca-cert.pem": "b2xk"}})
+    bundle = tmp_path / "c1.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
+        "--passphrase-file", passfile, "--out", bundle,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    imp = ("bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1")
+    line = (
+        "airgap: error: context test: secret istio-system/cacerts is annotated for cluster 'inter' "
+        "(airgap.dev/cluster), not 'c1' of this bundle: refusing to replace it, --rotate or not "
+        "(is --context the right cluster?)"
+    )
+    for extra in ((), ("--rotate",)):
+        r = run_cli(*imp, "--context", "test", *extra, env=env)
+        assert r.code == 4, r.err
+        assert _one_error_line(r) == line
+    r = run_cli(*imp, "--context", "test", "--rotate", "--dry-run", env=env)
+    assert r.code == 4 and _one_error_line(r) == line.replace("error: ", "error: dry run: would refuse: ", 1)
+    assert emu.get("secrets", "istio-system", "cacerts") == old
+    assert emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts") == []
+    assert not emu.requests_for("PUT", "/secrets/") and not emu.requests_for("POST", "/secrets")
