@@ -274,6 +274,9 @@ def inject(
     poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
+    force: bool = typer.Option(
+        False, "--force", help="Allow a system namespace (kube-system, kube-public, kube-node-lease, istio-system)."
+    ),
 ) -> None:
     """Label namespaces with the revision (removing istio-injection); --restart restarts and checks the pods.
 
@@ -283,7 +286,7 @@ def inject(
     from airgap.connected.inject import check_names, enable_injection
     from airgap.connected.kube import connect
 
-    check_names(namespaces, revision)  # bad names are exit 3 before any cluster is contacted
+    check_names(namespaces, revision, force=force)  # bad names: exit 3 (system ones: 4) before any cluster
     allow_insecure(insecure)
     contexts = _contexts(context)
     fleet = len(contexts) > 1
@@ -292,7 +295,14 @@ def inject(
         notify = _say(f"[{ctx}] " if fleet else "")
         with connect(ctx, policy=_policy(), notify=notify) as kube:
             return enable_injection(
-                kube, namespaces, revision=revision, restart=restart, timeout=wait_timeout, poll=poll, notify=notify
+                kube,
+                namespaces,
+                revision=revision,
+                restart=restart,
+                timeout=wait_timeout,
+                poll=poll,
+                notify=notify,
+                force=force,
             )
 
     def check(r: Any) -> None:

@@ -169,6 +169,7 @@ class ClusterFacts:
     network: str | None
     roots: dict[str, str]  # root fingerprint -> subject, from cacerts root-cert.pem
     remote_secrets: dict[str, str] = field(default_factory=dict)  # secret name -> server it points at
+    remote_raw: tuple[JSON, ...] = field(default=(), repr=False, compare=False)  # those secrets, as read
 
     @property
     def context(self) -> str:
@@ -220,7 +221,8 @@ def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = Non
             certs = []
         roots = {fingerprint(c): c.subject.rfc4514_string() for c in certs}
     held: dict[str, str] = {}
-    for s in kube.list("Secret", NAMESPACE, selector=f"{MULTICLUSTER_LABEL}=true"):
+    raw = kube.list("Secret", NAMESPACE, selector=f"{MULTICLUSTER_LABEL}=true")
+    for s in raw:
         sname = str(s["metadata"]["name"])
         held[sname] = _remote_server(s)
     return ClusterFacts(
@@ -230,11 +232,44 @@ def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = Non
         labels.get(NETWORK_LABEL),
         roots,
         held,
+        tuple(raw),
     )
 
 
 def _remote_server(secret: JSON) -> str:
     """The server URL in a remote secret's kubeconfig ("" when it cannot be read)."""
+    server = _remote_cluster(secret).get("server")
+    return server if isinstance(server, str) else ""
+
+
+def stray_remote_secrets(
+    context: str, secrets: Sequence[JSON], servers: set[str] | None, fleet: set[str] | None = None
+) -> list[str]:
+    """What is wrong with the remote secrets one cluster holds (``istio/multiCluster=true`` in
+    istio-system): a server no context of the jump host's kubeconfig names, TLS verification
+    switched off, or (when ``fleet``, the clusterNames of the mesh, is known) a cluster outside it.
+    Each of them lets whoever runs that endpoint feed this cluster's istiod endpoints."""
+    found: list[str] = []
+    for secret in secrets:
+        name = str((secret.get("metadata") or {}).get("name"))
+        cluster = _remote_cluster(secret)
+        server = cluster.get("server")
+        where = f"context {context}: remote secret {name}"
+        if fleet is not None and name.removeprefix(SECRET_PREFIX) not in fleet:
+            found.append(f"{where} is for cluster {name.removeprefix(SECRET_PREFIX)!r}, which is not in this mesh")
+        if servers is None:
+            continue  # the fleet's check only: the servers and TLS are each cluster's own report
+        if not isinstance(server, str) or not server:
+            found.append(f"{where} has no readable server")
+        elif server not in servers:
+            found.append(f"{where} points at {server}, a server no context of the kubeconfig knows")
+        if cluster.get("insecure-skip-tls-verify") is True:
+            found.append(f"{where} skips TLS verification (insecure-skip-tls-verify)")
+    return found
+
+
+def _remote_cluster(secret: JSON) -> JSON:
+    """The ``cluster`` entry of a remote secret's kubeconfig ({} when it cannot be read)."""
     for key in secret.get("data") or {}:
         raw = _b64(secret, key)
         if raw is None:
@@ -245,10 +280,10 @@ def _remote_server(secret: JSON) -> str:
             continue
         clusters = doc.get("clusters") if isinstance(doc, dict) else None
         if isinstance(clusters, list) and clusters and isinstance(clusters[0], dict):
-            server = (clusters[0].get("cluster") or {}).get("server")
-            if isinstance(server, str):
-                return server
-    return ""
+            cluster = clusters[0].get("cluster")
+            if isinstance(cluster, dict):
+                return cluster
+    return {}
 
 
 # -- 3. the fleet check ----------------------------------------------------------------------------
@@ -496,6 +531,7 @@ class ConnectResult:
     secrets: list[JSON]  # {"in": context, "for": cluster name, "action": ...}
     dry_run: bool = False
     written: list[str] = field(default_factory=list)  # --output-dir files
+    strays: list[str] = field(default_factory=list)  # remote secrets outside the mesh, unknown or insecure
 
     def as_dict(self) -> JSON:
         return {
@@ -504,6 +540,7 @@ class ConnectResult:
             "readers": self.readers,
             "remote_secrets": self.secrets,
             "written": self.written,
+            "stray_remote_secrets": self.strays,
         }
 
     def text(self) -> str:
@@ -515,6 +552,7 @@ class ConnectResult:
         for s in self.secrets:
             lines.append(f"context {s['in']}: secret {s['secret']} (for cluster {s['for']}): {verb}{s['action']}")
         lines += [f"Wrote {w}" for w in self.written]
+        lines += [f"warning: {w}" for w in self.strays]
         return "\n".join(lines)
 
 
@@ -591,6 +629,9 @@ def connect_mesh(
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise Refused(f"cannot connect these clusters into one mesh: {problems[0]}{more}; nothing was written")
         by_name = {f.context: str(f.name) for f in facts}
+        strays = _strays(facts, set(by_name.values()), known_servers(kubeconfig))
+        for line in strays:
+            notify(f"warning: {line}")  # named, not removed: another mesh's secret is not ours to delete
         if dry_run or output_dir is not None:
             tokens: dict[str, str | None] = _parallel(ordered, lambda c: read_token(kubes[c]), parallel)
             readers = {
@@ -617,7 +658,7 @@ def connect_mesh(
                     "`airgap mesh connect` once against the clusters (or apply the reader and wait), then render"
                 )
             written = _render(output_dir, ordered, wanted, recipients, replace)
-            return ConnectResult(facts, readers, _rows(wanted, by_name, "rendered"), written=written)
+            return ConnectResult(facts, readers, _rows(wanted, by_name, "rendered"), written=written, strays=strays)
 
         def apply(b: str) -> list[str]:
             act = plan_remote_secret if dry_run else apply_remote_secret
@@ -629,10 +670,19 @@ def connect_mesh(
             for b in ordered
             for i, (a, s) in enumerate(wanted[b])
         ]
-        return ConnectResult(facts, readers, rows, dry_run=dry_run)
+        return ConnectResult(facts, readers, rows, dry_run=dry_run, strays=strays)
     finally:
         for k in kubes.values():
             k.close()
+
+
+def _strays(facts: Sequence[ClusterFacts], fleet: set[str], servers: set[str]) -> list[str]:
+    """The remote secrets for clusters outside ``fleet`` (those inside are about to be rewritten)."""
+    out: list[str] = []
+    for f in facts:
+        outside = [s for s in f.remote_raw if str(s["metadata"]["name"]).removeprefix(SECRET_PREFIX) not in fleet]
+        out += stray_remote_secrets(f.context, outside, servers, fleet)
+    return out
 
 
 def _rows(wanted: dict[str, list[tuple[str, JSON]]], by_name: dict[str, str], action: str) -> list[JSON]:
@@ -754,6 +804,8 @@ def fleet_trust(facts: Sequence[ClusterFacts], servers: set[str]) -> TrustReport
     """The trust table: the connect checks, plus every cluster holding a remote secret for every other
     one, each pointing at a server the jump host knows."""
     problems = fleet_problems(facts)
+    names = {f.name for f in facts if f.name}
+    problems += [p for f in facts for p in stray_remote_secrets(f.context, f.remote_raw, None, names)]
     for b in facts:
         for a in facts:
             if a is b or not a.name:

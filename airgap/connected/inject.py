@@ -122,8 +122,14 @@ def _rolled_out(dep: JSON) -> bool:
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def check_names(namespaces: Sequence[str], revision: str | None) -> None:
-    """Exit 3 before any cluster is asked: every namespace and the revision is a DNS-1123 label.
+# Kubernetes' and the mesh's own namespaces: injecting them puts sidecars into the cluster's system
+# pods (and, with --restart, rolls every system Deployment); istiod itself must not be injected.
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", NAMESPACE)
+
+
+def check_names(namespaces: Sequence[str], revision: str | None, *, force: bool = False) -> None:
+    """Before any cluster is asked: every namespace and the revision is a DNS-1123 label (exit 3),
+    and no system namespace is named without ``force`` (exit 4).
 
     An empty name or ``../x`` would otherwise end up in the API path (``/namespaces/`` is the collection).
     """
@@ -134,6 +140,12 @@ def check_names(namespaces: Sequence[str], revision: str | None) -> None:
             raise InvalidInput(f"namespace {ns!r}: must be a lowercase DNS label (1-63 of a-z, 0-9, '-')")
     if revision is not None and not _DNS_LABEL.match(revision):
         raise InvalidInput(f"--revision {revision!r}: must be a lowercase DNS label (e.g. asm-186-8)")
+    system = [ns for ns in dict.fromkeys(namespaces) if ns in SYSTEM_NAMESPACES]
+    if system and not force:
+        raise Refused(
+            f"namespace {', '.join(system)}: a system namespace; injecting it puts sidecars into the cluster's own "
+            "pods (and --restart would restart them all); nothing changed; pass --force if you mean it"
+        )
 
 
 def enable_injection(
@@ -146,9 +158,10 @@ def enable_injection(
     poll: float = 2.0,
     notify: Callable[[str], None] = lambda _m: None,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    force: bool = False,
 ) -> InjectResult:
-    """Steps 1-4 on one cluster; see the module docstring."""
-    check_names(namespaces, revision)
+    """Steps 1-4 on one cluster; see the module docstring. A system namespace needs ``force``."""
+    check_names(namespaces, revision, force=force)
     rev = choose_revision(kube, revision)
     found = {ns: kube.get("Namespace", ns) for ns in dict.fromkeys(namespaces)}
     missing = [ns for ns, obj in found.items() if obj is None]

@@ -231,6 +231,7 @@ class Kube:
         self.notify = notify or (lambda _msg: None)
         self._sleep = sleep
         self.insecure = False  # the kubeconfig says insecure-skip-tls-verify: writes need --insecure
+        self.kubeconfig: str | None = None
 
     def check_writable(self, what: str = "write") -> None:
         """Refuse (exit 4) writes to a cluster whose API server's identity is not checked (TLS
@@ -526,6 +527,7 @@ def connect(
         total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False, raise_on_redirect=False
     )
     kube = Kube(ApiClient(configuration=cfg), name, policy, notify=notify)
+    kube.kubeconfig = path  # the file(s) it came from: mesh status compares remote secrets' servers with it
     if not cfg.verify_ssl:
         _warn_insecure(name)
         kube.insecure = True

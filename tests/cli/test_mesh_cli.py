@@ -368,9 +368,10 @@ def test_existing_istiod_service_is_brought_to_the_guide(kube_cluster: Cluster, 
         },
     )
     r = run_cli(
-        "mesh", "install", "--context", "test", "--release", release, *INSTALL, *POLL, env=_env(kube_cluster, tmp_path)
-    )
-    assert r.code == 0, r.err and "istiod service: updated" in r.out
+        "mesh", "install", "--context", "test", "--release", release, *INSTALL, *POLL, "--force",
+        env=_env(kube_cluster, tmp_path),
+    )  # fmt: skip
+    assert r.code == 0, r.err and "istiod service: updated" in r.out  # other ports: someone else's (--force)
     svc = emu.get("services", "istio-system", "istiod")
     assert svc["spec"]["selector"] == {"app": "istiod", "istio.io/rev": "asm-186-8"} and len(svc["spec"]["ports"]) == 4
 
@@ -828,3 +829,100 @@ def test_fault_9_rotate_refuses_a_cacerts_annotated_for_another_cluster(
     assert emu.get("secrets", "istio-system", "cacerts") == old
     assert emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts") == []
     assert not emu.requests_for("PUT", "/secrets/") and not emu.requests_for("POST", "/secrets")
+
+
+# -- issue 23, fault 22: foot-guns in cluster commands ------------------------------------------------------------
+
+_STRAY_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- name: ghost
+  cluster: {server: "https://203.0.113.9:6443", insecure-skip-tls-verify: true}
+users:
+- name: ghost
+  user: {token: t}
+contexts:
+- name: ghost
+  context: {cluster: ghost, user: ghost}
+current-context: ghost
+"""
+
+
+def test_fault_22_foot_guns_are_refused_or_named(kube_cluster: Cluster, release: Path, tmp_path: Path) -> None:
+    """mesh inject kube-system/istio-system needs --force; a malformed --sops-age is named as such; a stray
+    remote secret is a mesh status problem; mesh install does not take over someone else's istiod Service
+    without --force, and when it does, leaves exactly the guide's."""
+    import base64
+
+    emu = kube_cluster.emu()
+    env = _env(kube_cluster, tmp_path)
+    emu.simulate_istio_install("asm-186-8")
+    emu.wait_idle()
+    # 1. system namespaces
+    for ns in ("kube-system", "istio-system"):
+        r = run_cli("mesh", "inject", ns, "--context", "test", "--restart", env=env)
+        assert r.code == 4
+        assert one_error_line(r) == (
+            f"airgap: error: namespace {ns}: a system namespace; injecting it puts sidecars into the cluster's own "
+            "pods (and --restart would restart them all); nothing changed; pass --force if you mean it"
+        )
+        assert "istio.io/rev" not in (emu.get("namespaces", None, ns)["metadata"].get("labels") or {})
+    r = run_cli("mesh", "inject", "kube-public", "--context", "test", "--force", env=env)
+    assert r.code == 0, r.err
+    # 2. --sops-age names itself
+    r = run_cli(
+        "mesh", "install", "--context", "test", "--release", release, *INSTALL, "--output-dir", tmp_path / "out",
+        "--layout", "clusters", "--sops-age", "age1notarecipient",
+    )  # fmt: skip
+    assert r.code == 3
+    assert one_error_line(r) == "airgap: error: --sops-age: not an age X25519 recipient (expected age1…)"
+    # 3. a stray remote secret: an unknown cluster's server, without TLS verification
+    stray = {
+        "metadata": {"name": "istio-remote-secret-ghost", "labels": {"istio/multiCluster": "true"}},
+        "data": {"ghost": base64.b64encode(_STRAY_KUBECONFIG.encode()).decode()},
+    }
+    emu.create("secrets", "istio-system", stray)
+    r = run_cli("mesh", "status", "--context", "test", "--json", env=env)
+    assert r.code == 1
+    problems = json.loads(r.out)["problems"]
+    assert [p for p in problems if "remote secret" in p] == [
+        "context test: remote secret istio-remote-secret-ghost points at https://203.0.113.9:6443, a server no "
+        "context of the kubeconfig knows",
+        "context test: remote secret istio-remote-secret-ghost skips TLS verification (insecure-skip-tls-verify)",
+    ]
+    # 4. someone else's istiod Service
+    seed_cacerts(emu)
+    theirs = {
+        "metadata": {
+            "name": "istiod",
+            "labels": {"app": "istiod", "owner": "team-x"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+        },
+        "spec": {"selector": {"app": "their-istiod"}, "ports": [{"name": "grpc-xds", "port": 15010}]},
+    }
+    before = emu.create("services", "istio-system", theirs)
+    install = ("mesh", "install", "--context", "test", "--release", release, *INSTALL, *POLL)
+    r = run_cli(*install, env=env)
+    assert r.code == 4
+    assert _one_error_line(r) == (
+        "airgap: error: context test: service istio-system/istiod was made by someone else (other ports or "
+        "selector; label(s) owner; no airgap.dev/managed-by annotation); left untouched, nothing installed; pass "
+        "--force to replace it with the guide's"
+    )
+    assert emu.get("services", "istio-system", "istiod") == before
+    assert _istioctl_calls(kube_cluster) == []
+    r = run_cli(*install, "--force", env=env)
+    assert r.code == 0, r.err
+    svc = emu.get("services", "istio-system", "istiod")
+    from airgap.connected.mesh import istiod_service
+
+    guide = istiod_service("asm-186-8")
+    assert svc["metadata"]["labels"] == guide["metadata"]["labels"]
+    assert svc["metadata"]["annotations"] == {"airgap.dev/managed-by": "airgap mesh install"}
+    assert svc["spec"]["selector"] == guide["spec"]["selector"]
+    assert sorted(p["port"] for p in svc["spec"]["ports"]) == [443, 15010, 15012, 15014]
+    r = run_cli(*install, env=env)  # airgap's own now: no --force needed, nothing to change
+    assert r.code == 0, r.err
+    assert emu.get("services", "istio-system", "istiod")["metadata"]["resourceVersion"] == svc["metadata"][
+        "resourceVersion"
+    ]
