@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from airgap.connected.access import Need, Undo, denied, require
 from airgap.connected.fleet import DEFAULT_PARALLEL, FleetReport, Outcome, run_fleet
 from airgap.connected.kube import AlreadyExists, Conflict, Kube, RetryPolicy, connect, policy_from_env
 from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
@@ -275,14 +276,16 @@ def _ensure_backup(kube: Kube, live: JSON, now: Callable[[], dt.datetime]) -> tu
     raise ClusterError(f"context {kube.context}: cannot find a free name for the cacerts backup")
 
 
-def _ensure_namespace(kube: Kube, manifest: JSON) -> bool:
+def _ensure_namespace(kube: Kube, manifest: JSON, undo: Undo | None = None) -> bool:
     name = str(manifest.get("metadata", {}).get("name", NAMESPACE))
     if kube.get("Namespace", name) is not None:
         return False
     try:
-        kube.create("Namespace", manifest)
+        made = kube.create("Namespace", manifest)
     except AlreadyExists:
         return False  # created meanwhile, or our create was applied and its answer lost
+    if undo is not None:
+        undo.created("Namespace", made)
     return True
 
 
@@ -342,6 +345,29 @@ def _desired(secret_manifest: JSON) -> JSON:
     return desired
 
 
+def cacerts_needs(ns_exists: bool, action: str) -> list[Need]:
+    """The writes an import makes for ``action`` (:func:`_decide`), for the ask-first reviews."""
+    needs: list[Need] = [] if ns_exists else [("create", "namespaces", "", None)]
+    if action == "create":
+        needs.append(("create", "secrets", "", NAMESPACE))
+    elif action == "annotate":
+        needs.append(("update", "secrets", "", NAMESPACE))
+    elif action == "rotate":
+        needs += [(verb, "secrets", "", NAMESPACE) for verb in ("list", "create", "update", "delete")]
+    return needs
+
+
+def read_and_decide(
+    kube: Kube, namespace_manifest: JSON, desired: JSON, *, sequence: int | None, rotate: bool
+) -> tuple[bool, str]:
+    """(istio-system exists, the action): GETs only, refusals (exit 4) before anything is written."""
+    ns_name = str(namespace_manifest.get("metadata", {}).get("name", NAMESPACE))
+    ns_exists = kube.get("Namespace", ns_name) is not None
+    live = kube.get("Secret", SECRET_NAME, NAMESPACE) if ns_exists else None
+    where = f"context {kube.context}: secret {NAMESPACE}/{SECRET_NAME}"
+    return ns_exists, _decide(live, desired, sequence=sequence, rotate=rotate, where=where)
+
+
 def apply_cacerts(
     kube: Kube,
     namespace_manifest: JSON,
@@ -354,12 +380,35 @@ def apply_cacerts(
     """Bring one cluster to ``secret_manifest`` under the rules in the module docstring.
 
     ``secret_manifest`` is trusted (it comes from a verified bundle); everything read from the
-    cluster is not, and every write is conditioned on what was read.
+    cluster is not, and every write is conditioned on what was read. Ask first: the cluster is
+    read, the rules decide, and every write the decision needs is reviewed (``SelfSubjectAccessReview``)
+    before the first write: a denial is exit 4 with nothing written. A failure after writing began
+    removes what this run created (istio-system, a backup).
     """
     desired = _desired(secret_manifest)
+    ns_exists, action = read_and_decide(kube, namespace_manifest, desired, sequence=sequence, rotate=rotate)
+    require(kube, cacerts_needs(ns_exists, action))
+    undo = Undo(kube)
+    try:
+        return _apply_cacerts(kube, namespace_manifest, desired, sequence=sequence, rotate=rotate, now=now, undo=undo)
+    except BaseException:
+        undo.run(kube.notify)
+        raise
+
+
+def _apply_cacerts(
+    kube: Kube,
+    namespace_manifest: JSON,
+    desired: JSON,
+    *,
+    sequence: int | None,
+    rotate: bool,
+    now: Callable[[], dt.datetime] | None,
+    undo: Undo,
+) -> ImportResult:
     clock = now or (lambda: dt.datetime.now(dt.UTC))
     fingerprint = _annotation(desired, A_FINGERPRINT)
-    ns_created = _ensure_namespace(kube, namespace_manifest)
+    ns_created = _ensure_namespace(kube, namespace_manifest, undo)
     where = f"context {kube.context}: secret {NAMESPACE}/{SECRET_NAME}"
     tried_create = False  # a create whose answer was lost may have been applied
 
@@ -385,6 +434,8 @@ def apply_cacerts(
                 continue  # changed since we read it: decide again from the new state
             return result("annotated")
         backup, backup_uid = _ensure_backup(kube, live, clock)
+        if backup_uid is not None:
+            undo.made.append(("Secret", backup, NAMESPACE, backup_uid))
         replacement = {**desired, "metadata": {**desired["metadata"]}}
         replacement["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
         try:
@@ -395,6 +446,7 @@ def apply_cacerts(
             if backup_uid is not None:
                 kube.delete("Secret", backup, NAMESPACE, uid=backup_uid)
             continue
+        undo.made.clear()  # cacerts now holds the bundle: the backup is the rotation's record
         return result("rotated", backup)
     raise ClusterError(
         f"{where}: still changing under us after {kube.policy.conflict_attempts} attempts; nothing replaced"
@@ -526,6 +578,8 @@ def import_to_fleet(
     later with the same bundle, are accepted again because the sequence and bundle id are equal.
     ``notify`` gets each retry note (they name their context). A dry run writes nothing and records nothing.
     """
+    if not dry_run:
+        _ask_fleet(prepared, contexts, rotate=rotate, kubeconfig=kubeconfig, policy=policy, parallel=parallel)
     recorder = record or _record_accepted
     recorded = threading.Event()
 
@@ -550,3 +604,51 @@ def import_to_fleet(
         return Outcome(ctx, 0, result.result_word, result.detail, result)
 
     return run_fleet(contexts, one, parallel=parallel, on_done=on_done)
+
+
+def _ask_fleet(
+    prepared: PreparedImportLike,
+    contexts: Sequence[str],
+    *,
+    rotate: bool,
+    kubeconfig: Path | None,
+    policy: RetryPolicy | None,
+    parallel: int,
+) -> None:
+    """Ask every cluster of the fleet first: an RBAC denial (or an insecure context without
+    --insecure) anywhere is exit 4 before any cluster is written. A cluster that cannot be read or
+    that the rules refuse is left to its own run, which fails alone as before."""
+    import concurrent.futures as cf
+
+    desired = _desired(prepared.cacerts_secret_manifest())
+    sequence = getattr(prepared, "sequence", None)
+
+    def ask(ctx: str) -> str | None:
+        try:
+            kube = connect(ctx, kubeconfig=kubeconfig, policy=policy or policy_from_env())
+        except AirgapError:
+            return None
+        with kube:
+            try:
+                seq = int(sequence) if sequence is not None else None
+                ns_exists, action = read_and_decide(
+                    kube, prepared.namespace_manifest(), desired, sequence=seq, rotate=rotate
+                )
+            except AirgapError:
+                return None
+            try:
+                missing = denied(kube, cacerts_needs(ns_exists, action))
+            except Refused as exc:  # a context whose TLS is not verified, without --insecure
+                return exc.message
+            except AirgapError:
+                return None
+        return f"context {ctx}: {', '.join(missing)}" if missing else None
+
+    with cf.ThreadPoolExecutor(max_workers=max(1, min(parallel, len(contexts))), thread_name_prefix="ask") as pool:
+        answers = list(pool.map(ask, contexts))
+    lines = [a for a in answers if a]
+    if lines:
+        raise Refused(
+            f"not allowed: {'; '.join(lines)}; nothing was written to any cluster; "
+            "`airgap preflight` lists every permission airgap needs"
+        )

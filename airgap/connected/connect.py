@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from airgap.connected.access import Need, Undo, require_all
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION, MESH_ID_ANNOTATION, NAMESPACE, NETWORK_LABEL
 from airgap.core.retry import poll_until
 from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
@@ -408,8 +409,11 @@ def read_token(kube: Any) -> str | None:
     return raw.decode("utf-8", "replace") if raw else None
 
 
-def ensure_reader(kube: Any, *, timeout: float, poll: float, notify: Callable[[str], None]) -> tuple[str, list[str]]:
-    """Step 4: create what is missing of the reader in ``kube``; wait for the token; (token, created)."""
+def ensure_reader(
+    kube: Any, *, timeout: float, poll: float, notify: Callable[[str], None], undo: Undo | None = None
+) -> tuple[str, list[str]]:
+    """Step 4: create what is missing of the reader in ``kube``; wait for the token; (token, created).
+    Each object created is recorded in ``undo`` (removed again if the act fails later)."""
     from airgap.connected.kube import AlreadyExists
 
     created: list[str] = []
@@ -419,8 +423,10 @@ def ensure_reader(kube: Any, *, timeout: float, poll: float, notify: Callable[[s
         if kube.get(kind, name, ns) is not None:
             continue
         try:
-            kube.create(kind, manifest, ns)
+            made = kube.create(kind, manifest, ns)
             created.append(f"{kind} {name}")
+            if undo is not None:
+                undo.created(kind, made, ns)
         except AlreadyExists:
             pass
     asked = [False]
@@ -495,14 +501,16 @@ def plan_remote_secret(kube: Any, want: JSON) -> str:
     return "unchanged" if _secret_matches(live, want) else "update"
 
 
-def apply_remote_secret(kube: Any, want: JSON) -> str:
-    """Create the remote secret, or bring its data, label and annotation to ``want``."""
+def apply_remote_secret(kube: Any, want: JSON, undo: Undo | None = None) -> str:
+    """Create the remote secret (recorded in ``undo``), or bring its data, label and annotation to ``want``."""
     from airgap.connected.kube import AlreadyExists
 
     name = want["metadata"]["name"]
     if kube.get("Secret", name, NAMESPACE) is None:
         try:
-            kube.create("Secret", want, NAMESPACE)
+            made = kube.create("Secret", want, NAMESPACE)
+            if undo is not None:
+                undo.created("Secret", made, NAMESPACE)
             return "created"
         except AlreadyExists:
             pass
@@ -621,6 +629,7 @@ def connect_mesh(
         raise InvalidInput("mesh connect needs at least two different --context")
     endpoints = {c: context_endpoint(c, kubeconfig) for c in ordered}  # 1
     kubes = {c: connect(c, kubeconfig=kubeconfig, policy=policy or DEFAULT_POLICY, notify=notify) for c in ordered}
+    undos = {c: Undo(kubes[c]) for c in ordered}
     try:
         facts_by = _parallel(ordered, lambda c: read_facts(kubes[c], endpoints[c], names), parallel)  # 2
         facts = [facts_by[c] for c in ordered]
@@ -639,9 +648,10 @@ def connect_mesh(
                 for c in ordered
             }
         else:
+            _ask_connect(kubes, ordered, by_name)  # ask every cluster before the first write
             made = _parallel(  # 4
                 ordered,
-                lambda c: ensure_reader(kubes[c], timeout=token_timeout, poll=poll, notify=notify),
+                lambda c: ensure_reader(kubes[c], timeout=token_timeout, poll=poll, notify=notify, undo=undos[c]),
                 parallel,
             )
             tokens = {c: made[c][0] for c in ordered}
@@ -661,8 +671,9 @@ def connect_mesh(
             return ConnectResult(facts, readers, _rows(wanted, by_name, "rendered"), written=written, strays=strays)
 
         def apply(b: str) -> list[str]:
-            act = plan_remote_secret if dry_run else apply_remote_secret
-            return [act(kubes[b], s) for _a, s in wanted[b]]  # 5
+            if dry_run:
+                return [plan_remote_secret(kubes[b], s) for _a, s in wanted[b]]
+            return [apply_remote_secret(kubes[b], s, undos[b]) for _a, s in wanted[b]]  # 5
 
         actions = _parallel(ordered, apply, parallel)
         rows = [
@@ -671,9 +682,35 @@ def connect_mesh(
             for i, (a, s) in enumerate(wanted[b])
         ]
         return ConnectResult(facts, readers, rows, dry_run=dry_run, strays=strays)
+    except BaseException:
+        for c in ordered:  # a failure after writing began: remove what this run created, everywhere
+            undos[c].run(notify)
+        raise
     finally:
         for k in kubes.values():
             k.close()
+
+
+def _connect_needs(kube: Any, fleet: set[str]) -> list[Need]:
+    """The writes mesh connect makes in one cluster: the missing parts of the reader, and the remote
+    secrets of the other clusters (created, or updated when they exist)."""
+    needs: list[Need] = []
+    for kind, manifest in reader_manifests():
+        ns = manifest["metadata"].get("namespace")
+        if kube.get(kind, manifest["metadata"]["name"], ns) is None:
+            group = "rbac.authorization.k8s.io" if kind.startswith("Cluster") else ""
+            resource = {"ServiceAccount": "serviceaccounts", "Secret": "secrets"}.get(kind, kind.lower() + "s")
+            needs.append(("create", resource, group, ns))
+    for name in sorted(fleet):
+        exists = kube.get("Secret", SECRET_PREFIX + name, NAMESPACE) is not None
+        needs.append(("update" if exists else "create", "secrets", "", NAMESPACE))
+    return needs
+
+
+def _ask_connect(kubes: dict[str, Any], ordered: Sequence[str], by_name: dict[str, str]) -> None:
+    """Every cluster is asked (SelfSubjectAccessReview) for every write before any is made."""
+    plans = [(kubes[c], _connect_needs(kubes[c], {by_name[a] for a in ordered if a != c})) for c in ordered]
+    require_all(plans)
 
 
 def _strays(facts: Sequence[ClusterFacts], fleet: set[str], servers: set[str]) -> list[str]:

@@ -93,19 +93,11 @@ def choose_revision(kube: Any, revision: str | None) -> str:
 
 
 def _require_access(kube: Any, needs: list[tuple[str, str, str, str | None]]) -> None:
-    """Refused (nothing written yet) unless the server allows every one of ``needs``."""
-    denied = []
-    for verb, resource, group, namespace in needs:
-        allowed, _reason = kube.can_i(verb, resource, group=group, namespace=namespace)
-        if not allowed:
-            res = f"{resource}.{group}" if group else resource
-            where = "" if not namespace else f" {namespace}" if resource == "namespaces" else f" in {namespace}"
-            denied.append(f"{verb} {res}{where}")
-    if denied:
-        raise Refused(
-            f"context {kube.context}: not allowed to {', '.join(denied)} (RBAC); nothing changed; "
-            "`airgap preflight` lists every permission airgap needs"
-        )
+    """Refused (nothing written yet) unless the server allows every one of ``needs``
+    (and, for a context with insecure-skip-tls-verify, ``--insecure`` was given)."""
+    from airgap.connected.access import require
+
+    require(kube, needs)
 
 
 def _rolled_out(dep: JSON) -> bool:

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from airgap.connected.access import Need
 from airgap.connected.cacerts import REQUIRED_KEYS
 from airgap.core.atomic import fsync_dir, staged_dir, write_new
 from airgap.core.limits import MAX_OVERLAY
@@ -749,6 +750,26 @@ def require_cacerts(kube: Any) -> None:
         )
 
 
+def install_needs(service_exists: bool, east_west: bool) -> list[Need]:
+    """What ``mesh install`` writes (itself, and istioctl's install of the control plane), for the
+    reviews asked before the first write."""
+    rbac, ns = "rbac.authorization.k8s.io", NAMESPACE
+    needs: list[Need] = [
+        ("update", "namespaces", "", None),  # the network label, the recorded identity
+        ("update" if service_exists else "create", "services", "", ns),
+        ("create", "deployments", "apps", ns),  # istioctl: istiod and the ingress gateway
+        ("create", "serviceaccounts", "", ns),
+        ("create", "configmaps", "", ns),
+        ("create", "clusterroles", rbac, None),
+        ("create", "clusterrolebindings", rbac, None),
+        ("create", "customresourcedefinitions", "apiextensions.k8s.io", None),
+        ("create", "mutatingwebhookconfigurations", "admissionregistration.k8s.io", None),
+    ]
+    if east_west:
+        needs.append(("create", "gateways", "networking.istio.io", ns))
+    return needs
+
+
 def install_mesh(
     release: Path,
     settings: MeshSettings,
@@ -767,6 +788,7 @@ def install_mesh(
     ``dry_run`` runs the checks (release, overlays, the ``cacerts`` Secret, the cluster's network
     label) and reports what would be done, changing nothing.
     """
+    from airgap.connected.access import require
     from airgap.connected.kube import DEFAULT_POLICY, connect
 
     istioctl = verified_istioctl(release)  # 1
@@ -787,6 +809,7 @@ def install_mesh(
                     svc = "unchanged" if _service_matches(live_service, guide) else "update"
                 ew = "would install" if settings.east_west else None
                 return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew)
+            require(kube, install_needs(live_service is not None, settings.east_west))  # 3c: ask first
             cluster_yaml.write_bytes(dump_yaml(operator))
             istioctl = verified_istioctl(release)  # re-check right before running: no swap in between
             notify(f"context {kube.context}: running {shlex.join(argv)}")
