@@ -321,3 +321,26 @@ def test_fault_10_mesh_connect_asks_every_cluster_before_writing_any(
         assert emu.get("serviceaccounts", "istio-system", "istio-reader-service-account") is None
         assert emu.list("secrets", "istio-system", "istio/multiCluster=true") == []
         assert emu.get("clusterroles", None, "istio-reader-airgap-istio-system") is None
+
+
+def test_fault_10_bundle_import_into_a_fleet_asks_every_cluster_first(
+    kube_fleet: Any, pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path
+) -> None:
+    """One cluster of the fleet may not create secrets: exit 4 before the other one is written."""
+    fleet = kube_fleet(2)
+    e1, e2 = (fleet.emulators[c] for c in fleet.contexts)
+    for emu in (e1, e2):
+        emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    e2.add_user(USER)
+    e2.grant(USER, ["get"], ["namespaces"])
+    e2.grant(USER, ["get"], ["secrets"], namespace="istio-system")
+    kc = write_kubeconfig(tmp_path / "kc", [("c1", e1), ("c2", e2, USER)])
+    imp = _bundle(pki, bkeys, passfile, tmp_path)
+    r = run_cli(*imp, "--context", "c1", "--context", "c2", env={"KUBECONFIG": str(kc), **FAST_ENV})
+    assert r.code == 4, r.err
+    assert one_error_line(r, alone=False) == (
+        "airgap: error: not allowed: context c2: create secrets in istio-system; nothing was written to any "
+        "cluster; `airgap preflight` lists every permission airgap needs"
+    )
+    assert e1.get("secrets", "istio-system", "cacerts") is None
+    assert not [w for w in _writes(e1) if "/secrets" in w]  # the allowed cluster was not written either
