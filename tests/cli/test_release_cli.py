@@ -371,6 +371,19 @@ def test_fault_13_release_rollback_and_downgrade_are_refused(tmp_path: Path) -> 
         "'istio-1.8.6-asm.8' of the release asked for; refusing it (a different release published under this name?)"
     )
     assert not (tmp_path / "x").exists()
+    # a file named otherwise: the version must be given, and is checked the same way
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    shutil.copy(old_tar, odd / "release.tar.gz")
+    shutil.copy(mirror / f"{newer_name}.1.sig", odd / "release.tar.gz.1.sig")
+    r = run_cli("release", "extract", odd / "release.tar.gz", "--key", old_pub, "--out", tmp_path / "y")
+    assert r.code == 3 and one_error_line(r.err) == (
+        f"airgap: error: {odd / 'release.tar.gz'}: cannot tell the release version from the file name; pass --version"
+    )
+    r = run_cli("release", "extract", odd / "release.tar.gz", "--key", old_pub, "--out", tmp_path / "y",
+                "--version", "1.8.6-asm.8")  # fmt: skip
+    assert r.code == 1 and "the archive's root folder is 'istio-1.8.5-asm.1'" in one_error_line(r.err)
+    assert not (tmp_path / "y").exists()
     # a jump host that accepted 1.8.6-asm.8 refuses 1.8.5-asm.1 of the same line, before any traffic
     new_tar, _, new_pub = make_signed_release(tmp_path / "new", "1.8.6-asm.8")
     assert _fetch_cli("1.8.6-asm.8", new_tar.parent, new_pub, tmp_path / "new-got")[0] == 0
