@@ -440,6 +440,19 @@ def fetch_lock(out: Path, name: str, notify: Callable[[str], None] = stderr_note
         yield path
 
 
+def _same_signature(sig_final: Path, raw_sig: bytes, sig_url: str) -> None:
+    """A lone ``NAME.1.sig`` from an earlier run must be byte for byte the one fetched now (else exit 4)."""
+    try:
+        with open(sig_final, "rb") as fh:
+            mine = fh.read(MAX_SIGNATURE + 1)
+    except OSError as exc:
+        raise InvalidInput(f"{sig_final}: cannot read: {exc.strerror}") from exc
+    if mine != raw_sig:
+        raise Refused(
+            f"{sig_final}: already exists and differs from {sig_url}; refusing to replace it (move it away and re-run)"
+        )
+
+
 def _check_final(p: Path) -> bool:
     """Is ``p`` present? Present but not a plain file (a symlink, a folder ...) is refused."""
     if p.is_symlink() or (p.exists() and not p.is_file()):
@@ -553,16 +566,7 @@ def _fetch_release(
         raw_sig = fetch_small(sig_url, limit=MAX_SIGNATURE, options=options)  # 4
         signature = decode_release_signature(raw_sig, source=sig_url)
         if have_sig:
-            try:
-                with open(sig_final, "rb") as fh:
-                    mine = fh.read(MAX_SIGNATURE + 1)
-            except OSError as exc:
-                raise InvalidInput(f"{sig_final}: cannot read: {exc.strerror}") from exc
-            if mine != raw_sig:
-                raise Refused(
-                    f"{sig_final}: already exists and differs from {sig_url}; refusing to replace it "
-                    "(move it away and re-run)"
-                )
+            _same_signature(sig_final, raw_sig, sig_url)
         if have_tar:  # 5
             digests, size = hash_file(final, hashes_for(keys), progress)
             try:
