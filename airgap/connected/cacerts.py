@@ -475,6 +475,7 @@ def plan_cacerts(
     where = f"context {kube.context}: secret {NAMESPACE}/{SECRET_NAME}"
     try:
         action = _decide(live, desired, sequence=sequence, rotate=rotate, where=where)
+        require(kube, cacerts_needs(not ns_missing, action))  # the same questions a run asks first
     except Refused as exc:
         raise Refused(f"dry run: would refuse: {exc.message}") from exc
     outcome = {"create": "created", "unchanged": "unchanged", "annotate": "annotated", "rotate": "rotated"}[action]

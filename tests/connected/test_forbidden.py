@@ -255,6 +255,10 @@ def test_fault_10_bundle_import_asks_first_and_undoes_what_it_made(
     imp = _bundle(pki, bkeys, passfile, tmp_path)
     env = {"KUBECONFIG": str(limited.kubeconfig), **FAST_ENV}
     before = _writes(emu)
+    r = run_cli(*imp, "--context", "limited", "--dry-run", env=env)  # a dry run asks the same questions
+    assert r.code == 4 and one_error_line(r, alone=False).startswith(
+        "airgap: error: dry run: would refuse: context limited: not allowed to create secrets in istio-system (RBAC)"
+    )
     r = run_cli(*imp, "--context", "limited", env=env)
     assert r.code == 4
     assert one_error_line(r, alone=False) == (
