@@ -374,7 +374,6 @@ def connect_cmd(
     ),
     poll: float = typer.Option(0.5, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
-    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
 ) -> None:
     """Join clusters into one mesh: in every cluster, a remote secret for every other one.
 
@@ -399,7 +398,7 @@ def connect_cmd(
     if force and output_dir is None:
         raise typer.BadParameter("--force only applies to --output-dir")
     recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "remote secrets hold API tokens")
-    allow_insecure(insecure)
+    allow_insecure(False)  # no --insecure here: a context without TLS verification is refused at step 1
     result = connect_mesh(
         context,
         names=parse_name_map(cluster_name),
