@@ -217,6 +217,11 @@ def install(
         _print_install(result)
         return
 
+    if not dry_run:  # every cluster is asked before any is written (issue 23)
+        from airgap.connected.mesh import ask_install_fleet
+
+        ask_install_fleet([c for c in contexts if c], east_west, policy=_policy(), parallel=parallel)
+
     def fleet_one(ctx: str) -> Outcome:
         r = one(ctx)
         return Outcome(
@@ -321,6 +326,10 @@ def inject(
             _print_inject(result)
         check(result)
         return
+
+    from airgap.connected.inject import ask_inject_fleet
+
+    ask_inject_fleet([c for c in contexts if c], namespaces, restart, policy=_policy(), parallel=parallel)
 
     def fleet_one(ctx: str) -> Outcome:
         r = one(ctx)

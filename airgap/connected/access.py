@@ -69,6 +69,51 @@ def require_all(plans: Sequence[tuple[Any, Sequence[Need]]]) -> None:
         )
 
 
+def ask_every(
+    contexts: Sequence[str],
+    needs_of: Callable[[Any], Sequence[Need]],
+    *,
+    kubeconfig: Any = None,
+    policy: Any = None,
+    parallel: int = 8,
+) -> None:
+    """A fleet run asks every cluster first: ``needs_of(kube)`` (reads allowed) gives each cluster's
+    writes; a denial anywhere (or a context whose TLS is not verified, without ``--insecure``) is one
+    Refused (exit 4) before any cluster is written. A cluster that cannot be reached or read, or whose
+    own rules refuse, is left to its own run, which fails alone as a fleet's clusters do."""
+    import concurrent.futures as cf
+
+    from airgap.connected.kube import connect, policy_from_env
+
+    def ask(ctx: str) -> str | None:
+        try:
+            kube = connect(ctx, kubeconfig=kubeconfig, policy=policy or policy_from_env())
+        except AirgapError:
+            return None
+        with kube:
+            try:
+                needs = needs_of(kube)
+            except AirgapError:
+                return None
+            try:
+                missing = denied(kube, needs)
+            except Refused as exc:  # insecure-skip-tls-verify without --insecure
+                return exc.message
+            except AirgapError:
+                return None
+        return f"context {ctx}: {', '.join(missing)}" if missing else None
+
+    if len(contexts) < 2:
+        return  # one cluster asks itself, right before it writes
+    with cf.ThreadPoolExecutor(max_workers=max(1, min(parallel, len(contexts))), thread_name_prefix="ask") as pool:
+        lines = [a for a in pool.map(ask, contexts) if a]
+    if lines:
+        raise Refused(
+            f"not allowed: {'; '.join(lines)}; nothing was written to any cluster; "
+            "`airgap preflight` lists every permission airgap needs"
+        )
+
+
 @dataclass
 class Undo:
     """What this run created, to delete again (newest first, each only if it still has our uid)
@@ -92,4 +137,4 @@ class Undo:
         self.made.clear()
 
 
-__all__ = ["Need", "Undo", "denied", "describe", "require", "require_all"]
+__all__ = ["Need", "Undo", "ask_every", "denied", "describe", "require", "require_all"]

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from airgap.connected.access import Need, Undo, denied, require
+from airgap.connected.access import Need, Undo, ask_every, require
 from airgap.connected.fleet import DEFAULT_PARALLEL, FleetReport, Outcome, run_fleet
 from airgap.connected.kube import AlreadyExists, Conflict, Kube, RetryPolicy, connect, policy_from_env
 from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
@@ -616,40 +616,14 @@ def _ask_fleet(
     policy: RetryPolicy | None,
     parallel: int,
 ) -> None:
-    """Ask every cluster of the fleet first: an RBAC denial (or an insecure context without
-    --insecure) anywhere is exit 4 before any cluster is written. A cluster that cannot be read or
-    that the rules refuse is left to its own run, which fails alone as before."""
-    import concurrent.futures as cf
-
+    """Ask every cluster of the fleet first (:func:`airgap.connected.access.ask_every`): an RBAC
+    denial (or an insecure context without --insecure) anywhere is exit 4 before any cluster is written."""
     desired = _desired(prepared.cacerts_secret_manifest())
     sequence = getattr(prepared, "sequence", None)
+    seq = int(sequence) if sequence is not None else None
 
-    def ask(ctx: str) -> str | None:
-        try:
-            kube = connect(ctx, kubeconfig=kubeconfig, policy=policy or policy_from_env())
-        except AirgapError:
-            return None
-        with kube:
-            try:
-                seq = int(sequence) if sequence is not None else None
-                ns_exists, action = read_and_decide(
-                    kube, prepared.namespace_manifest(), desired, sequence=seq, rotate=rotate
-                )
-            except AirgapError:
-                return None
-            try:
-                missing = denied(kube, cacerts_needs(ns_exists, action))
-            except Refused as exc:  # a context whose TLS is not verified, without --insecure
-                return exc.message
-            except AirgapError:
-                return None
-        return f"context {ctx}: {', '.join(missing)}" if missing else None
+    def needs_of(kube: Kube) -> list[Need]:
+        ns_exists, action = read_and_decide(kube, prepared.namespace_manifest(), desired, sequence=seq, rotate=rotate)
+        return cacerts_needs(ns_exists, action)
 
-    with cf.ThreadPoolExecutor(max_workers=max(1, min(parallel, len(contexts))), thread_name_prefix="ask") as pool:
-        answers = list(pool.map(ask, contexts))
-    lines = [a for a in answers if a]
-    if lines:
-        raise Refused(
-            f"not allowed: {'; '.join(lines)}; nothing was written to any cluster; "
-            "`airgap preflight` lists every permission airgap needs"
-        )
+    ask_every(contexts, needs_of, kubeconfig=kubeconfig, policy=policy or policy_from_env(), parallel=parallel)

@@ -100,6 +100,25 @@ def _require_access(kube: Any, needs: list[tuple[str, str, str, str | None]]) ->
     require(kube, needs)
 
 
+def injection_needs(namespaces: Sequence[str], restart: bool) -> list[tuple[str, str, str, str | None]]:
+    """The writes (and the deployment lists) of an injection into ``namespaces``."""
+    needs: list[tuple[str, str, str, str | None]] = [("patch", "namespaces", "", ns) for ns in namespaces]
+    if restart:
+        for ns in namespaces:
+            needs += [("list", "deployments", "apps", ns), ("patch", "deployments", "apps", ns)]
+    return needs
+
+
+def ask_inject_fleet(
+    contexts: Sequence[str], namespaces: Sequence[str], restart: bool, *, policy: Any = None, parallel: int = 8
+) -> None:
+    """Several clusters: every one is asked for :func:`injection_needs` before any is labelled (exit 4)."""
+    from airgap.connected.access import ask_every
+
+    wanted = list(dict.fromkeys(namespaces))
+    ask_every(contexts, lambda _kube: injection_needs(wanted, restart), policy=policy, parallel=parallel)
+
+
 def _rolled_out(dep: JSON) -> bool:
     spec, st = dep.get("spec") or {}, dep.get("status") or {}
     want = int(spec.get("replicas", 1))
@@ -159,11 +178,7 @@ def enable_injection(
     missing = [ns for ns, obj in found.items() if obj is None]
     if missing:
         raise Refused(f"context {kube.context}: namespace(s) not found: {', '.join(missing)}; nothing changed")
-    needs: list[tuple[str, str, str, str | None]] = [("patch", "namespaces", "", ns) for ns in found]
-    if restart:
-        for ns in found:
-            needs += [("list", "deployments", "apps", ns), ("patch", "deployments", "apps", ns)]
-    _require_access(kube, needs)
+    _require_access(kube, injection_needs(list(found), restart))
     results: list[NamespaceResult] = []
     for ns, obj in found.items():
         assert obj is not None

@@ -770,6 +770,18 @@ def install_needs(service_exists: bool, east_west: bool) -> list[Need]:
     return needs
 
 
+def ask_install_fleet(
+    contexts: Sequence[str], east_west: bool, *, kubeconfig: Path | None = None, policy: Any = None, parallel: int = 8
+) -> None:
+    """Several clusters: every one is asked for :func:`install_needs` before any is installed (exit 4)."""
+    from airgap.connected.access import ask_every
+
+    def needs_of(kube: Any) -> list[Need]:
+        return install_needs(kube.get("Service", "istiod", NAMESPACE) is not None, east_west)
+
+    ask_every(contexts, needs_of, kubeconfig=kubeconfig, policy=policy, parallel=parallel)
+
+
 def install_mesh(
     release: Path,
     settings: MeshSettings,

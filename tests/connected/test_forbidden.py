@@ -348,3 +348,31 @@ def test_fault_10_bundle_import_into_a_fleet_asks_every_cluster_first(
     )
     assert e1.get("secrets", "istio-system", "cacerts") is None
     assert not [w for w in _writes(e1) if "/secrets" in w]  # the allowed cluster was not written either
+
+
+def test_fault_10_fleet_inject_and_install_ask_every_cluster_first(kube_fleet: Any, tmp_path: Path) -> None:
+    """mesh inject (and mesh install) on a fleet: one cluster's missing right stops the run before any
+    cluster is labelled or installed."""
+    fleet = kube_fleet(2)
+    e1, e2 = (fleet.emulators[c] for c in fleet.contexts)
+    for emu in (e1, e2):
+        emu.create("namespaces", None, {"metadata": {"name": "shop"}})
+        emu.simulate_istio_install("asm-186-8", ingress=False)
+        emu.wait_idle()
+    e2.add_user(USER)
+    e2.grant(USER, ["get", "list"], ["namespaces", "pods", "services"])
+    kc = write_kubeconfig(tmp_path / "kc", [("c1", e1), ("c2", e2, USER)])
+    env = {"KUBECONFIG": str(kc), **FAST_ENV}
+    r = run_cli("mesh", "inject", "shop", "--context", "c1", "--context", "c2", env=env)
+    assert r.code == 4, r.err
+    assert one_error_line(r, alone=False) == (
+        "airgap: error: not allowed: context c2: patch namespaces shop; nothing was written to any cluster; "
+        "`airgap preflight` lists every permission airgap needs"
+    )
+    assert "istio.io/rev" not in (e1.get("namespaces", None, "shop")["metadata"].get("labels") or {})
+    from airgap.connected.mesh import ask_install_fleet
+    from airgap.errors import Refused as Refusal
+
+    with pytest.raises(Refusal, match=r"^not allowed: context c2: update namespaces, create services in istio-sys"):
+        ask_install_fleet(["c1", "c2"], False, kubeconfig=kc, policy=FAST)
+    assert _writes(e1) == [] and _writes(e2) == []
