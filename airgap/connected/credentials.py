@@ -71,12 +71,12 @@ def run_exec_plugin(
 
 
 def _status(stdout: bytes, api_version: str, failed: str) -> dict[str, Any]:
-    try:
-        if len(stdout) > MAX_PLUGIN_OUTPUT:
-            raise ValueError("too large")
-        doc = json.loads(stdout)
-    except (ValueError, RecursionError) as exc:
-        raise ClusterError(f"{failed} (its answer is not an ExecCredential)") from exc
+    from airgap.core.canonical import load_json
+
+    def not_a_credential(_why: str) -> ClusterError:  # the why could quote the plugin's output: not shown
+        return ClusterError(f"{failed} (its answer is not an ExecCredential)")
+
+    doc = load_json(stdout, what="credential plugin answer", max_bytes=MAX_PLUGIN_OUTPUT, error=not_a_credential)
     status = doc.get("status") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or doc.get("kind") != "ExecCredential" or not isinstance(status, dict):
         raise ClusterError(f"{failed} (its answer is not an ExecCredential)")

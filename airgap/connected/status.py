@@ -226,8 +226,8 @@ def _remote_secrets(kube: Any, problems: list[str], warnings: list[str]) -> None
     """Remote secrets pointing at a server the kubeconfig does not know, or without TLS checks."""
     from pathlib import Path
 
-    from airgap.connected.connect import MULTICLUSTER_LABEL, known_servers, stray_remote_secrets
     from airgap.connected.kube import KubeApiError
+    from airgap.connected.remote_secrets import MULTICLUSTER_LABEL, known_servers, stray_remote_secrets
 
     try:
         held = kube.list("Secret", NAMESPACE, selector=f"{MULTICLUSTER_LABEL}=true")

@@ -133,6 +133,12 @@ __all__ = [
     "is_terminal",
     "markup",
     "short",
+    "stderr_note",
     "text",
     "without_userinfo",
 ]
+
+
+def stderr_note(message: str) -> None:
+    """The default ``notify`` of library calls: one line on stderr (credentials in URLs dropped)."""
+    print(without_userinfo(message), file=sys.stderr, flush=True)

@@ -48,3 +48,9 @@ MAX_TIMEOUT = 86_400.0  # seconds: one day
 MAX_PARALLEL = 256
 MAX_BUNDLE_EXPIRY_DAYS = 3_650  # bundle create --expires (airgap.core.bundle.MAX_EXPIRY_DAYS)
 MAX_SPEED_LIMIT = 1024**4  # release fetch --speed-limit, bytes/s
+
+# -- JSON read by airgap.core.canonical.load_json (every reader of JSON goes through it)
+MAX_JSON_DEPTH = 64  # nesting of arrays/objects: refused before json.loads can hit RecursionError
+MAX_JSON_BYTES = 16 * MiB  # a state file, record or server answer read whole
+MAX_KUBE_ANSWER = 256 * MiB  # one answer of the Kubernetes API server (a list of objects)
+MAX_KUBE_DEPTH = 256  # objects from the API server nest deeper than airgap's own files

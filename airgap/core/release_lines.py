@@ -16,13 +16,12 @@ belong to no line and are neither checked nor recorded.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from airgap.core.atomic import ensure_dir, write_replace
-from airgap.core.canonical import state_json
+from airgap.core.canonical import load_json, state_json
 from airgap.core.files import read_capped
 from airgap.core.history import resolve_state_dir
 from airgap.core.locking import exclusive_lock
@@ -54,10 +53,7 @@ def _path(state: Path | None) -> Path:
 def _read(path: Path) -> dict[str, str]:
     if not path.exists() and not path.is_symlink():
         return {}
-    try:
-        doc = json.loads(read_capped(path, RELEASES_CAP, "accepted releases file"))
-    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{path}: not valid JSON ({exc.__class__.__name__})") from exc
+    doc = load_json(read_capped(path, RELEASES_CAP, "accepted releases file"), what=f"{path}: accepted releases file")
     lines = doc.get("lines") if isinstance(doc, dict) and doc.get("format") == FORMAT else None
     if not isinstance(lines, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and release_line(v) is not None for k, v in lines.items()

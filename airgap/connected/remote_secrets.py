@@ -40,8 +40,9 @@ import yaml
 
 from airgap.connected.access import Need, Undo, require_all
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION, MESH_ID_ANNOTATION, NAMESPACE, NETWORK_LABEL
+from airgap.core.names import ROOT_CERT
 from airgap.core.retry import poll_until
-from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
+from airgap.errors import AirgapError, ClusterError, InvalidInput, NotFound, Refused
 
 JSON = dict[str, Any]
 
@@ -129,7 +130,7 @@ def context_endpoint(context: str, kubeconfig: Path | None = None) -> Endpoint:
                     "the cluster's CA data (set certificate-authority-data)"
                 )
             return Endpoint(name, server, _ca_data(name, cluster, f))
-    raise InvalidInput(f"context {name}: cluster {cluster_name} not found in kubeconfig {path}")
+    raise NotFound(f"context {name}: cluster {cluster_name} not found in kubeconfig {path}")
 
 
 def _ca_data(context: str, cluster: JSON, source: Path) -> str:
@@ -214,7 +215,7 @@ def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = Non
         )
     roots: dict[str, str] = {}
     secret = kube.get("Secret", "cacerts", NAMESPACE)
-    pem = _b64(secret, "root-cert.pem") if secret else None
+    pem = _b64(secret, ROOT_CERT) if secret else None
     if pem:
         try:
             certs = load_certs_pem(pem, source=f"context {endpoint.context} cacerts root-cert.pem")
@@ -633,20 +634,9 @@ def connect_mesh(
     try:
         facts_by = _parallel(ordered, lambda c: read_facts(kubes[c], endpoints[c], names), parallel)  # 2
         facts = [facts_by[c] for c in ordered]
-        problems = fleet_problems(facts, mesh_id=mesh_id)  # 3
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise Refused(f"cannot connect these clusters into one mesh: {problems[0]}{more}; nothing was written")
-        by_name = {f.context: str(f.name) for f in facts}
-        strays = _strays(facts, set(by_name.values()), known_servers(kubeconfig))
-        for line in strays:
-            notify(f"warning: {line}")  # named, not removed: another mesh's secret is not ours to delete
+        by_name, strays = _fleet_check(facts, mesh_id, known_servers(kubeconfig), notify)  # 3
         if dry_run or output_dir is not None:
-            tokens: dict[str, str | None] = _parallel(ordered, lambda c: read_token(kubes[c]), parallel)
-            readers = {
-                c: ([] if tokens[c] else [f"{k} {m['metadata']['name']}" for k, m in reader_manifests()])
-                for c in ordered
-            }
+            tokens, readers = _existing_readers(kubes, ordered, parallel)
         else:
             _ask_connect(kubes, ordered, by_name)  # ask every cluster before the first write
             made = _parallel(  # 4
@@ -654,8 +644,7 @@ def connect_mesh(
                 lambda c: ensure_reader(kubes[c], timeout=token_timeout, poll=poll, notify=notify, undo=undos[c]),
                 parallel,
             )
-            tokens = {c: made[c][0] for c in ordered}
-            readers = {c: made[c][1] for c in ordered}
+            tokens, readers = {c: made[c][0] for c in ordered}, {c: made[c][1] for c in ordered}
         wanted = {
             b: [(a, remote_secret(by_name[a], endpoints[a], tokens[a] or "")) for a in ordered if a != b]
             for b in ordered
@@ -689,6 +678,31 @@ def connect_mesh(
     finally:
         for k in kubes.values():
             k.close()
+
+
+def _fleet_check(
+    facts: list[ClusterFacts], mesh_id: str | None, servers: set[str], notify: Callable[[str], None]
+) -> tuple[dict[str, str], list[str]]:
+    """Step 3: refused (exit 4) unless the clusters can form one mesh; (context -> clusterName, the
+    stray remote secrets, each named through ``notify``: another mesh's secret is not ours to delete)."""
+    problems = fleet_problems(facts, mesh_id=mesh_id)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise Refused(f"cannot connect these clusters into one mesh: {problems[0]}{more}; nothing was written")
+    by_name = {f.context: str(f.name) for f in facts}
+    strays = _strays(facts, set(by_name.values()), servers)
+    for line in strays:
+        notify(f"warning: {line}")
+    return by_name, strays
+
+
+def _existing_readers(
+    kubes: dict[str, Any], ordered: Sequence[str], parallel: int
+) -> tuple[dict[str, str | None], dict[str, list[str]]]:
+    """A dry run or a render: each cluster's reader token as it is, and the reader objects a run would make."""
+    tokens: dict[str, str | None] = _parallel(ordered, lambda c: read_token(kubes[c]), parallel)
+    missing = [f"{k} {m['metadata']['name']}" for k, m in reader_manifests()]
+    return tokens, {c: ([] if tokens[c] else list(missing)) for c in ordered}
 
 
 def _connect_needs(kube: Any, fleet: set[str]) -> list[Need]:
