@@ -45,7 +45,7 @@ from airgap.core.atomic import write_new
 from airgap.core.limits import MAX_OVERLAY
 from airgap.core.names import ANNOTATION_PREFIX, ISTIO_NAMESPACE
 from airgap.core.retry import poll_until
-from airgap.errors import ClusterError, InvalidInput, Refused
+from airgap.errors import ClusterError, InvalidInput, Refused, WouldOverwrite
 
 JSON = dict[str, Any]
 
@@ -562,7 +562,7 @@ def check_istiod_service(kube: Any, live: JSON | None, revision: str, force: boo
     made, unless ``force``."""
     why = None if live is None or force else foreign_service(live, istiod_service(revision))
     if why:
-        raise Refused(
+        raise WouldOverwrite(
             f"context {kube.context}: service {NAMESPACE}/istiod was made by someone else ({why}; no "
             f"{MANAGED_ANNOTATION} annotation); left untouched, nothing installed; pass --force to replace it "
             "with the guide's"

@@ -25,7 +25,7 @@ from airgap.core.canonical import load_json, state_json
 from airgap.core.files import read_capped
 from airgap.core.history import resolve_state_dir
 from airgap.core.locking import exclusive_lock
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, Rollback
 
 RELEASES_FILE = "releases.json"
 RELEASES_LOCK = ".releases.lock"
@@ -74,7 +74,7 @@ def check_not_downgrade(version: str, *, allow_downgrade: bool = False, state: P
         return
     newest_order = release_line(newest)
     if newest_order is not None and newest_order[1] > order:
-        raise Refused(
+        raise Rollback(
             f"release {version} is older than {newest}, which this jump host already accepted for line "
             f"{line} ({path}); refusing a downgrade (pass --allow-downgrade if you mean it)"
         )
