@@ -25,7 +25,7 @@ from airgap.core.canonical import load_json, state_json
 from airgap.core.files import read_capped
 from airgap.core.history import resolve_state_dir
 from airgap.core.locking import exclusive_lock
-from airgap.errors import InvalidInput, Rollback
+from airgap.errors import InvalidInput, Rollback, UnsafePath
 
 RELEASES_FILE = "releases.json"
 RELEASES_LOCK = ".releases.lock"
@@ -53,6 +53,8 @@ def _path(state: Path | None) -> Path:
 def _read(path: Path) -> dict[str, str]:
     if not path.exists() and not path.is_symlink():
         return {}
+    if path.is_symlink() or not path.is_file():
+        raise UnsafePath(f"{path}: accepted releases file is not a regular file (a link?); refusing to read it")
     doc = load_json(read_capped(path, RELEASES_CAP, "accepted releases file"), what=f"{path}: accepted releases file")
     lines = doc.get("lines") if isinstance(doc, dict) and doc.get("format") == FORMAT else None
     if not isinstance(lines, dict) or not all(

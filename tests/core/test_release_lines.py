@@ -42,3 +42,13 @@ def test_a_malformed_state_file_is_exit_3(tmp_path: Path, content: bytes) -> Non
     with pytest.raises(InvalidInput) as err:
         check_not_downgrade("1.8.6-asm.8", state=tmp_path)
     assert err.value.exit_code == 3 and str(tmp_path / RELEASES_FILE) in err.value.message
+
+
+def test_a_link_at_the_state_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.json").write_text('{"format": "airgap-releases/1", "lines": {}}')
+    (tmp_path / RELEASES_FILE).symlink_to("elsewhere.json")
+    with pytest.raises(InvalidInput, match="not a regular file"):
+        check_not_downgrade("1.8.6-asm.8", state=tmp_path)
+    with pytest.raises(InvalidInput, match="not a regular file"):
+        record_accepted("1.8.6-asm.8", state=tmp_path)
+    assert (tmp_path / "elsewhere.json").read_text() == '{"format": "airgap-releases/1", "lines": {}}'
