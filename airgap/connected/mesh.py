@@ -801,6 +801,10 @@ def install_mesh(
                     guide = istiod_service(settings.revision)
                     svc = "unchanged" if _service_matches(live_service, guide) else "update"
                 ew = "would install" if settings.east_west else None
+                try:  # the same questions a run asks first
+                    require(kube, install_needs(live_service is not None, settings.east_west))
+                except Refused as exc:
+                    raise type(exc)(f"dry run: would refuse: {exc.message}") from exc
                 return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew)
             require(kube, install_needs(live_service is not None, settings.east_west))  # 3c: ask first
             write_new(cluster_yaml, dump_yaml(operator))
