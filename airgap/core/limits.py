@@ -47,6 +47,7 @@ MAX_RETRIES = 100
 MAX_TIMEOUT = 86_400.0  # seconds: one day
 MAX_PARALLEL = 256
 MAX_BUNDLE_EXPIRY_DAYS = 3_650  # bundle create --expires (airgap.core.bundle.MAX_EXPIRY_DAYS)
+MAX_SPEED_LIMIT = 1024**4  # release fetch --speed-limit, bytes/s
 
 # -- JSON read by airgap.core.canonical.load_json (every reader of JSON goes through it)
 MAX_JSON_DEPTH = 64  # nesting of arrays/objects: refused before json.loads can hit RecursionError
