@@ -127,3 +127,88 @@ def make_mesh_layout(
     refs = {f"pilot:{tag}": pilot, f"proxyv2:{tag}": proxy, f"install-cni:{tag}": cni}
     write_layout_index(folder, refs)
     return refs
+
+
+# -- images bundles for tests ------------------------------------------------------------------------
+def layout_tops(layout: Path, source_host: str = "docker.io/istio") -> list[tuple[object, str, str]]:
+    """``seal_images`` input for every image of a layout written by :func:`make_mesh_layout`."""
+    from airgap.core.images_seal import Wanted
+
+    index = json.loads((layout / "index.json").read_text())
+    tops: list[tuple[object, str, str]] = []
+    for m in index["manifests"]:
+        name, tag = m["annotations"]["org.opencontainers.image.ref.name"].split(":")
+        tops.append((Wanted(name, f"{source_host}/{name}:{tag}", tag), m["digest"], m["mediaType"]))
+    return tops
+
+
+def bundle_entries(path: Path) -> list[tuple[str, bytes]]:
+    """(name, data) of every entry of an (unsplit) images bundle, in order."""
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        out = []
+        for info in tar.getmembers():
+            fh = tar.extractfile(info)
+            assert fh is not None
+            out.append((info.name, fh.read()))
+        return out
+
+
+def write_entries(path: Path, entries: list[tuple[str, bytes]]) -> Path:
+    """An images bundle file from (name, data) entries, laid out as the format requires."""
+    from airgap.core.bundle.ustar import padding_for, ustar_header
+
+    with open(path, "wb") as fh:
+        for name, data in entries:
+            fh.write(ustar_header(name, len(data)) + data + padding_for(len(data)))
+        fh.write(b"\0" * 1024)
+    return path
+
+
+def resign(path: Path, out: Path, key: object, mutate: object) -> Path:
+    """Rewrite an images bundle with ``mutate(manifest_doc, members: dict[name, bytes])`` applied,
+    then the manifest re-signed by ``key``: an attack that only a check after the signature catches."""
+    from airgap.core.bundle.manifest import sign_manifest
+    from airgap.core.canonical import canonical_json
+
+    entries = bundle_entries(path)
+    doc = json.loads(entries[-2][1])
+    members = dict(entries[:-2])
+    mutate(doc, members)  # type: ignore[operator]
+    for m in doc["members"]:
+        m["size"] = len(members[m["path"]])
+        if not m["path"].startswith("blobs/"):
+            m["sha256"] = hashlib.sha256(members[m["path"]]).hexdigest()
+    order = [m["path"] for m in doc["members"]]
+    data = canonical_json(doc)
+    return write_entries(
+        out,
+        [(n, members[n]) for n in order] + [("manifest.json", data), ("manifest.json.sig", sign_manifest(key, data))],
+    )  # type: ignore[arg-type]
+
+
+def replace_manifest(doc: dict[str, object], members: dict[str, bytes], old: str, new_bytes: bytes) -> str:
+    """In a bundle being rewritten by :func:`resign`: carry ``new_bytes`` instead of the manifest
+    ``old`` (same place in the order), point the image list at it, rebuild index.json."""
+    from airgap.core.images_bundle import ImageRecord, layout_index
+
+    new = "sha256:" + hashlib.sha256(new_bytes).hexdigest()
+    entries = doc["members"]
+    assert isinstance(entries, list)
+    for m in entries:
+        if m["path"] == f"blobs/sha256/{old[7:]}":
+            m["path"], m["sha256"] = f"blobs/sha256/{new[7:]}", new[7:]
+    members[f"blobs/sha256/{new[7:]}"] = new_bytes
+    images = doc["images"]
+    assert isinstance(images, list)
+    for i in images:
+        if i["digest"] == old:
+            i["digest"] = new
+    sizes = {"sha256:" + m["sha256"]: len(members[m["path"]]) for m in entries}
+    records = [
+        ImageRecord(i["name"], i["source"], i["tag"], i["digest"], i["media_type"], tuple(i["platforms"]))
+        for i in images
+    ]
+    members["index.json"] = layout_index(records, sizes)
+    return new
