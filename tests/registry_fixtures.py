@@ -14,6 +14,7 @@ connection, for the retry tests.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -51,17 +52,17 @@ def free_port() -> int:
 
 
 @dataclass
-class TestCA:
+class RegistryCA:
     ca_pem: Path
     cert: Path
     key: Path
 
 
-def make_ca(folder: Path) -> TestCA:
+def make_ca(folder: Path) -> RegistryCA:
     folder.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1", "localhost")
-    out = TestCA(folder / "ca.pem", folder / "tls.crt", folder / "tls.key")
+    out = RegistryCA(folder / "ca.pem", folder / "tls.crt", folder / "tls.key")
     ca.cert_pem.write_to_path(str(out.ca_pem))
     leaf.private_key_pem.write_to_path(str(out.key))
     with open(out.cert, "wb") as fh:
@@ -73,7 +74,7 @@ def make_ca(folder: Path) -> TestCA:
 @dataclass
 class Registry:
     host: str  # 127.0.0.1:PORT
-    ca: TestCA
+    ca: RegistryCA
     root: Path
     pid: int
     proc: subprocess.Popen[bytes]
@@ -103,7 +104,7 @@ def write_authfile(path: Path, host: str, user: str = USER, password: str = PASS
     return path
 
 
-def start_registry(folder: Path, ca: TestCA, *, auth: bool = False) -> Registry:
+def start_registry(folder: Path, ca: RegistryCA, *, auth: bool = False) -> Registry:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lines = [
@@ -198,7 +199,7 @@ class FaultyServer:
     """A TLS server on 127.0.0.1 that answers every request with ``status`` (or, with ``status=0``,
     closes the connection without a reply). ``hits`` counts requests (retries show as several)."""
 
-    def __init__(self, ca: TestCA, status: int) -> None:
+    def __init__(self, ca: RegistryCA, status: int) -> None:
         self.hits = 0
         outer = self
 
@@ -233,3 +234,55 @@ class FaultyServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class DroppingProxy:
+    """A TCP proxy to ``target`` (TLS passes through untouched) that cuts a connection once it has
+    carried ``cut_after`` bytes towards the registry: a connection dropped mid-blob. The first
+    ``drops`` such connections are cut (``drops=-1``: every one); later ones pass."""
+
+    def __init__(self, target: str, *, cut_after: int, drops: int = 1) -> None:
+        self.target = target
+        self.cut_after = cut_after
+        self.drops = drops
+        self.cut = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            host, port = self.target.split(":")
+            upstream = socket.create_connection((host, int(port)))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
+        carried = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                carried += len(data) if counted else 0
+                if counted and carried > self.cut_after and (self.drops < 0 or self.cut < self.drops):
+                    self.cut += 1
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def stop(self) -> None:
+        self._stop = True
+        self.listener.close()

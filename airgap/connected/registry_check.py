@@ -38,14 +38,27 @@ class RegistryClient:
         self._auth: dict[str, str] = {}
 
     def _get(self, method: str, url: str, **kw: Any) -> Any:
+        """One request, retried (``access.retries`` times, backing off) on a dropped connection or a 5xx."""
+        import time
+
         import requests
 
-        try:
-            return self.session.request(method, url, verify=self.verify, timeout=TIMEOUT, **kw)
-        except requests.exceptions.SSLError as exc:
-            raise NetworkError(f"{self.host}: TLS failed (give the registry's CA with --ca-bundle)") from exc
-        except requests.RequestException as exc:
-            raise NetworkError(f"{self.host}: cannot reach the registry: {clean(type(exc).__name__)}") from exc
+        for attempt in range(self.access.retries + 1):
+            try:
+                reply = self.session.request(method, url, verify=self.verify, timeout=TIMEOUT, **kw)
+            except requests.exceptions.SSLError as exc:
+                raise NetworkError(f"{self.host}: TLS failed (give the registry's CA with --ca-bundle)") from exc
+            except requests.RequestException as exc:
+                if attempt == self.access.retries:
+                    why = clean(type(exc).__name__)
+                    raise NetworkError(
+                        f"{self.host}: cannot reach the registry after {attempt + 1} tries: {why}"
+                    ) from exc
+            else:
+                if reply.status_code < 500 or attempt == self.access.retries:
+                    return reply
+            time.sleep(min(0.2 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _authorise(self, challenge: str, scope: str | None) -> None:
         if self.creds is None:
@@ -84,7 +97,7 @@ class RegistryClient:
     def check_access(self) -> None:
         status = self.ask("GET", "/v2/")
         if status != 200:
-            raise NetworkError(f"{self.host}: the registry answered {status} to /v2/")
+            raise NetworkError(f"{self.host}: the registry answered {status} to /v2/ (after retries); nothing pushed")
 
     def has_blob(self, repo: str, digest: str) -> bool:
         status = self.ask("HEAD", f"/v2/{repo}/blobs/{digest}", scope=f"repository:{repo}:pull")
