@@ -36,7 +36,7 @@ LAYER_TYPES = frozenset(
     }
 )
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
-_PLATFORM_PART = re.compile(r"^[a-z0-9._-]{1,32}$")
+_PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 
 
 @dataclass(frozen=True)
