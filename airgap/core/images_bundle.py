@@ -1,4 +1,4 @@
-"""The images bundle: an OCI image layout inside airgap's signed container (``bundles/SPEC.md`` §9).
+"""The images bundle: an OCI image layout inside airgap's signed container (``bundles/SPEC.md`` §10).
 
 Layout of a bundle file (one file, or a small head file and ``--split`` parts)::
 
