@@ -144,9 +144,23 @@ def _pull_one(
         for child in top.references:
             _fetch_manifest(pull_from, child.digest, child.media_type, work, access)
     else:
-        _fetch_manifest(pull_from, digest, top.media_type, work, access)
+        single = _fetch_manifest(pull_from, digest, top.media_type, work, access)
+        _check_single_platform(ref, work, single, platforms)
     fetch_layers(f"{pull_from}@{digest}", work, f"{ref.name}-{ref.tag}", access, None)
     return digest, top.media_type
+
+
+def _check_single_platform(ref: ImageRef, work: Path, parsed: Parsed, platforms: Sequence[str]) -> None:
+    """A one-platform image pulled with ``--platform``: its config must name one of them."""
+    import json
+
+    if not platforms:
+        return
+    config = json.loads(blob_path(work, parsed.references[0].digest).read_bytes())
+    parts = [config.get("os"), config.get("architecture")] + ([config["variant"]] if config.get("variant") else [])
+    have = "/".join(str(p) for p in parts)
+    if have not in platforms:
+        raise InvalidInput(f"{ref}: a single-platform image for {have[:60]!a}, not {', '.join(platforms)}")
 
 
 @dataclass(frozen=True)
@@ -182,6 +196,8 @@ def pull_images(
     if since is not None:
         base = open_images(since, [key.public_key()])
     work = out.parent / f".{out.name}.pull"
+    if work.is_symlink() or (work.exists() and not work.is_dir()):
+        raise InvalidInput(f"{work}: the pull's work folder is a link or not a folder; refusing")
     work.mkdir(mode=0o700, exist_ok=True)
     tops = []
     for ref in request.refs:
