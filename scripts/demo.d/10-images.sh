@@ -25,7 +25,7 @@ else
 
   say "A verified Istio 1.8.6 release: which images does an install with CNI need? (its own profile files)"
   $AIRGAP release extract "$IMG_TARBALL" --signature "$IMG_SIG" --key "$IMG/release/release-key.pem" \
-    --out "$IMG/istio" > /dev/null
+    --out "$IMG/istio" > /dev/null 2>&1
   $AIRGAP images list --release "$IMG/istio" --profile cni
 
   say "Pull them from the source (a mirror of the hub, --from) into one signed bundle: each blob once, every platform"
@@ -39,7 +39,8 @@ else
 
   say "One flipped byte: exit 1, and nothing would be pushed"
   cp "$DEMO/images.bundle" "$IMG/tampered.bundle"
-  printf '\x00' | dd of="$IMG/tampered.bundle" bs=1 seek=3000 conv=notrunc status=none
+  .venv/bin/python -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(f.seek(0, 2) // 2); b = f.read(1); f.seek(-1, 1); f.write(bytes([b[0] ^ 1]))' \
+    "$IMG/tampered.bundle"   # flip one bit in the middle of a layer
   if $AIRGAP images verify "$IMG/tampered.bundle" --trust "$IMG/keys/puller.pub"; then
     echo "   UNEXPECTED: a tampered bundle verified"; exit 1
   else
