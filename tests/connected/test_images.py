@@ -289,3 +289,29 @@ def test_a_connection_dropped_mid_blob_is_retried_and_a_rerun_completes(
         flaky.stop()
     raw = skopeo_raw(target, "mesh/pilot:1.8.6")
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == open_images(bundle, [key.public_key()]).images[0].digest
+
+
+def test_platform_a_single_platform_image_lacks_is_exit_3(
+    ca: RegistryCA, key: Any, source: Registry, tmp_path: Path
+) -> None:
+    request = PullRequest((parse_reference(f"{source.host}/istio/proxyv2:1.8.6"),), None, ("linux/s390x",), None)
+    with registry_access(ca.ca_pem, None) as access, pytest.raises(InvalidInput, match="single-platform image"):
+        pull_images(request, key=key, out=tmp_path / "s.images", access=access)
+    assert not (tmp_path / "s.images").exists()
+
+
+def test_platform_choices_on_an_index(ca: RegistryCA, key: Any, source: Registry, tmp_path: Path) -> None:
+    request = PullRequest(
+        (parse_reference(f"{source.host}/istio/pilot:1.8.6"),), None, ("linux/arm64", "linux/s390x"), None
+    )
+    with registry_access(ca.ca_pem, None) as access:
+        pull_images(request, key=key, out=tmp_path / "one.images", access=access)  # only arm64 matches: one
+    request = PullRequest(
+        (parse_reference(f"{source.host}/istio/pilot:1.8.6"),), None, ("linux/amd64", "linux/arm64"), None
+    )
+    with registry_access(ca.ca_pem, None) as access:
+        pull_images(request, key=key, out=tmp_path / "all.images", access=access)  # all of them: the index
+    assert open_images(tmp_path / "all.images", [key.public_key()]).images[0].platforms == (
+        "linux/amd64",
+        "linux/arm64",
+    )
