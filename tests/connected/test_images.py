@@ -315,3 +315,25 @@ def test_platform_choices_on_an_index(ca: RegistryCA, key: Any, source: Registry
         "linux/amd64",
         "linux/arm64",
     )
+
+
+def test_credentials_never_reach_a_command_line_or_a_child_environment(
+    bundle: Path, key: Any, target: Registry, ca: RegistryCA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    from airgap.core import subproc
+    from tests.registry_fixtures import PASSWORD
+
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    real = subproc.run
+
+    def spy(argv: Any, **kw: Any) -> Any:
+        seen.append((list(argv), subproc.child_env(kw.get("env"))))
+        return real(argv, **kw)
+
+    monkeypatch.setattr(subproc, "run", spy)
+    _push(bundle, key, target, ca, tmp_path / "state")
+    secret_forms = {PASSWORD, base64.b64encode(f"pusher:{PASSWORD}".encode()).decode()}
+    assert seen and all(s not in " ".join(argv) + " ".join(env.values()) for argv, env in seen for s in secret_forms)
+    assert all("--dest-authfile" in argv for argv, _ in seen if argv[1] == "copy")

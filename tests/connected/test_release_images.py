@@ -87,3 +87,15 @@ def test_a_profile_changed_after_extraction_is_exit_1(tmp_path: Path) -> None:
     profile.write_text(profile.read_text().replace("hub.example", "evil.example"))
     with pytest.raises(VerificationError, match="changed"):
         release_image_refs(out)
+
+
+def test_the_catalog_adds_an_image_a_release_line_needs_but_its_files_do_not_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from airgap.connected import catalog
+
+    line = dataclasses.replace(catalog.CATALOG["istio-1.8"], images=("ztunnel",))
+    monkeypatch.setitem(catalog.CATALOG, "istio-1.8", line)
+    assert release_image_refs(_release(tmp_path))[-1] == "hub.example/istio/ztunnel:1.8.6"
