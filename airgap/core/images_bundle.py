@@ -368,6 +368,8 @@ class _MemberStream:
 
     def feed(self, chunk: memoryview) -> None:
         while chunk:
+            if self._state == "end":
+                raise VerificationError(f"{self._source}: data after the last member")
             take = min(self._need, len(chunk))
             piece, chunk = chunk[:take], chunk[take:]
             self._need -= take
