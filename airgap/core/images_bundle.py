@@ -551,7 +551,10 @@ def _check_signature(
         key_id = spki_sha256(key)
         if key_id != manifest.signer:
             continue
-        verify_bytes(key, manifest_bytes, signature)
+        try:
+            verify_bytes(key, manifest_bytes, signature)
+        except VerificationError as exc:
+            raise VerificationError(f"{source}: {exc.message} (signer {key_id})") from exc
         return manifest, key_id
     raise VerificationError(f"{source}: signed by key {manifest.signer}, which is not a trusted key")
 
