@@ -208,16 +208,23 @@ def pull_images(
     base = None
     if since is not None:
         base = open_images(since, [key.public_key()])
+    if not out.parent.is_dir():
+        raise InvalidInput(f"{out.parent}: folder not found (for --out)")
     work = out.parent / f".{out.name}.pull"
     if work.is_symlink() or (work.exists() and not work.is_dir()):
         raise InvalidInput(f"{work}: the pull's work folder is a link or not a folder; refusing")
     work.mkdir(mode=0o700, exist_ok=True)
     tops = []
-    for ref in request.refs:
-        pull_from = f"{request.pull_from}/{ref.name}" if request.pull_from else ref.repository
-        digest, media_type = _pull_one(ref, pull_from, work, access, request.platforms)
-        tops.append((Wanted(ref.name, str(ref), ref.tag), digest, media_type))
-    manifest = seal_images(work, tops, key=key, out=out, base=base, split=request.split, progress=progress)
+    try:
+        for ref in request.refs:
+            pull_from = f"{request.pull_from}/{ref.name}" if request.pull_from else ref.repository
+            digest, media_type = _pull_one(ref, pull_from, work, access, request.platforms)
+            tops.append((Wanted(ref.name, str(ref), ref.tag), digest, media_type))
+        manifest = seal_images(work, tops, key=key, out=out, base=base, split=request.split, progress=progress)
+    except BaseException:
+        if not any(p.is_file() for p in work.rglob("*")):
+            shutil.rmtree(work, ignore_errors=True)  # nothing fetched: nothing to resume from
+        raise
     assert manifest.signer == spki_sha256(key)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
