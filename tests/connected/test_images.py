@@ -265,7 +265,7 @@ def test_from_pulls_from_a_mirror_and_keeps_the_release_reference(
     assert image.source == "docker.io/istio/proxyv2:1.8.6"
 
 
-def test_a_connection_dropped_mid_blob_is_retried_and_a_rerun_completes(
+def test_a_connection_dropped_mid_blob_is_exit_5_and_a_rerun_completes(
     bundle: Path, key: Any, target: Registry, ca: RegistryCA, tmp_path: Path
 ) -> None:
     from tests.registry_fixtures import DroppingProxy, write_authfile
@@ -275,18 +275,17 @@ def test_a_connection_dropped_mid_blob_is_retried_and_a_rerun_completes(
         auth = write_authfile(tmp_path / "auth.json", proxy.host)
         with registry_access(ca.ca_pem, auth) as access, pytest.raises(NetworkError):
             push_images(bundle, [key.public_key()], f"{proxy.host}/mesh", access=access, state=tmp_path / "s")
-        assert proxy.cut >= 2  # skopeo tried again
+        assert proxy.cut >= 1
     finally:
         proxy.stop()
     assert not (tmp_path / "s" / "history.jsonl").exists()
-    flaky = DroppingProxy(target.host, cut_after=20_000, drops=1)  # one drop, then the retry goes through
+    clear = DroppingProxy(target.host, cut_after=20_000, drops=0)  # the same way in, now without drops
     try:
-        auth = write_authfile(tmp_path / "auth2.json", flaky.host)
+        auth = write_authfile(tmp_path / "auth2.json", clear.host)
         with registry_access(ca.ca_pem, auth) as access:
-            push_images(bundle, [key.public_key()], f"{flaky.host}/mesh", access=access, state=tmp_path / "s")
-        assert flaky.cut == 1
+            push_images(bundle, [key.public_key()], f"{clear.host}/mesh", access=access, state=tmp_path / "s")
     finally:
-        flaky.stop()
+        clear.stop()
     raw = skopeo_raw(target, "mesh/pilot:1.8.6")
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == open_images(bundle, [key.public_key()]).images[0].digest
 
