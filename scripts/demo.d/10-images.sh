@@ -14,8 +14,9 @@ else
   IMG_SRC_PID=$!
   docker-registry serve "$IMG/dst/config.yml" > "$IMG/dst/registry.log" 2>&1 &
   IMG_DST_PID=$!
-  # chain with the emulator's trap: both registries and the emulator stop when the demo ends
-  trap 'kill $IMG_SRC_PID $IMG_DST_PID 2>/dev/null || true; kill $EMU_PID 2>/dev/null || true' EXIT
+  # chain with the trap already set (the emulator's): both registries stop too when the demo ends
+  _img_prev_trap=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
+  trap "kill $IMG_SRC_PID $IMG_DST_PID 2>/dev/null || true; ${_img_prev_trap:-:}" EXIT
   for _ in $(seq 1 100); do
     curl -s --cacert "$IMG_CA" -o /dev/null "https://$SRC/v2/" && curl -s --cacert "$IMG_CA" -o /dev/null "https://$DST/v2/" && break
     sleep 0.1
