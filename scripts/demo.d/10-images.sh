@@ -61,12 +61,13 @@ else
   [ "$upstream" = "$pushed" ] || { echo "   UNEXPECTED: digests differ"; exit 1; }
 
   kill "$IMG_SRC_PID" 2>/dev/null || true   # the source is done; the push registry stays up
+  img_abs=$(cd "$IMG" && pwd)
   cat > "$DEMO/images.env" <<ENV
 REGISTRY=$DST/mesh
-REGISTRY_CA=$IMG_CA
-REGISTRY_AUTHFILE=$IMG/auth.json
-IMAGES_BUNDLE=$DEMO/images.bundle
-IMAGES_TRUST=$IMG/keys/puller.pub
+REGISTRY_CA=$img_abs/ca/ca.pem
+REGISTRY_AUTHFILE=$img_abs/auth.json
+IMAGES_BUNDLE=$(cd "$DEMO" && pwd)/images.bundle
+IMAGES_TRUST=$img_abs/keys/puller.pub
 ENV
   cat >> "$DEMO/MADE" <<MADE
   images.bundle                                            the mesh's images: signed, every blob once (docs/images.md)
