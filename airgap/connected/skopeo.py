@@ -53,7 +53,10 @@ class RegistryAccess:
         if self.authfile is None:
             return None
         doc = json.loads(self.authfile.read_bytes())
-        entry = doc.get("auths", {}).get(host)
+        auths = doc.get("auths", {})
+        # containers-auth.json keys: "HOST[:PORT]", "HOST[:PORT]/NAMESPACE…", or a legacy "https://HOST"
+        keys = [k for k in auths if k.removeprefix("https://").split("/", 1)[0] == host]
+        entry = auths.get(host) or (auths[keys[0]] if keys else None)
         if not isinstance(entry, dict) or not isinstance(entry.get("auth"), str):
             return None
         try:

@@ -336,3 +336,16 @@ def test_credentials_never_reach_a_command_line_or_a_child_environment(
     secret_forms = {PASSWORD, base64.b64encode(f"pusher:{PASSWORD}".encode()).decode()}
     assert seen and all(s not in " ".join(argv) + " ".join(env.values()) for argv, env in seen for s in secret_forms)
     assert all("--dest-authfile" in argv for argv, _ in seen if argv[1] == "copy")
+
+
+def test_auth_file_keys_with_a_namespace_or_scheme_are_found(tmp_path: Path) -> None:
+    from airgap.connected.skopeo import RegistryAccess
+
+    auth = tmp_path / "auth.json"
+    auth.write_text(
+        json.dumps({"auths": {"https://reg.local:5000": {"auth": "dTpw"}, "other.io/ns": {"auth": "eDp5"}}})
+    )
+    access = RegistryAccess(None, auth)
+    assert access.credentials("reg.local:5000") == ("u", "p")
+    assert access.credentials("other.io") == ("x", "y")
+    assert access.credentials("third.io") is None
