@@ -349,3 +349,30 @@ def test_auth_file_keys_with_a_namespace_or_scheme_are_found(tmp_path: Path) -> 
     assert access.credentials("reg.local:5000") == ("u", "p")
     assert access.credentials("other.io") == ("x", "y")
     assert access.credentials("third.io") is None
+
+
+def test_the_registry_questions_follow_the_token_flow(ca: RegistryCA, tmp_path: Path) -> None:
+    from airgap.connected.registry_check import RegistryClient
+    from airgap.connected.skopeo import registry_access
+    from tests.registry_fixtures import TokenRegistry, write_authfile
+
+    held = "sha256:" + "1" * 64
+    server = TokenRegistry(ca, {"mesh/pilot": {held}})
+    try:
+        auth = write_authfile(tmp_path / "auth.json", server.host)
+        with registry_access(ca.ca_pem, auth) as access:
+            client = RegistryClient(server.host, access)
+            client.check_access()
+            assert client.has_blob("mesh/pilot", held)
+            assert not client.has_blob("mesh/pilot", "sha256:" + "2" * 64)
+        scopes = [s for m, p, s in server.requests if p == "/token"]
+        assert "repository:mesh/pilot:pull" in scopes
+        empty = tmp_path / "empty.json"
+        empty.write_text('{"auths": {}}')
+        with registry_access(ca.ca_pem, empty) as access, pytest.raises(InvalidInput, match="asks for credentials"):
+            RegistryClient(server.host, access).check_access()
+        wrong = write_authfile(tmp_path / "wrong.json", server.host, password="nope")
+        with registry_access(ca.ca_pem, wrong) as access, pytest.raises(NetworkError, match="token service refused"):
+            RegistryClient(server.host, access).check_access()
+    finally:
+        server.stop()
