@@ -105,12 +105,16 @@ def write_authfile(path: Path, host: str, user: str = USER, password: str = PASS
     return path
 
 
-def start_registry(folder: Path, ca: RegistryCA, *, auth: bool = False) -> Registry:
+def start_registry(folder: Path, ca: RegistryCA, *, auth: bool = False, access_log: bool = False) -> Registry:
+    """``access_log``: the registry logs every request to ``folder/registry.log`` (for tests that
+    look at what a client asked: HEADs, mounts, uploads)."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lines = [
         "version: 0.1",
-        "log: {level: error, accesslog: {disabled: true}}",
+        "log: {level: info, accesslog: {disabled: false}}"
+        if access_log
+        else "log: {level: error, accesslog: {disabled: true}}",
         f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, delete: {{enabled: true}}}}",
         f"http: {{addr: 127.0.0.1:{port}, tls: {{certificate: {ca.cert}, key: {ca.key}}}}}",
     ]

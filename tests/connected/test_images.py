@@ -376,3 +376,19 @@ def test_the_registry_questions_follow_the_token_flow(ca: RegistryCA, tmp_path: 
             RegistryClient(server.host, access).check_access()
     finally:
         server.stop()
+
+
+def test_push_asks_head_first_and_mounts_a_blob_another_repository_has(
+    bundle: Path, key: Any, ca: RegistryCA, tmp_path: Path
+) -> None:
+    reg = start_registry(tmp_path / "logged", ca, access_log=True)
+    try:
+        _push(bundle, key, reg, ca, tmp_path / "state")
+    finally:
+        reg.stop()
+    log = (tmp_path / "logged" / "registry.log").read_text()
+    mounts = [
+        line for line in log.splitlines() if '"POST /v2/mesh/' in line and "mount=sha256" in line and '" 201 ' in line
+    ]
+    assert {m.split("/v2/mesh/")[1].split("/")[0] for m in mounts} == {"proxyv2", "install-cni"}  # the shared base
+    assert '"HEAD /v2/mesh/' in log
