@@ -154,7 +154,9 @@ def verify_cmd(
     if json_out:
         print_json({"verified": True, **_images_doc(verified)})
         return
-    typer.echo("Verified OK")
+    m = verified.manifest
+    extra = (f", base {m.base.bundle_id}" if m.base else "") + (f", {len(m.parts)} parts" if m.parts else "")
+    typer.echo(f"Verified OK: images bundle {m.bundle_id}, signer {m.signer}, {len(m.members) - 2} blobs{extra}")
     _print_images(verified.images)
 
 

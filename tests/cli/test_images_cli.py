@@ -77,7 +77,7 @@ def test_verify_lists_images_and_json(sealed: Path, keys: tuple[Path, Path, Path
     r = run_cli("images", "verify", sealed, "--trust", keys[1])
     assert r.code == 0, r.err
     lines = r.out.splitlines()
-    assert lines[0] == "Verified OK"
+    assert lines[0].startswith("Verified OK: images bundle ") and "blobs" in lines[0]
     assert any(line.startswith("docker.io/istio/pilot:1.8.6  sha256:") and "linux/arm64" in line for line in lines)
     r = run_cli("images", "verify", sealed, "--trust", keys[1], "--json")
     doc = json.loads(r.out)
