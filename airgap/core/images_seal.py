@@ -236,8 +236,13 @@ def seal_images(
     split: int | None = None,
     progress: Progress = NO_PROGRESS,
     now: dt.datetime | None = None,
+    bundle_id: str | None = None,
+    deterministic: bool = False,
 ) -> ImagesManifest:
-    """Write the signed images bundle ``out`` (and its parts with ``split``) from the pulled layout."""
+    """Write the signed images bundle ``out`` (and its parts with ``split``) from the pulled layout.
+
+    ``bundle_id``, ``now`` and ``deterministic`` (RFC 6979 signatures) exist for the committed
+    example generator (``bundles/generate_images_examples.py``); commands leave them alone."""
     plan = plan_bundle(layout, tops, base)
     for d in plan.order:
         if blob_path(layout, d).stat().st_size != plan.sizes[d]:
@@ -248,7 +253,7 @@ def seal_images(
 
     def manifest_for(members: list[Member], parts: list[Part] | None) -> ImagesManifest:
         return ImagesManifest(
-            bundle_id=new_bundle_id(),
+            bundle_id=bundle_id or new_bundle_id(),
             created=format_time(now or dt.datetime.now(dt.UTC)),
             signer=spki_sha256(key),
             base=None if base is None else Base(base.bundle_id, base.manifest_sha256),
@@ -263,16 +268,18 @@ def seal_images(
             members = _write_members(fh, layout, plan, index, progress)
             manifest = manifest_for(members, None)
             data = manifest.canonical_bytes()
-            BundleWriter(fh).finish(data, sign_manifest(key, data))
+            BundleWriter(fh).finish(data, sign_manifest(key, data, deterministic=deterministic))
     else:
         manifest = _seal_split(
-            out, split, lambda w: _write_members(w, layout, plan, index, progress), manifest_for, key
+            out, split, lambda w: _write_members(w, layout, plan, index, progress), manifest_for, key, deterministic
         )
     progress.finish()
     return manifest
 
 
-def _seal_split(out: Path, split: int, write: Any, manifest_for: Any, key: PrivateKey) -> ImagesManifest:
+def _seal_split(
+    out: Path, split: int, write: Any, manifest_for: Any, key: PrivateKey, deterministic: bool = False
+) -> ImagesManifest:
     """Parts and head written in a private folder beside ``out``, then published: parts, head last."""
     if not MIN_SPLIT <= split <= FAT32_MAX:
         raise InvalidInput(f"--split {split}: a part must be {MIN_SPLIT} to {FAT32_MAX} bytes")
@@ -286,7 +293,7 @@ def _seal_split(out: Path, split: int, write: Any, manifest_for: Any, key: Priva
         manifest: ImagesManifest = manifest_for(members, parts)
         data = manifest.canonical_bytes()
         with open(tmp / out.name, "xb") as fh:
-            BundleWriter(fh).finish(data, sign_manifest(key, data))
+            BundleWriter(fh).finish(data, sign_manifest(key, data, deterministic=deterministic))
             fh.flush()
             os.fsync(fh.fileno())
         for p in parts:
