@@ -28,7 +28,15 @@ from airgap.core.keys import PrivateKey, PublicKey
 from airgap.core.limits import DEFAULT_LIMITS, MAX_OCI_MANIFEST, Limits
 from airgap.core.oci import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Parsed, check_platform, digest_of, parse_manifest
 from airgap.core.progress import NO_PROGRESS, Progress
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import (
+    DigestMismatch,
+    InvalidInput,
+    Malformed,
+    NotFound,
+    Refused,
+    UnsafePath,
+    WouldOverwrite,
+)
 
 __all__ = ["ImageRecord", "VerifiedImages", "list_images", "open_images", "pull_images", "push_images"]
 
@@ -56,10 +64,10 @@ def parse_reference(value: str) -> ImageRef:
     """``REGISTRY/PATH/NAME:TAG`` (a registry host is required, a tag too; exit 3 otherwise)."""
     repo, sep, tag = value.rpartition(":")
     if not sep or "/" in tag or "@" in value:
-        raise InvalidInput(f"image {value[:200]!a}: expected REGISTRY/PATH/NAME:TAG (a tag, no digest)")
+        raise Malformed(f"image {value[:200]!a}: expected REGISTRY/PATH/NAME:TAG (a tag, no digest)")
     host, _, path = repo.partition("/")
     if not _HOST.match(host) or not path or not _REPO.match(path) or not _TAG.match(tag):
-        raise InvalidInput(f"image {value[:200]!a}: expected REGISTRY/PATH/NAME:TAG")
+        raise Malformed(f"image {value[:200]!a}: expected REGISTRY/PATH/NAME:TAG")
     return ImageRef(repo, tag)
 
 
@@ -68,7 +76,7 @@ def parse_registry(value: str) -> tuple[str, str]:
     host, _, path = value.partition("/")
     path = path.strip("/")
     if not _HOST.match(host) or (path and not _REPO.match(path)) or "@" in value:
-        raise InvalidInput(f"registry {value[:200]!a}: expected HOST[:PORT][/PATH]")
+        raise Malformed(f"registry {value[:200]!a}: expected HOST[:PORT][/PATH]")
     return host, path
 
 
@@ -82,12 +90,9 @@ def list_images(release: Path, profile: str | None = None) -> list[ImageRef]:
 
 # -- images pull ----------------------------------------------------------------------------------------
 def _guess_type(data: bytes, announced: str | None, source: str) -> Parsed:
-    import json
+    from airgap.core.canonical import load_json
 
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise InvalidInput(f"{source}: the registry served a manifest that is not JSON") from exc
+    doc = load_json(data, what=f"{source}: the registry's manifest", max_bytes=MAX_OCI_MANIFEST)
     media_type = doc.get("mediaType") if isinstance(doc, dict) else None
     if media_type is None and isinstance(doc, dict):
         media_type = announced or (OCI_INDEX if "manifests" in doc else OCI_MANIFEST)
@@ -119,14 +124,14 @@ def _fetch_manifest(repo: str, digest: str, media_type: str, work: Path, access:
     skopeo stored if they hash right (OCI types, which it keeps as they are), else ``inspect --raw``."""
     data = _have(work, digest) or inspect_raw(f"{repo}@{digest}", access)
     if digest_of(data) != digest:
-        raise VerificationError(f"{repo}@{digest}: the registry served bytes that are not that digest")
+        raise DigestMismatch(f"{repo}@{digest}: the registry served bytes that are not that digest")
     parsed = parse_manifest(data, source=f"{repo}@{digest}", expected_type=media_type)
     _store(work, digest, data)
     if not parsed.is_index:
         config = parsed.references[0]
         cfg = _have(work, config.digest) or inspect_raw(f"{repo}@{digest}", access, config=True)
         if digest_of(cfg) != config.digest:
-            raise VerificationError(f"{repo}@{digest}: the registry served a config that is not {config.digest}")
+            raise DigestMismatch(f"{repo}@{digest}: the registry served a config that is not {config.digest}")
         _store(work, config.digest, cfg)
     return parsed
 
@@ -165,11 +170,14 @@ def _pull_one(
 
 def _check_single_platform(ref: ImageRef, work: Path, parsed: Parsed, platforms: Sequence[str]) -> None:
     """A one-platform image pulled with ``--platform``: its config must name one of them."""
-    import json
+    from airgap.core.canonical import load_json
 
     if not platforms:
         return
-    config = json.loads(blob_path(work, parsed.references[0].digest).read_bytes())
+    raw = blob_path(work, parsed.references[0].digest).read_bytes()
+    config = load_json(raw, what=f"{ref}: image config", max_bytes=MAX_OCI_MANIFEST)
+    if not isinstance(config, dict):
+        raise Malformed(f"{ref}: its image config is not a JSON object")
     parts = [config.get("os"), config.get("architecture")] + ([config["variant"]] if config.get("variant") else [])
     have = "/".join(str(p) for p in parts)
     if have not in platforms:
@@ -197,7 +205,7 @@ def pull_images(
     (``.OUT.pull``) keeps what was fetched and verified until the bundle is written."""
     out = Path(out)
     if out.exists():
-        raise Refused(f"{out}: already exists; refusing to overwrite")
+        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
     for p in request.platforms:
         check_platform(p)
     names = [(r.name, r.tag) for r in request.refs]
@@ -207,10 +215,10 @@ def pull_images(
     if since is not None:
         base = open_images(since, [key.public_key()])
     if not out.parent.is_dir():
-        raise InvalidInput(f"{out.parent}: folder not found (for --out)")
+        raise NotFound(f"{out.parent}: folder not found (for --out)")
     work = out.parent / f".{out.name}.pull"
     if work.is_symlink() or (work.exists() and not work.is_dir()):
-        raise InvalidInput(f"{work}: the pull's work folder is a link or not a folder; refusing")
+        raise UnsafePath(f"{work}: the pull's work folder is a link or not a folder; refusing")
     work.mkdir(mode=0o700, exist_ok=True)
     tops = []
     try:
@@ -320,7 +328,7 @@ def push_images(
             push_dir(folder, f"{repo}:{image.tag}", access, tmp / f"digest-{n}")
             served = (tmp / f"digest-{n}").read_text().strip()
             if served != image.digest:
-                raise VerificationError(f"{repo}: the registry names the pushed image {served}, not {image.digest}")
+                raise DigestMismatch(f"{repo}: the registry names the pushed image {served}, not {image.digest}")
             pushed.append({"name": image.name, "digest": image.digest, "reference": f"{repo}@{image.digest}"})
     record_event(
         IMAGES_PUSH,
