@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from airgap.connected.skopeo import RegistryAccess, fetch_layers, inspect_raw, push_dir
+from airgap.core.atomic import create_file
 from airgap.core.history import IMAGES_PUSH, record_event
 from airgap.core.images_bundle import ImageRecord, ImagesManifest, VerifiedImages, verify_images
 from airgap.core.images_seal import Wanted, blob_path, seal_images
@@ -104,7 +105,8 @@ def _store(work: Path, digest: str, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        tmp.write_bytes(data)
+        with os.fdopen(create_file(tmp, 0o644), "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from airgap.core.atomic import create_file
 from airgap.core.bundle.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -412,7 +413,7 @@ class _MemberStream:
             raise InvalidInput(f"{self._source}: {m.path} is over the manifest size limit ({MAX_OCI_MANIFEST} bytes)")
         self._keep = bytearray() if keep else None
         if self._extract is not None and self._i >= 2:
-            self._out = open(self._extract / m.sha256, "xb")  # noqa: SIM115 - closed in _end_member
+            self._out = os.fdopen(create_file(self._extract / m.sha256, 0o600), "wb")
         self._hash = Digests(["sha256"])
         self._state, self._need = "data", m.size
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from airgap.core.atomic import AtomicFile, fsync_dir, publish
+from airgap.core.atomic import AtomicFile, create_file, fsync_dir, publish
 from airgap.core.bundle.manifest import format_time, sign_manifest
 from airgap.core.bundle.ustar import BundleWriter
 from airgap.core.canonical import load_json
@@ -171,7 +171,7 @@ class _PartWriter:
         name = f"{self.stem}.part{len(self.parts) + 1:03d}"
         if len(self.parts) >= 999:
             raise InvalidInput("more than 999 parts: give --split a larger size")
-        self._fh = open(self.folder / name, "xb")  # noqa: SIM115 - closed in _close
+        self._fh = os.fdopen(create_file(self.folder / name, 0o644), "wb")
         self.parts.append(Part(name, 0, ""))
         self._hash, self._written = hashlib.sha256(), 0
 
@@ -292,7 +292,7 @@ def _seal_split(
         parts = parts_writer.finish()
         manifest: ImagesManifest = manifest_for(members, parts)
         data = manifest.canonical_bytes()
-        with open(tmp / out.name, "xb") as fh:
+        with os.fdopen(create_file(tmp / out.name, 0o644), "wb") as fh:
             BundleWriter(fh).finish(data, sign_manifest(key, data, deterministic=deterministic))
             fh.flush()
             os.fsync(fh.fileno())
