@@ -392,3 +392,17 @@ def test_push_asks_head_first_and_mounts_a_blob_another_repository_has(
     ]
     assert {m.split("/v2/mesh/")[1].split("/")[0] for m in mounts} == {"proxyv2", "install-cni"}  # the shared base
     assert '"HEAD /v2/mesh/' in log
+
+
+def test_pull_from_a_source_that_wants_credentials_uses_the_auth_file(
+    bundle: Path, key: Any, target: Registry, ca: RegistryCA, upstream: dict[str, str], tmp_path: Path
+) -> None:
+    seed(target, Path(upstream["_layout"]), ["proxyv2:1.8.6"], path="mirror")
+    request = PullRequest((parse_reference(f"{target.host}/mirror/proxyv2:1.8.6"),), None, (), None)
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"auths": {}}')
+    with registry_access(ca.ca_pem, empty) as access, pytest.raises(NetworkError, match="401"):
+        pull_images(request, key=key, out=tmp_path / "no.images", access=access)
+    with registry_access(ca.ca_pem, target.authfile) as access:
+        pull_images(request, key=key, out=tmp_path / "yes.images", access=access)
+    assert open_images(tmp_path / "yes.images", [key.public_key()]).images[0].digest == upstream["proxyv2:1.8.6"]
