@@ -194,6 +194,23 @@ class PullRequest:
     split: int | None
 
 
+def _open_base(since: Path, key: PrivateKey, work: Path) -> VerifiedImages:
+    """Verify the base bundle with the signing key's public half, and seed the work layout with
+    the blobs it carries (from the copy verified in the same pass): skopeo does not fetch a blob
+    the layout has, so a delta downloads only what the base lacks."""
+    seed = Path(tempfile.mkdtemp(prefix=".base-", dir=work))
+    try:
+        base = verify_images(Path(since), [key.public_key()], extract=seed)
+        target = work / "blobs" / "sha256"
+        target.mkdir(parents=True, exist_ok=True)
+        for blob in seed.iterdir():
+            if not (target / blob.name).exists():
+                os.replace(blob, target / blob.name)
+        return base
+    finally:
+        shutil.rmtree(seed, ignore_errors=True)
+
+
 def pull_images(
     request: PullRequest,
     *,
@@ -213,15 +230,13 @@ def pull_images(
     names = [(r.name, r.tag) for r in request.refs]
     if len(set(names)) != len(names):
         raise InvalidInput("two images have the same name and tag; they would be pushed to the same place")
-    base = None
-    if since is not None:
-        base = open_images(since, [key.public_key()])
     if not out.parent.is_dir():
         raise NotFound(f"{out.parent}: folder not found (for --out)")
     work = out.parent / f".{out.name}.pull"
     if work.is_symlink() or (work.exists() and not work.is_dir()):
         raise UnsafePath(f"{work}: the pull's work folder is a link or not a folder; refusing")
     work.mkdir(mode=0o700, exist_ok=True)
+    base = None if since is None else _open_base(since, key, work)
     tops = []
     try:
         for ref in request.refs:

@@ -406,3 +406,28 @@ def test_pull_from_a_source_that_wants_credentials_uses_the_auth_file(
     with registry_access(ca.ca_pem, target.authfile) as access:
         pull_images(request, key=key, out=tmp_path / "yes.images", access=access)
     assert open_images(tmp_path / "yes.images", [key.public_key()]).images[0].digest == upstream["proxyv2:1.8.6"]
+
+
+def test_a_delta_pull_downloads_only_what_its_base_lacks(
+    ca: RegistryCA, key: Any, upstream: dict[str, str], tmp_path: Path
+) -> None:
+    reg = start_registry(tmp_path / "logged", ca, access_log=True)
+    try:
+        layout = tmp_path / "new"
+        make_mesh_layout(layout, tag="1.8.7")
+        seed(reg, Path(upstream["_layout"]), ["proxyv2:1.8.6"])
+        seed(reg, layout, ["proxyv2:1.8.7"])
+        with registry_access(ca.ca_pem, None) as access:
+            old = PullRequest((parse_reference(f"{reg.host}/istio/proxyv2:1.8.6"),), None, (), None)
+            pull_images(old, key=key, out=tmp_path / "old.images", access=access)
+            log = tmp_path / "logged" / "registry.log"
+            before = len(log.read_text().splitlines())
+            new = PullRequest((parse_reference(f"{reg.host}/istio/proxyv2:1.8.7"),), None, (), None)
+            m = pull_images(new, key=key, out=tmp_path / "new.images", access=access, since=tmp_path / "old.images")
+        fetched = "\n".join(log.read_text().splitlines()[before:])
+    finally:
+        reg.stop()
+    (shared,) = m.inherited  # the base layer both versions share
+    assert f"/blobs/{shared.digest}" not in fetched  # not downloaded again
+    own = [x for x in m.members[2:] if x.size > 5000]  # the new version's own layer
+    assert own and all(f"/blobs/sha256:{x.sha256}" in fetched for x in own)
