@@ -166,13 +166,14 @@ def extract(
     Example: airgap release extract istio-1.8.6-asm.8-linux-amd64.tar.gz
     --signature istio-1.8.6-asm.8-linux-amd64.tar.gz.1.sig --out asm-1.8.6
     """
-    from airgap.core.release import extract_release
+    from airgap.core.release import extract_release, record_extract
 
     _check_key_options(key, key_id)
     try:
         rel = extract_release(file, out, signature, key=key, key_id=key_id, progress=RichProgress())
     except VerificationError as exc:
         _failure(exc, as_json, {"file": str(file)})
+    record_extract(rel)  # the jump host's history ($AIRGAP_STATE_DIR), for 'airgap audit report --state'
     if as_json:
         doc = rel.verified.to_json()
         doc.update({"out": str(out), "root": str(rel.root) if rel.root else None, "files": len(rel.record["files"])})

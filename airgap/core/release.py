@@ -365,6 +365,36 @@ def extract_release(
     return ExtractedRelease(out, root, record, verified)
 
 
+_RELEASE_NAME_RE = re.compile(r"^istio-(?P<version>.+)-(?:" + "|".join(PLATFORMS) + r")\.(?:tar\.gz|zip)$")
+
+
+def release_version(file_name: str) -> str | None:
+    """The version in a release file's name (``istio-VERSION-PLATFORM.tar.gz``), None for another name."""
+    m = _RELEASE_NAME_RE.match(file_name)
+    return m.group("version") if m else None
+
+
+def record_extract(rel: ExtractedRelease, *, state: Path | None = None) -> None:
+    """Add the extract to the jump host's history (``release-extract``) for ``airgap audit report``.
+
+    Call after :func:`extract_release` succeeded: the record says which file (name, SHA-256) which
+    release key verified and where it went. Unsigned, like the rest of the history.
+    """
+    from airgap.core.history import RELEASE_EXTRACT, record_event
+
+    v = rel.verified
+    fields = {
+        "version": release_version(v.path.name),
+        "file": v.path.name,
+        "sha256": v.sha256,
+        "size": v.size,
+        "key_id": v.key.id,
+        "key_fingerprint": v.key.fingerprint,
+        "out": str(rel.out.resolve()),
+    }
+    record_event(RELEASE_EXTRACT, fields, state=state)
+
+
 def _find_record(release: Path) -> tuple[Path, dict[str, Any]]:
     """Locate and parse RELEASE.json for ``release`` (the --out folder or the istio-* folder in it)."""
     for out in (release, release.parent):

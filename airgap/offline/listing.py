@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
@@ -22,6 +22,9 @@ from airgap.core.limits import MAX_WINDOW_DAYS
 from airgap.errors import InvalidInput
 from airgap.offline.inventory import read_inventory, read_revocations
 from airgap.offline.layout import CA_KEY, PkiLayout
+
+if TYPE_CHECKING:
+    from airgap.core.expiry_metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -208,4 +211,37 @@ def pki_report(layout: PkiLayout, passphrase: bytes | None, *, expiring_days: in
     )
 
 
-__all__ = ["Expiring", "IntermediateStatus", "PkiReport", "expiring_within", "intermediate_status", "pki_report"]
+def pki_metrics(layout: PkiLayout) -> Metrics:
+    """``ca list --prometheus``: the root, the next root (during a root rotation), every current
+    intermediate (cluster = its folder) and the CRL ``PKI/ca-crl.pem`` when one of the roots signed it.
+
+    Reads certificates only (no key, no passphrase); nothing here reads the clock, so the same
+    folder gives the same metrics. The roots carry ``cluster=""`` (they belong to no one cluster).
+    """
+    from airgap.core.expiry_metrics import CertSample, Metrics, crl_sample, load_crl_pem
+
+    roots = [CertSample.of(layout.load_root_cert(), cluster="", role="root")]
+    nxt = layout.load_next_root_cert()
+    if nxt is not None:
+        roots.append(CertSample.of(nxt, cluster="", role="next-root"))
+    certs = roots + [
+        CertSample.of(layout.load_cluster_cert(name), cluster=name, role="intermediate") for name in layout.clusters()
+    ]
+    crls = []
+    if layout.crl.exists():
+        crl = load_crl_pem(layout.crl.read_bytes(), source=str(layout.crl))
+        sample = crl_sample(crl, layout.trust_roots(), cluster="")
+        if sample is not None:
+            crls.append(sample)
+    return Metrics(tuple(certs), tuple(crls))
+
+
+__all__ = [
+    "Expiring",
+    "IntermediateStatus",
+    "PkiReport",
+    "expiring_within",
+    "intermediate_status",
+    "pki_metrics",
+    "pki_report",
+]

@@ -33,6 +33,12 @@ def _no_user_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRGAP_RELEASE_KEYS", str(tmp_path / "no-such-keys-folder"))
 
 
+@pytest.fixture(autouse=True)
+def _own_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """release extract records itself in the jump host's history: not in the user's own."""
+    monkeypatch.setenv("AIRGAP_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 # --- keys -----------------------------------------------------------------------------------------
 
 
