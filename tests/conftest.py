@@ -12,6 +12,10 @@ import pytest
 
 from tests.helpers import make_pki
 
+# The SoftHSM2 token is one session fixture for the whole run, defined once: a module that imported
+# it would get its own copy, which re-points SOFTHSM2_CONF after the library has read it.
+pytest_plugins = ["tests.softhsm"]
+
 PASSPHRASE = b"correct horse battery staple"
 # The time the session PKIs are made: tests that pass ``now=NOW`` stay consistent with them however
 # long the session runs before a template is first built (their notBefore is NOW minus the backdate).

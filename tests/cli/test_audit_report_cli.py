@@ -26,7 +26,7 @@ from tests.report_fixtures import (  # noqa: F401
     runs_of,
     scan_page,
 )
-from tests.softhsm import SoftHSM, softhsm  # noqa: F401  (the session fixture)
+from tests.softhsm import SoftHSM
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 TOP_KEYS = {
@@ -331,7 +331,7 @@ def test_root_rotation_next_and_retired_roots(ceremony: Ceremony, passfile: Path
     assert all(c["logged_in"] is not None for c in doc["certificates"]) and doc["verdict"]["warnings"] == []
 
 
-def test_token_root(tmp_path: Path, passfile: Path, softhsm: SoftHSM) -> None:  # noqa: F811
+def test_token_root(tmp_path: Path, passfile: Path, softhsm: SoftHSM) -> None:
     keys, pki = tmp_path / "keys", tmp_path / "pki"
     assert run_cli("keys", "new", "officer", "--out", keys, "--passphrase-file", passfile).code == 0
     r = run_cli("ca", "init", "--dir", pki, "--key-type", "ecdsa-p256", *softhsm.options(softhsm.key_label()),
