@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from airgap.cli._app import RichProgress, info, json_failure, new_app, print_json
+from airgap.cli._app import INSECURE_HELP, RichProgress, allow_insecure, info, json_failure, new_app, print_json
 from airgap.cli._gitops import raise_for_tree, secret_policy
 from airgap.core.limits import MAX_BUNDLE_EXPIRY_DAYS, MAX_PARALLEL, MAX_TIMEOUT
 
@@ -259,6 +259,7 @@ def import_(
     key_passphrase_file: Path | None = typer.Option(
         None, "--key-passphrase-file", help="Passphrase of --key (also: $AIRGAP_PASSPHRASE, or a prompt)."
     ),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
     peer: list[str] = typer.Option(
         [],
         "--peer",
@@ -317,6 +318,7 @@ def import_(
     if force_split is not None and not force_split.strip():
         raise typer.BadParameter("--force-split needs a reason")
     recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "the cacerts Secret holds the CA private key")
+    allow_insecure(insecure)
     contexts = unique_contexts(context)
     peers = unique_contexts(peer)
     keys = _trust_keys(trust)

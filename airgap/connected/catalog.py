@@ -30,6 +30,9 @@ class ReleaseLine:
     # restart istiod and the workloads after each trust change), and the public source saying so.
     reload_flag: str | None = None
     reload_source: str | None = None
+    # Images an install needs that the release's own files do not name (``images list`` adds them at
+    # the profile's hub and tag); each with its public source in a comment. None so far.
+    images: tuple[str, ...] = ()
 
 
 CATALOG: dict[str, ReleaseLine] = {
