@@ -12,6 +12,10 @@ import pytest
 
 from tests.helpers import make_pki
 
+# The SoftHSM2 token is one session fixture for the whole run, defined once: a module that imported
+# it would get its own copy, which re-points SOFTHSM2_CONF after the library has read it.
+pytest_plugins = ["tests.softhsm"]
+
 PASSPHRASE = b"correct horse battery staple"
 # The time the session PKIs are made: tests that pass ``now=NOW`` stay consistent with them however
 # long the session runs before a template is first built (their notBefore is NOW minus the backdate).
@@ -48,3 +52,10 @@ def pki(_pki_template: Path, tmp_path: Path) -> Path:
     d = tmp_path / "pki"
     shutil.copytree(_pki_template, d)
     return d
+
+
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own jump host state folder (releases.json, history.jsonl, accepted.json),
+    so no test reads or writes the user's ~/.local/state/airgap. Tests may set it again."""
+    monkeypatch.setenv("AIRGAP_STATE_DIR", str(tmp_path_factory.mktemp("state")))

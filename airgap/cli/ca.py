@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from airgap.cli._app import KEY_TYPE_HELP, RichProgress, info, new_app, print_json
+from airgap.cli._app import KEY_TYPE_HELP, RichProgress, info, new_app, print_json, warn
 from airgap.cli._custody import ShareOpt, SharePassOpt, TypeShareOpt, custodian_recipients
 from airgap.cli._metrics import PrometheusFileOpt, PrometheusOpt, check_outputs, emit
 from airgap.core.limits import MAX_CRL_DAYS, MAX_VALIDITY_DAYS, MAX_WINDOW_DAYS, MAX_WORKERS
@@ -449,16 +449,25 @@ def _print_pki_report(report: PkiReport) -> None:
     for r in report.intermediates:
         for p in r.problems:
             console.print(f"{r.cluster}: {clean(p)}", markup=False)
+    for p in (*report.root_problems, *report.recorded_problems):
+        console.print(clean(p), markup=False)
 
 
 def _fail_if_broken(report: PkiReport) -> None:
-    """``ca list`` exits 1 (after the report) when a CA is broken or something expires soon."""
+    """``ca list`` exits 1 (after the report) for every failed check: a broken, expired or revoked
+    intermediate, an expired root, a recorded certificate missing or different on disk, or (with
+    ``--expiring-within``) something expiring soon. Expiring within 30 days alone is a warning (exit 0)."""
     from airgap.errors import VerificationError
 
+    for w in report.warnings:
+        warn(w)
+    failed = [*report.root_problems, *report.recorded_problems]
     broken = report.broken
     if broken:
         parts = [f"{r.cluster} ({'; '.join(r.problems)})" for r in broken]
-        raise VerificationError(f"{len(broken)} intermediate(s) would not be accepted by istiod: {', '.join(parts)}")
+        failed.append(f"{len(broken)} intermediate(s) failed their checks: {', '.join(parts)}")
+    if failed:
+        raise VerificationError("; ".join(failed))
     days, soon = report.expiring_days, report.expiring
     if days is None or not soon:
         return

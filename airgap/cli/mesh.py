@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from airgap.cli._app import new_app, print_json
+from airgap.cli._app import INSECURE_HELP, allow_insecure, new_app, print_json
 from airgap.cli._metrics import PrometheusFileOpt, PrometheusOpt, check_outputs, emit
 from airgap.core.display import clean_lines
 from airgap.core.limits import MAX_PARALLEL, MAX_TIMEOUT
@@ -111,6 +111,7 @@ def install(
     ),
     poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
 ) -> None:
     """Install the mesh from a verified release: cluster.yaml, istioctl, network label, istiod Service, wait.
 
@@ -125,6 +126,7 @@ def install(
     from airgap.connected.fleet import Outcome, run_fleet
     from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install, render_tree
 
+    allow_insecure(insecure)
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
     if layout not in ("auto", "flat", "clusters"):
@@ -216,6 +218,11 @@ def install(
         _print_install(result)
         return
 
+    if not dry_run:  # every cluster is asked before any is written (issue 23)
+        from airgap.connected.mesh import ask_install_fleet
+
+        ask_install_fleet([c for c in contexts if c], east_west, policy=_policy(), parallel=parallel)
+
     def fleet_one(ctx: str) -> Outcome:
         r = one(ctx)
         return Outcome(
@@ -272,6 +279,10 @@ def inject(
     ),
     poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
+    force: bool = typer.Option(
+        False, "--force", help="Allow a system namespace (kube-system, kube-public, kube-node-lease, istio-system)."
+    ),
 ) -> None:
     """Label namespaces with the revision (removing istio-injection); --restart restarts and checks the pods.
 
@@ -281,7 +292,8 @@ def inject(
     from airgap.connected.inject import check_names, enable_injection
     from airgap.connected.kube import connect
 
-    check_names(namespaces, revision)  # bad names are exit 3 before any cluster is contacted
+    check_names(namespaces, revision, force=force)  # bad names: exit 3 (system ones: 4) before any cluster
+    allow_insecure(insecure)
     contexts = _contexts(context)
     fleet = len(contexts) > 1
 
@@ -289,7 +301,14 @@ def inject(
         notify = _say(f"[{ctx}] " if fleet else "")
         with connect(ctx, policy=_policy(), notify=notify) as kube:
             return enable_injection(
-                kube, namespaces, revision=revision, restart=restart, timeout=wait_timeout, poll=poll, notify=notify
+                kube,
+                namespaces,
+                revision=revision,
+                restart=restart,
+                timeout=wait_timeout,
+                poll=poll,
+                notify=notify,
+                force=force,
             )
 
     def check(r: Any) -> None:
@@ -308,6 +327,10 @@ def inject(
             _print_inject(result)
         check(result)
         return
+
+    from airgap.connected.inject import ask_inject_fleet
+
+    ask_inject_fleet([c for c in contexts if c], namespaces, restart, policy=_policy(), parallel=parallel)
 
     def fleet_one(ctx: str) -> Outcome:
         r = one(ctx)
@@ -385,6 +408,7 @@ def connect_cmd(
     if force and output_dir is None:
         raise typer.BadParameter("--force only applies to --output-dir")
     recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "remote secrets hold API tokens")
+    allow_insecure(False)  # no --insecure here: a context without TLS verification is refused at step 1
     result = connect_mesh(
         context,
         names=parse_name_map(cluster_name),

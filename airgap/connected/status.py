@@ -218,4 +218,23 @@ def mesh_status(kube: Any) -> MeshStatus:
             problems.append(f"namespace {name} has both istio-injection and istio.io/rev: injection fails")
         if ns_rev is not None and plane and ns_rev not in plane:
             problems.append(f"namespace {name} asks for revision {ns_rev}, which does not run")
+    _remote_secrets(kube, problems, warnings)
     return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings)
+
+
+def _remote_secrets(kube: Any, problems: list[str], warnings: list[str]) -> None:
+    """Remote secrets pointing at a server the kubeconfig does not know, or without TLS checks."""
+    from pathlib import Path
+
+    from airgap.connected.kube import KubeApiError
+    from airgap.connected.remote_secrets import MULTICLUSTER_LABEL, known_servers, stray_remote_secrets
+
+    try:
+        held = kube.list("Secret", NAMESPACE, selector=f"{MULTICLUSTER_LABEL}=true")
+    except KubeApiError as exc:
+        if exc.status != 403:
+            raise
+        warnings.append("remote secrets in istio-system not checked: not allowed to list secrets (RBAC)")
+        return
+    path = getattr(kube, "kubeconfig", None)
+    problems += stray_remote_secrets(kube.context, held, known_servers(Path(path) if path else None))

@@ -33,8 +33,8 @@ from airgap.core import x509 as cx
 from airgap.core.canonical import utc_text
 from airgap.core.files import read_capped
 from airgap.core.history import BUNDLE_IMPORT, IMAGES_PUSH, RELEASE_EXTRACT, History, read_events
-from airgap.core.keys import PublicKey, key_type_of, spki_sha256
-from airgap.core.limits import DEFAULT_LIMITS
+from airgap.core.keys import PublicKey, is_encrypted_pem, key_type_of, spki_sha256
+from airgap.core.limits import DEFAULT_LIMITS, MAX_KEY_FILE
 from airgap.errors import InvalidInput, LogTampered, Malformed, NotFound, VerificationError
 from airgap.offline.ceremony import Entry, VerifiedLog, verify_log
 from airgap.offline.inventory import Inventory, read_inventory
@@ -298,7 +298,7 @@ def _cert_words(p: Mapping[str, Any]) -> str:
 
 def _storage_words(p: Mapping[str, Any]) -> str:
     storage = p.get("storage", "file")
-    where = "a PKCS#11 token" if storage == "pkcs11" else "an encrypted file"
+    where = "a PKCS#11 token" if storage == "pkcs11" else "a key file"
     held = p.get("custody_set")
     if isinstance(held, Mapping):
         where += f" under split custody {held.get('threshold')}-of-{held.get('count')}"
@@ -384,11 +384,17 @@ def _revoked_fingerprints(entries: Sequence[Entry]) -> set[str]:
     return {str(e.params.get("fingerprint")) for e in entries if e.act == "revoke"}
 
 
+def _key_file_words(path: Path) -> str:
+    """"file (encrypted)" or "file (NOT encrypted)", read from the PEM itself, never assumed."""
+    pem = read_capped(path, MAX_KEY_FILE, "private key")
+    return "file (encrypted)" if is_encrypted_pem(pem) else "file (NOT encrypted)"
+
+
 def _root_key_held(folder: Path, inv: Inventory, current: bool) -> str:
     if (folder / ROOT_KEY).exists():
         if current and inv.custody is not None:
             return f"file, split custody {inv.custody.threshold}-of-{inv.custody.count}"
-        return "file (encrypted)"
+        return _key_file_words(folder / ROOT_KEY)
     if (folder / ROOT_KEY_REF).exists():
         return "token (PKCS#11)"
     return "missing"
@@ -396,7 +402,7 @@ def _root_key_held(folder: Path, inv: Inventory, current: bool) -> str:
 
 def _cluster_key_held(folder: Path, fingerprint: str, inv: Inventory) -> str:
     if (folder / CA_KEY).exists():
-        return "file"
+        return _key_file_words(folder / CA_KEY)
     rec = next((r for r in inv.intermediates if r.fingerprint == fingerprint), None)
     if rec is not None and rec.held_elsewhere:
         return "elsewhere (ca sign)"

@@ -26,7 +26,7 @@ from tests.report_fixtures import (  # noqa: F401
     runs_of,
     scan_page,
 )
-from tests.softhsm import SoftHSM, softhsm  # noqa: F401  (the session fixture)
+from tests.softhsm import SoftHSM
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 TOP_KEYS = {
@@ -299,7 +299,7 @@ def test_custody_shares_and_a_key_held_elsewhere(tmp_path: Path, passfile: Path)
     held = {(c["role"], c["cluster"]): c["key_held"] for c in doc["certificates"]}
     assert held == {
         ("root", None): "file, split custody 2-of-3",
-        ("intermediate", "c1"): "file",
+        ("intermediate", "c1"): "file (encrypted)",
         ("intermediate", "c3"): "elsewhere (ca sign)",
     }
     assert run_cli("audit", "report", pki, "--trust", keys / "officer.pub", "--out", tmp_path / "r.html").code == 0
@@ -331,7 +331,7 @@ def test_root_rotation_next_and_retired_roots(ceremony: Ceremony, passfile: Path
     assert all(c["logged_in"] is not None for c in doc["certificates"]) and doc["verdict"]["warnings"] == []
 
 
-def test_token_root(tmp_path: Path, passfile: Path, softhsm: SoftHSM) -> None:  # noqa: F811
+def test_token_root(tmp_path: Path, passfile: Path, softhsm: SoftHSM) -> None:
     keys, pki = tmp_path / "keys", tmp_path / "pki"
     assert run_cli("keys", "new", "officer", "--out", keys, "--passphrase-file", passfile).code == 0
     r = run_cli("ca", "init", "--dir", pki, "--key-type", "ecdsa-p256", *softhsm.options(softhsm.key_label()),
@@ -342,3 +342,17 @@ def test_token_root(tmp_path: Path, passfile: Path, softhsm: SoftHSM) -> None:  
     doc = json.loads(r.out)
     assert [c["key_held"] for c in doc["certificates"]] == ["token (PKCS#11)"]
     assert "in a PKCS#11 token" in doc["acts"][1]["produced"]
+
+
+def test_an_unencrypted_key_file_is_reported_as_such(tmp_path: Path) -> None:
+    """Found as a hostile user: the report said "file (encrypted)" of a --no-passphrase root."""
+    keys, pki = tmp_path / "keys", tmp_path / "pki"
+    assert run_cli("keys", "new", "officer", "--kind", "signing", "--out", keys, "--no-passphrase").code == 0
+    log = ("--log-key", keys / "officer.key")
+    plain = ("--key-type", "ecdsa-p256", "--no-passphrase")
+    assert run_cli("ca", "init", "--dir", pki, *plain, *log).code == 0
+    assert run_cli("ca", "issue", "c1", "--dir", pki, *plain, *log).code == 0
+    r = run_cli("audit", "report", pki, "--trust", keys / "officer.pub", "--now", NOW, "--json")
+    assert r.code == 0, r.err
+    held = {(c["role"], c["cluster"]): c["key_held"] for c in json.loads(r.out)["certificates"]}
+    assert held == {("root", None): "file (NOT encrypted)", ("intermediate", "c1"): "file (NOT encrypted)"}

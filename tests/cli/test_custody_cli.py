@@ -12,7 +12,7 @@ import shamir_mnemonic
 
 from airgap.offline.custody import derive_passphrase
 from tests.helpers import one_error_line, openssl, run_cli, tree
-from tests.softhsm import SoftHSM, softhsm  # noqa: F401  (the session fixture)
+from tests.softhsm import SoftHSM
 
 EC = ("--key-type", "ecdsa-p256")
 NAMES = ("alice", "bob", "carol", "dan", "erin", "mallory")
@@ -453,7 +453,7 @@ def test_rekey_killed_at_every_write_leaves_one_working_set(tmp_path: Path, _tem
     assert outcomes[-1] == "completed" and "old" in outcomes and "new" in outcomes, outcomes
 
 
-def test_pkcs11_root_pin_under_custody(tmp_path: Path, people: Path, softhsm: SoftHSM) -> None:  # noqa: F811
+def test_pkcs11_root_pin_under_custody(tmp_path: Path, people: Path, softhsm: SoftHSM) -> None:
     """A token-held root: its user PIN becomes the custody secret; the old PIN stops working."""
     from airgap.errors import InvalidInput
     from airgap.offline.pkcs11 import TokenRef, open_key

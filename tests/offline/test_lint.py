@@ -17,7 +17,7 @@ from airgap.offline import lint
 from airgap.offline.pkcs11 import TokenECKey
 from airgap.offline.sign import sign_csr
 from tests.helpers import one_error_line, openssl, run_cli, tree
-from tests.softhsm import SoftHSM, softhsm  # noqa: F401  (the session fixture)
+from tests.softhsm import SoftHSM
 
 
 def _csr(key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
@@ -89,7 +89,7 @@ EC = ("--key-type", "ecdsa-p256")
 
 
 def test_token_root_signs_csrs_and_never_signs_a_bad_profile(
-    softhsm: SoftHSM,  # noqa: F811
+    softhsm: SoftHSM,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -15,7 +15,7 @@ from airgap.offline.ca import CAStore
 from airgap.offline.crl import revoke
 from airgap.offline.pkcs11 import TokenRef, generate_key, open_key
 from tests.helpers import openssl, run_cli, tree
-from tests.softhsm import SoftHSM, softhsm  # noqa: F401  (the session fixture)
+from tests.softhsm import SoftHSM
 
 EC = ("--key-type", "ecdsa-p256")
 
@@ -29,7 +29,7 @@ def _ok(r: object) -> None:
 
 
 def test_root_in_token_issues_intermediates_that_openssl_verifies(
-    softhsm: SoftHSM,  # noqa: F811
+    softhsm: SoftHSM,
     tmp_path: Path,
     passfile: Path,
 ) -> None:
@@ -58,7 +58,7 @@ def test_root_in_token_issues_intermediates_that_openssl_verifies(
     assert json.loads(r.out)["root_key"] == "pkcs11"
 
 
-def test_rsa_root_in_token_signs_certificates_and_crls(softhsm: SoftHSM, tmp_path: Path) -> None:  # noqa: F811
+def test_rsa_root_in_token_signs_certificates_and_crls(softhsm: SoftHSM, tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     ref = _ref(softhsm, softhsm.key_label("rsa"))
     store = CAStore(pki)
@@ -88,7 +88,7 @@ def test_rsa_root_in_token_signs_certificates_and_crls(softhsm: SoftHSM, tmp_pat
     assert "verify OK" in (c.stdout + c.stderr).decode()
 
 
-def test_token_key_makes_detached_signatures(softhsm: SoftHSM) -> None:  # noqa: F811
+def test_token_key_makes_detached_signatures(softhsm: SoftHSM) -> None:
     """What bundle signing uses (keys.sign): a token key signs, the public key verifies."""
     ref = _ref(softhsm, softhsm.key_label("sig"))
     with generate_key(ref, softhsm.pin, "ecdsa-p384") as key:
@@ -100,7 +100,7 @@ def test_token_key_makes_detached_signatures(softhsm: SoftHSM) -> None:  # noqa:
             verify_bytes(key.public_key(), b"other bytes", sig)
 
 
-def test_private_key_is_not_extractable(softhsm: SoftHSM) -> None:  # noqa: F811
+def test_private_key_is_not_extractable(softhsm: SoftHSM) -> None:
     import pkcs11
     from pkcs11 import Attribute, ObjectClass
     from pkcs11.exceptions import AttributeSensitive
@@ -122,7 +122,7 @@ def test_private_key_is_not_extractable(softhsm: SoftHSM) -> None:  # noqa: F811
             priv[Attribute.VALUE]
 
 
-def test_wrong_pin_is_exit_3_and_writes_nothing(softhsm: SoftHSM, tmp_path: Path, passfile: Path) -> None:  # noqa: F811
+def test_wrong_pin_is_exit_3_and_writes_nothing(softhsm: SoftHSM, tmp_path: Path, passfile: Path) -> None:
     pki = tmp_path / "pki"
     label = softhsm.key_label()
     _ok(run_cli("ca", "init", "--dir", pki, *EC, *softhsm.options(label)))
@@ -140,7 +140,7 @@ def test_wrong_pin_is_exit_3_and_writes_nothing(softhsm: SoftHSM, tmp_path: Path
     assert tree(other) == []
 
 
-def test_pin_from_environment(softhsm: SoftHSM, tmp_path: Path, passfile: Path) -> None:  # noqa: F811
+def test_pin_from_environment(softhsm: SoftHSM, tmp_path: Path, passfile: Path) -> None:
     pki = tmp_path / "pki"
     opts = softhsm.options(softhsm.key_label())[:-2]  # no --pin-file
     r = run_cli("ca", "init", "--dir", pki, *EC, *opts, env={"AIRGAP_PKCS11_PIN": softhsm.pin})
@@ -149,7 +149,7 @@ def test_pin_from_environment(softhsm: SoftHSM, tmp_path: Path, passfile: Path) 
     assert r.code == 3 and "no token PIN" in r.err
 
 
-def test_token_refusals(softhsm: SoftHSM, tmp_path: Path) -> None:  # noqa: F811
+def test_token_refusals(softhsm: SoftHSM, tmp_path: Path) -> None:
     label = softhsm.key_label()
     with generate_key(_ref(softhsm, label), softhsm.pin, "ecdsa-p256"):
         pass
@@ -170,7 +170,7 @@ def test_token_refusals(softhsm: SoftHSM, tmp_path: Path) -> None:  # noqa: F811
         pass
 
 
-def test_failed_init_leaves_no_key_in_the_token(softhsm: SoftHSM, tmp_path: Path) -> None:  # noqa: F811
+def test_failed_init_leaves_no_key_in_the_token(softhsm: SoftHSM, tmp_path: Path) -> None:
     """An init refused after the key was made (another officer's log) removes that key again."""
     import pkcs11
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -196,7 +196,7 @@ def test_failed_init_leaves_no_key_in_the_token(softhsm: SoftHSM, tmp_path: Path
 
 
 def test_ceremony_log_records_the_token_key_without_the_pin(
-    softhsm: SoftHSM,  # noqa: F811
+    softhsm: SoftHSM,
     tmp_path: Path,
     passfile: Path,
 ) -> None:
@@ -218,7 +218,7 @@ def test_ceremony_log_records_the_token_key_without_the_pin(
     _ok(r)
 
 
-def test_root_rotation_into_the_token(softhsm: SoftHSM, tmp_path: Path, passfile: Path) -> None:  # noqa: F811
+def test_root_rotation_into_the_token(softhsm: SoftHSM, tmp_path: Path, passfile: Path) -> None:
     """A file root replaced by a token root: the next root, rotations and --finish find the token."""
     pki = tmp_path / "pki"
     pf = ("--passphrase-file", passfile)

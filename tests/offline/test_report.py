@@ -55,9 +55,9 @@ def test_verified_report_holds_every_act_certificate_and_revocation(ceremony: Ce
     roles = [(c.role, c.cluster, c.status, c.key_held) for c in rep.certificates]
     assert roles == [
         ("root", None, "valid", "file (encrypted)"),
-        ("intermediate", "c1", "valid", "file"),
-        ("intermediate", "c2", "revoked", "file"),
-        ("archived intermediate", "c1", "valid", "file"),
+        ("intermediate", "c1", "valid", "file (encrypted)"),
+        ("intermediate", "c2", "revoked", "file (encrypted)"),
+        ("archived intermediate", "c1", "valid", "file (encrypted)"),
     ]
     by_path = {c.path: c for c in rep.certificates}
     for rel in ("root-cert.pem", "c1/ca-cert.pem", "c2/ca-cert.pem"):
