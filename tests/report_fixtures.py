@@ -31,6 +31,7 @@ class Ceremony:
     pki: Path
     bundle_entry: dict[str, object]  # the log's `bundle` entry for c1 (params + seq + hash)
     head_at_bundle: str
+    bundle: Path  # the c1 bundle that entry records (--no-encrypt; read only: the session's copy)
 
     @property
     def officer_pub(self) -> Path:
@@ -56,7 +57,8 @@ def _ceremony(base: Path, passfile: Path) -> Ceremony:
         assert r.code == 0, (args, r.err)
     entries = [json.loads(line) for line in (pki / "ceremony.log").read_bytes().splitlines()]
     idx = next(i for i, e in enumerate(entries) if e["act"] == "bundle")
-    return Ceremony(keys, pki, {**entries[idx]["params"], "seq": idx + 1}, str(entries[idx]["params"]["ceremony_head"]))
+    params = entries[idx]["params"]
+    return Ceremony(keys, pki, {**params, "seq": idx + 1}, str(params["ceremony_head"]), base / "c1.bundle")
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +72,7 @@ def ceremony_fixture(_report_ceremony: Ceremony, tmp_path: Path) -> Ceremony:
     c = _report_ceremony
     shutil.copytree(c.pki, tmp_path / "pki")
     shutil.copytree(c.keys, tmp_path / "keys")
-    return Ceremony(tmp_path / "keys", tmp_path / "pki", c.bundle_entry, c.head_at_bundle)
+    return Ceremony(tmp_path / "keys", tmp_path / "pki", c.bundle_entry, c.head_at_bundle, c.bundle)
 
 
 def import_fields(c: Ceremony, **override: object) -> dict[str, object]:
