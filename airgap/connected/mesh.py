@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -41,6 +41,9 @@ from airgap.core.atomic import fsync_dir, staged_dir, write_new
 from airgap.core.limits import MAX_OVERLAY
 from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, Refused
+
+if TYPE_CHECKING:
+    from airgap.connected.pinning import ImagePins, RegistryAccess
 
 JSON = dict[str, Any]
 
@@ -78,6 +81,7 @@ class MeshSettings:
     profile: str = DEFAULT_PROFILE
     overlays: tuple[Path, ...] = ()
     east_west: bool = False  # also the east-west gateway of the network (multi-network meshes)
+    images: ImagePins | None = None  # --images: every image pinned by digest (airgap.connected.pinning)
 
     def __post_init__(self) -> None:
         for flag, value in (
@@ -109,6 +113,7 @@ class MeshSettings:
             self.profile,
             self.overlays,
             self.east_west,
+            self.images,
         )
 
 
@@ -169,6 +174,10 @@ def render_operator(settings: MeshSettings) -> JSON:
     }
     for path in settings.overlays:
         overlay = load_overlay(path)
+        if settings.images is not None:
+            from airgap.connected.pinning import refuse_image_overrides
+
+            refuse_image_overrides(path, overlay)
         doc = deep_merge(doc, overlay)
         for keys, (want, flag) in pinned.items():
             node: Any = doc
@@ -179,6 +188,10 @@ def render_operator(settings: MeshSettings) -> JSON:
                     f"{path}: sets {'.'.join(keys)} to {node!r}, contradicting {flag} {want!r}; "
                     "drop it from the overlay"
                 )
+    if settings.images is not None:
+        from airgap.connected.pinning import pin_operator
+
+        doc = pin_operator(doc, settings.images)
     return doc
 
 
@@ -209,7 +222,7 @@ def eastwest_operator(settings: MeshSettings) -> JSON:
     (``samples/multicluster/gen-eastwest-gateway.sh``), with the control plane's revision added: the
     1.8 script has no ``--revision``, and a gateway of another revision breaks (istio/istio#29234)."""
     net = settings.network
-    return {
+    doc: JSON = {
         "apiVersion": "install.istio.io/v1alpha1",
         "kind": "IstioOperator",
         "metadata": {"name": "eastwest"},
@@ -252,6 +265,11 @@ def eastwest_operator(settings: MeshSettings) -> JSON:
             },
         },
     }
+    if settings.images is not None:  # the gateway's image is the proxy's, pinned like the sidecars'
+        from airgap.connected.pinning import pin_operator
+
+        doc = pin_operator(doc, settings.images, gateway_only=True)
+    return doc
 
 
 def cross_network_gateway() -> JSON:
@@ -444,6 +462,7 @@ class InstallResult:
     ready: list[str] = field(default_factory=list)
     dry_run: bool = False
     east_west: str | None = None  # None (not asked) | "installed" | "would install"
+    images: dict[str, str] | None = None  # --images: name -> R/NAME@sha256:..., each checked served by R
 
     def as_dict(self) -> JSON:
         return {
@@ -454,6 +473,7 @@ class InstallResult:
             "ready_pods": self.ready,
             "dry_run": self.dry_run,
             "east_west_gateway": self.east_west,
+            "images": self.images,
         }
 
 
@@ -705,16 +725,19 @@ def install_mesh(
     wait: WaitPolicy = WaitPolicy(),
     notify: Callable[[str], None] = lambda _m: None,
     on_output: Callable[[str], None] = lambda _m: None,
+    registry: RegistryAccess | None = None,
 ) -> InstallResult:
     """Steps 1-7 against the cluster of ``context`` (absent: the current context).
 
     ``dry_run`` runs the checks (release, overlays, the ``cacerts`` Secret, the cluster's network
-    label) and reports what would be done, changing nothing.
+    label, and with ``settings.images`` the registry serving every pinned digest) and reports what
+    would be done, changing nothing.
     """
     from airgap.connected.kube import DEFAULT_POLICY, connect
 
     istioctl = verified_istioctl(release)  # 1
     operator = render_operator(settings)  # 2
+    images = check_pinned(settings, operator, registry, notify)  # 2b: R serves every digest (before any change)
     with connect(context, kubeconfig=kubeconfig, policy=policy or DEFAULT_POLICY, notify=notify) as kube:
         require_cacerts(kube)  # 3: the plug-in CA is in place (else istiod makes its own root)
         action, _ns = _network_action(kube, settings.network, force)  # 3
@@ -728,7 +751,7 @@ def install_mesh(
                 else:
                     svc = "unchanged" if _service_matches(live, istiod_service(settings.revision)) else "update"
                 ew = "would install" if settings.east_west else None
-                return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew)
+                return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew, images=images)
             cluster_yaml.write_bytes(dump_yaml(operator))
             istioctl = verified_istioctl(release)  # re-check right before running: no swap in between
             notify(f"context {kube.context}: running {shlex.join(argv)}")
@@ -760,8 +783,30 @@ def install_mesh(
                 east_west=settings.east_west,
             )
     return InstallResult(
-        kube.context, argv, label, service, ready, east_west="installed" if settings.east_west else None
+        kube.context,
+        argv,
+        label,
+        service,
+        ready,
+        east_west="installed" if settings.east_west else None,
+        images=images,
     )
+
+
+def check_pinned(
+    settings: MeshSettings, operator: JSON, access: RegistryAccess | None, notify: Callable[[str], None]
+) -> dict[str, str] | None:
+    """With ``--images``: every pinned reference of the install (control plane and east-west gateway),
+    after checking the registry serves each digest (exit 4 naming the missing ones; nothing changed)."""
+    if settings.images is None:
+        return None
+    from airgap.connected.pinning import RegistryAccess, check_served, pinned_refs
+
+    refs = pinned_refs(operator, settings.images)
+    if settings.east_west:
+        refs.update(pinned_refs(eastwest_operator(settings), settings.images, gateway_only=True))
+    check_served(refs, access or RegistryAccess(), notify=notify)
+    return refs
 
 
 def apply_cross_network_gateway(kube: Any) -> str:

@@ -29,6 +29,7 @@ class MeshStatus:
     namespaces: list[JSON]
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # flagged, but not a failure (e.g. expiring soon)
+    proxies: JSON = field(default_factory=lambda: {"pinned": 0, "flagged": []})  # see proxy_images()
 
     @property
     def ok(self) -> bool:
@@ -43,6 +44,7 @@ class MeshStatus:
             "network": self.network,
             "cacerts": self.cacerts,
             "injection": self.namespaces,
+            "proxy_images": self.proxies,
             "problems": self.problems,
             "warnings": self.warnings,
         }
@@ -71,6 +73,9 @@ class MeshStatus:
                 if v
             )
             lines.append(f"namespace {ns['namespace']}: {labels}")
+        if self.namespaces:
+            flagged = len(self.proxies["flagged"])
+            lines.append(f"proxy images: {self.proxies['pinned']} pinned by digest, {flagged} flagged")
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"problem: {p}" for p in self.problems]
         return "\n".join(lines)
@@ -218,4 +223,39 @@ def mesh_status(kube: Any) -> MeshStatus:
             problems.append(f"namespace {name} has both istio-injection and istio.io/rev: injection fails")
         if ns_rev is not None and plane and ns_rev not in plane:
             problems.append(f"namespace {name} asks for revision {ns_rev}, which does not run")
-    return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings)
+    proxies = proxy_images(kube, [str(ns["namespace"]) for ns in namespaces], problems)
+    return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings, proxies)
+
+
+PROXY_CONTAINER = "istio-proxy"
+PROXY_IMAGE_ANNOTATION = "sidecar.istio.io/proxyImage"
+
+
+def _proxy_images(pod: JSON) -> list[str]:
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]  # native sidecars: init
+    return [str(c.get("image", "")) for c in containers if isinstance(c, dict) and c.get("name") == PROXY_CONTAINER]
+
+
+def proxy_images(kube: Any, namespaces: list[str], problems: list[str]) -> JSON:
+    """Pods of the injected ``namespaces`` whose ``istio-proxy`` image is not ``…@sha256:<64 hex>``, or
+    that carry ``sidecar.istio.io/proxyImage`` (a pod choosing its own proxy): each one a problem."""
+    from airgap.connected.pinning import PINNED_IMAGE
+
+    pinned = 0
+    flagged: list[JSON] = []
+    for ns in namespaces:
+        for pod in kube.list("Pod", ns):
+            name = str(pod["metadata"]["name"])
+            chosen = (pod["metadata"].get("annotations") or {}).get(PROXY_IMAGE_ANNOTATION)
+            images = _proxy_images(pod)
+            loose = [i for i in images if not PINNED_IMAGE.match(i)]
+            if chosen is None and not loose:
+                pinned += 1 if images else 0
+                continue
+            flagged.append({"namespace": ns, "pod": name, "images": images, "proxy_image_annotation": chosen})
+            if chosen is not None:
+                problems.append(f"pod {ns}/{name} sets {PROXY_IMAGE_ANNOTATION}={chosen}: it picks its own proxy")
+            for image in loose:
+                problems.append(f"pod {ns}/{name}: {PROXY_CONTAINER} image {image} is not pinned by digest")
+    return {"pinned": pinned, "flagged": flagged}

@@ -482,6 +482,7 @@ class Emulator:
         self.cert_users: dict[str, Any] = {}  # user name -> trustme LeafCert
         self.tokens: dict[str, str] = {}  # service-account tokens the token controller issued -> user
         self.namespace_finalize_delay = 0.05
+        self.proxy_images: dict[str, str] = {}  # revision -> the sidecar image its injector uses
         self.requests: list[Request] = []
         self._req_lock = threading.Lock()
         self._stop = threading.Event()
@@ -688,8 +689,13 @@ class Emulator:
             },
         )
 
-    def simulate_istio_install(self, revision: str, *, ingress: bool = True, replicas: int = 1) -> None:
-        """What ``istioctl install`` leaves behind that airgap waits for: istiod and the ingress gateway."""
+    def simulate_istio_install(
+        self, revision: str, *, ingress: bool = True, replicas: int = 1, proxy_image: str | None = None
+    ) -> None:
+        """What ``istioctl install`` leaves behind that airgap waits for: istiod and the ingress gateway
+        (and, with ``proxy_image``, the sidecar image the revision's injector uses)."""
+        if proxy_image:
+            self.proxy_images[revision] = proxy_image
         if self.get("namespaces", None, "istio-system") is None:
             self.create("namespaces", None, {"metadata": {"name": "istio-system"}})
         name = f"istiod-{revision}" if revision != "default" else "istiod"
@@ -1084,7 +1090,10 @@ class Emulator:
         if rev and "istio-injection" not in nslabels and ns != "istio-system" and rev in self.installed_revisions():
             labels[INJECT_LABEL] = rev
             annotations["sidecar.istio.io/status"] = json.dumps({"revision": rev, "containers": ["istio-proxy"]})
-            spec.setdefault("containers", []).append({"name": "istio-proxy", "image": f"proxyv2:{rev}"})
+            # the image of values.global.proxy.image when it has a '/' (Istio takes it verbatim), or the
+            # pod's sidecar.istio.io/proxyImage annotation, which Istio's injection template honours
+            image = annotations.get("sidecar.istio.io/proxyImage") or self.proxy_images.get(rev, f"proxyv2:{rev}")
+            spec.setdefault("containers", []).append({"name": "istio-proxy", "image": image})
         pod = {
             "metadata": {
                 "name": f"{deployment}-{h[:8]}-{uuid.uuid4().hex[:5]}",

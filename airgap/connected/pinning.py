@@ -1,0 +1,347 @@
+"""Installing by digest: every Istio image an install uses, named ``R/NAME@sha256:DIGEST``.
+
+Trust: the images and their digests come from an images bundle verified (signature, then every
+blob and manifest) by ``airgap.connected.images.open_images`` against the ``--trust`` keys; the
+private registry R is the operator's choice. Not trusted: the registry, whose answer for each
+digest is re-hashed before a live install (:func:`check_served`), and the overlays, which may not
+set any ``hub``, ``tag`` or ``image`` of a pinned install.
+
+Istio uses an image value that contains a ``/`` verbatim (its charts: ``{{ if contains "/"
+.Values.pilot.image }}``), so ``values.pilot.image``, ``values.global.proxy.image`` (sidecars and
+gateways), ``values.global.proxy_init.image`` and ``values.cni.image`` name the digest, and the
+``hub`` is R. Istio has no field for a digest in ``tag`` (it is a Docker tag), so the rendered
+``tag`` is :data:`UNPINNED_TAG`, a tag ``images push`` never pushes: an image this module did not
+pin would fail to pull instead of running bytes nobody verified, and neither the release's version
+tag nor the public hub appears in anything rendered.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
+
+JSON = dict[str, Any]
+
+UNPINNED_TAG = "airgap-pinned-by-digest"
+PILOT, PROXY, CNI = "pilot", "proxyv2", "install-cni"
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+PINNED_IMAGE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")  # one path component of a repository
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+_IMAGE_KEYS = ("hub", "tag", "image")
+MISSING_MARKERS = ("manifest unknown", "name unknown", "not found", "404")
+
+
+class ImageRecordLike(Protocol):
+    """What ``airgap.connected.images.ImageRecord`` exposes (the images bundle's one image)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def tag(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+
+
+class VerifiedImagesLike(Protocol):
+    @property
+    def images(self) -> Sequence[ImageRecordLike]: ...
+
+
+Opener = Callable[[Path, Sequence[Any]], VerifiedImagesLike]
+
+
+@dataclass(frozen=True)
+class PinnedImage:
+    name: str
+    source: str
+    tag: str
+    digest: str
+
+    def ref(self, registry: str) -> str:
+        return f"{registry}/{self.name}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class ImagePins:
+    """The verified images of one bundle and the registry they are installed from."""
+
+    registry: str
+    bundle: Path
+    images: tuple[PinnedImage, ...]  # sorted by name, one per name
+    cni_in_profile: bool = False  # the release's profile enables CNI (so install-cni is needed)
+
+    def by_name(self) -> dict[str, PinnedImage]:
+        return {i.name: i for i in self.images}
+
+
+# -- inputs ---------------------------------------------------------------------------------------------
+
+
+def check_registry(value: str) -> str:
+    """``HOST[:PORT][/PATH]`` (no scheme, tag or digest); returned without a trailing ``/``."""
+    reg = value.rstrip("/")
+    host, _, path = reg.partition("/")
+    name, _, port = host.partition(":")
+    ok = bool(_HOST.match(name)) and (not port or (port.isdigit() and 0 < int(port) < 65536))
+    ok = ok and all(_NAME.match(p) for p in path.split("/")) if path else ok
+    if not ok or "://" in value:
+        raise InvalidInput(
+            f"--registry {value!r}: expected HOST[:PORT][/PATH] (e.g. registry.internal:5000/mesh), "
+            "no scheme, tag or digest"
+        )
+    return reg
+
+
+def _open_images(bundle: Path, trust: Sequence[Any]) -> VerifiedImagesLike:
+    # MERGE: the one call site of the images helper's verifier (branch `images`):
+    # airgap.connected.images.open_images(bundle, trust) -> VerifiedImages, verified or raises.
+    try:
+        images = importlib.import_module("airgap.connected.images")
+    except ModuleNotFoundError as exc:
+        raise Refused(f"{bundle}: this airgap build cannot read images bundles (airgap.connected.images)") from exc
+    result: VerifiedImagesLike = images.open_images(Path(bundle), list(trust))
+    return result
+
+
+def _choose(name: str, records: list[PinnedImage], release_tag: str, bundle: Path) -> PinnedImage:
+    """One image per name: the only one, or the one whose tag is the release's (its charts' version)."""
+    matching = [r for r in records if r.tag == release_tag]
+    if len(matching) == 1:
+        return matching[0]
+    sources = ", ".join(sorted(r.source for r in records))
+    if len(records) == 1:
+        raise Refused(
+            f"{bundle}: image {name} is {records[0].source}, but the release installs tag {release_tag}: "
+            "pull the images of this release"
+        )
+    raise Refused(f"{bundle}: {len(records)} images named {name} ({sources}); none or several have tag {release_tag}")
+
+
+def pins_from(verified: VerifiedImagesLike, registry: str, bundle: Path, release_tag: str) -> list[PinnedImage]:
+    """The bundle's images, one per name, each digest checked for form (``sha256:`` + 64 hex)."""
+    groups: dict[str, list[PinnedImage]] = {}
+    for rec in verified.images:
+        name, digest = str(rec.name), str(rec.digest)
+        if not _NAME.match(name) or not DIGEST.match(digest):
+            raise VerificationError(f"{bundle}: image record {name!r} has an invalid name or digest {digest!r}")
+        groups.setdefault(name, []).append(PinnedImage(name, str(rec.source), str(rec.tag), digest))
+    return [_choose(n, recs, release_tag, bundle) if len(recs) > 1 else recs[0] for n, recs in sorted(groups.items())]
+
+
+def _profile_doc(release: Path, profile: str) -> JSON:
+    """The release's ``manifests/profiles/PROFILE.yaml``, re-hashed against the release record; {} for a
+    profile compiled into istioctl (no file)."""
+    from airgap.core.release import check_release_file, release_root
+
+    member = f"manifests/profiles/{profile}.yaml"
+    if not (release_root(release) / member).exists():
+        return {}
+    path = check_release_file(release, member)
+    try:
+        doc = yaml.safe_load(path.read_bytes())
+    except yaml.YAMLError as exc:
+        raise VerificationError(f"{path}: not valid YAML") from exc
+    return doc if isinstance(doc, dict) else {}
+
+
+def _get(doc: Any, *keys: str) -> Any:
+    for k in keys:
+        doc = doc.get(k) if isinstance(doc, dict) else None
+    return doc
+
+
+def load_pins(
+    bundle: Path,
+    trust: Sequence[Any],
+    registry: str,
+    *,
+    release: Path,
+    profile: str,
+    opener: Opener | None = None,
+) -> ImagePins:
+    """Verify the images bundle and pair each image with ``registry`` (verify or raise)."""
+    from airgap.connected.catalog import release_version
+
+    registry = check_registry(registry)
+    prof = _profile_doc(release, profile)
+    release_tag = str(_get(prof, "spec", "tag") or release_version(release))
+    verified = (opener or _open_images)(Path(bundle), trust)
+    images = pins_from(verified, registry, Path(bundle), release_tag)
+    cni = _get(prof, "spec", "components", "cni", "enabled") is True
+    return ImagePins(registry, Path(bundle), tuple(images), cni)
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+
+
+def _walk(doc: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if str(k) in _IMAGE_KEYS:
+                yield (*path, str(k))
+            yield from _walk(v, (*path, str(k)))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _walk(v, (*path, str(i)))
+
+
+def refuse_image_overrides(path: Path, overlay: JSON) -> None:
+    """An overlay of a pinned install may not choose a hub, tag or image anywhere (exit 3)."""
+    for keys in _walk(overlay):
+        raise InvalidInput(
+            f"{path}: sets {'.'.join(keys)}, but --images pins every image by digest; drop it from the overlay"
+        )
+
+
+def image_fields(doc: JSON, pins: ImagePins, *, gateway_only: bool = False) -> dict[tuple[str, ...], str]:
+    """Where each image goes (a path in the IstioOperator) -> the image name it needs."""
+    fields: dict[tuple[str, ...], str] = {
+        ("spec", "values", "global", "proxy", "image"): PROXY,  # sidecars and gateways
+    }
+    if gateway_only:
+        return fields
+    fields[("spec", "values", "global", "proxy_init", "image")] = PROXY
+    fields[("spec", "values", "pilot", "image")] = PILOT
+    cni = _get(doc, "spec", "components", "cni", "enabled")
+    if cni is True or (cni is None and pins.cni_in_profile):
+        fields[("spec", "values", "cni", "image")] = CNI
+    return fields
+
+
+def _set(doc: JSON, keys: tuple[str, ...], value: str) -> None:
+    node = doc
+    for k in keys[:-1]:
+        nxt = node.get(k)
+        if not isinstance(nxt, dict):
+            nxt = node[k] = {}
+        node = nxt
+    node[keys[-1]] = value
+
+
+def pin_operator(doc: JSON, pins: ImagePins, *, gateway_only: bool = False) -> JSON:
+    """``doc`` with hub R, tag :data:`UNPINNED_TAG` and every image it uses as ``R/NAME@sha256:…``.
+
+    Refused (exit 4) when the bundle lacks an image the install needs, naming every missing one.
+    """
+    out = copy.deepcopy(doc)
+    fields = image_fields(out, pins, gateway_only=gateway_only)
+    have = pins.by_name()
+    missing = sorted({n for n in fields.values() if n not in have})
+    if missing:
+        raise Refused(
+            f"{pins.bundle}: lacks image(s) {', '.join(missing)} that this install needs; "
+            "carry them with airgap images pull"
+        )
+    spec = out.setdefault("spec", {})
+    spec["hub"] = pins.registry
+    spec["tag"] = UNPINNED_TAG
+    _set(out, ("spec", "values", "global", "hub"), pins.registry)
+    for keys, name in fields.items():
+        _set(out, keys, have[name].ref(pins.registry))
+    return out
+
+
+def pinned_refs(doc: JSON, pins: ImagePins, *, gateway_only: bool = False) -> dict[str, str]:
+    """name -> ``R/NAME@sha256:…`` of every image ``doc`` (already pinned) uses."""
+    have = pins.by_name()
+    names = set(image_fields(doc, pins, gateway_only=gateway_only).values())
+    return {n: have[n].ref(pins.registry) for n in sorted(names)}
+
+
+# -- the live check -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """How a live install reaches R to check it: an auth file (containers-auth.json) and a CA bundle."""
+
+    authfile: Path | None = None
+    ca_bundle: Path | None = None
+    timeout: float = 120.0
+
+
+def _cert_dir(ca_bundle: Path, tmp: Path) -> Path:
+    """A private folder holding ``ca.crt`` (what ``skopeo --cert-dir`` reads), from a PEM bundle."""
+    from airgap.core.atomic import write_new
+    from airgap.core.files import read_capped
+    from airgap.core.limits import DEFAULT_LIMITS
+    from airgap.core.x509 import load_certs_pem
+
+    data = read_capped(ca_bundle, DEFAULT_LIMITS.max_pem_size, "CA bundle")
+    load_certs_pem(data, source=str(ca_bundle))  # exit 3 unless it is PEM certificates
+    folder = tmp / "certs"
+    folder.mkdir(mode=0o700)
+    write_new(folder / "ca.crt", data, mode=0o600)
+    return folder
+
+
+def _inspect(ref: str, opts: list[str], timeout: float) -> tuple[int, bytes, str]:
+    import subprocess
+
+    from airgap.core.subproc import run
+
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        raise Refused("skopeo is not installed: it checks that the registry serves every pinned digest")
+    try:
+        p = run([skopeo, "inspect", "--raw", *opts, f"docker://{ref}"], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise NetworkError(f"{ref}: the registry did not answer within {timeout:g}s") from exc
+    err = p.stderr.decode("utf-8", "replace").strip().splitlines()
+    return p.returncode, p.stdout, (err[-1] if err else f"skopeo exit {p.returncode}")
+
+
+def check_served(
+    refs: dict[str, str],
+    access: RegistryAccess = RegistryAccess(),
+    *,
+    notify: Callable[[str], None] = lambda _m: None,
+) -> None:
+    """Check the registry serves each ``R/NAME@sha256:D`` and that the bytes hash to D (verify or raise).
+
+    Missing ones: exit 4, all named. Other bytes than the digest: exit 1. Unreachable, refused
+    credentials: exit 5. Credentials come only from ``authfile`` (or skopeo's usual auth files), never
+    from an argument value; skopeo's error line is shown cleaned, never the auth file.
+    """
+    from airgap.core.display import clean
+
+    authfile, ca_bundle, timeout = access.authfile, access.ca_bundle, access.timeout
+    if authfile is not None and not Path(authfile).is_file():
+        raise InvalidInput(f"{authfile}: auth file missing or not a file")
+    missing: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="airgap-pin-") as tmp:
+        opts = ["--retry-times", "2"]
+        if authfile is not None:
+            opts += ["--authfile", str(authfile)]
+        if ca_bundle is not None:
+            opts += ["--cert-dir", str(_cert_dir(Path(ca_bundle), Path(tmp)))]
+        for ref in refs.values():
+            notify(f"checking the registry serves {ref}")
+            code, body, err = _inspect(ref, opts, timeout)
+            if code != 0:
+                if any(m in err.lower() for m in MISSING_MARKERS):
+                    missing.append(ref)
+                    continue
+                raise NetworkError(f"{ref}: cannot read it from the registry: {clean(err)}")
+            if "sha256:" + hashlib.sha256(body).hexdigest() != ref.rpartition("@")[2]:
+                raise VerificationError(f"{ref}: the registry serves other bytes than this digest")
+    if missing:
+        raise Refused(
+            f"the registry does not serve {len(missing)} pinned image(s): {', '.join(missing)}; "
+            "push the bundle first (airgap images push)"
+        )
