@@ -84,6 +84,7 @@ class ImagePins:
     bundle: Path
     images: tuple[PinnedImage, ...]  # sorted by name, one per name
     cni_in_profile: bool = False  # the release's profile enables CNI (so install-cni is needed)
+    release_tag: str = ""  # the tag the release's charts expect; an image the install uses must have it
 
     def by_name(self) -> dict[str, PinnedImage]:
         return {i.name: i for i in self.images}
@@ -124,11 +125,6 @@ def _choose(name: str, records: list[PinnedImage], release_tag: str, bundle: Pat
     if len(matching) == 1:
         return matching[0]
     sources = ", ".join(sorted(r.source for r in records))
-    if len(records) == 1:
-        raise Refused(
-            f"{bundle}: image {name} is {records[0].source}, but the release installs tag {release_tag}: "
-            "pull the images of this release"
-        )
     raise Refused(f"{bundle}: {len(records)} images named {name} ({sources}); none or several have tag {release_tag}")
 
 
@@ -183,7 +179,7 @@ def load_pins(
     verified = (opener or _open_images)(Path(bundle), trust)
     images = pins_from(verified, registry, Path(bundle), release_tag)
     cni = _get(prof, "spec", "components", "cni", "enabled") is True
-    return ImagePins(registry, Path(bundle), tuple(images), cni)
+    return ImagePins(registry, Path(bundle), tuple(images), cni, release_tag)
 
 
 # -- rendering ------------------------------------------------------------------------------------------
@@ -247,6 +243,12 @@ def pin_operator(doc: JSON, pins: ImagePins, *, gateway_only: bool = False) -> J
             f"{pins.bundle}: lacks image(s) {', '.join(missing)} that this install needs; "
             "carry them with airgap images pull"
         )
+    for name in sorted(set(fields.values())):
+        if pins.release_tag and have[name].tag != pins.release_tag:
+            raise Refused(
+                f"{pins.bundle}: image {name} is {have[name].source}, but the release installs tag "
+                f"{pins.release_tag}: carry this release's images (airgap images pull --release)"
+            )
     spec = out.setdefault("spec", {})
     spec["hub"] = pins.registry
     spec["tag"] = UNPINNED_TAG
