@@ -304,8 +304,12 @@ def _inspect(ref: str, opts: list[str], timeout: float) -> tuple[int, bytes, str
         p = run([skopeo, "inspect", "--raw", *opts, f"docker://{ref}"], capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise NetworkError(f"{ref}: the registry did not answer within {timeout:g}s") from exc
-    err = p.stderr.decode("utf-8", "replace").strip().splitlines()
-    return p.returncode, p.stdout, (err[-1] if err else f"skopeo exit {p.returncode}")
+    lines = p.stderr.decode("utf-8", "replace").strip().splitlines()
+    err = lines[-1] if lines else f"skopeo exit {p.returncode}"
+    m = re.search(r'msg="((?:[^"\\]|\\.)*)"', err)  # skopeo logs time="…" level=fatal msg="…"
+    if m:
+        err = m.group(1).replace('\\"', '"').rpartition('": ')[2] or m.group(1)
+    return p.returncode, p.stdout, err
 
 
 def check_served(

@@ -1,0 +1,74 @@
+"""The live check of a pinned install against a real docker-registry (TLS, htpasswd) through skopeo."""
+
+# ruff: noqa: F811  (fixtures imported from tests.registry_fixtures)
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+import airgap.connected.pinning as pinning
+from airgap.connected.pinning import RegistryAccess, check_served
+from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
+from tests.pin_fixtures import pin_digest
+from tests.registry_fixtures import PIN_PASSWORD, PinRegistry, pin_registry  # noqa: F401
+
+
+def _access(reg: PinRegistry) -> RegistryAccess:
+    return RegistryAccess(authfile=reg.authfile, ca_bundle=reg.ca_pem, timeout=60)
+
+
+def test_served_digests_pass_and_are_rehashed(pin_registry: PinRegistry) -> None:
+    pilot = pin_registry.seed("mesh", "pilot", "1.8.6-asm.8")
+    proxy = pin_registry.seed("mesh", "proxyv2", "1.8.6-asm.8")
+    notes: list[str] = []
+    refs = {"pilot": f"{pin_registry.host}/mesh/pilot@{pilot}", "proxyv2": f"{pin_registry.host}/mesh/proxyv2@{proxy}"}
+    check_served(refs, _access(pin_registry), notify=notes.append)
+    assert notes == [f"checking the registry serves {r}" for r in refs.values()]
+
+
+def test_missing_digests_are_refused_naming_each(pin_registry: PinRegistry) -> None:
+    pilot = pin_registry.seed("mesh", "pilot", "1.8.6-asm.8")
+    absent_digest = f"{pin_registry.host}/mesh/pilot@{pin_digest('other')}"
+    absent_repo = f"{pin_registry.host}/mesh/proxyv2@{pin_digest('proxy')}"
+    refs = {"pilot": f"{pin_registry.host}/mesh/pilot@{pilot}", "x": absent_digest, "proxyv2": absent_repo}
+    with pytest.raises(Refused) as exc:
+        check_served(refs, _access(pin_registry))
+    assert exc.value.exit_code == 4
+    assert f"does not serve 2 pinned image(s): {absent_digest}, {absent_repo}" in exc.value.message
+
+
+def test_no_credentials_or_untrusted_tls_is_a_network_error(pin_registry: PinRegistry, tmp_path: Path) -> None:
+    pilot = pin_registry.seed("mesh", "pilot", "1.8.6-asm.8")
+    refs = {"pilot": f"{pin_registry.host}/mesh/pilot@{pilot}"}
+    empty = tmp_path / "empty-auth.json"
+    empty.write_text('{"auths": {}}')
+    with pytest.raises(NetworkError) as exc:
+        check_served(refs, RegistryAccess(authfile=empty, ca_bundle=pin_registry.ca_pem, timeout=60))
+    assert exc.value.exit_code == 5 and "cannot read it from the registry" in exc.value.message
+    assert "unauthorized" in exc.value.message and PIN_PASSWORD not in exc.value.message
+    with pytest.raises(NetworkError, match="from the registry: x509: "):  # the system CAs do not know its CA
+        check_served(refs, RegistryAccess(authfile=pin_registry.authfile, timeout=60))
+
+
+def test_bad_auth_file_or_ca_bundle_is_invalid_input(pin_registry: PinRegistry, tmp_path: Path) -> None:
+    refs = {"pilot": f"{pin_registry.host}/mesh/pilot@{pin_digest('p')}"}
+    with pytest.raises(InvalidInput, match="nope.json: auth file missing"):
+        check_served(refs, RegistryAccess(authfile=tmp_path / "nope.json"))
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(InvalidInput, match="ca.pem"):
+        check_served(refs, RegistryAccess(ca_bundle=bad))
+
+
+def test_other_bytes_than_the_digest_are_a_verification_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry answering a digest with other bytes (skopeo prints what it got): exit 1."""
+    body = b'{"schemaVersion": 2}'
+    monkeypatch.setattr(pinning, "_inspect", lambda _ref, _opts, _t: (0, body, ""))
+    good = "r.example/mesh/pilot@sha256:" + hashlib.sha256(body).hexdigest()
+    check_served({"pilot": good})
+    bad = f"r.example/mesh/pilot@{pin_digest('x')}"
+    with pytest.raises(VerificationError, match="serves other bytes than this digest"):
+        check_served({"pilot": bad})
