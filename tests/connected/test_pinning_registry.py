@@ -55,11 +55,11 @@ def test_no_credentials_or_untrusted_tls_is_a_network_error(pin_registry: PinReg
 
 def test_bad_auth_file_or_ca_bundle_is_invalid_input(pin_registry: PinRegistry, tmp_path: Path) -> None:
     refs = {"pilot": f"{pin_registry.host}/mesh/pilot@{pin_digest('p')}"}
-    with pytest.raises(InvalidInput, match="nope.json: auth file missing"):
+    with pytest.raises(InvalidInput, match=r"nope\.json: auth file missing"):
         check_served(refs, RegistryAccess(authfile=tmp_path / "nope.json"))
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate\n")
-    with pytest.raises(InvalidInput, match="ca.pem"):
+    with pytest.raises(InvalidInput, match=r"ca\.pem"):
         check_served(refs, RegistryAccess(ca_bundle=bad))
 
 
