@@ -239,3 +239,16 @@ def test_dry_run_checks_the_registry_and_prints_the_images(
     r = run_cli("mesh", "install", "--context", kube_cluster.context, "--release", release, *INSTALL, *args, env=env)
     assert r.code == 5 and "unauthorized" in one_error_line(r, alone=False)
     assert _istioctl_calls(kube_cluster) == [] and _writes(kube_cluster) == before
+
+
+def test_fleet_layout_pins_every_cluster(release: Path, tmp_path: Path, bkeys: Keys, pin_bundle: MakeBundle) -> None:
+    bundle = pin_bundle(tmp_path / "mesh.images", pin_images("pilot", "proxyv2"), bkeys.signer_pub)
+    out = tmp_path / "fleet"
+    r = run_cli("mesh", "install", "--context", "c1", "--context", "c2", "--release", release,
+                "--cluster-name", "{context}", "--network", "net-{context}", "--mesh-id", "proj-1",
+                "--images", bundle, "--trust", bkeys.signer_pub, "--registry", R, "--output-dir", out)  # fmt: skip
+    assert r.code == 0, r.err
+    for ctx in ("c1", "c2"):
+        cluster = (out / "clusters" / ctx / "cluster.yaml").read_text()
+        assert f"image: {R}/proxyv2@sha256:" in cluster and f"clusterName: {ctx}" in cluster
+        assert "gcr.io" not in cluster and "1.8.6-asm.8" not in cluster
