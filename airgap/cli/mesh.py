@@ -171,8 +171,11 @@ def install(
         profile or defaults.profile,
         tuple(overlay),
         east_west,
-        _image_pins(images, trust, registry, release, profile or defaults.profile),
     )
+    if images is not None:  # after the settings' own checks (the profile name names a release file)
+        from dataclasses import replace
+
+        template = replace(template, images=_image_pins(images, trust, registry, release, template.profile))
     base = template
     if len(contexts) == 1:
         base = base.for_context(contexts[0] or "")

@@ -223,7 +223,8 @@ def mesh_status(kube: Any) -> MeshStatus:
             problems.append(f"namespace {name} has both istio-injection and istio.io/rev: injection fails")
         if ns_rev is not None and plane and ns_rev not in plane:
             problems.append(f"namespace {name} asks for revision {ns_rev}, which does not run")
-    proxies = proxy_images(kube, [str(ns["namespace"]) for ns in namespaces], problems)
+    injected = [str(ns["namespace"]) for ns in namespaces if ns["revision"] or ns["istio_injection"] == "enabled"]
+    proxies = proxy_images(kube, injected, problems)
     return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings, proxies)
 
 

@@ -121,6 +121,7 @@ def test_proxies_not_pinned_by_digest_and_chosen_proxies_are_problems(kube_clust
     digest = "sha256:" + "ab" * 32
     emu.create("namespaces", None, {"metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}})
     emu.create("namespaces", None, {"metadata": {"name": "plain"}})  # not injected: its pods are not read
+    emu.create("namespaces", None, {"metadata": {"name": "off", "labels": {"istio-injection": "disabled"}}})
 
     def pod(ns: str, name: str, spec: dict[str, object], annotations: dict[str, str] | None = None) -> None:
         meta: dict[str, object] = {"name": name, "annotations": annotations or {}}
@@ -134,6 +135,7 @@ def test_proxies_not_pinned_by_digest_and_chosen_proxies_are_problems(kube_clust
         {"sidecar.istio.io/proxyImage": f"r.example/proxyv2@{digest}"})  # fmt: skip
     pod("shop", "no-sidecar", {"containers": [{"name": "app", "image": "app:1"}]})
     pod("plain", "free", {"containers": [{"name": "istio-proxy", "image": "proxyv2:latest"}]})
+    pod("off", "free", {"containers": [{"name": "istio-proxy", "image": "proxyv2:latest"}]})
     st = _status(kube_cluster)
     proxy_problems = [p for p in st.problems if p.startswith("pod ")]
     assert proxy_problems == [

@@ -696,6 +696,8 @@ class Emulator:
         (and, with ``proxy_image``, the sidecar image the revision's injector uses)."""
         if proxy_image:
             self.proxy_images[revision] = proxy_image
+        else:  # installed again without a pinned image: the injector is back to hub/proxyv2:tag
+            self.proxy_images.pop(revision, None)
         if self.get("namespaces", None, "istio-system") is None:
             self.create("namespaces", None, {"metadata": {"name": "istio-system"}})
         name = f"istiod-{revision}" if revision != "default" else "istiod"
