@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 FAKE_ISTIOCTL = r'''#!/usr/bin/env python3
 """A fake istioctl for tests: logs its argv, prints a plausible line, exits 0."""
@@ -52,26 +53,112 @@ spec:
 """
 
 
-def release_members(version: str) -> list[tuple[str, bytes, int]]:
-    """(path, content, mode) of every file in the test release."""
+# Istio 1.8's own profile set, cut to what decides images (istio/istio release-1.8,
+# manifests/profiles/*.yaml and manifests/charts/*/values.yaml): the hub and tag, pilot's image,
+# the proxy's (sidecars, gateways, proxy_init) and install-cni's, and whether CNI is on.
+ISTIO_PROFILES = {
+    "default.yaml": """apiVersion: install.istio.io/v1alpha1
+kind: IstioOperator
+metadata:
+  namespace: istio-system
+spec:
+  hub: @HUB@
+  tag: @VERSION@
+  components:
+    base:
+      enabled: true
+    pilot:
+      enabled: true
+    ingressGateways:
+    - name: istio-ingressgateway
+      enabled: true
+    cni:
+      enabled: false
+  values:
+    global:
+      proxy:
+        image: proxyv2
+      proxy_init:
+        image: proxyv2
+    pilot:
+      image: pilot
+""",
+    "empty.yaml": """apiVersion: install.istio.io/v1alpha1
+kind: IstioOperator
+spec:
+  components:
+    base:
+      enabled: false
+    pilot:
+      enabled: false
+""",
+    "minimal.yaml": """apiVersion: install.istio.io/v1alpha1
+kind: IstioOperator
+spec:
+  components:
+    ingressGateways:
+    - name: istio-ingressgateway
+      enabled: false
+""",
+    "cni.yaml": """apiVersion: install.istio.io/v1alpha1
+kind: IstioOperator
+spec:
+  components:
+    cni:
+      enabled: true
+""",
+}
+DISCOVERY_CHART_VALUES = """pilot:
+  image: pilot
+global:
+  hub: gcr.io/istio-testing
+  tag: latest
+  proxy:
+    image: proxyv2
+  proxy_init:
+    image: proxyv2
+"""
+CNI_CHART_VALUES = """cni:
+  hub: ""
+  tag: ""
+  image: install-cni
+"""
+
+
+def release_members(
+    version: str, *, istio_profiles: bool = False, hub: str = "docker.io/istio"
+) -> list[tuple[str, bytes, int]]:
+    """(path, content, mode) of every file in the test release (``istio_profiles``: Istio 1.8's
+    profile set and the CNI chart's values too, for ``images list``)."""
     root = f"istio-{version}"
     profile = ASM_MULTICLOUD.replace("@VERSION@", version).encode()
-    return [
+    members = [
         (f"{root}/bin/istioctl", FAKE_ISTIOCTL.replace("@VERSION@", version).encode(), 0o755),
         (f"{root}/manifests/profiles/asm-multicloud.yaml", profile, 0o644),
     ]
+    if istio_profiles:
+        for name, text in ISTIO_PROFILES.items():
+            data = text.replace("@VERSION@", version).replace("@HUB@", hub).encode()
+            members.append((f"{root}/manifests/profiles/{name}", data, 0o644))
+        members.append((f"{root}/manifests/charts/istio-cni/values.yaml", CNI_CHART_VALUES.encode(), 0o644))
+        discovery = f"{root}/manifests/charts/istio-control/istio-discovery/values.yaml"
+        members.append((discovery, DISCOVERY_CHART_VALUES.encode(), 0o644))
+    return members
 
 
-def build_tarball(path: Path, version: str) -> None:
+def build_tarball(path: Path, version: str, **kw: Any) -> None:
     root = f"istio-{version}"
+    members = release_members(version, **kw)
+    folders = {str(Path(name).parent) for name, _, _ in members}
+    folders |= {str(p) for f in list(folders) for p in Path(f).parents if str(p) != "."}
     with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for d in (root, f"{root}/bin", f"{root}/manifests", f"{root}/manifests/profiles"):
+        for d in sorted(folders | {root}):
             info = tarfile.TarInfo(d)
             info.type = tarfile.DIRTYPE
             info.mode = 0o755
             info.mtime = 1_600_000_000
             tar.addfile(info)
-        for name, data, mode in release_members(version):
+        for name, data, mode in members:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = mode
@@ -112,16 +199,18 @@ def openssl_sign(priv: Path, data_file: Path, sig: Path, *, digest: str = "sha25
 
 
 def make_signed_release(
-    tmp: Path, version: str = "1.8.6-asm.8", platform: str = "linux-amd64"
+    tmp: Path, version: str = "1.8.6-asm.8", platform: str = "linux-amd64", **kw: Any
 ) -> tuple[Path, Path, Path]:
-    """Build and sign a small release in ``tmp``: (tarball, its ``.1.sig``, the public key PEM)."""
+    """Build and sign a small release in ``tmp``: (tarball, its ``.1.sig``, the public key PEM).
+
+    ``istio_profiles=True, hub=...``: with Istio 1.8's profile set (see :func:`release_members`)."""
     tmp.mkdir(parents=True, exist_ok=True)
     ext = "zip" if platform == "win" else "tar.gz"
     tarball = tmp / f"istio-{version}-{platform}.{ext}"
     if platform == "win":
         build_zip(tarball, version)
     else:
-        build_tarball(tarball, version)
+        build_tarball(tarball, version, **kw)
     priv, pub = openssl_keypair(tmp / "keys", "release")
     sig = openssl_sign(priv, tarball, tmp / f"{tarball.name}.1.sig")
     return tarball, sig, pub

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 import typer
 
 from airgap import __version__
-from airgap.cli import audit, bundle, ca, ca_csr, custody, keys, mesh, release
+from airgap.cli import audit, bundle, ca, ca_csr, custody, images, keys, mesh, release
 from airgap.cli._app import new_app
 from airgap.cli.doctor import register as register_doctor
 from airgap.errors import AirgapError
@@ -57,6 +57,7 @@ app.add_typer(bundle.app, name="bundle")
 app.add_typer(release.app, name="release")
 app.add_typer(mesh.app, name="mesh")
 app.add_typer(audit.app, name="audit")
+app.add_typer(images.app, name="images")
 mesh.register_top_level(app)
 register_doctor(app)
 

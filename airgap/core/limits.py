@@ -47,3 +47,11 @@ MAX_RETRIES = 100
 MAX_TIMEOUT = 86_400.0  # seconds: one day
 MAX_PARALLEL = 256
 MAX_BUNDLE_EXPIRY_DAYS = 3_650  # bundle create --expires (airgap.core.bundle.MAX_EXPIRY_DAYS)
+
+# -- images across the gap (airgap.core.oci, airgap.core.images_bundle)
+MAX_OCI_MANIFEST = 4 * MiB  # one image manifest or index (registries refuse more than 4 MiB)
+MAX_OCI_DESCRIPTORS = 4_096  # layers of one manifest, or manifests of one index
+MAX_IMAGE_MEMBERS = 65_536  # blobs in one images bundle
+MAX_IMAGES_MANIFEST = 16 * MiB  # the signed manifest of an images bundle (one line per blob)
+MAX_IMAGES = 1_024  # images in one images bundle
+MIN_SPLIT_SIZE = 1 * MiB  # images pull --split: smaller parts are a mistake

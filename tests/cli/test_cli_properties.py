@@ -152,6 +152,8 @@ def baseline(command: str, ws: Workspace) -> dict[str, str]:
         "keys new": {"out": ws.p("newkeys")},
         "release fetch": {"out": ws.p("downloads")},
         "release extract": {"out": ws.p("extracted")},
+        "images pull": {"out": ws.p("out.images")},
+        "images push": {"registry": "127.0.0.1:9/mesh"},
     }
     return {**by_name, **per_command.get(command, {})}
 
