@@ -1,11 +1,12 @@
-"""Stand-ins for the images helper's verified bundle, for the pinned-install tests.
+"""Stand-ins for the images helper's verified bundle, for the fast pinned-install tests.
 
-``airgap.connected.images.open_images`` (branch ``images``) returns ``VerifiedImages`` whose
-``images`` are ``ImageRecord`` values. Until it lands here, :class:`PinImage` / :class:`PinImages`
-have the same fields, and the ``pin_bundle`` fixture writes a small JSON stand-in "bundle" and
+``airgap.connected.images.open_images`` returns ``VerifiedImages`` whose ``images`` are
+``ImageRecord`` values. :class:`PinImage` / :class:`PinImages` have the same fields, so a test can
+state exactly which images, tags and digests a bundle holds (several of one name, a bad digest, an
+index digest) without sealing one; the ``pin_bundle`` fixture writes a small JSON stand-in and
 replaces :func:`airgap.connected.pinning._open_images` (the one call site) with a reader that, like
-the real verifier, refuses (exit 1) when no ``--trust`` key is the signer's. MERGE: when the images
-branch lands, build a real bundle with ``airgap images pull`` and drop the monkeypatch.
+the real verifier, refuses (exit 1) when no ``--trust`` key is the signer's. The real bundle, push
+and install are tested end to end in ``tests/cli/test_mesh_pin_images_cli.py``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import re
 import shutil
 import tempfile
@@ -109,14 +108,10 @@ def check_registry(value: str) -> str:
 
 
 def _open_images(bundle: Path, trust: Sequence[Any]) -> VerifiedImagesLike:
-    # MERGE: the one call site of the images helper's verifier (branch `images`):
-    # airgap.connected.images.open_images(bundle, trust) -> VerifiedImages, verified or raises.
-    try:
-        images = importlib.import_module("airgap.connected.images")
-    except ModuleNotFoundError as exc:
-        raise Refused(f"{bundle}: this airgap build cannot read images bundles (airgap.connected.images)") from exc
-    result: VerifiedImagesLike = images.open_images(Path(bundle), list(trust))
-    return result
+    """The images bundle, verified (signature, parts, every blob and reference) or raise."""
+    from airgap.connected.images import open_images
+
+    return open_images(Path(bundle), list(trust))
 
 
 def _choose(name: str, records: list[PinnedImage], release_tag: str, bundle: Path) -> PinnedImage:
