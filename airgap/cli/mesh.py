@@ -269,9 +269,9 @@ def _image_pins(images: Path | None, trust: list[Path], registry: str | None, re
 
 
 def _registry_access(authfile: Path | None, ca_bundle: Path | None) -> Any:
-    from airgap.connected.pinning import RegistryAccess
+    from airgap.connected.pinning import RegistryFlags
 
-    return RegistryAccess(authfile=authfile, ca_bundle=ca_bundle)
+    return RegistryFlags(authfile=authfile, ca_bundle=ca_bundle)
 
 
 def _release_defaults(release: Path) -> Any:

@@ -43,7 +43,7 @@ from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, Refused
 
 if TYPE_CHECKING:
-    from airgap.connected.pinning import ImagePins, RegistryAccess
+    from airgap.connected.pinning import ImagePins, RegistryFlags
 
 JSON = dict[str, Any]
 
@@ -725,7 +725,7 @@ def install_mesh(
     wait: WaitPolicy = WaitPolicy(),
     notify: Callable[[str], None] = lambda _m: None,
     on_output: Callable[[str], None] = lambda _m: None,
-    registry: RegistryAccess | None = None,
+    registry: RegistryFlags | None = None,
 ) -> InstallResult:
     """Steps 1-7 against the cluster of ``context`` (absent: the current context).
 
@@ -794,18 +794,18 @@ def install_mesh(
 
 
 def check_pinned(
-    settings: MeshSettings, operator: JSON, access: RegistryAccess | None, notify: Callable[[str], None]
+    settings: MeshSettings, operator: JSON, access: RegistryFlags | None, notify: Callable[[str], None]
 ) -> dict[str, str] | None:
     """With ``--images``: every pinned reference of the install (control plane and east-west gateway),
     after checking the registry serves each digest (exit 4 naming the missing ones; nothing changed)."""
     if settings.images is None:
         return None
-    from airgap.connected.pinning import RegistryAccess, check_served, pinned_refs
+    from airgap.connected.pinning import RegistryFlags, check_served, pinned_refs
 
     refs = pinned_refs(operator, settings.images)
     if settings.east_west:
         refs.update(pinned_refs(eastwest_operator(settings), settings.images, gateway_only=True))
-    check_served(refs, access or RegistryAccess(), notify=notify)
+    check_served(refs, access or RegistryFlags(), notify=notify)
     return refs
 
 

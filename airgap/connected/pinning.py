@@ -20,8 +20,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +36,8 @@ PILOT, PROXY, CNI = "pilot", "proxyv2", "install-cni"
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 PINNED_IMAGE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")  # one path component of a repository
-_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 _IMAGE_KEYS = ("hub", "tag", "image")
-MISSING_MARKERS = ("manifest unknown", "name unknown", "not found", "404")
+MISSING_MARKERS = ("manifest unknown", "name unknown")  # distribution's MANIFEST_UNKNOWN, NAME_UNKNOWN
 
 
 class ImageRecordLike(Protocol):
@@ -93,18 +90,12 @@ class ImagePins:
 
 
 def check_registry(value: str) -> str:
-    """``HOST[:PORT][/PATH]`` (no scheme, tag or digest); returned without a trailing ``/``."""
-    reg = value.rstrip("/")
-    host, _, path = reg.partition("/")
-    name, _, port = host.partition(":")
-    ok = bool(_HOST.match(name)) and (not port or (port.isdigit() and 0 < int(port) < 65536))
-    ok = ok and all(_NAME.match(p) for p in path.split("/")) if path else ok
-    if not ok or "://" in value:
-        raise InvalidInput(
-            f"--registry {value!r}: expected HOST[:PORT][/PATH] (e.g. registry.internal:5000/mesh), "
-            "no scheme, tag or digest"
-        )
-    return reg
+    """``HOST[:PORT][/PATH]`` (no scheme, tag or digest; the rule ``images push`` applies), without a
+    trailing ``/`` (exit 3 otherwise)."""
+    from airgap.connected.images import parse_registry
+
+    host, path = parse_registry(value)
+    return f"{host}/{path}" if path else host
 
 
 def _open_images(bundle: Path, trust: Sequence[Any]) -> VerifiedImagesLike:
@@ -264,81 +255,45 @@ def pinned_refs(doc: JSON, pins: ImagePins, *, gateway_only: bool = False) -> di
 
 
 @dataclass(frozen=True)
-class RegistryAccess:
-    """How a live install reaches R to check it: an auth file (containers-auth.json) and a CA bundle."""
+class RegistryFlags:
+    """How a live install reaches R to check it: ``--authfile`` (containers-auth.json; None: skopeo's
+    usual places) and ``--ca-bundle`` (the registry's private CA)."""
 
     authfile: Path | None = None
     ca_bundle: Path | None = None
-    timeout: float = 120.0
 
 
-def _cert_dir(ca_bundle: Path, tmp: Path) -> Path:
-    """A private folder holding ``ca.crt`` (what ``skopeo --cert-dir`` reads), from a PEM bundle."""
-    from airgap.core.atomic import write_new
-    from airgap.core.files import read_capped
-    from airgap.core.limits import DEFAULT_LIMITS
-    from airgap.core.x509 import load_certs_pem
-
-    data = read_capped(ca_bundle, DEFAULT_LIMITS.max_pem_size, "CA bundle")
-    load_certs_pem(data, source=str(ca_bundle))  # exit 3 unless it is PEM certificates
-    folder = tmp / "certs"
-    folder.mkdir(mode=0o700)
-    write_new(folder / "ca.crt", data, mode=0o600)
-    return folder
-
-
-def _inspect(ref: str, opts: list[str], timeout: float) -> tuple[int, bytes, str]:
-    import subprocess
-
-    from airgap.core.subproc import run
-
-    skopeo = shutil.which("skopeo")
-    if skopeo is None:
-        raise Refused("skopeo is not installed: it checks that the registry serves every pinned digest")
-    try:
-        p = run([skopeo, "inspect", "--raw", *opts, f"docker://{ref}"], capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise NetworkError(f"{ref}: the registry did not answer within {timeout:g}s") from exc
-    lines = p.stderr.decode("utf-8", "replace").strip().splitlines()
-    err = lines[-1] if lines else f"skopeo exit {p.returncode}"
-    m = re.search(r'msg="((?:[^"\\]|\\.)*)"', err)  # skopeo logs time="…" level=fatal msg="…"
-    if m:
-        err = m.group(1).replace('\\"', '"').rpartition('": ')[2] or m.group(1)
-    return p.returncode, p.stdout, err
+def _missing(message: str) -> bool:
+    low = message.lower()
+    return any(m in low for m in MISSING_MARKERS)
 
 
 def check_served(
     refs: dict[str, str],
-    access: RegistryAccess = RegistryAccess(),
+    flags: RegistryFlags = RegistryFlags(),
     *,
     notify: Callable[[str], None] = lambda _m: None,
 ) -> None:
     """Check the registry serves each ``R/NAME@sha256:D`` and that the bytes hash to D (verify or raise).
 
-    Missing ones: exit 4, all named. Other bytes than the digest: exit 1. Unreachable, refused
-    credentials: exit 5. Credentials come only from ``authfile`` (or skopeo's usual auth files), never
-    from an argument value; skopeo's error line is shown cleaned, never the auth file.
+    Through the images wire (:mod:`airgap.connected.skopeo`: ``skopeo inspect --raw``, the auth file
+    and a private ``--cert-dir`` for the CA bundle). Missing ones: exit 4, all named. Other bytes than
+    the digest: exit 1. Unreachable, refused credentials: exit 5. Credentials come only from the auth
+    file, never from an argument value, and are never shown.
     """
-    from airgap.core.display import clean
+    from airgap.connected.skopeo import inspect_raw, registry_access
 
-    authfile, ca_bundle, timeout = access.authfile, access.ca_bundle, access.timeout
-    if authfile is not None and not Path(authfile).is_file():
-        raise InvalidInput(f"{authfile}: auth file missing or not a file")
     missing: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="airgap-pin-") as tmp:
-        opts = ["--retry-times", "2"]
-        if authfile is not None:
-            opts += ["--authfile", str(authfile)]
-        if ca_bundle is not None:
-            opts += ["--cert-dir", str(_cert_dir(Path(ca_bundle), Path(tmp)))]
+    with registry_access(flags.ca_bundle, flags.authfile) as wire:
         for ref in refs.values():
             notify(f"checking the registry serves {ref}")
-            code, body, err = _inspect(ref, opts, timeout)
-            if code != 0:
-                if any(m in err.lower() for m in MISSING_MARKERS):
+            try:
+                body = inspect_raw(ref, wire)
+            except NetworkError as exc:
+                if _missing(exc.message):
                     missing.append(ref)
                     continue
-                raise NetworkError(f"{ref}: cannot read it from the registry: {clean(err)}")
+                raise
             if "sha256:" + hashlib.sha256(body).hexdigest() != ref.rpartition("@")[2]:
                 raise VerificationError(f"{ref}: the registry serves other bytes than this digest")
     if missing:

@@ -93,7 +93,7 @@ def test_render_bad_inputs(release: Path, tmp_path: Path, bkeys: Keys, pin_bundl
     assert r.code == 1 and "mesh.images: not signed by a trusted key" in one_error_line(r)
     # a bad registry value: exit 3
     r = run_cli(*base, "--images", good, "--trust", bkeys.signer_pub, "--registry", "https://r.example/mesh")
-    assert r.code == 3 and "--registry 'https://r.example/mesh': expected HOST[:PORT][/PATH]" in one_error_line(r)
+    assert r.code == 3 and "registry 'https://r.example/mesh': expected HOST[:PORT][/PATH]" in one_error_line(r)
     # an image the install needs is not in the bundle: exit 4, naming it
     short = pin_bundle(tmp_path / "short.images", pin_images("pilot"), bkeys.signer_pub)
     r = run_cli(*base, "--images", short, "--trust", bkeys.signer_pub, "--registry", R)

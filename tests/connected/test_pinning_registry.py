@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-import airgap.connected.pinning as pinning
-from airgap.connected.pinning import RegistryAccess, check_served
+from airgap.connected.pinning import RegistryFlags, check_served
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 from tests.pin_fixtures import pin_digest
 from tests.registry_fixtures import PIN_PASSWORD, PinRegistry, pin_registry  # noqa: F401
 
 
-def _access(reg: PinRegistry) -> RegistryAccess:
-    return RegistryAccess(authfile=reg.authfile, ca_bundle=reg.ca_pem, timeout=60)
+def _access(reg: PinRegistry) -> RegistryFlags:
+    return RegistryFlags(authfile=reg.authfile, ca_bundle=reg.ca_pem)
 
 
 def test_served_digests_pass_and_are_rehashed(pin_registry: PinRegistry) -> None:
@@ -46,27 +45,31 @@ def test_no_credentials_or_untrusted_tls_is_a_network_error(pin_registry: PinReg
     empty = tmp_path / "empty-auth.json"
     empty.write_text('{"auths": {}}')
     with pytest.raises(NetworkError) as exc:
-        check_served(refs, RegistryAccess(authfile=empty, ca_bundle=pin_registry.ca_pem, timeout=60))
-    assert exc.value.exit_code == 5 and "cannot read it from the registry" in exc.value.message
+        check_served(refs, RegistryFlags(authfile=empty, ca_bundle=pin_registry.ca_pem))
+    assert exc.value.exit_code == 5 and "the registry refused access (401" in exc.value.message
     assert "unauthorized" in exc.value.message and PIN_PASSWORD not in exc.value.message
-    with pytest.raises(NetworkError, match="from the registry: x509: "):  # the system CAs do not know its CA
-        check_served(refs, RegistryAccess(authfile=pin_registry.authfile, timeout=60))
+    with pytest.raises(
+        NetworkError, match="x509: certificate signed by unknown authority"
+    ):  # the system CAs do not know its CA
+        check_served(refs, RegistryFlags(authfile=pin_registry.authfile))
 
 
 def test_bad_auth_file_or_ca_bundle_is_invalid_input(pin_registry: PinRegistry, tmp_path: Path) -> None:
     refs = {"pilot": f"{pin_registry.host}/mesh/pilot@{pin_digest('p')}"}
-    with pytest.raises(InvalidInput, match=r"nope\.json: auth file missing"):
-        check_served(refs, RegistryAccess(authfile=tmp_path / "nope.json"))
+    with pytest.raises(InvalidInput, match=r"nope\.json: registry auth file not found"):
+        check_served(refs, RegistryFlags(authfile=tmp_path / "nope.json"))
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate\n")
     with pytest.raises(InvalidInput, match=r"ca\.pem"):
-        check_served(refs, RegistryAccess(ca_bundle=bad))
+        check_served(refs, RegistryFlags(ca_bundle=bad))
 
 
 def test_other_bytes_than_the_digest_are_a_verification_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A registry answering a digest with other bytes (skopeo prints what it got): exit 1."""
+    """A registry answering a digest with other bytes (what skopeo printed): exit 1."""
+    import airgap.connected.skopeo as skopeo
+
     body = b'{"schemaVersion": 2}'
-    monkeypatch.setattr(pinning, "_inspect", lambda _ref, _opts, _t: (0, body, ""))
+    monkeypatch.setattr(skopeo, "run_skopeo", lambda _args, **_kw: body)
     good = "r.example/mesh/pilot@sha256:" + hashlib.sha256(body).hexdigest()
     check_served({"pilot": good})
     bad = f"r.example/mesh/pilot@{pin_digest('x')}"
