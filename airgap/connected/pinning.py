@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 
 JSON = dict[str, Any]
@@ -37,6 +35,15 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 PINNED_IMAGE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")  # one path component of a repository
 _IMAGE_KEYS = ("hub", "tag", "image")
+# Each image field of spec.values -> the image name Istio's charts give it (values.yaml of
+# istio-discovery, gateways and istio-cni, identical in every release line airgap knows); a
+# profile that sets the field names another image.
+IMAGE_FIELDS: dict[tuple[str, ...], str] = {
+    ("pilot", "image"): PILOT,
+    ("global", "proxy", "image"): PROXY,
+    ("global", "proxy_init", "image"): PROXY,
+    ("cni", "image"): CNI,
+}
 MISSING_MARKERS = ("manifest unknown", "name unknown")  # distribution's MANIFEST_UNKNOWN, NAME_UNKNOWN
 
 
@@ -81,6 +88,11 @@ class ImagePins:
     images: tuple[PinnedImage, ...]  # sorted by name, one per name
     cni_in_profile: bool = False  # the release's profile enables CNI (so install-cni is needed)
     release_tag: str = ""  # the tag the release's charts expect; an image the install uses must have it
+    pilot_in_profile: bool = True  # the profile runs istiod (a remote-cluster profile does not)
+    names: tuple[tuple[tuple[str, ...], str], ...] = ()  # image field -> NAME, where the profile renames one
+
+    def name_of(self, field: tuple[str, ...]) -> str:
+        return dict(self.names).get(field, IMAGE_FIELDS[field])
 
     def by_name(self) -> dict[str, PinnedImage]:
         return {i.name: i for i in self.images}
@@ -125,20 +137,23 @@ def pins_from(verified: VerifiedImagesLike, registry: str, bundle: Path, release
     return [_choose(n, recs, release_tag, bundle) if len(recs) > 1 else recs[0] for n, recs in sorted(groups.items())]
 
 
-def _profile_doc(release: Path, profile: str) -> JSON:
-    """The release's ``manifests/profiles/PROFILE.yaml``, re-hashed against the release record; {} for a
-    profile compiled into istioctl (no file)."""
-    from airgap.core.release import check_release_file, release_root
+def _image_name(value: str) -> str:
+    """``pilot`` of ``pilot``, ``gcr.io/x/pilot:1.8`` or ``r/pilot@sha256:…``."""
+    return value.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
 
-    member = f"manifests/profiles/{profile}.yaml"
-    if not (release_root(release) / member).exists():
-        return {}
-    path = check_release_file(release, member)
-    try:
-        doc = yaml.safe_load(path.read_bytes())
-    except yaml.YAMLError as exc:
-        raise VerificationError(f"{path}: not valid YAML") from exc
-    return doc if isinstance(doc, dict) else {}
+
+def _profile_facts(release: Path, profile: str) -> tuple[JSON, dict[tuple[str, ...], str]]:
+    """The profile's ``spec`` (laid over its base, each file re-hashed: ``images list``'s reading) and
+    the image names it sets."""
+    from airgap.connected.release_images import load_profile
+
+    spec = load_profile(release, profile)
+    names = {}
+    for field in IMAGE_FIELDS:
+        value = _get(spec, "values", *field)
+        if isinstance(value, str) and value and _image_name(value) != IMAGE_FIELDS[field]:
+            names[field] = _image_name(value)
+    return spec, names
 
 
 def _get(doc: Any, *keys: str) -> Any:
@@ -160,12 +175,13 @@ def load_pins(
     from airgap.connected.catalog import release_version
 
     registry = check_registry(registry)
-    prof = _profile_doc(release, profile)
-    release_tag = str(_get(prof, "spec", "tag") or release_version(release))
+    spec, names = _profile_facts(release, profile)
+    release_tag = str(spec.get("tag") or release_version(release))
     verified = (opener or _open_images)(Path(bundle), trust)
     images = pins_from(verified, registry, Path(bundle), release_tag)
-    cni = _get(prof, "spec", "components", "cni", "enabled") is True
-    return ImagePins(registry, Path(bundle), tuple(images), cni, release_tag)
+    cni = _get(spec, "components", "cni", "enabled") is True
+    pilot = _get(spec, "components", "pilot", "enabled") is not False
+    return ImagePins(registry, Path(bundle), tuple(images), cni, release_tag, pilot, tuple(sorted(names.items())))
 
 
 # -- rendering ------------------------------------------------------------------------------------------
@@ -190,19 +206,22 @@ def refuse_image_overrides(path: Path, overlay: JSON) -> None:
         )
 
 
+def _enabled(doc: JSON, component: str, in_profile: bool) -> bool:
+    """An overlay's ``components.C.enabled`` wins over the profile's."""
+    value = _get(doc, "spec", "components", component, "enabled")
+    return in_profile if value is None else value is True
+
+
 def image_fields(doc: JSON, pins: ImagePins, *, gateway_only: bool = False) -> dict[tuple[str, ...], str]:
     """Where each image goes (a path in the IstioOperator) -> the image name it needs."""
-    fields: dict[tuple[str, ...], str] = {
-        ("spec", "values", "global", "proxy", "image"): PROXY,  # sidecars and gateways
-    }
-    if gateway_only:
-        return fields
-    fields[("spec", "values", "global", "proxy_init", "image")] = PROXY
-    fields[("spec", "values", "pilot", "image")] = PILOT
-    cni = _get(doc, "spec", "components", "cni", "enabled")
-    if cni is True or (cni is None and pins.cni_in_profile):
-        fields[("spec", "values", "cni", "image")] = CNI
-    return fields
+    wanted: list[tuple[str, ...]] = [("global", "proxy", "image")]  # sidecars and gateways
+    if not gateway_only:
+        wanted.append(("global", "proxy_init", "image"))
+        if _enabled(doc, "pilot", pins.pilot_in_profile):
+            wanted.append(("pilot", "image"))
+        if _enabled(doc, "cni", pins.cni_in_profile):
+            wanted.append(("cni", "image"))
+    return {("spec", "values", *f): pins.name_of(f) for f in wanted}
 
 
 def _set(doc: JSON, keys: tuple[str, ...], value: str) -> None:

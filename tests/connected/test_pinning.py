@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from airgap.connected.pinning import (
     UNPINNED_TAG,
     ImagePins,
     PinnedImage,
+    _image_name,
     check_registry,
     load_pins,
     pin_operator,
@@ -209,3 +211,26 @@ def test_rendered_operator_is_valid_yaml_with_one_document(release: Path, tmp_pa
     render_install(release, _settings(pins), out)
     docs = list(yaml.safe_load_all((out / "cluster.yaml").read_bytes()))
     assert len(docs) == 1 and docs[0]["kind"] == "IstioOperator"
+
+
+def test_an_image_the_profile_renames_is_the_one_pinned(release: Path) -> None:
+    proxy = ("global", "proxy", "image")
+    images = (*pin_images("pilot", "proxyv2").images, pin_image("proxyv2-distroless"))
+    pins = replace(_pins(release, PinImages(images)), names=((proxy, "proxyv2-distroless"),))
+    doc = pin_operator(render_operator(_settings(None)), pins)
+    values = doc["spec"]["values"]
+    assert (
+        values["global"]["proxy"]["image"] == f"{R}/proxyv2-distroless@{pin_digest('proxyv2-distroless:1.8.6-asm.8')}"
+    )
+    assert values["global"]["proxy_init"]["image"] == f"{R}/proxyv2@{pin_digest('proxyv2:1.8.6-asm.8')}"
+    assert _image_name("gcr.io/x/pilot:1.8") == "pilot" and _image_name("r:5000/a/pilot@sha256:ab") == "pilot"
+
+
+def test_a_control_plane_without_istiod_needs_no_pilot(release: Path, tmp_path: Path) -> None:
+    overlay = tmp_path / "remote.yaml"
+    overlay.write_text("spec:\n  components:\n    pilot:\n      enabled: false\n")
+    pins = _pins(release, pin_images("proxyv2"))
+    doc = render_operator(_settings(pins, overlays=(overlay,)))
+    assert "pilot" not in doc["spec"]["values"] and pinned_refs(doc, pins).keys() == {"proxyv2"}
+    no_pilot = ImagePins(R, Path("b"), pins.images, pilot_in_profile=False)
+    assert "pilot" not in pin_operator(render_operator(_settings(None)), no_pilot)["spec"]["values"]
