@@ -9,7 +9,9 @@ Steps, in order (each one refuses before the cluster is touched if it can):
 
 1. re-check ``bin/istioctl`` (exit 1 if it changed or the record is missing);
 2. render ``cluster.yaml`` (IstioOperator; ``-f`` overlays merged in the order given, and they
-   may not contradict ``--revision``, ``--mesh-id``, ``--cluster-name`` or ``--network``);
+   may not contradict ``--revision``, ``--mesh-id``, ``--cluster-name`` or ``--network``); with
+   ``--images`` every image pinned by digest from the private registry, which is then checked to
+   serve each one (:mod:`airgap.connected.pinning`);
 3. read ``istio-system``: an equal network label is left alone, a different one is refused
    unless ``force``;
 4. run ``bin/istioctl install --context CTX -f cluster.yaml -y``, output streamed, with a timeout;
