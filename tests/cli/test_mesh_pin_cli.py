@@ -103,6 +103,9 @@ def test_render_bad_inputs(release: Path, tmp_path: Path, bkeys: Keys, pin_bundl
     overlay.write_text("spec:\n  hub: gcr.io/istio-release\n")
     r = run_cli(*base, "-f", overlay, "--images", good, "--trust", bkeys.signer_pub, "--registry", R)
     assert r.code == 3 and "hub.yaml: sets spec.hub, but --images pins every image" in one_error_line(r)
+    # a profile the release has no file for: its images cannot be known, exit 3
+    r = run_cli(*base, "--profile", "nosuch", "--images", good, "--trust", bkeys.signer_pub, "--registry", R)
+    assert r.code == 3 and "the release has no profile 'nosuch'" in one_error_line(r)
     # a trust key that is not a key: exit 3
     r = run_cli(*base, "--images", good, "--trust", overlay, "--registry", R)
     assert r.code == 3 and "hub.yaml" in one_error_line(r)
