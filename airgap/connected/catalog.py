@@ -26,6 +26,9 @@ class ReleaseLine:
     profile: str
     kubernetes: tuple[tuple[int, int], tuple[int, int]]  # lowest and highest supported minor, inclusive
     source: str
+    # Images an install needs that the release's own files do not name (``images list`` adds them at
+    # the profile's hub and tag); each with its public source in a comment. None so far.
+    images: tuple[str, ...] = ()
 
 
 CATALOG: dict[str, ReleaseLine] = {

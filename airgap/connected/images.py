@@ -103,15 +103,28 @@ def _store(work: Path, digest: str, data: bytes) -> None:
         os.replace(tmp, path)
 
 
+def _have(work: Path, digest: str, cap: int = MAX_OCI_MANIFEST) -> bytes | None:
+    """Bytes the work layout already holds for ``digest`` (skopeo stored them), if they are that digest."""
+    path = blob_path(work, digest)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(cap + 1)
+    except FileNotFoundError:
+        return None
+    return data if len(data) <= cap and digest_of(data) == digest else None
+
+
 def _fetch_manifest(repo: str, digest: str, media_type: str, work: Path, access: RegistryAccess) -> Parsed:
-    data = inspect_raw(f"{repo}@{digest}", access)
+    """A manifest or index and (for a manifest) its config, by digest, into the work layout: the bytes
+    skopeo stored if they hash right (OCI types, which it keeps as they are), else ``inspect --raw``."""
+    data = _have(work, digest) or inspect_raw(f"{repo}@{digest}", access)
     if digest_of(data) != digest:
         raise VerificationError(f"{repo}@{digest}: the registry served bytes that are not that digest")
     parsed = parse_manifest(data, source=f"{repo}@{digest}", expected_type=media_type)
     _store(work, digest, data)
     if not parsed.is_index:
         config = parsed.references[0]
-        cfg = inspect_raw(f"{repo}@{digest}", access, config=True)
+        cfg = _have(work, config.digest) or inspect_raw(f"{repo}@{digest}", access, config=True)
         if digest_of(cfg) != config.digest:
             raise VerificationError(f"{repo}@{digest}: the registry served a config that is not {config.digest}")
         _store(work, config.digest, cfg)
@@ -121,32 +134,46 @@ def _fetch_manifest(repo: str, digest: str, media_type: str, work: Path, access:
 def _pull_one(
     ref: ImageRef, pull_from: str, work: Path, access: RegistryAccess, platforms: Sequence[str]
 ) -> tuple[str, str]:
-    """Fetch one image into the work layout; its top-level (digest, media type)."""
+    """Fetch one image into the work layout, pinned by the digest its tag names now; its top-level
+    (digest, media type). Layers first (skopeo, by digest), then the exact manifest bytes."""
     data = inspect_raw(str(ImageRef(pull_from, ref.tag)), access)
     digest = digest_of(data)
     top = _guess_type(data, None, f"{pull_from}:{ref.tag}")
     if top.is_index and platforms:
         chosen = [d for d in top.references if d.platform in platforms]
+        if not chosen:
+            raise InvalidInput(f"{ref}: has no platform {', '.join(platforms)} (it has {', '.join(top.platforms)})")
         if len(chosen) != len(top.references) and len(chosen) != 1:
             raise InvalidInput(
                 f"{ref}: choose one --platform or all of them: an index cut to several platforms "
                 "no longer has its digest and a registry would refuse it"
             )
         if len(chosen) == 1:
-            digest, top = (
-                chosen[0].digest,
-                _fetch_manifest(pull_from, chosen[0].digest, chosen[0].media_type, work, access),
-            )
-            fetch_layers(f"{pull_from}@{digest}", work, f"{ref.name}-{ref.tag}", access, None)
-            return digest, top.media_type
+            fetch_layers(f"{pull_from}@{chosen[0].digest}", work, f"{ref.name}-{ref.tag}", access, None)
+            child = _fetch_manifest(pull_from, chosen[0].digest, chosen[0].media_type, work, access)
+            return chosen[0].digest, child.media_type
+    fetch_layers(f"{pull_from}@{digest}", work, f"{ref.name}-{ref.tag}", access, None)
     _store(work, digest, data)
     if top.is_index:
-        for child in top.references:
-            _fetch_manifest(pull_from, child.digest, child.media_type, work, access)
+        for child_ref in top.references:
+            _fetch_manifest(pull_from, child_ref.digest, child_ref.media_type, work, access)
     else:
-        _fetch_manifest(pull_from, digest, top.media_type, work, access)
-    fetch_layers(f"{pull_from}@{digest}", work, f"{ref.name}-{ref.tag}", access, None)
+        single = _fetch_manifest(pull_from, digest, top.media_type, work, access)
+        _check_single_platform(ref, work, single, platforms)
     return digest, top.media_type
+
+
+def _check_single_platform(ref: ImageRef, work: Path, parsed: Parsed, platforms: Sequence[str]) -> None:
+    """A one-platform image pulled with ``--platform``: its config must name one of them."""
+    import json
+
+    if not platforms:
+        return
+    config = json.loads(blob_path(work, parsed.references[0].digest).read_bytes())
+    parts = [config.get("os"), config.get("architecture")] + ([config["variant"]] if config.get("variant") else [])
+    have = "/".join(str(p) for p in parts)
+    if have not in platforms:
+        raise InvalidInput(f"{ref}: a single-platform image for {have[:60]!a}, not {', '.join(platforms)}")
 
 
 @dataclass(frozen=True)
@@ -181,14 +208,23 @@ def pull_images(
     base = None
     if since is not None:
         base = open_images(since, [key.public_key()])
+    if not out.parent.is_dir():
+        raise InvalidInput(f"{out.parent}: folder not found (for --out)")
     work = out.parent / f".{out.name}.pull"
+    if work.is_symlink() or (work.exists() and not work.is_dir()):
+        raise InvalidInput(f"{work}: the pull's work folder is a link or not a folder; refusing")
     work.mkdir(mode=0o700, exist_ok=True)
     tops = []
-    for ref in request.refs:
-        pull_from = f"{request.pull_from}/{ref.name}" if request.pull_from else ref.repository
-        digest, media_type = _pull_one(ref, pull_from, work, access, request.platforms)
-        tops.append((Wanted(ref.name, str(ref), ref.tag), digest, media_type))
-    manifest = seal_images(work, tops, key=key, out=out, base=base, split=request.split, progress=progress)
+    try:
+        for ref in request.refs:
+            pull_from = f"{request.pull_from}/{ref.name}" if request.pull_from else ref.repository
+            digest, media_type = _pull_one(ref, pull_from, work, access, request.platforms)
+            tops.append((Wanted(ref.name, str(ref), ref.tag), digest, media_type))
+        manifest = seal_images(work, tops, key=key, out=out, base=base, split=request.split, progress=progress)
+    except BaseException:
+        if not any(p.is_file() for p in work.rglob("*")):
+            shutil.rmtree(work, ignore_errors=True)  # nothing fetched: nothing to resume from
+        raise
     assert manifest.signer == spki_sha256(key)
     shutil.rmtree(work, ignore_errors=True)
     return manifest

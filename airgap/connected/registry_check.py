@@ -73,6 +73,8 @@ class RegistryClient:
             self.session.auth = requests.auth.HTTPBasicAuth(*self.creds)
             return
         params = dict(_PARAM.findall(challenge))
+        if not params.get("realm", "").startswith("https://"):
+            raise NetworkError(f"{self.host}: its token service is not an https:// URL; credentials not sent")
         query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
         reply = self._get("GET", params.get("realm", ""), params=query, auth=self.creds)
         if reply.status_code != 200:

@@ -90,7 +90,8 @@ def release_image_refs(release: Path, profile: str | None = None) -> list[str]:
     """``REGISTRY/PATH/NAME:TAG`` of every image an install of ``release`` with ``profile`` needs."""
     from airgap.connected.catalog import defaults_for, release_version
 
-    profile = profile or defaults_for(release_version(release)).profile
+    defaults = defaults_for(release_version(release))
+    profile = profile or defaults.profile
     spec = load_profile(release, profile)
     values = spec.get("values") or {}
     charts = _chart_values(release)
@@ -127,4 +128,6 @@ def release_image_refs(release: Path, profile: str | None = None) -> list[str]:
     refs.append(ref("global.proxy_init", "global.proxy_init.image"))
     if _lookup(components, ["cni", "enabled"]) is True:
         refs.append(ref("cni", "cni.image"))
+    extra = defaults.line.images if defaults.line else ()
+    refs += [image if "/" in image else f"{spec.get('hub')}/{image}:{spec.get('tag')}" for image in extra]
     return list(dict.fromkeys(refs))

@@ -110,7 +110,10 @@ def registry_access(ca_bundle: Path | None, authfile: Path | None) -> Iterator[R
 
 
 def _fail(stderr: str, what: str) -> Exception:
-    text = clean(stderr.strip().splitlines()[-1] if stderr.strip() else "skopeo failed")[-600:]
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else "skopeo failed"
+    if 'msg="' in last:  # logrus: time="…" level=fatal msg="…"
+        last = last.split('msg="', 1)[1].rsplit('"', 1)[0].replace('\\"', '"')
+    text = clean(last)[-600:]
     low = stderr.lower()
     if "digest" in low and any(w in low for w in ("did not match", "mismatch", "does not match")):
         return VerificationError(f"{what}: the registry served bytes that are not the digest they are named by: {text}")

@@ -1,4 +1,4 @@
-"""The images bundle: an OCI image layout inside airgap's signed container (``bundles/SPEC.md`` §9).
+"""The images bundle: an OCI image layout inside airgap's signed container (``bundles/SPEC.md`` §10).
 
 Layout of a bundle file (one file, or a small head file and ``--split`` parts)::
 
@@ -368,6 +368,8 @@ class _MemberStream:
 
     def feed(self, chunk: memoryview) -> None:
         while chunk:
+            if self._state == "end":
+                raise VerificationError(f"{self._source}: data after the last member")
             take = min(self._need, len(chunk))
             piece, chunk = chunk[:take], chunk[take:]
             self._need -= take
@@ -549,7 +551,10 @@ def _check_signature(
         key_id = spki_sha256(key)
         if key_id != manifest.signer:
             continue
-        verify_bytes(key, manifest_bytes, signature)
+        try:
+            verify_bytes(key, manifest_bytes, signature)
+        except VerificationError as exc:
+            raise VerificationError(f"{source}: {exc.message} (signer {key_id})") from exc
         return manifest, key_id
     raise VerificationError(f"{source}: signed by key {manifest.signer}, which is not a trusted key")
 

@@ -1,4 +1,4 @@
-"""Seal an images bundle from an OCI image layout (``bundles/SPEC.md`` §9).
+"""Seal an images bundle from an OCI image layout (``bundles/SPEC.md`` §10).
 
 Trust: the layout holds what a registry served; nothing in it is trusted. Every manifest, index
 and config read here is re-hashed against the digest it is named by before it is parsed, and every

@@ -274,3 +274,33 @@ def test_a_layout_blob_that_is_not_its_digest_is_removed_and_fails(tmp_path: Pat
         seal_images(layout, layout_tops(layout), key=key, out=tmp_path / "x.images")  # type: ignore[arg-type]
     assert not victim.exists()  # a re-run fetches it again
     assert not (tmp_path / "x.images").exists()
+
+
+def test_an_entry_slipped_in_before_the_manifest_fails(sealed: Path, key: Any, tmp_path: Path) -> None:
+    entries = bundle_entries(sealed)
+    entries.insert(-2, ("blobs/sha256/" + "c" * 64, b"smuggled"))
+    bad = write_entries(tmp_path / "slipped.images", entries)
+    with pytest.raises(VerificationError, match="signed member list"):
+        verify_images(bad, [key.public_key()])
+
+
+def test_a_part_that_grew_fails_naming_it(layout: Path, key: Any, tmp_path: Path) -> None:
+    out = tmp_path / "g.images"
+    seal_images(layout, layout_tops(layout), key=key, out=out, split=1024 * 1024)  # type: ignore[arg-type]
+    with open(tmp_path / "g.images.part001", "ab") as fh:
+        fh.write(b"\0" * 512)
+    with pytest.raises(VerificationError, match=r"g\.images\.part001: part is"):
+        verify_images(out, [key.public_key()])
+
+
+def test_the_member_stream_refuses_bytes_after_its_last_member(sealed: Path, key: Any) -> None:
+    from airgap.core.images_bundle import _MemberStream
+
+    v = verify_images(sealed, [key.public_key()])
+    stream = _MemberStream(v.manifest.members, v.images, source="s")
+    data = sealed.read_bytes()
+    end = sum(512 + m.size + (-m.size % 512) for m in v.manifest.members)
+    stream.feed(memoryview(data[:end]))
+    stream.finish()
+    with pytest.raises(VerificationError, match="after the last member"):
+        stream.feed(memoryview(b"x"))
