@@ -228,19 +228,25 @@ def mesh_status(kube: Any) -> MeshStatus:
     return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings, proxies)
 
 
-PROXY_CONTAINER = "istio-proxy"
+PROXY_CONTAINERS = ("istio-proxy", "istio-init")  # the sidecar and its iptables init (proxy_init), both proxyv2
 PROXY_IMAGE_ANNOTATION = "sidecar.istio.io/proxyImage"
 
 
-def _proxy_images(pod: JSON) -> list[str]:
+def _proxy_images(pod: JSON) -> list[tuple[str, str]]:
+    """(container, image) of the pod's ``istio-proxy`` and ``istio-init`` (native sidecars are init containers)."""
     spec = pod.get("spec") or {}
-    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]  # native sidecars: init
-    return [str(c.get("image", "")) for c in containers if isinstance(c, dict) and c.get("name") == PROXY_CONTAINER]
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return [
+        (str(c["name"]), str(c.get("image", "")))
+        for c in containers
+        if isinstance(c, dict) and c.get("name") in PROXY_CONTAINERS
+    ]
 
 
 def proxy_images(kube: Any, namespaces: list[str], problems: list[str]) -> JSON:
-    """Pods of the injected ``namespaces`` whose ``istio-proxy`` image is not ``…@sha256:<64 hex>``, or
-    that carry ``sidecar.istio.io/proxyImage`` (a pod choosing its own proxy): each one a problem."""
+    """Pods of the injected ``namespaces`` whose ``istio-proxy`` (or ``istio-init``) image is not
+    ``…@sha256:<64 hex>``, or that carry ``sidecar.istio.io/proxyImage`` (a pod choosing its own
+    proxy): each one a problem."""
     from airgap.connected.pinning import PINNED_IMAGE
 
     pinned = 0
@@ -250,13 +256,15 @@ def proxy_images(kube: Any, namespaces: list[str], problems: list[str]) -> JSON:
             name = str(pod["metadata"]["name"])
             chosen = (pod["metadata"].get("annotations") or {}).get(PROXY_IMAGE_ANNOTATION)
             images = _proxy_images(pod)
-            loose = [i for i in images if not PINNED_IMAGE.match(i)]
+            loose = [(c, i) for c, i in images if not PINNED_IMAGE.match(i)]
             if chosen is None and not loose:
                 pinned += 1 if images else 0
                 continue
-            flagged.append({"namespace": ns, "pod": name, "images": images, "proxy_image_annotation": chosen})
+            flagged.append(
+                {"namespace": ns, "pod": name, "images": [i for _c, i in images], "proxy_image_annotation": chosen}
+            )
             if chosen is not None:
                 problems.append(f"pod {ns}/{name} sets {PROXY_IMAGE_ANNOTATION}={chosen}: it picks its own proxy")
-            for image in loose:
-                problems.append(f"pod {ns}/{name}: {PROXY_CONTAINER} image {image} is not pinned by digest")
+            for container, image in loose:
+                problems.append(f"pod {ns}/{name}: {container} image {image} is not pinned by digest")
     return {"pinned": pinned, "flagged": flagged}

@@ -131,6 +131,8 @@ def test_proxies_not_pinned_by_digest_and_chosen_proxies_are_problems(kube_clust
     pod("shop", "native", {"initContainers": [{"name": "istio-proxy", "image": "r.example/proxyv2:1.24.0"}],
                            "containers": [{"name": "app", "image": "app:1"}]})  # fmt: skip
     pod("shop", "short", {"containers": [{"name": "istio-proxy", "image": "r.example/proxyv2@sha256:abc"}]})
+    pod("shop", "init", {"initContainers": [{"name": "istio-init", "image": "proxyv2:1.8.6"}],
+                         "containers": [{"name": "istio-proxy", "image": f"r.example/proxyv2@{digest}"}]})  # fmt: skip
     pod("shop", "chooser", {"containers": [{"name": "istio-proxy", "image": f"r.example/proxyv2@{digest}"}]},
         {"sidecar.istio.io/proxyImage": f"r.example/proxyv2@{digest}"})  # fmt: skip
     pod("shop", "no-sidecar", {"containers": [{"name": "app", "image": "app:1"}]})
@@ -140,8 +142,10 @@ def test_proxies_not_pinned_by_digest_and_chosen_proxies_are_problems(kube_clust
     proxy_problems = [p for p in st.problems if p.startswith("pod ")]
     assert proxy_problems == [
         f"pod shop/chooser sets sidecar.istio.io/proxyImage=r.example/proxyv2@{digest}: it picks its own proxy",
+        "pod shop/init: istio-init image proxyv2:1.8.6 is not pinned by digest",
         "pod shop/native: istio-proxy image r.example/proxyv2:1.24.0 is not pinned by digest",
         "pod shop/short: istio-proxy image r.example/proxyv2@sha256:abc is not pinned by digest",
     ]
-    assert st.proxies["pinned"] == 1 and [f["pod"] for f in st.proxies["flagged"]] == ["chooser", "native", "short"]
-    assert st.as_dict()["proxy_images"] == st.proxies and "proxy images: 1 pinned by digest, 3 flagged" in st.text()
+    flagged = [f["pod"] for f in st.proxies["flagged"]]
+    assert st.proxies["pinned"] == 1 and flagged == ["chooser", "init", "native", "short"]
+    assert st.as_dict()["proxy_images"] == st.proxies and "proxy images: 1 pinned by digest, 4 flagged" in st.text()
