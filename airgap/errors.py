@@ -47,3 +47,61 @@ class ClusterError(AirgapError):
 
 class NetworkError(ClusterError):
     """A download failed after retries (exit 5)."""
+
+
+# -- errors typed by cause (after python-tuf's api/exceptions.py) --------------------------------
+# Each is a subclass of the exit-code family above: the CLI still maps the family to the exit code
+# in one place; library callers and tests can tell causes apart (``except WouldOverwrite``).
+# Raise the most precise one at the raise site; never re-raise to change the family.
+
+
+class SignatureMismatch(VerificationError):
+    """A signature does not verify against the key(s) trusted for it (exit 1)."""
+
+
+class DigestMismatch(VerificationError):
+    """Bytes do not match the digest recorded or signed for them (exit 1)."""
+
+
+class ChainBroken(VerificationError):
+    """A certificate chain does not validate (issuer, signature, constraints) (exit 1)."""
+
+
+class LogTampered(VerificationError):
+    """The ceremony log or its signed head was changed, reordered, cut short or is unreadable (exit 1)."""
+
+
+class NotFound(InvalidInput):
+    """A file, folder, key, cluster or record the user named does not exist (exit 3)."""
+
+
+class Malformed(InvalidInput):
+    """Input or a state file cannot be parsed, or is nested or shaped beyond what is allowed (exit 3)."""
+
+
+class TooLarge(InvalidInput):
+    """Input is larger than its cap in ``airgap.core.limits`` (exit 3)."""
+
+
+class UnsafePath(InvalidInput):
+    """A name escapes its folder, or is a link, device or other non-regular file where a file is due (exit 3)."""
+
+
+class WrongPassphrase(InvalidInput):
+    """A passphrase, PIN or identity does not decrypt what it should (exit 3)."""
+
+
+class WouldOverwrite(Refused):
+    """The output exists (or is a planted link); airgap never replaces it silently (exit 4)."""
+
+
+class Rollback(Refused):
+    """Older than what was already accepted: a sequence number, a release, a bundle (exit 4)."""
+
+
+class Expired(Refused):
+    """A certificate, bundle or key is past (or before) its validity (exit 4)."""
+
+
+class WrongCluster(Refused):
+    """The target belongs to another cluster or context than the input names (exit 4)."""

@@ -4,7 +4,7 @@ The clusters are the test Kubernetes API emulator (``python -m tests.kubeapi --m
 their own process, over HTTPS on loopback, with ``LATENCY`` seconds added to every request to
 stand in for the round trip to a real API server. Each run gets fresh clusters, seeded as
 ``mesh install`` and ``bundle import`` leave them (istio-system with network, clusterName and
-meshID; cacerts with one shared root). What is timed is :func:`airgap.connected.connect.connect_mesh`:
+meshID; cacerts with one shared root). What is timed is :func:`airgap.connected.remote_secrets.connect_mesh`:
 facts, the fleet check, a reader and token in every cluster, and 29 remote secrets in each.
 Target: the parallel run takes at most 0.2x the serial one.
 """
@@ -32,8 +32,8 @@ def _root(tmp: Path) -> Path:
 
 
 def run(parallel: int, root: Path, tmp: Path) -> float:
-    from airgap.connected.connect import connect_mesh
     from airgap.connected.kube import RetryPolicy
+    from airgap.connected.remote_secrets import connect_mesh
 
     kubeconfig = tmp / f"kubeconfig-{parallel}"
     proc = start_clusters(kubeconfig, CLUSTERS, LATENCY, "--mesh-root", str(root))

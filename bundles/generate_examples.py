@@ -333,7 +333,7 @@ def _example_csr(key: ec.EllipticCurvePrivateKey, cluster: str) -> bytes:
 
 
 def _request(out: Path, *, signer: str = "officer", created: dt.datetime = REQUEST_CREATED, days: int = 365) -> None:
-    from airgap.core.request import write_request
+    from airgap.core.request_file import write_request
 
     csr = _example_csr(_example_key("c3", ec.SECP256R1()), "c3")
     key = load_private_key(KEYS / f"{signer}.key", None)

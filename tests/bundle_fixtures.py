@@ -263,3 +263,24 @@ def resign(
 
 def trust_of(keys: Keys) -> list[Any]:
     return [load_public_key(keys.signer_pub)]
+
+
+def crl_for(pki: Path, cluster: str) -> bytes:
+    """A CRL signed by ``cluster``'s intermediate (an issuer a bundle must not carry a CRL of)."""
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from airgap.core.keys import load_private_key_pem
+
+    cert = x509.load_pem_x509_certificate((pki / cluster / "ca-cert.pem").read_bytes())
+    key = load_private_key_pem((pki / cluster / "ca-key.pem").read_bytes(), PASSPHRASE, source="k")
+    now = dt.datetime.now(dt.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(cert.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=7))
+        .sign(key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.PEM)

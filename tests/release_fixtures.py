@@ -10,11 +10,14 @@ JSON line to the file named by ``$ISTIOCTL_LOG`` when set, prints a plausible li
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 FAKE_ISTIOCTL = r'''#!/usr/bin/env python3
 """A fake istioctl for tests: logs its argv, prints a plausible line, exits 0."""
@@ -329,3 +332,26 @@ EVIL_KINDS = (
     "zip-symlink",
     "zip-bomb",
 )
+
+
+# --- an extracted, verified release (mesh install tests) ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _release_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("release")
+    from tests.helpers import run_cli
+
+    tarball, sig, pub = make_signed_release(tmp)
+    out = tmp / "extracted"
+    r = run_cli("release", "extract", tarball, "--signature", sig, "--key", pub, "--out", out)
+    assert r.code == 0, r.err
+    return out
+
+
+@pytest.fixture
+def release(_release_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the extracted release (tests may tamper with it)."""
+    dst = tmp_path / "release"
+    shutil.copytree(_release_template, dst, symlinks=True)
+    return dst

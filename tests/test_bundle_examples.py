@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -13,22 +10,9 @@ from airgap.connected.bundle_import import prepare_import, record_accepted, rend
 from airgap.core.bundle import open_bundle
 from airgap.core.keys import load_public_key
 from airgap.errors import AirgapError
+from tests.example_fixtures import EXAMPLES, GEN, KEYS
 from tests.helpers import REPO, run_cli, tree
 
-EXAMPLES = REPO / "bundles" / "examples"
-KEYS = EXAMPLES / "keys"
-
-
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_examples", REPO / "bundles" / "generate_examples.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["generate_examples"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-GEN = _generator()
 CATALOGUE = {e.name: e for e in GEN.CATALOGUE}
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from airgap.core.keys import load_public_key
-from airgap.core.request import open_request
+from airgap.core.request_file import open_request
 from airgap.errors import AirgapError
+from tests.example_fixtures import EXAMPLES, GEN, KEYS
 from tests.helpers import one_error_line, run_cli, tree
-from tests.test_bundle_examples import EXAMPLES, GEN, KEYS
 
 REQUESTS = {e.name: e for e in GEN.REQUEST_CATALOGUE}
 

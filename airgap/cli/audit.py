@@ -23,7 +23,7 @@ def verify(
     head: str | None = typer.Option(
         None, "--head", help="A head hash kept elsewhere (a bundle, the jump host's import record): must be in the log."
     ),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Verify the whole log: every entry signed by the officer, chained, in order, none removed or
     changed, nothing cut off. Names the first bad entry and exits 1 otherwise.
@@ -33,10 +33,10 @@ def verify(
     from airgap.core.keys import load_public_key
     from airgap.offline.ceremony import verify_log
 
-    with json_failure(json_out, {"pki": str(pki)}):  # --json: a failure is a JSON document too
+    with json_failure(as_json, {"pki": str(pki)}):  # --json: a failure is a JSON document too
         keys = [load_public_key(p) for p in trust]
         log = verify_log(pki, keys or None, expect_head=head)
-    if json_out:
+    if as_json:
         print_json(
             {
                 "verified": True,
@@ -59,7 +59,7 @@ def verify(
 @app.command("show")
 def show(
     pki: Path = typer.Argument(..., help="The PKI folder."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Print the log's entries as written (UNVERIFIED: run 'airgap audit verify' to check them).
 
@@ -68,7 +68,7 @@ def show(
     from airgap.offline.ceremony import log_path, read_entries
 
     entries = read_entries(pki)
-    if json_out:
+    if as_json:
         print_json(
             {
                 "verified": False,

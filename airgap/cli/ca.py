@@ -9,24 +9,15 @@ of the PKI passphrase; every logged act then names the share numbers that took p
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from airgap.cli._app import KEY_TYPE_HELP, RichProgress, info, new_app, print_json
-from airgap.cli._custody import (
-    ShareOpt,
-    SharePassOpt,
-    TypeShareOpt,
-    custodian_recipients,
-    logged,
-    open_custody,
-)
+from airgap.cli._custody import ShareOpt, SharePassOpt, TypeShareOpt, custodian_recipients
 from airgap.core.limits import MAX_CRL_DAYS, MAX_VALIDITY_DAYS, MAX_WINDOW_DAYS, MAX_WORKERS
+from airgap.offline.root import RootOptions, open_custody, open_root, pki_passphrase, with_custody
 
 app = new_app(help="Offline root CA and per-cluster intermediate CAs (Istio's cacerts layout).")
 
@@ -60,12 +51,12 @@ PinFileOpt = typer.Option(
 )
 
 if TYPE_CHECKING:
-    from airgap.core.keys import KeyType, PrivateKey
+    from airgap.core.keys import KeyType
     from airgap.offline.ceremony import Officer
-    from airgap.offline.custody import NewSet, Opened
+    from airgap.offline.custody import NewSet
     from airgap.offline.inventory import RootRecord
+    from airgap.offline.listing import PkiReport
     from airgap.offline.pkcs11 import TokenRef
-    from airgap.offline.status import PkiReport
 
 
 def _officer(log_key: Path | None, log_pass_file: Path | None, pki_pw: bytes | None) -> Officer | None:
@@ -80,93 +71,12 @@ def _invalid(msg: str) -> Exception:
     return InvalidInput(msg)
 
 
-def _pki_passphrase(
-    passphrase_file: Path | None, no_passphrase: bool, *, required: bool, opened: object | None
-) -> bytes | None:
-    """The PKI passphrase of an act that makes no new key: under custody only the log key's default."""
-    from airgap.core.passphrase import read_passphrase_file, resolve_passphrase
-
-    if opened is None:
-        return resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, required=required)
-    return read_passphrase_file(passphrase_file) if passphrase_file is not None else None
-
-
-def _open_key(
-    ref: TokenRef | None, pin_file: Path | None, opened: Opened | None = None
-) -> contextlib.AbstractContextManager[PrivateKey | None]:
-    """Open the token key; under split custody its user PIN is the one the shares recovered."""
-    from airgap.offline.keysource import open_token_key
-
-    if opened is not None and ref is not None and pin_file is not None:
-        raise _invalid("--pin-file: the token PIN of a root under split custody comes from the shares (--share)")
-    return open_token_key(ref, pin_file, pin=opened.passphrase.decode() if opened is not None else None)
-
-
 def _token_ref(
     pki: Path, module: Path | None, token_label: str | None, key_label: str | None, *, next_root: bool = False
 ) -> TokenRef | None:
     from airgap.offline.keysource import token_ref
 
     return token_ref(pki, module, token_label, key_label, next_root=next_root)
-
-
-@dataclass(frozen=True)
-class OpenRoot:
-    """The root of one act, opened (:func:`open_root`): what signs, and the officer who records it."""
-
-    passphrase: bytes | None  # opens the root key file: the shares' secret under split custody
-    pki_passphrase: bytes | None  # the officer's own: new cluster keys, and the log key's default
-    key: PrivateKey | None  # the token key when the root is in a PKCS#11 token
-    officer: Officer | None
-
-
-ROOT_OPTIONS = (
-    "passphrase_file",
-    "no_passphrase",
-    "log_key",
-    "log_key_passphrase_file",
-    "pin_file",
-    "share",
-    "share_passphrase_file",
-    "type_share",
-)
-
-
-def root_opts(params: dict[str, Any]) -> dict[str, Any]:
-    """The root-opening options of a root act, picked by name from the command's parameters
-    (``root_opts(locals())``): every root act declares them with these names (PassFileOpt ...)."""
-    return {name: params[name] for name in ROOT_OPTIONS}
-
-
-@contextlib.contextmanager
-def open_root(
-    dir: Path,
-    ref: TokenRef | None,
-    *,
-    passphrase_file: Path | None,
-    no_passphrase: bool,
-    log_key: Path | None,
-    log_key_passphrase_file: Path | None,
-    pin_file: Path | None,
-    share: list[Path] | None,
-    share_passphrase_file: list[Path] | None,
-    type_share: int,
-    new_keys: bool = False,
-) -> Iterator[OpenRoot]:
-    """Open the root for an act, in the one order every root act uses: the custody shares (M of N),
-    the PKI passphrase, the officer's log key, then the token key (``ref``) inside :func:`logged`,
-    so a logged act names the shares that took part. ``new_keys``: the act makes cluster keys, so the
-    PKI passphrase that encrypts them is asked for even under custody."""
-    from airgap.core.passphrase import resolve_passphrase
-
-    opened = open_custody(dir, share, share_passphrase_file, type_share)
-    if new_keys:
-        pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase)
-    else:
-        pw = _pki_passphrase(passphrase_file, no_passphrase, required=ref is None, opened=opened)
-    officer = _officer(log_key, log_key_passphrase_file, pw)
-    with logged(opened), _open_key(ref, pin_file, opened) as key:
-        yield OpenRoot(opened.passphrase if opened is not None else pw, pw, key, officer)
 
 
 @app.command("init")
@@ -227,7 +137,7 @@ def init(
     from airgap.offline.keysource import root_key_args
     from airgap.offline.layout import PkiLayout
 
-    kt = check_key_type(key_type)
+    key_kind = check_key_type(key_type)
     check_subject(org=org, cn=cn)
     if (adopt_cert is None) != (adopt_key is None):
         from airgap.errors import InvalidInput
@@ -243,36 +153,47 @@ def init(
     refuse_existing_root(PkiLayout(dir))  # before a passphrase, PIN or token key is asked for
     held = None
     if custody_spec is not None or custodian:
-        from airgap.offline.custody import parse_spec, split
-
-        if custody_spec is None:
-            raise _invalid("--custodian needs --custody M-of-N")
-        if no_passphrase:
-            raise _invalid("--custody and --no-passphrase cannot be used together: the shares encrypt the root key")
-        m, n = parse_spec(custody_spec)
-        recipients = custodian_recipients(custodian or [])
-        if len(recipients) != n:
-            raise _invalid(f"--custody {custody_spec} needs {n} --custodian, got {len(recipients)}")
-        held = split(m, recipients)
+        held, (m, n) = _new_custody(custody_spec, custodian or [], no_passphrase)
         pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
         if ref is None:
-            where = f"{kt}, encrypted, split custody: {m} of {n} shares"
+            where = f"{key_kind}, encrypted, split custody: {m} of {n} shares"
         else:
-            where = f"{kt}, in {ref.describe()} (not extractable); its user PIN under split custody: {m} of {n}"
+            where = f"{key_kind}, in {ref.describe()} (not extractable); its user PIN under split custody: {m} of {n}"
     elif ref is None:
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
-        where = f"{kt}, {'encrypted' if pw else 'UNENCRYPTED'}"
+        where = f"{key_kind}, {'encrypted' if pw else 'UNENCRYPTED'}"
     else:
         pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
-        where = f"{kt}, in {ref.describe()} (not extractable)"
+        where = f"{key_kind}, in {ref.describe()} (not extractable)"
     officer = _officer(log_key, log_key_passphrase_file, pw)
     if held is not None and ref is not None:
-        rec = _init_token_under_custody(dir, ref, pin_file, kt, days, org, cn, officer, held)
+        rec = _init_token_under_custody(dir, ref, pin_file, key_kind, days, org, cn, officer, held)
     elif held is not None:
-        rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, passphrase=None, officer=officer, custody_set=held)
+        rec = init_root(
+            dir, key_type=key_kind, days=days, org=org, cn=cn, passphrase=None, officer=officer, custody_set=held
+        )
     else:
-        with root_key_args(ref, pin_file, kt, pw) as key_args:
-            rec = init_root(dir, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
+        with root_key_args(ref, pin_file, key_kind, pw) as key_args:
+            rec = init_root(dir, key_type=key_kind, days=days, org=org, cn=cn, officer=officer, **key_args)
+    _print_root(dir, rec, where, held, logged=log_key is not None)
+
+
+def _new_custody(custody_spec: str | None, custodian: list[str], no_passphrase: bool) -> tuple[NewSet, tuple[int, int]]:
+    """``--custody M-of-N`` with its N ``--custodian``: a fresh secret split into N shares."""
+    from airgap.offline.custody import parse_spec, split
+
+    if custody_spec is None:
+        raise _invalid("--custodian needs --custody M-of-N")
+    if no_passphrase:
+        raise _invalid("--custody and --no-passphrase cannot be used together: the shares encrypt the root key")
+    m, n = parse_spec(custody_spec)
+    recipients = custodian_recipients(custodian)
+    if len(recipients) != n:
+        raise _invalid(f"--custody {custody_spec} needs {n} --custodian, got {len(recipients)}")
+    return split(m, recipients), (m, n)
+
+
+def _print_root(dir: Path, rec: RootRecord, where: str, held: NewSet | None, *, logged: bool) -> None:
     typer.echo(f"Root CA created in {dir}")
     typer.echo(f"  subject      {rec.subject}")
     typer.echo(f"  key          {where}")
@@ -281,7 +202,7 @@ def init(
     if held is not None:
         for sh in held.record.shares:
             typer.echo(f"  share {sh.number:<6} {dir / sh.file}  for {sh.recipient}")
-    if log_key is not None:
+    if logged:
         typer.echo(f"  ceremony log {dir / 'ceremony.log'}")
 
 
@@ -320,7 +241,7 @@ def _init_token_under_custody(
     dir: Path,
     ref: TokenRef,
     pin_file: Path | None,
-    kt: KeyType,
+    key_kind: KeyType,
     days: int,
     org: str,
     cn: str,
@@ -338,7 +259,7 @@ def _init_token_under_custody(
 
     old_pin = resolve_pin(pin_file)
     new_pin = held.passphrase.decode()
-    with new_root_key(ref, None, kt, pin=old_pin) as new:
+    with new_root_key(ref, None, key_kind, pin=old_pin) as new:
         token_key = new.key
         assert isinstance(token_key, TokenECKey | TokenRSAKey)
         change = token_key.change_pin
@@ -346,7 +267,7 @@ def _init_token_under_custody(
         try:
             return init_root(
                 dir,
-                key_type=kt,
+                key_type=key_kind,
                 days=days,
                 org=org,
                 cn=cn,
@@ -413,15 +334,25 @@ def issue(
     from airgap.offline.issue import issue_intermediates
     from airgap.offline.keysource import signing_token_ref
 
-    kt = check_key_type(key_type)
+    key_kind = check_key_type(key_type)
     check_subject(org=org, cn=cn)
     # During a root rotation the next root signs (and its token key, if it is in one).
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
-    with open_root(dir, ref, new_keys=True, **root_opts(locals())) as root:
+    opts = RootOptions(
+        passphrase_file=passphrase_file,
+        no_passphrase=no_passphrase,
+        log_key=log_key,
+        log_key_passphrase_file=log_key_passphrase_file,
+        pin_file=pin_file,
+        shares=share or (),
+        share_passphrase_files=share_passphrase_file or (),
+        type_share=type_share,
+    )
+    with open_root(dir, ref, opts, new_keys=True) as root:
         done = issue_intermediates(
             dir,
             clusters,
-            key_type=kt,
+            key_type=key_kind,
             days=days,
             org=org,
             cn=cn,
@@ -446,7 +377,7 @@ def issue(
 @app.command("list")
 def list_(
     dir: Path = typer.Option(..., "--dir", help="The PKI folder to list (read only)."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     passphrase_file: Path | None = typer.Option(
         None, "--passphrase-file", help="Open each ca-key.pem to check it matches (otherwise: skipped)."
     ),
@@ -466,11 +397,11 @@ def list_(
     """
     from airgap.core.passphrase import read_passphrase_file
     from airgap.offline.layout import PkiLayout
-    from airgap.offline.status import pki_report
+    from airgap.offline.listing import pki_report
 
     pw = read_passphrase_file(passphrase_file) if passphrase_file else None
     report = pki_report(PkiLayout(dir), pw, expiring_days=expiring_within)
-    if json_out:
+    if as_json:
         print_json(report.to_json())
         _fail_if_broken(report)
         return
@@ -561,7 +492,17 @@ def revoke(
     from airgap.offline.crl import revoke as do_revoke
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    with open_root(dir, ref, **root_opts(locals())) as root:
+    opts = RootOptions(
+        passphrase_file=passphrase_file,
+        no_passphrase=no_passphrase,
+        log_key=log_key,
+        log_key_passphrase_file=log_key_passphrase_file,
+        pin_file=pin_file,
+        shares=share or (),
+        share_passphrase_files=share_passphrase_file or (),
+        type_share=type_share,
+    )
+    with open_root(dir, ref, opts) as root:
         rev, rec = do_revoke(
             CAStore(dir),
             cluster,
@@ -603,7 +544,17 @@ def crl(
     from airgap.offline.crl import refresh_crl
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
-    with open_root(dir, ref, **root_opts(locals())) as root:
+    opts = RootOptions(
+        passphrase_file=passphrase_file,
+        no_passphrase=no_passphrase,
+        log_key=log_key,
+        log_key_passphrase_file=log_key_passphrase_file,
+        pin_file=pin_file,
+        shares=share or (),
+        share_passphrase_files=share_passphrase_file or (),
+        type_share=type_share,
+    )
+    with open_root(dir, ref, opts) as root:
         rec = refresh_crl(
             CAStore(dir),
             passphrase=root.passphrase,
@@ -664,7 +615,7 @@ def rotate(
     from airgap.offline.ca import CAStore
     from airgap.offline.rotate import rotate_intermediate
 
-    kt = check_key_type(key_type) if key_type is not None else None
+    key_kind = check_key_type(key_type) if key_type is not None else None
     item = None
     if csr is not None:
         from airgap.offline.sign import read_signing_request
@@ -672,14 +623,24 @@ def rotate(
         item = read_signing_request(csr, trust, cluster)
     store = CAStore(dir)
     ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=store.next_root_dir.exists())
-    with open_root(dir, ref, new_keys=True, **root_opts(locals())) as root:
+    opts = RootOptions(
+        passphrase_file=passphrase_file,
+        no_passphrase=no_passphrase,
+        log_key=log_key,
+        log_key_passphrase_file=log_key_passphrase_file,
+        pin_file=pin_file,
+        shares=share or (),
+        share_passphrase_files=share_passphrase_file or (),
+        type_share=type_share,
+    )
+    with open_root(dir, ref, opts, new_keys=True) as root:
         r = rotate_intermediate(
             store,
             cluster,
             days=days,
             passphrase=root.passphrase,
             key_passphrase=root.pki_passphrase,
-            key_type=kt,
+            key_type=key_kind,
             sans=san or None,
             root_key=root.key,
             officer=root.officer,
@@ -732,9 +693,19 @@ def rotate_root(
     from airgap.offline.rotate import begin_root_rotation, finish_root_rotation
 
     store = CAStore(dir)
+    opts = RootOptions(
+        passphrase_file=passphrase_file,
+        no_passphrase=no_passphrase,
+        log_key=log_key,
+        log_key_passphrase_file=log_key_passphrase_file,
+        pin_file=pin_file,
+        shares=share or (),
+        share_passphrase_files=share_passphrase_file or (),
+        type_share=type_share,
+    )
     if finish:
         ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
-        with open_root(dir, ref, **root_opts(locals())) as root:
+        with open_root(dir, ref, opts) as root:
             rec = finish_root_rotation(
                 store,
                 passphrase=root.passphrase,
@@ -747,28 +718,27 @@ def rotate_root(
         return
     from airgap.core.x509 import check_subject
 
-    kt = check_key_type(key_type)
+    key_kind = check_key_type(key_type)
     check_subject(org=org, cn=cn)
     new_ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
-    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    opened = open_custody(dir, opts)
     if opened is not None and new_ref is not None:
         # GAP (issue 16, item 4): custody of a PKCS#11 root's user PIN is not built yet.
         raise _invalid("the root is under split custody: a PKCS#11 next root is not supported yet")
     if opened is not None:
-        pw = _pki_passphrase(passphrase_file, no_passphrase, required=False, opened=opened)
+        pw = pki_passphrase(opts, required=False, opened=opened)
     else:
         pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True, required=new_ref is None)
-    officer = _officer(log_key, log_key_passphrase_file, pw)
+    officer = with_custody(_officer(log_key, log_key_passphrase_file, pw), opened)
     from airgap.offline.keysource import root_key_args
 
     if opened is not None:  # the next root key is encrypted under the same custody secret
-        with logged(opened):
-            rec = begin_root_rotation(
-                store, key_type=kt, days=days, org=org, cn=cn, passphrase=opened.passphrase, officer=officer
-            )
+        rec = begin_root_rotation(
+            store, key_type=key_kind, days=days, org=org, cn=cn, passphrase=opened.passphrase, officer=officer
+        )
     else:
-        with root_key_args(new_ref, pin_file, kt, pw) as key_args:
-            rec = begin_root_rotation(store, key_type=kt, days=days, org=org, cn=cn, officer=officer, **key_args)
+        with root_key_args(new_ref, pin_file, key_kind, pw) as key_args:
+            rec = begin_root_rotation(store, key_type=key_kind, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
     typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")
     typer.echo("  then 'airgap ca rotate CLUSTER' for each cluster, then 'airgap ca rotate-root --finish'")

@@ -8,6 +8,7 @@ OpenBao, or inside a request file) and never sees a private key.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,9 +24,11 @@ from airgap.cli.ca import (
     PinFileOpt,
     TokenOpt,
     app,
-    open_root,
-    root_opts,
 )
+from airgap.offline.root import RootOptions, open_root
+
+if TYPE_CHECKING:
+    from airgap.offline.sign import SignedBatch, SignItem
 
 __all__ = ["app", "request", "sign"]
 
@@ -59,7 +62,7 @@ def sign(
     san: list[str] = typer.Option(["DNS:istiod.istio-system.svc"], "--san", help="Subject alternative names."),
     passphrase_file: Path | None = PassFileOpt,
     no_passphrase: bool = typer.Option(False, "--no-passphrase", help="The root key is unencrypted."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     skip_existing: bool = typer.Option(
         False,
         "--skip-existing",
@@ -88,30 +91,23 @@ def sign(
 
     Example: airgap ca sign *.csr --cluster c1 --cluster c2 --dir pki --out signed2/ --skip-existing   (resume)
     """
-    from airgap.core.csr import MAX_CSR_BYTES
-    from airgap.core.files import read_capped
-    from airgap.core.request import looks_like_request
-    from airgap.errors import InvalidInput
     from airgap.offline.keysource import signing_token_ref
-    from airgap.offline.sign import read_signing_request, sign_csrs
+    from airgap.offline.sign import sign_csrs
 
-    clusters = list(cluster or [])
-    if trust:
-        if clusters and len(clusters) != len(requests):
-            raise InvalidInput(f"{len(requests)} request file(s), {len(clusters)} --cluster: one per file or none")
-        items = [read_signing_request(p, trust, clusters[i] if clusters else None) for i, p in enumerate(requests)]
-    else:
-        for path in requests:  # a request file without --trust: say so before counting --cluster
-            if looks_like_request(read_capped(path, MAX_CSR_BYTES, "certificate request")):
-                raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
-        if len(clusters) != len(requests):
-            raise InvalidInput(
-                f"--cluster NAME is required for each CSR ({len(requests)} CSR(s), {len(clusters)} --cluster)"
-            )
-        items = [read_signing_request(p, None, c) for p, c in zip(requests, clusters, strict=True)]
+    items = _signing_requests(requests, list(cluster or []), trust)
     # During a root rotation the next root signs (and its token key, if it is in one), as for ca issue.
     ref = signing_token_ref(dir, pkcs11_module, token_label, key_label)
-    with open_root(dir, ref, **root_opts(locals())) as root:  # under split custody the shares open the root
+    opts = RootOptions(
+        passphrase_file=passphrase_file,
+        no_passphrase=no_passphrase,
+        log_key=log_key,
+        log_key_passphrase_file=log_key_passphrase_file,
+        pin_file=pin_file,
+        shares=share or (),
+        share_passphrase_files=share_passphrase_file or (),
+        type_share=type_share,
+    )
+    with open_root(dir, ref, opts) as root:  # under split custody the shares open the root
         done = sign_csrs(
             dir,
             items,
@@ -125,8 +121,13 @@ def sign(
             officer=root.officer,
             skip_existing=skip_existing,
         )
+    _print_signed(done, dir, out, as_json)
+
+
+def _print_signed(done: SignedBatch, dir: Path, out: Path, as_json: bool) -> None:
+    """What ``ca sign`` did: one JSON document, or a line per cluster and where the files went."""
     recs, skipped = done.records, done.skipped
-    if json_out:
+    if as_json:
         print_json(
             {
                 "out": str(out),
@@ -162,6 +163,28 @@ def sign(
     info(f"next: carry {out} back, or 'airgap bundle create CLUSTER ...' for a keyless bundle")
 
 
+def _signing_requests(requests: list[Path], clusters: list[str], trust: list[Path] | None) -> list[SignItem]:
+    """Every request read and checked before the root is opened: request files with --trust, else CSRs."""
+    from airgap.core.csr import MAX_CSR_BYTES
+    from airgap.core.files import read_capped
+    from airgap.core.request_file import looks_like_request
+    from airgap.errors import InvalidInput
+    from airgap.offline.sign import read_signing_request
+
+    if trust:
+        if clusters and len(clusters) != len(requests):
+            raise InvalidInput(f"{len(requests)} request file(s), {len(clusters)} --cluster: one per file or none")
+        return [read_signing_request(p, trust, clusters[i] if clusters else None) for i, p in enumerate(requests)]
+    for path in requests:  # a request file without --trust: say so before counting --cluster
+        if looks_like_request(read_capped(path, MAX_CSR_BYTES, "certificate request")):
+            raise InvalidInput(f"{path}: is a signed request file; give the operator's key with --trust PUB")
+    if len(clusters) != len(requests):
+        raise InvalidInput(
+            f"--cluster NAME is required for each CSR ({len(requests)} CSR(s), {len(clusters)} --cluster)"
+        )
+    return [read_signing_request(p, None, c) for p, c in zip(requests, clusters, strict=True)]
+
+
 @app.command("request")
 def request(
     cluster: str = typer.Argument(..., help="The cluster whose CA key is made here."),
@@ -180,7 +203,7 @@ def request(
     sign_passphrase_file: Path | None = typer.Option(
         None, "--sign-passphrase-file", help="Passphrase of --sign-key, when it differs."
     ),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Jump host: make CLUSTER's CA key here (0600, encrypted) and a signed request for the root host.
 
@@ -188,11 +211,11 @@ def request(
 
     Example: airgap ca request cluster1 --dir jump --sign-key operator.key --out c1.request --passphrase-file pw
     """
-    from airgap.connected.request import make_request
+    from airgap.connected.key_request import make_request
     from airgap.core.keys import check_key_type, key_file_is_encrypted, load_private_key
     from airgap.core.passphrase import resolve_passphrase
 
-    kt = check_key_type(key_type)
+    key_kind = check_key_type(key_type)
     pw = resolve_passphrase(passphrase_file, no_passphrase=no_passphrase, confirm=True)
     sign_pw = None
     if key_file_is_encrypted(sign_key, "signing key"):
@@ -205,11 +228,11 @@ def request(
         jump_dir=dir,
         sign_key=load_private_key(sign_key, sign_pw),
         out=out,
-        key_type=kt,
+        key_type=key_kind,
         passphrase=pw,
         days=expires,
     )
-    if json_out:
+    if as_json:
         print_json(
             {
                 "cluster": made.cluster,
@@ -222,6 +245,6 @@ def request(
         )
         return
     typer.echo(f"Request {made.request_id} for {made.cluster} written to {made.out}, expires {made.expires}")
-    typer.echo(f"  key          {made.key_path} ({kt}, {'encrypted' if pw else 'UNENCRYPTED'}; stays here)")
+    typer.echo(f"  key          {made.key_path} ({key_kind}, {'encrypted' if pw else 'UNENCRYPTED'}; stays here)")
     typer.echo(f"  key id       {made.key_id}")
     info(f"next: carry {made.out} to the root host: 'airgap ca sign {made.out.name} --trust OPERATOR.pub ...'")

@@ -8,15 +8,9 @@ from pathlib import Path
 import typer
 
 from airgap.cli._app import info, new_app, print_json
-from airgap.cli._custody import (
-    ShareOpt,
-    SharePassOpt,
-    TypeShareOpt,
-    custodian_recipients,
-    logged,
-    open_custody,
-)
+from airgap.cli._custody import ShareOpt, SharePassOpt, TypeShareOpt, custodian_recipients
 from airgap.cli.ca import _invalid, _officer
+from airgap.offline.root import RootOptions, open_custody, with_custody
 
 app = new_app(help="Split custody of the root key: M of N custodians' SLIP-39 shares (ca init --custody).")
 
@@ -24,7 +18,7 @@ app = new_app(help="Split custody of the root key: M of N custodians' SLIP-39 sh
 @app.command("status")
 def status(
     dir: Path = typer.Option(..., "--dir", help="The PKI folder (read only)."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """Show the custody of the root: M of N, each share's file, custodian and whether the file is intact.
 
@@ -47,7 +41,7 @@ def status(
     pending = (dir / NEXT_DIR).exists()
     token = (dir / "root-key.pkcs11.json").exists() and not (dir / "root-key.pem").exists()
     protects = "pkcs11-user-pin" if token else "root-key.pem"
-    if json_out:
+    if as_json:
         print_json(
             {
                 "threshold": record.threshold,
@@ -69,9 +63,9 @@ def status(
             typer.echo("  a re-key was interrupted: the next act finishes or undoes it")
     bad = [r for r in rows if r["state"] != "intact"]
     if bad:
-        from airgap.errors import VerificationError
+        from airgap.errors import DigestMismatch
 
-        raise VerificationError(
+        raise DigestMismatch(
             ", ".join(f"{dir / str(r['file'])}: {r['state']}" for r in bad) + " (compare with the custody record)"
         )
 
@@ -112,13 +106,14 @@ def rekey(
     recipients = custodian_recipients(custodian)
     if len(recipients) != n:
         raise _invalid(f"--custody {custody_spec} needs {n} --custodian, got {len(recipients)}")
-    opened = open_custody(dir, share, share_passphrase_file, type_share)
+    opened = open_custody(
+        dir, RootOptions(shares=share or (), share_passphrase_files=share_passphrase_file or (), type_share=type_share)
+    )
     if opened is None:
         raise _invalid(f"{dir}: the root is not under split custody; nothing to re-key")
     pw = read_passphrase_file(passphrase_file) if passphrase_file is not None else None
-    officer = _officer(log_key, log_key_passphrase_file, pw)
-    with logged(opened):
-        rec = rekey_custody(dir, opened, threshold=m, recipients=recipients, officer=officer)
+    officer = with_custody(_officer(log_key, log_key_passphrase_file, pw), opened)
+    rec = rekey_custody(dir, opened, threshold=m, recipients=recipients, officer=officer)
     typer.echo(f"Custody re-keyed: now {rec.threshold} of {rec.count} shares (shares {_nums(opened.shares)} took part)")
     for s in rec.shares:
         typer.echo(f"  share {s.number}  {dir / s.file}  {s.recipient}")

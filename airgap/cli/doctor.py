@@ -10,12 +10,14 @@ from airgap.cli._app import print_json
 
 
 def _shown(text: str) -> str:
-    """Text from the host (tool output, paths) with control characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """Text from the host (tool output, paths) with control characters escaped (``display.clean``)."""
+    from airgap.core.display import clean
+
+    return clean(text)
 
 
 def doctor(
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     pkcs11_module: Path | None = typer.Option(
         None, "--pkcs11-module", help="A PKCS#11 module to load and describe (no token is opened)."
     ),
@@ -51,7 +53,7 @@ def doctor(
         if record is not None:
             module = Path(record.module)
     report = run_checks(prefix=prefix, pkcs11_module=module, verify_key=verify_key)
-    if json_out:
+    if as_json:
         print_json(report.as_json())
     else:
         for c in report.checks:

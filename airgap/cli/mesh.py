@@ -434,7 +434,7 @@ def connect_cmd(
     Example: airgap mesh connect --context ctx1 --context ctx2 --output-dir fleet-conn --sops-age flux.pub
     """
     from airgap.cli._gitops import secret_policy
-    from airgap.connected.connect import connect_mesh, parse_name_map
+    from airgap.connected.remote_secrets import connect_mesh, parse_name_map
 
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
@@ -557,7 +557,8 @@ def _check_clusters(
 
 def _fleet_trust(context: list[str], parallel: int) -> Any:
     """The trust table of a fleet (read only): roots, meshID, clusterName, network, remote secrets."""
-    from airgap.connected.connect import (
+    from airgap.connected.kube import connect
+    from airgap.connected.remote_secrets import (
         ClusterFacts,
         Endpoint,
         _parallel,
@@ -566,7 +567,6 @@ def _fleet_trust(context: list[str], parallel: int) -> Any:
         known_servers,
         read_facts,
     )
-    from airgap.connected.kube import connect
     from airgap.errors import Refused
 
     contexts = [c for c in _contexts(context) if c]

@@ -30,7 +30,7 @@ def _check_key_options(key: Path | None, key_id: str | None) -> None:
 
 
 @app.command("keys")
-def keys(json_out: bool = JsonOpt) -> None:
+def keys(as_json: bool = JsonOpt) -> None:
     """List the trusted release keys: id, algorithm, SHA-256 of the DER public key, source.
 
     Pinned keys are built in; add your own as PEM files in $AIRGAP_RELEASE_KEYS
@@ -41,7 +41,7 @@ def keys(json_out: bool = JsonOpt) -> None:
     from airgap.core.release import known_keys, user_keys_dir
 
     found = known_keys()
-    if json_out:
+    if as_json:
         print_json({"keys": [k.to_json() for k in found], "keys_folder": str(user_keys_dir())})
         return
     width = max(len(k.id) for k in found)
@@ -50,8 +50,8 @@ def keys(json_out: bool = JsonOpt) -> None:
     info(f"keys folder: {user_keys_dir()}")
 
 
-def _failure(exc: VerificationError, json_out: bool, doc: dict[str, object]) -> NoReturn:
-    if json_out:
+def _failure(exc: VerificationError, as_json: bool, doc: dict[str, object]) -> NoReturn:
+    if as_json:
         print_json({**doc, "verdict": "failure", "error": exc.message})
     else:
         typer.echo("Verification Failure")
@@ -64,7 +64,7 @@ def verify(
     signature: Path | None = typer.Option(None, "--signature", help="Detached signature (default: FILE.1.sig)."),
     key: Path | None = KeyOpt,
     key_id: str | None = KeyIdOpt,
-    json_out: bool = JsonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Verify a release file's detached signature, like `openssl dgst -sha256 -verify`.
 
@@ -81,8 +81,8 @@ def verify(
     try:
         v = verify_release(file, signature, key=key, key_id=key_id, progress=RichProgress())
     except VerificationError as exc:
-        _failure(exc, json_out, {"file": str(file)})
-    if json_out:
+        _failure(exc, as_json, {"file": str(file)})
+    if as_json:
         print_json(v.to_json())
     else:
         typer.echo("Verified OK")
@@ -110,7 +110,7 @@ def fetch(
     retries: int = typer.Option(
         5, "--retries", min=0, max=MAX_RETRIES, help="Retries on 5xx and dropped connections (with backoff)."
     ),
-    json_out: bool = JsonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Download a release tarball and its .1.sig, verify, and only then keep them.
 
@@ -138,8 +138,8 @@ def fetch(
             progress=RichProgress(),
         )
     except VerificationError as exc:
-        _failure(exc, json_out, {"version": version, "platform": platform})
-    if json_out:
+        _failure(exc, as_json, {"version": version, "platform": platform})
+    if as_json:
         print_json(got.to_json())
     else:
         typer.echo("Verified OK")
@@ -154,7 +154,7 @@ def extract(
     key: Path | None = KeyOpt,
     key_id: str | None = KeyIdOpt,
     out: Path = typer.Option(..., "--out", help="Output folder: must be missing or empty."),
-    json_out: bool = JsonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Verify a release file, then extract it safely into OUT with OUT/RELEASE.json.
 
@@ -172,8 +172,8 @@ def extract(
     try:
         rel = extract_release(file, out, signature, key=key, key_id=key_id, progress=RichProgress())
     except VerificationError as exc:
-        _failure(exc, json_out, {"file": str(file)})
-    if json_out:
+        _failure(exc, as_json, {"file": str(file)})
+    if as_json:
         doc = rel.verified.to_json()
         doc.update({"out": str(out), "root": str(rel.root) if rel.root else None, "files": len(rel.record["files"])})
         print_json(doc)

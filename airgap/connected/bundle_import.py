@@ -20,8 +20,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import json
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,15 +28,10 @@ from typing import Any
 import yaml
 from cryptography.hazmat.primitives import serialization
 
+from airgap.connected.render import render_files
 from airgap.core import age
 from airgap.core.atomic import (
     ensure_dir,
-    fsync_dir,
-    publish,
-    staged_dir,
-    sweep_stale_temps,
-    temp_name,
-    write_new,
     write_replace,
 )
 from airgap.core.bundle import (
@@ -52,15 +45,17 @@ from airgap.core.bundle import (
     check_bundled_crl,
     open_bundle,
 )
+from airgap.core.canonical import load_json, state_json
 from airgap.core.history import resolve_state_dir
 from airgap.core.keys import PublicKey, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.locking import exclusive_lock
+from airgap.core.names import ISTIO_NAMESPACE
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import CAMaterial, check_ca_material
 from airgap.errors import InvalidInput, Refused, VerificationError
 
-NAMESPACE = "istio-system"
+NAMESPACE = ISTIO_NAMESPACE
 SECRET_NAME = "cacerts"  # noqa: S105 - a Secret's name, not a password
 ANN_BUNDLE_ID = "airgap.dev/bundle-id"
 ANN_SEQUENCE = "airgap.dev/sequence"
@@ -91,7 +86,7 @@ def _read_state(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"format": 1, "accepted": {}}
     try:
-        doc = json.loads(path.read_bytes())
+        doc = load_json(path.read_bytes(), what=f"{path}: import state", invalid=_CORRUPT_STATE)
         if not isinstance(doc, dict) or not isinstance(doc.get("accepted"), dict):
             raise ValueError("bad layout")
         for v in doc["accepted"].values():
@@ -100,8 +95,11 @@ def _read_state(path: Path) -> dict[str, Any]:
             if not isinstance(v.get("ceremony_head"), str | None):  # absent in records made before it existed
                 raise ValueError("bad ceremony_head")
     except (ValueError, OSError) as exc:
-        raise InvalidInput(f"{path}: import state is corrupt; fix or remove it deliberately") from exc
+        raise InvalidInput(f"{path}: import state {_CORRUPT_STATE}") from exc
     return doc
+
+
+_CORRUPT_STATE = "is corrupt; fix or remove it deliberately"
 
 
 def last_accepted(cluster: str, signer: str, *, state: Path | None = None) -> AcceptedRecord | None:
@@ -328,7 +326,7 @@ def record_accepted(prepared: PreparedImport) -> None:
             "bundle_id": prepared.bundle_id,
             "ceremony_head": prepared.ceremony_head,
         }
-        write_replace(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
+        write_replace(path, state_json(doc), mode=0o600)
 
 
 def render_yaml(doc: dict[str, Any]) -> bytes:
@@ -437,43 +435,8 @@ def render_to_dir(
     leaves none of ours behind. The files hold the CA private key (in plaintext unless
     ``recipients``: then the Secret is SOPS-encrypted before anything is written): mode 0600.
     """
-    out_dir = Path(out_dir)
     files = rendered_files(prepared, recipients)
-    if not out_dir.exists() and not out_dir.is_symlink():
-        with staged_dir(out_dir, mode=0o700) as tmp:
-            for name, data in files.items():
-                write_new(tmp / name, data, mode=0o600)
-            if before_publish is not None:
-                before_publish()
-        return [out_dir / n for n in files]
-    if not out_dir.is_dir():
-        raise InvalidInput(f"{out_dir}: exists and is not a folder")
-    for name in files:
-        if (out_dir / name).exists() or (out_dir / name).is_symlink():
-            raise Refused(f"{out_dir / name}: already exists; refusing to overwrite")
-    sweep_stale_temps(out_dir)
-    stage = temp_name(out_dir / "render")
-    try:
-        stage.mkdir(mode=0o700)
-    except OSError as exc:
-        raise InvalidInput(f"{out_dir}: folder is not writable: {exc.strerror}") from exc
-    written: list[Path] = []
-    try:
-        for name, data in files.items():
-            write_new(stage / name, data, mode=0o600)
-        if before_publish is not None:
-            before_publish()
-        for name in files:
-            publish(stage / name, out_dir / name, replace=False)
-            written.append(out_dir / name)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    fsync_dir(out_dir)
-    return written
+    return render_files(Path(out_dir), files, file_mode=0o600, dir_mode=0o700, before_publish=before_publish)
 
 
 def import_to_dir(prepared: PreparedImport, out_dir: Path, recipients: Sequence[str] | None = None) -> list[Path]:

@@ -45,23 +45,23 @@ from typing import Any, Protocol
 
 from airgap.connected.fleet import DEFAULT_PARALLEL, FleetReport, Outcome, run_fleet
 from airgap.connected.kube import AlreadyExists, Conflict, Kube, RetryPolicy, connect, policy_from_env
-from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
+from airgap.core.names import ANNOTATION_PREFIX, CA_KEY, CACERTS_OPTIONAL, CACERTS_REQUIRED, ISTIO_NAMESPACE
+from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused, Rollback, WouldOverwrite
 
 JSON = dict[str, Any]
 
 SECRET_NAME = "cacerts"  # noqa: S105  (a name, not a password)
-NAMESPACE = "istio-system"
-REQUIRED_KEYS = ("ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem")
-OPTIONAL_KEYS = ("ca-crl.pem",)
-A_BUNDLE = "airgap.dev/bundle-id"
-A_SEQUENCE = "airgap.dev/sequence"
-A_SIGNER = "airgap.dev/signer"
-A_FINGERPRINT = "airgap.dev/ca-fingerprint"
-A_CLUSTER = "airgap.dev/cluster"
-L_BACKUP_OF = "airgap.dev/backup-of"
-A_BACKED_UP_AT = "airgap.dev/backed-up-at"
-A_BACKUP_RV = "airgap.dev/backup-of-resource-version"
-ANNOTATION_PREFIX = "airgap.dev/"
+NAMESPACE = ISTIO_NAMESPACE
+REQUIRED_KEYS = CACERTS_REQUIRED
+OPTIONAL_KEYS = CACERTS_OPTIONAL
+A_BUNDLE = f"{ANNOTATION_PREFIX}bundle-id"
+A_SEQUENCE = f"{ANNOTATION_PREFIX}sequence"
+A_SIGNER = f"{ANNOTATION_PREFIX}signer"
+A_FINGERPRINT = f"{ANNOTATION_PREFIX}ca-fingerprint"
+A_CLUSTER = f"{ANNOTATION_PREFIX}cluster"
+L_BACKUP_OF = f"{ANNOTATION_PREFIX}backup-of"
+A_BACKED_UP_AT = f"{ANNOTATION_PREFIX}backed-up-at"
+A_BACKUP_RV = f"{ANNOTATION_PREFIX}backup-of-resource-version"
 
 
 _RECORD_LOCK = threading.Lock()
@@ -215,8 +215,8 @@ def same_content(live: JSON, desired: JSON) -> bool:
         return False
     if a == b:
         return True
-    others = [k for k in a if k != "ca-key.pem"]
-    return all(a[k] == b[k] for k in others) and _same_private_key(a.get("ca-key.pem"), b.get("ca-key.pem"))
+    others = [k for k in a if k != CA_KEY]
+    return all(a[k] == b[k] for k in others) and _same_private_key(a.get(CA_KEY), b.get(CA_KEY))
 
 
 def _same_private_key(pem_a: bytes | None, pem_b: bytes | None) -> bool:
@@ -313,7 +313,7 @@ def _decide(live: JSON | None, desired: JSON, *, sequence: int | None, rotate: b
     live_cluster, our_cluster = _annotation(live, A_CLUSTER), _annotation(desired, A_CLUSTER)
     same_cluster = live_cluster is None or our_cluster is None or live_cluster == our_cluster
     if same_cluster and live_seq is not None and sequence is not None and live_seq > sequence:
-        raise Refused(
+        raise Rollback(
             f"{where} holds bundle sequence {live_seq}, newer than this bundle's {sequence}: refusing a rollback"
         )
     if same_content(live, desired):
@@ -321,7 +321,7 @@ def _decide(live: JSON | None, desired: JSON, *, sequence: int | None, rotate: b
     if not rotate:
         live_fp = _annotation(live, A_FINGERPRINT) or "unknown"
         seq_text = "unknown" if live_seq is None else str(live_seq)
-        raise Refused(
+        raise WouldOverwrite(
             f"{where} already exists with different content (sequence {seq_text}, CA fingerprint {live_fp}); "
             "left untouched; pass --rotate to replace it (the old one is kept as a backup)"
         )
@@ -417,7 +417,7 @@ def plan_cacerts(
     try:
         action = _decide(live, desired, sequence=sequence, rotate=rotate, where=where)
     except Refused as exc:
-        raise Refused(f"dry run: would refuse: {exc.message}") from exc
+        raise type(exc)(f"dry run: would refuse: {exc.message}") from exc  # keeps the cause
     outcome = {"create": "created", "unchanged": "unchanged", "annotate": "annotated", "rotate": "rotated"}[action]
     backup: str | None = None
     exists = False
@@ -528,7 +528,7 @@ def import_to_fleet(
         recorder(p)  # serialised by _RECORD_LOCK in _record
         recorded.set()
 
-    def one(ctx: str) -> Outcome:
+    def import_context(ctx: str) -> Outcome:
         result = import_to_cluster(
             prepared,
             context=ctx,
@@ -542,4 +542,4 @@ def import_to_fleet(
         )
         return Outcome(ctx, 0, result.result_word, result.detail, result)
 
-    return run_fleet(contexts, one, parallel=parallel, on_done=on_done)
+    return run_fleet(contexts, import_context, parallel=parallel, on_done=on_done)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airgap.core.atomic import fsync_dir, output_dir, write_new
+from airgap.core.atomic import fsync_dir, link_regular, open_for_update, output_dir, write_new
 from airgap.core.hashing import Digests, WriteBehind, hash_fd, hash_file
 from airgap.core.limits import DEFAULT_LIMITS, MAX_SIGNATURE
 from airgap.core.locking import stderr_note
@@ -176,7 +176,7 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 def _hash_existing(part: Path, names: Sequence[str]) -> Digests:
     """The digests of what an earlier run left in the ``.part`` (resumed from its end)."""
     sd = Digests(names)
-    fd = os.open(part, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         hash_fd(fd, sd)
     finally:
@@ -248,7 +248,7 @@ def download(
                         progress.start(part.name.removesuffix(".part"), total)
                         started = True
                         progress.advance(offset)
-                    with open(part, "ab") as out:
+                    with os.fdopen(open_for_update(part, append=True), "ab") as out:
                         sink = _Sink(out, sd, part)
                         try:
                             for chunk in resp.raw.stream(CHUNK, decode_content=False):
@@ -310,8 +310,7 @@ class _Sink:
 
 
 def _restart(part: Path, hash_names: Sequence[str]) -> Digests:
-    with open(part, "wb"):
-        pass
+    os.close(open_for_update(part, truncate=True))
     return Digests(hash_names)
 
 
@@ -326,7 +325,7 @@ def _copy_file(
         raise InvalidInput(f"{src}: not found in the mirror folder") from exc
     except OSError as exc:
         raise InvalidInput(f"{src}: cannot read: {exc.strerror}") from exc
-    with fh, open(part, "wb") as out:
+    with fh, os.fdopen(open_for_update(part, truncate=True), "wb") as out:
         size = os.fstat(fh.fileno()).st_size
         if size > options.max_size:
             raise InvalidInput(f"{src}: {size} bytes is over the download cap of {options.max_size}")
@@ -515,10 +514,7 @@ def fetch_release(
             part.unlink(missing_ok=True)
             why = exc.message.removeprefix(f"{final}: ")
             raise VerificationError(f"{url}: {why}; the download was removed") from exc
-        try:  # 8: the tarball first ...
-            os.link(part, final)
-        except FileExistsError as exc:  # only a writer that ignores the lock gets here
-            raise Refused(f"{final}: already exists; refusing to overwrite") from exc
+        link_regular(part, final)  # 8: the tarball first (never a link; exists: only a writer ignoring the lock)
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
         fsync_dir(out)

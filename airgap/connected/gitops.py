@@ -35,10 +35,18 @@ from typing import Any
 import yaml
 
 from airgap.core import sops
-from airgap.core.atomic import TMP_PREFIX, ensure_dir, fsync_dir, remove_stale_temps, write_new, write_replace
+from airgap.core.atomic import (
+    TMP_PREFIX,
+    ensure_dir,
+    fsync_dir,
+    publish,
+    remove_stale_temps,
+    write_new,
+    write_replace,
+)
 from airgap.core.files import read_capped
 from airgap.core.locking import exclusive_lock
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, Refused, WouldOverwrite
 
 CLUSTERS = "clusters"
 KUSTOMIZATION = "kustomization.yaml"
@@ -154,7 +162,7 @@ def _plan(
             if f.check_existing is not None:
                 f.check_existing(before)
             if not replace and not (f.replaceable is not None and f.replaceable(before)):
-                raise Refused(f"{where}: already exists with other content; refusing to overwrite")
+                raise WouldOverwrite(f"{where}: already exists with other content; refusing to overwrite")
         return ("created" if existing is None else "updated"), sops.render_secret(f.secret, recipients, binary=binary)
     assert f.data is not None
     if existing == f.data:
@@ -163,7 +171,7 @@ def _plan(
         if f.check_existing is not None:
             f.check_existing(existing)
         if not replace and not (f.replaceable is not None and f.replaceable(existing)):
-            raise Refused(f"{folder / f.name}: already exists with other content; refusing to overwrite")
+            raise WouldOverwrite(f"{folder / f.name}: already exists with other content; refusing to overwrite")
     return ("created" if existing is None else "updated"), f.data
 
 
@@ -216,7 +224,7 @@ def _render_locked(
                 write_new(stage / f.name, data, mode=0o600 if f.secret is not None else f.mode)
         for f, _a, data in planned:
             if data is not None:
-                os.replace(stage / f.name, folder / f.name)
+                publish(stage / f.name, folder / f.name, replace=True)  # never over a link
                 for twin in f.supersedes:
                     if (folder / twin).is_file() and not (folder / twin).is_symlink():
                         (folder / twin).unlink()

@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airgap.core.canonical import load_json
+from airgap.core.limits import MAX_KUBE_ANSWER, MAX_KUBE_DEPTH
 from airgap.core.retry import Backoff, retry_after
-from airgap.errors import ClusterError, InvalidInput
+from airgap.errors import AirgapError, ClusterError, InvalidInput
+from airgap.errors import NotFound as InputNotFound
 
 JSON = dict[str, Any]
 
@@ -184,7 +187,7 @@ def _existing_files(path: str) -> list[Path]:
     files = [Path(p).expanduser() for p in path.split(os.pathsep) if p]
     existing = [f for f in files if f.is_file()]
     if not existing:
-        raise InvalidInput(f"{path}: kubeconfig not found (set KUBECONFIG or create ~/.kube/config)")
+        raise InputNotFound(f"{path}: kubeconfig not found (set KUBECONFIG or create ~/.kube/config)")
     return existing
 
 
@@ -209,7 +212,7 @@ def resolve_context(context: str | None, kubeconfig: Path | None = None) -> tupl
             raise InvalidInput(f"{path}: no current context; pass --context")
         context = current
     if context not in names:
-        raise InvalidInput(f"context {context!r} not found in kubeconfig {path}")
+        raise InputNotFound(f"context {context!r} not found in kubeconfig {path}")
     return path, context
 
 
@@ -505,17 +508,21 @@ def _is_tls_failure(exc: BaseException) -> bool:
 
 def _try_decode(raw: bytes | None) -> JSON:
     try:
-        doc = json.loads(raw or b"{}")
-    except ValueError:
+        doc = load_json(raw or b"{}", what="answer", max_bytes=MAX_KUBE_ANSWER, max_depth=MAX_KUBE_DEPTH)
+    except AirgapError:
         return {}
     return doc if isinstance(doc, dict) else {}
 
 
 def _decode(raw: bytes | None, context: str, what: str) -> JSON:
-    try:
-        doc = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise ClusterError(f"context {context}: {what}: the server's answer is not JSON") from exc
+    doc = load_json(
+        raw or b"{}",
+        what=f"context {context}: {what}: the server's answer",
+        max_bytes=MAX_KUBE_ANSWER,
+        max_depth=MAX_KUBE_DEPTH,
+        error=ClusterError,
+        invalid="is not JSON",
+    )
     if not isinstance(doc, dict):
         raise ClusterError(f"context {context}: {what}: the server's answer is not a JSON object")
     return doc

@@ -39,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from airgap.connected.cacerts import REQUIRED_KEYS
-from airgap.core.atomic import fsync_dir, staged_dir, write_new
+from airgap.connected.render import render_files
+from airgap.core.atomic import write_new
 from airgap.core.limits import MAX_OVERLAY
+from airgap.core.names import ANNOTATION_PREFIX, ISTIO_NAMESPACE
 from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, Refused
 
@@ -51,7 +53,7 @@ JSON = dict[str, Any]
 
 DEFAULT_REVISION = "asm-186-8"
 DEFAULT_PROFILE = "asm-multicloud"
-NAMESPACE = "istio-system"
+NAMESPACE = ISTIO_NAMESPACE
 NETWORK_LABEL = "topology.istio.io/network"
 REV_LABEL = "istio.io/rev"
 ISTIOD_SELECTOR = "app=istiod"
@@ -356,28 +358,7 @@ def render_install(release: Path, settings: MeshSettings, out_dir: Path, *, cont
     istioctl = verified_istioctl(release)
     out_dir = Path(out_dir)
     files = rendered_files(settings, istioctl, context, out_dir)
-    modes = {RENDERED_COMMAND: 0o755}
-    if not out_dir.exists():
-        with staged_dir(out_dir) as tmp:
-            for name, data in files.items():
-                write_new(tmp / name, data, mode=modes.get(name, 0o644))
-        return [out_dir / n for n in files]
-    if not out_dir.is_dir():
-        raise InvalidInput(f"{out_dir}: exists and is not a folder")
-    for name in files:
-        if (out_dir / name).exists() or (out_dir / name).is_symlink():
-            raise Refused(f"{out_dir / name}: already exists; refusing to overwrite")
-    written: list[Path] = []
-    try:
-        for name, data in files.items():
-            write_new(out_dir / name, data, mode=modes.get(name, 0o644))
-            written.append(out_dir / name)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
-    fsync_dir(out_dir)
-    return written
+    return render_files(out_dir, files, modes={RENDERED_COMMAND: 0o755})
 
 
 def _network_of(existing: bytes) -> str | None:
@@ -528,8 +509,8 @@ def _apply_network_label(kube: Any, network: str, force: bool) -> str:
     return action
 
 
-CLUSTER_NAME_ANNOTATION = "airgap.dev/cluster-name"
-MESH_ID_ANNOTATION = "airgap.dev/mesh-id"
+CLUSTER_NAME_ANNOTATION = f"{ANNOTATION_PREFIX}cluster-name"
+MESH_ID_ANNOTATION = f"{ANNOTATION_PREFIX}mesh-id"
 
 
 def identity_annotations(settings: MeshSettings) -> dict[str, str]:
@@ -754,7 +735,7 @@ def install_mesh(
                     svc = "unchanged" if _service_matches(live, istiod_service(settings.revision)) else "update"
                 ew = "would install" if settings.east_west else None
                 return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew, images=images)
-            cluster_yaml.write_bytes(dump_yaml(operator))
+            write_new(cluster_yaml, dump_yaml(operator))
             istioctl = verified_istioctl(release)  # re-check right before running: no swap in between
             notify(f"context {kube.context}: running {shlex.join(argv)}")
             run_istioctl(  # 4
@@ -765,7 +746,7 @@ def install_mesh(
             service = apply_istiod_service(kube, settings.revision)  # 6
             if settings.east_west:  # 6b: the network's east-west gateway and the services it exposes
                 ew_yaml = Path(tmp) / RENDERED_EASTWEST
-                ew_yaml.write_bytes(dump_yaml(eastwest_operator(settings)))
+                write_new(ew_yaml, dump_yaml(eastwest_operator(settings)))
                 ew_argv = istioctl_argv(verified_istioctl(release), kube.context, ew_yaml)
                 notify(f"context {kube.context}: running {shlex.join(ew_argv)}")
                 run_istioctl(

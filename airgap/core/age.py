@@ -24,7 +24,7 @@ import pyrage
 from airgap.core.atomic import write_new
 from airgap.core.files import read_capped
 from airgap.core.limits import MAX_IDENTITY_FILE, MAX_RECIPIENTS_FILE
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import InvalidInput, Malformed, TooLarge, VerificationError, WouldOverwrite, WrongPassphrase
 
 AGE_BINARY_MAGIC = b"age-encryption.org/v1\n"
 AGE_ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
@@ -61,7 +61,7 @@ def new_recipient_key(name: str, out: Path, passphrase: bytes | None) -> Recipie
     priv, pub = out / f"{name}.key", out / f"{name}.pub"
     for p in (priv, pub):
         if p.exists() or p.is_symlink():
-            raise Refused(f"{p}: already exists; refusing to overwrite")
+            raise WouldOverwrite(f"{p}: already exists; refusing to overwrite")
     identity = pyrage.x25519.Identity.generate()
     recipient = str(identity.to_public())
     body = identity_file_text(identity)
@@ -98,7 +98,7 @@ def parse_identities(text: bytes, *, source: str) -> list[pyrage.x25519.Identity
         try:
             out.append(pyrage.x25519.Identity.from_str(line))
         except Exception as exc:  # pyrage.IdentityError and friends
-            raise InvalidInput(f"{source}: malformed age identity") from exc
+            raise Malformed(f"{source}: malformed age identity") from exc
     if not out:
         raise InvalidInput(f"{source}: no age identity found")
     return out
@@ -116,7 +116,7 @@ def load_identities(path: Path, passphrase: bytes | None) -> list[pyrage.x25519.
         try:
             data = pyrage.passphrase.decrypt(data, _passphrase_text(passphrase, str(path)))
         except Exception as exc:  # pyrage.DecryptError
-            raise InvalidInput(f"{path}: wrong passphrase or corrupt identity file") from exc
+            raise WrongPassphrase(f"{path}: wrong passphrase or corrupt identity file") from exc
     return parse_identities(data, source=str(path))
 
 
@@ -128,7 +128,7 @@ def parse_recipient(value: str, *, source: str) -> pyrage.x25519.Recipient:
     try:
         return pyrage.x25519.Recipient.from_str(value)
     except Exception as exc:  # pyrage.RecipientError
-        raise InvalidInput(f"{source}: malformed age recipient") from exc
+        raise Malformed(f"{source}: malformed age recipient") from exc
 
 
 def load_recipients(spec: str) -> list[str]:
@@ -173,7 +173,7 @@ def decrypt(ciphertext: bytes, identities: list[pyrage.x25519.Identity], *, sour
     than ``max_size`` is refused.
     """
     if len(ciphertext) > max_size + 64 * 1024:
-        raise InvalidInput(f"{source}: encrypted member is too large")
+        raise TooLarge(f"{source}: encrypted member is too large")
     try:
         plain = bytes(pyrage.decrypt(ciphertext, identities))
     except Exception as exc:  # pyrage.DecryptError
@@ -181,7 +181,7 @@ def decrypt(ciphertext: bytes, identities: list[pyrage.x25519.Identity], *, sour
             raise InvalidInput(f"{source}: this identity is not one of the bundle's recipients") from exc
         raise VerificationError(f"{source}: age decryption failed (corrupt or tampered ciphertext)") from exc
     if len(plain) > max_size:
-        raise InvalidInput(f"{source}: decrypted member is too large")
+        raise TooLarge(f"{source}: decrypted member is too large")
     return plain
 
 

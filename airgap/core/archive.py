@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from airgap.core.atomic import ensure_dir, staged_dir
+from airgap.core.files import open_regular_fd
 from airgap.core.hashing import Digests, WriteBehind, hash_fd
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.names import unsafe_member_name
@@ -410,12 +411,7 @@ def extract_into(
     kind = archive_kind(archive)
     own = fd is None
     if fd is None:
-        try:
-            fd = os.open(archive, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
-        except FileNotFoundError as exc:
-            raise InvalidInput(f"{archive}: archive not found") from exc
-        except OSError as exc:
-            raise InvalidInput(f"{archive}: cannot read archive: {exc.strerror}") from exc
+        fd = open_regular_fd(archive, "archive")
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InvalidInput(f"{archive}: not a regular file")

@@ -6,6 +6,12 @@ Two policies:
   the name exists, so there is no check-then-write race). Keys and certificates use it.
 * :func:`write_replace` atomically replaces (state files, inventories).
 
+Every file airgap creates -- temporary names included -- is created by :func:`create_file`
+(``O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC``, mode explicit) or, for the few files a run resumes or
+appends to (a download's ``.part``, the jump host's history), opened by :func:`open_for_update`
+(``O_NOFOLLOW``, a regular file with one link only). A publish never publishes a link
+(:func:`link_regular`, :func:`publish`) and never replaces a link or a non-file silently.
+
 :class:`AtomicFile` streams large outputs the same way, and :func:`staged_dir` builds a whole
 folder beside its final name and renames it into place only when complete.
 """
@@ -13,9 +19,13 @@ folder beside its final name and renames it into place only when complete.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +33,7 @@ from types import TracebackType
 from typing import IO
 
 from airgap.core.crashpoint import crash_point
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, WouldOverwrite
 
 TMP_PREFIX = ".airgap-tmp-"
 # A temp whose writer (the PID in its name) is gone is removed by the next writer in its folder
@@ -32,6 +42,8 @@ TMP_PREFIX = ".airgap-tmp-"
 STALE_AFTER = 600.0
 STALE_AFTER_WITHOUT_PID = 86_400.0
 _swept: set[str] = set()
+_RENAME_EXCHANGE = 2  # renameat2(2) flag: swap two names atomically
+_AT_FDCWD = -100
 
 
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
@@ -71,6 +83,71 @@ def output_dir(path: Path, mode: int = 0o755) -> Iterator[Path]:
             except OSError:
                 break
         raise
+
+
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def create_file(path: Path, mode: int) -> int:
+    """Create ``path`` (never through a link, never over anything) with exactly ``mode``; a descriptor.
+
+    The one way airgap creates a file: an existing name -- a planted symlink included -- is
+    :class:`~airgap.errors.WouldOverwrite` (exit 4); an unwritable folder or other failure is :class:`InvalidInput`.
+    """
+    try:
+        fd = os.open(path, CREATE_FLAGS, mode)
+    except FileExistsError as exc:
+        raise WouldOverwrite(f"{path}: already exists; refusing to overwrite") from exc
+    except PermissionError as exc:
+        raise InvalidInput(f"{Path(path).parent}: folder is not writable") from exc
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot write: {exc.strerror}") from exc
+    os.fchmod(fd, mode)  # umask must not widen or narrow what we asked for
+    return fd
+
+
+def open_for_update(path: Path, *, mode: int = 0o644, append: bool = False, truncate: bool = False) -> int:
+    """Open (or create) ``path`` for writing more of it: a resumed download, an append-only record.
+
+    Never through a link (``O_NOFOLLOW``); refused (exit 4) unless what is there is a regular
+    file with no other name (a planted hard link would let the write reach another file).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    flags |= os.O_APPEND if append else 0
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        if Path(path).is_symlink() or exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            raise WouldOverwrite(f"{path}: exists and is not a regular file; refusing to write through it") from exc
+        raise InvalidInput(f"{path}: cannot write: {exc.strerror}") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise WouldOverwrite(f"{path}: exists and is not a regular file; refusing to write through it")
+    os.set_blocking(fd, True)
+    if truncate:
+        os.ftruncate(fd, 0)
+    return fd
+
+
+def link_regular(src: Path, final: Path) -> None:
+    """Give the regular file ``src`` the new name ``final`` (``link(2)``: never replaces, exit 4).
+
+    Refused when ``src`` is not a regular file by then (swapped for a link): a link is never
+    published. The caller removes ``src`` and flushes the folder.
+    """
+    before = os.lstat(src)
+    if not stat.S_ISREG(before.st_mode):
+        raise WouldOverwrite(f"{src}: is not a regular file; refusing to publish it as {final}")
+    try:
+        os.link(src, final, follow_symlinks=False)
+    except FileExistsError as exc:
+        raise WouldOverwrite(f"{final}: already exists; refusing to overwrite") from exc
+    after = os.lstat(final)
+    if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        with contextlib.suppress(OSError):
+            os.unlink(final)
+        raise WouldOverwrite(f"{src}: changed while being published as {final}; nothing published")
 
 
 def fsync_dir(path: Path) -> None:
@@ -164,17 +241,11 @@ class AtomicFile:
 
     def __enter__(self) -> IO[bytes]:
         if not self.replace and self.path.exists():
-            raise Refused(f"{self.path}: already exists; refusing to overwrite")
+            raise WouldOverwrite(f"{self.path}: already exists; refusing to overwrite")
         ensure_dir(self.path.parent)
         sweep_stale_temps(self.path.parent)
         tmp = temp_name(self.path)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
-        except PermissionError as exc:
-            raise InvalidInput(f"{self.path.parent}: folder is not writable") from exc
-        except OSError as exc:
-            raise InvalidInput(f"{self.path}: cannot write: {exc.strerror}") from exc
-        os.fchmod(fd, self.mode)  # umask must not widen or narrow what we asked for
+        fd = create_file(tmp, self.mode)
         self._tmp = tmp
         self._fh = os.fdopen(fd, "wb")
         return self._fh
@@ -203,19 +274,27 @@ def publish(tmp: Path, final: Path, *, replace: bool) -> None:
     """Move a complete temp file (or folder, with ``replace=False``) to its final name."""
     crash_point()
     if replace:
+        _check_replaceable(final)
         os.replace(tmp, final)
     elif tmp.is_dir():
         # rename(2) would silently replace an *empty* folder; refuse any existing name first.
         if final.exists() or final.is_symlink():
-            raise Refused(f"{final}: already exists; refusing to overwrite")
+            raise WouldOverwrite(f"{final}: already exists; refusing to overwrite")
         os.rename(tmp, final)
     else:
-        try:
-            os.link(tmp, final)  # fails with EEXIST: never replaces, no race
-        except FileExistsError as exc:
-            raise Refused(f"{final}: already exists; refusing to overwrite") from exc
+        link_regular(tmp, final)  # fails with EEXIST: never replaces, no race
         tmp.unlink()
     fsync_dir(final.parent)
+
+
+def _check_replaceable(final: Path) -> None:
+    """A file replaced in place must be a regular file (or absent): a link or a folder is refused."""
+    try:
+        st = os.lstat(final)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise WouldOverwrite(f"{final}: exists and is not a regular file; refusing to replace it")
 
 
 def move(src: Path, dst: Path) -> None:
@@ -225,6 +304,28 @@ def move(src: Path, dst: Path) -> None:
     fsync_dir(Path(dst).parent)
     if Path(src).parent != Path(dst).parent:
         fsync_dir(Path(src).parent)
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two folders in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Where the call is missing, two renames through a temporary name; recovery then still finds
+    both folders or finishes the swap (see :func:`_recover_rotate`).
+    """
+    crash_point()
+    libc_name = ctypes.util.find_library("c")
+    fn = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None
+    if fn is not None:
+        if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+            fsync_dir(a.parent)
+            return
+        err = ctypes.get_errno()
+        if err not in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: fall back below
+            raise OSError(err, os.strerror(err), str(a))
+    spare = a.parent / f".exchange-{a.name}"  # pragma: no cover - only without renameat2
+    move(a, spare)  # pragma: no cover
+    move(b, a)  # pragma: no cover
+    move(spare, b)  # pragma: no cover
 
 
 def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -245,10 +346,7 @@ def write_staged(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     The folder is only published after ``staged_dir`` has fsynced every file in it, so the file is
     written once, exclusively (exit 4 if it exists), with ``mode`` from the start.
     """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError as exc:
-        raise Refused(f"{path}: already exists; refusing to overwrite") from exc
+    fd = create_file(path, mode)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
 
@@ -261,7 +359,7 @@ def staged_dir(final: Path, *, mode: int = 0o755) -> Iterator[Path]:
     failed command leaves nothing half-written under the final name.
     """
     if final.exists() or final.is_symlink():
-        raise Refused(f"{final}: already exists; refusing to overwrite")
+        raise WouldOverwrite(f"{final}: already exists; refusing to overwrite")
     ensure_dir(final.parent)
     sweep_stale_temps(final.parent)
     tmp = temp_name(final)
@@ -272,7 +370,7 @@ def staged_dir(final: Path, *, mode: int = 0o755) -> Iterator[Path]:
     try:
         yield tmp
         for child in tmp.rglob("*"):
-            if child.is_file():
+            if child.is_file() and not child.is_symlink():
                 with open(child, "rb") as fh:
                     os.fsync(fh.fileno())
             elif child.is_dir():

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from airgap.core.keys import PublicKey, key_type_of, spki_sha256
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import InvalidInput, SignatureMismatch, TooLarge
 
 MAX_CSR_BYTES = 64 * 1024
 MIN_RSA_BITS = 3072
@@ -87,7 +87,7 @@ def verify_csr(data: bytes, *, source: str) -> VerifiedCSR:
     if not data:
         raise InvalidInput(f"{source}: the certificate request is empty")
     if len(data) > MAX_CSR_BYTES:
-        raise InvalidInput(f"{source}: too large for a certificate request (over {MAX_CSR_BYTES} bytes)")
+        raise TooLarge(f"{source}: too large for a certificate request (over {MAX_CSR_BYTES} bytes)")
     # 2. parse
     csr = _parse(data, source=source)
     try:
@@ -98,9 +98,9 @@ def verify_csr(data: bytes, *, source: str) -> VerifiedCSR:
     try:
         valid = csr.is_signature_valid
     except Exception as exc:  # unsupported signature algorithm
-        raise VerificationError(f"{source}: the request's signature cannot be checked") from exc
+        raise SignatureMismatch(f"{source}: the request's signature cannot be checked") from exc
     if not valid:
-        raise VerificationError(f"{source}: the request's own signature does not verify")
+        raise SignatureMismatch(f"{source}: the request's own signature does not verify")
     # 4. key policy
     pub = check_key_policy(key, source=source)
     der = csr.public_bytes(serialization.Encoding.DER)

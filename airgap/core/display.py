@@ -107,3 +107,8 @@ def console(*, stderr: bool = False, **kwargs: Any) -> Console:
 
 
 __all__ = ["PIPE_WIDTH", "clean", "clean_lines", "console", "is_terminal", "markup", "short", "text"]
+
+
+def stderr_note(message: str) -> None:
+    """The default ``notify`` of library calls: one line on stderr."""
+    print(message, file=sys.stderr, flush=True)

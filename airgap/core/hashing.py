@@ -29,12 +29,12 @@ import hashlib
 import mmap
 import os
 import queue
-import stat
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from airgap.core.files import open_regular_fd
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.errors import InvalidInput
 
@@ -171,20 +171,9 @@ def hash_file(
     the progress description (default ``verifying NAME``).
     """
     digests = Digests(names)
-    try:  # O_NONBLOCK: a FIFO is refused below instead of blocking the open (no effect on files)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: file not found") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a folder, expected a file") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
+    fd = open_regular_fd(path, "file")  # a regular file, else exit 3 (a FIFO never blocks the open)
     try:
         st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise InvalidInput(f"{path}: is a folder, expected a file")
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidInput(f"{path}: not a regular file")
         progress.start(label or f"verifying {path.name}", st.st_size)
         try:
             hash_fd(fd, digests, progress=progress)

@@ -18,16 +18,16 @@ state (``accepted.json``) too.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airgap.core.atomic import ensure_dir
-from airgap.core.canonical import canonical_json, utc_text
+from airgap.core.atomic import ensure_dir, open_for_update
+from airgap.core.canonical import canonical_json, load_json, utc_text
 from airgap.core.files import read_capped
 from airgap.core.locking import exclusive_lock
+from airgap.errors import AirgapError
 
 HISTORY_FILE = "history.jsonl"
 HISTORY_LOCK = ".history.lock"
@@ -65,11 +65,7 @@ def record_event(
     line = canonical_json(event) + b"\n"
     folder = ensure_dir(resolve_state_dir(state), 0o700)
     with exclusive_lock(folder / HISTORY_LOCK, holder="another airgap command recording history"):
-        fd = os.open(
-            folder / HISTORY_FILE,
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-        )
+        fd = open_for_update(folder / HISTORY_FILE, mode=0o600, append=True)
         try:
             os.write(fd, line)
             os.fsync(fd)
@@ -100,8 +96,8 @@ def read_events(state: Path | None = None) -> History:
     damaged: list[int] = []
     for number, raw in enumerate(data.splitlines(), start=1):
         try:
-            doc = json.loads(raw)
-        except (ValueError, RecursionError):
+            doc = load_json(raw, what=f"{path}: line {number}")
+        except AirgapError:
             damaged.append(number)
             continue
         if not isinstance(doc, dict) or doc.get("kind") not in KINDS or not isinstance(doc.get("time"), str):

@@ -18,7 +18,7 @@ from airgap.core.atomic import write_new
 from airgap.core.files import read_capped
 from airgap.core.limits import MAX_KEY_FILE
 from airgap.core.names import KEY_TYPES, KeyType
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, WouldOverwrite, WrongPassphrase
 
 DEFAULT_KEY_TYPE: KeyType = "rsa-4096"
 
@@ -112,7 +112,7 @@ def load_private_key_pem(data: bytes, passphrase: bytes | None, *, source: str) 
         key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
     except ValueError as exc:
         if encrypted:
-            raise InvalidInput(f"{source}: wrong passphrase or corrupt key") from exc
+            raise WrongPassphrase(f"{source}: wrong passphrase or corrupt key") from exc
         raise InvalidInput(f"{source}: not a valid PEM private key") from exc
     except Exception as exc:  # cryptography raises several types for garbage input
         raise InvalidInput(f"{source}: not a valid PEM private key") from exc
@@ -170,7 +170,7 @@ def new_signing_key(name: str, out: Path, passphrase: bytes | None) -> KeyPairFi
     priv, pub = out / f"{name}.key", out / f"{name}.pub"
     for p in (priv, pub):
         if p.exists():
-            raise Refused(f"{p}: already exists; refusing to overwrite")
+            raise WouldOverwrite(f"{p}: already exists; refusing to overwrite")
     write_private_key(priv, key, passphrase)
     try:
         write_new(pub, public_pem(key))

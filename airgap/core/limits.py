@@ -55,3 +55,8 @@ MAX_IMAGE_MEMBERS = 65_536  # blobs in one images bundle
 MAX_IMAGES_MANIFEST = 16 * MiB  # the signed manifest of an images bundle (one line per blob)
 MAX_IMAGES = 1_024  # images in one images bundle
 MIN_SPLIT_SIZE = 1 * MiB  # images pull --split: smaller parts are a mistake
+# -- JSON read by airgap.core.canonical.load_json (every reader of JSON goes through it)
+MAX_JSON_DEPTH = 64  # nesting of arrays/objects: refused before json.loads can hit RecursionError
+MAX_JSON_BYTES = 16 * MiB  # a state file, record or server answer read whole
+MAX_KUBE_ANSWER = 256 * MiB  # one answer of the Kubernetes API server (a list of objects)
+MAX_KUBE_DEPTH = 256  # objects from the API server nest deeper than airgap's own files

@@ -21,18 +21,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from airgap.core.display import stderr_note
 from airgap.errors import InvalidInput
 
 Notify = Callable[[str], None]
-
-
-def stderr_note(message: str) -> None:
-    """The default ``notify``: one line on stderr."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def _open(path: Path, unwritable: str | None, folder: bool) -> int:

@@ -17,6 +17,10 @@ CA_CRL = "ca-crl.pem"
 CACERTS_REQUIRED = (CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT)
 CACERTS_OPTIONAL = (CA_CRL,)
 
+# Where istiod and its ``cacerts`` Secret live, and the prefix of every annotation airgap writes.
+ISTIO_NAMESPACE = "istio-system"
+ANNOTATION_PREFIX = "airgap.dev/"
+
 # A Kubernetes label value: a cluster name is also a folder name, the L= of its intermediate and
 # the ``cluster`` of a bundle manifest.
 CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")

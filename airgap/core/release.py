@@ -16,7 +16,6 @@ Trust model:
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import stat
@@ -26,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airgap.core.atomic import write_new
-from airgap.core.files import read_capped
+from airgap.core.canonical import load_json, state_json
+from airgap.core.files import open_regular_fd, read_capped
 from airgap.core.hashing import Digests, hash_fd, hash_file
 from airgap.core.keys import (
     PublicKey,
@@ -175,14 +175,7 @@ def hashes_for(keys: Iterable[ReleaseKey]) -> dict[str, hashes.HashAlgorithm]:
 
 def _open_release(path: Path) -> int:
     """Open the release file for reading: a regular file, else :class:`InvalidInput` (exit 3)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: file not found") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a folder, expected a file") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from exc
+    fd = open_regular_fd(path, "file")
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
@@ -360,7 +353,7 @@ def extract_release(
             if again.size != verified.size or again.hexdigest() != verified.sha256:
                 raise VerificationError(f"{path}: changed while it was being extracted; refusing")
             record = _record(verified, entries, sig_name)
-            write_new(tmp / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+            write_new(tmp / RECORD_NAME, state_json(record))
             holder["record"] = record
 
         holder: dict[str, dict[str, Any]] = {}
@@ -390,9 +383,9 @@ def _find_record(release: Path) -> tuple[Path, dict[str, Any]]:
             raw = fh.read(MAX_RECORD + 1)
         if len(raw) > MAX_RECORD:
             raise VerificationError(f"{rec_path}: too large for a release record")
-        doc = json.loads(raw)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise VerificationError(f"{rec_path}: release record is unreadable: {exc}") from exc
+    doc = load_json(raw, what=f"{rec_path}: release record", max_bytes=MAX_RECORD)  # malformed: exit 3
     if (
         not isinstance(doc, dict)
         or doc.get("format") != RECORD_FORMAT

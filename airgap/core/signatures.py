@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from airgap.core.keys import PublicKey, signature_hash_for
 from airgap.core.limits import MAX_SIGNATURE as MAX_SIGNATURE  # re-exported: core/release.py imports it here
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import InvalidInput, SignatureMismatch, TooLarge, VerificationError
 
 _B64_TEXT = re.compile(rb"[A-Za-z0-9+/=\s]+")
 
@@ -31,7 +31,7 @@ def decode_signature(raw: bytes, *, source: str = "signature") -> bytes:
     if not raw:
         raise InvalidInput(f"{source}: signature is empty")
     if len(raw) > MAX_SIGNATURE:
-        raise InvalidInput(f"{source}: too large for a signature")
+        raise TooLarge(f"{source}: too large for a signature")
     if _B64_TEXT.fullmatch(raw):
         try:
             decoded = base64.b64decode(b"".join(raw.split()), validate=True)
@@ -52,9 +52,9 @@ def verify_digest(public: PublicKey, digest: bytes, signature: bytes, algorithm:
         else:  # pragma: no cover - load_public_key only returns the two kinds above
             raise VerificationError("unsupported key type")
     except InvalidSignature as exc:
-        raise VerificationError("signature does not verify") from exc
+        raise SignatureMismatch("signature does not verify") from exc
     except ValueError as exc:  # malformed DER and the like
-        raise VerificationError(f"signature is malformed: {exc}") from exc
+        raise SignatureMismatch(f"signature is malformed: {exc}") from exc
 
 
 def verify_bytes(public: PublicKey, data: bytes, signature: bytes) -> None:

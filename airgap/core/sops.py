@@ -41,8 +41,9 @@ import yaml
 from airgap.core import subproc
 from airgap.core.age import load_recipients
 from airgap.core.atomic import write_new, write_replace
+from airgap.core.display import clean
 from airgap.core.files import read_capped
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import InvalidInput, Refused, VerificationError, WouldOverwrite
 
 ENCRYPTED_REGEX = "^(data|stringData)$"
 CONTENT_DIGEST = "gitops.airgap.dev/content-sha256"
@@ -103,11 +104,9 @@ def age_recipients(specs: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The whole environment of a sops child: nothing inherited but a safe PATH and the locale."""
-    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "SOPS_DISABLE_VERSION_CHECK": "1"}
-    env.update(extra or {})
-    return env
+# The whole environment of a sops child: nothing inherited but a safe PATH and the locale
+# (``subproc.child_env(extra, base=SOPS_ENV)``; a secret-named variable is refused there).
+SOPS_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "SOPS_DISABLE_VERSION_CHECK": "1"}
 
 
 def _run(binary: Path, args: list[str], stdin: bytes, env: dict[str, str], what: str) -> bytes:
@@ -131,7 +130,7 @@ def _run(binary: Path, args: list[str], stdin: bytes, env: dict[str, str], what:
     if proc.returncode != 0:
         # sops's own message names no secret value; keep its first meaningful line, printable only
         lines = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-        reason = "".join(ch for ch in (lines[0] if lines else "") if ch.isprintable())[:300]
+        reason = clean(lines[0] if lines else "")[:300]
         if "MAC mismatch" in proc.stderr.decode("utf-8", "replace"):
             raise VerificationError(f"sops {what}: MAC mismatch (the file was changed after it was encrypted)")
         raise SopsFailed(f"sops {what} failed (exit {proc.returncode}): {reason}")
@@ -160,7 +159,7 @@ def encrypt_yaml(plaintext: bytes, recipients: Sequence[str], *, binary: Path | 
         "--filename-override",
         "secret.sops.yaml",
     ]
-    return _run(binary or find_sops(), args, plaintext, child_env(), "encrypt")
+    return _run(binary or find_sops(), args, plaintext, subproc.child_env(base=SOPS_ENV), "encrypt")
 
 
 def decrypt_yaml(ciphertext: bytes, identity_file: Path, *, binary: Path | None = None) -> bytes:
@@ -169,7 +168,7 @@ def decrypt_yaml(ciphertext: bytes, identity_file: Path, *, binary: Path | None 
     A file changed after encryption is :class:`VerificationError` (exit 1, sops's MAC check).
     """
     args = ["decrypt", "--input-type", "yaml", "--output-type", "yaml", "--filename-override", "secret.sops.yaml"]
-    env = child_env({"SOPS_AGE_KEY_FILE": str(Path(identity_file).absolute())})
+    env = subproc.child_env({"SOPS_AGE_KEY_FILE": str(Path(identity_file).absolute())}, base=SOPS_ENV)
     return _run(binary or find_sops(), args, ciphertext, env, "decrypt")
 
 
@@ -288,7 +287,7 @@ def write_secret_file(
         if is_current(existing, secret_manifest, recipients):
             return SecretWrite(path, "unchanged")
         if not replace and existing_digest(existing) != content_digest(secret_manifest):
-            raise Refused(f"{path}: already exists with other content; refusing to overwrite")
+            raise WouldOverwrite(f"{path}: already exists with other content; refusing to overwrite")
     data = render_secret(secret_manifest, recipients, binary=binary)
     if existing is None:
         write_new(path, data, mode=mode)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from airgap.core.keys import PrivateKey, PublicKey, keys_match, signature_hash_for
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import ChainBroken, Expired, InvalidInput, VerificationError
 
 ISTIOD_SAN = "DNS:istiod.istio-system.svc"
 EXPIRING_DAYS = 90
@@ -249,7 +249,6 @@ def validate_sans(sans: list[str]) -> None:
 
 def check_within_root(root_cert: x509.Certificate, days: int, *, at: dt.datetime | None = None) -> None:
     """Refuse an intermediate that would outlive its root (exit 4: precondition)."""
-    from airgap.errors import Refused
 
     check_validity_days(days)
     start = at or now()
@@ -257,12 +256,12 @@ def check_within_root(root_cert: x509.Certificate, days: int, *, at: dt.datetime
     root_end = root_cert.not_valid_after_utc
     if end > root_end:
         left = (root_end - start).days
-        raise Refused(
+        raise Expired(
             f"an intermediate valid {days} days would outlive the root (expires {root_end:%Y-%m-%d}, "
             f"{max(left, 0)} days left); use --days {max(left, 0)} or less"
         )
     if root_end <= start:
-        raise Refused(f"the root expired on {root_end:%Y-%m-%d}")
+        raise Expired(f"the root expired on {root_end:%Y-%m-%d}")
 
 
 def load_cert_pem(data: bytes, *, source: str) -> x509.Certificate:
@@ -380,14 +379,14 @@ def check_ca_material(
     if not is_ca(ca_cert):
         raise VerificationError(f"{source}: ca-cert.pem is not a CA certificate")
     if chain[0] != ca_cert:
-        raise VerificationError(f"{source}: cert-chain.pem does not start with ca-cert.pem")
+        raise ChainBroken(f"{source}: cert-chain.pem does not start with ca-cert.pem")
     for child, parent in itertools.pairwise(chain):
         if not signed_by(child, parent):
-            raise VerificationError(f"{source}: cert-chain.pem is broken at {child.subject.rfc4514_string()}")
+            raise ChainBroken(f"{source}: cert-chain.pem is broken at {child.subject.rfc4514_string()}")
     last = chain[-1]
     anchor = next((r for r in roots if r == last or signed_by(last, r)), None)
     if anchor is None:
-        raise VerificationError(f"{source}: the chain does not verify to root-cert.pem")
+        raise ChainBroken(f"{source}: the chain does not verify to root-cert.pem")
     t = at or now()
     for cert in (*chain, anchor):
         who = cert.subject.rfc4514_string()
@@ -396,7 +395,7 @@ def check_ca_material(
         if cert.not_valid_before_utc > t:
             raise VerificationError(f"{source}: certificate {who} is not yet valid")
         if weak_signature(cert):
-            raise VerificationError(f"{source}: certificate {who} uses a SHA-1/MD5 signature, which istiod rejects")
+            raise ChainBroken(f"{source}: certificate {who} uses a SHA-1/MD5 signature, which istiod rejects")
     return CAMaterial(
         ca_cert=ca_cert,
         root_cert=anchor,

@@ -59,7 +59,7 @@ from airgap.core.keys import PrivateKey, key_file_is_encrypted, load_private_key
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.x509 import check_ca_material
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, Malformed, NotFound, Refused, WouldOverwrite
 from airgap.offline import ceremony
 from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
@@ -116,7 +116,7 @@ def _read_sequences(path: Path) -> dict[str, Any]:
             if not isinstance(v, dict) or not isinstance(v.get("sequence"), int) or isinstance(v["sequence"], bool):
                 raise ValueError("bad entry")
     except (ValueError, OSError, InvalidInput) as exc:
-        raise InvalidInput(f"{path}: sequence state is corrupt; restore it from backup") from exc
+        raise Malformed(f"{path}: sequence state is corrupt; restore it from backup") from exc
     return doc
 
 
@@ -267,7 +267,7 @@ def _check_includes(includes: Sequence[Path], limits: Limits, n_fixed: int) -> l
         try:
             st = p.stat()
         except FileNotFoundError as exc:
-            raise InvalidInput(f"{p}: --include file not found") from exc
+            raise NotFound(f"{p}: --include file not found") from exc
         except OSError as exc:
             raise InvalidInput(f"{p}: cannot read --include file: {exc.strerror}") from exc
         if not stat.S_ISREG(st.st_mode):
@@ -408,7 +408,7 @@ def seal_bundle(
     cluster = check_cluster_name(cluster)
     out = Path(out)
     if out.exists() or out.is_symlink():
-        raise Refused(f"{out}: already exists; refusing to overwrite")
+        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
     held = held_elsewhere(Path(pki_dir), cluster)
     if held is not None and recipients:
         raise InvalidInput(

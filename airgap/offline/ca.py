@@ -2,7 +2,7 @@
 
 A thin facade: the layout is :mod:`airgap.offline.layout`, state files :mod:`airgap.offline.inventory`,
 the act lifecycle :mod:`airgap.offline.act`, making certificates :mod:`airgap.offline.issue`,
-``ca list`` :mod:`airgap.offline.status`, revocation :mod:`airgap.offline.crl`, rotation
+``ca list`` :mod:`airgap.offline.listing`, revocation :mod:`airgap.offline.crl`, rotation
 :mod:`airgap.offline.rotate`, root keys :mod:`airgap.offline.keysource`.
 
 Layout (Istio-compatible, see the contract)::
@@ -39,8 +39,8 @@ from airgap.offline.layout import (
     PkiLayout,
     check_cluster_name,
 )
-from airgap.offline.status import Expiring, IntermediateStatus, intermediate_status
-from airgap.offline.status import expiring_within as _expiring_within
+from airgap.offline.listing import Expiring, IntermediateStatus, intermediate_status
+from airgap.offline.listing import expiring_within as _expiring_within
 
 CACERTS_FILES = CLUSTER_FILES
 

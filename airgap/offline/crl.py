@@ -29,6 +29,7 @@ from airgap.core import x509 as cx
 from airgap.core.canonical import parse_utc_text, utc_text
 from airgap.core.keys import PrivateKey
 from airgap.core.limits import MAX_CRL_DAYS
+from airgap.core.names import CA_CERT
 from airgap.errors import InvalidInput, Refused
 from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
@@ -208,7 +209,7 @@ def add_revocation(
 
 def _find_intermediate(layout: PkiLayout, cluster: str, serial: str | None) -> x509.Certificate:
     """The cluster's current intermediate, or with ``serial`` (hex) a current or archived one."""
-    current = layout.cluster_dir(cluster) / "ca-cert.pem"
+    current = layout.cluster_dir(cluster) / CA_CERT
     candidates: list[x509.Certificate] = []
     if current.exists():
         candidates.append(layout.load_cluster_cert(cluster))

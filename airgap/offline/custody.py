@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -39,9 +38,10 @@ import pyrage  # shamir_mnemonic is imported by the functions that split or comb
 
 from airgap.core import age
 from airgap.core.atomic import fsync_dir, staged_dir, write_new
+from airgap.core.canonical import load_json, state_json
 from airgap.core.crashpoint import crash_point
 from airgap.core.files import read_capped
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import DigestMismatch, InvalidInput, Malformed, Refused, VerificationError, WouldOverwrite
 
 CUSTODY_DIR = "custody"
 NEXT_DIR = "custody.next"
@@ -106,7 +106,7 @@ class CustodyRecord:
         return doc
 
     def to_json(self) -> bytes:
-        return (json.dumps({"format": 1, **self.to_doc()}, indent=2, sort_keys=True) + "\n").encode()
+        return state_json({"format": 1, **self.to_doc()})
 
     @classmethod
     def from_doc(cls, doc: Any, *, source: str) -> CustodyRecord:
@@ -117,22 +117,19 @@ class CustodyRecord:
             )
             rec = cls(int(doc["threshold"]), int(doc["count"]), int(doc["identifier"]), str(doc["created_at"]), shares)
         except (TypeError, KeyError, ValueError) as exc:
-            raise InvalidInput(f"{source}: custody record is corrupt") from exc
+            raise Malformed(f"{source}: custody record is corrupt") from exc
         numbers = [s.number for s in rec.shares]
         if (
             not 1 <= rec.threshold <= rec.count <= MAX_SHARES
             or numbers != list(range(1, rec.count + 1))
             or any(s.file != f"{CUSTODY_DIR}/{share_name(s.number)}" for s in rec.shares)
         ):
-            raise InvalidInput(f"{source}: custody record is corrupt")
+            raise Malformed(f"{source}: custody record is corrupt")
         return rec
 
     @classmethod
     def from_json(cls, data: bytes, *, source: str) -> CustodyRecord:
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise InvalidInput(f"{source}: custody record is corrupt") from exc
+        doc = load_json(data, what=f"{source}: custody record", invalid="is corrupt")
         return cls.from_doc(doc, source=source)
 
 
@@ -275,7 +272,7 @@ def _read_share(folder: Path, share: ShareRecord) -> bytes:
     p = folder / share_name(share.number)
     blob = read_capped(p, MAX_SHARE_FILE, "custody share")
     if hashlib.sha256(blob).hexdigest() != share.sha256:
-        raise VerificationError(f"{p}: does not match its SHA-256 in the custody record (replaced or tampered)")
+        raise DigestMismatch(f"{p}: does not match its SHA-256 in the custody record (replaced or tampered)")
     return blob
 
 
@@ -459,7 +456,7 @@ def check_no_leftover(pki: Path) -> None:
     for name in (CUSTODY_DIR, NEXT_DIR, OLD_DIR):
         p = Path(pki) / name
         if p.exists() or p.is_symlink():
-            raise Refused(f"{p}: already exists; refusing to overwrite custody shares")
+            raise WouldOverwrite(f"{p}: already exists; refusing to overwrite custody shares")
 
 
 def remove_set(pki: Path) -> None:

@@ -11,7 +11,6 @@ Trust: state files are the officer's own, but a corrupt one must stop an act, no
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,36 +21,20 @@ from cryptography import x509
 
 from airgap.core import x509 as cx
 from airgap.core.atomic import write_replace
-from airgap.core.canonical import state_json, utc_text
+from airgap.core.canonical import load_json, state_json, utc_text
 from airgap.core.keys import key_type_of, spki_sha256
-from airgap.errors import InvalidInput
+from airgap.errors import InvalidInput, Malformed
 from airgap.offline.custody import CustodyRecord
 
 T = TypeVar("T")
 
 
-class _Corrupt(ValueError):
-    pass
-
 
 def parse_state(data: bytes, *, source: str, what: str) -> dict[str, Any]:
-    """A state file's JSON object (duplicate keys, NaN and non-objects refused): exit 3 otherwise."""
-
-    def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise _Corrupt("duplicate key")
-        return dict(pairs)
-
-    def no_constant(value: str) -> Any:
-        raise _Corrupt(f"{value} is not JSON")
-
-    try:
-        doc = json.loads(data, object_pairs_hook=no_dupes, parse_constant=no_constant)
-    except ValueError as exc:
-        raise InvalidInput(f"{source}: {what} is corrupt") from exc
+    """A state file's JSON object (duplicate keys, NaN, over-deep and non-objects refused): exit 3 otherwise."""
+    doc = load_json(data, what=f"{source}: {what}", invalid="is corrupt")
     if not isinstance(doc, dict):
-        raise InvalidInput(f"{source}: {what} is corrupt")
+        raise Malformed(f"{source}: {what} is corrupt")
     return doc
 
 
@@ -71,14 +54,14 @@ def _type_ok(value: Any, hint: Any) -> bool:
 def strict_record(cls: type[T], doc: Any, *, source: str, what: str) -> T:
     """Build the dataclass ``cls`` from ``doc``: exactly its fields, each of its declared type."""
     if not dataclasses.is_dataclass(cls) or not isinstance(doc, dict):
-        raise InvalidInput(f"{source}: {what} is corrupt")
+        raise Malformed(f"{source}: {what} is corrupt")
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
     names = {f.name for f in fields}
     # Fields with a default may be absent (added later, written only when not the default).
     required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     if not required <= set(doc) <= names or not all(_type_ok(doc[n], hints[n]) for n in doc):
-        raise InvalidInput(f"{source}: {what} is corrupt")
+        raise Malformed(f"{source}: {what} is corrupt")
     return cls(**doc)
 
 
@@ -201,10 +184,10 @@ class Inventory:
         what = "inventory"
         doc = parse_state(data, source=source, what=what)
         if set(doc) - {"format", "root", "intermediates", "ceremony_log", "custody"} or doc.get("format", 1) != 1:
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         inter = doc.get("intermediates", [])
         if not isinstance(inter, list):
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         root = strict_record(RootRecord, doc["root"], source=source, what=what) if doc.get("root") else None
         log = doc.get("ceremony_log")
         held = doc.get("custody")
@@ -258,7 +241,7 @@ class RevocationState:
             or number < 0
             or not isinstance(revoked, list)
         ):
-            raise InvalidInput(f"{source}: {what} is corrupt")
+            raise Malformed(f"{source}: {what} is corrupt")
         return cls(number, [strict_record(Revoked, r, source=source, what=what) for r in revoked])
 
     def is_revoked(self, fingerprint: str) -> Revoked | None:

@@ -33,7 +33,7 @@ from airgap.core.keys import KeyType, PrivateKey, encode_private_key, load_publi
 from airgap.core.locking import Notify, stderr_note
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.workers import worker_pool
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, WouldOverwrite
 from airgap.offline import custody
 from airgap.offline.act import Act, pki_act
 from airgap.offline.ceremony import Officer
@@ -184,7 +184,7 @@ def init_root(
 def refuse_existing_root(layout: PkiLayout) -> None:
     for p in (layout.root_key, layout.root_cert, layout.root_key_ref):
         if p.exists():
-            raise Refused(f"{p}: already exists; refusing to overwrite the root")
+            raise WouldOverwrite(f"{p}: already exists; refusing to overwrite the root")
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def issue_intermediates(
         cx.check_within_root(signer.cert, days)
         existing = [n for n in names if (layout.path / n).exists()]
         if existing and not skip_existing:
-            raise Refused(
+            raise WouldOverwrite(
                 f"{layout.path / existing[0]}: already exists; refusing to overwrite (rotation: see 'ca rotate'; "
                 "to finish an interrupted run: --skip-existing)"
             )

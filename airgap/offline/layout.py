@@ -30,6 +30,7 @@ from typing import Protocol
 from cryptography import x509
 
 from airgap.core import x509 as cx
+from airgap.core.atomic import write_replace
 from airgap.core.names import CA_CERT, CA_CRL, CA_KEY, CACERTS_REQUIRED, CERT_CHAIN, CLUSTER_NAME_RE, ROOT_CERT
 from airgap.errors import InvalidInput, Refused
 
@@ -258,4 +259,12 @@ __all__ = [
     "PkiLayout",
     "check_cluster_name",
     "layout_of",
+    "write_crl_files",
 ]
+
+
+def write_crl_files(layout: PkiLayout, pem: bytes) -> None:
+    """``PKI/ca-crl.pem`` and every current cluster's copy."""
+    write_replace(layout.crl, pem)
+    for c in layout.clusters():
+        write_replace(layout.path / c / CRL, pem)

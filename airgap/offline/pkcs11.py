@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from airgap.core.keys import KeyType, PublicKey, spki_sha256
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, NotFound, Refused, WrongPassphrase
 from airgap.offline.inventory import parse_state, strict_record
 from airgap.offline.layout import ROOT_KEY_REF
 
@@ -127,7 +127,7 @@ def _lib(module: str) -> Any:
     import pkcs11
 
     if not Path(module).is_file():
-        raise InvalidInput(f"{module}: PKCS#11 module not found")
+        raise NotFound(f"{module}: PKCS#11 module not found")
     try:
         return pkcs11.lib(module)
     except Exception as exc:  # the loader raises several kinds for a non-module file
@@ -138,13 +138,13 @@ def _fail(exc: Exception, ref: TokenRef) -> NoReturn:
     import pkcs11.exceptions as pe
 
     if isinstance(exc, pe.PinIncorrect | pe.PinInvalid | pe.PinLenRange):
-        raise InvalidInput(f"{ref.describe()}: wrong PIN") from exc
+        raise WrongPassphrase(f"{ref.describe()}: wrong PIN") from exc
     if isinstance(exc, pe.PinLocked):
         raise InvalidInput(f"{ref.describe()}: the PIN is locked") from exc
     if isinstance(exc, pe.NoSuchToken):
         raise InvalidInput(f"{ref.module}: no token labelled {ref.token_label!r}") from exc
     if isinstance(exc, pe.NoSuchKey):
-        raise InvalidInput(f"{ref.describe()}: no such private key in the token") from exc
+        raise NotFound(f"{ref.describe()}: no such private key in the token") from exc
     if isinstance(exc, pe.MultipleObjectsReturned):
         raise InvalidInput(f"{ref.describe()}: more than one key has this label") from exc
     raise InvalidInput(f"{ref.describe()}: token error {type(exc).__name__}") from exc

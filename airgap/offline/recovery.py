@@ -28,16 +28,20 @@ rewrites files the journal names, and checks certificate fingerprints before it 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airgap.core import x509 as cx
-from airgap.core.atomic import ensure_dir, fsync_dir, move, remove_stale_temps, write_replace
+from airgap.core.atomic import (  # exchange: re-exported
+    ensure_dir,
+    exchange,
+    fsync_dir,
+    move,
+    remove_stale_temps,
+    write_replace,
+)
 from airgap.core.canonical import state_json
 from airgap.core.crashpoint import crash_point
 from airgap.errors import InvalidInput
@@ -50,12 +54,11 @@ from airgap.offline.inventory import (
     write_inventory,
     write_revocations,
 )
-from airgap.offline.layout import CA_CERT, CRL, ROOT_CERT, ROOT_KEY, ROOT_KEY_REF, PkiLayout
+from airgap.offline.layout import CA_CERT, ROOT_CERT, ROOT_KEY, ROOT_KEY_REF, PkiLayout
+from airgap.offline.layout import write_crl_files as write_crl_files  # its home is layout.py
 
 JOURNAL = ".journal.json"
 ROOT_FILES = (ROOT_KEY, ROOT_KEY_REF, ROOT_CERT)  # the order they move in; the certificate last
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
 
 
 @dataclass(frozen=True)
@@ -88,28 +91,6 @@ def _fp(path: Path) -> str | None:
     if not path.is_file():
         return None
     return cx.fingerprint(cx.load_cert_pem(path.read_bytes(), source=str(path)))
-
-
-def exchange(a: Path, b: Path) -> None:
-    """Swap two folders in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
-
-    Where the call is missing, two renames through a temporary name; recovery then still finds
-    both folders or finishes the swap (see :func:`_recover_rotate`).
-    """
-    crash_point()
-    libc_name = ctypes.util.find_library("c")
-    fn = getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None) if libc_name else None
-    if fn is not None:
-        if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-            fsync_dir(a.parent)
-            return
-        err = ctypes.get_errno()
-        if err not in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: fall back below
-            raise OSError(err, os.strerror(err), str(a))
-    spare = a.parent / f".exchange-{a.name}"  # pragma: no cover - only without renameat2
-    move(a, spare)  # pragma: no cover
-    move(b, a)  # pragma: no cover
-    move(spare, b)  # pragma: no cover
 
 
 def rewrite_trust(layout: PkiLayout) -> list[str]:
@@ -247,13 +228,6 @@ def finish_root_moves(layout: PkiLayout, archive_dir: Path) -> None:
         remove_stale_temps(layout.next_root_dir)
         layout.next_root_dir.rmdir()
         fsync_dir(layout.path)
-
-
-def write_crl_files(layout: PkiLayout, pem: bytes) -> None:
-    """``PKI/ca-crl.pem`` and every current cluster's copy."""
-    write_replace(layout.crl, pem)
-    for c in layout.clusters():
-        write_replace(layout.path / c / CRL, pem)
 
 
 def _recover_root_finish(layout: PkiLayout, j: dict[str, Any]) -> list[Recovered]:

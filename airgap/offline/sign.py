@@ -6,7 +6,7 @@ of the gap: ``PKI/<cluster>/`` gets no ``ca-key.pem`` and the inventory
 records the key as held elsewhere, with its SPKI fingerprint and the request's SHA-256.
 
 Trust: the request is untrusted until :func:`airgap.core.csr.verify_csr` returned (and, for a
-signed request file, :func:`airgap.core.request.open_request`). Only its public key is used: the
+signed request file, :func:`airgap.core.request_file.open_request`). Only its public key is used: the
 certificate is the intermediate profile (:func:`airgap.core.x509.intermediate_builder`) whatever
 the request asks for. The lint gate (:mod:`airgap.offline.lint`) runs before the root key signs.
 
@@ -74,7 +74,7 @@ def read_signing_request(path: Path, trust: Sequence[Path] | None, cluster: str 
     verified against those keys; ``cluster``, when given, must be the request's: exit 4)."""
     from airgap.core.csr import MAX_CSR_BYTES, verify_csr
     from airgap.core.files import read_capped
-    from airgap.core.request import MAX_REQUEST_BYTES, looks_like_request, open_request
+    from airgap.core.request_file import MAX_REQUEST_BYTES, looks_like_request, open_request
 
     if trust:
         data = read_capped(path, MAX_REQUEST_BYTES, "request file")

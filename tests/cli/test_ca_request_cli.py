@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from airgap.connected.request import build_csr
-from airgap.core.request import write_request
+from airgap.connected.key_request import build_csr
+from airgap.core.request_file import write_request
 from tests.conftest import PASSPHRASE
 from tests.helpers import one_error_line, openssl, run_cli, tree
 

@@ -206,7 +206,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, _pki_template: Path) -> P
         out=root / "c1.bundle",
     )
     (root / "pass.txt").write_bytes(PASSPHRASE + b"\n")
-    from airgap.connected.request import build_csr
+    from airgap.connected.key_request import build_csr
     from airgap.core.keys import generate_private_key
 
     (root / "c3.csr").write_bytes(build_csr(generate_private_key("ecdsa-p256"), "c3"))

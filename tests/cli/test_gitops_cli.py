@@ -334,9 +334,9 @@ def test_east_west_gateway_joins_the_tree(_release_template: Path, tmp_path: Pat
 def test_mesh_connect_renders_remote_secrets_as_sops(
     kube_fleet: Any, pki: Path, flux: age.RecipientKeyFiles, tmp_path: Path
 ) -> None:
-    from tests.connected.test_connect import _ctx_args as ctx_args
-    from tests.connected.test_connect import _env as connect_env
-    from tests.connected.test_connect import _fleet, _remote_secrets
+    from tests.connect_fixtures import connect_env, ctx_args
+    from tests.connect_fixtures import connect_fleet as _fleet
+    from tests.connect_fixtures import remote_secrets_of as _remote_secrets
 
     fleet = _fleet(kube_fleet, pki, 2)
     env = connect_env(fleet, tmp_path)

@@ -22,28 +22,10 @@ from tests.connected.kubehelpers import FAST_ENV, seed_cacerts
 from tests.helpers import Result, one_error_line, run_cli, tree
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster, Fleet
-from tests.release_fixtures import make_signed_release
+from tests.release_fixtures import _release_template, make_signed_release, release  # noqa: F401
 
 POLL = ("--poll", "0.02")
 INSTALL = ("--cluster-name", "cluster1", "--network", "net1", "--mesh-id", "proj-1")
-
-
-@pytest.fixture(scope="session")
-def _release_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("release")
-    tarball, sig, pub = make_signed_release(tmp)
-    out = tmp / "extracted"
-    r = run_cli("release", "extract", tarball, "--signature", sig, "--key", pub, "--out", out)
-    assert r.code == 0, r.err
-    return out
-
-
-@pytest.fixture
-def release(_release_template: Path, tmp_path: Path) -> Path:
-    """A private copy of the extracted release (tests may tamper with it)."""
-    dst = tmp_path / "release"
-    shutil.copytree(_release_template, dst, symlinks=True)
-    return dst
 
 
 def _env(c: Cluster | Fleet, tmp_path: Path) -> dict[str, str]:

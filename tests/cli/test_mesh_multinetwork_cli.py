@@ -9,12 +9,11 @@ from pathlib import Path
 
 import yaml
 
-from tests.cli.test_mesh_cli import _release_template, release  # noqa: F401
 from tests.connected.kubehelpers import FAST_ENV, seed_cacerts
 from tests.helpers import run_cli, tree
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster
-from tests.release_fixtures import make_signed_release
+from tests.release_fixtures import _release_template, make_signed_release, release  # noqa: F401
 
 INSTALL = ("--cluster-name", "cluster1", "--network", "net1", "--mesh-id", "proj-1")
 

@@ -144,7 +144,7 @@ def test_mesh_status_shows_a_cacerts_listed_in_its_own_crl_as_revoked(
 
 def test_mesh_status_ignores_a_crl_no_root_signed(kube_cluster: Cluster, pki: Path, passfile: Path) -> None:
     """A CRL in the secret counts only when a root in root-cert.pem signed it (cluster state is untrusted)."""
-    from tests.offline.test_bundle_create import _crl_for
+    from tests.bundle_fixtures import crl_for as _crl_for
 
     emu = kube_cluster.emu()
     emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})

@@ -243,7 +243,7 @@ def test_signed_but_broken_ca_material_fails(pki: Path, tmp_path: Path, bkeys: K
 
 
 def test_crl_is_rendered(pki: Path, tmp_path: Path, bkeys: Keys) -> None:
-    from tests.offline.test_bundle_create import _crl_for
+    from tests.bundle_fixtures import crl_for as _crl_for
 
     crl = _crl_for(pki, "c1")
     (pki / "c1" / "ca-crl.pem").write_bytes(crl)

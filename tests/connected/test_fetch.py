@@ -25,8 +25,8 @@ import trustme
 
 from airgap.connected.fetch import FetchOptions, download, fetch_lock, fetch_release
 from airgap.core import hashing
-from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
-from tests.core.test_hashing import Counted
+from airgap.errors import AirgapError, InvalidInput, NetworkError, Refused, VerificationError
+from tests.hashing_fixtures import Counted
 from tests.helpers import one_error_line, run_cli, tree
 from tests.release_fixtures import make_signed_release
 
@@ -768,3 +768,25 @@ def test_stopped_while_writing_the_signature_leaves_a_verified_tarball(
     assert got.status == "completed"
     assert tree(out) == [NAME, f"{NAME}.1.sig"]
     assert [p for p, _ in server.script.seen].count(f"/asm/{NAME}") == 1
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling", "hardlink"])
+def test_fault_2_planted_part_over_https_is_never_written_through(
+    kind: str, server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Issue 23 fault 2, as reported: ``ln -s victim OUT/FILE.part`` then fetch (and a hard link)."""
+    _tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    if kind != "dangling":
+        victim.write_bytes(b"keep")
+    part = out / f"{NAME}.part"
+    if kind == "hardlink":
+        os.link(victim, part)
+    else:
+        part.symlink_to(victim)
+    with pytest.raises(AirgapError, match="not a regular file"):
+        fetch(server, out, pub, quick(server))
+    assert (victim.read_bytes() == b"keep") if kind != "dangling" else not victim.exists()
+    assert not (out / NAME).exists() and not (out / NAME).is_symlink()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from airgap.core.atomic import TMP_PREFIX, AtomicFile, remove_stale_temps, staged_dir, write_new, write_replace
-from airgap.errors import InvalidInput, Refused
+from airgap.errors import InvalidInput, WouldOverwrite
 
 
 def test_write_new_creates_file_with_mode(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_write_new_creates_file_with_mode(tmp_path: Path) -> None:
 def test_write_new_never_replaces(tmp_path: Path) -> None:
     p = tmp_path / "key.pem"
     p.write_bytes(b"original")
-    with pytest.raises(Refused, match="already exists"):
+    with pytest.raises(WouldOverwrite, match="already exists"):
         write_new(p, b"new")
     assert p.read_bytes() == b"original"
     assert [c.name for c in tmp_path.iterdir()] == ["key.pem"]
@@ -78,7 +78,7 @@ def test_staged_dir_failure_leaves_nothing(tmp_path: Path) -> None:
 
 def test_staged_dir_refuses_existing_even_empty(tmp_path: Path) -> None:
     (tmp_path / "c1").mkdir()
-    with pytest.raises(Refused), staged_dir(tmp_path / "c1"):
+    with pytest.raises(WouldOverwrite), staged_dir(tmp_path / "c1"):
         pass
 
 
@@ -175,3 +175,75 @@ def test_staged_dir_flushes_every_file_and_every_sub_folder_before_publishing(
         (d / "b" / "y.pem").write_bytes(b"y")
     assert {"a", "b", "x.pem", "y.pem"} <= set(flushed)
     assert flushed[-1] == tmp_path.name  # the rename into place, last
+
+
+# --- fault 2 (issue 23): the one creation helper never follows or publishes a link -----------------
+
+
+def test_fault_2_create_file_refuses_a_planted_link(tmp_path: Path) -> None:
+    from airgap.core.atomic import create_file
+
+    victim = tmp_path / "victim"
+    (tmp_path / "name").symlink_to(victim)
+    with pytest.raises(WouldOverwrite):
+        create_file(tmp_path / "name", 0o600)
+    assert not victim.exists()
+
+
+def test_fault_2_open_for_update_refuses_links_of_both_kinds(tmp_path: Path) -> None:
+    from airgap.core.atomic import open_for_update
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"v")
+    (tmp_path / "soft.part").symlink_to(victim)
+    os.link(victim, tmp_path / "hard.part")
+    for name in ("soft.part", "hard.part"):
+        with pytest.raises(WouldOverwrite, match="not a regular file"):
+            open_for_update(tmp_path / name, append=True)
+    assert victim.read_bytes() == b"v"
+    fd = open_for_update(tmp_path / "new.part", mode=0o600, append=True)
+    os.close(fd)
+    assert (tmp_path / "new.part").stat().st_mode & 0o777 == 0o600
+
+
+def test_fault_2_link_regular_never_publishes_a_link(tmp_path: Path) -> None:
+    from airgap.core.atomic import link_regular
+
+    (tmp_path / "victim").write_bytes(b"v")
+    (tmp_path / "x.part").symlink_to(tmp_path / "victim")
+    with pytest.raises(WouldOverwrite):
+        link_regular(tmp_path / "x.part", tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x").is_symlink()
+
+
+def test_fault_2_replace_refuses_a_link_at_the_final_name(tmp_path: Path) -> None:
+    (tmp_path / "victim").write_bytes(b"v")
+    (tmp_path / "state.json").symlink_to(tmp_path / "victim")
+    with pytest.raises(WouldOverwrite, match="not a regular file"):
+        write_replace(tmp_path / "state.json", b"{}")
+    assert (tmp_path / "state.json").is_symlink() and (tmp_path / "victim").read_bytes() == b"v"
+
+
+def test_fault_2_files_are_created_only_through_core_atomic() -> None:
+    """No module opens a file for writing by itself: creation goes through core/atomic.py.
+
+    Two exceptions, each already O_NOFOLLOW: lock files (reused on purpose, never written) and the
+    archive extractor's members (O_EXCL|O_NOFOLLOW inside a fresh staging folder; core/archive.py is
+    being changed this round, to be routed after the merges).
+    """
+    import re
+
+    allowed = {"airgap/core/atomic.py", "airgap/core/locking.py", "airgap/core/archive.py"}
+    creating = re.compile(
+        r"O_CREAT|\.write_bytes\(|\.write_text\(|mkstemp|NamedTemporaryFile|"
+        r"\bopen\([^)]*[\"'][rwax+]*[wax][rwax+b]*[\"']"
+    )
+    repo = Path(__file__).resolve().parent.parent.parent
+    found = [
+        f"{path.relative_to(repo)}:{n}: {line.strip()}"
+        for path in sorted((repo / "airgap").rglob("*.py"))
+        if path.relative_to(repo).as_posix() not in allowed
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if creating.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert not found, "create files through airgap.core.atomic: " + "; ".join(found)

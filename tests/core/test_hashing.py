@@ -26,26 +26,8 @@ from airgap.core.release import extract_release, verify_release
 from airgap.errors import InvalidInput, VerificationError
 from tests.bundle_fixtures import NOW, Keys, make_bundle, trust_of
 from tests.bundle_fixtures import bkeys as bkeys  # a fixture, used by name
+from tests.hashing_fixtures import Counted
 from tests.release_fixtures import openssl_keypair, openssl_sign
-
-
-class Counted:
-    """A real digest that also counts what it was fed."""
-
-    def __init__(self, name: str) -> None:
-        self._h = hashlib.new(name)
-        self.name = name
-        self.fed = 0
-
-    def update(self, data: Any) -> None:
-        self.fed += len(memoryview(data).cast("B"))
-        self._h.update(data)
-
-    def digest(self) -> bytes:
-        return self._h.digest()
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
 
 
 @pytest.fixture

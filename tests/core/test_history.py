@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from airgap.core import history
-from airgap.errors import InvalidInput
+from airgap.errors import InvalidInput, Refused
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -52,7 +52,7 @@ def test_planted_link_is_not_written_through(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / history.HISTORY_FILE).symlink_to(victim)
-    with pytest.raises(OSError):
+    with pytest.raises(Refused, match="not a regular file"):
         history.record_event(history.BUNDLE_IMPORT, {}, state=state)
     assert victim.read_bytes() == b"keep"
 

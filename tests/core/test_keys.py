@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from airgap.core import keys
 from airgap.core.signatures import decode_signature, verify_bytes
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import InvalidInput, NotFound, VerificationError, WouldOverwrite, WrongPassphrase
 from tests.helpers import openssl
 
 
@@ -49,7 +49,7 @@ def test_encryption_is_pbes2_aes256(tmp_path: Path) -> None:
 def test_wrong_passphrase_is_invalid_input(tmp_path: Path) -> None:
     p = tmp_path / "k.pem"
     keys.write_private_key(p, keys.generate_private_key("ecdsa-p256"), b"right")
-    with pytest.raises(InvalidInput, match="wrong passphrase"):
+    with pytest.raises(WrongPassphrase, match="wrong passphrase"):
         keys.load_private_key(p, b"wrong")
     with pytest.raises(InvalidInput, match="passphrase is needed"):
         keys.load_private_key(p, None)
@@ -67,7 +67,7 @@ def test_corrupt_key(tmp_path: Path, content: bytes, match: str) -> None:
 
 
 def test_missing_key_file(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInput, match="not found"):
+    with pytest.raises(NotFound, match="not found"):
         keys.load_private_key(tmp_path / "nope.pem", None)
 
 
@@ -100,7 +100,7 @@ def test_new_signing_key_files_and_fingerprint(tmp_path: Path) -> None:
     import hashlib
 
     assert made.fingerprint == hashlib.sha256(der).hexdigest()
-    with pytest.raises(Refused):
+    with pytest.raises(WouldOverwrite):
         keys.new_signing_key("officer", tmp_path / "keys", b"pw")
 
 

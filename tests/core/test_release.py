@@ -24,7 +24,7 @@ from airgap.core.release import (
     select_keys,
     verify_release,
 )
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import InvalidInput, Malformed, Refused, VerificationError
 from tests.helpers import openssl, tree
 from tests.release_fixtures import make_signed_release, openssl_keypair, openssl_sign
 
@@ -336,7 +336,7 @@ def test_member_not_in_record(extracted: Path) -> None:
 def test_missing_or_broken_record(extracted: Path, tmp_path: Path) -> None:
     record = extracted / RECORD_NAME
     record.write_text("{not json")
-    with pytest.raises(VerificationError, match="unreadable"):
+    with pytest.raises(Malformed, match="release record is not valid JSON"):  # malformed state: exit 3 (issue 23, 16)
         check_release_file(extracted)
     record.write_text(json.dumps({"format": "something-else", "files": {}}))
     with pytest.raises(VerificationError, match="not an airgap release record"):

@@ -34,6 +34,7 @@ from tests.bundle_fixtures import (  # noqa: F401
     seal,
     trust_of,
 )
+from tests.bundle_fixtures import crl_for as _crl_for
 from tests.conftest import PASSPHRASE
 
 
@@ -86,24 +87,6 @@ def test_sequence_grows_per_cluster(pki: Path, tmp_path: Path, bkeys: Keys) -> N
     state = json.loads((pki / "state" / "sequence.json").read_text())
     assert state["clusters"]["c1"]["sequence"] == 3
     assert state["clusters"]["c2"]["sequence"] == 1
-
-
-def _crl_for(pki: Path, cluster: str) -> bytes:
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-
-    cert = x509.load_pem_x509_certificate((pki / cluster / "ca-cert.pem").read_bytes())
-    key = load_private_key_pem((pki / cluster / "ca-key.pem").read_bytes(), PASSPHRASE, source="k")
-    now = dt.datetime.now(dt.UTC)
-    crl = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(cert.subject)
-        .last_update(now - dt.timedelta(minutes=5))
-        .next_update(now + dt.timedelta(days=7))
-        .sign(key, hashes.SHA256())
-    )
-    return crl.public_bytes(serialization.Encoding.PEM)
 
 
 def test_crl_included_when_present(pki: Path, tmp_path: Path, bkeys: Keys) -> None:

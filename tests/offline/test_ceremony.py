@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,25 +16,9 @@ from airgap.offline import ceremony
 from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import DOMAIN, HEAD_DOMAIN, Officer, canonical, head_hash, read_entries, verify_log
 from airgap.offline.crl import refresh_crl, revoke
+from tests.act_fixtures import ISSUE, Logged
 from tests.conftest import PASSPHRASE
 from tests.helpers import one_error_line, run_cli, tree
-
-ISSUE = {
-    "key_type": "ecdsa-p256",
-    "days": 365,
-    "org": "Istio",
-    "cn": "Intermediate CA",
-    "sans": ["DNS:istiod.istio-system.svc"],
-    "passphrase": PASSPHRASE,
-    "key_passphrase": PASSPHRASE,
-    "workers": 1,
-}
-
-
-@dataclass(frozen=True)
-class Logged:
-    pki: Path
-    officer: Officer
 
 
 @pytest.fixture(scope="session")

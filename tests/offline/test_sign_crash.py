@@ -4,7 +4,7 @@ The same harness as the other acts (tests/offline/test_act.py): a fresh copy of 
 kill point, killed at write 1, 2, ... until the command completes.
 """
 
-# ruff: noqa: F811  (fixtures imported from tests.offline.test_act)
+# ruff: noqa: F811  (fixtures imported from tests.act_fixtures)
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +18,7 @@ from airgap.core.csr import verify_csr
 from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import read_entries, verify_log
 from airgap.offline.sign import SignItem, sign_csrs
-from tests.conftest import PASSPHRASE
-from tests.offline.test_act import (  # noqa: F401
+from tests.act_fixtures import (  # noqa: F401
     Logged,
     _acts,
     _common,
@@ -28,6 +27,7 @@ from tests.offline.test_act import (  # noqa: F401
     _next_act_works,
     logged,
 )
+from tests.conftest import PASSPHRASE
 
 
 def test_sigkill_at_every_write_of_ca_sign(logged: Logged, tmp_path: Path, passfile: Path) -> None:

@@ -7,7 +7,6 @@ has checked its signature; :func:`validate_manifest` only says it is well formed
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from airgap.core import names
-from airgap.core.canonical import canonical_json
+from airgap.core.canonical import canonical_json, load_json
 from airgap.core.keys import PrivateKey, PublicKey, signature_hash_for
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.names import CLUSTER_NAME_RE
@@ -187,14 +186,19 @@ def parse_manifest_json(data: bytes, *, source: str, canonical: bool = True) -> 
     still be shown; verification always requires it.
     """
     try:
-        doc = json.loads(
-            data.decode("ascii"),
-            object_pairs_hook=_no_duplicates,
-            parse_float=_no_float,
-            parse_constant=_no_constant,
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
         raise InvalidInput(f"{source}: manifest.json is not valid JSON: {exc}") from exc
+    doc = load_json(
+        text,
+        what=f"{source}: manifest.json",
+        max_bytes=len(data),  # the caller already capped it (Limits.max_manifest_size)
+        error=InvalidInput,
+        detail=True,
+        object_pairs_hook=_no_duplicates,
+        parse_float=_no_float,
+        parse_constant=_no_constant,
+    )
     if not canonical:
         return doc
     try:

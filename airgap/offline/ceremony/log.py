@@ -13,15 +13,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airgap.core.canonical import canonical_json
+from airgap.core.canonical import canonical_json, load_json
 from airgap.core.keys import PrivateKey, PublicKey, load_public_key_pem, sign, spki_sha256
+from airgap.core.limits import MAX_LOG_BYTES
 from airgap.core.signatures import verify_bytes
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import AirgapError, DigestMismatch, InvalidInput, LogTampered, SignatureMismatch, VerificationError
 from airgap.offline.inventory import CeremonyLogRecord
 
 DOMAIN = b"airgap-ceremony-log-v1\n"
@@ -43,6 +43,9 @@ class Officer:
 
     key: PrivateKey
     key_id: str
+    # Facts every entry this officer records names (not ``log-start``): what opened the root for
+    # the act, e.g. the custody shares that took part (``offline.root.open_root`` sets them).
+    annotations: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_key(cls, key: PrivateKey) -> Officer:
@@ -114,21 +117,24 @@ def check_head_hash(value: str) -> str:
 
 
 def parse_entry(line: bytes, lineno: int, source: str) -> Entry:
-    try:
-        doc = json.loads(line)
-    except ValueError as exc:
-        raise VerificationError(f"{source}: entry at line {lineno} is not valid JSON (changed or cut short)") from exc
+    doc = load_json(
+        line,
+        what=f"{source}: entry at line {lineno}",
+        max_bytes=MAX_LOG_BYTES,
+        error=LogTampered,
+        invalid="is not valid JSON (changed or cut short)",
+    )
     if not isinstance(doc, dict) or set(doc) - ENTRY_FIELDS or {"act", "params", "prev", "seq", "time"} - set(doc):
-        raise VerificationError(f"{source}: entry at line {lineno} does not have the entry fields")
+        raise LogTampered(f"{source}: entry at line {lineno} does not have the entry fields")
     seq, params = doc["seq"], doc["params"]
     if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(params, dict):
-        raise VerificationError(f"{source}: entry at line {lineno} has a malformed seq or params")
+        raise LogTampered(f"{source}: entry at line {lineno} has a malformed seq or params")
     for k in ("act", "prev", "time"):
         if not isinstance(doc[k], str):
-            raise VerificationError(f"{source}: entry at line {lineno} has a malformed {k}")
+            raise LogTampered(f"{source}: entry at line {lineno} has a malformed {k}")
     signer, signature = doc.get("signer", ""), doc.get("signature", "")
     if not isinstance(signer, str) or not isinstance(signature, str):
-        raise VerificationError(f"{source}: entry at line {lineno} has a malformed signature")
+        raise SignatureMismatch(f"{source}: entry at line {lineno} has a malformed signature")
     return Entry(seq, doc["time"], doc["act"], params, doc["prev"], signer, signature, line)
 
 
@@ -160,6 +166,67 @@ def parse_entries(data: bytes, *, source: str) -> list[Entry]:
     return [parse_entry(line, i, source) for i, line in enumerate(split_lines(data), 1)]
 
 
+def _seqs_present(lines: Sequence[bytes], src: str) -> set[int]:
+    """Which seq numbers appear anywhere, to tell "removed" from "reordered" in step 2."""
+    seen: set[int] = set()
+    for ln in lines:
+        try:
+            s = load_json(ln, what=src, max_bytes=MAX_LOG_BYTES).get("seq")
+        except (AirgapError, AttributeError):
+            continue
+        if isinstance(s, int):
+            seen.add(s)
+    return seen
+
+
+def _registered_officer(
+    e: Entry, src: str, pinned: Mapping[str, PublicKey] | None, rec: CeremonyLogRecord | None
+) -> tuple[str, PublicKey]:
+    """Step 4 for entry 1: the ``log-start`` and the officer key it registers (checked against pins and record)."""
+    if e.act != "log-start":
+        raise LogTampered(f"{src}: entry 1 is {e.act!r}, not 'log-start': the start of the log is gone")
+    pem = e.params.get("officer_key")
+    if not isinstance(pem, str):
+        raise LogTampered(f"{src}: entry 1 does not register an officer key")
+    try:
+        registered = load_public_key_pem(pem.encode(), source=f"{src} entry 1")
+    except InvalidInput as exc:
+        raise LogTampered(f"{src}: entry 1: the registered officer key is malformed") from exc
+    reg_id = spki_sha256(registered)
+    if pinned is not None and reg_id not in pinned:
+        raise LogTampered(f"{src}: entry 1: the log was started by key {reg_id}, which is not a --trust key")
+    if rec is not None and (rec.officer_key_id != reg_id or rec.started != e.time):
+        raise LogTampered(
+            f"{src}: entry 1 (started {e.time} by key {reg_id}) is not the log inventory.json records "
+            f"(started {rec.started} by key {rec.officer_key_id}): the log was replaced"
+        )
+    return reg_id, registered
+
+
+def _check_signature(e: Entry, i: int, src: str, key: PublicKey) -> None:
+    """Step 5: the entry's signature, by ``key``, over its signed bytes."""
+    try:
+        sig = base64.b64decode(e.signature, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureMismatch(f"{src}: entry {i} ({e.act}): the signature is not base64") from exc
+    try:
+        verify_bytes(key, e.signed_bytes(), sig)
+    except VerificationError as exc:
+        raise SignatureMismatch(
+            f"{src}: entry {i} ({e.act}): signature does not verify: the entry was changed after signing"
+        ) from exc
+
+
+def _check_place(e: Entry, i: int, src: str, seen_seqs: set[int]) -> None:
+    """Steps 2 and 3: the entry sits at its own line, and is signed."""
+    if e.seq != i:
+        if i in seen_seqs:
+            raise LogTampered(f"{src}: entry {i}: line {i} holds entry {e.seq}; the entries were reordered")
+        raise LogTampered(f"{src}: entry {i} was removed (line {i} holds entry {e.seq})")
+    if not e.signature or not e.signer:
+        raise LogTampered(f"{src}: entry {i} ({e.act}) is not signed")
+
+
 def verify_entries(
     data: bytes,
     *,
@@ -172,78 +239,32 @@ def verify_entries(
     Returns the entries and the officer keys (key id → key): the ``trust`` keys, or without them the
     key entry 1 registers. ``record`` is what ``inventory.json`` says started the log (or None).
     """
-    src, rec = source, record
+    src = source
     lines = split_lines(data)
     if not lines:
-        raise VerificationError(f"{src}: the ceremony log is empty")
+        raise LogTampered(f"{src}: the ceremony log is empty")
     pinned = _keys_from(trust) if trust else None
     officer: dict[str, PublicKey] = dict(pinned or {})
-    # Which seq numbers appear where, to tell "removed" from "reordered" in step 2.
-    seen_seqs: set[int] = set()
-    for ln in lines:
-        try:
-            s = json.loads(ln).get("seq")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(s, int):
-            seen_seqs.add(s)
+    seen_seqs = _seqs_present(lines, src)
     entries: list[Entry] = []
     prev_hash = GENESIS_PREV
     for i, line in enumerate(lines, start=1):
-        # 1. complete JSON, the entry fields
-        if i == len(lines) and not data.endswith(b"\n"):
-            raise VerificationError(f"{src}: entry {i} is incomplete: the log was cut short mid-entry")
+        if i == len(lines) and not data.endswith(b"\n"):  # 1. complete JSON, the entry fields
+            raise LogTampered(f"{src}: entry {i} is incomplete: the log was cut short mid-entry")
         e = parse_entry(line, i, src)
-        # 2. sequence
-        if e.seq != i:
-            if i in seen_seqs:
-                raise VerificationError(f"{src}: entry {i}: line {i} holds entry {e.seq}; the entries were reordered")
-            raise VerificationError(f"{src}: entry {i} was removed (line {i} holds entry {e.seq})")
-        # 3. signed
-        if not e.signature or not e.signer:
-            raise VerificationError(f"{src}: entry {i} ({e.act}) is not signed")
-        # 4. an officer key
-        if i == 1:
-            if e.act != "log-start":
-                raise VerificationError(f"{src}: entry 1 is {e.act!r}, not 'log-start': the start of the log is gone")
-            pem = e.params.get("officer_key")
-            if not isinstance(pem, str):
-                raise VerificationError(f"{src}: entry 1 does not register an officer key")
-            try:
-                registered = load_public_key_pem(pem.encode(), source=f"{src} entry 1")
-            except InvalidInput as exc:
-                raise VerificationError(f"{src}: entry 1: the registered officer key is malformed") from exc
-            reg_id = spki_sha256(registered)
-            if pinned is not None and reg_id not in pinned:
-                raise VerificationError(
-                    f"{src}: entry 1: the log was started by key {reg_id}, which is not a --trust key"
-                )
-            if rec is not None and (rec.officer_key_id != reg_id or rec.started != e.time):
-                raise VerificationError(
-                    f"{src}: entry 1 (started {e.time} by key {reg_id}) is not the log inventory.json records "
-                    f"(started {rec.started} by key {rec.officer_key_id}): the log was replaced"
-                )
+        _check_place(e, i, src, seen_seqs)  # 2. sequence, 3. signed
+        if i == 1:  # 4. an officer key
+            reg_id, registered = _registered_officer(e, src, pinned, record)
             officer.setdefault(reg_id, registered)
         key = officer.get(e.signer)
         if key is None:
-            raise VerificationError(
+            raise LogTampered(
                 f"{src}: entry {i} ({e.act}) is signed by key {e.signer}, which is not "
                 + ("a --trust key" if pinned is not None else "the officer key registered in entry 1")
             )
-        # 5. signature
-        try:
-            sig = base64.b64decode(e.signature, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise VerificationError(f"{src}: entry {i} ({e.act}): the signature is not base64") from exc
-        try:
-            verify_bytes(key, e.signed_bytes(), sig)
-        except VerificationError as exc:
-            raise VerificationError(
-                f"{src}: entry {i} ({e.act}): signature does not verify: the entry was changed after signing"
-            ) from exc
-        # 6. chain
-        if e.prev != prev_hash:
-            raise VerificationError(
+        _check_signature(e, i, src, key)  # 5. signature
+        if e.prev != prev_hash:  # 6. chain
+            raise LogTampered(
                 f"{src}: entry {i} ({e.act}) does not follow entry {i - 1}: "
                 f"entry {i - 1} was changed, replaced or removed"
             )
@@ -266,29 +287,29 @@ def check_head(
     """
     src = head_source
     if head is None:
-        raise VerificationError(f"{src}: the signed head is missing: cannot rule out a truncated log")
+        raise LogTampered(f"{src}: the signed head is missing: cannot rule out a truncated log")
+    doc = load_json(head, what=f"{src}: the signed head", error=LogTampered, invalid="is malformed")
     try:
-        doc = json.loads(head)
         seq, h, signer, sig = doc["seq"], doc["hash"], doc["signer"], base64.b64decode(doc["signature"])
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise VerificationError(f"{src}: the signed head is malformed") from exc
+        raise LogTampered(f"{src}: the signed head is malformed") from exc
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(h, str):
-        raise VerificationError(f"{src}: the signed head is malformed")
+        raise LogTampered(f"{src}: the signed head is malformed")
     key = officer.get(signer) if isinstance(signer, str) else None
     if key is None:
-        raise VerificationError(f"{src}: the head is signed by key {signer}, which is not an officer key")
+        raise LogTampered(f"{src}: the head is signed by key {signer}, which is not an officer key")
     try:
         verify_bytes(key, head_signed_bytes(h, seq, signer), sig)
     except VerificationError as exc:
-        raise VerificationError(f"{src}: the head's signature does not verify") from exc
+        raise SignatureMismatch(f"{src}: the head's signature does not verify") from exc
     n = len(entries)
     if seq > n:
-        raise VerificationError(
+        raise LogTampered(
             f"{log_source}: entry {n + 1} is missing: the log ends at entry {n} but its signed head "
             f"names entry {seq}; the log was truncated"
         )
     if entries[seq - 1].hash != h:
-        raise VerificationError(f"{src}: entry {seq} does not match the signed head: the log was rewritten")
+        raise LogTampered(f"{src}: entry {seq} does not match the signed head: the log was rewritten")
     if seq < n:  # a crash between writing the log and its head; every entry is still signed
         return f"the signed head names entry {seq} of {n}: entries after it were written but not headed"
     return None
@@ -297,7 +318,7 @@ def check_head(
 def check_expect_head(entries: Sequence[Entry], want: str, *, source: str) -> None:
     """Step 8: a head hash kept elsewhere is the hash of some entry."""
     if not any(e.hash == want for e in entries):
-        raise VerificationError(
+        raise LogTampered(
             f"{source}: no entry has hash {want} (the head a bundle or import record carried): "
             "the log was truncated or rewritten"
         )
@@ -320,7 +341,7 @@ def check_certificates(entries: Iterable[Entry], certificates: Iterable[tuple[st
     recorded = recorded_fingerprints(entries)
     for where, fp in certificates:
         if fp not in recorded:
-            raise VerificationError(
+            raise DigestMismatch(
                 f"{source}: {where} (sha256 {fp}) has no entry in the log: "
                 "the log was truncated or the act was not recorded"
             )

@@ -7,11 +7,9 @@ record of the log, and runs the checks on what it read. See :mod:`airgap.offline
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import datetime as dt
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from airgap.core.files import read_capped
 from airgap.core.keys import PublicKey, load_private_key, public_pem
 from airgap.core.limits import MAX_LOG_BYTES
 from airgap.core.x509 import fingerprint, load_cert_pem
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import InvalidInput, LogTampered, NotFound, Refused, VerificationError
 from airgap.offline.ceremony.log import (
     Entry,
     Officer,
@@ -96,12 +94,12 @@ def check_not_removed(pki: Path) -> CeremonyLogRecord | None:
     else:
         why = f"this PKI kept a ceremony log (its signed head {hp} is still there)"
     if has_l:
-        raise VerificationError(
+        raise LogTampered(
             f"{hp}: the signed head is missing but {why}: the head was removed; "
             "cannot rule out a truncated log (refusing to go on; restore it from a backup)"
         )
     both = "" if has_h else f" (and so is {hp})"
-    raise VerificationError(
+    raise LogTampered(
         f"{lp} is missing{both} but {why}: the ceremony log was removed "
         "(refusing to go on as an unlogged PKI; restore it from a backup)"
     )
@@ -135,19 +133,20 @@ def check_pki_folder(pki: Path) -> None:
     if path.is_file():
         raise InvalidInput(f"{pki}: a file, not a PKI folder (pass the folder that holds it: {path.parent})")
     if not path.is_dir():
-        raise InvalidInput(f"{pki}: no such PKI folder")
+        raise NotFound(f"{pki}: no such PKI folder")
 
 
 def read_entries(pki: Path) -> list[Entry]:
-    """Parse every entry WITHOUT verifying anything (for ``audit show``); malformed lines raise."""
+    """Parse every entry WITHOUT verifying anything (for ``audit show``).
+
+    A malformed line is :class:`~airgap.errors.LogTampered` (exit 1): a log airgap wrote is never
+    malformed, so one that is was changed or cut short.
+    """
     check_pki_folder(pki)
     p = log_path(pki)
     if not p.exists():
-        raise InvalidInput(f"{p}: no ceremony log in {pki}")
-    try:
-        return parse_entries(_read_log(p), source=str(p))
-    except VerificationError as exc:
-        raise InvalidInput(exc.message) from exc
+        raise NotFound(f"{p}: no ceremony log in {pki}")
+    return parse_entries(_read_log(p), source=str(p))
 
 
 def verify_log(
@@ -179,7 +178,7 @@ def verify_log(
     check_pki_folder(pki)
     rec = check_not_removed(pki)  # 0. a folder that keeps a log still has both files
     if not log_path(pki).exists():
-        raise VerificationError(f"{src}: no ceremony log in {pki}")
+        raise LogTampered(f"{src}: no ceremony log in {pki}")
     entries, officer = verify_entries(_read_log(log_path(pki)), source=src, trust=trust, record=rec)  # 1-6
     pinned = bool(trust)
     notes: list[str] = []
@@ -209,7 +208,7 @@ def check_recorded(pki: Path) -> None:
     try:
         _check_files(pki, read_entries(pki), src)
     except VerificationError as exc:
-        raise VerificationError(f"{exc.message} (refusing every act until 'airgap audit verify' passes)") from exc
+        raise LogTampered(f"{exc.message} (refusing every act until 'airgap audit verify' passes)") from exc
 
 
 def _check_files(pki: Path, entries: list[Entry], src: str) -> None:
@@ -258,33 +257,13 @@ def prepare(pki: Path, officer: Officer | None) -> Prepared | None:
     try:
         log = verify_log(pki, check_files=False)
     except VerificationError as exc:
-        raise VerificationError(f"{exc.message} (refusing to extend a broken log; see 'airgap audit verify')") from exc
+        raise LogTampered(f"{exc.message} (refusing to extend a broken log; see 'airgap audit verify')") from exc
     if officer.key_id not in log.officer_keys:
         raise Refused(
             f"the log key {officer.key_id} is not the officer key registered in {log_path(pki)} "
             f"({', '.join(log.officer_keys)})"
         )
     return Prepared()
-
-
-_ANNOTATIONS: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
-    "ceremony_annotations", default=None
-)
-
-
-@contextlib.contextmanager
-def annotate(params: Mapping[str, Any]) -> Iterator[None]:
-    """Add ``params`` to every entry :func:`record` writes inside the block (not to ``log-start``).
-
-    How an act's log entries name what opened the root (e.g. the custody share numbers) without
-    every act passing it along.
-    """
-    check_no_secret(params)
-    token = _ANNOTATIONS.set({**(_ANNOTATIONS.get() or {}), **params})
-    try:
-        yield
-    finally:
-        _ANNOTATIONS.reset(token)
 
 
 def record(
@@ -327,7 +306,8 @@ def record_all(
     if not lines:
         genesis = prepared.genesis if prepared is not None and prepared.genesis is not None else None
         todo.append(("log-start", dict(genesis) if genesis is not None else _genesis_params(pki, officer)))
-    notes = _ANNOTATIONS.get() or {}
+    notes = officer.annotations  # what opened the root (custody shares), passed in explicitly
+    check_no_secret(notes)
     todo.extend((act, {**notes, **params}) for act, params in acts)
     written = _append(pki, lines, todo, officer, at)
     # After the log and its head, never before: a crash in between leaves a log without the record

@@ -44,12 +44,12 @@ from airgap.core.bundle import (
     scan_archive,
     sign_manifest,
 )
-from airgap.core.bundle.ustar import read_member
+from airgap.core.bundle.ustar import TarEntry, read_member
 from airgap.core.csr import MAX_CSR_BYTES, VerifiedCSR, verify_csr
 from airgap.core.keys import PrivateKey, PublicKey, load_public_key, spki_sha256
 from airgap.core.limits import Limits
 from airgap.core.signatures import verify_bytes
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import DigestMismatch, Expired, InvalidInput, Refused, SignatureMismatch, TooLarge, VerificationError
 
 KIND = "airgap-ca-request"
 FORMAT_VERSION = 1
@@ -215,10 +215,7 @@ def write_request(
     return buf.getvalue()
 
 
-def open_request(
-    data: bytes, trust: Iterable[PublicKey | Path], *, source: str, now: dt.datetime | None = None
-) -> VerifiedRequest:
-    """Verify an untrusted request file against ``trust`` (operators' public keys), or raise."""
+def _trusted_keys(trust: Iterable[PublicKey | Path]) -> dict[str, PublicKey]:
     trusted: dict[str, PublicKey] = {}
     for item in trust:
         trusted_key = load_public_key(item) if isinstance(item, Path) else item
@@ -226,13 +223,16 @@ def open_request(
         trusted[spki_sha256(trusted_key)] = trusted_key
     if not trusted:  # the empty policy fails
         raise InvalidInput("no trusted requester key given (--trust)")
-    # 1-3. the container, as for a bundle
-    if not data:
+    return trusted
+
+
+def _scan_container(fh: io.BytesIO, size: int, source: str) -> list[TarEntry]:
+    """Steps 1-3: the container, as for a bundle; the manifest and its signature last."""
+    if not size:
         raise InvalidInput(f"{source}: empty file, not a request")
-    if len(data) > MAX_REQUEST_BYTES:
-        raise InvalidInput(f"{source}: too large for a request file (over {MAX_REQUEST_BYTES} bytes)")
-    fh = io.BytesIO(data)
-    entries = scan_archive(fh, len(data), limits=REQUEST_LIMITS, source=source)
+    if size > MAX_REQUEST_BYTES:
+        raise TooLarge(f"{source}: too large for a request file (over {MAX_REQUEST_BYTES} bytes)")
+    entries = scan_archive(fh, size, limits=REQUEST_LIMITS, source=source)
     names = [e.name for e in entries]
     if MANIFEST_NAME not in names:
         raise InvalidInput(f"{source}: no manifest.json, not a request file")
@@ -240,20 +240,13 @@ def open_request(
         raise VerificationError(f"{source}: the request is not signed (no manifest.json.sig)")
     if names[-2:] != [MANIFEST_NAME, SIGNATURE_NAME]:
         raise InvalidInput(f"{source}: manifest.json and manifest.json.sig must be the last two entries")
-    man_entry, sig_entry, payload = entries[-2], entries[-1], entries[:-2]
-    # 4. the manifest
-    manifest_bytes = read_member(fh, man_entry, source=source)
-    manifest = validate_request_manifest(parse_manifest_json(manifest_bytes, source=source), source=source)
-    # 5. the requester's signature
-    signature = read_member(fh, sig_entry, source=source)
-    key = trusted.get(manifest.requester)
-    if key is None:
-        raise VerificationError(f"{source}: signed by key {manifest.requester}, which is not a --trust key")
-    try:
-        verify_bytes(key, manifest_bytes, signature)
-    except VerificationError as exc:
-        raise VerificationError(f"{source}: request signature does not verify") from exc
-    # 6-7. the one member: present, alone, its size and SHA-256
+    return entries
+
+
+def _read_csr_member(fh: io.BytesIO, payload: list[TarEntry], manifest: RequestManifest, source: str) -> bytes:
+    """Steps 6-7: the one member, present, alone, its size and SHA-256."""
+    import hashlib
+
     names = [e.name for e in payload]
     if names != [CSR_MEMBER]:
         extra = next((n for n in names if n != CSR_MEMBER), None)
@@ -266,20 +259,46 @@ def open_request(
             f"{source}: member {CSR_MEMBER} is {entry.size} bytes, the manifest says {manifest.member.size}"
         )
     csr_bytes = read_member(fh, entry, source=source)
-    import hashlib
-
     if hashlib.sha256(csr_bytes).hexdigest() != manifest.member.sha256:
-        raise VerificationError(f"{source}: member {CSR_MEMBER} does not match its SHA-256 in the manifest")
+        raise DigestMismatch(f"{source}: member {CSR_MEMBER} does not match its SHA-256 in the manifest")
+    return csr_bytes
+
+
+def _check_dates(manifest: RequestManifest, source: str, now: dt.datetime | None) -> None:
+    """Step 9: not expired, not dated in the future."""
+    when = now or dt.datetime.now(dt.UTC)
+    if when >= parse_time(manifest.expires, source=source):
+        raise Expired(f"{source}: request expired at {manifest.expires}")
+    if when < parse_time(manifest.created, source=source) - dt.timedelta(minutes=5):
+        raise Refused(f"{source}: request is dated in the future ({manifest.created}); check the clocks")
+
+
+def open_request(
+    data: bytes, trust: Iterable[PublicKey | Path], *, source: str, now: dt.datetime | None = None
+) -> VerifiedRequest:
+    """Verify an untrusted request file against ``trust`` (operators' public keys), or raise."""
+    trusted = _trusted_keys(trust)
+    fh = io.BytesIO(data)
+    entries = _scan_container(fh, len(data), source)  # 1-3
+    man_entry, sig_entry, payload = entries[-2], entries[-1], entries[:-2]
+    # 4. the manifest
+    manifest_bytes = read_member(fh, man_entry, source=source)
+    manifest = validate_request_manifest(parse_manifest_json(manifest_bytes, source=source), source=source)
+    # 5. the requester's signature
+    signature = read_member(fh, sig_entry, source=source)
+    key = trusted.get(manifest.requester)
+    if key is None:
+        raise VerificationError(f"{source}: signed by key {manifest.requester}, which is not a --trust key")
+    try:
+        verify_bytes(key, manifest_bytes, signature)
+    except VerificationError as exc:
+        raise SignatureMismatch(f"{source}: request signature does not verify") from exc
+    csr_bytes = _read_csr_member(fh, payload, manifest, source)  # 6-7
     # 8. the CSR itself, and that it carries the key the manifest names
     csr = verify_csr(csr_bytes, source=f"{source}: {CSR_MEMBER}")
     if csr.key_id != manifest.key_id:
         raise VerificationError(f"{source}: the CSR's key {csr.key_id} is not the key_id the manifest names")
-    # 9. expiry
-    when = now or dt.datetime.now(dt.UTC)
-    if when >= parse_time(manifest.expires, source=source):
-        raise Refused(f"{source}: request expired at {manifest.expires}")
-    if when < parse_time(manifest.created, source=source) - dt.timedelta(minutes=5):
-        raise Refused(f"{source}: request is dated in the future ({manifest.created}); check the clocks")
+    _check_dates(manifest, source, now)  # 9
     return VerifiedRequest(manifest, csr)
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from airgap.connected.connect import (
+from airgap.connected.kube import connect
+from airgap.connected.remote_secrets import (
     CLUSTER_ANNOTATION,
     MULTICLUSTER_LABEL,
     READER_SA,
@@ -19,30 +20,16 @@ from airgap.connected.connect import (
     fleet_problems,
     read_facts,
 )
-from airgap.connected.kube import connect
-from tests.connected.kubehelpers import FAST, FAST_ENV, cacerts_manifest
+from tests.connect_fixtures import MESH
+from tests.connect_fixtures import connect_env as _env
+from tests.connect_fixtures import connect_fleet as _fleet
+from tests.connect_fixtures import ctx_args as _ctx_args
+from tests.connect_fixtures import prepare_cluster as _prepare
+from tests.connect_fixtures import remote_secrets_of as _remote_secrets
+from tests.connected.kubehelpers import FAST
 from tests.helpers import make_pki, one_error_line, run_cli, tree
 from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Fleet
-from tests.kubeapi.server import Emulator
-
-MESH = "proj-1"
-
-
-def _prepare(emu: Emulator, name: str, cluster_dir: Path, *, mesh_id: str = MESH, network: str | None = None) -> None:
-    """What mesh install and bundle import leave: istio-system (network, clusterName, meshID) and cacerts."""
-    emu.create(
-        "namespaces",
-        None,
-        {
-            "metadata": {
-                "name": "istio-system",
-                "labels": {"topology.istio.io/network": network or f"net-{name}"},
-                "annotations": {"airgap.dev/cluster-name": name, "airgap.dev/mesh-id": mesh_id},
-            }
-        },
-    )
-    emu.create("secrets", "istio-system", cacerts_manifest(cluster_dir))
 
 
 @pytest.fixture
@@ -50,25 +37,6 @@ def other_root(tmp_path: Path) -> Path:
     """A cluster folder under a different root CA (a second Makefile run: istio/istio#37096)."""
     make_pki(tmp_path / "other-pki", ["x1"], cn="Other Root", passphrase=None, key_passphrase=None)
     return tmp_path / "other-pki" / "x1"
-
-
-def _fleet(kube_fleet: Any, pki: Path, n: int) -> Fleet:
-    fleet: Fleet = kube_fleet(n)
-    for i, ctx in enumerate(fleet.contexts):
-        _prepare(fleet.emulators[ctx], f"cluster{i + 1}", pki / ("c1" if i % 2 == 0 else "c2"))
-    return fleet
-
-
-def _env(fleet: Fleet, tmp_path: Path) -> dict[str, str]:
-    return {**fleet.env, **FAST_ENV, "AIRGAP_STATE_DIR": str(tmp_path / "state")}
-
-
-def _ctx_args(contexts: list[str]) -> list[str]:
-    return [a for c in contexts for a in ("--context", c)]
-
-
-def _remote_secrets(emu: Emulator) -> dict[str, dict[str, Any]]:
-    return {s["metadata"]["name"]: s for s in emu.list("secrets", "istio-system", f"{MULTICLUSTER_LABEL}=true")}
 
 
 def _kubeconfig_of(secret: dict[str, Any]) -> dict[str, Any]:

@@ -39,8 +39,9 @@ from typing import Any
 import yaml
 
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION, MESH_ID_ANNOTATION, NAMESPACE, NETWORK_LABEL
+from airgap.core.names import ROOT_CERT
 from airgap.core.retry import poll_until
-from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
+from airgap.errors import AirgapError, ClusterError, InvalidInput, NotFound, Refused
 
 JSON = dict[str, Any]
 
@@ -128,7 +129,7 @@ def context_endpoint(context: str, kubeconfig: Path | None = None) -> Endpoint:
                     "the cluster's CA data (set certificate-authority-data)"
                 )
             return Endpoint(name, server, _ca_data(name, cluster, f))
-    raise InvalidInput(f"context {name}: cluster {cluster_name} not found in kubeconfig {path}")
+    raise NotFound(f"context {name}: cluster {cluster_name} not found in kubeconfig {path}")
 
 
 def _ca_data(context: str, cluster: JSON, source: Path) -> str:
@@ -212,7 +213,7 @@ def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = Non
         )
     roots: dict[str, str] = {}
     secret = kube.get("Secret", "cacerts", NAMESPACE)
-    pem = _b64(secret, "root-cert.pem") if secret else None
+    pem = _b64(secret, ROOT_CERT) if secret else None
     if pem:
         try:
             certs = load_certs_pem(pem, source=f"context {endpoint.context} cacerts root-cert.pem")

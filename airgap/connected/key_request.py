@@ -2,7 +2,7 @@
 
 The key never crosses the gap: ``JUMPDIR/CLUSTER/ca-key.pem`` (0600, PKCS#8, encrypted unless the
 operator asks otherwise) stays on this side; only the request file (a CSR signed into the bundle
-family, :mod:`airgap.core.request`) is carried to the root host. The CSR's subject is
+family, :mod:`airgap.core.request_file`) is carried to the root host. The CSR's subject is
 informational (``O=Istio, L=CLUSTER, CN=Intermediate CA``): the root ignores it.
 
 Trust: the jump folder and the operator's signing key are the operator's own. Writes are atomic;
@@ -28,10 +28,11 @@ from airgap.core.keys import (
     signature_hash_for,
     spki_sha256,
 )
-from airgap.core.request import DEFAULT_REQUEST_DAYS, check_cluster, open_request, write_request
-from airgap.errors import Refused
+from airgap.core.names import CA_KEY
+from airgap.core.request_file import DEFAULT_REQUEST_DAYS, check_cluster, open_request, write_request
+from airgap.errors import WouldOverwrite
 
-KEY_NAME = "ca-key.pem"
+KEY_NAME = CA_KEY
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def make_request(
     key_path = jump_dir / name / KEY_NAME
     for p in (key_path, out):
         if p.exists() or p.is_symlink():
-            raise Refused(f"{p}: already exists; refusing to overwrite")
+            raise WouldOverwrite(f"{p}: already exists; refusing to overwrite")
     key = generate_private_key(key_type)
     request = write_request(
         build_csr(key, name), cluster=name, sign_key=sign_key, created=dt.datetime.now(dt.UTC), days=days
