@@ -67,13 +67,25 @@ def timed(cmd: list[str], **kw: object) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
+def release_header(size: int) -> bytes:
+    """The first tar header of a release: ``istio-VERSION/blob`` of ``size`` bytes. ``release fetch``
+    checks that the archive's root is ``istio-VERSION`` of the version asked for (issue 23)."""
+    import tarfile
+
+    info = tarfile.TarInfo(f"istio-{VERSION}/blob")
+    info.size = size
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
 def make_input(work: Path, mib: int) -> tuple[Path, Path, Path]:
     data = work / "www" / "asm" / NAME
     data.parent.mkdir(parents=True)
     block = os.urandom(1024 * 1024)
     with open(data, "wb") as fh:
+        fh.write(release_header(mib * 1024 * 1024))
         for i in range(mib):
             fh.write(block[i % 251 :] + block[: i % 251])  # distinct blocks, cheap to make
+        fh.write(b"\0" * 1024)  # the end of the archive
     key, pub, sig = work / "k.key", work / "k.pem", Path(f"{data}.1.sig")
     subprocess.run(
         ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key)], check=True
@@ -195,6 +207,7 @@ def main() -> list[dict[str, object]]:
     mib = int(os.environ.get("AIRGAP_BENCH_MIB", "1024"))
     with tempfile.TemporaryDirectory(prefix="airgap-bench-release-") as tmp:
         work = Path(tmp)
+        os.environ["AIRGAP_STATE_DIR"] = str(work / "state")  # the accepted-releases mark stays here
         data, sig, pub = make_input(work, mib)
         rows = [bench_verify(data, sig, pub), bench_fetch(work, data, pub)]
     RESULTS.mkdir(parents=True, exist_ok=True)

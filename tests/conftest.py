@@ -48,3 +48,10 @@ def pki(_pki_template: Path, tmp_path: Path) -> Path:
     d = tmp_path / "pki"
     shutil.copytree(_pki_template, d)
     return d
+
+
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own jump host state folder (releases.json, history.jsonl, accepted.json),
+    so no test reads or writes the user's ~/.local/state/airgap. Tests may set it again."""
+    monkeypatch.setenv("AIRGAP_STATE_DIR", str(tmp_path_factory.mktemp("state")))

@@ -27,6 +27,7 @@ import subprocess
 import tarfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,12 +108,16 @@ def write_authfile(path: Path, host: str, user: str = USER, password: str = PASS
     return path
 
 
-def start_registry(folder: Path, ca: RegistryCA, *, auth: bool = False) -> Registry:
+def start_registry(folder: Path, ca: RegistryCA, *, auth: bool = False, access_log: bool = False) -> Registry:
+    """``access_log``: the registry logs every request to ``folder/registry.log`` (for tests that
+    look at what a client asked: HEADs, mounts, uploads)."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lines = [
         "version: 0.1",
-        "log: {level: error, accesslog: {disabled: true}}",
+        "log: {level: info, accesslog: {disabled: false}}"
+        if access_log
+        else "log: {level: error, accesslog: {disabled: true}}",
         f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, delete: {{enabled: true}}}}",
         f"http: {{addr: 127.0.0.1:{port}, tls: {{certificate: {ca.cert}, key: {ca.key}}}}}",
     ]
@@ -289,6 +294,63 @@ class DroppingProxy:
     def stop(self) -> None:
         self._stop = True
         self.listener.close()
+
+
+class TokenRegistry:
+    """A TLS stand-in for a registry behind the distribution token flow (what Harbor or a cloud
+    registry does): ``/v2/`` and blob HEADs answer 401 ``Bearer realm=…/token`` until given a
+    token; ``/token`` hands one out for basic ``USER:PASSWORD``; ``blobs`` lists the digests held
+    (per repository). ``requests`` logs (method, path, scope) of every call."""
+
+    def __init__(self, ca: RegistryCA, blobs: dict[str, set[str]]) -> None:
+        self.requests: list[tuple[str, str, str]] = []
+        outer = self
+        token = "t0ken-for-tests"
+        basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _reply(self) -> None:
+                path, _, query = self.path.partition("?")
+                scope = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("scope", "")
+                outer.requests.append((self.command, path, urllib.parse.unquote(scope)))
+                if path == "/token":  # a token is good for the scope it was asked for
+                    ok = self.headers.get("Authorization") == basic
+                    body = json.dumps({"token": f"{token}|{urllib.parse.unquote(scope)}"}).encode()
+                    return self._send(200 if ok else 401, body if ok else b"")
+                repo, _, digest = path.removeprefix("/v2/").partition("/blobs/")
+                need = "" if path == "/v2/" else f"repository:{repo}:pull"
+                given = self.headers.get("Authorization", "")
+                if not given.startswith(f"Bearer {token}|") or (need and given.split("|", 1)[1] != need):
+                    realm = f'Bearer realm="https://{outer.host}/token",service="test-registry"'
+                    return self._send(401, b"{}", {"WWW-Authenticate": realm})
+                if path == "/v2/":
+                    return self._send(200, b"{}")
+                return self._send(200 if digest in blobs.get(repo, set()) else 404)
+
+            do_GET = do_HEAD = _reply
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(ca.cert), str(ca.key))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # -- pin_*: the pinned-install tests' own registry (mesh install --images, the live digest check) ---------

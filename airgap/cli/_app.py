@@ -29,7 +29,9 @@ def new_app(**kwargs: Any) -> typer.Typer:
 
 def print_json(doc: Any) -> None:
     """One JSON document on stdout, keys sorted, for scripts."""
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    from airgap.core.display import without_userinfo
+
+    sys.stdout.write(without_userinfo(json.dumps(doc, indent=2, sort_keys=True)) + "\n")
 
 
 def json_failure(as_json: bool, doc: dict[str, Any]) -> Any:
@@ -52,12 +54,16 @@ def json_failure(as_json: bool, doc: dict[str, Any]) -> Any:
 
 
 def warn(message: str) -> None:
-    print(f"airgap: warning: {message}", file=sys.stderr)
+    from airgap.core.display import without_userinfo
+
+    print(f"airgap: warning: {without_userinfo(message)}", file=sys.stderr)
 
 
 def info(message: str) -> None:
     """Human progress notes go to stderr so stdout stays clean for --json and pipes."""
-    print(message, file=sys.stderr)
+    from airgap.core.display import without_userinfo
+
+    print(without_userinfo(message), file=sys.stderr)
 
 
 class RichProgress:
@@ -105,3 +111,13 @@ class RichProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+INSECURE_HELP = "Allow writes to a context with insecure-skip-tls-verify (its API server is not authenticated)."
+
+
+def allow_insecure(insecure: bool) -> None:
+    """``--insecure`` of a command that writes to clusters (see airgap.connected.kube.Kube.check_writable)."""
+    from airgap.connected.kube import allow_insecure_writes
+
+    allow_insecure_writes(insecure)

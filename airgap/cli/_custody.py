@@ -46,7 +46,7 @@ def custodian_recipients(custodians: Sequence[str]) -> list[str]:
 
     out: list[str] = []
     for c in custodians:
-        got = load_recipients(c)
+        got = load_recipients(c, option="--custodian")
         if len(got) != 1:
             raise _invalid(f"--custodian {c}: holds {len(got)} recipients; give one custodian per --custodian")
         out.extend(got)

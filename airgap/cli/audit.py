@@ -96,3 +96,54 @@ def show(
     out.print(table)
     if entries:
         out.print(f"head {clean(entries[-1].hash)}", markup=False)
+
+
+@app.command("report")
+def report(
+    pki: Path = typer.Argument(..., help="The PKI folder (its ceremony log, inventory and certificates)."),
+    trust: list[Path] = typer.Option(
+        ..., "--trust", help="The officer's public key (.pub); repeatable. The log must verify against it."
+    ),
+    state: Path | None = typer.Option(
+        None,
+        "--state",
+        help="The jump host's state folder (its history.jsonl): show every import, extract and push, "
+        "each matched against the log.",
+    ),
+    out: Path | None = typer.Option(None, "--out", help="The HTML page to write (never replaced)."),
+    as_json: bool = typer.Option(False, "--json", help="The same content as one JSON document on stdout."),
+    now: str | None = typer.Option(
+        None, "--now", help="The report's 'now' (ISO 8601, UTC): the same inputs and --now give the same bytes."
+    ),
+) -> None:
+    """Verify the ceremony log, then write one self-contained HTML page (or --json) an auditor can
+    file: the verdict first, every act, every certificate on a validity timeline, revocations,
+    custody, and with --state the jump host's side. Exits 1 when the log does not verify or a
+    jump-host record contradicts it (the page, if written, says so in its title).
+
+    Example: airgap audit report pki --trust officer.pub --state jump/state --out report.html
+    """
+    if (out is None) == (not as_json):
+        raise typer.BadParameter("give exactly one of --out REPORT.html and --json", param_hint="--out/--json")
+    from airgap.core.keys import load_public_key
+    from airgap.errors import WouldOverwrite
+    from airgap.offline.report import build_report, parse_now
+
+    if out is not None and (out.exists() or out.is_symlink()):
+        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
+    with json_failure(as_json, {"pki": str(pki)}):  # --json: unreadable input is a JSON document too
+        at = parse_now(now)
+        keys = [load_public_key(p) for p in trust]
+        made = build_report(pki, keys, now=at, state=state)
+    if as_json:
+        print_json(made.to_json())
+    else:
+        assert out is not None
+        from airgap.core.display import clean
+        from airgap.offline.report_html import write_html
+
+        write_html(made, out)
+
+        typer.echo(f"{clean(made.verdict.summary)}")
+        typer.echo(f"Report written: {clean(out)}")
+    made.require_verified()

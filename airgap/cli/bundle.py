@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from airgap.cli._app import RichProgress, info, json_failure, new_app, print_json
+from airgap.cli._app import INSECURE_HELP, RichProgress, allow_insecure, info, json_failure, new_app, print_json
 from airgap.cli._gitops import raise_for_tree, secret_policy
 from airgap.core.limits import MAX_BUNDLE_EXPIRY_DAYS, MAX_PARALLEL
 
@@ -259,6 +259,7 @@ def import_(
     key_passphrase_file: Path | None = typer.Option(
         None, "--key-passphrase-file", help="Passphrase of --key (also: $AIRGAP_PASSPHRASE, or a prompt)."
     ),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
 ) -> None:
     """Verify, decrypt and check a bundle, then render it (--output-dir) or write it to the cluster(s).
 
@@ -289,6 +290,7 @@ def import_(
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
     recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "the cacerts Secret holds the CA private key")
+    allow_insecure(insecure)
     contexts = unique_contexts(context)
     keys = _trust_keys(trust)
     pw = None

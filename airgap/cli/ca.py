@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from airgap.cli._app import KEY_TYPE_HELP, RichProgress, info, new_app, print_json
+from airgap.cli._app import KEY_TYPE_HELP, RichProgress, info, new_app, print_json, warn
 from airgap.cli._custody import ShareOpt, SharePassOpt, TypeShareOpt, custodian_recipients
+from airgap.cli._metrics import PrometheusFileOpt, PrometheusOpt, check_outputs, emit
 from airgap.core.limits import MAX_CRL_DAYS, MAX_VALIDITY_DAYS, MAX_WINDOW_DAYS, MAX_WORKERS
 from airgap.offline.root import RootOptions, open_custody, open_root, pki_passphrase, with_custody
 
@@ -388,23 +389,35 @@ def list_(
         max=MAX_WINDOW_DAYS,
         help="Exit 1 (for cron) when a root or current intermediate expires within DAYS days (or has expired).",
     ),
+    prometheus: bool = PrometheusOpt,
+    prometheus_file: Path | None = PrometheusFileOpt,
 ) -> None:
     """List the root and every intermediate with its checks and status (valid/expiring/expired/revoked).
 
     Example: airgap ca list --dir pki --json
 
     Example: airgap ca list --dir pki --expiring-within 90   (exit 1 when something expires soon)
+
+    Example: airgap ca list --dir pki --prometheus-file /var/lib/prometheus/node-exporter/airgap-pki.prom
     """
     from airgap.core.passphrase import read_passphrase_file
     from airgap.offline.layout import PkiLayout
-    from airgap.offline.listing import pki_report
+    from airgap.offline.listing import pki_metrics, pki_report
 
+    check_outputs(as_json, prometheus)
     pw = read_passphrase_file(passphrase_file) if passphrase_file else None
     report = pki_report(PkiLayout(dir), pw, expiring_days=expiring_within)
+    if prometheus or prometheus_file is not None:
+        emit(pki_metrics(PkiLayout(dir)), stdout=prometheus, path=prometheus_file)
     if as_json:
         print_json(report.to_json())
-        _fail_if_broken(report)
-        return
+    elif not prometheus:
+        _print_pki_report(report)
+    _fail_if_broken(report)
+
+
+def _print_pki_report(report: PkiReport) -> None:
+    """``ca list``'s text form: the roots, a table of intermediates, then each problem."""
     from rich.table import Table
 
     from airgap.core.display import clean, short, text
@@ -436,17 +449,25 @@ def list_(
     for r in report.intermediates:
         for p in r.problems:
             console.print(f"{r.cluster}: {clean(p)}", markup=False)
-    _fail_if_broken(report)
+    for p in (*report.root_problems, *report.recorded_problems):
+        console.print(clean(p), markup=False)
 
 
 def _fail_if_broken(report: PkiReport) -> None:
-    """``ca list`` exits 1 (after the report) when a CA is broken or something expires soon."""
+    """``ca list`` exits 1 (after the report) for every failed check: a broken, expired or revoked
+    intermediate, an expired root, a recorded certificate missing or different on disk, or (with
+    ``--expiring-within``) something expiring soon. Expiring within 30 days alone is a warning (exit 0)."""
     from airgap.errors import VerificationError
 
+    for w in report.warnings:
+        warn(w)
+    failed = [*report.root_problems, *report.recorded_problems]
     broken = report.broken
     if broken:
         parts = [f"{r.cluster} ({'; '.join(r.problems)})" for r in broken]
-        raise VerificationError(f"{len(broken)} intermediate(s) would not be accepted by istiod: {', '.join(parts)}")
+        failed.append(f"{len(broken)} intermediate(s) failed their checks: {', '.join(parts)}")
+    if failed:
+        raise VerificationError("; ".join(failed))
     days, soon = report.expiring_days, report.expiring
     if days is None or not soon:
         return

@@ -50,7 +50,7 @@ def _trust(paths: list[Path]) -> list[Any]:
 def list_cmd(
     release: Path = typer.Option(..., "--release", help="The --out folder of 'airgap release extract'."),
     profile: str | None = typer.Option(None, "--profile", help="Istio profile (default: the release line's)."),
-    json_out: bool = JsonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Every image an install of the verified release needs, read from its own profile and chart files.
 
@@ -61,7 +61,7 @@ def list_cmd(
     from airgap.connected.images import list_images
 
     refs = list_images(release, profile)
-    if json_out:
+    if as_json:
         print_json({"images": [{"name": r.name, "reference": str(r), "tag": r.tag} for r in refs]})
         return
     for r in refs:
@@ -104,7 +104,7 @@ def pull_cmd(
     passphrase_file: Path | None = typer.Option(None, "--passphrase-file", help="Passphrase of --sign-key."),
     ca_bundle: Path | None = CaOpt,
     authfile: Path | None = AuthOpt,
-    json_out: bool = JsonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Pull the images into one signed bundle: each blob once, manifests byte for byte, every digest checked.
 
@@ -129,7 +129,7 @@ def pull_cmd(
     request = PullRequest(tuple(refs), pull_from.rstrip("/") if pull_from else None, tuple(platform), size)
     with registry_access(ca_bundle, authfile) as access:
         manifest = pull_images(request, key=key, out=out, access=access, since=since, progress=RichProgress())
-    if json_out:
+    if as_json:
         print_json(
             {"bundle": str(out), "bundle_id": manifest.bundle_id, "images": [i.to_doc() for i in manifest.images]}
         )
@@ -142,7 +142,7 @@ def pull_cmd(
 def verify_cmd(
     bundle: Path = typer.Argument(..., help="The images bundle (the head file of a split bundle)."),
     trust: list[Path] = typer.Option([], "--trust", help="A trusted signer public key (PEM); repeat for several."),
-    json_out: bool = JsonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Verify the signature, then every part, blob and manifest reference in one pass; list the images.
 
@@ -151,10 +151,12 @@ def verify_cmd(
     from airgap.connected.images import open_images
 
     verified = open_images(bundle, _trust(trust), progress=RichProgress())
-    if json_out:
+    if as_json:
         print_json({"verified": True, **_images_doc(verified)})
         return
-    typer.echo("Verified OK")
+    m = verified.manifest
+    extra = (f", base {m.base.bundle_id}" if m.base else "") + (f", {len(m.parts)} parts" if m.parts else "")
+    typer.echo(f"Verified OK: images bundle {m.bundle_id}, signer {m.signer}, {len(m.members) - 2} blobs{extra}")
     _print_images(verified.images)
 
 
@@ -166,7 +168,7 @@ def push_cmd(
     ca_bundle: Path | None = CaOpt,
     authfile: Path | None = AuthOpt,
     state: Path | None = typer.Option(None, "--state", help="The jump host's state folder (history)."),
-    json_out: bool = JsonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Verify every byte, then push blobs, manifests, indexes and tags by digest. Pushing again changes nothing.
 
@@ -177,7 +179,7 @@ def push_cmd(
 
     with registry_access(ca_bundle, authfile) as access:
         result = push_images(bundle, _trust(trust), registry, access=access, state=state, progress=RichProgress())
-    if json_out:
+    if as_json:
         print_json({"bundle_id": result.bundle.bundle_id, "registry": result.registry, "images": list(result.images)})
         return
     for i in result.images:

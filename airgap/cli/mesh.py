@@ -15,7 +15,8 @@ from typing import Any
 
 import typer
 
-from airgap.cli._app import new_app, print_json
+from airgap.cli._app import INSECURE_HELP, allow_insecure, new_app, print_json
+from airgap.cli._metrics import PrometheusFileOpt, PrometheusOpt, check_outputs, emit
 from airgap.core.display import clean_lines
 from airgap.core.limits import MAX_PARALLEL, MAX_TIMEOUT
 from airgap.errors import VerificationError
@@ -110,6 +111,7 @@ def install(
     ),
     poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
     images: Path | None = typer.Option(
         None, "--images", help="Images bundle (airgap images pull): install every image from --registry by digest."
     ),
@@ -138,6 +140,7 @@ def install(
     from airgap.connected.fleet import Outcome, run_fleet
     from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install, render_tree
 
+    allow_insecure(insecure)
     _check_image_options(images, trust, registry, ca_bundle, authfile)
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
@@ -236,6 +239,11 @@ def install(
         _print_install(result)
         return
 
+    if not dry_run:  # every cluster is asked before any is written (issue 23)
+        from airgap.connected.mesh import ask_install_fleet
+
+        ask_install_fleet([c for c in contexts if c], east_west, policy=_policy(), parallel=parallel)
+
     def fleet_one(ctx: str) -> Outcome:
         r = one(ctx)
         return Outcome(
@@ -328,6 +336,10 @@ def inject(
     ),
     poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
+    force: bool = typer.Option(
+        False, "--force", help="Allow a system namespace (kube-system, kube-public, kube-node-lease, istio-system)."
+    ),
 ) -> None:
     """Label namespaces with the revision (removing istio-injection); --restart restarts and checks the pods.
 
@@ -337,7 +349,8 @@ def inject(
     from airgap.connected.inject import check_names, enable_injection
     from airgap.connected.kube import connect
 
-    check_names(namespaces, revision)  # bad names are exit 3 before any cluster is contacted
+    check_names(namespaces, revision, force=force)  # bad names: exit 3 (system ones: 4) before any cluster
+    allow_insecure(insecure)
     contexts = _contexts(context)
     fleet = len(contexts) > 1
 
@@ -345,7 +358,14 @@ def inject(
         notify = _say(f"[{ctx}] " if fleet else "")
         with connect(ctx, policy=_policy(), notify=notify) as kube:
             return enable_injection(
-                kube, namespaces, revision=revision, restart=restart, timeout=wait_timeout, poll=poll, notify=notify
+                kube,
+                namespaces,
+                revision=revision,
+                restart=restart,
+                timeout=wait_timeout,
+                poll=poll,
+                notify=notify,
+                force=force,
             )
 
     def check(r: Any) -> None:
@@ -364,6 +384,10 @@ def inject(
             _print_inject(result)
         check(result)
         return
+
+    from airgap.connected.inject import ask_inject_fleet
+
+    ask_inject_fleet([c for c in contexts if c], namespaces, restart, policy=_policy(), parallel=parallel)
 
     def fleet_one(ctx: str) -> Outcome:
         r = one(ctx)
@@ -441,6 +465,7 @@ def connect_cmd(
     if force and output_dir is None:
         raise typer.BadParameter("--force only applies to --output-dir")
     recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "remote secrets hold API tokens")
+    allow_insecure(False)  # no --insecure here: a context without TLS verification is refused at step 1
     result = connect_mesh(
         context,
         names=parse_name_map(cluster_name),
@@ -470,12 +495,21 @@ def status(
     context: list[str] = typer.Option([], "--context", help=CONTEXT_HELP),
     parallel: int = typer.Option(8, "--parallel", min=1, max=MAX_PARALLEL, help=PARALLEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    prometheus: bool = PrometheusOpt,
+    prometheus_file: Path | None = PrometheusFileOpt,
 ) -> None:
     """Control plane, revision, cacerts fingerprint and expiry, injection labels; exit 1 on problems.
 
     Example: airgap mesh status --context ctx1 --json
+
+    Example: airgap mesh status --context ctx1 --context ctx2 --prometheus   (metrics even when it exits 1)
     """
     from airgap.connected.status import mesh_status
+
+    check_outputs(as_json, prometheus)
+    if prometheus or prometheus_file is not None:
+        _status_with_metrics(context, parallel, as_json, prometheus, prometheus_file)
+        return
 
     def problems(st: Any) -> str:
         return "; ".join(st.problems)
@@ -492,6 +526,98 @@ def status(
         error=lambda st: f"context {st.context}: {len(st.problems)} problem(s): {problems(st)}",
         trust=trust,
     )
+
+
+def _status_with_metrics(context: list[str], parallel: int, as_json: bool, prometheus: bool, path: Path | None) -> None:
+    """``mesh status`` with ``--prometheus`` (metrics instead of the report on stdout, printed whatever
+    the verdict; a context that could not be read has ``airgap_mesh_status_ok 0`` and no samples) or
+    ``--prometheus-file`` (the report as usual, and the file). The file is written when every context
+    was read (exit 0, or 1: problems found, which the file says); on exit 3/4/5 it is left as it was.
+    Contexts are checked against the kubeconfig first: a mistyped one prints and writes nothing (exit 3)."""
+    from airgap.connected.kube import resolve_context
+    from airgap.connected.metrics import cacerts_metrics
+    from airgap.connected.status import MeshStatus, mesh_status
+    from airgap.core.expiry_metrics import Metrics
+    from airgap.errors import AirgapError
+
+    names = [resolve_context(c)[1] for c in _contexts(context)]
+    read: dict[str, Metrics] = {}
+
+    def check(kube: Any) -> MeshStatus:
+        st = mesh_status(kube)
+        read[kube.context] = cacerts_metrics(kube) + Metrics(status=((kube.context, st.ok),))
+        return st
+
+    def collected() -> Metrics:
+        out = Metrics()
+        for name in names:
+            out += read.get(name, Metrics(status=((name, False),)))
+        return out
+
+    if not prometheus:
+        try:
+            _run_status(names, parallel, as_json, check)
+        except AirgapError as exc:
+            if exc.exit_code == 1 and len(read) == len(names):
+                emit(collected(), stdout=False, path=path)  # complete: it records the problems found
+            raise
+        emit(collected(), stdout=False, path=path)
+        return
+    report = _read_fleet(names, parallel, check)
+    emit(collected(), stdout=True, path=path if report.exit_code <= 1 else None)
+    _raise_status(report)  # a failed cluster first, as the report's own order has it
+    if len(names) > 1:
+        trust = _fleet_trust(names, parallel)
+        if not trust.ok:
+            raise VerificationError(f"the clusters do not form one mesh: {trust.problems[0]}")
+
+
+def _run_status(names: list[str], parallel: int, as_json: bool, check: Callable[[Any], Any]) -> None:
+    """``mesh status``'s usual report (text or JSON) over ``names``, with ``check`` as the per-cluster read."""
+
+    def problems(st: Any) -> str:
+        return "; ".join(st.problems)
+
+    trust = _fleet_trust(names, parallel) if len(names) > 1 else None
+    _check_clusters(
+        names,
+        parallel,
+        as_json,
+        check=check,
+        doc_key="status",
+        words=("ok", "problems"),
+        detail=problems,
+        error=lambda st: f"context {st.context}: {len(st.problems)} problem(s): {problems(st)}",
+        trust=trust,
+    )
+
+
+def _read_fleet(names: list[str], parallel: int, check: Callable[[Any], Any]) -> Any:
+    """Run ``check`` on every context (one failure stops no other); the :class:`FleetReport`."""
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.kube import connect
+
+    def one(ctx: str) -> Outcome:
+        with connect(ctx, policy=_policy(), notify=_say(f"[{ctx}] " if len(names) > 1 else "")) as kube:
+            st = check(kube)
+        detail = "; ".join(st.problems)
+        return Outcome(ctx, 0 if st.ok else 1, "ok" if st.ok else "problems", detail, st)
+
+    return run_fleet(names, one, parallel=parallel)
+
+
+def _raise_status(report: Any) -> None:
+    """Exit as ``mesh status`` would: one context, its own error line; a fleet, the worst code."""
+    if len(report.outcomes) == 1:
+        o = report.outcomes[0]
+        if o.exit_code == 1 and o.value is not None:
+            raise VerificationError(f"context {o.context}: {len(o.value.problems)} problem(s): {o.detail}")
+        if o.exit_code != 0:
+            from airgap.connected.fleet import FleetFailed
+
+            raise FleetFailed(o.detail, o.exit_code)
+        return
+    report.raise_for_failures()
 
 
 def _check_clusters(

@@ -8,7 +8,7 @@ from typing import NoReturn
 import typer
 
 from airgap.cli._app import RichProgress, info, new_app, print_json
-from airgap.core.limits import MAX_RETRIES, MAX_TIMEOUT
+from airgap.core.limits import MAX_RETRIES, MAX_SPEED_LIMIT, MAX_TIMEOUT
 from airgap.errors import VerificationError
 
 app = new_app(
@@ -22,6 +22,11 @@ app = new_app(
 KeyOpt = typer.Option(None, "--key", help="Trust only this PEM public key (or certificate).")
 KeyIdOpt = typer.Option(None, "--key-id", help="Trust only the known key with this id or fingerprint.")
 JsonOpt = typer.Option(False, "--json", help="One JSON document on stdout, for scripts.")
+DowngradeOpt = typer.Option(
+    False,
+    "--allow-downgrade",
+    help="Accept a release older than one this jump host already accepted of the same line (major.minor).",
+)
 
 
 def _check_key_options(key: Path | None, key_id: str | None) -> None:
@@ -108,15 +113,34 @@ def fetch(
         60.0, "--timeout", min=0.1, max=MAX_TIMEOUT, help="Read timeout in seconds (connect: 15 s)."
     ),
     retries: int = typer.Option(
-        5, "--retries", min=0, max=MAX_RETRIES, help="Retries on 5xx and dropped connections (with backoff)."
+        5,
+        "--retries",
+        min=0,
+        max=MAX_RETRIES,
+        help="Retries per file on 5xx, dropped or too slow connections, each after a backoff.",
+    ),
+    speed_limit: int = typer.Option(
+        1024,
+        "--speed-limit",
+        min=0,
+        max=MAX_SPEED_LIMIT,
+        help="Bytes/s: an attempt slower than this for --speed-time seconds fails (0: no limit).",
+    ),
+    speed_time: float = typer.Option(
+        30.0, "--speed-time", min=1.0, max=MAX_TIMEOUT, help="Seconds; see --speed-limit."
     ),
     as_json: bool = JsonOpt,
+    allow_downgrade: bool = DowngradeOpt,
 ) -> None:
     """Download a release tarball and its .1.sig, verify, and only then keep them.
 
     The download goes to OUT/NAME.part (resumed with HTTP Range after a dropped connection, also
     by re-running), is verified, then renamed. A file that fails verification is deleted (exit 1).
-    Proxies come from HTTPS_PROXY/NO_PROXY. An https->http redirect is refused.
+    --retries bounds the attempts per file, however much each one got; an attempt slower than
+    --speed-limit bytes/s over --speed-time seconds fails (like curl's options). After the last
+    retry: exit 5. Proxies come from HTTPS_PROXY/NO_PROXY. An https->http redirect is refused. The archive's
+    root folder must be istio-VERSION (exit 1), and a release older than one this jump host has
+    accepted of the same line is refused (exit 4) unless --allow-downgrade.
 
     Example: airgap release fetch 1.8.6-asm.8 --out releases
 
@@ -125,7 +149,9 @@ def fetch(
     from airgap.connected.fetch import FetchOptions, fetch_release
 
     _check_key_options(key, key_id)
-    options = FetchOptions(ca_bundle=ca_bundle, read_timeout=timeout, retries=retries)
+    options = FetchOptions(
+        ca_bundle=ca_bundle, read_timeout=timeout, retries=retries, speed_limit=speed_limit, speed_time=speed_time
+    )
     try:
         got = fetch_release(
             version,
@@ -136,6 +162,7 @@ def fetch(
             key_id=key_id,
             options=options,
             progress=RichProgress(),
+            allow_downgrade=allow_downgrade,
         )
     except VerificationError as exc:
         _failure(exc, as_json, {"version": version, "platform": platform})
@@ -155,24 +182,40 @@ def extract(
     key_id: str | None = KeyIdOpt,
     out: Path = typer.Option(..., "--out", help="Output folder: must be missing or empty."),
     as_json: bool = JsonOpt,
+    version: str | None = typer.Option(
+        None, "--version", help="The release this must be (default: from the name istio-VERSION-PLATFORM.tar.gz)."
+    ),
+    allow_downgrade: bool = DowngradeOpt,
 ) -> None:
     """Verify a release file, then extract it safely into OUT with OUT/RELEASE.json.
 
     Refused (exit 3): absolute or '..' paths, links pointing out, devices/FIFOs, archives over the
     size, member-count or expansion caps. Extraction happens beside OUT and is renamed into place,
-    so a failure leaves nothing. RELEASE.json records the tarball's SHA-256, the verifying key,
+    so a failure leaves nothing. The archive's root folder must be istio-VERSION of the file's
+    name (or --version), else exit 1; an older release of a line this jump host accepted a newer
+    one of is refused (exit 4) unless --allow-downgrade. RELEASE.json records the tarball's SHA-256, the verifying key,
     and each file's SHA-256 and mode; `airgap mesh install --release OUT` re-checks bin/istioctl.
 
     Example: airgap release extract istio-1.8.6-asm.8-linux-amd64.tar.gz
     --signature istio-1.8.6-asm.8-linux-amd64.tar.gz.1.sig --out asm-1.8.6
     """
-    from airgap.core.release import extract_release
+    from airgap.core.release import extract_release, record_extract
 
     _check_key_options(key, key_id)
     try:
-        rel = extract_release(file, out, signature, key=key, key_id=key_id, progress=RichProgress())
+        rel = extract_release(
+            file,
+            out,
+            signature,
+            key=key,
+            key_id=key_id,
+            progress=RichProgress(),
+            version=version,
+            allow_downgrade=allow_downgrade,
+        )
     except VerificationError as exc:
         _failure(exc, as_json, {"file": str(file)})
+    record_extract(rel)  # the jump host's history ($AIRGAP_STATE_DIR), for 'airgap audit report --state'
     if as_json:
         doc = rel.verified.to_json()
         doc.update({"out": str(out), "root": str(rel.root) if rel.root else None, "files": len(rel.record["files"])})

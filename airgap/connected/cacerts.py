@@ -9,7 +9,9 @@ The rules (issue 5):
 
 1. ``istio-system`` is created when missing.
 2. No ``cacerts`` yet: it is created, with the four keys (never fewer; ``ca-crl.pem`` too if given).
-3. Whatever else holds, a live secret whose ``airgap.dev/sequence`` annotation is newer than the
+3. A live secret annotated ``airgap.dev/cluster`` for another cluster than the bundle's is refused
+   (exit 4), ``rotate`` or not: a CA is never carried from one cluster's bundle into another.
+   Whatever else holds, a live secret whose ``airgap.dev/sequence`` annotation is newer than the
    bundle's is a rollback and is refused (exit 4), ``rotate`` or not, same content or not.
 4. The same content and the same ``airgap.dev/*`` annotations already there: nothing is written;
    the result says "unchanged".
@@ -43,10 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from airgap.connected.access import Need, Undo, ask_every, require
 from airgap.connected.fleet import DEFAULT_PARALLEL, FleetReport, Outcome, run_fleet
 from airgap.connected.kube import AlreadyExists, Conflict, Kube, RetryPolicy, connect, policy_from_env
 from airgap.core.names import ANNOTATION_PREFIX, CA_KEY, CACERTS_OPTIONAL, CACERTS_REQUIRED, ISTIO_NAMESPACE
-from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused, Rollback, WouldOverwrite
+from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused, Rollback, WouldOverwrite, WrongCluster
 
 JSON = dict[str, Any]
 
@@ -273,14 +276,16 @@ def _ensure_backup(kube: Kube, live: JSON, now: Callable[[], dt.datetime]) -> tu
     raise ClusterError(f"context {kube.context}: cannot find a free name for the cacerts backup")
 
 
-def _ensure_namespace(kube: Kube, manifest: JSON) -> bool:
+def _ensure_namespace(kube: Kube, manifest: JSON, undo: Undo | None = None) -> bool:
     name = str(manifest.get("metadata", {}).get("name", NAMESPACE))
     if kube.get("Namespace", name) is not None:
         return False
     try:
-        kube.create("Namespace", manifest)
+        made = kube.create("Namespace", manifest)
     except AlreadyExists:
         return False  # created meanwhile, or our create was applied and its answer lost
+    if undo is not None:
+        undo.created("Namespace", made)
     return True
 
 
@@ -306,13 +311,18 @@ def _decide(live: JSON | None, desired: JSON, *, sequence: int | None, rotate: b
     """
     if live is None:
         return "create"
-    live_seq = _sequence(live)
-    # Sequences count per cluster: a live secret from another cluster's bundle is no rollback
-    # evidence (it is different content, which needs --rotate). Without the annotation (older
-    # imports) the sequence is compared, erring towards refusing.
     live_cluster, our_cluster = _annotation(live, A_CLUSTER), _annotation(desired, A_CLUSTER)
-    same_cluster = live_cluster is None or our_cluster is None or live_cluster == our_cluster
-    if same_cluster and live_seq is not None and sequence is not None and live_seq > sequence:
+    if live_cluster is not None and live_cluster != our_cluster:
+        # Another cluster's CA in this cluster (a wrong --context, or a cross-cluster mix-up):
+        # no flag replaces it, --rotate included.
+        raise WrongCluster(
+            f"{where} is annotated for cluster {live_cluster!r} ({A_CLUSTER}), not {our_cluster!r} of this "
+            "bundle: refusing to replace it, --rotate or not (is --context the right cluster?)"
+        )
+    live_seq = _sequence(live)
+    # Sequences count per cluster; here the live secret is this cluster's, or carries no cluster
+    # annotation (older imports), where the sequence is compared, erring towards refusing.
+    if live_seq is not None and sequence is not None and live_seq > sequence:
         raise Rollback(
             f"{where} holds bundle sequence {live_seq}, newer than this bundle's {sequence}: refusing a rollback"
         )
@@ -335,6 +345,29 @@ def _desired(secret_manifest: JSON) -> JSON:
     return desired
 
 
+def cacerts_needs(ns_exists: bool, action: str) -> list[Need]:
+    """The writes an import makes for ``action`` (:func:`_decide`), for the ask-first reviews."""
+    needs: list[Need] = [] if ns_exists else [("create", "namespaces", "", None)]
+    if action == "create":
+        needs.append(("create", "secrets", "", NAMESPACE))
+    elif action == "annotate":
+        needs.append(("update", "secrets", "", NAMESPACE))
+    elif action == "rotate":
+        needs += [(verb, "secrets", "", NAMESPACE) for verb in ("list", "create", "update", "delete")]
+    return needs
+
+
+def read_and_decide(
+    kube: Kube, namespace_manifest: JSON, desired: JSON, *, sequence: int | None, rotate: bool
+) -> tuple[bool, str]:
+    """(istio-system exists, the action): GETs only, refusals (exit 4) before anything is written."""
+    ns_name = str(namespace_manifest.get("metadata", {}).get("name", NAMESPACE))
+    ns_exists = kube.get("Namespace", ns_name) is not None
+    live = kube.get("Secret", SECRET_NAME, NAMESPACE) if ns_exists else None
+    where = f"context {kube.context}: secret {NAMESPACE}/{SECRET_NAME}"
+    return ns_exists, _decide(live, desired, sequence=sequence, rotate=rotate, where=where)
+
+
 def apply_cacerts(
     kube: Kube,
     namespace_manifest: JSON,
@@ -347,12 +380,35 @@ def apply_cacerts(
     """Bring one cluster to ``secret_manifest`` under the rules in the module docstring.
 
     ``secret_manifest`` is trusted (it comes from a verified bundle); everything read from the
-    cluster is not, and every write is conditioned on what was read.
+    cluster is not, and every write is conditioned on what was read. Ask first: the cluster is
+    read, the rules decide, and every write the decision needs is reviewed (``SelfSubjectAccessReview``)
+    before the first write: a denial is exit 4 with nothing written. A failure after writing began
+    removes what this run created (istio-system, a backup).
     """
     desired = _desired(secret_manifest)
+    ns_exists, action = read_and_decide(kube, namespace_manifest, desired, sequence=sequence, rotate=rotate)
+    require(kube, cacerts_needs(ns_exists, action))
+    undo = Undo(kube)
+    try:
+        return _apply_cacerts(kube, namespace_manifest, desired, sequence=sequence, rotate=rotate, now=now, undo=undo)
+    except BaseException:
+        undo.run(kube.notify)
+        raise
+
+
+def _apply_cacerts(
+    kube: Kube,
+    namespace_manifest: JSON,
+    desired: JSON,
+    *,
+    sequence: int | None,
+    rotate: bool,
+    now: Callable[[], dt.datetime] | None,
+    undo: Undo,
+) -> ImportResult:
     clock = now or (lambda: dt.datetime.now(dt.UTC))
     fingerprint = _annotation(desired, A_FINGERPRINT)
-    ns_created = _ensure_namespace(kube, namespace_manifest)
+    ns_created = _ensure_namespace(kube, namespace_manifest, undo)
     where = f"context {kube.context}: secret {NAMESPACE}/{SECRET_NAME}"
     tried_create = False  # a create whose answer was lost may have been applied
 
@@ -378,6 +434,8 @@ def apply_cacerts(
                 continue  # changed since we read it: decide again from the new state
             return result("annotated")
         backup, backup_uid = _ensure_backup(kube, live, clock)
+        if backup_uid is not None:
+            undo.made.append(("Secret", backup, NAMESPACE, backup_uid))
         replacement = {**desired, "metadata": {**desired["metadata"]}}
         replacement["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
         try:
@@ -388,6 +446,7 @@ def apply_cacerts(
             if backup_uid is not None:
                 kube.delete("Secret", backup, NAMESPACE, uid=backup_uid)
             continue
+        undo.made.clear()  # cacerts now holds the bundle: the backup is the rotation's record
         return result("rotated", backup)
     raise ClusterError(
         f"{where}: still changing under us after {kube.policy.conflict_attempts} attempts; nothing replaced"
@@ -416,6 +475,7 @@ def plan_cacerts(
     where = f"context {kube.context}: secret {NAMESPACE}/{SECRET_NAME}"
     try:
         action = _decide(live, desired, sequence=sequence, rotate=rotate, where=where)
+        require(kube, cacerts_needs(not ns_missing, action))  # the same questions a run asks first
     except Refused as exc:
         raise type(exc)(f"dry run: would refuse: {exc.message}") from exc  # keeps the cause
     outcome = {"create": "created", "unchanged": "unchanged", "annotate": "annotated", "rotate": "rotated"}[action]
@@ -519,6 +579,8 @@ def import_to_fleet(
     later with the same bundle, are accepted again because the sequence and bundle id are equal.
     ``notify`` gets each retry note (they name their context). A dry run writes nothing and records nothing.
     """
+    if not dry_run:
+        _ask_fleet(prepared, contexts, rotate=rotate, kubeconfig=kubeconfig, policy=policy, parallel=parallel)
     recorder = record or _record_accepted
     recorded = threading.Event()
 
@@ -543,3 +605,25 @@ def import_to_fleet(
         return Outcome(ctx, 0, result.result_word, result.detail, result)
 
     return run_fleet(contexts, import_context, parallel=parallel, on_done=on_done)
+
+
+def _ask_fleet(
+    prepared: PreparedImportLike,
+    contexts: Sequence[str],
+    *,
+    rotate: bool,
+    kubeconfig: Path | None,
+    policy: RetryPolicy | None,
+    parallel: int,
+) -> None:
+    """Ask every cluster of the fleet first (:func:`airgap.connected.access.ask_every`): an RBAC
+    denial (or an insecure context without --insecure) anywhere is exit 4 before any cluster is written."""
+    desired = _desired(prepared.cacerts_secret_manifest())
+    sequence = getattr(prepared, "sequence", None)
+    seq = int(sequence) if sequence is not None else None
+
+    def needs_of(kube: Kube) -> list[Need]:
+        ns_exists, action = read_and_decide(kube, prepared.namespace_manifest(), desired, sequence=seq, rotate=rotate)
+        return cacerts_needs(ns_exists, action)
+
+    ask_every(contexts, needs_of, kubeconfig=kubeconfig, policy=policy or policy_from_env(), parallel=parallel)

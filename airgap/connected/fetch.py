@@ -20,6 +20,7 @@ name), never replacing a file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airgap.core.atomic import fsync_dir, link_regular, open_for_update, output_dir, write_new
+from airgap.core.display import without_userinfo
 from airgap.core.hashing import Digests, WriteBehind, hash_fd, hash_file
 from airgap.core.limits import DEFAULT_LIMITS, MAX_SIGNATURE
 from airgap.core.locking import stderr_note
@@ -39,6 +41,7 @@ from airgap.core.release import (
     DEFAULT_BASE_URL,
     ReleaseKey,
     VerifiedRelease,
+    check_archive_root,
     decode_release_signature,
     hashes_for,
     read_signature,
@@ -46,7 +49,8 @@ from airgap.core.release import (
     select_keys,
     verify_digests,
 )
-from airgap.core.retry import Backoff
+from airgap.core.release_lines import check_not_downgrade, record_accepted
+from airgap.core.retry import Attempts, Backoff, LowSpeed
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 
 if TYPE_CHECKING:
@@ -68,7 +72,10 @@ class FetchOptions:
     backoff: float = 1.0  # first wait in seconds, doubled on each retry (capped at 30 s)
     max_size: int = DEFAULT_LIMITS.max_download_size
     max_redirects: int = 10
+    speed_limit: int = 1024  # bytes/s: an attempt slower than this over speed_time seconds fails (0: off)
+    speed_time: float = 30.0
     sleep: Any = field(default=time.sleep, repr=False, compare=False)
+    clock: Any = field(default=time.monotonic, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -83,9 +90,8 @@ class FetchedRelease:
 
     def to_json(self) -> dict[str, Any]:
         doc = self.verified.to_json()
-        doc.update(
-            {"file": str(self.tarball), "signature": str(self.signature), "url": self.url, "status": self.status}
-        )
+        url = without_userinfo(self.url)
+        doc.update({"file": str(self.tarball), "signature": str(self.signature), "url": url, "status": self.status})
         return doc
 
 
@@ -195,8 +201,11 @@ def download(
     """Download ``url`` into ``part`` (resuming what is there), hashing the raw bytes as they arrive.
 
     Returns the digests of the complete file and its size. The caller verifies and renames; nothing
-    here trusts the content. Network failures after the retries are :class:`NetworkError` (exit 5);
-    a file over the cap is :class:`InvalidInput` (exit 3); an https→http redirect is :class:`Refused`.
+    here trusts the content. Every failed attempt counts against ``options.retries`` however many
+    bytes it brought, and each is followed by the backoff; an attempt slower than
+    ``options.speed_limit`` bytes/s over ``options.speed_time`` seconds fails. Network failures after
+    the retries are :class:`NetworkError` (exit 5); a file over the cap is :class:`InvalidInput`
+    (exit 3); an https→http redirect is :class:`Refused`.
     """
     if urllib.parse.urlsplit(url).scheme == "file":
         return _copy_file(_file_path(url), part, hash_names, options, progress)
@@ -207,63 +216,13 @@ def download(
     if part.is_symlink() or (part.exists() and not part.is_file()):
         raise InvalidInput(f"{part}: exists and is not a regular file")
     sd = _hash_existing(part, hash_names) if part.exists() else Digests(hash_names)
-    failures = 0
-    started = False
+    attempts = Attempts(options.retries, Backoff(options.backoff, MAX_BACKOFF), options.sleep)
+    state = _Download(progress, sd)
     try:
         while True:
-            offset = sd.size
-            headers = {"Range": f"bytes={offset}-"} if offset else {}
-            got = 0
             try:
-                resp = _open(session, url, headers, options)
-                with resp:
-                    status = resp.status_code
-                    if status == 416 and offset:
-                        m = re.fullmatch(r"bytes \*/(\d+)", resp.headers.get("Content-Range", ""))
-                        if m and int(m.group(1)) == offset:
-                            return sd.digests(), sd.size  # the .part was already complete
-                        sd = _restart(part, hash_names)
-                        continue
-                    if status == 404:
-                        raise NetworkError(f"{url}: 404 Not Found (check the version, --platform and --base-url)")
-                    if status == 429 or status >= 500:
-                        raise _Transient(f"{url}: HTTP {status} {resp.reason}")
-                    if status not in (200, 206):
-                        raise NetworkError(f"{url}: HTTP {status} {resp.reason}")
-                    if status == 206:
-                        m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
-                        if not m or int(m.group(1)) != offset:
-                            sd = _restart(part, hash_names)  # a range we did not ask for: start over
-                            raise _Transient(f"{url}: server answered a different range")
-                        total = None if m.group(3) == "*" else int(m.group(3))
-                    else:
-                        if offset:
-                            sd = _restart(part, hash_names)  # server ignored Range: start over
-                            offset = 0
-                        length = resp.headers.get("Content-Length")
-                        total = int(length) if length and length.isdigit() else None
-                    if total is not None and total > options.max_size:
-                        raise InvalidInput(f"{url}: {total} bytes is over the download cap of {options.max_size}")
-                    if not started:
-                        progress.start(part.name.removesuffix(".part"), total)
-                        started = True
-                        progress.advance(offset)
-                    with os.fdopen(open_for_update(part, append=True), "ab") as out:
-                        sink = _Sink(out, sd, part)
-                        try:
-                            for chunk in resp.raw.stream(CHUNK, decode_content=False):
-                                if offset + got + len(chunk) > options.max_size:
-                                    raise InvalidInput(f"{url}: over the download cap of {options.max_size} bytes")
-                                sink.put(chunk)
-                                got += len(chunk)
-                                progress.advance(len(chunk))
-                        finally:
-                            sink.close()  # joins the writer: sd now covers exactly the bytes in the .part
-                        out.flush()
-                        os.fsync(out.fileno())
-                    if total is not None and sd.size != total:
-                        raise _Transient(f"{url}: connection dropped mid-body ({sd.size} of {total} bytes)")
-                    return sd.digests(), sd.size
+                if _attempt(session, url, part, hash_names, options, state):
+                    return state.sd.digests(), state.sd.size
             except (
                 _Transient,
                 requests.exceptions.RequestException,
@@ -271,16 +230,110 @@ def download(
                 ConnectionError,
                 TimeoutError,
             ) as exc:
-                failures = 0 if got else failures + 1
                 reason = str(exc) if isinstance(exc, _Transient) else f"{url}: {_reason(exc)}"
-                if failures > options.retries:
+                if not attempts.failed():
                     raise NetworkError(f"{reason} (gave up after {options.retries} retries)") from exc
-                if not got:
-                    options.sleep(Backoff(options.backoff, MAX_BACKOFF).delay(failures))
     finally:
-        if started:
-            progress.finish()
+        state.finish()
         session.close()
+
+
+class _Download:
+    """One download across its attempts: the digests of what the ``.part`` holds, and the
+    progress bar, started once (with the total of the first answer)."""
+
+    def __init__(self, progress: Progress, sd: Digests) -> None:
+        self.progress, self.started, self.sd = progress, False, sd
+
+    def start(self, name: str, total: int | None, offset: int) -> None:
+        if not self.started:
+            self.progress.start(name, total)
+            self.started = True
+            self.progress.advance(offset)
+
+    def finish(self) -> None:
+        if self.started:
+            self.progress.finish()
+
+
+def _attempt(
+    session: requests.Session,
+    url: str,
+    part: Path,
+    hash_names: Sequence[str],
+    options: FetchOptions,
+    state: _Download,
+) -> bool:
+    """One request: True when the file is complete, False to ask again at once."""
+    offset = state.sd.size
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    resp = _open(session, url, headers, options)
+    with resp:
+        status = resp.status_code
+        if status == 416 and offset:
+            m = re.fullmatch(r"bytes \*/(\d+)", resp.headers.get("Content-Range", ""))
+            if m and int(m.group(1)) == offset:
+                return True  # the .part was already complete
+            state.sd = _restart(part, hash_names)
+            return False
+        if status == 404:
+            raise NetworkError(f"{url}: 404 Not Found (check the version, --platform and --base-url)")
+        if status == 429 or status >= 500:
+            raise _Transient(f"{url}: HTTP {status} {resp.reason}")
+        if status not in (200, 206):
+            raise NetworkError(f"{url}: HTTP {status} {resp.reason}")
+        if status == 206:
+            m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != offset:
+                state.sd = _restart(part, hash_names)  # a range we did not ask for: start over
+                raise _Transient(f"{url}: server answered a different range")
+            total = None if m.group(3) == "*" else int(m.group(3))
+        else:
+            if offset:
+                state.sd = _restart(part, hash_names)  # server ignored Range: start over
+                offset = 0
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+        if total is not None and total > options.max_size:
+            raise InvalidInput(f"{url}: {total} bytes is over the download cap of {options.max_size}")
+        state.start(part.name.removesuffix(".part"), total, offset)
+        _receive(resp, url, part, state.sd, offset, options, state.progress)
+        if total is not None and state.sd.size != total:
+            raise _Transient(f"{url}: connection dropped mid-body ({state.sd.size} of {total} bytes)")
+        return True
+
+
+def _receive(
+    resp: Any, url: str, part: Path, sd: Digests, offset: int, options: FetchOptions, progress: Progress
+) -> None:
+    """Append the body to ``part`` as it arrives (one socket read at a time), hashing it on the way."""
+    speed = LowSpeed(options.speed_limit, options.speed_time, options.clock)
+    speed.start()
+    got = 0
+    batch = bytearray()  # socket reads are small (a TLS record); the writer gets CHUNK-sized pieces
+    with os.fdopen(open_for_update(part, append=True), "ab") as out:
+        sink = _Sink(out, sd, part)
+        try:
+            while chunk := resp.raw.read1(CHUNK, decode_content=False):
+                if offset + got + len(chunk) > options.max_size:
+                    raise InvalidInput(f"{url}: over the download cap of {options.max_size} bytes")
+                batch += chunk
+                got += len(chunk)
+                progress.advance(len(chunk))
+                if len(batch) >= CHUNK:
+                    sink.put(bytes(batch))
+                    batch.clear()
+                if speed.too_slow(len(chunk)):
+                    raise _Transient(
+                        f"{url}: slower than {options.speed_limit} bytes/s for {options.speed_time:g} s "
+                        "(--speed-limit/--speed-time)"
+                    )
+        finally:
+            if batch:
+                sink.put(bytes(batch))  # what arrived is kept for a resume, failure or not
+            sink.close()  # joins the writer: sd now covers exactly the bytes in the .part
+        out.flush()
+        os.fsync(out.fileno())
 
 
 class _Sink:
@@ -360,16 +413,7 @@ def fetch_small(url: str, *, limit: int, options: FetchOptions = FetchOptions())
         return data
     import tempfile
 
-    small = FetchOptions(
-        ca_bundle=options.ca_bundle,
-        connect_timeout=options.connect_timeout,
-        read_timeout=options.read_timeout,
-        retries=options.retries,
-        backoff=options.backoff,
-        max_size=limit,
-        max_redirects=options.max_redirects,
-        sleep=options.sleep,
-    )
+    small = dataclasses.replace(options, max_size=limit)
     with tempfile.TemporaryDirectory(prefix="airgap-sig-") as tmp:
         part = Path(tmp) / "small.part"
         download(url, part, options=small)
@@ -393,6 +437,19 @@ def fetch_lock(out: Path, name: str, notify: Callable[[str], None] = stderr_note
         out / f".{name}.lock", holder=f"another fetch of {name}", notify=notify, remove_when_done=True
     ) as path:
         yield path
+
+
+def _same_signature(sig_final: Path, raw_sig: bytes, sig_url: str) -> None:
+    """A lone ``NAME.1.sig`` from an earlier run must be byte for byte the one fetched now (else exit 4)."""
+    try:
+        with open(sig_final, "rb") as fh:
+            mine = fh.read(MAX_SIGNATURE + 1)
+    except OSError as exc:
+        raise InvalidInput(f"{sig_final}: cannot read: {exc.strerror}") from exc
+    if mine != raw_sig:
+        raise Refused(
+            f"{sig_final}: already exists and differs from {sig_url}; refusing to replace it (move it away and re-run)"
+        )
 
 
 def _check_final(p: Path) -> bool:
@@ -447,8 +504,16 @@ def fetch_release(
     options: FetchOptions = FetchOptions(),
     progress: Progress = NO_PROGRESS,
     notify: Callable[[str], None] = stderr_note,
+    allow_downgrade: bool = False,
+    state: Path | None = None,
 ) -> FetchedRelease:
     """Fetch ``istio-VERSION-PLATFORM.tar.gz`` (``.zip`` for win) and its ``.1.sig``; verify; keep.
+
+    Rollback guard: the archive's first member must lie under ``istio-VERSION/`` of the version
+    asked for (the signature covers bytes, not the version), checked on whatever is kept or
+    already there (else exit 1); a release older than one this host accepted of the same line is
+    refused before any traffic (exit 4) unless ``allow_downgrade``; the version is then recorded
+    (:mod:`airgap.core.release_lines`).
 
     Steps: (1) check names, URL and trusted keys before any traffic; (2) take the lock
     ``OUT/.NAME.lock`` (see :func:`fetch_lock`), held until the end; (3) if both final names exist,
@@ -470,6 +535,23 @@ def fetch_release(
     base = _check_base_url(base_url)
     keys: list[ReleaseKey] = select_keys(key, key_id)
     _ca_verify(options)
+    check_not_downgrade(version, allow_downgrade=allow_downgrade, state=state)
+    got = _fetch_release(version, name, base, out, keys, options, progress, notify)
+    record_accepted(version, state=state)
+    return got
+
+
+def _fetch_release(
+    version: str,
+    name: str,
+    base: str,
+    out: Path,
+    keys: list[ReleaseKey],
+    options: FetchOptions,
+    progress: Progress,
+    notify: Callable[[str], None],
+) -> FetchedRelease:
+    kind = "zip" if name.endswith(".zip") else "tar"
     final, sig_final, part = out / name, out / f"{name}.1.sig", out / f"{name}.part"
     url, sig_url = f"{base}/{name}", f"{base}/{name}.1.sig"
     # --out is created when missing, and removed again if this run fails before it holds a file
@@ -477,21 +559,13 @@ def fetch_release(
         have_tar, have_sig = _check_final(final), _check_final(sig_final)
         if have_tar and have_sig:  # 3
             got = _already_fetched(final, sig_final, url, keys, notify, progress)
+            check_archive_root(final, version, kind=kind)
             _drop_linked_part(part, final)
             return got
         raw_sig = fetch_small(sig_url, limit=MAX_SIGNATURE, options=options)  # 4
         signature = decode_release_signature(raw_sig, source=sig_url)
         if have_sig:
-            try:
-                with open(sig_final, "rb") as fh:
-                    mine = fh.read(MAX_SIGNATURE + 1)
-            except OSError as exc:
-                raise InvalidInput(f"{sig_final}: cannot read: {exc.strerror}") from exc
-            if mine != raw_sig:
-                raise Refused(
-                    f"{sig_final}: already exists and differs from {sig_url}; refusing to replace it "
-                    "(move it away and re-run)"
-                )
+            _same_signature(sig_final, raw_sig, sig_url)
         if have_tar:  # 5
             digests, size = hash_file(final, hashes_for(keys), progress)
             try:
@@ -501,6 +575,7 @@ def fetch_release(
                     f"{final}: already exists and does not match {url} (its signature does not verify it); "
                     "refusing to replace it (move it away and re-run)"
                 ) from exc
+            check_archive_root(final, version, kind=kind)
             write_new(sig_final, raw_sig)
             fsync_dir(out)
             _drop_linked_part(part, final)
@@ -510,6 +585,7 @@ def fetch_release(
         digests, size = download(url, part, hash_names=hash_names, options=options, progress=progress)  # 6
         try:
             verified = verify_digests(final, digests, size, signature, keys)  # 7
+            check_archive_root(part, version, kind=kind, shown=str(final))
         except VerificationError as exc:
             part.unlink(missing_ok=True)
             why = exc.message.removeprefix(f"{final}: ")

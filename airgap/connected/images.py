@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from airgap.connected.skopeo import RegistryAccess, fetch_layers, inspect_raw, push_dir
+from airgap.core.atomic import create_file
 from airgap.core.history import IMAGES_PUSH, record_event
 from airgap.core.images_bundle import ImageRecord, ImagesManifest, VerifiedImages, verify_images
 from airgap.core.images_seal import Wanted, blob_path, seal_images
@@ -28,7 +29,15 @@ from airgap.core.keys import PrivateKey, PublicKey
 from airgap.core.limits import DEFAULT_LIMITS, MAX_OCI_MANIFEST, Limits
 from airgap.core.oci import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Parsed, check_platform, digest_of, parse_manifest
 from airgap.core.progress import NO_PROGRESS, Progress
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import (
+    DigestMismatch,
+    InvalidInput,
+    Malformed,
+    NotFound,
+    Refused,
+    UnsafePath,
+    WouldOverwrite,
+)
 
 __all__ = ["ImageRecord", "VerifiedImages", "list_images", "open_images", "pull_images", "push_images"]
 
@@ -56,10 +65,10 @@ def parse_reference(value: str) -> ImageRef:
     """``REGISTRY/PATH/NAME:TAG`` (a registry host is required, a tag too; exit 3 otherwise)."""
     repo, sep, tag = value.rpartition(":")
     if not sep or "/" in tag or "@" in value:
-        raise InvalidInput(f"image {value[:200]!a}: expected REGISTRY/PATH/NAME:TAG (a tag, no digest)")
+        raise Malformed(f"image {value[:200]!a}: expected REGISTRY/PATH/NAME:TAG (a tag, no digest)")
     host, _, path = repo.partition("/")
     if not _HOST.match(host) or not path or not _REPO.match(path) or not _TAG.match(tag):
-        raise InvalidInput(f"image {value[:200]!a}: expected REGISTRY/PATH/NAME:TAG")
+        raise Malformed(f"image {value[:200]!a}: expected REGISTRY/PATH/NAME:TAG")
     return ImageRef(repo, tag)
 
 
@@ -68,7 +77,7 @@ def parse_registry(value: str) -> tuple[str, str]:
     host, _, path = value.partition("/")
     path = path.strip("/")
     if not _HOST.match(host) or (path and not _REPO.match(path)) or "@" in value:
-        raise InvalidInput(f"registry {value[:200]!a}: expected HOST[:PORT][/PATH]")
+        raise Malformed(f"registry {value[:200]!a}: expected HOST[:PORT][/PATH]")
     return host, path
 
 
@@ -82,12 +91,9 @@ def list_images(release: Path, profile: str | None = None) -> list[ImageRef]:
 
 # -- images pull ----------------------------------------------------------------------------------------
 def _guess_type(data: bytes, announced: str | None, source: str) -> Parsed:
-    import json
+    from airgap.core.canonical import load_json
 
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise InvalidInput(f"{source}: the registry served a manifest that is not JSON") from exc
+    doc = load_json(data, what=f"{source}: the registry's manifest", max_bytes=MAX_OCI_MANIFEST)
     media_type = doc.get("mediaType") if isinstance(doc, dict) else None
     if media_type is None and isinstance(doc, dict):
         media_type = announced or (OCI_INDEX if "manifests" in doc else OCI_MANIFEST)
@@ -99,7 +105,8 @@ def _store(work: Path, digest: str, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        tmp.write_bytes(data)
+        with os.fdopen(create_file(tmp, 0o644), "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
 
 
@@ -119,14 +126,14 @@ def _fetch_manifest(repo: str, digest: str, media_type: str, work: Path, access:
     skopeo stored if they hash right (OCI types, which it keeps as they are), else ``inspect --raw``."""
     data = _have(work, digest) or inspect_raw(f"{repo}@{digest}", access)
     if digest_of(data) != digest:
-        raise VerificationError(f"{repo}@{digest}: the registry served bytes that are not that digest")
+        raise DigestMismatch(f"{repo}@{digest}: the registry served bytes that are not that digest")
     parsed = parse_manifest(data, source=f"{repo}@{digest}", expected_type=media_type)
     _store(work, digest, data)
     if not parsed.is_index:
         config = parsed.references[0]
         cfg = _have(work, config.digest) or inspect_raw(f"{repo}@{digest}", access, config=True)
         if digest_of(cfg) != config.digest:
-            raise VerificationError(f"{repo}@{digest}: the registry served a config that is not {config.digest}")
+            raise DigestMismatch(f"{repo}@{digest}: the registry served a config that is not {config.digest}")
         _store(work, config.digest, cfg)
     return parsed
 
@@ -165,11 +172,14 @@ def _pull_one(
 
 def _check_single_platform(ref: ImageRef, work: Path, parsed: Parsed, platforms: Sequence[str]) -> None:
     """A one-platform image pulled with ``--platform``: its config must name one of them."""
-    import json
+    from airgap.core.canonical import load_json
 
     if not platforms:
         return
-    config = json.loads(blob_path(work, parsed.references[0].digest).read_bytes())
+    raw = blob_path(work, parsed.references[0].digest).read_bytes()
+    config = load_json(raw, what=f"{ref}: image config", max_bytes=MAX_OCI_MANIFEST)
+    if not isinstance(config, dict):
+        raise Malformed(f"{ref}: its image config is not a JSON object")
     parts = [config.get("os"), config.get("architecture")] + ([config["variant"]] if config.get("variant") else [])
     have = "/".join(str(p) for p in parts)
     if have not in platforms:
@@ -184,6 +194,23 @@ class PullRequest:
     split: int | None
 
 
+def _open_base(since: Path, key: PrivateKey, work: Path) -> VerifiedImages:
+    """Verify the base bundle with the signing key's public half, and seed the work layout with
+    the blobs it carries (from the copy verified in the same pass): skopeo does not fetch a blob
+    the layout has, so a delta downloads only what the base lacks."""
+    seed = Path(tempfile.mkdtemp(prefix=".base-", dir=work))
+    try:
+        base = verify_images(Path(since), [key.public_key()], extract=seed)
+        target = work / "blobs" / "sha256"
+        target.mkdir(parents=True, exist_ok=True)
+        for blob in seed.iterdir():
+            if not (target / blob.name).exists():
+                os.replace(blob, target / blob.name)
+        return base
+    finally:
+        shutil.rmtree(seed, ignore_errors=True)
+
+
 def pull_images(
     request: PullRequest,
     *,
@@ -195,25 +222,21 @@ def pull_images(
 ) -> ImagesManifest:
     """Pull every image into a signed bundle ``out``. Resumable: the work folder beside ``out``
     (``.OUT.pull``) keeps what was fetched and verified until the bundle is written."""
-    from airgap.core.keys import spki_sha256
-
     out = Path(out)
     if out.exists():
-        raise Refused(f"{out}: already exists; refusing to overwrite")
+        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
     for p in request.platforms:
         check_platform(p)
     names = [(r.name, r.tag) for r in request.refs]
     if len(set(names)) != len(names):
         raise InvalidInput("two images have the same name and tag; they would be pushed to the same place")
-    base = None
-    if since is not None:
-        base = open_images(since, [key.public_key()])
     if not out.parent.is_dir():
-        raise InvalidInput(f"{out.parent}: folder not found (for --out)")
+        raise NotFound(f"{out.parent}: folder not found (for --out)")
     work = out.parent / f".{out.name}.pull"
     if work.is_symlink() or (work.exists() and not work.is_dir()):
-        raise InvalidInput(f"{work}: the pull's work folder is a link or not a folder; refusing")
+        raise UnsafePath(f"{work}: the pull's work folder is a link or not a folder; refusing")
     work.mkdir(mode=0o700, exist_ok=True)
+    base = None if since is None else _open_base(since, key, work)
     tops = []
     try:
         for ref in request.refs:
@@ -225,7 +248,6 @@ def pull_images(
         if not any(p.is_file() for p in work.rglob("*")):
             shutil.rmtree(work, ignore_errors=True)  # nothing fetched: nothing to resume from
         raise
-    assert manifest.signer == spki_sha256(key)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
 
@@ -323,7 +345,7 @@ def push_images(
             push_dir(folder, f"{repo}:{image.tag}", access, tmp / f"digest-{n}")
             served = (tmp / f"digest-{n}").read_text().strip()
             if served != image.digest:
-                raise VerificationError(f"{repo}: the registry names the pushed image {served}, not {image.digest}")
+                raise DigestMismatch(f"{repo}: the registry names the pushed image {served}, not {image.digest}")
             pushed.append({"name": image.name, "digest": image.digest, "reference": f"{repo}@{image.digest}"})
     record_event(
         IMAGES_PUSH,

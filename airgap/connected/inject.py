@@ -93,19 +93,30 @@ def choose_revision(kube: Any, revision: str | None) -> str:
 
 
 def _require_access(kube: Any, needs: list[tuple[str, str, str, str | None]]) -> None:
-    """Refused (nothing written yet) unless the server allows every one of ``needs``."""
-    denied = []
-    for verb, resource, group, namespace in needs:
-        allowed, _reason = kube.can_i(verb, resource, group=group, namespace=namespace)
-        if not allowed:
-            res = f"{resource}.{group}" if group else resource
-            where = "" if not namespace else f" {namespace}" if resource == "namespaces" else f" in {namespace}"
-            denied.append(f"{verb} {res}{where}")
-    if denied:
-        raise Refused(
-            f"context {kube.context}: not allowed to {', '.join(denied)} (RBAC); nothing changed; "
-            "`airgap preflight` lists every permission airgap needs"
-        )
+    """Refused (nothing written yet) unless the server allows every one of ``needs``
+    (and, for a context with insecure-skip-tls-verify, ``--insecure`` was given)."""
+    from airgap.connected.access import require
+
+    require(kube, needs)
+
+
+def injection_needs(namespaces: Sequence[str], restart: bool) -> list[tuple[str, str, str, str | None]]:
+    """The writes (and the deployment lists) of an injection into ``namespaces``."""
+    needs: list[tuple[str, str, str, str | None]] = [("patch", "namespaces", "", ns) for ns in namespaces]
+    if restart:
+        for ns in namespaces:
+            needs += [("list", "deployments", "apps", ns), ("patch", "deployments", "apps", ns)]
+    return needs
+
+
+def ask_inject_fleet(
+    contexts: Sequence[str], namespaces: Sequence[str], restart: bool, *, policy: Any = None, parallel: int = 8
+) -> None:
+    """Several clusters: every one is asked for :func:`injection_needs` before any is labelled (exit 4)."""
+    from airgap.connected.access import ask_every
+
+    wanted = list(dict.fromkeys(namespaces))
+    ask_every(contexts, lambda _kube: injection_needs(wanted, restart), policy=policy, parallel=parallel)
 
 
 def _rolled_out(dep: JSON) -> bool:
@@ -122,8 +133,14 @@ def _rolled_out(dep: JSON) -> bool:
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def check_names(namespaces: Sequence[str], revision: str | None) -> None:
-    """Exit 3 before any cluster is asked: every namespace and the revision is a DNS-1123 label.
+# Kubernetes' and the mesh's own namespaces: injecting them puts sidecars into the cluster's system
+# pods (and, with --restart, rolls every system Deployment); istiod itself must not be injected.
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", NAMESPACE)
+
+
+def check_names(namespaces: Sequence[str], revision: str | None, *, force: bool = False) -> None:
+    """Before any cluster is asked: every namespace and the revision is a DNS-1123 label (exit 3),
+    and no system namespace is named without ``force`` (exit 4).
 
     An empty name or ``../x`` would otherwise end up in the API path (``/namespaces/`` is the collection).
     """
@@ -134,6 +151,12 @@ def check_names(namespaces: Sequence[str], revision: str | None) -> None:
             raise InvalidInput(f"namespace {ns!r}: must be a lowercase DNS label (1-63 of a-z, 0-9, '-')")
     if revision is not None and not _DNS_LABEL.match(revision):
         raise InvalidInput(f"--revision {revision!r}: must be a lowercase DNS label (e.g. asm-186-8)")
+    system = [ns for ns in dict.fromkeys(namespaces) if ns in SYSTEM_NAMESPACES]
+    if system and not force:
+        raise Refused(
+            f"namespace {', '.join(system)}: a system namespace; injecting it puts sidecars into the cluster's own "
+            "pods (and --restart would restart them all); nothing changed; pass --force if you mean it"
+        )
 
 
 def enable_injection(
@@ -146,19 +169,16 @@ def enable_injection(
     poll: float = 2.0,
     notify: Callable[[str], None] = lambda _m: None,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    force: bool = False,
 ) -> InjectResult:
-    """Steps 1-4 on one cluster; see the module docstring."""
-    check_names(namespaces, revision)
+    """Steps 1-4 on one cluster; see the module docstring. A system namespace needs ``force``."""
+    check_names(namespaces, revision, force=force)
     rev = choose_revision(kube, revision)
     found = {ns: kube.get("Namespace", ns) for ns in dict.fromkeys(namespaces)}
     missing = [ns for ns, obj in found.items() if obj is None]
     if missing:
         raise Refused(f"context {kube.context}: namespace(s) not found: {', '.join(missing)}; nothing changed")
-    needs: list[tuple[str, str, str, str | None]] = [("patch", "namespaces", "", ns) for ns in found]
-    if restart:
-        for ns in found:
-            needs += [("list", "deployments", "apps", ns), ("patch", "deployments", "apps", ns)]
-    _require_access(kube, needs)
+    _require_access(kube, injection_needs(list(found), restart))
     results: list[NamespaceResult] = []
     for ns, obj in found.items():
         assert obj is not None

@@ -31,7 +31,7 @@ from typing import Any
 from airgap.core.canonical import load_json
 from airgap.core.limits import MAX_KUBE_ANSWER, MAX_KUBE_DEPTH
 from airgap.core.retry import Backoff, retry_after
-from airgap.errors import AirgapError, ClusterError, InvalidInput
+from airgap.errors import AirgapError, ClusterError, InvalidInput, Refused
 from airgap.errors import NotFound as InputNotFound
 
 JSON = dict[str, Any]
@@ -233,6 +233,17 @@ class Kube:
         self.policy = policy
         self.notify = notify or (lambda _msg: None)
         self._sleep = sleep
+        self.insecure = False  # the kubeconfig says insecure-skip-tls-verify: writes need --insecure
+        self.kubeconfig: str | None = None
+
+    def check_writable(self, what: str = "write") -> None:
+        """Refuse (exit 4) writes to a cluster whose API server's identity is not checked (TLS
+        verification off in the kubeconfig), unless the command was given ``--insecure``."""
+        if self.insecure and not _INSECURE_WRITES[0]:
+            raise Refused(
+                f"context {self.context}: {what}: refusing to write to a cluster whose TLS certificate is not "
+                "verified (insecure-skip-tls-verify in the kubeconfig); pass --insecure to allow it"
+            )
 
     def close(self) -> None:
         try:
@@ -266,6 +277,8 @@ class Kube:
         import urllib3
         from kubernetes.client.exceptions import ApiException
 
+        if method != "GET" and not path.endswith(_REVIEWS):
+            self.check_writable(what)
         policy = self.policy
         headers = {"Accept": "application/json", "Content-Type": content_type}
         backoff = Backoff(policy.backoff, policy.max_backoff, jitter=0.25)
@@ -441,6 +454,37 @@ class Kube:
         return bool(status.get("allowed")), str(status.get("reason") or "")
 
 
+_REVIEWS = ("/selfsubjectaccessreviews", "/selfsubjectrulesreviews")  # questions, not writes
+_INSECURE_WRITES = [False]  # set by the CLI's --insecure (allow_insecure_writes)
+_WARNED: set[str] = set()
+_WARN_LOCK = threading.Lock()
+
+
+def allow_insecure_writes(allowed: bool) -> None:
+    """``--insecure``: let this process write to contexts with ``insecure-skip-tls-verify``."""
+    _INSECURE_WRITES[0] = allowed
+
+
+def _warn_insecure(context: str) -> None:
+    """One warning per context and process, instead of urllib3's warning on every request."""
+    import sys
+    import warnings
+
+    import urllib3
+
+    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    with _WARN_LOCK:
+        if context in _WARNED:
+            return
+        _WARNED.add(context)
+    print(
+        f"airgap: warning: context {context}: insecure-skip-tls-verify is set: the API server's certificate "
+        "is not verified, anyone on the path can read and change what is sent",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 # Importing the kubernetes package from two threads at once can see it half-initialised
 # ("cannot import name 'ApiClient'"): the first connect() imports it under this lock.
 _IMPORT_LOCK = threading.Lock()
@@ -459,30 +503,38 @@ def connect(
         from kubernetes.client import ApiClient, Configuration
         from kubernetes.client.exceptions import ApiException  # noqa: F401 (used by Kube.request)
         from kubernetes.config.config_exception import ConfigException
-        from kubernetes.config.kube_config import KubeConfigLoader, load_kube_config
+        from kubernetes.config.kube_config import KubeConfigMerger
 
+        from airgap.connected.credentials import loader_class, quiet_client_logging
+
+    quiet_client_logging()
     path, name = resolve_context(context, kubeconfig)
     cfg = Configuration()
     files = _existing_files(path)
+    loader_cls = loader_class()  # runs exec credential plugins itself: one line on failure, no request
     try:
         if len(files) == 1:  # the common case: reuse the parsed file; relative paths resolve beside it
-            loader = KubeConfigLoader(  # type: ignore[no-untyped-call]
+            loader = loader_cls(
                 config_dict=copy.deepcopy(_read_kubeconfig(files[0])),
                 active_context=name,
                 config_base_path=str(files[0].parent),
             )
-            loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
         else:  # several files: the client's own merge, as kubectl merges them
-            load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, context=name, client_configuration=cfg, persist_config=False
-            )
+            merged = KubeConfigMerger(path)  # type: ignore[no-untyped-call]
+            loader = loader_cls(config_dict=merged.config, active_context=name, config_base_path=None)
+        loader.load_and_set(cfg)
     except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
         raise InvalidInput(f"context {name}: cannot load credentials from {path}: {exc}") from exc
     # Retries are ours (with backoff and Retry-After); urllib3 must not retry behind our back.
     cfg.retries = urllib3.Retry(
         total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False, raise_on_redirect=False
     )
-    return Kube(ApiClient(configuration=cfg), name, policy, notify=notify)
+    kube = Kube(ApiClient(configuration=cfg), name, policy, notify=notify)
+    kube.kubeconfig = path  # the file(s) it came from: mesh status compares remote secrets' servers with it
+    if not cfg.verify_ssl:
+        _warn_insecure(name)
+        kube.insecure = True
+    return kube
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ Steps, in order (each one refuses before the cluster is touched if it can):
    ``--images`` every image pinned by digest from the private registry, which is then checked to
    serve each one (:mod:`airgap.connected.pinning`);
 3. read ``istio-system``: an equal network label is left alone, a different one is refused
-   unless ``force``;
+   unless ``force``; an ``istiod`` Service someone else made (no ``airgap.dev/managed-by``
+   annotation, and other ports, selector, type or labels) is refused unless ``force``;
 4. run ``bin/istioctl install --context CTX -f cluster.yaml -y``, output streamed, with a timeout;
 5. label ``istio-system`` with ``topology.istio.io/network=NET``;
-6. create or update the revisioned ``istiod`` Service (exactly the guide's);
+6. create or update the revisioned ``istiod`` Service: exactly the guide's, with only airgap's
+   annotation (no stale ``last-applied-configuration``, no foreign labels);
 7. wait until the istiod pods of the revision and the ingress gateway are Ready.
 
 ``--output-dir`` (:func:`render_install`) stops after step 2 and writes the manifests and the
@@ -38,13 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from airgap.connected.access import Need
 from airgap.connected.cacerts import REQUIRED_KEYS
 from airgap.connected.render import render_files
 from airgap.core.atomic import write_new
 from airgap.core.limits import MAX_OVERLAY
 from airgap.core.names import ANNOTATION_PREFIX, ISTIO_NAMESPACE
 from airgap.core.retry import poll_until
-from airgap.errors import ClusterError, InvalidInput, Refused
+from airgap.errors import ClusterError, InvalidInput, Refused, WouldOverwrite
 
 if TYPE_CHECKING:
     from airgap.connected.pinning import ImagePins, RegistryFlags
@@ -532,30 +535,88 @@ def record_identity(kube: Any, settings: MeshSettings) -> None:
     kube.update("Namespace", NAMESPACE, change)
 
 
-def _service_matches(live: JSON, want: JSON) -> bool:
-    def ports(svc: JSON) -> list[tuple[Any, ...]]:
-        return sorted(
-            (p.get("name"), p.get("port"), p.get("targetPort", p.get("port")), p.get("protocol", "TCP"))
-            for p in (svc.get("spec") or {}).get("ports") or []
-        )
+MANAGED_ANNOTATION = "airgap.dev/managed-by"
+MANAGED_BY = "airgap mesh install"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
-    live_labels = live["metadata"].get("labels") or {}
-    return (
-        all(live_labels.get(k) == v for k, v in want["metadata"]["labels"].items())
-        and (live.get("spec") or {}).get("selector") == want["spec"]["selector"]
-        and ports(live) == ports(want)
+
+def _ports(svc: JSON) -> list[tuple[Any, ...]]:
+    return sorted(
+        (p.get("name"), p.get("port"), p.get("targetPort", p.get("port")), p.get("protocol", "TCP"))
+        for p in (svc.get("spec") or {}).get("ports") or []
     )
 
 
-def apply_istiod_service(kube: Any, revision: str) -> str:
-    """Step 6: create the Service, or bring an existing one to the guide's ports/selector/labels."""
+def _service_matches(live: JSON, want: JSON) -> bool:
+    """``live`` is exactly the guide's Service as airgap leaves it: the guide's labels and no others,
+    only airgap's annotation, the guide's selector and ports, type ClusterIP."""
+    meta, spec = live.get("metadata") or {}, live.get("spec") or {}
+    return (
+        (meta.get("labels") or {}) == want["metadata"]["labels"]
+        and (meta.get("annotations") or {}) == {MANAGED_ANNOTATION: MANAGED_BY}
+        and spec.get("selector") == want["spec"]["selector"]
+        and _ports(live) == _ports(want)
+        and spec.get("type", "ClusterIP") == "ClusterIP"
+    )
+
+
+def foreign_service(live: JSON, want: JSON) -> str | None:
+    """Why an ``istiod`` Service without airgap's annotation looks like someone else's (None: airgap's
+    own, or one with exactly the guide's labels, selector and ports, safe to adopt)."""
+    meta = live.get("metadata") or {}
+    if (meta.get("annotations") or {}).get(MANAGED_ANNOTATION) == MANAGED_BY:
+        return None
+    why = []
+    spec = live.get("spec") or {}
+    if spec.get("selector") != want["spec"]["selector"] or _ports(live) != _ports(want):
+        why.append("other ports or selector")
+    if spec.get("type", "ClusterIP") != "ClusterIP":
+        why.append(f"type {spec.get('type')}")
+    labels = meta.get("labels") or {}
+    extra = sorted(k for k in labels if labels[k] != want["metadata"]["labels"].get(k))
+    if extra:
+        why.append(f"label(s) {', '.join(extra)}")
+    return "; ".join(why) or None
+
+
+def check_istiod_service(kube: Any, live: JSON | None, revision: str, force: bool) -> None:
+    """Refuse (exit 4, before anything is installed) to take over an ``istiod`` Service someone else
+    made, unless ``force``."""
+    why = None if live is None or force else foreign_service(live, istiod_service(revision))
+    if why:
+        raise WouldOverwrite(
+            f"context {kube.context}: service {NAMESPACE}/istiod was made by someone else ({why}; no "
+            f"{MANAGED_ANNOTATION} annotation); left untouched, nothing installed; pass --force to replace it "
+            "with the guide's"
+        )
+
+
+def _guides_service(obj: JSON, want: JSON) -> JSON:
+    """``obj`` (name, uid, resourceVersion, clusterIP kept) made exactly the guide's Service."""
+    meta = obj.setdefault("metadata", {})
+    meta["labels"] = dict(want["metadata"]["labels"])
+    meta["annotations"] = {MANAGED_ANNOTATION: MANAGED_BY}  # no stale last-applied-configuration
+    spec = obj.setdefault("spec", {})
+    spec["ports"] = copy.deepcopy(want["spec"]["ports"])
+    spec["selector"] = dict(want["spec"]["selector"])
+    if spec.get("type", "ClusterIP") != "ClusterIP":
+        spec["type"] = "ClusterIP"
+        for key in ("externalTrafficPolicy", "healthCheckNodePort", "loadBalancerSourceRanges", "externalIPs"):
+            spec.pop(key, None)
+    return obj
+
+
+def apply_istiod_service(kube: Any, revision: str, *, force: bool = False) -> str:
+    """Step 6: create the Service, or bring airgap's (or, with ``force``, anyone's) to exactly the guide's."""
     from airgap.connected.kube import AlreadyExists
 
     want = istiod_service(revision)
     live = kube.get("Service", "istiod", NAMESPACE)
     if live is None:
         try:
-            kube.create("Service", want, NAMESPACE)
+            mine = copy.deepcopy(want)
+            mine["metadata"]["annotations"] = {MANAGED_ANNOTATION: MANAGED_BY}
+            kube.create("Service", mine, NAMESPACE)
             return "created"
         except AlreadyExists:
             pass
@@ -563,12 +624,8 @@ def apply_istiod_service(kube: Any, revision: str) -> str:
     def change(obj: JSON) -> JSON | None:
         if _service_matches(obj, want):
             return None
-        labels = obj["metadata"].get("labels") or {}
-        labels.update(want["metadata"]["labels"])
-        obj["metadata"]["labels"] = labels
-        obj.setdefault("spec", {})["ports"] = copy.deepcopy(want["spec"]["ports"])
-        obj["spec"]["selector"] = dict(want["spec"]["selector"])
-        return obj
+        check_istiod_service(kube, obj, revision, force)  # made by someone else meanwhile?
+        return _guides_service(obj, want)
 
     _obj, changed = kube.update("Service", "istiod", change, NAMESPACE)
     return "updated" if changed else "unchanged"
@@ -696,6 +753,38 @@ def require_cacerts(kube: Any) -> None:
         )
 
 
+def install_needs(service_exists: bool, east_west: bool) -> list[Need]:
+    """What ``mesh install`` writes (itself, and istioctl's install of the control plane), for the
+    reviews asked before the first write."""
+    rbac, ns = "rbac.authorization.k8s.io", NAMESPACE
+    needs: list[Need] = [
+        ("update", "namespaces", "", None),  # the network label, the recorded identity
+        ("update" if service_exists else "create", "services", "", ns),
+        ("create", "deployments", "apps", ns),  # istioctl: istiod and the ingress gateway
+        ("create", "serviceaccounts", "", ns),
+        ("create", "configmaps", "", ns),
+        ("create", "clusterroles", rbac, None),
+        ("create", "clusterrolebindings", rbac, None),
+        ("create", "customresourcedefinitions", "apiextensions.k8s.io", None),
+        ("create", "mutatingwebhookconfigurations", "admissionregistration.k8s.io", None),
+    ]
+    if east_west:
+        needs.append(("create", "gateways", "networking.istio.io", ns))
+    return needs
+
+
+def ask_install_fleet(
+    contexts: Sequence[str], east_west: bool, *, kubeconfig: Path | None = None, policy: Any = None, parallel: int = 8
+) -> None:
+    """Several clusters: every one is asked for :func:`install_needs` before any is installed (exit 4)."""
+    from airgap.connected.access import ask_every
+
+    def needs_of(kube: Any) -> list[Need]:
+        return install_needs(kube.get("Service", "istiod", NAMESPACE) is not None, east_west)
+
+    ask_every(contexts, needs_of, kubeconfig=kubeconfig, policy=policy, parallel=parallel)
+
+
 def install_mesh(
     release: Path,
     settings: MeshSettings,
@@ -716,6 +805,7 @@ def install_mesh(
     label, and with ``settings.images`` the registry serving every pinned digest) and reports what
     would be done, changing nothing.
     """
+    from airgap.connected.access import require
     from airgap.connected.kube import DEFAULT_POLICY, connect
 
     istioctl = verified_istioctl(release)  # 1
@@ -724,17 +814,14 @@ def install_mesh(
     with connect(context, kubeconfig=kubeconfig, policy=policy or DEFAULT_POLICY, notify=notify) as kube:
         require_cacerts(kube)  # 3: the plug-in CA is in place (else istiod makes its own root)
         action, _ns = _network_action(kube, settings.network, force)  # 3
+        live_service = kube.get("Service", "istiod", NAMESPACE)
+        check_istiod_service(kube, live_service, settings.revision, force)  # 3: not someone else's
         with tempfile.TemporaryDirectory(prefix="airgap-mesh-") as tmp:
             cluster_yaml = Path(tmp) / RENDERED_OPERATOR
             argv = istioctl_argv(istioctl, kube.context, cluster_yaml)
             if dry_run:
-                live = kube.get("Service", "istiod", NAMESPACE)
-                if live is None:
-                    svc = "create"
-                else:
-                    svc = "unchanged" if _service_matches(live, istiod_service(settings.revision)) else "update"
-                ew = "would install" if settings.east_west else None
-                return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew, images=images)
+                return _planned(kube, settings, argv, action, live_service, images)
+            require(kube, install_needs(live_service is not None, settings.east_west))  # 3c: ask first
             write_new(cluster_yaml, dump_yaml(operator))
             istioctl = verified_istioctl(release)  # re-check right before running: no swap in between
             notify(f"context {kube.context}: running {shlex.join(argv)}")
@@ -743,7 +830,7 @@ def install_mesh(
             )
             label = _apply_network_label(kube, settings.network, force)  # 5
             record_identity(kube, settings)  # 5b: what mesh connect reads back
-            service = apply_istiod_service(kube, settings.revision)  # 6
+            service = apply_istiod_service(kube, settings.revision, force=force)  # 6
             if settings.east_west:  # 6b: the network's east-west gateway and the services it exposes
                 ew_yaml = Path(tmp) / RENDERED_EASTWEST
                 write_new(ew_yaml, dump_yaml(eastwest_operator(settings)))
@@ -774,6 +861,24 @@ def install_mesh(
         east_west="installed" if settings.east_west else None,
         images=images,
     )
+
+
+def _planned(
+    kube: Any, settings: MeshSettings, argv: list[str], action: str, live_service: JSON | None, images: Any
+) -> InstallResult:
+    """``--dry-run``: what a run would do, after the same access questions a run asks first."""
+    from airgap.connected.access import require
+
+    if live_service is None:
+        svc = "create"
+    else:
+        svc = "unchanged" if _service_matches(live_service, istiod_service(settings.revision)) else "update"
+    try:
+        require(kube, install_needs(live_service is not None, settings.east_west))
+    except Refused as exc:
+        raise type(exc)(f"dry run: would refuse: {exc.message}") from exc
+    ew = "would install" if settings.east_west else None
+    return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew, images=images)
 
 
 def check_pinned(

@@ -20,6 +20,7 @@ from airgap.core.display import clean
 from airgap.errors import InvalidInput, NetworkError
 
 TIMEOUT = 30.0
+MAX_TOKEN_ANSWER = 1024 * 1024
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -79,8 +80,12 @@ class RegistryClient:
         reply = self._get("GET", params.get("realm", ""), params=query, auth=self.creds)
         if reply.status_code != 200:
             raise NetworkError(f"{self.host}: the token service refused the credentials ({reply.status_code})")
-        doc = reply.json()
-        token = doc.get("token") or doc.get("access_token")
+        from airgap.core.canonical import load_json
+
+        doc = load_json(reply.content, what=f"{self.host}: the token service's answer", max_bytes=MAX_TOKEN_ANSWER)
+        token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token:
+            raise NetworkError(f"{self.host}: the token service answered no token")
         self._auth = {"Authorization": f"Bearer {token}"}
 
     def ask(self, method: str, path: str, scope: str | None = None) -> int:

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from airgap.connected.access import Need, Undo, require_all
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION, MESH_ID_ANNOTATION, NAMESPACE, NETWORK_LABEL
 from airgap.core.names import ROOT_CERT
 from airgap.core.retry import poll_until
@@ -170,6 +171,7 @@ class ClusterFacts:
     network: str | None
     roots: dict[str, str]  # root fingerprint -> subject, from cacerts root-cert.pem
     remote_secrets: dict[str, str] = field(default_factory=dict)  # secret name -> server it points at
+    remote_raw: tuple[JSON, ...] = field(default=(), repr=False, compare=False)  # those secrets, as read
 
     @property
     def context(self) -> str:
@@ -221,7 +223,8 @@ def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = Non
             certs = []
         roots = {fingerprint(c): c.subject.rfc4514_string() for c in certs}
     held: dict[str, str] = {}
-    for s in kube.list("Secret", NAMESPACE, selector=f"{MULTICLUSTER_LABEL}=true"):
+    raw = kube.list("Secret", NAMESPACE, selector=f"{MULTICLUSTER_LABEL}=true")
+    for s in raw:
         sname = str(s["metadata"]["name"])
         held[sname] = _remote_server(s)
     return ClusterFacts(
@@ -231,11 +234,44 @@ def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = Non
         labels.get(NETWORK_LABEL),
         roots,
         held,
+        tuple(raw),
     )
 
 
 def _remote_server(secret: JSON) -> str:
     """The server URL in a remote secret's kubeconfig ("" when it cannot be read)."""
+    server = _remote_cluster(secret).get("server")
+    return server if isinstance(server, str) else ""
+
+
+def stray_remote_secrets(
+    context: str, secrets: Sequence[JSON], servers: set[str] | None, fleet: set[str] | None = None
+) -> list[str]:
+    """What is wrong with the remote secrets one cluster holds (``istio/multiCluster=true`` in
+    istio-system): a server no context of the jump host's kubeconfig names, TLS verification
+    switched off, or (when ``fleet``, the clusterNames of the mesh, is known) a cluster outside it.
+    Each of them lets whoever runs that endpoint feed this cluster's istiod endpoints."""
+    found: list[str] = []
+    for secret in secrets:
+        name = str((secret.get("metadata") or {}).get("name"))
+        cluster = _remote_cluster(secret)
+        server = cluster.get("server")
+        where = f"context {context}: remote secret {name}"
+        if fleet is not None and name.removeprefix(SECRET_PREFIX) not in fleet:
+            found.append(f"{where} is for cluster {name.removeprefix(SECRET_PREFIX)!r}, which is not in this mesh")
+        if servers is None:
+            continue  # the fleet's check only: the servers and TLS are each cluster's own report
+        if not isinstance(server, str) or not server:
+            found.append(f"{where} has no readable server")
+        elif server not in servers:
+            found.append(f"{where} points at {server}, a server no context of the kubeconfig knows")
+        if cluster.get("insecure-skip-tls-verify") is True:
+            found.append(f"{where} skips TLS verification (insecure-skip-tls-verify)")
+    return found
+
+
+def _remote_cluster(secret: JSON) -> JSON:
+    """The ``cluster`` entry of a remote secret's kubeconfig ({} when it cannot be read)."""
     for key in secret.get("data") or {}:
         raw = _b64(secret, key)
         if raw is None:
@@ -246,10 +282,10 @@ def _remote_server(secret: JSON) -> str:
             continue
         clusters = doc.get("clusters") if isinstance(doc, dict) else None
         if isinstance(clusters, list) and clusters and isinstance(clusters[0], dict):
-            server = (clusters[0].get("cluster") or {}).get("server")
-            if isinstance(server, str):
-                return server
-    return ""
+            cluster = clusters[0].get("cluster")
+            if isinstance(cluster, dict):
+                return cluster
+    return {}
 
 
 # -- 3. the fleet check ----------------------------------------------------------------------------
@@ -374,8 +410,11 @@ def read_token(kube: Any) -> str | None:
     return raw.decode("utf-8", "replace") if raw else None
 
 
-def ensure_reader(kube: Any, *, timeout: float, poll: float, notify: Callable[[str], None]) -> tuple[str, list[str]]:
-    """Step 4: create what is missing of the reader in ``kube``; wait for the token; (token, created)."""
+def ensure_reader(
+    kube: Any, *, timeout: float, poll: float, notify: Callable[[str], None], undo: Undo | None = None
+) -> tuple[str, list[str]]:
+    """Step 4: create what is missing of the reader in ``kube``; wait for the token; (token, created).
+    Each object created is recorded in ``undo`` (removed again if the act fails later)."""
     from airgap.connected.kube import AlreadyExists
 
     created: list[str] = []
@@ -385,8 +424,10 @@ def ensure_reader(kube: Any, *, timeout: float, poll: float, notify: Callable[[s
         if kube.get(kind, name, ns) is not None:
             continue
         try:
-            kube.create(kind, manifest, ns)
+            made = kube.create(kind, manifest, ns)
             created.append(f"{kind} {name}")
+            if undo is not None:
+                undo.created(kind, made, ns)
         except AlreadyExists:
             pass
     asked = [False]
@@ -461,14 +502,16 @@ def plan_remote_secret(kube: Any, want: JSON) -> str:
     return "unchanged" if _secret_matches(live, want) else "update"
 
 
-def apply_remote_secret(kube: Any, want: JSON) -> str:
-    """Create the remote secret, or bring its data, label and annotation to ``want``."""
+def apply_remote_secret(kube: Any, want: JSON, undo: Undo | None = None) -> str:
+    """Create the remote secret (recorded in ``undo``), or bring its data, label and annotation to ``want``."""
     from airgap.connected.kube import AlreadyExists
 
     name = want["metadata"]["name"]
     if kube.get("Secret", name, NAMESPACE) is None:
         try:
-            kube.create("Secret", want, NAMESPACE)
+            made = kube.create("Secret", want, NAMESPACE)
+            if undo is not None:
+                undo.created("Secret", made, NAMESPACE)
             return "created"
         except AlreadyExists:
             pass
@@ -497,6 +540,7 @@ class ConnectResult:
     secrets: list[JSON]  # {"in": context, "for": cluster name, "action": ...}
     dry_run: bool = False
     written: list[str] = field(default_factory=list)  # --output-dir files
+    strays: list[str] = field(default_factory=list)  # remote secrets outside the mesh, unknown or insecure
 
     def as_dict(self) -> JSON:
         return {
@@ -505,6 +549,7 @@ class ConnectResult:
             "readers": self.readers,
             "remote_secrets": self.secrets,
             "written": self.written,
+            "stray_remote_secrets": self.strays,
         }
 
     def text(self) -> str:
@@ -516,6 +561,7 @@ class ConnectResult:
         for s in self.secrets:
             lines.append(f"context {s['in']}: secret {s['secret']} (for cluster {s['for']}): {verb}{s['action']}")
         lines += [f"Wrote {w}" for w in self.written]
+        lines += [f"warning: {w}" for w in self.strays]
         return "\n".join(lines)
 
 
@@ -584,28 +630,21 @@ def connect_mesh(
         raise InvalidInput("mesh connect needs at least two different --context")
     endpoints = {c: context_endpoint(c, kubeconfig) for c in ordered}  # 1
     kubes = {c: connect(c, kubeconfig=kubeconfig, policy=policy or DEFAULT_POLICY, notify=notify) for c in ordered}
+    undos = {c: Undo(kubes[c]) for c in ordered}
     try:
         facts_by = _parallel(ordered, lambda c: read_facts(kubes[c], endpoints[c], names), parallel)  # 2
         facts = [facts_by[c] for c in ordered]
-        problems = fleet_problems(facts, mesh_id=mesh_id)  # 3
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise Refused(f"cannot connect these clusters into one mesh: {problems[0]}{more}; nothing was written")
-        by_name = {f.context: str(f.name) for f in facts}
+        by_name, strays = _fleet_check(facts, mesh_id, known_servers(kubeconfig), notify)  # 3
         if dry_run or output_dir is not None:
-            tokens: dict[str, str | None] = _parallel(ordered, lambda c: read_token(kubes[c]), parallel)
-            readers = {
-                c: ([] if tokens[c] else [f"{k} {m['metadata']['name']}" for k, m in reader_manifests()])
-                for c in ordered
-            }
+            tokens, readers = _existing_readers(kubes, ordered, parallel)
         else:
+            _ask_connect(kubes, ordered, by_name)  # ask every cluster before the first write
             made = _parallel(  # 4
                 ordered,
-                lambda c: ensure_reader(kubes[c], timeout=token_timeout, poll=poll, notify=notify),
+                lambda c: ensure_reader(kubes[c], timeout=token_timeout, poll=poll, notify=notify, undo=undos[c]),
                 parallel,
             )
-            tokens = {c: made[c][0] for c in ordered}
-            readers = {c: made[c][1] for c in ordered}
+            tokens, readers = {c: made[c][0] for c in ordered}, {c: made[c][1] for c in ordered}
         wanted = {
             b: [(a, remote_secret(by_name[a], endpoints[a], tokens[a] or "")) for a in ordered if a != b]
             for b in ordered
@@ -618,11 +657,12 @@ def connect_mesh(
                     "`airgap mesh connect` once against the clusters (or apply the reader and wait), then render"
                 )
             written = _render(output_dir, ordered, wanted, recipients, replace)
-            return ConnectResult(facts, readers, _rows(wanted, by_name, "rendered"), written=written)
+            return ConnectResult(facts, readers, _rows(wanted, by_name, "rendered"), written=written, strays=strays)
 
         def apply(b: str) -> list[str]:
-            act = plan_remote_secret if dry_run else apply_remote_secret
-            return [act(kubes[b], s) for _a, s in wanted[b]]  # 5
+            if dry_run:
+                return [plan_remote_secret(kubes[b], s) for _a, s in wanted[b]]
+            return [apply_remote_secret(kubes[b], s, undos[b]) for _a, s in wanted[b]]  # 5
 
         actions = _parallel(ordered, apply, parallel)
         rows = [
@@ -630,10 +670,70 @@ def connect_mesh(
             for b in ordered
             for i, (a, s) in enumerate(wanted[b])
         ]
-        return ConnectResult(facts, readers, rows, dry_run=dry_run)
+        return ConnectResult(facts, readers, rows, dry_run=dry_run, strays=strays)
+    except BaseException:
+        for c in ordered:  # a failure after writing began: remove what this run created, everywhere
+            undos[c].run(notify)
+        raise
     finally:
         for k in kubes.values():
             k.close()
+
+
+def _fleet_check(
+    facts: list[ClusterFacts], mesh_id: str | None, servers: set[str], notify: Callable[[str], None]
+) -> tuple[dict[str, str], list[str]]:
+    """Step 3: refused (exit 4) unless the clusters can form one mesh; (context -> clusterName, the
+    stray remote secrets, each named through ``notify``: another mesh's secret is not ours to delete)."""
+    problems = fleet_problems(facts, mesh_id=mesh_id)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise Refused(f"cannot connect these clusters into one mesh: {problems[0]}{more}; nothing was written")
+    by_name = {f.context: str(f.name) for f in facts}
+    strays = _strays(facts, set(by_name.values()), servers)
+    for line in strays:
+        notify(f"warning: {line}")
+    return by_name, strays
+
+
+def _existing_readers(
+    kubes: dict[str, Any], ordered: Sequence[str], parallel: int
+) -> tuple[dict[str, str | None], dict[str, list[str]]]:
+    """A dry run or a render: each cluster's reader token as it is, and the reader objects a run would make."""
+    tokens: dict[str, str | None] = _parallel(ordered, lambda c: read_token(kubes[c]), parallel)
+    missing = [f"{k} {m['metadata']['name']}" for k, m in reader_manifests()]
+    return tokens, {c: ([] if tokens[c] else list(missing)) for c in ordered}
+
+
+def _connect_needs(kube: Any, fleet: set[str]) -> list[Need]:
+    """The writes mesh connect makes in one cluster: the missing parts of the reader, and the remote
+    secrets of the other clusters (created, or updated when they exist)."""
+    needs: list[Need] = []
+    for kind, manifest in reader_manifests():
+        ns = manifest["metadata"].get("namespace")
+        if kube.get(kind, manifest["metadata"]["name"], ns) is None:
+            group = "rbac.authorization.k8s.io" if kind.startswith("Cluster") else ""
+            resource = {"ServiceAccount": "serviceaccounts", "Secret": "secrets"}.get(kind, kind.lower() + "s")
+            needs.append(("create", resource, group, ns))
+    for name in sorted(fleet):
+        exists = kube.get("Secret", SECRET_PREFIX + name, NAMESPACE) is not None
+        needs.append(("update" if exists else "create", "secrets", "", NAMESPACE))
+    return needs
+
+
+def _ask_connect(kubes: dict[str, Any], ordered: Sequence[str], by_name: dict[str, str]) -> None:
+    """Every cluster is asked (SelfSubjectAccessReview) for every write before any is made."""
+    plans = [(kubes[c], _connect_needs(kubes[c], {by_name[a] for a in ordered if a != c})) for c in ordered]
+    require_all(plans)
+
+
+def _strays(facts: Sequence[ClusterFacts], fleet: set[str], servers: set[str]) -> list[str]:
+    """The remote secrets for clusters outside ``fleet`` (those inside are about to be rewritten)."""
+    out: list[str] = []
+    for f in facts:
+        outside = [s for s in f.remote_raw if str(s["metadata"]["name"]).removeprefix(SECRET_PREFIX) not in fleet]
+        out += stray_remote_secrets(f.context, outside, servers, fleet)
+    return out
 
 
 def _rows(wanted: dict[str, list[tuple[str, JSON]]], by_name: dict[str, str], action: str) -> list[JSON]:
@@ -755,6 +855,8 @@ def fleet_trust(facts: Sequence[ClusterFacts], servers: set[str]) -> TrustReport
     """The trust table: the connect checks, plus every cluster holding a remote secret for every other
     one, each pointing at a server the jump host knows."""
     problems = fleet_problems(facts)
+    names = {f.name for f in facts if f.name}
+    problems += [p for f in facts for p in stray_remote_secrets(f.context, f.remote_raw, None, names)]
     for b in facts:
         for a in facts:
             if a is b or not a.name:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -25,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airgap.core import subproc
+from airgap.core.canonical import load_json
 from airgap.core.display import clean
 from airgap.core.files import read_capped
 from airgap.core.limits import DEFAULT_LIMITS, MAX_OCI_MANIFEST
-from airgap.errors import InvalidInput, NetworkError, VerificationError
+from airgap.errors import DigestMismatch, InvalidInput, Malformed, NetworkError, NotFound
 
 RETRIES = 3
 MAX_AUTHFILE = 1024 * 1024
@@ -52,8 +52,11 @@ class RegistryAccess:
         """(user, password) for ``host`` from the auth file, or None. Never logged or printed."""
         if self.authfile is None:
             return None
-        doc = json.loads(self.authfile.read_bytes())
-        entry = doc.get("auths", {}).get(host)
+        doc = load_json(read_capped(self.authfile, MAX_AUTHFILE, "registry auth file"), what=str(self.authfile))
+        auths = doc.get("auths", {})
+        # containers-auth.json keys: "HOST[:PORT]", "HOST[:PORT]/NAMESPACE…", or a legacy "https://HOST"
+        keys = [k for k in auths if k.removeprefix("https://").split("/", 1)[0] == host]
+        entry = auths.get(host) or (auths[keys[0]] if keys else None)
         if not isinstance(entry, dict) or not isinstance(entry.get("auth"), str):
             return None
         try:
@@ -79,12 +82,9 @@ def default_authfile() -> Path | None:
 def check_authfile(path: Path) -> Path:
     """A containers-auth.json file: ``{"auths": {HOST: {"auth": base64}}}`` (exit 3 otherwise)."""
     raw = read_capped(path, MAX_AUTHFILE, "registry auth file")
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{path}: registry auth file is not JSON") from exc
+    doc = load_json(raw, what=f"{path}: registry auth file", max_bytes=MAX_AUTHFILE)
     if not isinstance(doc, dict) or not isinstance(doc.get("auths", {}), dict):
-        raise InvalidInput(f'{path}: registry auth file has no "auths" object (containers-auth.json format)')
+        raise Malformed(f'{path}: registry auth file has no "auths" object (containers-auth.json format)')
     return path
 
 
@@ -116,7 +116,7 @@ def _fail(stderr: str, what: str) -> Exception:
     text = clean(last)[-600:]
     low = stderr.lower()
     if "digest" in low and any(w in low for w in ("did not match", "mismatch", "does not match")):
-        return VerificationError(f"{what}: the registry served bytes that are not the digest they are named by: {text}")
+        return DigestMismatch(f"{what}: the registry served bytes that are not the digest they are named by: {text}")
     if "unauthorized" in low or "authentication required" in low:
         return NetworkError(
             f"{what}: the registry refused access (401; credentials come only from the auth file): {text}"
@@ -127,7 +127,7 @@ def _fail(stderr: str, what: str) -> Exception:
 def run_skopeo(args: Sequence[str], *, what: str, cap: int | None = None) -> bytes:
     """Run ``skopeo ARGS``; its stdout, or a one-line error (exit 1 for a digest mismatch, else 5)."""
     if shutil.which("skopeo") is None:
-        raise InvalidInput("skopeo is not installed (images pull/push drive it; see docs/images.md)")
+        raise NotFound("skopeo is not installed (images pull/push drive it; see docs/images.md)")
     proc = subproc.run(["skopeo", *args], capture_output=True, check=False)
     if proc.returncode != 0:
         raise _fail(proc.stderr.decode("utf-8", "replace"), what)

@@ -223,9 +223,28 @@ def mesh_status(kube: Any) -> MeshStatus:
             problems.append(f"namespace {name} has both istio-injection and istio.io/rev: injection fails")
         if ns_rev is not None and plane and ns_rev not in plane:
             problems.append(f"namespace {name} asks for revision {ns_rev}, which does not run")
+    _remote_secrets(kube, problems, warnings)
     injected = [str(ns["namespace"]) for ns in namespaces if ns["revision"] or ns["istio_injection"] == "enabled"]
-    proxies = proxy_images(kube, injected, problems)
+    proxies = proxy_images(kube, injected, problems, warnings)
     return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings, proxies)
+
+
+def _remote_secrets(kube: Any, problems: list[str], warnings: list[str]) -> None:
+    """Remote secrets pointing at a server the kubeconfig does not know, or without TLS checks."""
+    from pathlib import Path
+
+    from airgap.connected.kube import KubeApiError
+    from airgap.connected.remote_secrets import MULTICLUSTER_LABEL, known_servers, stray_remote_secrets
+
+    try:
+        held = kube.list("Secret", NAMESPACE, selector=f"{MULTICLUSTER_LABEL}=true")
+    except KubeApiError as exc:
+        if exc.status != 403:
+            raise
+        warnings.append("remote secrets in istio-system not checked: not allowed to list secrets (RBAC)")
+        return
+    path = getattr(kube, "kubeconfig", None)
+    problems += stray_remote_secrets(kube.context, held, known_servers(Path(path) if path else None))
 
 
 PROXY_CONTAINERS = ("istio-proxy", "istio-init")  # the sidecar and its iptables init (proxy_init), both proxyv2
@@ -243,16 +262,24 @@ def _proxy_images(pod: JSON) -> list[tuple[str, str]]:
     ]
 
 
-def proxy_images(kube: Any, namespaces: list[str], problems: list[str]) -> JSON:
+def proxy_images(kube: Any, namespaces: list[str], problems: list[str], warnings: list[str]) -> JSON:
     """Pods of the injected ``namespaces`` whose ``istio-proxy`` (or ``istio-init``) image is not
     ``…@sha256:<64 hex>``, or that carry ``sidecar.istio.io/proxyImage`` (a pod choosing its own
     proxy): each one a problem."""
+    from airgap.connected.kube import KubeApiError
     from airgap.connected.pinning import PINNED_IMAGE
 
     pinned = 0
     flagged: list[JSON] = []
     for ns in namespaces:
-        for pod in kube.list("Pod", ns):
+        try:
+            pods = kube.list("Pod", ns)
+        except KubeApiError as exc:
+            if exc.status != 403:
+                raise
+            warnings.append(f"pods in namespace {ns} not checked for pinned proxies: not allowed to list pods (RBAC)")
+            continue
+        for pod in pods:
             name = str(pod["metadata"]["name"])
             chosen = (pod["metadata"].get("annotations") or {}).get(PROXY_IMAGE_ANNOTATION)
             images = _proxy_images(pod)

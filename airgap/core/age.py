@@ -131,14 +131,23 @@ def parse_recipient(value: str, *, source: str) -> pyrage.x25519.Recipient:
         raise Malformed(f"{source}: malformed age recipient") from exc
 
 
-def load_recipients(spec: str) -> list[str]:
-    """``--recipient`` value: a recipients file (``age -R`` format) or a literal ``age1…`` string.
+def load_recipients(spec: str, *, option: str = "--recipient") -> list[str]:
+    """The value of ``option`` (the option the user typed: ``--recipient``, ``--sops-age``,
+    ``--custodian``): a recipients file (``age -R`` format) or a literal ``age1…`` string.
 
-    Returns canonical recipient strings (each one checked by :func:`parse_recipient`).
+    Returns canonical recipient strings (each one checked by :func:`parse_recipient`). Every
+    error names ``option``.
     """
     path = Path(spec)
     if spec.startswith("age1") and not path.exists():
-        return [str(parse_recipient(spec, source="--recipient"))]
+        return [str(parse_recipient(spec, source=option))]
+    try:
+        return _recipients_file(path)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{option}: {exc.message}") from exc
+
+
+def _recipients_file(path: Path) -> list[str]:
     data = read_capped(path, MAX_RECIPIENTS_FILE, "age recipients file")
     try:
         lines = data.decode("ascii").splitlines()

@@ -258,16 +258,32 @@ class AtomicFile:
     ) -> None:
         assert self._fh is not None and self._tmp is not None
         tmp = self._tmp
-        try:
-            if exc_type is None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            if exc_type is None:
-                publish(tmp, self.path, replace=self.replace)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        with naming(self.path):  # a full disk names the file being written, never just "output"
+            try:
+                if exc_type is None:
+                    self._fh.flush()
+                    os.fsync(self._fh.fileno())
+                with contextlib.suppress(OSError) if exc_type is not None else contextlib.nullcontext():
+                    self._fh.close()  # after a failed write: the buffer's second failure is not news
+                if exc_type is None:
+                    publish(tmp, self.path, replace=self.replace)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            if isinstance(exc, OSError) and exc.filename is None:
+                raise exc  # re-raised inside naming(): with the file's name
+
+
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An :class:`OSError` without a file name (a write, flush or fsync on a full disk) is raised
+    again naming ``path``, so the user learns which file could not be written (issue 23, fault 8)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def publish(tmp: Path, final: Path, *, replace: bool) -> None:
@@ -347,7 +363,7 @@ def write_staged(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     written once, exclusively (exit 4 if it exists), with ``mode`` from the start.
     """
     fd = create_file(path, mode)
-    with os.fdopen(fd, "wb") as fh:
+    with naming(path), os.fdopen(fd, "wb") as fh:
         fh.write(data)
 
 
@@ -371,12 +387,18 @@ def staged_dir(final: Path, *, mode: int = 0o755) -> Iterator[Path]:
         yield tmp
         for child in tmp.rglob("*"):
             if child.is_file() and not child.is_symlink():
-                with open(child, "rb") as fh:
+                with naming(final / child.relative_to(tmp)), open(child, "rb") as fh:
                     os.fsync(fh.fileno())
             elif child.is_dir():
                 fsync_dir(child)  # a sub-folder's entries, as the top folder's below
-        fsync_dir(tmp)
-        publish(tmp, final, replace=False)
+        with naming(final):
+            fsync_dir(tmp)
+            publish(tmp, final, replace=False)
+    except OSError as exc:  # a file of the temporary folder is named by its final name
+        name = exc.filename if isinstance(exc.filename, str) else None
+        if name is not None and exc.errno is not None and name.startswith(f"{tmp}/"):
+            raise OSError(exc.errno, exc.strerror, f"{final}{name[len(str(tmp)) :]}") from exc
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -12,6 +12,7 @@ Trust: nothing. Every function takes any value and returns text that is safe to 
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 from typing import TYPE_CHECKING, Any
@@ -33,13 +34,31 @@ def _escape_char(ch: str) -> str:
     return f"\\U{code:08x}"
 
 
+# scheme://userinfo@ : the user-info runs to the last "@" before the authority ends ("/", "?", "#",
+# whitespace, or a quote when the URL sits inside a JSON string or a repr).
+_USERINFO = re.compile(r"""(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s"'\\<>]*@""")
+
+
+def without_userinfo(text: str) -> str:
+    """``text`` with the user-info (``alice:S3cretPW@``) removed from every URL in it.
+
+    ``https://alice:S3cretPW@host/asm`` becomes ``https://host/asm``. Used for every URL airgap
+    prints or records: error lines and notes (through :func:`clean`), ``--json`` documents, and
+    the URLs a command keeps (``release fetch``'s ``url``).
+    """
+    if "@" not in text or "://" not in text:
+        return text
+    return _USERINFO.sub(r"\1", text)
+
+
 def clean(value: object) -> str:
     """``value`` as one printable line: control (Cc), format (Cf: bidi overrides, zero-width),
-    line/paragraph separator (Zl/Zp) and unassigned/surrogate characters become visible escapes.
+    line/paragraph separator (Zl/Zp) and unassigned/surrogate characters become visible escapes;
+    credentials in URLs are dropped (:func:`without_userinfo`).
 
     Printable text, spaces and non-ASCII letters are kept as they are.
     """
-    text = value if isinstance(value, str) else str(value)
+    text = without_userinfo(value if isinstance(value, str) else str(value))
     if text.isprintable():
         return text
     out = []
@@ -106,9 +125,20 @@ def console(*, stderr: bool = False, **kwargs: Any) -> Console:
     return _Console(stderr=stderr, file=stream, **kwargs)
 
 
-__all__ = ["PIPE_WIDTH", "clean", "clean_lines", "console", "is_terminal", "markup", "short", "text"]
+__all__ = [
+    "PIPE_WIDTH",
+    "clean",
+    "clean_lines",
+    "console",
+    "is_terminal",
+    "markup",
+    "short",
+    "stderr_note",
+    "text",
+    "without_userinfo",
+]
 
 
 def stderr_note(message: str) -> None:
-    """The default ``notify`` of library calls: one line on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """The default ``notify`` of library calls: one line on stderr (credentials in URLs dropped)."""
+    print(without_userinfo(message), file=sys.stderr, flush=True)

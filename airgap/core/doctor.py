@@ -13,6 +13,9 @@ this module too; the kit's protection is the openssl check of ``SHA256SUMS.sig``
 install. What the kit check does catch: an installed file changed or removed since the install
 (against each package's pip ``RECORD``), a package that is not the locked one, a lock copy that is
 not the one ``SHA256SUMS`` lists, and, while the kit folder is still there, any change to it.
+Those records agree with each other even when all of them were rewritten together (another wheel,
+its digest in ``SHA256SUMS`` and the lock): so the kit check says ``ok`` only when ``--verify-key``
+verified ``SHA256SUMS.sig``; without it, consistent records are ``warn`` "not verified".
 """
 
 from __future__ import annotations
@@ -320,13 +323,21 @@ def check_kit(prefix: Path, verify_key: Path | None = None) -> Check:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return Check("kit", "fail", f"kit install re-check failed: {problems[0]}{more}", data)
     where = f", kit folder {source} re-checked" if data["kit_folder_checked"] else ""
-    return Check(
-        "kit",
-        "ok",
+    facts = (
         f"{data['packages']} locked packages, {files_checked} files as installed from SHA256SUMS "
-        f"{data['sums_sha256'][:16]}…{where}",
-        data,
+        f"{data['sums_sha256']}{where}"
     )
+    if verify_key is None:
+        # Consistency is not authenticity: SHA256SUMS, the lock and the packages can all be rewritten
+        # together. Only the kit's signature says they are the kit that was built: never "ok" without it.
+        data["signature"] = "not verified"
+        return Check(
+            "kit",
+            "warn",
+            f"not verified: the kit's signature was not checked (pass --verify-key KIT.pub); {facts}",
+            data,
+        )
+    return Check("kit", "ok", f"signature {data['signature']}; {facts}", data)
 
 
 def _verify_signature(key_path: Path, data: bytes, sig_path: Path, problems: list[str]) -> str:

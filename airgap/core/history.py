@@ -57,11 +57,12 @@ def record_event(
 ) -> None:
     """Append one event to the jump host's history (fsynced before returning).
 
-    ``fields`` must be JSON (strings, numbers, lists, dicts); ``kind`` one of :data:`KINDS`.
+    ``fields`` must be JSON (strings, numbers, lists, dicts); ``kind`` one of :data:`KINDS`. Every
+    URL in a string loses its user-info (``https://user:pw@host`` is recorded as ``https://host``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown history event kind {kind!r}")
-    event = {**fields, "kind": kind, "time": utc_text(now or dt.datetime.now(dt.UTC))}
+    event = {**_without_userinfo(fields), "kind": kind, "time": utc_text(now or dt.datetime.now(dt.UTC))}
     line = canonical_json(event) + b"\n"
     folder = ensure_dir(resolve_state_dir(state), 0o700)
     with exclusive_lock(folder / HISTORY_LOCK, holder="another airgap command recording history"):
@@ -71,6 +72,19 @@ def record_event(
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _without_userinfo(value: Any) -> Any:
+    """``value`` with :func:`airgap.core.display.without_userinfo` applied to every string in it."""
+    from airgap.core.display import without_userinfo
+
+    if isinstance(value, str):
+        return without_userinfo(value)
+    if isinstance(value, dict):
+        return {k: _without_userinfo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_userinfo(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from airgap.core.atomic import create_file
 from airgap.core.bundle.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -39,7 +40,7 @@ from airgap.core.bundle.manifest import (
     parse_time,
 )
 from airgap.core.bundle.ustar import BLOCK, read_member, scan_archive, ustar_header
-from airgap.core.canonical import canonical_json
+from airgap.core.canonical import canonical_json, load_json
 from airgap.core.hashing import Digests
 from airgap.core.keys import PublicKey, spki_sha256
 from airgap.core.limits import (
@@ -53,7 +54,7 @@ from airgap.core.limits import (
 from airgap.core.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, check_digest, parse_manifest
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.signatures import verify_bytes
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import DigestMismatch, InvalidInput, Malformed, SignatureMismatch, TooLarge, VerificationError
 
 FORMAT = "airgap-images"
 FORMAT_VERSION = 1
@@ -184,8 +185,8 @@ def layout_index(images: Sequence[ImageRecord], sizes: dict[str, int]) -> bytes:
 
 
 # -- manifest schema ---------------------------------------------------------------------------------
-def _bad(source: str, what: str) -> InvalidInput:
-    return InvalidInput(f"{source}: images manifest: {what}")
+def _bad(source: str, what: str) -> Malformed:
+    return Malformed(f"{source}: images manifest: {what}")
 
 
 def _keys(doc: Any, keys: set[str], *, source: str, what: str) -> dict[str, Any]:
@@ -412,7 +413,7 @@ class _MemberStream:
             raise InvalidInput(f"{self._source}: {m.path} is over the manifest size limit ({MAX_OCI_MANIFEST} bytes)")
         self._keep = bytearray() if keep else None
         if self._extract is not None and self._i >= 2:
-            self._out = open(self._extract / m.sha256, "xb")  # noqa: SIM115 - closed in _end_member
+            self._out = os.fdopen(create_file(self._extract / m.sha256, 0o600), "wb")
         self._hash = Digests(["sha256"])
         self._state, self._need = "data", m.size
 
@@ -422,7 +423,7 @@ class _MemberStream:
             self._out.close()
             self._out = None
         if self._hash.hexdigest() != m.sha256:
-            raise VerificationError(f"{self._source}: {m.path} does not match its SHA-256 in the signed manifest")
+            raise DigestMismatch(f"{self._source}: {m.path} does not match its SHA-256 in the signed manifest")
         if self._keep is not None:
             data = bytes(self._keep)
             digest = "sha256:" + m.sha256
@@ -452,12 +453,7 @@ class _MemberStream:
 
 # -- step 6: the references --------------------------------------------------------------------------
 def _platforms_of_config(data: bytes, *, source: str) -> tuple[str, ...]:
-    import json
-
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise VerificationError(f"{source}: an image config is not JSON") from exc
+    doc = load_json(data, what=f"{source}: an image config", max_bytes=MAX_OCI_MANIFEST)
     if not isinstance(doc, dict) or not isinstance(doc.get("os"), str) or not isinstance(doc.get("architecture"), str):
         return ()
     variant = doc.get("variant")
@@ -511,7 +507,7 @@ def _walk(
         if size is None:
             raise VerificationError(f"{source}: {digest} names blob {ref.digest}, which the bundle lacks")
         if size != ref.size:
-            raise VerificationError(f"{source}: {digest} says {ref.digest} has {ref.size} bytes; it has {size}")
+            raise DigestMismatch(f"{source}: {digest} says {ref.digest} has {ref.size} bytes; it has {size}")
         owners.setdefault(ref.digest, image.name)
     if parsed.is_index:
         for ref in parsed.references:
@@ -529,7 +525,7 @@ def _read_head(fh: IO[bytes], size: int, *, source: str, limits: Limits) -> tupl
     lim = replace(limits, max_members=MAX_IMAGE_MEMBERS + 2, max_manifest_size=MAX_IMAGES_MANIFEST)
     entries = scan_archive(fh, size, limits=lim, source=source)
     if len(entries) < 2 or [e.name for e in entries[-2:]] != [MANIFEST_NAME, SIGNATURE_NAME]:
-        raise InvalidInput(f"{source}: not an images bundle (no manifest.json and manifest.json.sig at its end)")
+        raise Malformed(f"{source}: not an images bundle (no manifest.json and manifest.json.sig at its end)")
     manifest_entry, sig_entry = entries[-2], entries[-1]
     return (
         read_member(fh, manifest_entry, source=source),
@@ -554,9 +550,9 @@ def _check_signature(
         try:
             verify_bytes(key, manifest_bytes, signature)
         except VerificationError as exc:
-            raise VerificationError(f"{source}: {exc.message} (signer {key_id})") from exc
+            raise SignatureMismatch(f"{source}: {exc.message} (signer {key_id})") from exc
         return manifest, key_id
-    raise VerificationError(f"{source}: signed by key {manifest.signer}, which is not a trusted key")
+    raise SignatureMismatch(f"{source}: signed by key {manifest.signer}, which is not a trusted key")
 
 
 def _stream_file(fh: IO[bytes], length: int, sinks: Sequence[Any], *, source: str, progress: Progress) -> None:
@@ -572,6 +568,30 @@ def _stream_file(fh: IO[bytes], length: int, sinks: Sequence[Any], *, source: st
             sink(view[:got])
         done += got
         progress.advance(got)
+
+
+def _stream_part(fh: IO[bytes], length: int, stream: _MemberStream, *, source: str, progress: Progress) -> Digests:
+    """One part, read once: its SHA-256 on a worker thread while this one checks the members in it
+    (hashlib lets go of the GIL, so the two hashes run on two cores). Returns the part's digest."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    digests = Digests(["sha256"])
+    done = 0
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(1) as pool:
+        while done < length:
+            chunk = fh.read(min(CHUNK, length - done))  # a fresh buffer: the worker may still hash the last
+            if not chunk:
+                raise VerificationError(f"{source}: truncated")
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(digests.update, chunk)
+            stream.feed(memoryview(chunk))
+            done += len(chunk)
+            progress.advance(len(chunk))
+        if pending is not None:
+            pending.result()
+    return digests
 
 
 def _open(path: Path, what: str) -> IO[bytes]:
@@ -599,7 +619,7 @@ def verify_images(
     with _open(path, "images bundle") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > limits.max_bundle_size:
-            raise InvalidInput(f"{source}: over the bundle size limit ({limits.max_bundle_size} bytes)")
+            raise TooLarge(f"{source}: over the bundle size limit ({limits.max_bundle_size} bytes)")
         manifest_bytes, signature, members_end = _read_head(fh, size, source=source, limits=limits)
         manifest, key_id = _check_signature(manifest_bytes, signature, trust, source=source)
         stream = _MemberStream(manifest.members, manifest.images, source=source, extract=extract)
@@ -632,13 +652,12 @@ def _verify_parts(
                 raise VerificationError(
                     f"{part_path}: part is {os.fstat(fh.fileno()).st_size} bytes; signed: {part.size}"
                 )
-            digests = Digests(["sha256"])
             try:
-                _stream_file(fh, part.size, [digests.update, stream.feed], source=str(part_path), progress=progress)
+                digests = _stream_part(fh, part.size, stream, source=str(part_path), progress=progress)
             except VerificationError as exc:
                 raise VerificationError(f"{part_path}: bad part ({exc})") from exc
             if digests.hexdigest() != part.sha256:
-                raise VerificationError(f"{part_path}: part does not match its SHA-256 in the signed manifest")
+                raise DigestMismatch(f"{part_path}: part does not match its SHA-256 in the signed manifest")
 
 
 __all__ = [

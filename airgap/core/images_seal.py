@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -21,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from airgap.core.atomic import AtomicFile, fsync_dir, publish
+from airgap.core.atomic import AtomicFile, create_file, fsync_dir, publish
 from airgap.core.bundle.manifest import format_time, sign_manifest
 from airgap.core.bundle.ustar import BundleWriter
+from airgap.core.canonical import load_json
 from airgap.core.images_bundle import (
     LAYOUT_INDEX,
     OCI_LAYOUT,
@@ -42,7 +42,7 @@ from airgap.core.keys import PrivateKey, spki_sha256
 from airgap.core.limits import MAX_IMAGE_MEMBERS, MAX_OCI_MANIFEST
 from airgap.core.oci import INDEX_TYPES, MANIFEST_TYPES, check_platform, parse_manifest
 from airgap.core.progress import NO_PROGRESS, Progress
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import AirgapError, DigestMismatch, InvalidInput, NotFound, TooLarge, WouldOverwrite
 
 FAT32_MAX = 4 * 1024**3 - 1
 
@@ -71,12 +71,12 @@ def read_verified_blob(layout: Path, digest: str, *, cap: int = MAX_OCI_MANIFEST
         with open(path, "rb") as fh:
             data = fh.read(cap + 1)
     except FileNotFoundError as exc:
-        raise VerificationError(f"{path}: blob {digest} is missing from the pulled layout") from exc
+        raise NotFound(f"{path}: blob {digest} is missing from the pulled layout") from exc
     if len(data) > cap:
-        raise InvalidInput(f"{path}: manifest {digest} is over the size limit ({cap} bytes)")
+        raise TooLarge(f"{path}: manifest {digest} is over the size limit ({cap} bytes)")
     if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
         path.unlink()
-        raise VerificationError(f"{path}: the source served bytes that are not {digest} (removed; a re-run fetches it)")
+        raise DigestMismatch(f"{path}: the source served bytes that are not {digest} (removed; a re-run fetches it)")
     return data
 
 
@@ -131,9 +131,9 @@ def _add(plan: _Plan, digest: str, size: int, base: VerifiedImages | None) -> No
 
 def _config_platform(data: bytes) -> list[str]:
     try:
-        doc = json.loads(data)
-    except ValueError:
-        return []
+        doc = load_json(data, what="image config", max_bytes=MAX_OCI_MANIFEST)
+    except AirgapError:
+        return []  # a config that is not JSON names no platform; verification parses it the same way
     if not isinstance(doc, dict) or not isinstance(doc.get("os"), str) or not isinstance(doc.get("architecture"), str):
         return []
     variant = doc.get("variant")
@@ -171,7 +171,7 @@ class _PartWriter:
         name = f"{self.stem}.part{len(self.parts) + 1:03d}"
         if len(self.parts) >= 999:
             raise InvalidInput("more than 999 parts: give --split a larger size")
-        self._fh = open(self.folder / name, "xb")  # noqa: SIM115 - closed in _close
+        self._fh = os.fdopen(create_file(self.folder / name, 0o644), "wb")
         self.parts.append(Part(name, 0, ""))
         self._hash, self._written = hashlib.sha256(), 0
 
@@ -219,7 +219,7 @@ def _write_members(out: IO[bytes], layout: Path, plan: _Plan, index: bytes, prog
             entry = writer.add_stream(f"blobs/sha256/{digest[7:]}", src, plan.sizes[digest], source=str(path))
         if "sha256:" + entry.sha256 != digest:
             path.unlink()
-            raise VerificationError(
+            raise DigestMismatch(
                 f"{path}: the source served bytes that are not {digest} (removed; a re-run fetches it)"
             )
         result.append(Member(entry.path, entry.size, entry.sha256))
@@ -236,19 +236,24 @@ def seal_images(
     split: int | None = None,
     progress: Progress = NO_PROGRESS,
     now: dt.datetime | None = None,
+    bundle_id: str | None = None,
+    deterministic: bool = False,
 ) -> ImagesManifest:
-    """Write the signed images bundle ``out`` (and its parts with ``split``) from the pulled layout."""
+    """Write the signed images bundle ``out`` (and its parts with ``split``) from the pulled layout.
+
+    ``bundle_id``, ``now`` and ``deterministic`` (RFC 6979 signatures) exist for the committed
+    example generator (``bundles/generate_images_examples.py``); commands leave them alone."""
     plan = plan_bundle(layout, tops, base)
     for d in plan.order:
         if blob_path(layout, d).stat().st_size != plan.sizes[d]:
-            raise VerificationError(f"{blob_path(layout, d)}: blob {d} does not have the size its manifest names")
+            raise DigestMismatch(f"{blob_path(layout, d)}: blob {d} does not have the size its manifest names")
     all_sizes = {**plan.sizes, **{d: i.size for d, i in plan.inherited.items()}}
     index = layout_index(plan.records, all_sizes)
     progress.start("sealing images bundle", sum(plan.sizes[d] for d in plan.order))
 
     def manifest_for(members: list[Member], parts: list[Part] | None) -> ImagesManifest:
         return ImagesManifest(
-            bundle_id=new_bundle_id(),
+            bundle_id=bundle_id or new_bundle_id(),
             created=format_time(now or dt.datetime.now(dt.UTC)),
             signer=spki_sha256(key),
             base=None if base is None else Base(base.bundle_id, base.manifest_sha256),
@@ -263,21 +268,23 @@ def seal_images(
             members = _write_members(fh, layout, plan, index, progress)
             manifest = manifest_for(members, None)
             data = manifest.canonical_bytes()
-            BundleWriter(fh).finish(data, sign_manifest(key, data))
+            BundleWriter(fh).finish(data, sign_manifest(key, data, deterministic=deterministic))
     else:
         manifest = _seal_split(
-            out, split, lambda w: _write_members(w, layout, plan, index, progress), manifest_for, key
+            out, split, lambda w: _write_members(w, layout, plan, index, progress), manifest_for, key, deterministic
         )
     progress.finish()
     return manifest
 
 
-def _seal_split(out: Path, split: int, write: Any, manifest_for: Any, key: PrivateKey) -> ImagesManifest:
+def _seal_split(
+    out: Path, split: int, write: Any, manifest_for: Any, key: PrivateKey, deterministic: bool = False
+) -> ImagesManifest:
     """Parts and head written in a private folder beside ``out``, then published: parts, head last."""
     if not MIN_SPLIT <= split <= FAT32_MAX:
         raise InvalidInput(f"--split {split}: a part must be {MIN_SPLIT} to {FAT32_MAX} bytes")
     if out.exists() or any(out.parent.glob(f"{out.name}.part[0-9][0-9][0-9]")):
-        raise Refused(f"{out}: already exists (or its parts do); refusing to overwrite")
+        raise WouldOverwrite(f"{out}: already exists (or its parts do); refusing to overwrite")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         parts_writer = _PartWriter(tmp, out.name, split)
@@ -285,8 +292,8 @@ def _seal_split(out: Path, split: int, write: Any, manifest_for: Any, key: Priva
         parts = parts_writer.finish()
         manifest: ImagesManifest = manifest_for(members, parts)
         data = manifest.canonical_bytes()
-        with open(tmp / out.name, "xb") as fh:
-            BundleWriter(fh).finish(data, sign_manifest(key, data))
+        with os.fdopen(create_file(tmp / out.name, 0o644), "wb") as fh:
+            BundleWriter(fh).finish(data, sign_manifest(key, data, deterministic=deterministic))
             fh.flush()
             os.fsync(fh.fileno())
         for p in parts:

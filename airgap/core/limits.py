@@ -47,6 +47,13 @@ MAX_RETRIES = 100
 MAX_TIMEOUT = 86_400.0  # seconds: one day
 MAX_PARALLEL = 256
 MAX_BUNDLE_EXPIRY_DAYS = 3_650  # bundle create --expires (airgap.core.bundle.MAX_EXPIRY_DAYS)
+MAX_SPEED_LIMIT = 1024**4  # release fetch --speed-limit, bytes/s
+
+# -- JSON read by airgap.core.canonical.load_json (every reader of JSON goes through it)
+MAX_JSON_DEPTH = 64  # nesting of arrays/objects: refused before json.loads can hit RecursionError
+MAX_JSON_BYTES = 16 * MiB  # a state file, record or server answer read whole
+MAX_KUBE_ANSWER = 256 * MiB  # one answer of the Kubernetes API server (a list of objects)
+MAX_KUBE_DEPTH = 256  # objects from the API server nest deeper than airgap's own files
 
 # -- images across the gap (airgap.core.oci, airgap.core.images_bundle)
 MAX_OCI_MANIFEST = 4 * MiB  # one image manifest or index (registries refuse more than 4 MiB)
@@ -55,8 +62,3 @@ MAX_IMAGE_MEMBERS = 65_536  # blobs in one images bundle
 MAX_IMAGES_MANIFEST = 16 * MiB  # the signed manifest of an images bundle (one line per blob)
 MAX_IMAGES = 1_024  # images in one images bundle
 MIN_SPLIT_SIZE = 1 * MiB  # images pull --split: smaller parts are a mistake
-# -- JSON read by airgap.core.canonical.load_json (every reader of JSON goes through it)
-MAX_JSON_DEPTH = 64  # nesting of arrays/objects: refused before json.loads can hit RecursionError
-MAX_JSON_BYTES = 16 * MiB  # a state file, record or server answer read whole
-MAX_KUBE_ANSWER = 256 * MiB  # one answer of the Kubernetes API server (a list of objects)
-MAX_KUBE_DEPTH = 256  # objects from the API server nest deeper than airgap's own files

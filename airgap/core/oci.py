@@ -10,13 +10,13 @@ we do not know) is :class:`~airgap.errors.InvalidInput`.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from airgap.core.canonical import load_json
 from airgap.core.limits import MAX_OCI_DESCRIPTORS, MAX_OCI_MANIFEST
-from airgap.errors import InvalidInput
+from airgap.errors import Malformed, TooLarge
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -77,7 +77,7 @@ def digest_of(data: bytes) -> str:
 def check_digest(value: Any, *, source: str) -> str:
     """A ``sha256:<64 lowercase hex>`` digest, or exit 3 (no other algorithm is carried)."""
     if not isinstance(value, str) or not _DIGEST.match(value):
-        raise InvalidInput(f"{source}: {str(value)[:80]!a} is not a sha256 digest")
+        raise Malformed(f"{source}: {str(value)[:80]!a} is not a sha256 digest")
     return value
 
 
@@ -85,39 +85,31 @@ def _platform(doc: Any, *, source: str) -> str | None:
     if doc is None:
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("os"), str) or not isinstance(doc.get("architecture"), str):
-        raise InvalidInput(f"{source}: malformed platform in an index")
+        raise Malformed(f"{source}: malformed platform in an index")
     parts = [doc["os"], doc["architecture"]] + ([doc["variant"]] if isinstance(doc.get("variant"), str) else [])
     if not all(_PLATFORM_PART.match(p) for p in parts):
-        raise InvalidInput(f"{source}: platform {'/'.join(parts)[:80]!a} has characters a platform cannot have")
+        raise Malformed(f"{source}: platform {'/'.join(parts)[:80]!a} has characters a platform cannot have")
     return "/".join(parts)
 
 
 def parse_descriptor(doc: Any, *, source: str, allowed: frozenset[str]) -> Descriptor:
     """One descriptor object; its media type must be one of ``allowed`` (exit 3 otherwise)."""
     if not isinstance(doc, dict):
-        raise InvalidInput(f"{source}: a descriptor is not an object")
+        raise Malformed(f"{source}: a descriptor is not an object")
     media_type, size = doc.get("mediaType"), doc.get("size")
     if not isinstance(media_type, str) or media_type not in allowed:
-        raise InvalidInput(f"{source}: media type {str(media_type)[:100]!a} is not an OCI or Docker v2 image type")
+        raise Malformed(f"{source}: media type {str(media_type)[:100]!a} is not an OCI or Docker v2 image type")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidInput(f"{source}: descriptor size {str(size)[:40]!a} is not a size")
+        raise Malformed(f"{source}: descriptor size {str(size)[:40]!a} is not a size")
     digest = check_digest(doc.get("digest"), source=source)
     return Descriptor(media_type, digest, size, _platform(doc.get("platform"), source=source))
 
 
 def _strict_object(data: bytes, *, source: str) -> dict[str, Any]:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise InvalidInput(f"{source}: duplicate key in JSON")
-        return dict(pairs)
-
-    try:
-        doc = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"{source}: not a JSON manifest") from exc
+    """The one strict JSON reader (duplicate keys, NaN, depth refused), then: an object."""
+    doc = load_json(data, what=source, max_bytes=MAX_OCI_MANIFEST, invalid="is not a JSON manifest")
     if not isinstance(doc, dict):
-        raise InvalidInput(f"{source}: a manifest is a JSON object")
+        raise Malformed(f"{source}: a manifest is a JSON object")
     return doc
 
 
@@ -128,30 +120,28 @@ def parse_manifest(data: bytes, *, source: str, expected_type: str | None = None
     when the document names its own type it must agree.
     """
     if len(data) > MAX_OCI_MANIFEST:
-        raise InvalidInput(f"{source}: manifest is over the size limit ({MAX_OCI_MANIFEST} bytes)")
+        raise TooLarge(f"{source}: manifest is over the size limit ({MAX_OCI_MANIFEST} bytes)")
     doc = _strict_object(data, source=source)
     media_type = doc.get("mediaType", expected_type)
     if expected_type is not None and media_type != expected_type:
-        raise InvalidInput(
+        raise Malformed(
             f"{source}: manifest says media type {str(media_type)[:100]!a}, its descriptor {expected_type!a}"
         )
     if doc.get("schemaVersion") != 2 or media_type not in INDEX_TYPES | MANIFEST_TYPES:
-        raise InvalidInput(
-            f"{source}: media type {str(media_type)[:100]!a} is not an OCI or Docker v2 manifest or index"
-        )
+        raise Malformed(f"{source}: media type {str(media_type)[:100]!a} is not an OCI or Docker v2 manifest or index")
     if media_type in INDEX_TYPES:
         items = doc.get("manifests")
         allowed = MANIFEST_TYPES | INDEX_TYPES
         if not isinstance(items, list):
-            raise InvalidInput(f"{source}: index has no manifests list")
+            raise Malformed(f"{source}: index has no manifests list")
     else:
         layers = doc.get("layers")
         if not isinstance(layers, list):
-            raise InvalidInput(f"{source}: manifest has no layers list")
+            raise Malformed(f"{source}: manifest has no layers list")
         config = parse_descriptor(doc.get("config"), source=source, allowed=CONFIG_TYPES)
         items, allowed = layers, LAYER_TYPES
     if len(items) > MAX_OCI_DESCRIPTORS:
-        raise InvalidInput(f"{source}: more than {MAX_OCI_DESCRIPTORS} descriptors")
+        raise TooLarge(f"{source}: more than {MAX_OCI_DESCRIPTORS} descriptors")
     refs = tuple(parse_descriptor(d, source=source, allowed=allowed) for d in items)
     if media_type in MANIFEST_TYPES:
         refs = (config, *refs)
@@ -162,5 +152,5 @@ def check_platform(value: str) -> str:
     """A ``--platform`` value: ``os/arch`` or ``os/arch/variant``, lowercase (exit 3 otherwise)."""
     parts = value.split("/")
     if len(parts) not in (2, 3) or not all(_PLATFORM_PART.match(p) for p in parts):
-        raise InvalidInput(f"platform {value[:80]!a}: expected OS/ARCH or OS/ARCH/VARIANT (linux/amd64)")
+        raise Malformed(f"platform {value[:80]!a}: expected OS/ARCH or OS/ARCH/VARIANT (linux/amd64)")
     return value

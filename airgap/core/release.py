@@ -282,6 +282,54 @@ def release_file_name(version: str, platform: str) -> str:
     return f"istio-{version}-{platform}.{ext}"
 
 
+_FILE_NAME = re.compile(r"^istio-([0-9A-Za-z][0-9A-Za-z._+-]{0,99})-(linux-amd64|osx|win)\.(?:tar\.gz|zip)$")
+
+
+def version_from_file_name(name: str) -> str | None:
+    """The version in a guide-named release file (``istio-1.8.6-asm.8-linux-amd64.tar.gz``), else None."""
+    m = _FILE_NAME.match(name)
+    return m.group(1) if m else None
+
+
+def _first_member(path: Path, kind: str) -> str:
+    """The name of the first member of a ``.tar.gz`` (one header: cheap) or ``.zip`` (central directory)."""
+    import tarfile
+    import zipfile
+    import zlib
+
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:
+                infos = zf.infolist()
+                return infos[0].filename if infos else ""
+        with tarfile.open(path, "r|*") as tar:
+            first = tar.next()
+            return first.name if first is not None else ""
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as exc:
+        raise VerificationError(f"{path}: cannot read the archive's first member ({exc.__class__.__name__})") from exc
+
+
+def check_archive_root(path: Path, version: str, *, kind: str | None = None, shown: str | None = None) -> None:
+    """Refuse (exit 1) an archive whose first member is not under ``istio-VERSION/``.
+
+    The detached signature covers the bytes, not the version: an older signed release published
+    under a newer name is caught here, from one header, before anyone extracts it.
+    """
+    from airgap.core.archive import archive_kind
+
+    first = _first_member(path, kind or archive_kind(path))
+    root = first.removeprefix("./").split("/", 1)[0] if first else ""
+    _check_root(shown or str(path), root, version)
+
+
+def _check_root(shown: str, root: str | None, version: str) -> None:
+    if root != f"istio-{version}":
+        raise VerificationError(
+            f"{shown}: the archive's root folder is {root!r}, not 'istio-{version}' of the release asked for; "
+            "refusing it (a different release published under this name?)"
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Extraction and the RELEASE.json record
 
@@ -306,6 +354,7 @@ def _record(verified: VerifiedRelease, entries: list[ExtractedFile], sig_name: s
         "signature": {"name": sig_name, "base64": base64.b64encode(verified.signature).decode("ascii")},
         "key": {"id": verified.key.id, "algorithm": verified.key.algorithm, "fingerprint": verified.key.fingerprint},
         "root": root,
+        "version": root.removeprefix("istio-") if root else None,
         "files": dict(sorted(files.items())),
         "symlinks": dict(sorted(links.items())),
     }
@@ -328,9 +377,17 @@ def extract_release(
     key_id: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress = NO_PROGRESS,
+    version: str | None = None,
+    allow_downgrade: bool = False,
+    state: Path | None = None,
 ) -> ExtractedRelease:
     """Verify ``path`` (see :func:`verify_release`), then extract it safely to ``out`` with
     ``out/RELEASE.json``: all or nothing. Nothing is extracted from an unverified file.
+
+    ``version`` (default: read from the guide's file name ``istio-VERSION-PLATFORM.tar.gz``) is the
+    release asked for: the archive's single root folder must be ``istio-VERSION`` (else exit 1, a
+    rollback under a newer name), and an older release of a line this host has accepted a newer
+    one of is refused (exit 4) unless ``allow_downgrade`` (:mod:`airgap.core.release_lines`).
 
     The file is opened once: hashed and verified, then extracted from the same open file while
     every byte extraction reads is hashed again on the way (the same read, no extra pass); the
@@ -338,8 +395,13 @@ def extract_release(
     after it was verified is refused (exit 1) and nothing is left.
     """
     from airgap.core.archive import extract_archive
+    from airgap.core.release_lines import check_not_downgrade, record_accepted
 
     sig_name = (signature if signature is not None else default_signature_path(path)).name
+    version = version or version_from_file_name(path.name)
+    if version is not None:
+        release_file_name(version, "linux-amd64")  # the same rules as fetch's VERSION (exit 3)
+        check_not_downgrade(version, allow_downgrade=allow_downgrade, state=state)
     fd = _open_release(path)
     try:
         verified = _verify_open(fd, path, signature, key, key_id, progress)
@@ -353,6 +415,12 @@ def extract_release(
             if again.size != verified.size or again.hexdigest() != verified.sha256:
                 raise VerificationError(f"{path}: changed while it was being extracted; refusing")
             record = _record(verified, entries, sig_name)
+            if version is None:
+                raise InvalidInput(
+                    f"{path}: cannot tell the release version from the file name; pass --version"
+                )
+            _check_root(str(path), record["root"], version)
+            record_accepted(version, state=state)  # before the release is published: a crash only raises the mark
             write_new(tmp / RECORD_NAME, state_json(record))
             holder["record"] = record
 
@@ -363,6 +431,36 @@ def extract_release(
     record = holder["record"]
     root = out / record["root"] if record["root"] else None
     return ExtractedRelease(out, root, record, verified)
+
+
+_RELEASE_NAME_RE = re.compile(r"^istio-(?P<version>.+)-(?:" + "|".join(PLATFORMS) + r")\.(?:tar\.gz|zip)$")
+
+
+def release_version(file_name: str) -> str | None:
+    """The version in a release file's name (``istio-VERSION-PLATFORM.tar.gz``), None for another name."""
+    m = _RELEASE_NAME_RE.match(file_name)
+    return m.group("version") if m else None
+
+
+def record_extract(rel: ExtractedRelease, *, state: Path | None = None) -> None:
+    """Add the extract to the jump host's history (``release-extract``) for ``airgap audit report``.
+
+    Call after :func:`extract_release` succeeded: the record says which file (name, SHA-256) which
+    release key verified and where it went. Unsigned, like the rest of the history.
+    """
+    from airgap.core.history import RELEASE_EXTRACT, record_event
+
+    v = rel.verified
+    fields = {
+        "version": release_version(v.path.name),
+        "file": v.path.name,
+        "sha256": v.sha256,
+        "size": v.size,
+        "key_id": v.key.id,
+        "key_fingerprint": v.key.fingerprint,
+        "out": str(rel.out.resolve()),
+    }
+    record_event(RELEASE_EXTRACT, fields, state=state)
 
 
 def _find_record(release: Path) -> tuple[Path, dict[str, Any]]:

@@ -99,7 +99,7 @@ def age_recipients(specs: Sequence[str]) -> tuple[str, ...]:
     """
     out: dict[str, None] = {}
     for spec in specs:
-        for r in load_recipients(spec):
+        for r in load_recipients(spec, option="--sops-age"):
             out.setdefault(r, None)
     return tuple(out)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import re
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -109,14 +110,58 @@ def _name(org: str, cn: str, locality: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DNS_NAME_RE = re.compile(rf"(?:\*\.)?{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+# A SPIFFE ID (SPIFFE-ID spec §2): a lowercase trust domain, then path segments of [A-Za-z0-9._-]
+# (no empty, "." or ".." segment), no port, user-info, query or fragment; at most 2048 bytes.
+SPIFFE_ID_RE = re.compile(r"spiffe://[a-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+MAX_SPIFFE_ID = 2048
+
+
+def is_spiffe_id(value: str) -> bool:
+    """True when ``value`` is a valid SPIFFE ID (Istio's workload identities are SPIFFE IDs)."""
+    return (
+        len(value.encode()) <= MAX_SPIFFE_ID
+        and SPIFFE_ID_RE.fullmatch(value) is not None
+        and not any(seg in (".", "..") for seg in value[len("spiffe://") :].split("/")[1:])
+    )
+
+
+def dns_san(value: str, *, shown: str) -> str:
+    """A DNS SAN as it goes in a certificate: non-ASCII names become their A-label (IDNA 2008 with
+    UTS #46 mapping, as browsers do: ``ünï.com`` → ``xn--n-tfa4b.com``); anything that is not a
+    host name (or ``*.`` wildcard) of letters, digits and ``-`` is refused (exit 3)."""
+    name = value
+    if not name.isascii():
+        import idna
+
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as exc:
+            raise InvalidInput(f"--san {shown!r}: not a valid internationalised domain name ({exc})") from exc
+    if len(name) > 253 or not DNS_NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"--san {shown!r}: not a valid DNS name (labels of letters, digits and '-', separated by '.', "
+            "an optional leading '*.')"
+        )
+    return name
+
+
 def _parse_san(value: str) -> x509.GeneralName:
     kind, _, rest = value.partition(":")
     if not rest:
         raise InvalidInput(f"--san {value!r}: expected TYPE:VALUE, e.g. DNS:istiod.istio-system.svc")
     kind = kind.upper()
     if kind == "DNS":
-        return x509.DNSName(rest)
+        return x509.DNSName(dns_san(rest, shown=value))
     if kind == "URI":
+        if rest.lower().startswith("spiffe:") and not is_spiffe_id(rest):
+            raise InvalidInput(
+                f"--san {value!r}: not a valid SPIFFE ID (spiffe://<lowercase trust domain>/<segments of "
+                "letters, digits, '.', '-', '_'>)"
+            )
+        if not rest.isascii() or not rest.isprintable():
+            raise InvalidInput(f"--san {value!r}: a URI must be printable ASCII (percent-encode the rest)")
         return x509.UniformResourceIdentifier(rest)
     if kind == "IP":
         import ipaddress
@@ -159,6 +204,16 @@ def build_root(
     return check_issued(cert, cert, what="root certificate")
 
 
+def authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI of what ``issuer`` signs: its subjectKeyIdentifier, or (a root without one, which is
+    legal: RFC 5280 4.2.1.2 only says SHOULD) derived from its public key as RFC 5280 method 1 does."""
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
 def intermediate_builder(
     public: PublicKey,
     *,
@@ -177,7 +232,6 @@ def intermediate_builder(
     """
     check_validity_days(days)
     start = (not_before or now()) - BACKDATE
-    ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(org, cn, locality=cluster))
@@ -192,7 +246,7 @@ def intermediate_builder(
     if sans:  # an empty SubjectAltName is not valid DER (RFC 5280: at least one name); no SANs, no extension
         builder = builder.add_extension(x509.SubjectAlternativeName([_parse_san(s) for s in sans]), critical=False)
     return builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False).add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        authority_key_id(root_cert), critical=False
     )
 
 
@@ -249,19 +303,24 @@ def validate_sans(sans: list[str]) -> None:
 
 def check_within_root(root_cert: x509.Certificate, days: int, *, at: dt.datetime | None = None) -> None:
     """Refuse an intermediate that would outlive its root (exit 4: precondition)."""
-
     check_validity_days(days)
     start = at or now()
     end = start + dt.timedelta(days=days)
     root_end = root_cert.not_valid_after_utc
+    if root_end <= start:
+        raise Expired(f"the root expired on {root_end:%Y-%m-%d}; it must be rotated ('airgap ca rotate-root')")
     if end > root_end:
         left = (root_end - start).days
+        if left < 1:  # no whole day left: no --days value fits
+            raise Expired(
+                f"the root expires on {root_end:%Y-%m-%d %H:%M} UTC (0 days left: it expires today); no intermediate "
+                "fits inside it: the root must be rotated ('airgap ca rotate-root')"
+            )
+        soon = "; the root itself must be rotated soon ('airgap ca rotate-root')" if left < 30 else ""
         raise Expired(
             f"an intermediate valid {days} days would outlive the root (expires {root_end:%Y-%m-%d}, "
-            f"{max(left, 0)} days left); use --days {max(left, 0)} or less"
+            f"{left} day{'s' if left != 1 else ''} left); use --days {left} or less{soon}"
         )
-    if root_end <= start:
-        raise Expired(f"the root expired on {root_end:%Y-%m-%d}")
 
 
 def load_cert_pem(data: bytes, *, source: str) -> x509.Certificate:
@@ -410,14 +469,17 @@ def check_ca_material(
 __all__ = [
     "ISTIOD_SAN",
     "CAMaterial",
+    "authority_key_id",
     "build_intermediate",
     "build_root",
     "cert_pem",
     "check_ca_material",
     "check_within_root",
+    "dns_san",
     "fingerprint",
     "intermediate_builder",
     "is_ca",
+    "is_spiffe_id",
     "load_cert_pem",
     "load_certs_pem",
     "root_builder",

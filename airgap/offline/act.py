@@ -34,14 +34,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from airgap.core.atomic import ensure_dir
+from airgap.core.keys import spki_sha256
 from airgap.core.locking import Notify, exclusive_lock, stderr_note
+from airgap.core.names import CLUSTER_NAME_RE
 from airgap.errors import Refused
 from airgap.offline import ceremony
 from airgap.offline.ceremony import Entry, Officer, Prepared
-from airgap.offline.inventory import Inventory, read_inventory, write_inventory
+from airgap.offline.inventory import Inventory, read_inventory, where_seen, write_inventory
 from airgap.offline.layout import PkiLayout
-from airgap.offline.recovery import Recovered, recover
+from airgap.offline.recovery import Recovered, recover, settle_journal
 
 
 @dataclass
@@ -84,11 +88,55 @@ class Act:
         """The log's head hash now (None: no log)."""
         return ceremony.head_hash(self.path)
 
+    @contextlib.contextmanager
+    def settle_on_error(self) -> Iterator[None]:
+        """Around the steps after the act's journal was written: on a handled error (a full disk, a
+        refused write) the unpublished part is finished or undone at once and recorded
+        (:func:`airgap.offline.recovery.settle_journal`), so nothing stays recorded that is not on
+        disk; then the error goes on. A kill is left to the next act's recovery."""
+        try:
+            yield
+        except Exception:
+            with contextlib.suppress(Exception):  # the original error is the one to report
+                self.recovered += settle_journal(self.layout, lambda r: self.record("recover", r.params))
+            raise
+
     def inventory(self) -> Inventory:
-        return read_inventory(self.layout.inventory)
+        """The inventory; one written before ``key_ids`` existed gets them from the disk (migration)."""
+        inv = read_inventory(self.layout.inventory)
+        if inv.key_ids is None:
+            inv.key_ids = disk_key_ids(self.layout, inv)
+        return inv
 
     def write_inventory(self, inv: Inventory) -> None:
         write_inventory(self.layout.inventory, inv)
+
+
+def _where(cert: x509.Certificate, what: str) -> tuple[str, str]:
+    return spki_sha256(cert.public_key()), where_seen(cert, what)  # type: ignore[arg-type]
+
+
+def disk_key_ids(layout: PkiLayout, inv: Inventory) -> dict[str, str]:
+    """Key id → where, for every CA certificate in the folder and its archive, and every key the
+    inventory records as held elsewhere: how an inventory without ``key_ids`` is migrated."""
+    seen: list[tuple[str, str]] = []
+    if layout.root_cert.is_file():
+        seen.append(_where(layout.load_root_cert(), "the root ("))
+    nxt = layout.load_next_root_cert()
+    if nxt is not None:
+        seen.append(_where(nxt, "the next root ("))
+    for name in layout.clusters():
+        seen.append(_where(layout.load_cluster_cert(name), f"cluster {name} (intermediate"))
+    seen += [_where(c, "an archived root (") for c in layout.archived_roots()]
+    archive = layout.archive_dir
+    for folder in sorted(p.name for p in archive.iterdir()) if archive.is_dir() else []:
+        if folder != "root" and CLUSTER_NAME_RE.fullmatch(folder):
+            seen += [_where(c, f"cluster {folder} (archived intermediate") for c in layout.archived_certs(folder)]
+    seen += [(r.key_id, f"cluster {r.cluster} (intermediate serial {r.serial})") for r in inv.intermediates if r.key_id]
+    out: dict[str, str] = {}
+    for key_id, where in seen:
+        out.setdefault(key_id, where)
+    return out
 
 
 @contextlib.contextmanager

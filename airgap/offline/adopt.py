@@ -7,9 +7,14 @@ Checks, in order (exit code in brackets), before anything is written:
 1. the certificate parses [3] and the key opens (with its own passphrase, if any) [3];
 2. the key is RSA ≥ 3072 or EC P-256 / P-384 [3] (the policy of ``ca sign``);
 3. the key is the certificate's [1];
-4. the certificate is a CA (basicConstraints CA:true) [4], self-signed and its signature verifies [1];
-5. it is valid now and not a SHA-1/MD5 signature [4];
-6. the folder has no root yet [4].
+4. the certificate is a CA (basicConstraints CA:true) [4], not a SHA-1/MD5 signature [4], self-signed
+   and its signature verifies [1];
+5. it is valid now [4];
+6. it can root the chains airgap issues, as a path validator sees it [4]: basicConstraints with a
+   pathlen that allows one intermediate, keyUsage with keyCertSign and cRLSign, name constraints
+   that admit ``istiod.istio-system.svc``, an EKU (if any) that allows serverAuth and clientAuth;
+   proven by validating a probe intermediate it signs (:mod:`airgap.core.pathcheck`);
+7. the folder has no root yet [4].
 Then ``root-key.pem`` is written re-encrypted with the PKI passphrase (0600, PKCS#8), the
 certificate as ``root-cert.pem``, the inventory, and an ``adopt`` entry in the log (when there is one).
 
@@ -20,11 +25,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryptography import x509
+
 from airgap.core import x509 as cx
 from airgap.core.atomic import write_new
 from airgap.core.csr import check_key_policy
 from airgap.core.files import read_capped
-from airgap.core.keys import encode_private_key, key_type_of, keys_match, load_private_key, spki_sha256
+from airgap.core.keys import PrivateKey, encode_private_key, key_type_of, keys_match, load_private_key, spki_sha256
 from airgap.core.limits import MAX_KEY_FILE
 from airgap.core.locking import Notify, stderr_note
 from airgap.errors import Refused, VerificationError
@@ -58,6 +65,8 @@ def adopt_root(
     # 4. a self-signed CA
     if not cx.is_ca(cert):
         raise Refused(f"{cert_path}: not a CA certificate (basicConstraints CA:true is missing)")
+    if cx.weak_signature(cert):  # before the signature check: SHA-1 signatures are not verified at all
+        raise Refused(f"{cert_path}: the root uses a SHA-1/MD5 signature, which istiod rejects")
     if cert.issuer != cert.subject or not cx.signed_by(cert, cert):
         raise VerificationError(f"{cert_path}: not a self-signed root (its signature does not verify with its key)")
     # 5. usable now
@@ -65,9 +74,9 @@ def adopt_root(
     if status in ("expired", "not-yet-valid"):
         raise Refused(f"{cert_path}: the root is {status} (valid {cert.not_valid_before_utc:%Y-%m-%d} to "
                       f"{cert.not_valid_after_utc:%Y-%m-%d})")  # fmt: skip
-    if cx.weak_signature(cert):
-        raise Refused(f"{cert_path}: the root uses a SHA-1/MD5 signature, which istiod rejects")
-    # 6. a new PKI folder
+    # 6. it can sign a chain a path validator accepts
+    check_root_can_sign(cert, key, source=str(cert_path))
+    # 7. a new PKI folder
     refuse_existing_root(layout)
     with pki_act(layout, "adopt", officer, create=True, notify=notify) as act:
         refuse_existing_root(layout)
@@ -80,6 +89,7 @@ def adopt_root(
         record = RootRecord.of(cert)
         inv = act.inventory()
         inv.root = record
+        inv.remember_cert(cert, "the root (")
         act.write_inventory(inv)
         act.record(
             "adopt",
@@ -93,4 +103,30 @@ def adopt_root(
     return record
 
 
-__all__ = ["adopt_root"]
+def check_root_can_sign(cert: x509.Certificate, key: PrivateKey, *, source: str) -> None:
+    """Refuse (exit 4) a root that cannot sign a chain a path validator accepts, with the reason.
+
+    The probe is the intermediate ``ca issue`` would make (a throwaway key, the istiod SAN), signed
+    by the root's key and never written."""
+    from airgap.core.keys import generate_private_key, signature_hash_for
+    from airgap.core.pathcheck import chain_problem, root_problems
+
+    problems = root_problems(cert)
+    if problems:
+        raise Refused(f"{source}: the root cannot sign a chain that validates: {problems[0]}")
+    probe = cx.intermediate_builder(
+        generate_private_key("ecdsa-p256").public_key(),
+        cluster="probe",
+        root_cert=cert,
+        org="Istio",
+        cn="Intermediate CA",
+        days=1,
+        sans=[cx.ISTIOD_SAN],
+        not_before=max(cx.now(), cert.not_valid_before_utc),
+    ).sign(key, signature_hash_for(key))
+    problem = chain_problem(probe, [cert])
+    if problem is not None:
+        raise Refused(f"{source}: the root cannot sign a chain that validates: {problem}")
+
+
+__all__ = ["adopt_root", "check_root_can_sign"]

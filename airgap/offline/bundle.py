@@ -32,6 +32,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from airgap.core import age
+from airgap.core import x509 as clock
 from airgap.core.atomic import AtomicFile, ensure_dir, write_replace
 from airgap.core.bundle import (
     CA_CERT,
@@ -58,8 +59,8 @@ from airgap.core.files import read_capped
 from airgap.core.keys import PrivateKey, key_file_is_encrypted, load_private_key, load_private_key_pem, spki_sha256
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
-from airgap.core.x509 import check_ca_material
-from airgap.errors import InvalidInput, Malformed, NotFound, Refused, WouldOverwrite
+from airgap.core.x509 import CAMaterial, check_ca_material
+from airgap.errors import Expired, InvalidInput, Malformed, NotFound, Refused, WouldOverwrite
 from airgap.offline import ceremony
 from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
@@ -172,6 +173,7 @@ def cacerts_members(
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    refuse_out_of_date(d, cluster, pki_dir, chain, now)
     material = check_ca_material(
         ca_cert_pem=cert,
         ca_key=key,
@@ -193,7 +195,41 @@ def cacerts_members(
         check_bundled_crl(crl_pem, material, source=str(d), cluster=cluster)
         out.append(SecretMember(CA_CRL, crl_pem, False))
     _refuse_revoked(Path(pki_dir), cluster, material.ca_cert)
+    _refuse_unrecorded(Path(pki_dir), cluster, material)
     return out
+
+
+def _refuse_unrecorded(pki_dir: Path, cluster: str, material: CAMaterial) -> None:
+    """Only the intermediate the inventory records for ``cluster`` ships (exit 4): a folder whose
+    certificate and key were replaced (another cluster's copied in) never goes out under its name."""
+    rec = read_inventory(PkiLayout(pki_dir).inventory).current(cluster)
+    if rec is None or rec.fingerprint != material.fingerprint:
+        recorded = f"sha256 {rec.fingerprint}" if rec is not None else "nothing"
+        raise Refused(
+            f"{pki_dir / cluster}: ca-cert.pem (sha256 {material.fingerprint}) is not the intermediate the "
+            f"inventory records for cluster {cluster} ({recorded}); see 'airgap ca list --dir {pki_dir}'"
+        )
+
+
+def refuse_out_of_date(d: Path, cluster: str, pki_dir: Path, chain_pem: bytes, now: dt.datetime | None) -> None:
+    """The PKI's own chain (``cert-chain.pem``: the intermediate to its root) expired or not yet valid
+    is a precondition not met (exit 4), with the remedy: a bundle is never sealed with it. (From a
+    bundle being imported the same finding is :func:`check_ca_material`'s verification failure.)"""
+    from airgap.core.x509 import load_certs_pem
+
+    t = now or clock.now()
+    for cert in load_certs_pem(chain_pem, source=f"{d}/cert-chain.pem"):
+        who = cert.subject.rfc4514_string()
+        if cert.not_valid_after_utc <= t:
+            state = f"expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+        elif cert.not_valid_before_utc > t:
+            state = f"is not valid until {cert.not_valid_before_utc:%Y-%m-%d}"
+        else:
+            continue
+        raise Expired(
+            f"{d}: certificate {who} {state}; a bundle is never sealed with it: run 'airgap ca rotate {cluster} "
+            f"--dir {pki_dir}' (or 'airgap ca rotate-root' for an expired root) and bundle the replacement"
+        )
 
 
 def held_elsewhere(pki_dir: Path, cluster: str) -> IntermediateRecord | None:
@@ -220,8 +256,15 @@ def keyless_members(
     cert = _read_pki_file(d / "ca-cert.pem", limits)
     chain = _read_pki_file(d / "cert-chain.pem", limits)
     root = _read_pki_file(d / "root-cert.pem", limits)
+    refuse_out_of_date(d, cluster, pki_dir, chain, now)
     material = check_ca_material(
-        ca_cert_pem=cert, ca_key=None, ca_key_pem=b"", cert_chain_pem=chain, root_cert_pem=root, at=now, source=str(d)
+        ca_cert_pem=cert,
+        ca_key=None,
+        ca_key_pem=b"",
+        cert_chain_pem=chain,
+        root_cert_pem=root,
+        at=now,
+        source=str(d),
     )
     if held.fingerprint != material.fingerprint or spki_sha256(material.ca_cert.public_key()) != held.key_id:  # type: ignore[arg-type]
         raise Refused(f"{d}: ca-cert.pem is not the certificate the inventory records for the key held elsewhere")
@@ -375,6 +418,49 @@ def _defaulted_refusal(pki: Path, officer: Officer | None) -> str:
     )
 
 
+def _bundle_params(manifest: Manifest, *, bundle_id: str, head: str | None) -> dict[str, object]:
+    """The ``bundle`` log entry of a sealed manifest (recorded before the bundle is published)."""
+    return {
+        "cluster": manifest.cluster,
+        "bundle_id": bundle_id,
+        "sequence": manifest.sequence,
+        "signer_key_id": manifest.signer,
+        "ceremony_head": head,
+        "expires": manifest.expires,
+        "manifest_sha256": hashlib.sha256(manifest.canonical_bytes()).hexdigest(),
+    }
+
+
+def _check_options(
+    cluster: str,
+    out: Path,
+    held: IntermediateRecord | None,
+    recipients: Sequence[str],
+    *,
+    no_encrypt: bool,
+    expires_days: int,
+) -> list[str]:
+    """``bundle create``'s options, checked before anything is read or written: the recipients, unique."""
+    if out.exists() or out.is_symlink():
+        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
+    if held is not None and recipients:
+        raise InvalidInput(
+            f"cluster {cluster}'s CA key is held elsewhere (ca sign): its bundle carries no key; give no --recipient"
+        )
+    if no_encrypt and recipients:
+        raise InvalidInput("--no-encrypt and --recipient cannot be used together")
+    if held is None and not no_encrypt and not recipients:
+        raise Refused(
+            "refusing to write the CA private key in plaintext: give --recipient PUB (or --no-encrypt explicitly)"
+        )
+    recips = list(dict.fromkeys(recipients))
+    for r in recips:
+        age.parse_recipient(r, source="--recipient")
+    if not 1 <= expires_days <= MAX_EXPIRY_DAYS:
+        raise InvalidInput(f"--expires must be between 1 and {MAX_EXPIRY_DAYS} days")
+    return recips
+
+
 def seal_bundle(
     cluster: str,
     *,
@@ -407,43 +493,22 @@ def seal_bundle(
     """
     cluster = check_cluster_name(cluster)
     out = Path(out)
-    if out.exists() or out.is_symlink():
-        raise WouldOverwrite(f"{out}: already exists; refusing to overwrite")
     held = held_elsewhere(Path(pki_dir), cluster)
-    if held is not None and recipients:
-        raise InvalidInput(
-            f"cluster {cluster}'s CA key is held elsewhere (ca sign): its bundle carries no key; give no --recipient"
-        )
-    if no_encrypt and recipients:
-        raise InvalidInput("--no-encrypt and --recipient cannot be used together")
-    if held is None and not no_encrypt and not recipients:
-        raise Refused(
-            "refusing to write the CA private key in plaintext: give --recipient PUB (or --no-encrypt explicitly)"
-        )
-    recips = list(dict.fromkeys(recipients))
-    for r in recips:
-        age.parse_recipient(r, source="--recipient")
-    if not 1 <= expires_days <= MAX_EXPIRY_DAYS:
-        raise InvalidInput(f"--expires must be between 1 and {MAX_EXPIRY_DAYS} days")
+    recips = _check_options(cluster, out, held, recipients, no_encrypt=no_encrypt, expires_days=expires_days)
     from airgap.offline.ca import CAStore  # the PKI folder facade: only this act needs it
 
     store = CAStore(Path(pki_dir))
     store.load_root_cert()  # a PKI folder, not any folder
     sign_key = load_private_key(Path(sign_key_path), sign_passphrase)
     check_signer_key(sign_key, source=str(sign_key_path))
-    t = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    t = (now or clock.now()).replace(microsecond=0)  # airgap's one clock (tests and faketime move it)
     if held is not None:
         secret = keyless_members(store.path, cluster, held, limits=limits, now=t)
     else:
         secret = cacerts_members(
-            store.path,
-            cluster,
-            pki_passphrase=pki_passphrase,
-            recipients=recips,
-            encrypt=not no_encrypt,
-            limits=limits,
-            now=t,
-        )
+            store.path, cluster, pki_passphrase=pki_passphrase, recipients=recips, encrypt=not no_encrypt,
+            limits=limits, now=t,
+        )  # fmt: skip
     incs = _check_includes(includes, limits, len(secret))
     bundle_id = secrets.token_hex(16)
     logged: list[int] = []
@@ -455,16 +520,7 @@ def seal_bundle(
         seq = _reserve_sequence(store.path, cluster, bundle_id, format_time(t))
 
         def record(manifest: Manifest) -> None:
-            params = {
-                "cluster": cluster,
-                "bundle_id": bundle_id,
-                "sequence": seq,
-                "signer_key_id": manifest.signer,
-                "ceremony_head": head,
-                "expires": manifest.expires,
-                "manifest_sha256": hashlib.sha256(manifest.canonical_bytes()).hexdigest(),
-            }
-            entry = act.record("bundle", params, at=now)
+            entry = act.record("bundle", _bundle_params(manifest, bundle_id=bundle_id, head=head), at=now)
             if entry is not None:
                 logged.append(entry.seq)
 

@@ -124,15 +124,21 @@ def build_crl(
     and verified against the root's public key (nothing is written here)."""
     if not 1 <= next_update_days <= MAX_CRL_DAYS:
         raise InvalidInput(f"--next-update-days must be between 1 and {MAX_CRL_DAYS}")
+    from airgap.core.pathcheck import can_sign_crls
+
+    if not can_sign_crls(root_cert):
+        raise Refused(
+            f"the root {root_cert.subject.rfc4514_string()} has a keyUsage without cRLSign: a CRL it signs would be "
+            "rejected; rotate the root ('airgap ca rotate-root') to revoke under it"
+        )
     now = at or cx.now()
     root_fp = cx.fingerprint(root_cert)
-    ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(root_cert.subject)
         .last_update(now)
         .next_update(now + dt.timedelta(days=next_update_days))
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .add_extension(cx.authority_key_id(root_cert), critical=False)
         .add_extension(x509.CRLNumber(crl_number), critical=False)
     )
     for r in state.revoked:

@@ -11,6 +11,7 @@ Trust: state files are the officer's own, but a corrupt one must stop an act, no
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from airgap.errors import InvalidInput, Malformed
 from airgap.offline.custody import CustodyRecord
 
 T = TypeVar("T")
-
+_KEY_ID_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def parse_state(data: bytes, *, source: str, what: str) -> dict[str, Any]:
@@ -85,6 +86,12 @@ def cert_facts(cert: x509.Certificate, **extra: Any) -> dict[str, Any]:
         "issuer": cert.issuer.rfc4514_string(),
         "key_id": spki_sha256(cert.public_key()),  # type: ignore[arg-type]
     }
+
+
+def where_seen(cert: x509.Certificate, what: str) -> str:
+    """``what`` (which opens a parenthesis: "the root (", "cluster c1 (intermediate") closed with
+    the certificate's serial: "the root (serial 1f)", "cluster c1 (intermediate serial 1f)"."""
+    return f"{what}{'' if what.endswith('(') else ' '}serial {format(cert.serial_number, 'x')})"
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,26 @@ class Inventory:
     intermediates: list[IntermediateRecord] = field(default_factory=list)
     ceremony_log: CeremonyLogRecord | None = None
     custody: CustodyRecord | None = None
+    # Every key airgap has certified or holds: SPKI SHA-256 → where it was seen ("cluster c1's
+    # intermediate 1f…", "the root", ...). None: an inventory written before the field existed
+    # (:func:`airgap.offline.act.Act.inventory` fills it from the certificates on disk).
+    key_ids: dict[str, str] | None = None
+
+    def remember_key(self, key_id: str, where: str) -> None:
+        """Record that ``key_id`` was certified or is held (the first place it was seen is kept)."""
+        if self.key_ids is None:
+            self.key_ids = {}
+        self.key_ids.setdefault(key_id, where)
+
+    def remember_cert(self, cert: x509.Certificate, what: str) -> None:
+        """:meth:`remember_key` for the key ``cert`` certifies: "<what> serial <hex>)" (``what`` opens
+        the parenthesis: "cluster c1 (intermediate", "the root (")."""
+        key_id = spki_sha256(cert.public_key())  # type: ignore[arg-type]
+        self.remember_key(key_id, where_seen(cert, what))
+
+    def seen_key(self, key_id: str) -> str | None:
+        """Where ``key_id`` was seen (None: airgap never certified nor holds it): one lookup."""
+        return (self.key_ids or {}).get(key_id)
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -176,6 +203,8 @@ class Inventory:
             doc["ceremony_log"] = asdict(self.ceremony_log)
         if self.custody is not None:  # absent in a folder whose root is not under split custody
             doc["custody"] = self.custody.to_doc()
+        if self.key_ids is not None:
+            doc["key_ids"] = dict(sorted(self.key_ids.items()))
         return doc
 
     @classmethod
@@ -183,7 +212,14 @@ class Inventory:
         """Parse ``inventory.json``; an inventory written before ``ceremony_log`` existed reads as None."""
         what = "inventory"
         doc = parse_state(data, source=source, what=what)
-        if set(doc) - {"format", "root", "intermediates", "ceremony_log", "custody"} or doc.get("format", 1) != 1:
+        known = {"format", "root", "intermediates", "ceremony_log", "custody", "key_ids"}
+        if set(doc) - known or doc.get("format", 1) != 1:
+            raise Malformed(f"{source}: {what} is corrupt")
+        key_ids = doc.get("key_ids")
+        if key_ids is not None and not (
+            isinstance(key_ids, dict)
+            and all(_KEY_ID_RE.fullmatch(k) and isinstance(v, str) for k, v in key_ids.items())
+        ):
             raise Malformed(f"{source}: {what} is corrupt")
         inter = doc.get("intermediates", [])
         if not isinstance(inter, list):
@@ -196,7 +232,14 @@ class Inventory:
             [strict_record(IntermediateRecord, i, source=source, what=what) for i in inter],
             strict_record(CeremonyLogRecord, log, source=source, what=what) if log is not None else None,
             CustodyRecord.from_doc(held, source=source) if held is not None else None,
+            dict(key_ids) if key_ids is not None else None,
         )
+
+    def forget_keys_of(self, records: list[IntermediateRecord]) -> None:
+        """Drop the key ids of records an undone act removed (a request's key may then be signed again)."""
+        for r in records:
+            if r.key_id is not None and self.key_ids is not None:
+                self.key_ids.pop(r.key_id, None)
 
     def current(self, cluster: str) -> IntermediateRecord | None:
         """The last intermediate recorded for ``cluster`` (its current one), or None."""
@@ -303,6 +346,7 @@ __all__ = [
     "read_inventory",
     "read_revocations",
     "strict_record",
+    "where_seen",
     "write_inventory",
     "write_revocations",
     "write_state",

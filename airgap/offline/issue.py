@@ -18,8 +18,9 @@ Trust: the PKI folder is the officer's own; the passphrase protects the keys at 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,18 +168,36 @@ def init_root(
                 custody.remove_set(layout.path)
             raise
         record = RootRecord.of(cert)
-        inv = act.inventory()
-        inv.root = record
-        inv.custody = custody_set.record if custody_set is not None else None
-        act.write_inventory(inv)
-        storage: dict[str, object] = dict(key_params or {"storage": "file", "file": ROOT_KEY})
-        if custody_set is not None:
-            storage["custody_set"] = custody.created_params(custody_set.record)
-        act.record(
-            "key-create", {"purpose": "root", "key_type": record.key_type, "key_id": spki_sha256(key), **storage}
-        )
-        act.record("init", cert_facts(cert, role="root"))
+        with _unmade_on_error(layout, custody_set is not None):  # a full disk: no half-made root stays
+            inv = act.inventory()
+            inv.root = record
+            inv.remember_cert(cert, "the root (")
+            inv.custody = custody_set.record if custody_set is not None else None
+            act.write_inventory(inv)
+            storage: dict[str, object] = dict(key_params or {"storage": "file", "file": ROOT_KEY})
+            if custody_set is not None:
+                storage["custody_set"] = custody.created_params(custody_set.record)
+            act.record(
+                "key-create", {"purpose": "root", "key_type": record.key_type, "key_id": spki_sha256(key), **storage}
+            )
+            act.record("init", cert_facts(cert, role="root"))
     return record
+
+
+@contextlib.contextmanager
+def _unmade_on_error(layout: PkiLayout, with_custody: bool) -> Iterator[None]:
+    """``ca init`` once its root files are written: a handled error (a full disk) while recording it
+    removes what this act made -- the root files, the custody set, and the inventory and log it
+    started -- so nothing half-made stays and ``ca init`` can simply run again."""
+    started = [p for p in (layout.inventory, layout.log, layout.head) if not p.exists()]
+    try:
+        yield
+    except Exception:
+        for p in (layout.root_cert, layout.root_key, layout.root_key_ref, *started):
+            p.unlink(missing_ok=True)
+        if with_custody:
+            custody.remove_set(layout.path)
+        raise
 
 
 def refuse_existing_root(layout: PkiLayout) -> None:
@@ -305,14 +324,17 @@ def publish_intermediates(act: Act, batch: Sequence[Signed], published: Callable
     inventory once, not 200 times. ``published`` is called after each folder is in place.
     """
     write_journal(act.layout, issue_journal([(s.record.cluster, s.record.fingerprint) for s in batch]))
-    inv = act.inventory()
-    inv.intermediates.extend(s.record for s in batch)
-    act.write_inventory(inv)  # before any folder is published: the record never lags the disk
-    act.record_all([(s.log_act, s.params) for s in batch])  # one write of the log for the batch
-    for s in batch:
-        write_cluster(act.layout, act.path / s.record.cluster, s.key_pem, s.cert, s.issuer)
-        if published is not None:
-            published(s)
+    with act.settle_on_error():  # a handled error: what was not published leaves the inventory at once
+        inv = act.inventory()
+        inv.intermediates.extend(s.record for s in batch)
+        for s in batch:
+            inv.remember_cert(s.cert, f"cluster {s.record.cluster} (intermediate")
+        act.write_inventory(inv)  # before any folder is published: the record never lags the disk
+        act.record_all([(s.log_act, s.params) for s in batch])  # one write of the log for the batch
+        for s in batch:
+            write_cluster(act.layout, act.path / s.record.cluster, s.key_pem, s.cert, s.issuer)
+            if published is not None:
+                published(s)
     clear_journal(act.layout)
 
 

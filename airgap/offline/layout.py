@@ -220,6 +220,13 @@ class PkiLayout:
             return []
         return [_load(sub / CA_CERT) for sub in sorted(d.iterdir()) if (sub / CA_CERT).is_file()]
 
+    def archived_roots(self) -> list[x509.Certificate]:
+        """Roots retired by a root rotation (``PKI/archive/root/<serial>/root-cert.pem``)."""
+        d = self.archive_dir / "root"
+        if not d.is_dir():
+            return []
+        return [_load(sub / ROOT_CERT) for sub in sorted(d.iterdir()) if (sub / ROOT_CERT).is_file()]
+
 
 class HasPath(Protocol):
     """Anything naming a PKI folder by its ``path`` (a :class:`PkiLayout`, the ``CAStore`` facade)."""

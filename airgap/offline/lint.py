@@ -8,7 +8,10 @@ For a certificate (Boulder's ``signAndWriteCert`` with zlint, here with pkilint'
 2. any finding of ERROR or FATAL severity refuses the act (exit 4), naming the finding;
 3. the real key signs;
 4. the result is re-parsed from its DER, its TBS must be the pre-certificate's byte for byte, and
-   its signature must verify with the issuer certificate's key (exit 1 otherwise).
+   its signature must verify with the issuer certificate's key (exit 1 otherwise);
+5. an intermediate's chain to its root must pass a real path validator
+   (:func:`airgap.core.pathcheck.validate_intermediate`: constraints, key usage, name constraints,
+   nested EKUs), else exit 4.
 
 Only then may the caller write it. pkilint is imported when a gate runs, never at CLI start-up.
 """
@@ -70,9 +73,23 @@ def lint_certificate(der: bytes) -> list[Finding]:
     out: list[Finding] = []
     for r in results:
         for fd in r.finding_descriptions:
-            if fd.finding.severity <= ValidationFindingSeverity.WARNING:
+            if fd.finding.severity <= ValidationFindingSeverity.WARNING and not _spiffe_uri_finding(
+                fd.finding.code, fd.message
+            ):
                 out.append(Finding(fd.finding.code, fd.finding.severity.name, fd.message))
     return out
+
+
+def _spiffe_uri_finding(code: str, message: str | None) -> bool:
+    """pkilint's URI check (``validators.url``) knows only a fixed list of schemes, so it reports
+    every SPIFFE ID (Istio's identities) as "Invalid URI syntax". Only that finding, and only for a
+    URI that is a valid SPIFFE ID (:func:`airgap.core.x509.is_spiffe_id`), is dropped."""
+    from airgap.core.x509 import is_spiffe_id
+
+    prefix = 'Invalid URI syntax: "'
+    if code != "pkix.invalid_uri_syntax" or not message or not message.startswith(prefix) or not message.endswith('"'):
+        return False
+    return is_spiffe_id(message[len(prefix) : -1])
 
 
 def errors_of(findings: list[Finding]) -> list[Finding]:
@@ -139,7 +156,18 @@ def sign_linted(linted: Linted, *, issuer_cert: x509.Certificate | None, issuer_
         cert.verify_directly_issued_by(issuer_cert if issuer_cert is not None else cert)
     except Exception as exc:  # InvalidSignature, ValueError, TypeError
         raise VerificationError(f"{linted.what}: the new certificate does not verify with the issuer's key") from exc
+    if issuer_cert is not None:  # 5. the chain validates (nothing is published otherwise)
+        check_path(cert, issuer_cert, what=linted.what)
     return cert
+
+
+def check_path(cert: x509.Certificate, issuer_cert: x509.Certificate, *, what: str) -> None:
+    """Step 5: root → ``cert`` passes a real path validator (:mod:`airgap.core.pathcheck`), else exit 4."""
+    from airgap.core.pathcheck import chain_problem
+
+    problem = chain_problem(cert, [issuer_cert])
+    if problem is not None:
+        raise Refused(f"{what}: the lint gate refused the chain: it does not validate: {problem}")
 
 
 def sign_certificate(
@@ -223,6 +251,7 @@ __all__ = [
     "Finding",
     "Linted",
     "Linter",
+    "check_path",
     "errors_of",
     "lint_certificate",
     "lint_crl",

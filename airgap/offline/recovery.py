@@ -29,6 +29,7 @@ rewrites files the journal names, and checks certificate fingerprints before it 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,7 @@ def _drop_from_inventory(layout: PkiLayout, *fingerprints: str) -> bool:
     kept = [r for r in inv.intermediates if r.fingerprint not in gone]
     if len(kept) == len(inv.intermediates):
         return False
+    inv.forget_keys_of([r for r in inv.intermediates if r.fingerprint in gone])
     inv.intermediates = kept
     write_inventory(layout.inventory, inv)
     return True
@@ -138,6 +140,22 @@ def _issue_items(j: dict[str, Any]) -> list[tuple[str, str]]:
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise InvalidInput("act journal: 'items' is not a list of clusters; restore the folder from backup")
     return [(str(i["cluster"]), str(i["fingerprint"])) for i in items]
+
+
+def pending_publication(layout: PkiLayout) -> frozenset[str]:
+    """What an interrupted act (a journal left behind) may not have published yet: its clusters, and
+    ``"root"`` for a root rotation. Read-only checks (``ca list``, ``audit verify``) leave those to
+    the next act's recovery instead of reporting them lost."""
+    jp = journal_path(layout)
+    if not jp.is_file():
+        return frozenset()
+    doc = parse_state(jp.read_bytes(), source=str(jp), what="act journal")
+    kind = doc.get("kind")
+    if kind == "issue":
+        return frozenset(c for c, _ in _issue_items(doc))
+    if kind == "rotate":
+        return frozenset({str(doc.get("cluster"))})
+    return frozenset({"root"})
 
 
 def _recover_issue(layout: PkiLayout, j: dict[str, Any]) -> list[Recovered]:
@@ -261,6 +279,24 @@ _BY_KIND = {
 }
 
 
+def settle_journal(layout: PkiLayout, record: Callable[[Recovered], object]) -> list[Recovered]:
+    """After a handled error in an act that wrote a journal: finish or undo its unpublished part now
+    (as the next act's recovery would), ``record`` each outcome, and only then remove the journal, so
+    a failure to record (a full disk) leaves the journal for the next act to settle again."""
+    jp = journal_path(layout)
+    if not jp.exists():
+        return []
+    doc = parse_state(jp.read_bytes(), source=str(jp), what="act journal")
+    handler = _BY_KIND.get(str(doc.get("kind")))
+    if handler is None:
+        return []
+    done = handler(layout, doc)
+    for r in done:
+        record(r)
+    clear_journal(layout)
+    return done
+
+
 def _legacy_rotations(layout: PkiLayout) -> list[Recovered]:
     """``.rotate-X`` left without a journal (a crash before the journal was written)."""
     out = []
@@ -330,8 +366,10 @@ __all__ = [
     "exchange",
     "finish_root_moves",
     "issue_journal",
+    "pending_publication",
     "recover",
     "rewrite_trust",
+    "settle_journal",
     "write_crl_files",
     "write_journal",
 ]

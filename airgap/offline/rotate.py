@@ -50,12 +50,12 @@ from airgap.core.keys import (
     spki_sha256,
 )
 from airgap.errors import InvalidInput, Refused
-from airgap.offline.act import pki_act
+from airgap.offline.act import Act, pki_act
 from airgap.offline.ceremony import Officer
 from airgap.offline.crl import CRLRecord, build_crl, crl_pem
 from airgap.offline.inventory import IntermediateRecord, RootRecord, cert_facts, read_revocations, write_revocations
 from airgap.offline.issue import make_key, write_cluster
-from airgap.offline.keysource import signing_root
+from airgap.offline.keysource import SigningRoot, signing_root
 from airgap.offline.layout import (
     CA_CERT,
     ROOT_CERT,
@@ -145,46 +145,11 @@ def rotate_intermediate(
     if sans is not None:
         cx.validate_sans(list(sans))
     with pki_act(layout, "rotate", officer) as act:
-        if not (current / CA_CERT).exists():
-            raise Refused(f"{current}: no intermediate to rotate; use 'airgap ca issue {cluster}'")
-        old = layout.load_cluster_cert(cluster)
-        old_serial = format(old.serial_number, "x")
-        dest = layout.archived_cluster_dir(cluster) / old_serial
-        if dest.exists():
-            raise Refused(f"{dest}: already exists; refusing to overwrite an archived intermediate")
-        current_rec = act.inventory().current(cluster)
-        if csr is None and current_rec is not None and current_rec.held_elsewhere:
-            raise Refused(
-                f"cluster {cluster}'s CA key is held elsewhere: rotate it with a new request "
-                f"('ca rotate {cluster} --csr FILE', or a request file with --trust PUB)"
-            )
-        if csr is not None:
-            from airgap.offline.sign import certified_key_ids
-
-            holder = certified_key_ids(layout).get(csr.key_id)
-            if holder is not None:
-                raise Refused(f"the request's key {csr.key_id} is already certified for cluster {holder}")
-            if request_id is not None and any(r.request_id == request_id for r in act.inventory().intermediates):
-                raise Refused(f"request {request_id} was already signed; make a new request ('airgap ca request')")
+        old, dest = _rotation_checks(act, cluster, csr, request_id)
         signer = signing_root(layout, passphrase, root_key)
         cx.check_within_root(signer.cert, days)
-        if csr is None:
-            kt = key_type or check_key_type(key_type_of(old.public_key()))  # type: ignore[arg-type]
-            key_pem: bytes | None
-            key_pem, pub_pem = make_key(kt, key_passphrase)
-            public = load_public_key_pem(pub_pem, source=cluster)
-        else:
-            key_pem, public = None, csr.public_key
-        builder = cx.intermediate_builder(
-            public,
-            cluster=cluster,
-            root_cert=signer.cert,
-            org=_attr(old.subject, x509.NameOID.ORGANIZATION_NAME, "Istio"),
-            cn=_attr(old.subject, x509.NameOID.COMMON_NAME, "Intermediate CA"),
-            days=days,
-            sans=list(sans) if sans is not None else (_san_strings(old) or [cx.ISTIOD_SAN]),
-        )
-        cert = sign_certificate(builder, issuer_cert=signer.cert, issuer_key=signer.key, what=f"cluster {cluster}")
+        new = _NextIntermediate(cluster, old, signer, days, sans)
+        cert, key_pem = new.sign(key_type=key_type, key_passphrase=key_passphrase, csr=csr)
         staging = layout.rotation_staging(cluster)
         if staging.exists():
             shutil.rmtree(staging)
@@ -194,44 +159,118 @@ def rotate_intermediate(
             rec = dataclasses.replace(
                 rec, key_held="elsewhere", key_id=csr.key_id, csr_sha256=csr.sha256, request_id=request_id
             )
-        write_journal(
-            layout,
-            {
-                "kind": "rotate",
-                "cluster": cluster,
-                "fingerprint": rec.fingerprint,
-                "old_fingerprint": cx.fingerprint(old),
-                "archive": str(dest.relative_to(layout.path)),
-            },
-        )
-        inv = act.inventory()
-        inv.intermediates.append(rec)
-        act.write_inventory(inv)
-        act.record(
-            "rotate",
-            {
-                **cert_facts(cert, cluster=cluster),
-                "old_serial": old_serial,
-                "old_fingerprint": cx.fingerprint(old),
-                "under_next_root": signer.is_next,
-                **(
-                    {
-                        "key_held": "elsewhere",
-                        "csr_sha256": csr.sha256,
-                        **({"request_id": request_id} if request_id else {}),
-                    }
-                    if csr is not None
-                    else {}
-                ),
-            },
-        )
-        # The swap: PKI/<cluster> and the new folder trade places in one step, then the old one
-        # (now under the staging name) moves to the archive.
-        exchange(current, staging)
-        ensure_dir(dest.parent, mode=0o700)
-        move(staging, dest)
+        journal = {
+            "kind": "rotate",
+            "cluster": cluster,
+            "fingerprint": rec.fingerprint,
+            "old_fingerprint": cx.fingerprint(old),
+            "archive": str(dest.relative_to(layout.path)),
+        }
+        try:
+            write_journal(layout, journal)
+        except Exception:  # a handled error before the journal: the new folder is nobody's yet
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        with act.settle_on_error():  # a handled error: recorded → finished, not recorded → undone, at once
+            inv = act.inventory()
+            inv.intermediates.append(rec)
+            inv.remember_cert(cert, f"cluster {cluster} (intermediate")
+            act.write_inventory(inv)
+            act.record("rotate", _rotate_params(cluster, cert, old, signer.is_next, csr, request_id))
+            # The swap: PKI/<cluster> and the new folder trade places in one step, then the old one
+            # (now under the staging name) moves to the archive.
+            exchange(current, staging)
+            ensure_dir(dest.parent, mode=0o700)
+            move(staging, dest)
         clear_journal(layout)
+    old_serial = format(old.serial_number, "x")
     return Rotation(cluster, old_serial, cx.fingerprint(old), rec, signer.is_next, dest)
+
+
+def _rotation_checks(
+    act: Act, cluster: str, csr: VerifiedCSR | None, request_id: str | None
+) -> tuple[x509.Certificate, Path]:
+    """The rotation's preconditions (exit 4), before any key is made: (the current intermediate, its
+    archive folder). A key held elsewhere rotates only with a request; a request's key must be one
+    airgap never certified or held, its request id never signed."""
+    layout = act.layout
+    current = layout.cluster_dir(cluster)
+    if not (current / CA_CERT).exists():
+        raise Refused(f"{current}: no intermediate to rotate; use 'airgap ca issue {cluster}'")
+    old = layout.load_cluster_cert(cluster)
+    dest = layout.archived_cluster_dir(cluster) / format(old.serial_number, "x")
+    if dest.exists():
+        raise Refused(f"{dest}: already exists; refusing to overwrite an archived intermediate")
+    inv = act.inventory()
+    current_rec = inv.current(cluster)
+    if csr is None and current_rec is not None and current_rec.held_elsewhere:
+        raise Refused(
+            f"cluster {cluster}'s CA key is held elsewhere: rotate it with a new request "
+            f"('ca rotate {cluster} --csr FILE', or a request file with --trust PUB)"
+        )
+    if csr is not None:
+        from airgap.offline.sign import refuse_known_key
+
+        refuse_known_key(inv.key_ids or {}, csr.key_id)
+        if request_id is not None and any(r.request_id == request_id for r in inv.intermediates):
+            raise Refused(f"request {request_id} was already signed; make a new request ('airgap ca request')")
+    return old, dest
+
+
+@dataclass(frozen=True)
+class _NextIntermediate:
+    """The next intermediate of ``cluster``: the old one's subject and SANs (unless ``sans``)."""
+
+    cluster: str
+    old: x509.Certificate
+    signer: SigningRoot
+    days: int
+    sans: Sequence[str] | None
+
+    def sign(
+        self, *, key_type: KeyType | None, key_passphrase: bytes | None, csr: VerifiedCSR | None
+    ) -> tuple[x509.Certificate, bytes | None]:
+        """(the certificate through the lint gate, the new key's PEM or None for a request's key)."""
+        key_pem: bytes | None = None
+        if csr is None:
+            kt = key_type or check_key_type(key_type_of(self.old.public_key()))  # type: ignore[arg-type]
+            key_pem, pub_pem = make_key(kt, key_passphrase)
+            public = load_public_key_pem(pub_pem, source=self.cluster)
+        else:
+            public = csr.public_key
+        builder = cx.intermediate_builder(
+            public,
+            cluster=self.cluster,
+            root_cert=self.signer.cert,
+            org=_attr(self.old.subject, x509.NameOID.ORGANIZATION_NAME, "Istio"),
+            cn=_attr(self.old.subject, x509.NameOID.COMMON_NAME, "Intermediate CA"),
+            days=self.days,
+            sans=list(self.sans) if self.sans is not None else (_san_strings(self.old) or [cx.ISTIOD_SAN]),
+        )
+        what = f"cluster {self.cluster}"
+        return sign_certificate(builder, issuer_cert=self.signer.cert, issuer_key=self.signer.key, what=what), key_pem
+
+
+def _rotate_params(
+    cluster: str,
+    cert: x509.Certificate,
+    old: x509.Certificate,
+    under_next: bool,
+    csr: VerifiedCSR | None,
+    request_id: str | None,
+) -> dict[str, object]:
+    """The ``rotate`` log entry's parameters."""
+    params: dict[str, object] = {
+        **cert_facts(cert, cluster=cluster),
+        "old_serial": format(old.serial_number, "x"),
+        "old_fingerprint": cx.fingerprint(old),
+        "under_next_root": under_next,
+    }
+    if csr is not None:
+        params.update({"key_held": "elsewhere", "csr_sha256": csr.sha256})
+        if request_id:
+            params["request_id"] = request_id
+    return params
 
 
 def next_root_cn(current: x509.Certificate) -> str:
@@ -280,23 +319,27 @@ def begin_root_rotation(
         )
         if cx.fingerprint(cert) == cx.fingerprint(old):  # pragma: no cover - random serials
             raise Refused("the next root equals the root")
+        inv = act.inventory()  # the next root's key is held from now on: never certified as a cluster's
+        inv.remember_cert(cert, "the next root (")
+        act.write_inventory(inv)
         write_journal(layout, {"kind": "root-begin", "fingerprint": cx.fingerprint(cert)})
-        storage = key_params or {"storage": "file", "file": f"next-root/{ROOT_KEY}"}
-        act.record(
-            "key-create",
-            {"purpose": "next-root", "key_type": key_type_of(key), "key_id": spki_sha256(key), **storage},
-        )
-        act.record(
-            "root-rotation-begin",
-            {**cert_facts(cert, role="next-root"), "current_root_fingerprint": cx.fingerprint(old)},
-        )
-        with staged_dir(nd, mode=0o700) as tmp:
-            if root_key is None:
-                write_new(tmp / ROOT_KEY, encode_private_key(key, passphrase), mode=0o600)
-            else:
-                write_new(tmp / ROOT_KEY_REF, key_record or b"{}\n")
-            write_new(tmp / ROOT_CERT, cx.cert_pem(cert))
-        rewrite_trust(layout)
+        with act.settle_on_error():  # a handled error: the next root is finished or never was, at once
+            storage = key_params or {"storage": "file", "file": f"next-root/{ROOT_KEY}"}
+            act.record(
+                "key-create",
+                {"purpose": "next-root", "key_type": key_type_of(key), "key_id": spki_sha256(key), **storage},
+            )
+            act.record(
+                "root-rotation-begin",
+                {**cert_facts(cert, role="next-root"), "current_root_fingerprint": cx.fingerprint(old)},
+            )
+            with staged_dir(nd, mode=0o700) as tmp:
+                if root_key is None:
+                    write_new(tmp / ROOT_KEY, encode_private_key(key, passphrase), mode=0o600)
+                else:
+                    write_new(tmp / ROOT_KEY_REF, key_record or b"{}\n")
+                write_new(tmp / ROOT_CERT, cx.cert_pem(cert))
+            rewrite_trust(layout)
         clear_journal(layout)
     return RootRecord.of(cert)
 
@@ -349,23 +392,24 @@ def finish_root_rotation(
         if crl_doc is not None:
             journal["crl"] = crl_doc
         write_journal(layout, journal)
-        rec = RootRecord.of(signer.cert)
-        inv = act.inventory()
-        inv.root = rec
-        act.write_inventory(inv)
-        act.record(
-            "root-rotation-finish",
-            {**cert_facts(signer.cert, role="root"), "retired_root_fingerprint": cx.fingerprint(old)},
-        )
-        if crl_rec is not None:
-            act.record("crl", crl_rec.log_params())
-        # Each file moves once; at any moment it exists in exactly one place.
-        finish_root_moves(layout, dest)
-        if crl_doc is not None:
-            write_crl_files(layout, str(crl_doc["pem"]).encode())
-            state.crl_number = int(str(crl_doc["number"]))
-            write_revocations(layout.revocations, state)
-        rewrite_trust(layout)
+        with act.settle_on_error():  # a handled error: the journal finishes the rotation at once
+            rec = RootRecord.of(signer.cert)
+            inv = act.inventory()
+            inv.root = rec
+            act.write_inventory(inv)
+            act.record(
+                "root-rotation-finish",
+                {**cert_facts(signer.cert, role="root"), "retired_root_fingerprint": cx.fingerprint(old)},
+            )
+            if crl_rec is not None:
+                act.record("crl", crl_rec.log_params())
+            # Each file moves once; at any moment it exists in exactly one place.
+            finish_root_moves(layout, dest)
+            if crl_doc is not None:
+                write_crl_files(layout, str(crl_doc["pem"]).encode())
+                state.crl_number = int(str(crl_doc["number"]))
+                write_revocations(layout.revocations, state)
+            rewrite_trust(layout)
         clear_journal(layout)
     return rec
 

@@ -40,7 +40,7 @@ from airgap.core.locking import Notify, stderr_note
 from airgap.errors import InvalidInput, Refused
 from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
-from airgap.offline.inventory import IntermediateRecord, cert_facts, read_inventory
+from airgap.offline.inventory import IntermediateRecord, Inventory, cert_facts, read_inventory
 from airgap.offline.issue import Signed, check_names, publish_intermediates, write_public_files
 from airgap.offline.keysource import SigningRoot, signing_root
 from airgap.offline.layout import CA_CERT, CERT_CHAIN, CRL, ROOT_CERT, PkiLayout
@@ -50,14 +50,23 @@ KEY_HELD_ELSEWHERE = "elsewhere"
 
 
 def certified_key_ids(layout: PkiLayout) -> dict[str, str]:
-    """SPKI fingerprint → cluster, for every current intermediate and every inventory record."""
-    out: dict[str, str] = {}
-    for rec in read_inventory(layout.inventory).intermediates:
-        if rec.key_id:
-            out[rec.key_id] = rec.cluster
-    for name in layout.clusters():
-        out[_current_key_id(layout, name)] = name
-    return out
+    """Key id → where it was seen, for every key airgap has certified or holds (the inventory's
+    ``key_ids``: current, archived and revoked intermediates, the root, the next root)."""
+    from airgap.offline.act import disk_key_ids
+
+    inv = read_inventory(layout.inventory)
+    return inv.key_ids if inv.key_ids is not None else disk_key_ids(layout, inv)
+
+
+def refuse_known_key(known: dict[str, str], key_id: str, source: str = "the request's key") -> None:
+    """Exit 4 when airgap has already certified or holds ``key_id`` (``known``: :func:`certified_key_ids`,
+    read once per act), naming where it was seen."""
+    where = known.get(key_id)
+    if where is not None:
+        raise Refused(
+            f"{source} {key_id} is already certified for {where}; "
+            "airgap never certifies a key twice: make a new key and request"
+        )
 
 
 @dataclass(frozen=True)
@@ -163,46 +172,13 @@ def sign_csrs(
     # 3. the act: lock, recovery, the ceremony log
     with pki_act(layout, "sign", officer, notify=notify) as act:
         # 4. not already issued
-        certified = certified_key_ids(layout)
-        inv = act.inventory()
-        signed_ids = {r.request_id for r in inv.intermediates if r.request_id}
-        skipped: list[IntermediateRecord] = []
-        todo: list[tuple[SignItem, str]] = []
-        for item, name in zip(items, names, strict=True):
-            if (layout.path / name).exists():
-                current = inv.current(name)
-                if skip_existing and current is not None and _current_key_id(layout, name) == item.csr.key_id:
-                    skipped.append(current)  # signed by the interrupted run: the same key, nothing to do
-                    continue
-                raise Refused(
-                    f"{layout.path / name}: already exists; cluster {name} already has an intermediate "
-                    "(rotation: see 'ca rotate'; to finish an interrupted run of the same requests: --skip-existing)"
-                )
-            holder = certified.get(item.csr.key_id)
-            if holder is not None:
-                raise Refused(f"the request's key {item.csr.key_id} is already certified for cluster {holder}")
-            if item.request_id is not None and item.request_id in signed_ids:
-                raise Refused(f"request {item.request_id} was already signed; make a new request ('airgap ca request')")
-            todo.append((item, name))
+        skipped, todo = _not_yet_signed(layout, act.inventory(), items, names, skip_existing)
         # 5. the signing root
         signer = signing_root(layout, passphrase, root_key)
         cx.check_within_root(signer.cert, days)
-        # 6. the profile from the public key only; the lint gate over the whole batch
-        builders = [
-            (
-                f"cluster {name}",
-                cx.intermediate_builder(
-                    item.csr.public_key, cluster=name, root_cert=signer.cert, org=org, cn=cn, days=days, sans=list(sans)
-                ),
-            )
-            for item, name in todo
-        ]
-        n_workers = workers or (min(os.cpu_count() or 1, len(todo) // 16) if len(todo) >= 32 else 1)
-        linted = lint_gate(builders, issuer_key=signer.key, linter=linter, workers=max(1, n_workers)) if todo else []
-        batch = [
-            _signed(item, name, sign_linted(lt, issuer_cert=signer.cert, issuer_key=signer.key), signer)
-            for (item, name), lt in zip(todo, linted, strict=True)
-        ]
+        # 6-7. the profile from the public key only; the lint gate over the whole batch; signed and verified
+        profile = {"org": org, "cn": cn, "days": days, "sans": list(sans)}
+        batch = _sign_batch(todo, signer, profile, linter=linter, workers=workers)
         with staged_dir(out) as tmp_out:
 
             def folder_for(cluster: str) -> Path:
@@ -217,6 +193,58 @@ def sign_csrs(
                     act, batch, lambda s: write_public_files(layout, folder_for(s.record.cluster), s.cert, s.issuer)
                 )
     return SignedBatch([s.record for s in batch], skipped)
+
+
+def _not_yet_signed(
+    layout: PkiLayout, inv: Inventory, items: Sequence[SignItem], names: list[str], skip_existing: bool
+) -> tuple[list[IntermediateRecord], list[tuple[SignItem, str]]]:
+    """Step 4 for every item: (the clusters ``--skip-existing`` leaves as they are, the items to sign).
+    Refused (exit 4): a cluster that exists, a key airgap has certified or holds (one lookup in the
+    inventory's ``key_ids``), a request id signed before."""
+    known = inv.key_ids or {}  # act.inventory() has them (migrated from disk for an older inventory)
+    signed_ids = {r.request_id for r in inv.intermediates if r.request_id}
+    skipped: list[IntermediateRecord] = []
+    todo: list[tuple[SignItem, str]] = []
+    for item, name in zip(items, names, strict=True):
+        if (layout.path / name).exists():
+            current = inv.current(name)
+            if skip_existing and current is not None and _current_key_id(layout, name) == item.csr.key_id:
+                skipped.append(current)  # signed by the interrupted run: the same key, nothing to do
+                continue
+            raise Refused(
+                f"{layout.path / name}: already exists; cluster {name} already has an intermediate "
+                "(rotation: see 'ca rotate'; to finish an interrupted run of the same requests: --skip-existing)"
+            )
+        refuse_known_key(known, item.csr.key_id)
+        if item.request_id is not None and item.request_id in signed_ids:
+            raise Refused(f"request {item.request_id} was already signed; make a new request ('airgap ca request')")
+        todo.append((item, name))
+    return skipped, todo
+
+
+def _sign_batch(
+    todo: list[tuple[SignItem, str]],
+    signer: SigningRoot,
+    profile: dict[str, Any],
+    *,
+    linter: Linter,
+    workers: int | None,
+) -> list[Signed]:
+    """Steps 6-7: each item's intermediate (``profile``: org, cn, days, sans) through the lint gate as
+    one batch, then signed, re-parsed and verified; nothing is written here."""
+    builders = [
+        (
+            f"cluster {name}",
+            cx.intermediate_builder(item.csr.public_key, cluster=name, root_cert=signer.cert, **profile),
+        )
+        for item, name in todo
+    ]
+    n_workers = workers or (min(os.cpu_count() or 1, len(todo) // 16) if len(todo) >= 32 else 1)
+    linted = lint_gate(builders, issuer_key=signer.key, linter=linter, workers=max(1, n_workers)) if todo else []
+    return [
+        _signed(item, name, sign_linted(lt, issuer_cert=signer.cert, issuer_key=signer.key), signer)
+        for (item, name), lt in zip(todo, linted, strict=True)
+    ]
 
 
 def _current_key_id(layout: PkiLayout, cluster: str) -> str:
@@ -260,6 +288,7 @@ __all__ = [
     "certified_key_ids",
     "copy_public_files",
     "read_signing_request",
+    "refuse_known_key",
     "sign_csr",
     "sign_csrs",
 ]

@@ -29,29 +29,28 @@ else
     --out "$IMG/istio" > /dev/null 2>&1
   $AIRGAP images list --release "$IMG/istio" --profile cni
 
-  say "Pull them from the source (a mirror of the hub, --from) into one signed bundle: each blob once, every platform"
-  $AIRGAP keys new puller --kind signing --out "$IMG/keys" --passphrase-file "$DEMO/passphrase.txt"
+  say "Pull them from the source (a mirror of the hub, --from) into one bundle signed by the officer's key: each blob once, every platform"
   $AIRGAP images pull --release "$IMG/istio" --profile cni --from "$SRC/istio" --ca-bundle "$IMG_CA" \
-    --sign-key "$IMG/keys/puller.key" --passphrase-file "$DEMO/passphrase.txt" --out "$DEMO/images.bundle"
+    --sign-key "$DEMO/keys/officer.key" --passphrase-file "$DEMO/passphrase.txt" --out "$DEMO/images.bundle"
 
   say "--- the images bundle crosses the gap; on the jump host: ---"
   say "Verify the signature, every blob and every manifest reference, in one pass"
-  $AIRGAP images verify "$DEMO/images.bundle" --trust "$IMG/keys/puller.pub"
+  $AIRGAP images verify "$DEMO/images.bundle" --trust "$DEMO/keys/officer.pub"
 
   say "One flipped byte: exit 1, and nothing would be pushed"
   cp "$DEMO/images.bundle" "$IMG/tampered.bundle"
   .venv/bin/python -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(f.seek(0, 2) // 2); b = f.read(1); f.seek(-1, 1); f.write(bytes([b[0] ^ 1]))' \
     "$IMG/tampered.bundle"   # flip one bit in the middle of a layer
-  if $AIRGAP images verify "$IMG/tampered.bundle" --trust "$IMG/keys/puller.pub"; then
+  if $AIRGAP images verify "$IMG/tampered.bundle" --trust "$DEMO/keys/officer.pub"; then
     echo "   UNEXPECTED: a tampered bundle verified"; exit 1
   else
     echo "   refused (exit $?)"
   fi
 
   say "Push into the private registry by digest: TLS to its CA, credentials only from a containers-auth.json"
-  $AIRGAP images push "$DEMO/images.bundle" --trust "$IMG/keys/puller.pub" --registry "$DST/mesh" \
+  $AIRGAP images push "$DEMO/images.bundle" --trust "$DEMO/keys/officer.pub" --registry "$DST/mesh" \
     --ca-bundle "$IMG_CA" --authfile "$IMG/auth.json"
-  $AIRGAP images push "$DEMO/images.bundle" --trust "$IMG/keys/puller.pub" --registry "$DST/mesh" \
+  $AIRGAP images push "$DEMO/images.bundle" --trust "$DEMO/keys/officer.pub" --registry "$DST/mesh" \
     --ca-bundle "$IMG_CA" --authfile "$IMG/auth.json" > /dev/null   # again: nothing changes
   mkdir -p "$IMG/certs.d" && cp "$IMG_CA" "$IMG/certs.d/ca.crt"
   upstream=$(skopeo inspect --raw --cert-dir "$IMG/certs.d" "docker://$SRC/istio/pilot:1.8.6" | sha256sum | cut -c1-64)
@@ -61,16 +60,16 @@ else
   [ "$upstream" = "$pushed" ] || { echo "   UNEXPECTED: digests differ"; exit 1; }
 
   kill "$IMG_SRC_PID" 2>/dev/null || true   # the source is done; the push registry stays up
+  img_abs=$(cd "$IMG" && pwd)
   cat > "$DEMO/images.env" <<ENV
 REGISTRY=$DST/mesh
-REGISTRY_CA=$IMG_CA
-REGISTRY_AUTHFILE=$IMG/auth.json
-IMAGES_BUNDLE=$DEMO/images.bundle
-IMAGES_TRUST=$IMG/keys/puller.pub
+REGISTRY_CA=$img_abs/ca/ca.pem
+REGISTRY_AUTHFILE=$img_abs/auth.json
+IMAGES_BUNDLE=$(cd "$DEMO" && pwd)/images.bundle
+IMAGES_TRUST=$(cd "$DEMO" && pwd)/keys/officer.pub
 ENV
   cat >> "$DEMO/MADE" <<MADE
-  images.bundle                                            the mesh's images: signed, every blob once (docs/images.md)
-  images/keys/puller.key, puller.pub                       the key that signed it (on the connected side)
+  images.bundle                                            the mesh's images, signed by the officer, every blob once (docs/images.md)
   images.env                                               the push registry (still running), its CA, auth file
 MADE
 fi

@@ -4,6 +4,9 @@
 #   sh install.sh --prefix DIR [--python PYTHON] [--verify-key kit.pub]
 #
 # Needs only python3 (with its venv module) and sha256sum. In order:
+#   0. everything in the kit must be a regular file (no link, device or fifo), and the kit is copied
+#      into a private temporary folder (mode 0700): every later step reads that copy only, so what
+#      is hashed is what is installed, whoever can change the kit folder meanwhile;
 #   1. with --verify-key: openssl checks SHA256SUMS.sig over SHA256SUMS first;
 #   2. SHA256SUMS is checked: every file of the kit listed, none missing, none extra, every hash
 #      right; if one byte differs nothing is installed, DIR is not created, the exit is non-zero;
@@ -27,7 +30,7 @@ while [ $# -gt 0 ]; do
     --prefix=*) prefix="${1#--prefix=}"; shift ;;
     --python) [ $# -ge 2 ] || usage; python="$2"; shift 2 ;;
     --verify-key) [ $# -ge 2 ] || usage; verify_key="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) usage ;;
   esac
 done
@@ -37,7 +40,23 @@ kit=$(cd "$(dirname "$0")" && pwd -P)
 case "$prefix" in /*) ;; *) prefix="$(pwd -P)/$prefix" ;; esac
 prefix="${prefix%/}"
 [ -n "$prefix" ] || die "--prefix must not be /" 2
+nl='
+'
+case "$prefix" in *"$nl"*) die "--prefix must not hold a line break" 2 ;; esac
 partial="$prefix.partial"
+
+# 0. Regular files only, then a private copy that every later step reads (no swap after the check).
+odd=$(cd "$kit" && find . ! -type d ! -type f | sed 's|^\./||' | head -n 1)
+[ -z "$odd" ] || die "kit holds $odd, which is not a regular file (a link, device or fifo): nothing installed"
+work=$(mktemp -d "${TMPDIR:-/tmp}/airgap-kit.XXXXXX") || die "cannot make a private temporary folder"
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM HUP
+chmod 700 "$work"
+cp -RP "$kit/." "$work/kit" 2>/dev/null || die "cannot copy the kit to $work: nothing installed"
+odd=$(cd "$work/kit" && find . ! -type d ! -type f | sed 's|^\./||' | head -n 1)
+[ -z "$odd" ] || die "kit holds $odd, which is not a regular file (a link, device or fifo): nothing installed"
+source_kit="$kit"
+kit="$work/kit"
 
 # 1. The signature (optional here: the officer normally runs openssl by hand, see README).
 if [ -n "$verify_key" ]; then
@@ -71,7 +90,7 @@ command -v "$python" >/dev/null 2>&1 || die "$python not found (install python3 
 parent=$(dirname "$prefix")
 [ -d "$parent" ] || die "$parent does not exist"
 
-cleanup() { rm -rf "$partial"; }
+cleanup() { rm -rf "$partial" "$work"; }
 trap 'cleanup' EXIT
 trap 'exit 130' INT TERM HUP
 
@@ -85,8 +104,10 @@ env -i PATH="/usr/bin:/bin" HOME="$partial" PIP_CONFIG_FILE=/dev/null PYTHONNOUS
 for f in "$partial"/bin/* "$partial/pyvenv.cfg"; do
   [ -f "$f" ] && [ ! -L "$f" ] || continue
   if grep -qF "$partial" "$f" 2>/dev/null; then
-    awk -v from="$partial" -v to="$prefix" '{ while ((i = index($0, from)) > 0) $0 = substr($0, 1, i - 1) to substr($0, i + length(from)); print }' \
-      "$f" > "$f.tmp"
+    # The paths go through the environment: awk -v would read a backslash in them as an escape.
+    AIRGAP_FROM="$partial" AIRGAP_TO="$prefix" awk 'BEGIN { from = ENVIRON["AIRGAP_FROM"]; to = ENVIRON["AIRGAP_TO"] }
+      { out = ""; while ((i = index($0, from)) > 0) { out = out substr($0, 1, i - 1) to; $0 = substr($0, i + length(from)) }
+        print out $0 }' "$f" > "$f.tmp"
     if [ -x "$f" ]; then chmod 755 "$f.tmp"; else chmod 644 "$f.tmp"; fi
     mv "$f.tmp" "$f"
   fi
@@ -97,9 +118,10 @@ done
 share="$partial/share/airgap-kit"
 mkdir -p "$share"
 cp "$kit/SHA256SUMS" "$kit/SHA256SUMS.sig" "$kit/requirements.lock" "$kit/sbom.cdx.json" "$share/"
-printf '%s\n' "$kit" > "$share/source"
+printf '%s\n' "$source_kit" > "$share/source"
 
 [ ! -e "$prefix" ] || die "$prefix appeared during the install; refusing to replace it" 4
 mv "$partial" "$prefix"
+rm -rf "$work"
 trap - EXIT
 printf 'installed airgap into %s (%s/bin/airgap); check it with: %s/bin/airgap doctor\n' "$prefix" "$prefix" "$prefix"

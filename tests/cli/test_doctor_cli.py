@@ -70,3 +70,45 @@ def test_doctor_imports_no_network_library() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_fault_19_kit_without_verify_key_is_not_verified_never_ok(tmp_path: Path) -> None:
+    """A kit record whose SHA256SUMS and lock were rewritten together is consistent; without
+    --verify-key the kit line says "not verified" (warn), and only a verified signature gives ok."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    record = tmp_path / "prefix" / "share" / "airgap-kit"
+    record.mkdir(parents=True)
+    (tmp_path / "prefix" / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+    files = {"requirements.lock": b"# rewritten around another wheel\n", "sbom.cdx.json": b"{}\n"}
+    for name, data in files.items():
+        (record / name).write_bytes(data)
+    sums = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(files.items())).encode()
+    (record / "SHA256SUMS").write_bytes(sums)
+    prefix = str(tmp_path / "prefix")
+    proc = _run("--prefix", prefix)
+    assert proc.returncode == 0, proc.stderr  # a warning, not a failure
+    kit = next(ln for ln in proc.stdout.splitlines() if ln.split()[1] == "kit")
+    assert kit == (
+        "warn  kit           not verified: the kit's signature was not checked (pass --verify-key KIT.pub); "
+        f"0 locked packages, 0 files as installed from SHA256SUMS {hashlib.sha256(sums).hexdigest()}"
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = tmp_path / "kit.pub"
+    pub.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    (record / "SHA256SUMS.sig").write_bytes(key.sign(b"another file", ec.ECDSA(hashes.SHA256())))
+    proc = _run("--prefix", prefix, "--verify-key", str(pub))
+    assert (
+        proc.returncode == 1
+        and "fail  kit           kit install re-check failed: SHA256SUMS.sig does not verify" in (proc.stdout)
+    )
+    (record / "SHA256SUMS.sig").write_bytes(key.sign(sums, ec.ECDSA(hashes.SHA256())))
+    proc = _run("--prefix", prefix, "--verify-key", str(pub), "--json")
+    assert proc.returncode == 0, proc.stdout
+    check = next(c for c in json.loads(proc.stdout)["checks"] if c["name"] == "kit")
+    assert check["status"] == "ok" and check["detail"].startswith("signature verified by ")

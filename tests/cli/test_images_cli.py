@@ -12,6 +12,7 @@ import pytest
 from airgap.core.images_seal import seal_images
 from airgap.core.keys import load_private_key, new_signing_key
 from airgap.core.release import extract_release
+from airgap.errors import InvalidInput
 from tests.helpers import one_error_line, run_cli
 from tests.oci_fixtures import layout_tops, make_mesh_layout
 from tests.registry_fixtures import make_ca, requires_registry, seed, skopeo_raw, start_registry
@@ -76,7 +77,7 @@ def test_verify_lists_images_and_json(sealed: Path, keys: tuple[Path, Path, Path
     r = run_cli("images", "verify", sealed, "--trust", keys[1])
     assert r.code == 0, r.err
     lines = r.out.splitlines()
-    assert lines[0] == "Verified OK"
+    assert lines[0].startswith("Verified OK: images bundle ") and "blobs" in lines[0]
     assert any(line.startswith("docker.io/istio/pilot:1.8.6  sha256:") and "linux/arm64" in line for line in lines)
     r = run_cli("images", "verify", sealed, "--trust", keys[1], "--json")
     doc = json.loads(r.out)
@@ -194,3 +195,22 @@ def test_pull_split_verify_push_through_the_cli(release: Path, keys: tuple[Path,
     finally:
         src.stop()
         dst.stop()
+
+
+def test_sizes_references_and_registries_parse_strictly() -> None:
+    import typer
+
+    from airgap.cli.images import parse_size
+    from airgap.connected.images import parse_reference, parse_registry
+
+    assert [parse_size(v) for v in ("4G", "700MiB", "1048576", "64k")] == [4 * 1024**3, 700 * 1024**2, 1048576, 65536]
+    with pytest.raises(typer.BadParameter):
+        parse_size("-1G")
+    ref = parse_reference("gcr.io/gke-release/asm/pilot:1.8.6-asm.8")
+    assert (ref.repository, ref.name, ref.tag) == ("gcr.io/gke-release/asm/pilot", "pilot", "1.8.6-asm.8")
+    assert parse_reference("127.0.0.1:5000/a/b:1").repository == "127.0.0.1:5000/a/b"
+    assert parse_registry("reg.local:5000/mesh/istio/") == ("reg.local:5000", "mesh/istio")
+    assert parse_registry("reg.local") == ("reg.local", "")
+    for bad in ("reg.local/UPPER", "user:pw@reg.local", "reg.local/../x", "-reg/x"):
+        with pytest.raises(InvalidInput, match="HOST"):
+            parse_registry(bad)

@@ -324,7 +324,11 @@ def test_mesh_install_before_bundle_import_is_refused_and_changes_nothing(
 def test_dry_run_changes_nothing(kube_cluster: Cluster, release: Path, tmp_path: Path) -> None:
     emu = kube_cluster.emu()
     seed_cacerts(emu)
-    writes = len([q for q in emu.requests if q.method != "GET"])
+
+    def count_writes() -> int:  # a SelfSubjectAccessReview (the dry run asks them too) is a question
+        return len([q for q in emu.requests if q.method != "GET" and "selfsubjectaccessreviews" not in q.path])
+
+    writes = count_writes()
     r = run_cli(
         "mesh",
         "install",
@@ -338,7 +342,7 @@ def test_dry_run_changes_nothing(kube_cluster: Cluster, release: Path, tmp_path:
     )
     assert r.code == 0, r.err
     assert "dry run, nothing changed" in r.out and "would run:" in r.out and "istiod service: would create" in r.out
-    assert len([q for q in emu.requests if q.method != "GET"]) == writes and _istioctl_calls(kube_cluster) == []
+    assert count_writes() == writes and _istioctl_calls(kube_cluster) == []
 
 
 def test_existing_istiod_service_is_brought_to_the_guide(kube_cluster: Cluster, release: Path, tmp_path: Path) -> None:
@@ -353,9 +357,10 @@ def test_existing_istiod_service_is_brought_to_the_guide(kube_cluster: Cluster, 
         },
     )
     r = run_cli(
-        "mesh", "install", "--context", "test", "--release", release, *INSTALL, *POLL, env=_env(kube_cluster, tmp_path)
-    )
-    assert r.code == 0, r.err and "istiod service: updated" in r.out
+        "mesh", "install", "--context", "test", "--release", release, *INSTALL, *POLL, "--force",
+        env=_env(kube_cluster, tmp_path),
+    )  # fmt: skip
+    assert r.code == 0, r.err and "istiod service: updated" in r.out  # other ports: someone else's (--force)
     svc = emu.get("services", "istio-system", "istiod")
     assert svc["spec"]["selector"] == {"app": "istiod", "istio.io/rev": "asm-186-8"} and len(svc["spec"]["ports"]) == 4
 
@@ -737,3 +742,176 @@ def test_fleet_refuses_two_contexts_that_give_the_same_cluster_name(release: Pat
     assert r.code == 3
     one_error_line(r, "gives 'prod' for both contexts", "{context}")
     assert not (tmp_path / "out").exists()
+
+
+# -- issue 23, fault 21: insecure-skip-tls-verify contexts -----------------------------------------------------
+
+
+def test_fault_21_insecure_context_warns_once_and_writes_only_with_insecure(
+    kube_cluster: Cluster, tmp_path: Path
+) -> None:
+    """One warning naming the context (no InsecureRequestWarning blocks); a write is refused (exit 4,
+    nothing changed) unless --insecure."""
+    from tests.helpers import run_proc
+
+    emu = kube_cluster.emu()
+    emu.simulate_istio_install("asm-186-8")
+    emu.create("namespaces", None, {"metadata": {"name": "shop"}})
+    emu.wait_idle()
+    doc = yaml.safe_load(kube_cluster.kubeconfig.read_text())
+    doc["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
+    del doc["clusters"][0]["cluster"]["certificate-authority-data"]
+    kc = tmp_path / "kc-insecure"
+    kc.write_text(yaml.safe_dump(doc))
+    env = {**_env(kube_cluster, tmp_path), "KUBECONFIG": str(kc)}
+    warning = (
+        "airgap: warning: context test: insecure-skip-tls-verify is set: the API server's certificate is not "
+        "verified, anyone on the path can read and change what is sent"
+    )
+    r = run_proc("mesh", "status", "--context", "test", env=env)
+    assert r.err.count(warning) == 1 and "InsecureRequestWarning" not in r.err and "Unverified" not in r.err
+    r = run_proc("mesh", "inject", "shop", "--context", "test", env=env)
+    assert r.code == 4, r.err
+    assert [line for line in r.err.splitlines() if line.strip()] == [
+        warning,
+        "airgap: error: context test: patch namespaces shop: refusing to write to a cluster whose TLS certificate "
+        "is not verified (insecure-skip-tls-verify in the kubeconfig); pass --insecure to allow it",
+    ]
+    assert "istio.io/rev" not in emu.get("namespaces", None, "shop")["metadata"].get("labels", {})
+    r = run_proc("mesh", "inject", "shop", "--context", "test", "--insecure", env=env)
+    assert r.code == 0, r.err
+    assert r.err.count(warning) == 1 and "InsecureRequestWarning" not in r.err
+    assert emu.get("namespaces", None, "shop")["metadata"]["labels"]["istio.io/rev"] == "asm-186-8"
+
+
+# -- issue 23, fault 9: another cluster's cacerts is never replaced, --rotate or not -------------------------
+
+
+def test_fault_9_rotate_refuses_a_cacerts_annotated_for_another_cluster(
+    kube_cluster: Cluster, pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path
+) -> None:
+    emu = kube_cluster.emu()
+    env = _env(kube_cluster, tmp_path)
+    emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    theirs = {
+        "metadata": {"name": "cacerts", "annotations": {"airgap.dev/cluster": "inter", "airgap.dev/sequence": "1"}}
+    }
+    old = emu.create("secrets", "istio-system", {**theirs, "data": {"ca-cert.pem": "b2xk"}})
+    bundle = tmp_path / "c1.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
+        "--passphrase-file", passfile, "--out", bundle,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    imp = ("bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1")
+    line = (
+        "airgap: error: context test: secret istio-system/cacerts is annotated for cluster 'inter' "
+        "(airgap.dev/cluster), not 'c1' of this bundle: refusing to replace it, --rotate or not "
+        "(is --context the right cluster?)"
+    )
+    for extra in ((), ("--rotate",)):
+        r = run_cli(*imp, "--context", "test", *extra, env=env)
+        assert r.code == 4, r.err
+        assert _one_error_line(r) == line
+    r = run_cli(*imp, "--context", "test", "--rotate", "--dry-run", env=env)
+    assert r.code == 4 and _one_error_line(r) == line.replace("error: ", "error: dry run: would refuse: ", 1)
+    assert emu.get("secrets", "istio-system", "cacerts") == old
+    assert emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts") == []
+    assert not emu.requests_for("PUT", "/secrets/") and not emu.requests_for("POST", "/secrets")
+
+
+# -- issue 23, fault 22: foot-guns in cluster commands ------------------------------------------------------------
+
+_STRAY_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- name: ghost
+  cluster: {server: "https://203.0.113.9:6443", insecure-skip-tls-verify: true}
+users:
+- name: ghost
+  user: {token: t}
+contexts:
+- name: ghost
+  context: {cluster: ghost, user: ghost}
+current-context: ghost
+"""
+
+
+def test_fault_22_foot_guns_are_refused_or_named(kube_cluster: Cluster, release: Path, tmp_path: Path) -> None:
+    """mesh inject kube-system/istio-system needs --force; a malformed --sops-age is named as such; a stray
+    remote secret is a mesh status problem; mesh install does not take over someone else's istiod Service
+    without --force, and when it does, leaves exactly the guide's."""
+    import base64
+
+    emu = kube_cluster.emu()
+    env = _env(kube_cluster, tmp_path)
+    emu.simulate_istio_install("asm-186-8")
+    emu.wait_idle()
+    # 1. system namespaces
+    for ns in ("kube-system", "istio-system"):
+        r = run_cli("mesh", "inject", ns, "--context", "test", "--restart", env=env)
+        assert r.code == 4
+        assert one_error_line(r) == (
+            f"airgap: error: namespace {ns}: a system namespace; injecting it puts sidecars into the cluster's own "
+            "pods (and --restart would restart them all); nothing changed; pass --force if you mean it"
+        )
+        assert "istio.io/rev" not in (emu.get("namespaces", None, ns)["metadata"].get("labels") or {})
+    r = run_cli("mesh", "inject", "kube-public", "--context", "test", "--force", env=env)
+    assert r.code == 0, r.err
+    # 2. --sops-age names itself
+    r = run_cli(
+        "mesh", "install", "--context", "test", "--release", release, *INSTALL, "--output-dir", tmp_path / "out",
+        "--layout", "clusters", "--sops-age", "age1notarecipient",
+    )  # fmt: skip
+    assert r.code == 3
+    assert one_error_line(r) == "airgap: error: --sops-age: not an age X25519 recipient (expected age1…)"
+    # 3. a stray remote secret: an unknown cluster's server, without TLS verification
+    stray = {
+        "metadata": {"name": "istio-remote-secret-ghost", "labels": {"istio/multiCluster": "true"}},
+        "data": {"ghost": base64.b64encode(_STRAY_KUBECONFIG.encode()).decode()},
+    }
+    emu.create("secrets", "istio-system", stray)
+    r = run_cli("mesh", "status", "--context", "test", "--json", env=env)
+    assert r.code == 1
+    problems = json.loads(r.out)["problems"]
+    assert [p for p in problems if "remote secret" in p] == [
+        "context test: remote secret istio-remote-secret-ghost points at https://203.0.113.9:6443, a server no "
+        "context of the kubeconfig knows",
+        "context test: remote secret istio-remote-secret-ghost skips TLS verification (insecure-skip-tls-verify)",
+    ]
+    # 4. someone else's istiod Service
+    seed_cacerts(emu)
+    theirs = {
+        "metadata": {
+            "name": "istiod",
+            "labels": {"app": "istiod", "owner": "team-x"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+        },
+        "spec": {"selector": {"app": "their-istiod"}, "ports": [{"name": "grpc-xds", "port": 15010}]},
+    }
+    before = emu.create("services", "istio-system", theirs)
+    install = ("mesh", "install", "--context", "test", "--release", release, *INSTALL, *POLL)
+    r = run_cli(*install, env=env)
+    assert r.code == 4
+    assert _one_error_line(r) == (
+        "airgap: error: context test: service istio-system/istiod was made by someone else (other ports or "
+        "selector; label(s) owner; no airgap.dev/managed-by annotation); left untouched, nothing installed; pass "
+        "--force to replace it with the guide's"
+    )
+    assert emu.get("services", "istio-system", "istiod") == before
+    assert _istioctl_calls(kube_cluster) == []
+    r = run_cli(*install, "--force", env=env)
+    assert r.code == 0, r.err
+    svc = emu.get("services", "istio-system", "istiod")
+    from airgap.connected.mesh import istiod_service
+
+    guide = istiod_service("asm-186-8")
+    assert svc["metadata"]["labels"] == guide["metadata"]["labels"]
+    assert svc["metadata"]["annotations"] == {"airgap.dev/managed-by": "airgap mesh install"}
+    assert svc["spec"]["selector"] == guide["spec"]["selector"]
+    assert sorted(p["port"] for p in svc["spec"]["ports"]) == [443, 15010, 15012, 15014]
+    r = run_cli(*install, env=env)  # airgap's own now: no --force needed, nothing to change
+    assert r.code == 0, r.err
+    assert emu.get("services", "istio-system", "istiod")["metadata"]["resourceVersion"] == svc["metadata"][
+        "resourceVersion"
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,12 @@ def rel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 @pytest.fixture(autouse=True)
 def _no_user_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRGAP_RELEASE_KEYS", str(tmp_path / "no-such-keys-folder"))
+
+
+@pytest.fixture(autouse=True)
+def _own_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """release extract records itself in the jump host's history: not in the user's own."""
+    monkeypatch.setenv("AIRGAP_STATE_DIR", str(tmp_path_factory.mktemp("state")))
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -334,3 +341,74 @@ def test_fetch_rerun_json_status_from_a_file_mirror(rel: tuple[Path, Path, Path]
     assert json.loads(third.out)["status"] == "completed"
     assert tree(out) == [tarball.name, sig.name]
     assert (out / sig.name).read_bytes() == sig.read_bytes()
+
+
+# --- issue 23, fault 13: a rollback under a newer name, and a downgrade of a line ------------------------
+
+
+def _fetch_cli(version: str, mirror: Path, pub: Path, out: Path, *extra: str) -> tuple[int, str, str]:
+    r = run_cli("release", "fetch", version, "--base-url", mirror.as_uri(), "--key", pub, "--out", out, *extra)
+    return r.code, r.out, r.err
+
+
+def test_fault_13_release_rollback_and_downgrade_are_refused(tmp_path: Path) -> None:
+    """A signed 1.8.5-asm.1 published as 1.8.6-asm.8 is refused at fetch and at extract (exit 1, nothing
+    kept); once 1.8.6-asm.8 was accepted, 1.8.5-asm.1 is refused (exit 4) unless --allow-downgrade."""
+    old_tar, _, old_pub = make_signed_release(tmp_path / "old", "1.8.5-asm.1")
+    priv = tmp_path / "old" / "keys" / "release.key"
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    newer_name = "istio-1.8.6-asm.8-linux-amd64.tar.gz"
+    shutil.copy(old_tar, mirror / newer_name)
+    openssl_sign(priv, mirror / newer_name, mirror / f"{newer_name}.1.sig")
+    code, out, err = _fetch_cli("1.8.6-asm.8", mirror, old_pub, tmp_path / "got")
+    assert (code, out) == (1, "Verification Failure\n")
+    assert one_error_line(err) == (
+        f"airgap: error: {mirror.as_uri()}/{newer_name}: the archive's root folder is 'istio-1.8.5-asm.1', "
+        "not 'istio-1.8.6-asm.8' of the release asked for; refusing it (a different release published under "
+        "this name?); the download was removed"
+    )
+    assert not (tmp_path / "got").exists()
+    # the same file, renamed by hand, at extract: refused before anything appears under --out
+    r = run_cli("release", "extract", mirror / newer_name, "--key", old_pub, "--out", tmp_path / "x")
+    assert r.code == 1
+    assert one_error_line(r.err) == (
+        f"airgap: error: {mirror / newer_name}: the archive's root folder is 'istio-1.8.5-asm.1', not "
+        "'istio-1.8.6-asm.8' of the release asked for; refusing it (a different release published under this name?)"
+    )
+    assert not (tmp_path / "x").exists()
+    # a file named otherwise: the version must be given, and is checked the same way
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    shutil.copy(old_tar, odd / "release.tar.gz")
+    shutil.copy(mirror / f"{newer_name}.1.sig", odd / "release.tar.gz.1.sig")
+    r = run_cli("release", "extract", odd / "release.tar.gz", "--key", old_pub, "--out", tmp_path / "y")
+    assert r.code == 3 and one_error_line(r.err) == (
+        f"airgap: error: {odd / 'release.tar.gz'}: cannot tell the release version from the file name; pass --version"
+    )
+    r = run_cli("release", "extract", odd / "release.tar.gz", "--key", old_pub, "--out", tmp_path / "y",
+                "--version", "1.8.6-asm.8")  # fmt: skip
+    assert r.code == 1 and "the archive's root folder is 'istio-1.8.5-asm.1'" in one_error_line(r.err)
+    assert not (tmp_path / "y").exists()
+    # a jump host that accepted 1.8.6-asm.8 refuses 1.8.5-asm.1 of the same line, before any traffic
+    new_tar, _, new_pub = make_signed_release(tmp_path / "new", "1.8.6-asm.8")
+    assert _fetch_cli("1.8.6-asm.8", new_tar.parent, new_pub, tmp_path / "new-got")[0] == 0
+    state = Path(os.environ["AIRGAP_STATE_DIR"])
+    assert json.loads((state / "releases.json").read_text())["lines"] == {"asm-1.8": "1.8.6-asm.8"}
+    code, out, err = _fetch_cli("1.8.5-asm.1", old_tar.parent, old_pub, tmp_path / "old-got")
+    assert code == 4
+    assert one_error_line(err) == (
+        f"airgap: error: release 1.8.5-asm.1 is older than 1.8.6-asm.8, which this jump host already accepted "
+        f"for line asm-1.8 ({state / 'releases.json'}); refusing a downgrade (pass --allow-downgrade if you mean it)"
+    )
+    assert not (tmp_path / "old-got").exists()
+    r = run_cli("release", "extract", old_tar, "--key", old_pub, "--out", tmp_path / "old-x")
+    assert r.code == 4 and "refusing a downgrade" in one_error_line(r.err)
+    assert not (tmp_path / "old-x").exists()
+    # told explicitly: accepted, and the line's mark stays at the newer release
+    assert _fetch_cli("1.8.5-asm.1", old_tar.parent, old_pub, tmp_path / "old-got", "--allow-downgrade")[0] == 0
+    r = run_cli("release", "extract", old_tar, "--key", old_pub, "--out", tmp_path / "old-x", "--allow-downgrade")
+    assert r.code == 0, r.err
+    record = json.loads((tmp_path / "old-x" / "RELEASE.json").read_text())
+    assert (record["root"], record["version"]) == ("istio-1.8.5-asm.1", "1.8.5-asm.1")
+    assert json.loads((state / "releases.json").read_text())["lines"] == {"asm-1.8": "1.8.6-asm.8"}

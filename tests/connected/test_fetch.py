@@ -76,7 +76,7 @@ def make_handler(script: Script) -> type[http.server.BaseHTTPRequestHandler]:
             start = 0
             rng = self.headers.get("Range")
             m = re.fullmatch(r"bytes=(\d+)-", rng or "")
-            if m and step != "ignore-range":
+            if m and step not in ("ignore-range", "lie"):
                 start = int(m.group(1))
                 if start >= len(data):
                     self.send_response(416)
@@ -105,10 +105,26 @@ def make_handler(script: Script) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
+            if step == "lie":  # ignores Range, promises the whole file, sends 100 bytes and closes
+                self.wfile.write(body[:100])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if step == "slow":
                 time.sleep(1.5)
             if step == "hold":
                 script.gate.wait(60)
+            if step == "trickle":  # one byte every 1.5 s: each read is well inside the read timeout
+                for i in range(min(len(body), 20)):
+                    try:
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        break
+                    time.sleep(1.5)
+                self.close_connection = True
+                return
             if step == "cut":
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
@@ -790,3 +806,85 @@ def test_fault_2_planted_part_over_https_is_never_written_through(
         fetch(server, out, pub, quick(server))
     assert (victim.read_bytes() == b"keep") if kind != "dangling" else not victim.exists()
     assert not (out / NAME).exists() and not (out / NAME).is_symlink()
+
+
+# --- issue 23, fault 14: --retries bounds the attempts per file; a trickle is too slow -------------------
+
+
+def test_fault_14_retries_bound_every_attempt_and_a_trickle_ends_in_exit_5(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A server that ignores Range, promises the whole file and sends 100 bytes is asked exactly
+    retries+1 times, with the backoff after every attempt; one byte every 1.5 s (which the per-read
+    timeout never catches) fails on the low-speed limit, exit 5."""
+    _, pub = publish(server, signed)
+    path = f"/asm/{NAME}"
+    server.script.plan[path] = ["lie"] * 50
+    sleeps: list[float] = []
+    with pytest.raises(NetworkError, match=r"connection dropped mid-body .*gave up after 3 retries") as err:
+        fetch(server, tmp_path / "out", pub, quick(server, retries=3, sleep=sleeps.append))
+    assert err.value.exit_code == 5
+    assert [p for p, _ in server.script.seen].count(path) == 4  # every attempt got 100 bytes: still bounded
+    assert sleeps == [0.25, 0.5, 1.0]  # and each was followed by the backoff
+    assert tree(tmp_path / "out") == [f"{NAME}.part"]  # kept for a later resume, never published
+    assert (tmp_path / "out" / f"{NAME}.part").stat().st_size == 100
+    server.script.seen.clear()
+    server.script.plan[path] = ["trickle"] * 5
+    r = run_cli(
+        "release", "fetch", VERSION, "--base-url", f"{server.url}/asm", "--ca-bundle", server.ca_file, "--key", pub,
+        "--out", tmp_path / "out", "--timeout", "5", "--retries", "0", "--speed-limit", "1024", "--speed-time", "1",
+    )  # fmt: skip
+    assert r.code == 5
+    assert one_error_line(r.err, alone=False) == (
+        f"airgap: error: {server.url}/asm/{NAME}: slower than 1024 bytes/s for 1 s (--speed-limit/--speed-time) "
+        "(gave up after 0 retries)"
+    )
+    assert server.script.seen == [(f"{path}.1.sig", None), (path, "bytes=100-")]
+    assert tree(tmp_path / "out") == [f"{NAME}.part"]
+
+
+# --- issue 23, fault 15: credentials in a --base-url are never shown or kept ------------------------------
+
+
+def test_fault_15_userinfo_in_the_base_url_appears_nowhere(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """--base-url https://alice:S3cretPW@host/asm: the error line, --json (success and failure), notes,
+    the files kept and RELEASE.json show https://host/asm, never the user-info."""
+    import json
+
+    _, pub = publish(server, signed)
+    host = server.url.removeprefix("https://")
+    base = f"https://alice:S3cretPW@{host}/asm"
+    out = tmp_path / "out"
+    common = ("--ca-bundle", server.ca_file, "--key", pub, "--out", out)
+    seen: list[str] = []
+    r = run_cli("release", "fetch", "9.9.9", "--base-url", base, *common)  # 404
+    assert r.code == 5
+    assert one_error_line(r.err) == (
+        f"airgap: error: {server.url}/asm/istio-9.9.9-linux-amd64.tar.gz.1.sig: 404 Not Found "
+        "(check the version, --platform and --base-url)"
+    )
+    seen += [r.out, r.err]
+    r = run_cli("release", "fetch", "9.9.9", "--base-url", base, *common, "--json")
+    assert r.code == 5
+    seen += [r.out, r.err]
+    r = run_cli("release", "fetch", VERSION, "--base-url", base, *common, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["url"] == f"{server.url}/asm/{NAME}"
+    seen += [r.out, r.err]
+    r = run_cli("release", "fetch", VERSION, "--base-url", base, *common)  # already fetched: a note
+    assert r.code == 0 and "already fetched and verified" in r.err
+    seen += [r.out, r.err]
+    r = run_cli("release", "extract", out / NAME, "--key", pub, "--out", tmp_path / "rel", "--json")
+    assert r.code == 0, r.err
+    seen += [r.out, r.err]
+    publish(server, signed, tamper=True)
+    r = run_cli("release", "fetch", VERSION, "--base-url", base, *common[:-1], tmp_path / "again", "--json")
+    assert r.code == 1 and json.loads(r.out)["error"].startswith(f"{server.url}/asm/{NAME}: ")
+    seen += [r.out, r.err]
+    state = Path(os.environ["AIRGAP_STATE_DIR"])
+    files = [p.read_bytes() for d in (tmp_path, state) for p in d.rglob("*") if p.is_file()]
+    assert (tmp_path / "rel" / "RELEASE.json").is_file() and (state / "releases.json").is_file()
+    assert not any("S3cretPW" in text or "alice" in text for text in seen)
+    assert not any(b"S3cretPW" in data for data in files)

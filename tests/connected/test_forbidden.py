@@ -3,7 +3,7 @@
 The user authenticates with its own token and holds a (Cluster)Role per entry of
 ``preflight.ACCESS``; each test takes one away. A refusal is one clear line naming the context,
 the call and the server's message (exit 5: the cluster said no), or, where airgap asks first
-(``mesh inject``), a refusal before anything is written (exit 4). Nothing is left half-done:
+(every write: issue 23), a refusal before anything is written (exit 4). Nothing is left half-done:
 the live objects are as they were, and a rerun with the permission back completes.
 (Emulator-only: real RBAC users cannot be made by a test.)
 """
@@ -16,6 +16,7 @@ import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,12 +103,12 @@ def test_preflight_names_each_missing_permission(limited: Limited, verb: str, re
 
 def test_create_secret_forbidden_leaves_no_secret(limited: Limited, pki: Path) -> None:
     limited.revoke("create", "secrets", "istio-system")
-    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+    with limited.kube() as kube, pytest.raises(Refused) as info:
         apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1)
-    assert info.value.exit_code == 5
-    _forbidden_line(info.value, "create", "secrets", 'in the namespace "istio-system"')
-    assert "create secrets istio-system/cacerts: 403 Forbidden: secrets is forbidden" in str(info.value)
+    assert info.value.exit_code == 4  # asked first (issue 23): nothing was tried
+    assert str(info.value).startswith("context limited: not allowed to create secrets in istio-system (RBAC)")
     assert limited.emu.get("secrets", "istio-system", "cacerts") is None
+    assert not limited.emu.requests_for("POST", "/secrets")
     limited.regrant("create", "secrets", namespace="istio-system")
     with limited.kube() as kube:
         assert apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1).outcome == "created"
@@ -124,9 +125,12 @@ def test_get_secret_forbidden(limited: Limited, pki: Path) -> None:
 def test_create_namespace_forbidden(limited: Limited, pki: Path) -> None:
     limited.emu.delete("namespaces", None, "istio-system")
     limited.revoke("create", "namespaces")
-    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+    with limited.kube() as kube, pytest.raises(Refused) as info:
         apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1)
-    _forbidden_line(info.value, "create", "namespaces", "at the cluster scope")
+    # every missing right at once (the namespace's RoleBindings went with the namespace)
+    assert str(info.value).startswith(
+        "context limited: not allowed to create namespaces, create secrets in istio-system (RBAC); nothing changed"
+    )
     assert limited.emu.get("namespaces", None, "istio-system") is None
 
 
@@ -135,9 +139,9 @@ def test_update_secret_forbidden_keeps_live_data(limited: Limited, pki: Path) ->
     limited.emu.create("secrets", "istio-system", {**manifest, "metadata": {"name": "cacerts"}})
     before = limited.emu.get("secrets", "istio-system", "cacerts")
     limited.revoke("update", "secrets", "istio-system")
-    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+    with limited.kube() as kube, pytest.raises(Refused) as info:
         apply_cacerts(kube, namespace_manifest(), manifest, sequence=1)  # annotate: an update
-    _forbidden_line(info.value, "update", "secrets", 'secrets "cacerts" is forbidden')
+    assert str(info.value).startswith("context limited: not allowed to update secrets in istio-system (RBAC)")
     assert limited.emu.get("secrets", "istio-system", "cacerts") == before
 
 
@@ -147,17 +151,17 @@ def test_rotate_with_update_forbidden_keeps_cacerts_and_one_reusable_backup(limi
     limited.emu.create("secrets", "istio-system", {**old, "metadata": {"name": "cacerts"}})
     before = limited.emu.get("secrets", "istio-system", "cacerts")
     limited.revoke("update", "secrets", "istio-system")
-    with limited.kube() as kube, pytest.raises(ClusterError) as info:
+    with limited.kube() as kube, pytest.raises(Refused) as info:
         apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1, rotate=True)
-    _forbidden_line(info.value, "update", "secrets", 'secrets "cacerts" is forbidden')
+    assert str(info.value).startswith("context limited: not allowed to update secrets in istio-system (RBAC)")
     live = limited.emu.get("secrets", "istio-system", "cacerts")
     assert live is not None and before is not None and live["data"] == before["data"]
-    backups = limited.emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts")
-    assert len(backups) == 1 and backups[0]["data"] == before["data"]  # a copy of the live one, nothing lost
+    # asked first (issue 23): no backup was made for a rotation that could not happen
+    assert limited.emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts") == []
     limited.regrant("update", "secrets", namespace="istio-system")
     with limited.kube() as kube:
         assert apply_cacerts(kube, namespace_manifest(), _cacerts(pki), sequence=1, rotate=True).outcome == "rotated"
-    assert len(limited.emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts")) == 1  # reused
+    assert len(limited.emu.list("secrets", "istio-system", "airgap.dev/backup-of=cacerts")) == 1
 
 
 @pytest.mark.parametrize(("verb", "where"), [("create", "services is forbidden"), ("get", 'services "istiod"')])
@@ -195,7 +199,7 @@ def test_status_with_secret_read_forbidden(limited: Limited) -> None:
     _forbidden_line(info.value, "get", "secrets", 'secrets "cacerts" is forbidden')
 
 
-def test_cli_bundle_import_forbidden_is_exit_5_and_records_nothing(
+def test_cli_bundle_import_forbidden_is_exit_4_and_records_nothing(
     limited: Limited, pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path
 ) -> None:
     limited.revoke("create", "secrets", "istio-system")
@@ -210,12 +214,165 @@ def test_cli_bundle_import_forbidden_is_exit_5_and_records_nothing(
     args = ("bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1",
             "--context", "limited")  # fmt: skip
     r = run_cli(*args, env=env)
-    assert r.code == 5
+    assert r.code == 4
     line = one_error_line(r, alone=False)
-    assert 'create secrets istio-system/cacerts: 403 Forbidden: secrets is forbidden: User "operator"' in line
+    assert "context limited: not allowed to create secrets in istio-system (RBAC); nothing changed" in line
     assert limited.emu.get("secrets", "istio-system", "cacerts") is None
     assert not (state / "accepted.json").exists()  # the local record moves only after the cluster holds it
     limited.regrant("create", "secrets", namespace="istio-system")
     r = run_cli(*args, env=env)
     assert r.code == 0 and "created" in r.out, r.err
     assert (state / "accepted.json").exists()
+
+
+# -- issue 23, fault 10: ask first, write nothing; undo what this run made when a later step fails ------------
+
+
+def _bundle(pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path) -> tuple[str, ...]:
+    bundle = tmp_path / "c1.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
+        "--passphrase-file", passfile, "--out", bundle,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    return ("bundle", "import", str(bundle), "--trust", str(bkeys.signer_pub), "--identity", str(bkeys.identity),
+            "--cluster", "c1")  # fmt: skip
+
+
+def _writes(emu: Emulator) -> list[str]:
+    """Every write the emulator answered, SelfSubjectAccessReviews (questions) left out."""
+    reqs = [q for m in ("POST", "PUT", "PATCH", "DELETE") for q in emu.requests_for(m, "")]
+    return [f"{q.method} {q.path}" for q in reqs if "selfsubjectaccessreviews" not in q.path]
+
+
+def test_fault_10_bundle_import_asks_first_and_undoes_what_it_made(
+    limited: Limited, kube_cluster: Cluster, pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path
+) -> None:
+    """A user who may create namespaces but not secrets: exit 4 naming what is missing, no istio-system
+    left behind. A failure after the namespace was made (secrets failing): the namespace is removed."""
+    emu = limited.emu
+    emu.delete("namespaces", None, "istio-system")  # its RoleBindings (the secrets rights) go with it
+    imp = _bundle(pki, bkeys, passfile, tmp_path)
+    env = {"KUBECONFIG": str(limited.kubeconfig), **FAST_ENV}
+    before = _writes(emu)
+    r = run_cli(*imp, "--context", "limited", "--dry-run", env=env)  # a dry run asks the same questions
+    assert r.code == 4 and one_error_line(r, alone=False).startswith(
+        "airgap: error: dry run: would refuse: context limited: not allowed to create secrets in istio-system (RBAC)"
+    )
+    r = run_cli(*imp, "--context", "limited", env=env)
+    assert r.code == 4
+    assert one_error_line(r, alone=False) == (
+        "airgap: error: context limited: not allowed to create secrets in istio-system (RBAC); nothing changed; "
+        "`airgap preflight` lists every permission airgap needs"
+    )
+    assert emu.get("namespaces", None, "istio-system") is None
+    assert _writes(emu) == before  # not one write was tried
+    # the admin may do everything, but every secret create fails (after the namespace was made)
+    emu.faults.fail(50, 500, method="POST", path="/secrets")
+    admin = {"KUBECONFIG": str(kube_cluster.kubeconfig), **FAST_ENV}
+    r = run_cli(*imp, "--context", "test", env=admin)
+    assert r.code == 5, r.err
+    assert "create secrets istio-system/cacerts: 500" in one_error_line(r, alone=False)
+    assert "removed Namespace istio-system that this run had created" in r.err
+    gone = emu.get("namespaces", None, "istio-system")
+    assert gone is None or gone["metadata"].get("deletionTimestamp")
+
+
+def test_fault_10_mesh_connect_asks_every_cluster_before_writing_any(
+    kube_fleet: Any, pki: Path, tmp_path: Path
+) -> None:
+    """One cluster's user may not create the reader: exit 4 naming that context and each missing right,
+    and the other cluster gets no reader either. A later failure removes the readers already made."""
+    fleet = kube_fleet(2)
+    e1, e2 = (fleet.emulators[c] for c in fleet.contexts)
+    for i, emu in enumerate((e1, e2)):
+        emu.create(
+            "namespaces",
+            None,
+            {
+                "metadata": {
+                    "name": "istio-system",
+                    "labels": {"topology.istio.io/network": f"net-{i}"},
+                    "annotations": {"airgap.dev/cluster-name": f"cluster{i + 1}", "airgap.dev/mesh-id": "proj-1"},
+                }
+            },
+        )
+        emu.create("secrets", "istio-system", cacerts_manifest(pki / "c1"))
+    e2.add_user(USER)
+    e2.grant(USER, ["get", "list"], ["namespaces"])
+    e2.grant(USER, ["get", "list"], ["secrets", "serviceaccounts"], namespace="istio-system")
+    e2.grant(USER, ["get"], ["clusterroles", "clusterrolebindings"], group="rbac.authorization.k8s.io")
+    kc = write_kubeconfig(tmp_path / "kc", [("c1", e1), ("c2", e2, USER)])
+    env = {"KUBECONFIG": str(kc), **FAST_ENV}
+    before = (_writes(e1), _writes(e2))
+    r = run_cli("mesh", "connect", "--context", "c1", "--context", "c2", "--poll", "0.02", env=env)
+    assert r.code == 4, r.err
+    assert one_error_line(r, alone=False) == (
+        "airgap: error: not allowed (RBAC): context c2: create serviceaccounts in istio-system, create "
+        "clusterroles.rbac.authorization.k8s.io, create clusterrolebindings.rbac.authorization.k8s.io, create "
+        "secrets in istio-system; nothing was written to any cluster; `airgap preflight` lists every permission "
+        "airgap needs"
+    )
+    assert (_writes(e1), _writes(e2)) == before
+    assert e1.get("serviceaccounts", "istio-system", "istio-reader-service-account") is None
+    # both may write; the second cluster's remote secret cannot be stored: the first one's reader goes again
+    admin = write_kubeconfig(tmp_path / "kc-admin", [("c1", e1), ("c2", e2)])
+    e2.faults.fail(50, 500, method="POST", path="/namespaces/istio-system/secrets")
+    r = run_cli("mesh", "connect", "--context", "c1", "--context", "c2", "--poll", "0.02",
+                env={"KUBECONFIG": str(admin), **FAST_ENV})  # fmt: skip
+    assert r.code == 5, r.err
+    for emu in (e1, e2):
+        assert emu.get("serviceaccounts", "istio-system", "istio-reader-service-account") is None
+        assert emu.list("secrets", "istio-system", "istio/multiCluster=true") == []
+        assert emu.get("clusterroles", None, "istio-reader-airgap-istio-system") is None
+
+
+def test_fault_10_bundle_import_into_a_fleet_asks_every_cluster_first(
+    kube_fleet: Any, pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path
+) -> None:
+    """One cluster of the fleet may not create secrets: exit 4 before the other one is written."""
+    fleet = kube_fleet(2)
+    e1, e2 = (fleet.emulators[c] for c in fleet.contexts)
+    for emu in (e1, e2):
+        emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
+    e2.add_user(USER)
+    e2.grant(USER, ["get"], ["namespaces"])
+    e2.grant(USER, ["get"], ["secrets"], namespace="istio-system")
+    kc = write_kubeconfig(tmp_path / "kc", [("c1", e1), ("c2", e2, USER)])
+    imp = _bundle(pki, bkeys, passfile, tmp_path)
+    r = run_cli(*imp, "--context", "c1", "--context", "c2", env={"KUBECONFIG": str(kc), **FAST_ENV})
+    assert r.code == 4, r.err
+    assert one_error_line(r, alone=False) == (
+        "airgap: error: not allowed: context c2: create secrets in istio-system; nothing was written to any "
+        "cluster; `airgap preflight` lists every permission airgap needs"
+    )
+    assert e1.get("secrets", "istio-system", "cacerts") is None
+    assert not [w for w in _writes(e1) if "/secrets" in w]  # the allowed cluster was not written either
+
+
+def test_fault_10_fleet_inject_and_install_ask_every_cluster_first(kube_fleet: Any, tmp_path: Path) -> None:
+    """mesh inject (and mesh install) on a fleet: one cluster's missing right stops the run before any
+    cluster is labelled or installed."""
+    fleet = kube_fleet(2)
+    e1, e2 = (fleet.emulators[c] for c in fleet.contexts)
+    for emu in (e1, e2):
+        emu.create("namespaces", None, {"metadata": {"name": "shop"}})
+        emu.simulate_istio_install("asm-186-8", ingress=False)
+        emu.wait_idle()
+    e2.add_user(USER)
+    e2.grant(USER, ["get", "list"], ["namespaces", "pods", "services"])
+    kc = write_kubeconfig(tmp_path / "kc", [("c1", e1), ("c2", e2, USER)])
+    env = {"KUBECONFIG": str(kc), **FAST_ENV}
+    r = run_cli("mesh", "inject", "shop", "--context", "c1", "--context", "c2", env=env)
+    assert r.code == 4, r.err
+    assert one_error_line(r, alone=False) == (
+        "airgap: error: not allowed: context c2: patch namespaces shop; nothing was written to any cluster; "
+        "`airgap preflight` lists every permission airgap needs"
+    )
+    assert "istio.io/rev" not in (e1.get("namespaces", None, "shop")["metadata"].get("labels") or {})
+    from airgap.connected.mesh import ask_install_fleet
+    from airgap.errors import Refused as Refusal
+
+    with pytest.raises(Refusal, match=r"^not allowed: context c2: update namespaces, create services in istio-sys"):
+        ask_install_fleet(["c1", "c2"], False, kubeconfig=kc, policy=FAST)
+    assert _writes(e1) == [] and _writes(e2) == []

@@ -336,3 +336,98 @@ def test_credentials_never_reach_a_command_line_or_a_child_environment(
     secret_forms = {PASSWORD, base64.b64encode(f"pusher:{PASSWORD}".encode()).decode()}
     assert seen and all(s not in " ".join(argv) + " ".join(env.values()) for argv, env in seen for s in secret_forms)
     assert all("--dest-authfile" in argv for argv, _ in seen if argv[1] == "copy")
+
+
+def test_auth_file_keys_with_a_namespace_or_scheme_are_found(tmp_path: Path) -> None:
+    from airgap.connected.skopeo import RegistryAccess
+
+    auth = tmp_path / "auth.json"
+    auth.write_text(
+        json.dumps({"auths": {"https://reg.local:5000": {"auth": "dTpw"}, "other.io/ns": {"auth": "eDp5"}}})
+    )
+    access = RegistryAccess(None, auth)
+    assert access.credentials("reg.local:5000") == ("u", "p")
+    assert access.credentials("other.io") == ("x", "y")
+    assert access.credentials("third.io") is None
+
+
+def test_the_registry_questions_follow_the_token_flow(ca: RegistryCA, tmp_path: Path) -> None:
+    from airgap.connected.registry_check import RegistryClient
+    from airgap.connected.skopeo import registry_access
+    from tests.registry_fixtures import TokenRegistry, write_authfile
+
+    held = "sha256:" + "1" * 64
+    server = TokenRegistry(ca, {"mesh/pilot": {held}})
+    try:
+        auth = write_authfile(tmp_path / "auth.json", server.host)
+        with registry_access(ca.ca_pem, auth) as access:
+            client = RegistryClient(server.host, access)
+            client.check_access()
+            assert client.has_blob("mesh/pilot", held)
+            assert not client.has_blob("mesh/pilot", "sha256:" + "2" * 64)
+        scopes = [s for m, p, s in server.requests if p == "/token"]
+        assert "repository:mesh/pilot:pull" in scopes
+        empty = tmp_path / "empty.json"
+        empty.write_text('{"auths": {}}')
+        with registry_access(ca.ca_pem, empty) as access, pytest.raises(InvalidInput, match="asks for credentials"):
+            RegistryClient(server.host, access).check_access()
+        wrong = write_authfile(tmp_path / "wrong.json", server.host, password="nope")
+        with registry_access(ca.ca_pem, wrong) as access, pytest.raises(NetworkError, match="token service refused"):
+            RegistryClient(server.host, access).check_access()
+    finally:
+        server.stop()
+
+
+def test_push_asks_head_first_and_mounts_a_blob_another_repository_has(
+    bundle: Path, key: Any, ca: RegistryCA, tmp_path: Path
+) -> None:
+    reg = start_registry(tmp_path / "logged", ca, access_log=True)
+    try:
+        _push(bundle, key, reg, ca, tmp_path / "state")
+    finally:
+        reg.stop()
+    log = (tmp_path / "logged" / "registry.log").read_text()
+    mounts = [
+        line for line in log.splitlines() if '"POST /v2/mesh/' in line and "mount=sha256" in line and '" 201 ' in line
+    ]
+    assert {m.split("/v2/mesh/")[1].split("/")[0] for m in mounts} == {"proxyv2", "install-cni"}  # the shared base
+    assert '"HEAD /v2/mesh/' in log
+
+
+def test_pull_from_a_source_that_wants_credentials_uses_the_auth_file(
+    bundle: Path, key: Any, target: Registry, ca: RegistryCA, upstream: dict[str, str], tmp_path: Path
+) -> None:
+    seed(target, Path(upstream["_layout"]), ["proxyv2:1.8.6"], path="mirror")
+    request = PullRequest((parse_reference(f"{target.host}/mirror/proxyv2:1.8.6"),), None, (), None)
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"auths": {}}')
+    with registry_access(ca.ca_pem, empty) as access, pytest.raises(NetworkError, match="401"):
+        pull_images(request, key=key, out=tmp_path / "no.images", access=access)
+    with registry_access(ca.ca_pem, target.authfile) as access:
+        pull_images(request, key=key, out=tmp_path / "yes.images", access=access)
+    assert open_images(tmp_path / "yes.images", [key.public_key()]).images[0].digest == upstream["proxyv2:1.8.6"]
+
+
+def test_a_delta_pull_downloads_only_what_its_base_lacks(
+    ca: RegistryCA, key: Any, upstream: dict[str, str], tmp_path: Path
+) -> None:
+    reg = start_registry(tmp_path / "logged", ca, access_log=True)
+    try:
+        layout = tmp_path / "new"
+        make_mesh_layout(layout, tag="1.8.7")
+        seed(reg, Path(upstream["_layout"]), ["proxyv2:1.8.6"])
+        seed(reg, layout, ["proxyv2:1.8.7"])
+        with registry_access(ca.ca_pem, None) as access:
+            old = PullRequest((parse_reference(f"{reg.host}/istio/proxyv2:1.8.6"),), None, (), None)
+            pull_images(old, key=key, out=tmp_path / "old.images", access=access)
+            log = tmp_path / "logged" / "registry.log"
+            before = len(log.read_text().splitlines())
+            new = PullRequest((parse_reference(f"{reg.host}/istio/proxyv2:1.8.7"),), None, (), None)
+            m = pull_images(new, key=key, out=tmp_path / "new.images", access=access, since=tmp_path / "old.images")
+        fetched = "\n".join(log.read_text().splitlines()[before:])
+    finally:
+        reg.stop()
+    (shared,) = m.inherited  # the base layer both versions share
+    assert f"/blobs/{shared.digest}" not in fetched  # not downloaded again
+    own = [x for x in m.members[2:] if x.size > 5000]  # the new version's own layer
+    assert own and all(f"/blobs/sha256:{x.sha256}" in fetched for x in own)

@@ -177,3 +177,71 @@ def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRGAP_KUBE_BACKOFF", "fast")
     with pytest.raises(InvalidInput, match="AIRGAP_KUBE_BACKOFF='fast': not a number"):
         policy_from_env()
+
+
+# --- issue 23, fault 20: a failing exec credential plugin ---------------------------------------------------
+
+_PLUGIN = """import json, os, sys
+mode = sys.argv[1]
+if mode == "fail":
+    sys.stderr.write("error: token PLUGIN-SECRET-TOKEN expired; see https://login.example/PLUGIN-SECRET\\n")
+    print("PLUGIN-SECRET-STDOUT")
+    sys.exit(7)
+info = json.loads(os.environ["KUBERNETES_EXEC_INFO"])
+assert info["kind"] == "ExecCredential" and info["spec"]["interactive"] is False
+print(json.dumps({"apiVersion": info["apiVersion"], "kind": "ExecCredential", "status": {"token": sys.argv[2]}}))
+"""
+
+
+def test_fault_20_a_failing_credential_plugin_is_one_line_and_no_request(kube_cluster: Cluster, tmp_path: Path) -> None:
+    """The plugin exits 7 after printing a token to stderr: one line naming the context and the exit
+    code, nothing of its output anywhere, no request sent. A working plugin's token is used."""
+    import sys
+
+    from tests.helpers import one_error_line, run_proc
+
+    emu = kube_cluster.emu()
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(_PLUGIN)
+    doc = yaml.safe_load(kube_cluster.kubeconfig.read_text())
+    token = doc["users"][0]["user"].pop("token")
+    exec_cfg = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": sys.executable}
+    doc["users"][0]["user"]["exec"] = {**exec_cfg, "args": [str(plugin), "fail"]}
+    failing = tmp_path / "kc-failing"
+    failing.write_text(yaml.safe_dump(doc))
+    before = len(emu.requests)
+    r = run_proc("mesh", "status", "--context", "test", env={"KUBECONFIG": str(failing)})
+    assert r.code == 5
+    assert one_error_line(r.err) == "airgap: error: the credential plugin for context test failed (exit 7)"
+    assert "PLUGIN-SECRET" not in r.out + r.err
+    assert len(emu.requests) == before  # nothing was sent, with or without credentials
+    doc["users"][0]["user"]["exec"] = {**exec_cfg, "args": [str(plugin), "ok", token]}
+    working = tmp_path / "kc-working"
+    working.write_text(yaml.safe_dump(doc))
+    with connect("test", kubeconfig=working, policy=FAST) as kube:
+        assert kube.get("Namespace", "default") is not None
+
+
+def test_several_kubeconfig_files_merge_and_run_the_plugin(kube_cluster: Cluster, tmp_path: Path) -> None:
+    """KUBECONFIG=a:b: the client's merge (kubectl's rules), with airgap running the exec plugin."""
+    import os
+    import sys
+
+    emu = kube_cluster.emu()
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(_PLUGIN)
+    doc = yaml.safe_load(kube_cluster.kubeconfig.read_text())
+    token = doc["users"][0]["user"].pop("token")
+    doc["users"][0]["user"]["exec"] = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "command": sys.executable,
+        "args": [str(plugin), "ok", token],
+    }
+    doc["current-context"] = "test"
+    first = tmp_path / "a"
+    first.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "contexts": [], "users": []}))
+    second = tmp_path / "b"
+    second.write_text(yaml.safe_dump(doc))
+    with connect("test", kubeconfig=Path(f"{first}{os.pathsep}{second}"), policy=FAST) as kube:
+        assert kube.get("Namespace", "default") is not None
+    assert emu.requests_for("GET", "/api/v1/namespaces/default")

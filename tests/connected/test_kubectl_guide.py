@@ -179,14 +179,18 @@ def test_the_guide_with_kubectl_then_airgap(
     live = emu.get("services", "istio-system", "istiod")
     assert live is not None and [p["port"] for p in live["spec"]["ports"]] == [15010, 15012, 443]
     assert live["metadata"]["labels"]["extra"] == "x"
-    # airgap mesh install (istioctl simulated) puts the guide's Service back and reads kubectl's label
-    r = run_cli(
-        "mesh", "install", "--context", cluster.context, "--release", _release, "--cluster-name", "cluster1",
-        "--network", "net1", "--mesh-id", "proj-1", "--revision", REV, "--wait-timeout", "20", env=env,
-    )  # fmt: skip
+    # airgap mesh install (istioctl simulated) reads kubectl's label; a changed Service without airgap's
+    # annotation is someone else's (issue 23): refused, then with --force put back to exactly the guide's
+    install = ("mesh", "install", "--context", cluster.context, "--release", _release, "--cluster-name", "cluster1",
+               "--network", "net1", "--mesh-id", "proj-1", "--revision", REV, "--wait-timeout", "20")  # fmt: skip
+    r = run_cli(*install, env=env)
+    assert r.code == 4 and "service istio-system/istiod was made by someone else" in r.err, r.err
+    r = run_cli(*install, "--force", env=env)
     assert r.code == 0, r.err
     svc = kjson(cluster, "get", "service", "-n", "istio-system", "istiod")
     assert [p["port"] for p in svc["spec"]["ports"]] == [15010, 15012, 443, 15014]
+    assert "extra" not in svc["metadata"]["labels"]
+    assert svc["metadata"]["annotations"] == {"airgap.dev/managed-by": "airgap mesh install"}
     # get pod -n istio-system; get pods -l app=istiod --show-labels
     emu.wait_idle()
     pods = kubectl(cluster, "get", "pod", "-n", "istio-system").stdout

@@ -60,7 +60,7 @@ def test_bad_auth_file_or_ca_bundle_is_invalid_input(pin_registry: PinRegistry, 
         check_served(refs, RegistryFlags(authfile=tmp_path / "nope.json"))
     junk = tmp_path / "auth.json"
     junk.write_text("user:password\n")
-    with pytest.raises(InvalidInput, match=r"auth\.json: registry auth file is not JSON") as exc:
+    with pytest.raises(InvalidInput, match=r"auth\.json: registry auth file is not valid JSON") as exc:
         check_served(refs, RegistryFlags(authfile=junk))
     assert "password" not in exc.value.message.replace("auth file", "")
     bad = tmp_path / "ca.pem"

@@ -58,3 +58,20 @@ def test_short_cuts_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr("sys.stdout", Tty())
     assert display.short("f" * 64, 16) == "f" * 16 + "…"
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("https://alice:S3cretPW@host/asm", "https://host/asm"),
+        ("fetch https://alice:p@ss@host:8443/x?y=1 failed", "fetch https://host:8443/x?y=1 failed"),
+        ('{"url": "https://bob:pw@h/a", "b": "ok@x"}', '{"url": "https://h/a", "b": "ok@x"}'),
+        ("HTTPS://tok@H", "HTTPS://H"),
+        ("mail alice@example.com, see https://host/a@b", "mail alice@example.com, see https://host/a@b"),
+    ],
+)
+def test_without_userinfo_drops_credentials_from_every_url(given: str, shown: str) -> None:
+    from airgap.core.display import without_userinfo
+
+    assert without_userinfo(given) == shown
+    assert display.clean(given) == shown

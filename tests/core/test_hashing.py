@@ -247,7 +247,8 @@ def _release(tmp: Path, signer: tuple[Path, Path], *, big: int = MAP_AT_LEAST + 
     tarball = tmp / "istio-1.8.6-asm.8-linux-amd64.tar.gz"
     payload = _data(big)
     with tarfile.open(tarball, "w:gz") as tar:
-        for name, data in (("istio-x/bin/istioctl", payload), ("istio-x/a.yaml", b"a: 1\n"), ("istio-x/b", b"")):
+        root = "istio-1.8.6-asm.8"  # the root folder of the version in the file's name
+        for name, data in ((f"{root}/bin/istioctl", payload), (f"{root}/a.yaml", b"a: 1\n"), (f"{root}/b", b"")):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o755
@@ -275,8 +276,8 @@ def test_release_extract_hashes_the_tarball_twice_and_each_file_once(
     size = tarball.stat().st_size
     fed = sorted(c.fed for c in counted)
     assert fed == sorted([size, size, len(payload), 5, 0])
-    assert rel.record["files"]["istio-x/bin/istioctl"]["sha256"] == hashlib.sha256(payload).hexdigest()
-    assert (tmp_path / "out" / "istio-x" / "bin" / "istioctl").read_bytes() == payload
+    assert rel.record["files"]["istio-1.8.6-asm.8/bin/istioctl"]["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert (tmp_path / "out" / "istio-1.8.6-asm.8" / "bin" / "istioctl").read_bytes() == payload
 
 
 def test_release_changed_in_place_after_verification_is_refused(

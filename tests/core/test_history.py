@@ -71,3 +71,15 @@ def test_state_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "x"))
     assert history.resolve_state_dir() == tmp_path / "x" / "airgap"
     assert history.resolve_state_dir(tmp_path / "o") == tmp_path / "o"
+
+
+def test_credentials_in_urls_are_never_recorded(tmp_path: Path) -> None:
+    """Issue 23, fault 15: the history is a record airgap keeps; a URL's user-info never reaches it."""
+    history.record_event(
+        history.IMAGES_PUSH,
+        {"registry": "https://bob:S3cretPW@reg.example:5000/mesh", "refs": ["docker://alice:pw@reg/x:1"], "n": 1},
+        state=tmp_path,
+    )
+    (event,) = history.read_events(tmp_path).events
+    assert event["registry"] == "https://reg.example:5000/mesh" and event["refs"] == ["docker://reg/x:1"]
+    assert b"S3cretPW" not in (tmp_path / history.HISTORY_FILE).read_bytes()

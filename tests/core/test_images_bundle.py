@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from airgap.core.images_bundle import OCI_LAYOUT_BYTES, verify_images
 from airgap.core.images_seal import seal_images
 from airgap.core.oci import DOCKER_MANIFEST, INDEX_TYPES
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import DigestMismatch, InvalidInput, SignatureMismatch, VerificationError, WouldOverwrite
 from tests.oci_fixtures import (
     bundle_entries,
     layout_tops,
@@ -105,7 +105,7 @@ def test_a_flipped_byte_anywhere_fails(sealed: Path, key: Any, tmp_path: Path, w
 
 def test_a_wrong_signer_fails(sealed: Path) -> None:
     other = ec.generate_private_key(ec.SECP256R1())
-    with pytest.raises(VerificationError, match="not a trusted key"):
+    with pytest.raises(SignatureMismatch, match="not a trusted key"):
         verify_images(sealed, [other.public_key()])
 
 
@@ -259,7 +259,7 @@ def test_since_carries_only_what_the_old_bundle_did_not(sealed: Path, key: Any, 
 
 
 def test_an_existing_output_is_refused(sealed: Path, layout: Path, key: Any) -> None:
-    with pytest.raises(Refused):
+    with pytest.raises(WouldOverwrite):
         seal_images(layout, layout_tops(layout), key=key, out=sealed)  # type: ignore[arg-type]
 
 
@@ -270,7 +270,7 @@ def test_a_layout_blob_that_is_not_its_digest_is_removed_and_fails(tmp_path: Pat
     data = bytearray(victim.read_bytes())
     data[100] ^= 1
     victim.write_bytes(bytes(data))
-    with pytest.raises(VerificationError, match="not sha256:"):
+    with pytest.raises(DigestMismatch, match="not sha256:"):
         seal_images(layout, layout_tops(layout), key=key, out=tmp_path / "x.images")  # type: ignore[arg-type]
     assert not victim.exists()  # a re-run fetches it again
     assert not (tmp_path / "x.images").exists()

@@ -50,7 +50,7 @@ def test_an_index_names_its_platforms() -> None:
         (_manifest(layers=[{**LAYER, "size": -1}]), "not a size"),
         (_manifest(layers=[{**LAYER, "size": True}]), "not a size"),
         (_manifest(layers=[LAYER] * (MAX_OCI_DESCRIPTORS + 1)), "more than"),
-        (b'{"schemaVersion": 2, "schemaVersion": 2}', "duplicate key"),
+        (b'{"schemaVersion": 2, "schemaVersion": 2}', "not a JSON manifest"),  # a duplicate key
         (b"\xff", "not a JSON manifest"),
         (b"[]", "JSON object"),
         (_manifest()[:-1] + b" " * MAX_OCI_MANIFEST + b"}", "size limit"),

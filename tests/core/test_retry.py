@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airgap.core.retry import Backoff, poll_until, retry_after
+from airgap.core.retry import Attempts, Backoff, LowSpeed, poll_until, retry_after
 from airgap.errors import ClusterError
 
 
@@ -46,3 +46,23 @@ def test_poll_until_raises_after_the_deadline_having_checked_at_it() -> None:
             sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0],
         )  # fmt: skip
     assert calls == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_attempts_count_every_failure_and_back_off_each_time() -> None:
+    slept: list[float] = []
+    a = Attempts(2, Backoff(0.5, 3.0), slept.append)
+    assert [a.failed(), a.failed(), a.failed()] == [True, True, False]
+    assert slept == [0.5, 1.0]  # no sleep once the retries are spent
+
+
+def test_low_speed_is_a_window_below_the_limit() -> None:
+    now = [0.0]
+    s = LowSpeed(100, 10.0, lambda: now[0])
+    s.start()
+    now[0] = 9.0
+    assert not s.too_slow(500)  # 500 bytes in 9 s: the window is not over yet
+    now[0] = 10.5
+    assert not s.too_slow(600)  # 1100 bytes within the window: fast enough, a new window starts
+    now[0] = 21.0
+    assert s.too_slow(1)  # 1 byte in 10.5 s
+    assert not LowSpeed(0, 1.0, lambda: now[0]).too_slow(0)  # limit 0: off

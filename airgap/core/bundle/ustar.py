@@ -17,7 +17,7 @@ from airgap.core.hashing import Digests, copy_hashed
 from airgap.core.limits import MAX_SIGNATURE, Limits
 from airgap.core.names import unsafe_member_name
 from airgap.core.progress import NO_PROGRESS, Progress
-from airgap.errors import InvalidInput
+from airgap.errors import InvalidInput, VerificationError
 
 BLOCK = 512
 CHUNK = 1024 * 1024
@@ -73,6 +73,46 @@ def ustar_header(name: str, size: int, *, typeflag: bytes = b"0", linkname: str 
     return bytes(h)
 
 
+def member_mode(name: str) -> int:
+    """The mode the writer gives a member: 0600 for a plaintext CA key (``tar xf`` keeps it private), else 0644."""
+    return 0o600 if name == CA_KEY else 0o644
+
+
+# The ustar header's fields (offset, end, name), for saying which one differs.
+HEADER_FIELDS = (
+    (0, 100, "name"),
+    (100, 108, "mode"),
+    (108, 116, "uid"),
+    (116, 124, "gid"),
+    (124, 136, "size"),
+    (136, 148, "mtime"),
+    (148, 156, "chksum"),
+    (156, 157, "typeflag"),
+    (157, 257, "linkname"),
+    (257, 263, "magic"),
+    (263, 265, "version"),
+    (265, 297, "uname"),
+    (297, 329, "gname"),
+    (329, 337, "devmajor"),
+    (337, 345, "devminor"),
+    (345, 500, "prefix"),
+    (500, 512, "the header's last 12 bytes"),
+)
+
+
+def check_canonical_header(block: bytes, name: str, size: int, *, pos: int, source: str) -> None:
+    """The header must be, byte for byte, the one :func:`ustar_header` writes for this member
+    (exit 1 otherwise, naming the field): header bytes are outside the signature, so none may vary."""
+    want = ustar_header(name, size, mode=member_mode(name))
+    if block != want:
+        # the checksum differs whenever another field does: name that field, the checksum only if alone
+        field = next((f for a, b, f in HEADER_FIELDS if f != "chksum" and block[a:b] != want[a:b]), "chksum")
+        raise VerificationError(
+            f"{source}: member {name!a}: tar header field {field} (at offset {pos}) differs from what the bundle "
+            "writer makes; header bytes are not signed, so no byte of them may change"
+        )
+
+
 def padding_for(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
@@ -97,7 +137,7 @@ class BundleWriter:
     def add_bytes(self, name: str, data: bytes, *, encrypted: bool = False) -> MemberEntry:
         self._claim(name)
         # A plaintext key (--no-encrypt) is mode 0600 in the archive, so 'tar xf' never makes it world-readable.
-        self._out.write(ustar_header(name, len(data), mode=0o600 if name == CA_KEY else 0o644))
+        self._out.write(ustar_header(name, len(data), mode=member_mode(name)))
         self._out.write(data)
         self._out.write(padding_for(len(data)))
         return MemberEntry(name, len(data), hashlib.sha256(data).hexdigest(), encrypted)
@@ -108,7 +148,7 @@ class BundleWriter:
         Each byte is read and hashed once; a worker writes while the next chunk is hashed
         (:func:`~airgap.core.hashing.copy_hashed`)."""
         self._claim(name)
-        self._out.write(ustar_header(name, size))
+        self._out.write(ustar_header(name, size, mode=member_mode(name)))
         digests = Digests(["sha256"])
         fd, start = src.fileno(), src.tell()
         if copy_hashed(fd, start, size, self._out, digests, progress=self._progress) != size:
@@ -182,8 +222,10 @@ def _check_name(raw: bytes, *, source: str) -> str:
 def scan_archive(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) -> list[TarEntry]:
     """Walk every header of a bundle archive without reading member data (steps 1 to 3).
 
-    Per entry, in order: header structure (checksum, ustar magic, no prefix/link), size caps (1),
-    type (2, regular files only), name (3). Then duplicates (3) and the end of the archive: two
+    Per entry, in order: header structure (checksum, ustar magic), size caps (1),
+    type (2, regular files only), name (3), then every other header byte equal to the writer's
+    (:func:`check_canonical_header`, exit 1: a link name, a prefix, another version, mode, owner or
+    time). Then duplicates (3) and the end of the archive: two
     zero blocks and nothing but zero bytes after them. Padding after each member must be zero.
     """
     entries: list[TarEntry] = []
@@ -194,50 +236,9 @@ def scan_archive(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) 
             raise InvalidInput(f"{source}: truncated archive (no end-of-archive marker)")
         block = _read_exact(fh, BLOCK, source=source)
         if block == bytes(BLOCK):
-            second = _read_exact(fh, BLOCK, source=source) if pos + 2 * BLOCK <= file_size else b""
-            if second != bytes(BLOCK):
-                raise InvalidInput(f"{source}: truncated or malformed end-of-archive marker")
-            rest = file_size - pos - 2 * BLOCK
-            while rest > 0:
-                chunk = fh.read(min(CHUNK, rest))
-                if not chunk:
-                    raise InvalidInput(f"{source}: archive changed while it was being read")
-                if chunk.count(0) != len(chunk):
-                    raise InvalidInput(f"{source}: data after the end-of-archive marker")
-                rest -= len(chunk)
+            _check_end(fh, pos, file_size, source=source)
             break
-        # header structure
-        stored = _parse_octal(block[148:156], what="checksum", source=source)
-        if stored != sum(block[:148]) + 8 * 32 + sum(block[156:]):
-            raise InvalidInput(f"{source}: tar header checksum mismatch at offset {pos}")
-        if block[257:265] != b"ustar\x0000":
-            raise InvalidInput(f"{source}: not a POSIX ustar header at offset {pos}")
-        name_field = block[0:100]
-        raw_name = name_field.split(b"\0", 1)[0]
-        if name_field[len(raw_name) :].count(0) != 100 - len(raw_name):
-            raise InvalidInput(f"{source}: malformed member name at offset {pos}")
-        typeflag = block[156:157]
-        size = _parse_octal(block[124:136], what="size", source=source)
-        # step 1: size caps
-        if len(entries) >= limits.max_members + 2:
-            raise InvalidInput(f"{source}: more than {limits.max_members} members")
-        cap = limits.max_member_size
-        if raw_name == MANIFEST_NAME.encode():
-            cap = limits.max_manifest_size
-        elif raw_name == SIGNATURE_NAME.encode():
-            cap = MAX_SIGNATURE
-        if size > cap:
-            raise InvalidInput(f"{source}: member {raw_name.decode('utf-8', 'replace')!a} is over the size limit")
-        # step 2: member types
-        if typeflag not in (b"0", b"\0"):
-            kind = _TYPE_NAMES.get(typeflag, f"type {typeflag.decode('latin-1')!a} entry")
-            raise InvalidInput(
-                f"{source}: member {raw_name.decode('utf-8', 'replace')!a} is a {kind}; only regular files are allowed"
-            )
-        if block[157:257] != bytes(100) or block[345:500] != bytes(155):
-            raise InvalidInput(f"{source}: member header has a link name or prefix, which the format does not allow")
-        # step 3: names
-        name = _check_name(raw_name, source=source)
+        name, size = _check_header(block, pos, len(entries), limits, source=source)
         data_at = pos + BLOCK
         end = data_at + size
         padded = end + (-size % BLOCK)
@@ -255,6 +256,58 @@ def scan_archive(fh: IO[bytes], file_size: int, *, limits: Limits, source: str) 
             raise InvalidInput(f"{source}: member {e.name!a} appears twice")
         seen.add(e.name)
     return entries
+
+
+def _check_end(fh: IO[bytes], pos: int, file_size: int, *, source: str) -> None:
+    """The end of the archive at ``pos``: a second zero block, then nothing but zero bytes."""
+    second = _read_exact(fh, BLOCK, source=source) if pos + 2 * BLOCK <= file_size else b""
+    if second != bytes(BLOCK):
+        raise InvalidInput(f"{source}: truncated or malformed end-of-archive marker")
+    rest = file_size - pos - 2 * BLOCK
+    while rest > 0:
+        chunk = fh.read(min(CHUNK, rest))
+        if not chunk:
+            raise InvalidInput(f"{source}: archive changed while it was being read")
+        if chunk.count(0) != len(chunk):
+            raise InvalidInput(f"{source}: data after the end-of-archive marker")
+        rest -= len(chunk)
+
+
+def _check_header(block: bytes, pos: int, count: int, limits: Limits, *, source: str) -> tuple[str, int]:
+    """One header at ``pos`` (``count`` entries before it): structure, then steps 1-3, then every
+    byte against the writer's header. Its member's (name, size)."""
+    stored = _parse_octal(block[148:156], what="checksum", source=source)
+    if stored != sum(block[:148]) + 8 * 32 + sum(block[156:]):
+        raise InvalidInput(f"{source}: tar header checksum mismatch at offset {pos}")
+    if block[257:263] != b"ustar\x00":  # the version, like every other byte, is compared below (exit 1)
+        raise InvalidInput(f"{source}: not a POSIX ustar header at offset {pos}")
+    name_field = block[0:100]
+    raw_name = name_field.split(b"\0", 1)[0]
+    if name_field[len(raw_name) :].count(0) != 100 - len(raw_name):
+        raise InvalidInput(f"{source}: malformed member name at offset {pos}")
+    typeflag = block[156:157]
+    size = _parse_octal(block[124:136], what="size", source=source)
+    # step 1: size caps
+    if count >= limits.max_members + 2:
+        raise InvalidInput(f"{source}: more than {limits.max_members} members")
+    cap = limits.max_member_size
+    if raw_name == MANIFEST_NAME.encode():
+        cap = limits.max_manifest_size
+    elif raw_name == SIGNATURE_NAME.encode():
+        cap = MAX_SIGNATURE
+    if size > cap:
+        raise InvalidInput(f"{source}: member {raw_name.decode('utf-8', 'replace')!a} is over the size limit")
+    # step 2: member types
+    if typeflag not in (b"0", b"\0"):
+        kind = _TYPE_NAMES.get(typeflag, f"type {typeflag.decode('latin-1')!a} entry")
+        raise InvalidInput(
+            f"{source}: member {raw_name.decode('utf-8', 'replace')!a} is a {kind}; only regular files are allowed"
+        )
+    # step 3: names
+    name = _check_name(raw_name, source=source)
+    # every other byte: exactly the writer's header for this member (mode, mtime, uid/gid, uname/gname...)
+    check_canonical_header(block, name, size, pos=pos, source=source)
+    return name, size
 
 
 def read_member(fh: IO[bytes], entry: TarEntry, *, source: str) -> bytes:

@@ -336,6 +336,50 @@ def recorded_fingerprints(entries: Iterable[Entry]) -> set[str]:
     return recorded
 
 
+INTERMEDIATE_ACTS = ("issue", "sign", "rotate")
+
+
+def current_intermediates(entries: Iterable[Entry]) -> dict[str, str]:
+    """Cluster → fingerprint of its current intermediate as the log records it: the last ``issue``,
+    ``sign`` or ``rotate`` entry for the cluster, unless a later ``recover`` entry says that
+    intermediate was never published (its act was undone)."""
+    current: dict[str, str] = {}
+    for e in entries:
+        p = e.params
+        cluster, fp = p.get("cluster"), p.get("fingerprint")
+        if not isinstance(cluster, str) or not isinstance(fp, str):
+            continue
+        if e.act in INTERMEDIATE_ACTS:
+            current[cluster] = fp
+        elif e.act == "recover" and "never published" in str(p.get("outcome")) and current.get(cluster) == fp:
+            del current[cluster]
+    return current
+
+
+def current_roots(entries: Iterable[Entry]) -> tuple[str | None, str | None]:
+    """(root, next root) fingerprints as the log records them (None: the log does not say): ``init``
+    or ``adopt`` makes the root; ``root-rotation-begin`` the next root, unless a ``recover`` entry
+    says it was never published; ``root-rotation-finish`` (or the recovery that finished one) makes
+    the next root the root."""
+    root: str | None = None
+    nxt: str | None = None
+    for e in entries:
+        fp = e.params.get("fingerprint")
+        if not isinstance(fp, str):
+            continue
+        if e.act in ("init", "adopt") and e.params.get("role") == "root":
+            root, nxt = fp, None
+        elif e.act == "root-rotation-begin":
+            nxt = fp
+        elif e.act == "root-rotation-finish" or (
+            e.act == "recover" and e.params.get("interrupted") == "rotate-root --finish"  # recovery finished it
+        ):
+            root, nxt = fp, None
+        elif e.act == "recover" and "never published" in str(e.params.get("outcome")) and fp == nxt:
+            nxt = None
+    return root, nxt
+
+
 def check_certificates(entries: Iterable[Entry], certificates: Iterable[tuple[str, str]], *, source: str) -> None:
     """Step 9: every (path, fingerprint) of a CA certificate in the folder was recorded."""
     recorded = recorded_fingerprints(entries)
@@ -383,6 +427,8 @@ __all__ = [
     "check_head",
     "check_head_hash",
     "check_no_secret",
+    "current_intermediates",
+    "current_roots",
     "parse_entries",
     "parse_entry",
     "recorded_fingerprints",

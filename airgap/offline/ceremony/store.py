@@ -30,6 +30,8 @@ from airgap.offline.ceremony.log import (
     check_head,
     check_head_hash,
     check_no_secret,
+    current_intermediates,
+    current_roots,
     parse_entries,
     parse_entry,
     sign_entries,
@@ -37,7 +39,7 @@ from airgap.offline.ceremony.log import (
     verify_entries,
 )
 from airgap.offline.inventory import CeremonyLogRecord, read_inventory, write_inventory
-from airgap.offline.layout import CEREMONY_HEAD, CEREMONY_LOG, INVENTORY, PkiLayout
+from airgap.offline.layout import CA_CERT, CEREMONY_HEAD, CEREMONY_LOG, INVENTORY, PkiLayout
 
 LOG_NAME = CEREMONY_LOG
 HEAD_NAME = CEREMONY_HEAD
@@ -171,7 +173,9 @@ def verify_log(
     6. ``prev`` is the hash of the entry before (otherwise the one before was changed or replaced);
     7. the signed head file names the last entry (otherwise the log was truncated or extended);
     8. ``expect_head``, when given, is the hash of some entry (otherwise the log was cut or rewritten);
-    9. with ``check_files``, every certificate in the folder was recorded (else the log was cut).
+    9. with ``check_files``, every certificate in the folder was recorded (else the log was cut);
+    10. with ``check_files``, every cluster's current intermediate the log records is on disk with its
+        fingerprint, and so is every certificate ``inventory.json`` records (else a CA was lost or replaced).
     """
     src = str(log_path(pki))
     want_head = check_head_hash(expect_head) if expect_head is not None else None  # bad input: exit 3
@@ -190,9 +194,15 @@ def verify_log(
     # 8. a head hash from elsewhere
     if want_head is not None:
         check_expect_head(entries, want_head, source=src)
-    # 9. every certificate on disk was recorded
+    # 9. every certificate on disk was recorded; 10. every recorded one is on disk
     if check_files:
         _check_files(pki, entries, src)
+        pending = check_on_disk(pki, entries, src)
+        if pending:
+            notes.append(
+                f"an interrupted act (PKI/.journal.json) has not published {', '.join(sorted(pending))} yet: "
+                "the next act on this folder finishes or undoes it"
+            )
     if not pinned:
         notes.append("no --trust key: checked against the officer key the log registers itself")
     return VerifiedLog(tuple(entries), tuple(officer), pinned, tuple(notes))
@@ -214,6 +224,42 @@ def check_recorded(pki: Path) -> None:
 def _check_files(pki: Path, entries: list[Entry], src: str) -> None:
     certs = [(str(p), fingerprint(load_cert_pem(p.read_bytes(), source=str(p)))) for p in _certificates_in(pki)]
     check_certificates(entries, certs, source=src)
+
+
+def check_on_disk(pki: Path, entries: list[Entry], src: str) -> frozenset[str]:
+    """Step 10: what the log and the inventory record as current is on disk, unchanged (exit 1 otherwise).
+    Returns what an interrupted act's journal names (left to the next act's recovery)."""
+    from airgap.offline.listing import recorded_problems
+    from airgap.offline.recovery import pending_publication
+
+    layout = PkiLayout(Path(pki))
+    pending = pending_publication(layout)  # an interrupted act: the next one finishes or undoes it
+    root, nxt = current_roots(entries)
+    for what, fp, path in (("root", root, layout.root_cert), ("next root", nxt, layout.next_root_cert)):
+        if fp is None or "root" in pending:
+            continue
+        found = fingerprint(load_cert_pem(path.read_bytes(), source=str(path))) if path.is_file() else None
+        if found != fp:
+            shown = f"is sha256 {found}" if found is not None else "is missing"
+            raise VerificationError(f"{src}: records sha256 {fp} as the {what}, but {path} {shown}")
+    for cluster, fp in sorted(current_intermediates(entries).items()):
+        if cluster in pending:
+            continue
+        path = layout.cluster_file(cluster, CA_CERT)  # a name the rule refuses: exit 3, never a path outside
+        if not path.is_file():
+            raise VerificationError(
+                f"{src}: records {path} (sha256 {fp}) as cluster {cluster}'s current intermediate, but it is missing"
+            )
+        found = fingerprint(load_cert_pem(path.read_bytes(), source=str(path)))
+        if found != fp:
+            raise VerificationError(
+                f"{src}: records sha256 {fp} as cluster {cluster}'s current intermediate, but {path} is sha256 {found}"
+            )
+    problems = recorded_problems(PkiLayout(Path(pki)), skip=pending)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VerificationError(f"{problems[0]}{more}")
+    return pending
 
 
 def _certificates_in(pki: Path) -> list[Path]:
