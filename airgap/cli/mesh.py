@@ -112,6 +112,17 @@ def install(
     poll: float = typer.Option(2.0, "--poll", min=0.01, max=60, hidden=True),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
     insecure: bool = typer.Option(False, "--insecure", help=INSECURE_HELP),
+    images: Path | None = typer.Option(
+        None, "--images", help="Images bundle (airgap images pull): install every image from --registry by digest."
+    ),
+    trust: list[Path] = typer.Option([], "--trust", help="With --images: a trusted signer public key (PEM); repeat."),
+    registry: str | None = typer.Option(
+        None, "--registry", help="With --images: HOST[:PORT][/PATH] the images were pushed to."
+    ),
+    ca_bundle: Path | None = typer.Option(None, "--ca-bundle", help="With --images: PEM CA of the registry's TLS."),
+    authfile: Path | None = typer.Option(
+        None, "--authfile", help="With --images: containers-auth.json credentials for the registry."
+    ),
 ) -> None:
     """Install the mesh from a verified release: cluster.yaml, istioctl, network label, istiod Service, wait.
 
@@ -122,11 +133,15 @@ def install(
 
     Example: airgap mesh install --context c1 --context c2 --release rel --cluster-name '{context}'
     --network 'net-{context}' --mesh-id proj-1 --output-dir fleet-repo --sops-age flux.pub
+
+    Example: airgap mesh install --context ctx1 --release rel --cluster-name cluster1 --network net1
+    --mesh-id proj-1 --images mesh.images --trust officer.pub --registry registry.internal:5000/mesh
     """
     from airgap.connected.fleet import Outcome, run_fleet
     from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install, render_tree
 
     allow_insecure(insecure)
+    _check_image_options(images, trust, registry, ca_bundle, authfile)
     if dry_run and output_dir is not None:
         raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
     if layout not in ("auto", "flat", "clusters"):
@@ -163,11 +178,16 @@ def install(
         east_west,
         istiod_env(defaults.line),  # the line's cacerts reload flag (docs/rotation.md), if any
     )
+    if images is not None:  # after the settings' own checks (the profile name names a release file)
+        from dataclasses import replace
+
+        template = replace(template, images=_image_pins(images, trust, registry, release, template.profile))
     base = template
     if len(contexts) == 1:
         base = base.for_context(contexts[0] or "")
     wait = WaitPolicy(istioctl_timeout=timeout, ready_timeout=wait_timeout, poll=poll)
     fleet = len(contexts) > 1
+    access = _registry_access(authfile, ca_bundle)
 
     if output_dir is not None:
         if layout == "flat":
@@ -211,6 +231,7 @@ def install(
             wait=wait,
             notify=_say(prefix),
             on_output=_say(prefix + "istioctl: "),
+            registry=access,
         )
 
     if not fleet:
@@ -235,6 +256,35 @@ def install(
     _finish_fleet(run_fleet([c for c in contexts if c], fleet_one, parallel=parallel), as_json)
 
 
+def _check_image_options(
+    images: Path | None, trust: list[Path], registry: str | None, ca_bundle: Path | None, authfile: Path | None
+) -> None:
+    """--images, --trust and --registry go together; --ca-bundle and --authfile only with them (exit 2)."""
+    given = {"--images": images is not None, "--trust": bool(trust), "--registry": registry is not None}
+    if any(given.values()) and not all(given.values()):
+        missing = ", ".join(k for k, v in given.items() if not v)
+        raise typer.BadParameter(f"--images, --trust and --registry go together: {missing} missing")
+    if not images and (ca_bundle is not None or authfile is not None):
+        raise typer.BadParameter("--ca-bundle and --authfile only apply with --images")
+
+
+def _image_pins(images: Path | None, trust: list[Path], registry: str | None, release: Path, profile: str) -> Any:
+    """The verified images bundle paired with the registry (None without --images)."""
+    if images is None or registry is None:
+        return None
+    from airgap.connected.pinning import load_pins
+    from airgap.core.keys import load_public_key
+
+    keys = [load_public_key(p) for p in trust]
+    return load_pins(images, keys, registry, release=release, profile=profile)
+
+
+def _registry_access(authfile: Path | None, ca_bundle: Path | None) -> Any:
+    from airgap.connected.pinning import RegistryFlags
+
+    return RegistryFlags(authfile=authfile, ca_bundle=ca_bundle)
+
+
 def _release_defaults(release: Path) -> Any:
     """Revision and profile defaults of the release (a release not in the catalog gets a warning)."""
     from airgap.cli._app import warn
@@ -257,6 +307,7 @@ def _print_install(r: Any) -> None:
         typer.echo(f"would run: {shlex.join(r.argv)}")
         typer.echo(f"network label: would be {r.network_label}")
         typer.echo(f"istiod service: would {r.service}")
+        _print_images(r)
         return
     typer.echo(f"context {r.context}: mesh installed")
     typer.echo(f"ran: {shlex.join(r.argv)}")
@@ -264,7 +315,13 @@ def _print_install(r: Any) -> None:
     typer.echo(f"istiod service: {r.service}")
     if r.east_west:
         typer.echo(f"east-west gateway: {r.east_west}")
+    _print_images(r)
     typer.echo(clean_lines(f"ready: {', '.join(r.ready)}"))  # pod names read from the cluster
+
+
+def _print_images(r: Any) -> None:
+    for name, ref in sorted((r.images or {}).items()):
+        typer.echo(f"image {name}: {ref} (served by the registry)")
 
 
 # -- mesh inject -----------------------------------------------------------------------------------

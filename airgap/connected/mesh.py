@@ -9,7 +9,9 @@ Steps, in order (each one refuses before the cluster is touched if it can):
 
 1. re-check ``bin/istioctl`` (exit 1 if it changed or the record is missing);
 2. render ``cluster.yaml`` (IstioOperator; ``-f`` overlays merged in the order given, and they
-   may not contradict ``--revision``, ``--mesh-id``, ``--cluster-name`` or ``--network``);
+   may not contradict ``--revision``, ``--mesh-id``, ``--cluster-name`` or ``--network``); with
+   ``--images`` every image pinned by digest from the private registry, which is then checked to
+   serve each one (:mod:`airgap.connected.pinning`);
 3. read ``istio-system``: an equal network label is left alone, a different one is refused
    unless ``force``; an ``istiod`` Service someone else made (no ``airgap.dev/managed-by``
    annotation, and other ports, selector, type or labels) is refused unless ``force``;
@@ -34,7 +36,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -46,6 +48,9 @@ from airgap.core.limits import MAX_OVERLAY
 from airgap.core.names import ANNOTATION_PREFIX, ISTIO_NAMESPACE
 from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, Refused, WouldOverwrite
+
+if TYPE_CHECKING:
+    from airgap.connected.pinning import ImagePins, RegistryFlags
 
 JSON = dict[str, Any]
 
@@ -86,6 +91,7 @@ class MeshSettings:
     # istiod environment the release line needs (values.pilot.env): the catalog's reload flag,
     # so istiod picks up a rotated cacerts without a restart (docs/rotation.md)
     istiod_env: tuple[tuple[str, str], ...] = ()
+    images: ImagePins | None = None  # --images: every image pinned by digest (airgap.connected.pinning)
 
     def __post_init__(self) -> None:
         for flag, value in (
@@ -118,6 +124,7 @@ class MeshSettings:
             self.overlays,
             self.east_west,
             self.istiod_env,
+            self.images,
         )
 
 
@@ -180,6 +187,10 @@ def render_operator(settings: MeshSettings) -> JSON:
     }
     for path in settings.overlays:
         overlay = load_overlay(path)
+        if settings.images is not None:
+            from airgap.connected.pinning import refuse_image_overrides
+
+            refuse_image_overrides(path, overlay)
         doc = deep_merge(doc, overlay)
         for keys, (want, flag) in pinned.items():
             node: Any = doc
@@ -190,6 +201,10 @@ def render_operator(settings: MeshSettings) -> JSON:
                     f"{path}: sets {'.'.join(keys)} to {node!r}, contradicting {flag} {want!r}; "
                     "drop it from the overlay"
                 )
+    if settings.images is not None:
+        from airgap.connected.pinning import pin_operator
+
+        doc = pin_operator(doc, settings.images)
     return doc
 
 
@@ -220,7 +235,7 @@ def eastwest_operator(settings: MeshSettings) -> JSON:
     (``samples/multicluster/gen-eastwest-gateway.sh``), with the control plane's revision added: the
     1.8 script has no ``--revision``, and a gateway of another revision breaks (istio/istio#29234)."""
     net = settings.network
-    return {
+    doc: JSON = {
         "apiVersion": "install.istio.io/v1alpha1",
         "kind": "IstioOperator",
         "metadata": {"name": "eastwest"},
@@ -263,6 +278,11 @@ def eastwest_operator(settings: MeshSettings) -> JSON:
             },
         },
     }
+    if settings.images is not None:  # the gateway's image is the proxy's, pinned like the sidecars'
+        from airgap.connected.pinning import pin_operator
+
+        doc = pin_operator(doc, settings.images, gateway_only=True)
+    return doc
 
 
 def cross_network_gateway() -> JSON:
@@ -434,6 +454,7 @@ class InstallResult:
     ready: list[str] = field(default_factory=list)
     dry_run: bool = False
     east_west: str | None = None  # None (not asked) | "installed" | "would install"
+    images: dict[str, str] | None = None  # --images: name -> R/NAME@sha256:..., each checked served by R
 
     def as_dict(self) -> JSON:
         return {
@@ -444,6 +465,7 @@ class InstallResult:
             "ready_pods": self.ready,
             "dry_run": self.dry_run,
             "east_west_gateway": self.east_west,
+            "images": self.images,
         }
 
 
@@ -781,17 +803,20 @@ def install_mesh(
     wait: WaitPolicy = WaitPolicy(),
     notify: Callable[[str], None] = lambda _m: None,
     on_output: Callable[[str], None] = lambda _m: None,
+    registry: RegistryFlags | None = None,
 ) -> InstallResult:
     """Steps 1-7 against the cluster of ``context`` (absent: the current context).
 
     ``dry_run`` runs the checks (release, overlays, the ``cacerts`` Secret, the cluster's network
-    label) and reports what would be done, changing nothing.
+    label, and with ``settings.images`` the registry serving every pinned digest) and reports what
+    would be done, changing nothing.
     """
     from airgap.connected.access import require
     from airgap.connected.kube import DEFAULT_POLICY, connect
 
     istioctl = verified_istioctl(release)  # 1
     operator = render_operator(settings)  # 2
+    images = check_pinned(settings, operator, registry, notify)  # 2b: R serves every digest (before any change)
     with connect(context, kubeconfig=kubeconfig, policy=policy or DEFAULT_POLICY, notify=notify) as kube:
         require_cacerts(kube)  # 3: the plug-in CA is in place (else istiod makes its own root)
         action, _ns = _network_action(kube, settings.network, force)  # 3
@@ -801,17 +826,7 @@ def install_mesh(
             cluster_yaml = Path(tmp) / RENDERED_OPERATOR
             argv = istioctl_argv(istioctl, kube.context, cluster_yaml)
             if dry_run:
-                if live_service is None:
-                    svc = "create"
-                else:
-                    guide = istiod_service(settings.revision)
-                    svc = "unchanged" if _service_matches(live_service, guide) else "update"
-                ew = "would install" if settings.east_west else None
-                try:  # the same questions a run asks first
-                    require(kube, install_needs(live_service is not None, settings.east_west))
-                except Refused as exc:
-                    raise type(exc)(f"dry run: would refuse: {exc.message}") from exc
-                return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew)
+                return _planned(kube, settings, argv, action, live_service, images)
             require(kube, install_needs(live_service is not None, settings.east_west))  # 3c: ask first
             write_new(cluster_yaml, dump_yaml(operator))
             istioctl = verified_istioctl(release)  # re-check right before running: no swap in between
@@ -844,8 +859,48 @@ def install_mesh(
                 east_west=settings.east_west,
             )
     return InstallResult(
-        kube.context, argv, label, service, ready, east_west="installed" if settings.east_west else None
+        kube.context,
+        argv,
+        label,
+        service,
+        ready,
+        east_west="installed" if settings.east_west else None,
+        images=images,
     )
+
+
+def _planned(
+    kube: Any, settings: MeshSettings, argv: list[str], action: str, live_service: JSON | None, images: Any
+) -> InstallResult:
+    """``--dry-run``: what a run would do, after the same access questions a run asks first."""
+    from airgap.connected.access import require
+
+    if live_service is None:
+        svc = "create"
+    else:
+        svc = "unchanged" if _service_matches(live_service, istiod_service(settings.revision)) else "update"
+    try:
+        require(kube, install_needs(live_service is not None, settings.east_west))
+    except Refused as exc:
+        raise type(exc)(f"dry run: would refuse: {exc.message}") from exc
+    ew = "would install" if settings.east_west else None
+    return InstallResult(kube.context, argv, action, svc, [], dry_run=True, east_west=ew, images=images)
+
+
+def check_pinned(
+    settings: MeshSettings, operator: JSON, access: RegistryFlags | None, notify: Callable[[str], None]
+) -> dict[str, str] | None:
+    """With ``--images``: every pinned reference of the install (control plane and east-west gateway),
+    after checking the registry serves each digest (exit 4 naming the missing ones; nothing changed)."""
+    if settings.images is None:
+        return None
+    from airgap.connected.pinning import RegistryFlags, check_served, pinned_refs
+
+    refs = pinned_refs(operator, settings.images)
+    if settings.east_west:
+        refs.update(pinned_refs(eastwest_operator(settings), settings.images, gateway_only=True))
+    check_served(refs, access or RegistryFlags(), notify=notify)
+    return refs
 
 
 def apply_cross_network_gateway(kube: Any) -> str:

@@ -29,6 +29,7 @@ class MeshStatus:
     namespaces: list[JSON]
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # flagged, but not a failure (e.g. expiring soon)
+    proxies: JSON = field(default_factory=lambda: {"pinned": 0, "flagged": []})  # see proxy_images()
 
     @property
     def ok(self) -> bool:
@@ -43,6 +44,7 @@ class MeshStatus:
             "network": self.network,
             "cacerts": self.cacerts,
             "injection": self.namespaces,
+            "proxy_images": self.proxies,
             "problems": self.problems,
             "warnings": self.warnings,
         }
@@ -71,6 +73,9 @@ class MeshStatus:
                 if v
             )
             lines.append(f"namespace {ns['namespace']}: {labels}")
+        if self.namespaces:
+            flagged = len(self.proxies["flagged"])
+            lines.append(f"proxy images: {self.proxies['pinned']} pinned by digest, {flagged} flagged")
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"problem: {p}" for p in self.problems]
         return "\n".join(lines)
@@ -219,7 +224,9 @@ def mesh_status(kube: Any) -> MeshStatus:
         if ns_rev is not None and plane and ns_rev not in plane:
             problems.append(f"namespace {name} asks for revision {ns_rev}, which does not run")
     _remote_secrets(kube, problems, warnings)
-    return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings)
+    injected = [str(ns["namespace"]) for ns in namespaces if ns["revision"] or ns["istio_injection"] == "enabled"]
+    proxies = proxy_images(kube, injected, problems, warnings)
+    return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings, proxies)
 
 
 def _remote_secrets(kube: Any, problems: list[str], warnings: list[str]) -> None:
@@ -238,3 +245,53 @@ def _remote_secrets(kube: Any, problems: list[str], warnings: list[str]) -> None
         return
     path = getattr(kube, "kubeconfig", None)
     problems += stray_remote_secrets(kube.context, held, known_servers(Path(path) if path else None))
+
+
+PROXY_CONTAINERS = ("istio-proxy", "istio-init")  # the sidecar and its iptables init (proxy_init), both proxyv2
+PROXY_IMAGE_ANNOTATION = "sidecar.istio.io/proxyImage"
+
+
+def _proxy_images(pod: JSON) -> list[tuple[str, str]]:
+    """(container, image) of the pod's ``istio-proxy`` and ``istio-init`` (native sidecars are init containers)."""
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return [
+        (str(c["name"]), str(c.get("image", "")))
+        for c in containers
+        if isinstance(c, dict) and c.get("name") in PROXY_CONTAINERS
+    ]
+
+
+def proxy_images(kube: Any, namespaces: list[str], problems: list[str], warnings: list[str]) -> JSON:
+    """Pods of the injected ``namespaces`` whose ``istio-proxy`` (or ``istio-init``) image is not
+    ``…@sha256:<64 hex>``, or that carry ``sidecar.istio.io/proxyImage`` (a pod choosing its own
+    proxy): each one a problem."""
+    from airgap.connected.kube import KubeApiError
+    from airgap.connected.pinning import PINNED_IMAGE
+
+    pinned = 0
+    flagged: list[JSON] = []
+    for ns in namespaces:
+        try:
+            pods = kube.list("Pod", ns)
+        except KubeApiError as exc:
+            if exc.status != 403:
+                raise
+            warnings.append(f"pods in namespace {ns} not checked for pinned proxies: not allowed to list pods (RBAC)")
+            continue
+        for pod in pods:
+            name = str(pod["metadata"]["name"])
+            chosen = (pod["metadata"].get("annotations") or {}).get(PROXY_IMAGE_ANNOTATION)
+            images = _proxy_images(pod)
+            loose = [(c, i) for c, i in images if not PINNED_IMAGE.match(i)]
+            if chosen is None and not loose:
+                pinned += 1 if images else 0
+                continue
+            flagged.append(
+                {"namespace": ns, "pod": name, "images": [i for _c, i in images], "proxy_image_annotation": chosen}
+            )
+            if chosen is not None:
+                problems.append(f"pod {ns}/{name} sets {PROXY_IMAGE_ANNOTATION}={chosen}: it picks its own proxy")
+            for container, image in loose:
+                problems.append(f"pod {ns}/{name}: {container} image {image} is not pinned by digest")
+    return {"pinned": pinned, "flagged": flagged}

@@ -136,15 +136,18 @@ def test_end_to_end(
     assert "restarted web" in r.out
     assert len([q for q in emu.requests_for("PATCH", "/api/v1/namespaces/shop") if q.status == 200]) == 1
 
-    # 5. status
+    # 5. status: all well, except that this install (no --images) runs proxies by tag, not by digest
     r = run_cli("mesh", "status", *ctx, "--json", env=env)
-    assert r.code == 0, r.err
+    assert r.code == 1, r.err
     st = json.loads(r.out)
-    assert st["ok"] is True and st["control_plane"]["asm-186-8"]["ready"] >= 1 and st["network"] == "net1"
+    assert st["control_plane"]["asm-186-8"]["ready"] >= 1 and st["network"] == "net1"
     assert len(st["cacerts"]["fingerprint"]) == 64 and st["cacerts"]["status"] == "valid"
     assert st["injection"] == [{"namespace": "shop", "revision": "asm-186-8", "istio_injection": None}]
+    assert st["ok"] is False and len(st["problems"]) == 2
+    assert all("istio-proxy image proxyv2:asm-186-8 is not pinned by digest" in p for p in st["problems"])
     r = run_cli("mesh", "status", *ctx, env=env)
-    assert r.code == 0 and "istiod revision asm-186-8: 1/1 pods ready" in r.out
+    assert r.code == 1 and "istiod revision asm-186-8: 1/1 pods ready" in r.out
+    assert "proxy images: 0 pinned by digest, 2 flagged" in r.out
 
 
 # -- mesh install: release, render, refusals ----------------------------------------------------------

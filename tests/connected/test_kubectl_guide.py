@@ -209,9 +209,11 @@ def test_the_guide_with_kubectl_then_airgap(
     emu.wait_idle()
     injected = kubectl(cluster, "get", "pods", "-n", "shop", "-l", f"istio.io/rev={REV}", "-o", "name").stdout.split()
     assert len(injected) == 2
-    # airgap reads what kubectl did: status passes, inject finds nothing to change
+    # airgap reads what kubectl did: status passes but for the proxies run by tag (no --images), inject
+    # finds nothing to change
     r = run_cli("mesh", "status", "--context", cluster.context, "--json", env=env)
-    assert r.code == 0, r.out + r.err
+    problems = json.loads(r.out)["problems"]
+    assert r.code == 1 and len(problems) == 2 and all("is not pinned by digest" in p for p in problems), r.err
     r = run_cli("mesh", "inject", "shop", "--context", cluster.context, env=env)
     assert r.code == 0 and "unchanged" in r.out, r.out + r.err
     # airgap's own writes are what kubectl shows

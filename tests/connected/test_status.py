@@ -113,3 +113,39 @@ def test_a_cacerts_root_changed_by_hand_so_the_ca_no_longer_chains_to_it_is_a_pr
     assert st.cacerts is not None and st.cacerts["signed_by_root"] is False
     assert any("ca-cert.pem is not signed by any root in its root-cert.pem" in p for p in st.problems)
     assert not st.ok
+
+
+def test_proxies_not_pinned_by_digest_and_chosen_proxies_are_problems(kube_cluster: Cluster) -> None:
+    emu = kube_cluster.emu()
+    emu.simulate_istio_install("asm-186-8")
+    digest = "sha256:" + "ab" * 32
+    emu.create("namespaces", None, {"metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}})
+    emu.create("namespaces", None, {"metadata": {"name": "plain"}})  # not injected: its pods are not read
+    emu.create("namespaces", None, {"metadata": {"name": "off", "labels": {"istio-injection": "disabled"}}})
+
+    def pod(ns: str, name: str, spec: dict[str, object], annotations: dict[str, str] | None = None) -> None:
+        meta: dict[str, object] = {"name": name, "annotations": annotations or {}}
+        emu.create("pods", ns, {"metadata": meta, "spec": spec})
+
+    pod("shop", "pinned", {"containers": [{"name": "istio-proxy", "image": f"r.example/proxyv2@{digest}"}]})
+    pod("shop", "native", {"initContainers": [{"name": "istio-proxy", "image": "r.example/proxyv2:1.24.0"}],
+                           "containers": [{"name": "app", "image": "app:1"}]})  # fmt: skip
+    pod("shop", "short", {"containers": [{"name": "istio-proxy", "image": "r.example/proxyv2@sha256:abc"}]})
+    pod("shop", "init", {"initContainers": [{"name": "istio-init", "image": "proxyv2:1.8.6"}],
+                         "containers": [{"name": "istio-proxy", "image": f"r.example/proxyv2@{digest}"}]})  # fmt: skip
+    pod("shop", "chooser", {"containers": [{"name": "istio-proxy", "image": f"r.example/proxyv2@{digest}"}]},
+        {"sidecar.istio.io/proxyImage": f"r.example/proxyv2@{digest}"})  # fmt: skip
+    pod("shop", "no-sidecar", {"containers": [{"name": "app", "image": "app:1"}]})
+    pod("plain", "free", {"containers": [{"name": "istio-proxy", "image": "proxyv2:latest"}]})
+    pod("off", "free", {"containers": [{"name": "istio-proxy", "image": "proxyv2:latest"}]})
+    st = _status(kube_cluster)
+    proxy_problems = [p for p in st.problems if p.startswith("pod ")]
+    assert proxy_problems == [
+        f"pod shop/chooser sets sidecar.istio.io/proxyImage=r.example/proxyv2@{digest}: it picks its own proxy",
+        "pod shop/init: istio-init image proxyv2:1.8.6 is not pinned by digest",
+        "pod shop/native: istio-proxy image r.example/proxyv2:1.24.0 is not pinned by digest",
+        "pod shop/short: istio-proxy image r.example/proxyv2@sha256:abc is not pinned by digest",
+    ]
+    flagged = [f["pod"] for f in st.proxies["flagged"]]
+    assert st.proxies["pinned"] == 1 and flagged == ["chooser", "init", "native", "short"]
+    assert st.as_dict()["proxy_images"] == st.proxies and "proxy images: 1 pinned by digest, 4 flagged" in st.text()

@@ -86,6 +86,7 @@ class IstioctlSimulator:
             if emu is None:
                 continue
             revision = "default"
+            proxy_image: str | None = None
             gateways: list[tuple[str, dict[str, str]]] = []
             for f in files:
                 try:
@@ -94,6 +95,9 @@ class IstioctlSimulator:
                     continue
                 spec = doc.get("spec") or {}
                 revision = spec.get("revision") or revision
+                image = (((spec.get("values") or {}).get("global") or {}).get("proxy") or {}).get("image")
+                if isinstance(image, str) and "/" in image:  # Istio uses an image with a '/' verbatim
+                    proxy_image = image
                 if spec.get("profile") == "empty":  # a gateway-only install (the east-west gateway)
                     for gw in (spec.get("components") or {}).get("ingressGateways") or []:
                         if gw.get("enabled"):
@@ -103,5 +107,5 @@ class IstioctlSimulator:
                     emu.simulate_gateway(name, labels)
                 self.installs.append((context or "", f"gateways:{revision}"))
                 continue
-            emu.simulate_istio_install(revision)
+            emu.simulate_istio_install(revision, proxy_image=proxy_image)
             self.installs.append((context or "", revision))

@@ -486,6 +486,7 @@ class Emulator:
         # root-cert.pem is first seen before it is copied into istio-ca-root-cert ConfigMaps.
         self.root_publish_delay: float | None = None
         self._root_seen: tuple[str, float] | None = None
+        self.proxy_images: dict[str, str] = {}  # revision -> the sidecar image its injector uses
         self.requests: list[Request] = []
         self._req_lock = threading.Lock()
         self._stop = threading.Event()
@@ -692,8 +693,15 @@ class Emulator:
             },
         )
 
-    def simulate_istio_install(self, revision: str, *, ingress: bool = True, replicas: int = 1) -> None:
-        """What ``istioctl install`` leaves behind that airgap waits for: istiod and the ingress gateway."""
+    def simulate_istio_install(
+        self, revision: str, *, ingress: bool = True, replicas: int = 1, proxy_image: str | None = None
+    ) -> None:
+        """What ``istioctl install`` leaves behind that airgap waits for: istiod and the ingress gateway
+        (and, with ``proxy_image``, the sidecar image the revision's injector uses)."""
+        if proxy_image:
+            self.proxy_images[revision] = proxy_image
+        else:  # installed again without a pinned image: the injector is back to hub/proxyv2:tag
+            self.proxy_images.pop(revision, None)
         if self.get("namespaces", None, "istio-system") is None:
             self.create("namespaces", None, {"metadata": {"name": "istio-system"}})
         name = f"istiod-{revision}" if revision != "default" else "istiod"
@@ -1120,7 +1128,10 @@ class Emulator:
         if rev and "istio-injection" not in nslabels and ns != "istio-system" and rev in self.installed_revisions():
             labels[INJECT_LABEL] = rev
             annotations["sidecar.istio.io/status"] = json.dumps({"revision": rev, "containers": ["istio-proxy"]})
-            spec.setdefault("containers", []).append({"name": "istio-proxy", "image": f"proxyv2:{rev}"})
+            # the image of values.global.proxy.image when it has a '/' (Istio takes it verbatim), or the
+            # pod's sidecar.istio.io/proxyImage annotation, which Istio's injection template honours
+            image = annotations.get("sidecar.istio.io/proxyImage") or self.proxy_images.get(rev, f"proxyv2:{rev}")
+            spec.setdefault("containers", []).append({"name": "istio-proxy", "image": image})
         pod = {
             "metadata": {
                 "name": f"{deployment}-{h[:8]}-{uuid.uuid4().hex[:5]}",
