@@ -356,3 +356,19 @@ def test_an_unencrypted_key_file_is_reported_as_such(tmp_path: Path) -> None:
     assert r.code == 0, r.err
     held = {(c["role"], c["cluster"]): c["key_held"] for c in json.loads(r.out)["certificates"]}
     assert held == {("root", None): "file (NOT encrypted)", ("intermediate", "c1"): "file (NOT encrypted)"}
+
+
+def test_bundle_import_records_itself_and_the_report_matches_it(ceremony: Ceremony, tmp_path: Path) -> None:
+    """End to end: bundle import's own history line (not one written by the test) matched against the log."""
+    state = tmp_path / "state"
+    env = {"AIRGAP_STATE_DIR": str(state)}
+    r = run_cli("bundle", "import", ceremony.bundle, "--trust", ceremony.officer_pub, "--cluster", "c1",
+                "--output-dir", tmp_path / "out", "--plaintext-secrets", env=env)  # fmt: skip
+    assert r.code == 0, r.err
+    code, out, err = _report(ceremony, "--state", state, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    (event,) = doc["jump_host"]["events"]
+    assert (event["kind"], event["outcome"]) == (BUNDLE_IMPORT, "matched"), event
+    assert event["fields"]["bundle_id"] == ceremony.bundle_entry["bundle_id"]
+    assert next(a for a in doc["acts"] if a["act"] == "bundle")["imported_at"] == [1]
