@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from airgap.connected.skopeo import RegistryAccess, fetch_layers, inspect_raw, push_dir
-from airgap.core.atomic import create_file
+from airgap.core.atomic import create_file, write_new
 from airgap.core.history import IMAGES_PUSH, record_event
 from airgap.core.images_bundle import ImageRecord, ImagesManifest, VerifiedImages, verify_images
 from airgap.core.images_seal import Wanted, blob_path, seal_images
@@ -274,7 +274,7 @@ class PushResult:
 def _image_dir(blobs: Path, folder: Path, image: ImageRecord) -> None:
     """A skopeo ``dir:`` folder for one image: hard links to the verified blobs it needs."""
     folder.mkdir()
-    (folder / "version").write_text("Directory Transport Version: 1.1\n")
+    write_new(folder / "version", b"Directory Transport Version: 1.1\n")
     os.link(blobs / image.digest[7:], folder / "manifest.json")
     todo = [(image.digest, image.media_type)]
     while todo:

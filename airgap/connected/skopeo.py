@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airgap.core import subproc
+from airgap.core.atomic import write_new
 from airgap.core.canonical import load_json
 from airgap.core.display import clean
 from airgap.core.files import read_capped
@@ -103,7 +104,7 @@ def registry_access(ca_bundle: Path | None, authfile: Path | None) -> Iterator[R
     load_certs_pem(pem, source=str(ca_bundle))
     folder = Path(tempfile.mkdtemp(prefix="airgap-certs-"))
     try:
-        (folder / "ca.crt").write_bytes(pem)
+        write_new(folder / "ca.crt", pem, mode=0o600)
         yield RegistryAccess(folder, resolved)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
