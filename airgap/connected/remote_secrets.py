@@ -16,7 +16,8 @@ Steps, in order; nothing is written anywhere before step 3 passed for the whole 
 2. every cluster's facts (read only): clusterName and meshID that ``mesh install`` recorded on
    ``istio-system`` (or ``--cluster-name CTX=NAME``), the network label, the roots in ``cacerts``;
 3. the fleet check: names unique, one meshID, every cluster on a network, and every pair of
-   clusters shares a root in ``cacerts`` (else refused, exit 4, naming the pair and fingerprints);
+   clusters shares a root in ``cacerts`` and the fleet meets the trust invariant of
+   :mod:`airgap.connected.trust` (else refused, exit 4, naming the pair and fingerprints);
 4. in every cluster A: the reader ServiceAccount, ClusterRole and ClusterRoleBinding (created
    when missing) and a token Secret of type ``kubernetes.io/service-account-token`` (clusters from
    1.24 have none by default); wait for the token controller to fill it;
@@ -684,6 +685,9 @@ def _fleet_check(
     """Step 3: refused (exit 4) unless the clusters can form one mesh; (context -> clusterName, the
     stray remote secrets, each named through ``notify``: another mesh's secret is not ours to delete)."""
     problems = fleet_problems(facts, mesh_id=mesh_id)
+    # The trust invariant too (connected/trust.py, the one place that judges roots): clusters that
+    # share a root can still reject each other, e.g. one issuing under B beside a peer trusting only A.
+    problems += evaluate([f.trust for f in facts if f.trust is not None]).problems()
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise Refused(f"cannot connect these clusters into one mesh: {problems[0]}{more}; nothing was written")

@@ -427,3 +427,24 @@ def test_fault_22_mesh_connect_names_a_stray_remote_secret(kube_fleet: Any, pki:
     r = run_cli("mesh", "status", *_ctx_args(fleet.contexts), "--json", env=env)
     doc = json.loads(r.out)
     assert named[0] in doc["trust"]["problems"]
+
+
+def test_clusters_that_share_a_root_but_would_reject_each_other_are_refused(
+    kube_fleet: Any, pki: Path, other_root: Path, tmp_path: Path
+) -> None:
+    """Found by the trust work: connect checked only for a shared root. cluster2 issues under B and
+    trusts {A, B}; cluster1 trusts only A, so it rejects cluster2's workloads: the invariant says no."""
+    fleet: Fleet = kube_fleet(2)
+    split = tmp_path / "split"
+    split.mkdir()
+    for name in ("ca-cert.pem", "ca-key.pem", "cert-chain.pem"):
+        (split / name).write_bytes((other_root / name).read_bytes())
+    both = (pki / "root-cert.pem").read_bytes() + (other_root / "root-cert.pem").read_bytes()
+    (split / "root-cert.pem").write_bytes(both)
+    _prepare(fleet.emulators[fleet.contexts[0]], "cluster1", pki / "c1")
+    _prepare(fleet.emulators[fleet.contexts[1]], "cluster2", split)
+    before = len(_writes(fleet))
+    r = run_cli("mesh", "connect", *_ctx_args(fleet.contexts), env=_env(fleet, tmp_path))
+    assert r.code == 4, r.err
+    one_error_line(r, "would reject each other", fleet.contexts[0], "nothing was written", alone=False)
+    assert len(_writes(fleet)) == before
