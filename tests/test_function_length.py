@@ -21,7 +21,6 @@ ALLOWLIST: dict[str, str] = {
     "airgap/core/doctor.py::check_kit": f"fault 19 (doctor without --verify-key); {_BUSY}",
     "airgap/cli/bundle.py::import_": f"fleet.run_on_contexts comes after the merges; {_BUSY}",
     "airgap/core/archive.py::_extract_tar": f"fault 13 (release rollback, archive root); {_BUSY}",
-    "airgap/connected/status.py::mesh_status": f"fault 22 (stray remote secrets in mesh status); {_BUSY}",
 }
 
 

@@ -159,6 +159,20 @@ def mesh_status(kube: Any) -> MeshStatus:
     """Read the control plane, the CA secret and the injection labels of one cluster."""
     problems: list[str] = []
     warnings: list[str] = []
+    plane = _control_plane(kube, problems)
+    ingress = _ingress(kube, problems)
+    ns_obj = kube.get("Namespace", NAMESPACE)
+    network = ((ns_obj or {}).get("metadata", {}).get("labels") or {}).get(NETWORK_LABEL)
+    cacerts = _cacerts_status(kube.get("Secret", "cacerts", NAMESPACE), problems, warnings)
+    namespaces = _injection(kube, plane, problems)
+    _remote_secrets(kube, problems, warnings)
+    injected = [str(ns["namespace"]) for ns in namespaces if ns["revision"] or ns["istio_injection"] == "enabled"]
+    proxies = proxy_images(kube, injected, problems, warnings)
+    return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings, proxies)
+
+
+def _control_plane(kube: Any, problems: list[str]) -> dict[str, JSON]:
+    """istiod pods by revision (``{"pods": n, "ready": m}``); none, or a revision with no pod ready, is a problem."""
     plane: dict[str, JSON] = {}
     for p in kube.list("Pod", NAMESPACE, selector=ISTIOD_SELECTOR):
         rev = str((p["metadata"].get("labels") or {}).get(REV_LABEL, "default"))
@@ -170,47 +184,68 @@ def mesh_status(kube: Any) -> MeshStatus:
     for rev, st in plane.items():
         if st["ready"] == 0:
             problems.append(f"istiod revision {rev}: no pod ready")
+    return plane
+
+
+def _ingress(kube: Any, problems: list[str]) -> JSON:
+    """The ingress gateway's pods; none ready is a problem."""
     ingress_pods = kube.list("Pod", NAMESPACE, selector=INGRESS_SELECTOR)
     ingress = {"pods": len(ingress_pods), "ready": sum(1 for p in ingress_pods if _pod_ready(p))}
     if ingress["ready"] == 0:
         problems.append("ingress gateway: no pod ready")
-    ns_obj = kube.get("Namespace", NAMESPACE)
-    network = ((ns_obj or {}).get("metadata", {}).get("labels") or {}).get(NETWORK_LABEL)
-    secret = kube.get("Secret", "cacerts", NAMESPACE)
-    cacerts: JSON | None = None
+    return ingress
+
+
+def _cacerts_status(secret: JSON | None, problems: list[str], warnings: list[str]) -> JSON | None:
+    """The ``cacerts`` secret's CA as reported, or None when missing or unreadable (each a problem)."""
     if secret is None:
         problems.append("secret istio-system/cacerts is missing (istiod would use a self-signed CA)")
-    else:
-        try:
-            cacerts = _cacerts_info(secret)
-        except InvalidInput as exc:
-            problems.append(f"secret istio-system/cacerts: {exc.message}")
-        else:
-            missing = [k for k in REQUIRED_KEYS if k not in cacerts["keys"]]
-            if missing:
-                problems.append(f"secret istio-system/cacerts lacks {', '.join(missing)}")
-            if cacerts["signed_by_root"] is False:
-                problems.append(
-                    "cacerts ca-cert.pem is not signed by any root in its root-cert.pem (changed by hand?): "
-                    "workloads would not trust istiod's certificates"
-                )
-            if cacerts["status"] == "revoked":
-                problems.append(
-                    f"cacerts CA certificate is revoked: its ca-crl.pem {cacerts['revoked']}; the officer runs "
-                    "'airgap ca rotate', then 'airgap bundle import --rotate' the new bundle"
-                )
-            elif cacerts["status"] in ("expired", "not-yet-valid"):
-                problems.append(f"cacerts CA certificate is {cacerts['status']} (not after {cacerts['not_after']})")
-            elif cacerts["status"] == "expiring":
-                warnings.append(f"cacerts CA certificate expires within 90 days ({cacerts['not_after']}): rotate it")
-            for r in cacerts["roots"]:
-                if r["status"] == "expired":
-                    problems.append(f"root {r['fingerprint']} in cacerts root-cert.pem expired on {r['not_after']}")
-                elif r["status"] == "expiring":
-                    warnings.append(
-                        f"root {r['fingerprint']} in cacerts root-cert.pem expires within 90 days "
-                        f"({r['not_after']}): rotate the root"
-                    )
+        return None
+    try:
+        cacerts = _cacerts_info(secret)
+    except InvalidInput as exc:
+        problems.append(f"secret istio-system/cacerts: {exc.message}")
+        return None
+    missing = [k for k in REQUIRED_KEYS if k not in cacerts["keys"]]
+    if missing:
+        problems.append(f"secret istio-system/cacerts lacks {', '.join(missing)}")
+    if cacerts["signed_by_root"] is False:
+        problems.append(
+            "cacerts ca-cert.pem is not signed by any root in its root-cert.pem (changed by hand?): "
+            "workloads would not trust istiod's certificates"
+        )
+    _ca_validity(cacerts, problems, warnings)
+    _roots_validity(cacerts["roots"], problems, warnings)
+    return cacerts
+
+
+def _ca_validity(cacerts: JSON, problems: list[str], warnings: list[str]) -> None:
+    """The CA certificate revoked, expired or not yet valid (problems), or expiring soon (a warning)."""
+    if cacerts["status"] == "revoked":
+        problems.append(
+            f"cacerts CA certificate is revoked: its ca-crl.pem {cacerts['revoked']}; the officer runs "
+            "'airgap ca rotate', then 'airgap bundle import --rotate' the new bundle"
+        )
+    elif cacerts["status"] in ("expired", "not-yet-valid"):
+        problems.append(f"cacerts CA certificate is {cacerts['status']} (not after {cacerts['not_after']})")
+    elif cacerts["status"] == "expiring":
+        warnings.append(f"cacerts CA certificate expires within 90 days ({cacerts['not_after']}): rotate it")
+
+
+def _roots_validity(roots: list[JSON], problems: list[str], warnings: list[str]) -> None:
+    """Roots in ``root-cert.pem`` expired (problems) or expiring soon (warnings)."""
+    for r in roots:
+        if r["status"] == "expired":
+            problems.append(f"root {r['fingerprint']} in cacerts root-cert.pem expired on {r['not_after']}")
+        elif r["status"] == "expiring":
+            warnings.append(
+                f"root {r['fingerprint']} in cacerts root-cert.pem expires within 90 days "
+                f"({r['not_after']}): rotate the root"
+            )
+
+
+def _injection(kube: Any, plane: dict[str, JSON], problems: list[str]) -> list[JSON]:
+    """Namespaces with injection labels; both labels at once, or a revision that does not run, is a problem."""
     namespaces: list[JSON] = []
     for ns in kube.list("Namespace"):
         labels = ns["metadata"].get("labels") or {}
@@ -223,10 +258,7 @@ def mesh_status(kube: Any) -> MeshStatus:
             problems.append(f"namespace {name} has both istio-injection and istio.io/rev: injection fails")
         if ns_rev is not None and plane and ns_rev not in plane:
             problems.append(f"namespace {name} asks for revision {ns_rev}, which does not run")
-    _remote_secrets(kube, problems, warnings)
-    injected = [str(ns["namespace"]) for ns in namespaces if ns["revision"] or ns["istio_injection"] == "enabled"]
-    proxies = proxy_images(kube, injected, problems, warnings)
-    return MeshStatus(kube.context, plane, ingress, network, cacerts, namespaces, problems, warnings, proxies)
+    return namespaces
 
 
 def _remote_secrets(kube: Any, problems: list[str], warnings: list[str]) -> None:
