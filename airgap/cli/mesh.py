@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,96 +138,180 @@ def install(
     Example: airgap mesh install --context ctx1 --release rel --cluster-name cluster1 --network net1
     --mesh-id proj-1 --images mesh.images --trust officer.pub --registry registry.internal:5000/mesh
     """
-    from airgap.connected.fleet import Outcome, run_fleet
-    from airgap.connected.mesh import MeshSettings, WaitPolicy, install_mesh, render_install, render_tree
-
     allow_insecure(insecure)
-    _check_image_options(images, trust, registry, ca_bundle, authfile)
-    if dry_run and output_dir is not None:
-        raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
-    if layout not in ("auto", "flat", "clusters"):
-        raise typer.BadParameter(f"--layout {layout!r}: expected auto, flat or clusters")
-    contexts = _contexts(context)
-    if output_dir is None and (sops_age or layout != "auto"):
-        raise typer.BadParameter("--sops-age and --layout only apply to --output-dir")
-    if layout == "auto":
-        layout = "clusters" if len(contexts) > 1 else "flat"
-    if layout == "flat" and sops_age:
-        raise typer.BadParameter("--sops-age needs the clusters layout (--layout clusters or several --context)")
-    if layout == "flat" and len(contexts) > 1:
-        raise typer.BadParameter("several --context render the clusters layout; --layout flat takes one")
-    if layout == "clusters" and contexts == [None]:
-        raise typer.BadParameter("--layout clusters needs --context (one folder per context)")
-    if len(contexts) > 1:
-        from airgap.connected.fleet import check_distinct
+    plan = InstallPlan(
+        context=tuple(context),
+        layout=layout,
+        sops_age=tuple(sops_age),
+        dry_run=dry_run,
+        output_dir=output_dir,
+        cluster_name=cluster_name,
+        images=images,
+        trust=tuple(trust),
+        registry=registry,
+        ca_bundle=ca_bundle,
+        authfile=authfile,
+    ).validate()
+    template = _install_settings(plan, release, network, mesh_id, revision, profile, tuple(overlay), east_west)
+    wait = _wait_policy(timeout, wait_timeout, poll)
+    access = _registry_access(authfile, ca_bundle)
+    if output_dir is not None:
+        _render(plan, output_dir, release, template, force=force, parallel=parallel, as_json=as_json)
+        return
+    _install(plan, release, template, wait, access, force=force, parallel=parallel, as_json=as_json)
 
-        if "{context}" not in cluster_name and "{cluster}" not in cluster_name:
-            raise typer.BadParameter(
-                "with several --context, --cluster-name must contain {context} or {cluster} (names must differ)"
-            )
-        check_distinct(cluster_name, [c for c in contexts if c], "--cluster-name")
-    defaults = _release_defaults(release)
+
+@dataclass(frozen=True)
+class InstallPlan:
+    """The parsed options of ``mesh install`` its flag rules bind; :meth:`validate` checks them (usage
+    errors, exit 2; two clusters given one name, exit 3) before anything is read or touched."""
+
+    context: tuple[str, ...]
+    layout: str
+    sops_age: tuple[str, ...]
+    dry_run: bool
+    output_dir: Path | None
+    cluster_name: str
+    images: Path | None
+    trust: tuple[Path, ...]
+    registry: str | None
+    ca_bundle: Path | None
+    authfile: Path | None
+    contexts: tuple[str | None, ...] = ()  # set by validate(): each --context once, or (None,) for the current
+
+    @property
+    def fleet(self) -> bool:
+        return len(self.contexts) > 1
+
+    @property
+    def named(self) -> list[str]:
+        return [c for c in self.contexts if c]
+
+    def validate(self) -> InstallPlan:
+        """This plan with its contexts and layout resolved, or the first broken rule raised."""
+        _check_image_options(self.images, list(self.trust), self.registry, self.ca_bundle, self.authfile)
+        if self.dry_run and self.output_dir is not None:
+            raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+        if self.layout not in ("auto", "flat", "clusters"):
+            raise typer.BadParameter(f"--layout {self.layout!r}: expected auto, flat or clusters")
+        contexts = _contexts(list(self.context))
+        if self.output_dir is None and (self.sops_age or self.layout != "auto"):
+            raise typer.BadParameter("--sops-age and --layout only apply to --output-dir")
+        layout = self.layout
+        if layout == "auto":
+            layout = "clusters" if len(contexts) > 1 else "flat"
+        if layout == "flat" and self.sops_age:
+            raise typer.BadParameter("--sops-age needs the clusters layout (--layout clusters or several --context)")
+        if layout == "flat" and len(contexts) > 1:
+            raise typer.BadParameter("several --context render the clusters layout; --layout flat takes one")
+        if layout == "clusters" and contexts == [None]:
+            raise typer.BadParameter("--layout clusters needs --context (one folder per context)")
+        if len(contexts) > 1:
+            _check_cluster_names(self.cluster_name, [c for c in contexts if c])
+        return replace(self, layout=layout, contexts=tuple(contexts))
+
+
+def _check_cluster_names(cluster_name: str, contexts: list[str]) -> None:
+    """With several contexts, ``--cluster-name`` is a template giving each cluster its own name."""
+    from airgap.connected.fleet import check_distinct
+
+    if "{context}" not in cluster_name and "{cluster}" not in cluster_name:
+        raise typer.BadParameter(
+            "with several --context, --cluster-name must contain {context} or {cluster} (names must differ)"
+        )
+    check_distinct(cluster_name, contexts, "--cluster-name")
+
+
+def _install_settings(
+    plan: InstallPlan,
+    release: Path,
+    network: str,
+    mesh_id: str,
+    revision: str | None,
+    profile: str | None,
+    overlay: tuple[Path, ...],
+    east_west: bool,
+) -> Any:
+    """The MeshSettings template (release defaults filled in, image pins verified); ``{context}`` still
+    unexpanded for a fleet."""
     from airgap.connected.catalog import istiod_env
+    from airgap.connected.mesh import MeshSettings
 
+    defaults = _release_defaults(release)
     template = MeshSettings(
-        cluster_name,
+        plan.cluster_name,
         network,
         mesh_id,
         revision or defaults.revision,
         profile or defaults.profile,
-        tuple(overlay),
+        overlay,
         east_west,
         istiod_env(defaults.line),  # the line's cacerts reload flag (docs/rotation.md), if any
     )
-    if images is not None:  # after the settings' own checks (the profile name names a release file)
-        from dataclasses import replace
+    if plan.images is not None:  # after the settings' own checks (the profile name names a release file)
+        pins = _image_pins(plan.images, list(plan.trust), plan.registry, release, template.profile)
+        template = replace(template, images=pins)
+    return template
 
-        template = replace(template, images=_image_pins(images, trust, registry, release, template.profile))
-    base = template
-    if len(contexts) == 1:
-        base = base.for_context(contexts[0] or "")
-    wait = WaitPolicy(istioctl_timeout=timeout, ready_timeout=wait_timeout, poll=poll)
-    fleet = len(contexts) > 1
-    access = _registry_access(authfile, ca_bundle)
 
-    if output_dir is not None:
-        if layout == "flat":
-            written = render_install(release, base, output_dir, context=contexts[0])
-            for p in written:
-                typer.echo(f"Wrote {p}")
-            return
-        recipients = None
-        if sops_age:
-            from airgap.core.sops import age_recipients
+def _wait_policy(timeout: float, wait_timeout: float, poll: float) -> Any:
+    from airgap.connected.mesh import WaitPolicy
 
-            recipients = age_recipients(sops_age)
-        tree = render_tree(
-            release,
-            template,
-            output_dir,
-            [c for c in contexts if c],
-            recipients=recipients,
-            force=force,
-            parallel=parallel,
-        )
-        if len(tree.outcomes) == 1 and not as_json:
-            from airgap.cli._gitops import raise_for_tree
+    return WaitPolicy(istioctl_timeout=timeout, ready_timeout=wait_timeout, poll=poll)
 
-            typer.echo(clean_lines(tree.table()))
-            raise_for_tree(tree)
-            return
-        _finish_fleet(tree, as_json)
+
+def _render(
+    plan: InstallPlan, output_dir: Path, release: Path, template: Any, *, force: bool, parallel: int, as_json: bool
+) -> None:
+    """``--output-dir``: the flat layout's files, or the clusters layout's tree (its table, or the fleet's)."""
+    from airgap.connected.mesh import render_install, render_tree
+
+    if plan.layout == "flat":
+        base = template.for_context(plan.contexts[0] or "")
+        for p in render_install(release, base, output_dir, context=plan.contexts[0]):
+            typer.echo(f"Wrote {p}")
         return
+    recipients = None
+    if plan.sops_age:
+        from airgap.core.sops import age_recipients
+
+        recipients = age_recipients(list(plan.sops_age))
+    tree = render_tree(release, template, output_dir, plan.named, recipients=recipients, force=force, parallel=parallel)
+    if len(tree.outcomes) == 1 and not as_json:
+        from airgap.cli._gitops import raise_for_tree
+
+        typer.echo(clean_lines(tree.table()))
+        raise_for_tree(tree)
+        return
+    _finish_fleet(tree, as_json)
+
+
+def _install(
+    plan: InstallPlan,
+    release: Path,
+    template: Any,
+    wait: Any,
+    access: Any,
+    *,
+    force: bool,
+    parallel: int,
+    as_json: bool,
+) -> None:
+    """Install on the one cluster (its result printed), or on every cluster of the fleet (its table)."""
+    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.mesh import install_mesh
+
+    base = template if plan.fleet else template.for_context(plan.contexts[0] or "")
 
     def one(ctx: str | None) -> Any:
-        settings = base.for_context(ctx) if fleet and ctx else base
-        prefix = f"[{ctx}] " if fleet else ""
+        settings = base.for_context(ctx) if plan.fleet and ctx else base
+        prefix = f"[{ctx}] " if plan.fleet else ""
         return install_mesh(
             release,
             settings,
             context=ctx,
             force=force,
-            dry_run=dry_run,
+            dry_run=plan.dry_run,
             policy=_policy(),
             wait=wait,
             notify=_say(prefix),
@@ -234,18 +319,17 @@ def install(
             registry=access,
         )
 
-    if not fleet:
-        result = one(contexts[0])
+    if not plan.fleet:
+        result = one(plan.contexts[0])
         if as_json:
             print_json(result.as_dict())
             return
         _print_install(result)
         return
-
-    if not dry_run:  # every cluster is asked before any is written (issue 23)
+    if not plan.dry_run:  # every cluster is asked before any is written (issue 23)
         from airgap.connected.mesh import ask_install_fleet
 
-        ask_install_fleet([c for c in contexts if c], east_west, policy=_policy(), parallel=parallel)
+        ask_install_fleet(plan.named, template.east_west, policy=_policy(), parallel=parallel)
 
     def fleet_one(ctx: str) -> Outcome:
         r = one(ctx)
@@ -253,7 +337,7 @@ def install(
             ctx, 0, "planned" if r.dry_run else "installed", f"label {r.network_label}, service {r.service}", r
         )
 
-    _finish_fleet(run_fleet([c for c in contexts if c], fleet_one, parallel=parallel), as_json)
+    _finish_fleet(run_fleet(plan.named, fleet_one, parallel=parallel), as_json)
 
 
 def _check_image_options(
