@@ -18,7 +18,6 @@ ALLOWLIST: dict[str, str] = {
     "airgap/core/bundle/manifest.py::validate_manifest": f"fault 3 (ustar headers) reworks it; {_BUSY}",
     "airgap/core/bundle/verify.py::open_bundle": f"fault 3 (ustar headers); {_BUSY}",
     "airgap/core/doctor.py::check_kit": f"fault 19 (doctor without --verify-key); {_BUSY}",
-    "airgap/cli/bundle.py::import_": f"fleet.run_on_contexts comes after the merges; {_BUSY}",
     "airgap/core/archive.py::_extract_tar": f"fault 13 (release rollback, archive root); {_BUSY}",
 }
 

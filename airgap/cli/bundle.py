@@ -306,60 +306,27 @@ def import_(
 
     Example: airgap bundle import c1.bundle --trust officer.pub --key jump/c1/ca-key.pem --cluster c1 --context p1
     """
-    from airgap.connected.bundle_import import ANN_FINGERPRINT, import_to_dir, import_to_tree, prepare_import
+    from airgap.connected.bundle_import import prepare_import
     from airgap.connected.fleet import unique_contexts
-    from airgap.core.age import identity_is_encrypted
-    from airgap.core.passphrase import resolve_passphrase
 
-    if dry_run and output_dir is not None:
-        raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
-    if (peer or force_split is not None) and (not rotate or output_dir is not None):
-        raise typer.BadParameter("--peer and --force-split gate a --rotate into a cluster (not --output-dir)")
-    if force_split is not None and not force_split.strip():
-        raise typer.BadParameter("--force-split needs a reason")
+    _check_import_options(dry_run, output_dir, rotate, peer, force_split)
     recipients = secret_policy(output_dir, sops_age, plaintext_secrets, "the cacerts Secret holds the CA private key")
     allow_insecure(insecure)
     contexts = unique_contexts(context)
     peers = unique_contexts(peer)
     keys = _trust_keys(trust)
-    pw = None
-    if identity is not None and identity_is_encrypted(identity):
-        pw = resolve_passphrase(passphrase_file, purpose="identity passphrase", offer_no_passphrase=False)
-    key_pw = None
-    if key is not None:
-        from airgap.core.keys import key_file_is_encrypted
-
-        if key_file_is_encrypted(key, "CA key"):
-            key_pw = resolve_passphrase(key_passphrase_file, purpose="CA key passphrase", offer_no_passphrase=False)
+    pw, key_pw = _import_passphrases(identity, passphrase_file, key, key_passphrase_file)
     # Verified, decrypted and checked once, before any cluster is touched.
     prepared = prepare_import(
         bundle, keys, identity, pw, cluster, progress=RichProgress(), local_key=key, local_key_passphrase=key_pw
     )
     secret = prepared.cacerts_secret_manifest()
-    summary = (
-        f"bundle {prepared.bundle_id} for cluster {prepared.cluster}, sequence {prepared.sequence}, "
-        f"signer {prepared.signer}, CA fingerprint {secret['metadata']['annotations'][ANN_FINGERPRINT]}, "
-        f"ceremony head {prepared.ceremony_head or 'none'}"
-    )
+    summary = _import_summary(prepared, secret)
     if dry_run and not contexts:
-        typer.echo(f"Verified OK: {summary}")
-        typer.echo("Would apply: Namespace istio-system")
-        typer.echo(f"Would apply: Secret istio-system/cacerts (keys: {', '.join(secret['data'])})")
-        typer.echo("Dry run: nothing written (no --context: no cluster was read).")
-        return
-    if output_dir is not None and contexts:
-        typer.echo(f"Verified OK: {summary}")
-        tree = import_to_tree(
-            prepared, output_dir, contexts, recipients=recipients, rotate=rotate, parallel=parallel
-        )  # records the accepted bundle first; the same bundle may be rendered again
-        typer.echo(tree.table())
-        raise_for_tree(tree)
+        _print_local_dry_run(secret, summary)
         return
     if output_dir is not None:
-        written = import_to_dir(prepared, output_dir, recipients)  # records the accepted bundle before publishing
-        typer.echo(f"Verified OK: {summary}")
-        for p in written:
-            typer.echo(f"Wrote {p}")
+        _import_render(prepared, summary, output_dir, contexts, recipients, rotate=rotate, parallel=parallel)
         return
     typer.echo(f"Verified OK: {summary}")
     _import_live(
@@ -373,6 +340,82 @@ def import_(
         wait=trust_wait,
         poll=poll,
     )
+
+
+def _check_import_options(
+    dry_run: bool, output_dir: Path | None, rotate: bool, peer: list[str], force_split: str | None
+) -> None:
+    """The flag rules of ``bundle import`` (usage errors, exit 2), before anything is read."""
+    if dry_run and output_dir is not None:
+        raise typer.BadParameter("--dry-run and --output-dir cannot be used together")
+    if (peer or force_split is not None) and (not rotate or output_dir is not None):
+        raise typer.BadParameter("--peer and --force-split gate a --rotate into a cluster (not --output-dir)")
+    if force_split is not None and not force_split.strip():
+        raise typer.BadParameter("--force-split needs a reason")
+
+
+def _import_passphrases(
+    identity: Path | None, passphrase_file: Path | None, key: Path | None, key_passphrase_file: Path | None
+) -> tuple[Any, Any]:
+    """The passphrases of an encrypted ``--identity`` and an encrypted ``--key`` (None when clear or absent)."""
+    from airgap.core.age import identity_is_encrypted
+    from airgap.core.passphrase import resolve_passphrase
+
+    pw = None
+    if identity is not None and identity_is_encrypted(identity):
+        pw = resolve_passphrase(passphrase_file, purpose="identity passphrase", offer_no_passphrase=False)
+    key_pw = None
+    if key is not None:
+        from airgap.core.keys import key_file_is_encrypted
+
+        if key_file_is_encrypted(key, "CA key"):
+            key_pw = resolve_passphrase(key_passphrase_file, purpose="CA key passphrase", offer_no_passphrase=False)
+    return pw, key_pw
+
+
+def _import_summary(prepared: Any, secret: dict[str, Any]) -> str:
+    from airgap.connected.bundle_import import ANN_FINGERPRINT
+
+    return (
+        f"bundle {prepared.bundle_id} for cluster {prepared.cluster}, sequence {prepared.sequence}, "
+        f"signer {prepared.signer}, CA fingerprint {secret['metadata']['annotations'][ANN_FINGERPRINT]}, "
+        f"ceremony head {prepared.ceremony_head or 'none'}"
+    )
+
+
+def _print_local_dry_run(secret: dict[str, Any], summary: str) -> None:
+    """``--dry-run`` without ``--context``: what would be applied (no cluster read)."""
+    typer.echo(f"Verified OK: {summary}")
+    typer.echo("Would apply: Namespace istio-system")
+    typer.echo(f"Would apply: Secret istio-system/cacerts (keys: {', '.join(secret['data'])})")
+    typer.echo("Dry run: nothing written (no --context: no cluster was read).")
+
+
+def _import_render(
+    prepared: Any,
+    summary: str,
+    output_dir: Path,
+    contexts: list[str],
+    recipients: Any,
+    *,
+    rotate: bool,
+    parallel: int,
+) -> None:
+    """``--output-dir``: the fleet tree (with --context; its table) or the flat files."""
+    from airgap.connected.bundle_import import import_to_dir, import_to_tree
+
+    if contexts:
+        typer.echo(f"Verified OK: {summary}")
+        tree = import_to_tree(
+            prepared, output_dir, contexts, recipients=recipients, rotate=rotate, parallel=parallel
+        )  # records the accepted bundle first; the same bundle may be rendered again
+        typer.echo(tree.table())
+        raise_for_tree(tree)
+        return
+    written = import_to_dir(prepared, output_dir, recipients)  # records the accepted bundle before publishing
+    typer.echo(f"Verified OK: {summary}")
+    for p in written:
+        typer.echo(f"Wrote {p}")
 
 
 def _import_live(
