@@ -25,6 +25,7 @@ from cryptography import x509
 from airgap.connected.cacerts import A_CLUSTER, NAMESPACE
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION
 from airgap.core.expiry_metrics import CertSample, CrlSample, Metrics, crl_sample
+from airgap.core.names import CA_CERT, CERT_CHAIN, ROOT_CERT
 
 JSON = dict[str, Any]
 
@@ -70,8 +71,8 @@ def cluster_label(secret: JSON, namespace: JSON | None, context: str) -> str:
 
 
 def _root_samples(secret: JSON, cluster: str) -> tuple[list[CertSample], list[x509.Certificate]]:
-    roots = _certs(secret, "root-cert.pem")
-    chain = _certs(secret, "cert-chain.pem")
+    roots = _certs(secret, ROOT_CERT)
+    chain = _certs(secret, CERT_CHAIN)
     issuing = chain[-1] if chain else None
     samples = []
     for root in roots:
@@ -84,7 +85,7 @@ def secret_metrics(secret: JSON, namespace: JSON | None, context: str) -> Metric
     """The samples of one ``cacerts`` Secret (its JSON as the API server returns it)."""
     cluster = cluster_label(secret, namespace, context)
     certs, roots = _root_samples(secret, cluster)
-    certs += [CertSample.of(c, cluster=cluster, role="intermediate") for c in _certs(secret, "ca-cert.pem")[:1]]
+    certs += [CertSample.of(c, cluster=cluster, role="intermediate") for c in _certs(secret, CA_CERT)[:1]]
     crls: list[CrlSample] = []
     crl = _crl(secret)
     sample = crl_sample(crl, roots, cluster=cluster) if crl is not None else None

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from airgap.core.names import CERT_CHAIN, ROOT_CERT
 from airgap.errors import AirgapError
 
 JSON = dict[str, Any]
@@ -34,7 +35,7 @@ T = TypeVar("T")
 NAMESPACE = "istio-system"
 SECRET_NAME = "cacerts"  # noqa: S105 - a Secret's name
 ROOT_CONFIGMAP = "istio-ca-root-cert"  # what istiod publishes into every namespace
-ROOT_CONFIGMAP_KEY = "root-cert.pem"
+ROOT_CONFIGMAP_KEY = ROOT_CERT  # istiod publishes the root under the cacerts file name
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def cluster_trust(context: str, secret: JSON | None) -> ClusterTrust:
     data = secret.get("data") or {}
     if not isinstance(data, dict):
         return ClusterTrust(context, None, (), {}, f"secret {NAMESPACE}/{SECRET_NAME} has no data")
-    return pem_facts(_b64(data, "cert-chain.pem"), _b64(data, "root-cert.pem"), context=context)
+    return pem_facts(_b64(data, CERT_CHAIN), _b64(data, ROOT_CERT), context=context)
 
 
 def read_trust(kube: Any) -> ClusterTrust:
@@ -295,11 +296,11 @@ def read_fleet_trust(
     """
     from airgap.connected.kube import connect, policy_from_env
 
-    def one(ctx: str) -> ClusterTrust:
+    def read_cluster(ctx: str) -> ClusterTrust:
         with connect(ctx, kubeconfig=kubeconfig, policy=policy or policy_from_env()) as kube:
             return read_trust(kube)
 
-    found = map_contexts(contexts, one, parallel)
+    found = map_contexts(contexts, read_cluster, parallel)
     return [found[c] for c in contexts]
 
 
