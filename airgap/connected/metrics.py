@@ -16,13 +16,12 @@ values that the exposition escapes. Read only: two GETs, nothing written.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from cryptography import x509
 
 from airgap.connected.cacerts import A_CLUSTER, NAMESPACE
+from airgap.connected.kube import secret_value
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION
 from airgap.core.expiry_metrics import CertSample, CrlSample, Metrics, crl_sample
 from airgap.core.names import CA_CERT, CERT_CHAIN, ROOT_CERT
@@ -30,18 +29,8 @@ from airgap.core.names import CA_CERT, CERT_CHAIN, ROOT_CERT
 JSON = dict[str, Any]
 
 
-def _pem(secret: JSON, key: str) -> bytes | None:
-    raw = (secret.get("data") or {}).get(key)
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def _certs(secret: JSON, key: str) -> list[x509.Certificate]:
-    pem = _pem(secret, key)
+    pem = secret_value(secret.get("data"), key)
     if pem is None:
         return []
     try:
@@ -51,7 +40,7 @@ def _certs(secret: JSON, key: str) -> list[x509.Certificate]:
 
 
 def _crl(secret: JSON) -> x509.CertificateRevocationList | None:
-    pem = _pem(secret, "ca-crl.pem")
+    pem = secret_value(secret.get("data"), "ca-crl.pem")
     if pem is None:
         return None
     try:

@@ -19,13 +19,12 @@ lowercase hex characters, never shortened.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from airgap.connected.kube import secret_value
 from airgap.core.names import CERT_CHAIN, ROOT_CERT
 from airgap.errors import AirgapError
 
@@ -227,16 +226,6 @@ def evaluate(clusters: Sequence[ClusterTrust], known: Mapping[str, str] | None =
 # -- facts from a cacerts Secret -------------------------------------------------------------------
 
 
-def _b64(data: Mapping[str, Any], key: str) -> bytes | None:
-    raw = data.get(key)
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def pem_facts(chain_pem: bytes | None, roots_pem: bytes | None, *, context: str) -> ClusterTrust:
     """:class:`ClusterTrust` from ``cert-chain.pem`` and ``root-cert.pem`` bytes (either may be None)."""
     from airgap.core.x509 import fingerprint, load_certs_pem
@@ -274,7 +263,7 @@ def cluster_trust(context: str, secret: JSON | None) -> ClusterTrust:
     data = secret.get("data") or {}
     if not isinstance(data, dict):
         return ClusterTrust(context, None, (), {}, f"secret {NAMESPACE}/{SECRET_NAME} has no data")
-    return pem_facts(_b64(data, CERT_CHAIN), _b64(data, ROOT_CERT), context=context)
+    return pem_facts(secret_value(data, CERT_CHAIN), secret_value(data, ROOT_CERT), context=context)
 
 
 def read_trust(kube: Any) -> ClusterTrust:
