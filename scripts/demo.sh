@@ -217,7 +217,7 @@ $AIRGAP mesh install --context emu-1 --release "$DEMO/jump/asm" --cluster-name c
   --mesh-id proj-demo
 $AIRGAP mesh inject demo --context emu-1 --restart
 $AIRGAP mesh status --context emu-1 \
-  || echo "   (status flags the proxies run by tag: this install had no --images; see docs/images-install.md)"
+  || echo "   (status flags the proxies run by tag: this install had no --images; see docs/images.md)"
 if command -v kubectl >/dev/null 2>&1; then
   say "The real kubectl reads the same emulated cluster"
   kubectl --context emu-1 -n demo get pods --show-labels

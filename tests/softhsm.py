@@ -51,13 +51,20 @@ class SoftHSM:
         )
 
 
-@pytest.fixture(scope="session")
-def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHSM]:
+@pytest.fixture(scope="session", autouse=True)
+def _softhsm_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHSM | str]:
+    """Set up the token before the first test of each process, whichever test that is.
+
+    A test that loads the SoftHSM2 module in-process before the token exists (a CLI run with
+    --pkcs11-module, doctor's probe...) would fix the module's configuration for the whole process,
+    so this runs first for every test; it yields the reason instead where SoftHSM2 is missing."""
     if not MODULE.is_file():
-        pytest.skip(f"SoftHSM2 is not installed ({MODULE} missing; Debian package softhsm2)")
+        yield f"SoftHSM2 is not installed ({MODULE} missing; Debian package softhsm2)"
+        return
     util = shutil.which("softhsm2-util")
     if util is None:
-        pytest.skip("softhsm2-util is not on PATH (Debian package softhsm2)")
+        yield "softhsm2-util is not on PATH (Debian package softhsm2)"
+        return
     base = tmp_path_factory.mktemp("softhsm")
     tokens = base / "tokens"
     tokens.mkdir()
@@ -80,3 +87,11 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHSM]:
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = saved
+
+
+@pytest.fixture(scope="session")
+def softhsm(_softhsm_session: SoftHSM | str) -> SoftHSM:
+    """The session's SoftHSM2 token (skips, with the reason, where SoftHSM2 is missing)."""
+    if isinstance(_softhsm_session, str):
+        pytest.skip(_softhsm_session)
+    return _softhsm_session

@@ -774,12 +774,12 @@ def _fleet_trust(context: list[str], parallel: int) -> Any:
     from airgap.connected.remote_secrets import (
         ClusterFacts,
         Endpoint,
-        _parallel,
         context_endpoint,
         fleet_trust,
         known_servers,
         read_facts,
     )
+    from airgap.connected.trust import map_contexts
     from airgap.errors import Refused
 
     contexts = [c for c in _contexts(context) if c]
@@ -792,7 +792,7 @@ def _fleet_trust(context: list[str], parallel: int) -> Any:
         with connect(ctx, policy=_policy()) as kube:
             return read_facts(kube, endpoint)
 
-    facts = _parallel(contexts, one, parallel)
+    facts = map_contexts(contexts, one, parallel)
     return fleet_trust([facts[c] for c in contexts], known_servers())
 
 

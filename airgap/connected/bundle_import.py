@@ -205,13 +205,13 @@ class PreparedImport:
     def secret_data(self) -> dict[str, str]:
         """The ``cacerts`` data keys, base64, exactly as istiod's plugged-in CA reads them."""
         files = {
-            "ca-cert.pem": self.material.ca_cert_pem,
-            "ca-key.pem": self.material.ca_key_pem,
-            "cert-chain.pem": self.material.cert_chain_pem,
-            "root-cert.pem": self.material.root_cert_pem,
+            CA_CERT: self.material.ca_cert_pem,
+            CA_KEY: self.material.ca_key_pem,
+            CERT_CHAIN: self.material.cert_chain_pem,
+            ROOT_CERT: self.material.root_cert_pem,
         }
         if self.ca_crl_pem is not None:
-            files["ca-crl.pem"] = self.ca_crl_pem
+            files[CA_CRL] = self.ca_crl_pem
         return {k: base64.b64encode(v).decode("ascii") for k, v in sorted(files.items())}
 
     def namespace_manifest(self) -> dict[str, Any]:
@@ -430,12 +430,12 @@ def import_to_tree(
     if recipients:
         write_sops_config(root, recipients)
 
-    def one(ctx: str) -> Outcome:
+    def render_context(ctx: str) -> Outcome:
         files = cluster_files(prepared, cluster_folder(root, ctx), recipients)
         done = render_cluster(root, ctx, files, recipients=recipients, replace=rotate, binary=binary)
         return Outcome(ctx, 0, "rendered" if done.changed else "unchanged", done.summary(), done)
 
-    report = run_fleet(clusters, one, parallel=parallel)
+    report = run_fleet(clusters, render_context, parallel=parallel)
     if any(o.exit_code == 0 for o in report.outcomes):
         record_import(prepared, None, None)  # rendered, not applied: context null
     return report

@@ -114,11 +114,11 @@ def _read(
     from airgap.connected.kube import connect, policy_from_env
     from airgap.connected.trust import map_contexts
 
-    def one(ctx: str) -> tuple[ClusterTrust, list[str]]:
+    def read_cluster(ctx: str) -> tuple[ClusterTrust, list[str]]:
         with connect(ctx, kubeconfig=kubeconfig, policy=policy or policy_from_env()) as kube:
             return read_trust(kube), (remote_peers(kube, servers) if servers is not None else [])
 
-    return map_contexts(list(contexts), one, parallel) if contexts else {}
+    return map_contexts(list(contexts), read_cluster, parallel) if contexts else {}
 
 
 def _refusal(state: TrustState, targets: Sequence[str], problems: list[str]) -> str:

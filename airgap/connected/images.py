@@ -76,7 +76,9 @@ def parse_registry(value: str) -> tuple[str, str]:
     """``HOST[:PORT][/PATH]`` -> (host, path) (exit 3 otherwise)."""
     host, _, path = value.partition("/")
     path = path.strip("/")
-    if not _HOST.match(host) or (path and not _REPO.match(path)) or "@" in value:
+    port = host.rpartition(":")[2] if ":" in host else "443"
+    bad_port = not port.isdigit() or not 0 < int(port) <= 65535
+    if not _HOST.match(host) or bad_port or (path and not _REPO.match(path)) or "@" in value:
         raise Malformed(f"registry {value[:200]!a}: expected HOST[:PORT][/PATH]")
     return host, path
 

@@ -18,6 +18,8 @@ server answers; every answer is checked for shape before it is used.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import os
@@ -597,3 +599,16 @@ def _api_error(context: str, what: str, status: int, reason: str, message: str) 
     elif status == 403:
         text = f"context {context}: {what}: 403 Forbidden: {message}"
     return cls(text, status=status, reason=reason)
+
+
+def secret_value(data: Any, key: str) -> bytes | None:
+    """``data[key]`` of a Secret's ``data`` map, base64-decoded; None when absent, empty or not base64.
+
+    Trust: ``data`` comes from a cluster; nothing here trusts it beyond decoding."""
+    raw = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None

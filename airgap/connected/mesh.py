@@ -425,14 +425,14 @@ def render_tree(
     if recipients:
         write_sops_config(root, recipients)
 
-    def one(ctx: str) -> Any:
+    def render_context(ctx: str) -> Any:
         mine = settings.for_context(ctx)
         folder = context_label(ctx)  # never '..', never a '/': an EKS ARN becomes arn-aws-eks-...
         files = cluster_files(mine, istioctl, ctx, cluster_folder(root, folder).absolute())
         done = render_cluster(root, folder, files, recipients=recipients, replace=force)
         return Outcome(ctx, 0, "rendered" if done.changed else "unchanged", done.summary(), done)
 
-    return run_fleet(contexts, one, parallel=parallel)
+    return run_fleet(contexts, render_context, parallel=parallel)
 
 
 # -- live install -------------------------------------------------------------------------------------

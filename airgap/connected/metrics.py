@@ -16,31 +16,21 @@ values that the exposition escapes. Read only: two GETs, nothing written.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from cryptography import x509
 
 from airgap.connected.cacerts import A_CLUSTER, NAMESPACE
+from airgap.connected.kube import secret_value
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION
 from airgap.core.expiry_metrics import CertSample, CrlSample, Metrics, crl_sample
+from airgap.core.names import CA_CERT, CERT_CHAIN, ROOT_CERT
 
 JSON = dict[str, Any]
 
 
-def _pem(secret: JSON, key: str) -> bytes | None:
-    raw = (secret.get("data") or {}).get(key)
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def _certs(secret: JSON, key: str) -> list[x509.Certificate]:
-    pem = _pem(secret, key)
+    pem = secret_value(secret.get("data"), key)
     if pem is None:
         return []
     try:
@@ -50,7 +40,7 @@ def _certs(secret: JSON, key: str) -> list[x509.Certificate]:
 
 
 def _crl(secret: JSON) -> x509.CertificateRevocationList | None:
-    pem = _pem(secret, "ca-crl.pem")
+    pem = secret_value(secret.get("data"), "ca-crl.pem")
     if pem is None:
         return None
     try:
@@ -70,8 +60,8 @@ def cluster_label(secret: JSON, namespace: JSON | None, context: str) -> str:
 
 
 def _root_samples(secret: JSON, cluster: str) -> tuple[list[CertSample], list[x509.Certificate]]:
-    roots = _certs(secret, "root-cert.pem")
-    chain = _certs(secret, "cert-chain.pem")
+    roots = _certs(secret, ROOT_CERT)
+    chain = _certs(secret, CERT_CHAIN)
     issuing = chain[-1] if chain else None
     samples = []
     for root in roots:
@@ -84,7 +74,7 @@ def secret_metrics(secret: JSON, namespace: JSON | None, context: str) -> Metric
     """The samples of one ``cacerts`` Secret (its JSON as the API server returns it)."""
     cluster = cluster_label(secret, namespace, context)
     certs, roots = _root_samples(secret, cluster)
-    certs += [CertSample.of(c, cluster=cluster, role="intermediate") for c in _certs(secret, "ca-cert.pem")[:1]]
+    certs += [CertSample.of(c, cluster=cluster, role="intermediate") for c in _certs(secret, CA_CERT)[:1]]
     crls: list[CrlSample] = []
     crl = _crl(secret)
     sample = crl_sample(crl, roots, cluster=cluster) if crl is not None else None

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import concurrent.futures as cf
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,8 +39,9 @@ from typing import Any
 import yaml
 
 from airgap.connected.access import Need, Undo, require_all
+from airgap.connected.kube import secret_value
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION, MESH_ID_ANNOTATION, NAMESPACE, NETWORK_LABEL
-from airgap.connected.trust import ClusterTrust, TrustState, evaluate
+from airgap.connected.trust import ClusterTrust, TrustState, evaluate, map_contexts
 from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, NotFound, Refused
 
@@ -191,16 +191,6 @@ class ClusterFacts:
         }
 
 
-def _b64(secret: JSON, key: str) -> bytes | None:
-    raw = (secret.get("data") or {}).get(key)
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def read_facts(kube: Any, endpoint: Endpoint, names: dict[str, str] | None = None) -> ClusterFacts:
     """Step 2 for one cluster: clusterName, meshID, network, cacerts roots, remote secrets held."""
     ns = kube.get("Namespace", NAMESPACE) or {}
@@ -269,7 +259,7 @@ def stray_remote_secrets(
 def _remote_cluster(secret: JSON) -> JSON:
     """The ``cluster`` entry of a remote secret's kubeconfig ({} when it cannot be read)."""
     for key in secret.get("data") or {}:
-        raw = _b64(secret, key)
+        raw = secret_value(secret.get("data"), key)
         if raw is None:
             continue
         try:
@@ -405,7 +395,7 @@ def read_token(kube: Any) -> str | None:
             f"context {kube.context}: secret {NAMESPACE}/{TOKEN_SECRET} exists but is not a token of "
             f"{READER_SA}; remove or rename it"
         )
-    raw = _b64(secret, "token")
+    raw = secret_value(secret.get("data"), "token")
     return raw.decode("utf-8", "replace") if raw else None
 
 
@@ -579,24 +569,6 @@ def parse_name_map(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _parallel(contexts: Sequence[str], fn: Callable[[str], Any], parallel: int) -> dict[str, Any]:
-    """``fn`` over contexts, at most ``parallel`` at a time; the first error (in context order) is raised."""
-    results: dict[str, Any] = {}
-    errors: dict[str, BaseException] = {}
-    with cf.ThreadPoolExecutor(max_workers=max(1, min(parallel, len(contexts))), thread_name_prefix="connect") as pool:
-        futures = {pool.submit(fn, c): c for c in contexts}
-        for fut in cf.as_completed(futures):
-            ctx = futures[fut]
-            try:
-                results[ctx] = fut.result()
-            except BaseException as exc:  # re-raised below, in context order
-                errors[ctx] = exc
-    for ctx in contexts:
-        if ctx in errors:
-            raise errors[ctx]
-    return results
-
-
 def connect_mesh(
     contexts: Sequence[str],
     *,
@@ -631,14 +603,14 @@ def connect_mesh(
     kubes = {c: connect(c, kubeconfig=kubeconfig, policy=policy or DEFAULT_POLICY, notify=notify) for c in ordered}
     undos = {c: Undo(kubes[c]) for c in ordered}
     try:
-        facts_by = _parallel(ordered, lambda c: read_facts(kubes[c], endpoints[c], names), parallel)  # 2
+        facts_by = map_contexts(ordered, lambda c: read_facts(kubes[c], endpoints[c], names), parallel)  # 2
         facts = [facts_by[c] for c in ordered]
         by_name, strays = _fleet_check(facts, mesh_id, known_servers(kubeconfig), notify)  # 3
         if dry_run or output_dir is not None:
             tokens, readers = _existing_readers(kubes, ordered, parallel)
         else:
             _ask_connect(kubes, ordered, by_name)  # ask every cluster before the first write
-            made = _parallel(  # 4
+            made = map_contexts(  # 4
                 ordered,
                 lambda c: ensure_reader(kubes[c], timeout=token_timeout, poll=poll, notify=notify, undo=undos[c]),
                 parallel,
@@ -663,7 +635,7 @@ def connect_mesh(
                 return [plan_remote_secret(kubes[b], s) for _a, s in wanted[b]]
             return [apply_remote_secret(kubes[b], s, undos[b]) for _a, s in wanted[b]]  # 5
 
-        actions = _parallel(ordered, apply, parallel)
+        actions = map_contexts(ordered, apply, parallel)
         rows = [
             {"in": b, "for": by_name[a], "secret": s["metadata"]["name"], "action": actions[b][i]}
             for b in ordered
@@ -702,7 +674,7 @@ def _existing_readers(
     kubes: dict[str, Any], ordered: Sequence[str], parallel: int
 ) -> tuple[dict[str, str | None], dict[str, list[str]]]:
     """A dry run or a render: each cluster's reader token as it is, and the reader objects a run would make."""
-    tokens: dict[str, str | None] = _parallel(ordered, lambda c: read_token(kubes[c]), parallel)
+    tokens: dict[str, str | None] = map_contexts(ordered, lambda c: read_token(kubes[c]), parallel)
     missing = [f"{k} {m['metadata']['name']}" for k, m in reader_manifests()]
     return tokens, {c: ([] if tokens[c] else list(missing)) for c in ordered}
 

@@ -278,11 +278,11 @@ def fleet_plan(pki: PkiTrust, contexts: Sequence[str], *, parallel: int, policy:
     from airgap.connected.kube import connect, policy_from_env
     from airgap.connected.trust import map_contexts
 
-    def one(ctx: str) -> LiveCluster:
+    def read_cluster(ctx: str) -> LiveCluster:
         with connect(ctx, policy=policy or policy_from_env()) as kube:
             return read_live(kube)
 
-    found = map_contexts(list(contexts), one, parallel)
+    found = map_contexts(list(contexts), read_cluster, parallel)
     return build_plan(pki, [found[c] for c in contexts])
 
 

@@ -19,13 +19,13 @@ lowercase hex characters, never shortened.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from airgap.connected.kube import secret_value
+from airgap.core.names import CERT_CHAIN, ROOT_CERT
 from airgap.errors import AirgapError
 
 JSON = dict[str, Any]
@@ -34,7 +34,7 @@ T = TypeVar("T")
 NAMESPACE = "istio-system"
 SECRET_NAME = "cacerts"  # noqa: S105 - a Secret's name
 ROOT_CONFIGMAP = "istio-ca-root-cert"  # what istiod publishes into every namespace
-ROOT_CONFIGMAP_KEY = "root-cert.pem"
+ROOT_CONFIGMAP_KEY = ROOT_CERT  # istiod publishes the root under the cacerts file name
 
 
 @dataclass(frozen=True)
@@ -226,16 +226,6 @@ def evaluate(clusters: Sequence[ClusterTrust], known: Mapping[str, str] | None =
 # -- facts from a cacerts Secret -------------------------------------------------------------------
 
 
-def _b64(data: Mapping[str, Any], key: str) -> bytes | None:
-    raw = data.get(key)
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def pem_facts(chain_pem: bytes | None, roots_pem: bytes | None, *, context: str) -> ClusterTrust:
     """:class:`ClusterTrust` from ``cert-chain.pem`` and ``root-cert.pem`` bytes (either may be None)."""
     from airgap.core.x509 import fingerprint, load_certs_pem
@@ -273,7 +263,7 @@ def cluster_trust(context: str, secret: JSON | None) -> ClusterTrust:
     data = secret.get("data") or {}
     if not isinstance(data, dict):
         return ClusterTrust(context, None, (), {}, f"secret {NAMESPACE}/{SECRET_NAME} has no data")
-    return pem_facts(_b64(data, "cert-chain.pem"), _b64(data, "root-cert.pem"), context=context)
+    return pem_facts(secret_value(data, CERT_CHAIN), secret_value(data, ROOT_CERT), context=context)
 
 
 def read_trust(kube: Any) -> ClusterTrust:
@@ -295,11 +285,11 @@ def read_fleet_trust(
     """
     from airgap.connected.kube import connect, policy_from_env
 
-    def one(ctx: str) -> ClusterTrust:
+    def read_cluster(ctx: str) -> ClusterTrust:
         with connect(ctx, kubeconfig=kubeconfig, policy=policy or policy_from_env()) as kube:
             return read_trust(kube)
 
-    found = map_contexts(contexts, one, parallel)
+    found = map_contexts(contexts, read_cluster, parallel)
     return [found[c] for c in contexts]
 
 

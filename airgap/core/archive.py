@@ -272,20 +272,7 @@ def _extract_tar(
         with tarfile.open(fileobj=src, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
             for member in tar:
                 budget.member()
-                rel = check_member_name(member.name, source=source)
-                if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-                    kind = "device" if (member.ischr() or member.isblk()) else "FIFO" if member.isfifo() else "special"
-                    raise InvalidInput(f"{source}: unsafe member {member.name!r}: {kind} file")
-                if member.issym() or member.islnk():
-                    if member.linkname.startswith("/"):
-                        raise InvalidInput(f"{source}: unsafe member {member.name!r}: link to an absolute path")
-                    if member.islnk():
-                        check_member_name(member.linkname, source=source)
-                # Step 3: the standard library's PEP 706 data filter.
-                try:
-                    filtered = tarfile.data_filter(member, str(root))
-                except tarfile.FilterError as exc:
-                    raise InvalidInput(f"{source}: unsafe member {member.name!r}: {exc}") from exc
+                rel, filtered = _check_tar_member(member, root, source)
                 if rel == ".":
                     continue
                 dest = _check_parents(root, rel, source)
@@ -293,26 +280,9 @@ def _extract_tar(
                     _mkdir(dest, rel, source)
                     done.append(ExtractedFile(rel, "dir"))
                 elif member.issym():
-                    lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), member.linkname))
-                    if lexical == ".." or lexical.startswith("../"):
-                        raise InvalidInput(f"{source}: unsafe member {member.name!r}: link points outside")
-                    try:
-                        os.symlink(member.linkname, dest)
-                    except FileExistsError as exc:
-                        raise InvalidInput(f"{source}: unsafe archive: member {rel!r} appears twice") from exc
-                    done.append(ExtractedFile(rel, "symlink", target=member.linkname))
+                    done.append(_make_symlink(member, rel, dest, source))
                 elif member.islnk():
-                    target_rel = check_member_name(member.linkname, source=source)
-                    if target_rel not in written:
-                        raise InvalidInput(
-                            f"{source}: unsafe member {member.name!r}: hard link to {member.linkname!r}, "
-                            "which is not a file extracted before it"
-                        )
-                    try:
-                        os.link(root / target_rel, dest, follow_symlinks=False)
-                    except FileExistsError as exc:
-                        raise InvalidInput(f"{source}: unsafe archive: member {rel!r} appears twice") from exc
-                    done.append(ExtractedFile(rel, "hardlink", mode=modes[target_rel], target=target_rel))
+                    done.append(_make_hardlink(member, rel, dest, root, modes, source))
                 else:
                     stream = tar.extractfile(member)
                     if stream is None:  # pragma: no cover - isreg() members always have data
@@ -330,6 +300,55 @@ def _extract_tar(
     finally:
         _close_all(writer, open_files)
     return _finished(done, written)
+
+
+def _check_tar_member(member: tarfile.TarInfo, root: Path, source: str) -> tuple[str, tarfile.TarInfo]:
+    """Steps 1-3 for one tar member: its name, its type, its link target, then the PEP 706 data
+    filter. Returns the normalised name and the filtered member."""
+    rel = check_member_name(member.name, source=source)
+    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+        kind = "device" if (member.ischr() or member.isblk()) else "FIFO" if member.isfifo() else "special"
+        raise InvalidInput(f"{source}: unsafe member {member.name!r}: {kind} file")
+    if member.issym() or member.islnk():
+        if member.linkname.startswith("/"):
+            raise InvalidInput(f"{source}: unsafe member {member.name!r}: link to an absolute path")
+        if member.islnk():
+            check_member_name(member.linkname, source=source)
+    # Step 3: the standard library's PEP 706 data filter.
+    try:
+        filtered = tarfile.data_filter(member, str(root))
+    except tarfile.FilterError as exc:
+        raise InvalidInput(f"{source}: unsafe member {member.name!r}: {exc}") from exc
+    return rel, filtered
+
+
+def _make_symlink(member: tarfile.TarInfo, rel: str, dest: Path, source: str) -> ExtractedFile:
+    """A symbolic link whose target, read lexically from its own folder, stays inside the tree."""
+    lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), member.linkname))
+    if lexical == ".." or lexical.startswith("../"):
+        raise InvalidInput(f"{source}: unsafe member {member.name!r}: link points outside")
+    try:
+        os.symlink(member.linkname, dest)
+    except FileExistsError as exc:
+        raise InvalidInput(f"{source}: unsafe archive: member {rel!r} appears twice") from exc
+    return ExtractedFile(rel, "symlink", target=member.linkname)
+
+
+def _make_hardlink(
+    member: tarfile.TarInfo, rel: str, dest: Path, root: Path, modes: dict[str, int], source: str
+) -> ExtractedFile:
+    """A hard link, only to a regular file this archive extracted before it (``modes`` holds those)."""
+    target_rel = check_member_name(member.linkname, source=source)
+    if target_rel not in modes:
+        raise InvalidInput(
+            f"{source}: unsafe member {member.name!r}: hard link to {member.linkname!r}, "
+            "which is not a file extracted before it"
+        )
+    try:
+        os.link(root / target_rel, dest, follow_symlinks=False)
+    except FileExistsError as exc:
+        raise InvalidInput(f"{source}: unsafe archive: member {rel!r} appears twice") from exc
+    return ExtractedFile(rel, "hardlink", mode=modes[target_rel], target=target_rel)
 
 
 def _extract_zip(

@@ -251,8 +251,6 @@ def _record_problems(dist: Any, site: Path) -> tuple[int, list[str]]:
 
 def check_kit(prefix: Path, verify_key: Path | None = None) -> Check:
     """Re-check an install made by the kit's install.sh (``PREFIX/share/airgap-kit``)."""
-    from importlib import metadata
-
     record_dir = prefix / KIT_RECORD_DIR
     sums_path = record_dir / "SHA256SUMS"
     data: dict[str, Any] = {"prefix": str(prefix), "record": str(record_dir)}
@@ -269,6 +267,23 @@ def check_kit(prefix: Path, verify_key: Path | None = None) -> Check:
     if verify_key is not None:
         data["signature"] = _verify_signature(verify_key, sums_bytes, record_dir / "SHA256SUMS.sig", problems)
     # 2. The copies of the lock and the SBOM are the ones SHA256SUMS lists.
+    _check_record_copies(record_dir, sums, problems)
+    # 3. The installed packages are exactly the locked ones, and their files are unchanged.
+    data["packages"], data["files_checked"] = _check_installed(prefix, record_dir, problems)
+    # 4. The kit folder it was installed from, if still there: every file against SHA256SUMS.
+    source_file = record_dir / "source"
+    source = Path(source_file.read_text().strip()) if source_file.is_file() else None
+    data["installed_from"] = str(source) if source else None
+    data["kit_folder_checked"] = False
+    if source is not None and (source / "SHA256SUMS").is_file():
+        data["kit_folder_checked"] = True
+        _check_kit_folder(source, sums, sums_bytes, problems)
+    data["problems"] = problems
+    return _kit_verdict(data, problems, source, verify_key)
+
+
+def _check_record_copies(record_dir: Path, sums: dict[str, str], problems: list[str]) -> None:
+    """Step 2: the install's copies of the lock and the SBOM are the ones SHA256SUMS lists."""
     for name in ("requirements.lock", "sbom.cdx.json"):
         copy = record_dir / name
         if name not in sums:
@@ -277,7 +292,13 @@ def check_kit(prefix: Path, verify_key: Path | None = None) -> Check:
             problems.append(f"{copy}: missing")
         elif _sha256(copy) != sums[name]:
             problems.append(f"{copy}: differs from the kit's SHA256SUMS")
-    # 3. The installed packages are exactly the locked ones, and their files are unchanged.
+
+
+def _check_installed(prefix: Path, record_dir: Path, problems: list[str]) -> tuple[int, int]:
+    """Step 3: the installed packages are exactly the locked ones, and their files are unchanged.
+    Returns (locked packages installed, files checked)."""
+    from importlib import metadata
+
     lock_path = record_dir / "requirements.lock"
     locked = _locked(lock_path.read_text()) if lock_path.is_file() else {}
     site = Path(next((p for p in (prefix / "lib").glob("python3*/site-packages")), prefix / "lib" / "site-packages"))
@@ -297,34 +318,33 @@ def check_kit(prefix: Path, verify_key: Path | None = None) -> Check:
     for name, version in sorted(locked.items()):
         if name not in installed:
             problems.append(f"{name} {version}: in the kit's lock but not installed")
-    data["packages"] = len([n for n in installed if n in locked])
-    data["files_checked"] = files_checked
-    # 4. The kit folder it was installed from, if still there: every file against SHA256SUMS.
-    source_file = record_dir / "source"
-    source = Path(source_file.read_text().strip()) if source_file.is_file() else None
-    data["installed_from"] = str(source) if source else None
-    data["kit_folder_checked"] = False
-    if source is not None and (source / "SHA256SUMS").is_file():
-        data["kit_folder_checked"] = True
-        if (source / "SHA256SUMS").read_bytes() != sums_bytes:
-            problems.append(f"{source}/SHA256SUMS: differs from the copy made at install")
-        present = {p.relative_to(source).as_posix() for p in source.rglob("*") if not p.is_dir()}
-        present -= {"SHA256SUMS", "SHA256SUMS.sig"}
-        for name in sorted(present - set(sums)):
-            problems.append(f"{source}/{name}: not in SHA256SUMS")
-        for name, digest in sorted(sums.items()):
-            p = source / name
-            if not p.is_file():
-                problems.append(f"{source}/{name}: missing")
-            elif _sha256(p) != digest:
-                problems.append(f"{source}/{name}: changed")
-    data["problems"] = problems
+    return len([n for n in installed if n in locked]), files_checked
+
+
+def _check_kit_folder(source: Path, sums: dict[str, str], sums_bytes: bytes, problems: list[str]) -> None:
+    """Step 4: the kit folder installed from holds the same SHA256SUMS and exactly its files, unchanged."""
+    if (source / "SHA256SUMS").read_bytes() != sums_bytes:
+        problems.append(f"{source}/SHA256SUMS: differs from the copy made at install")
+    present = {p.relative_to(source).as_posix() for p in source.rglob("*") if not p.is_dir()}
+    present -= {"SHA256SUMS", "SHA256SUMS.sig"}
+    for name in sorted(present - set(sums)):
+        problems.append(f"{source}/{name}: not in SHA256SUMS")
+    for name, digest in sorted(sums.items()):
+        p = source / name
+        if not p.is_file():
+            problems.append(f"{source}/{name}: missing")
+        elif _sha256(p) != digest:
+            problems.append(f"{source}/{name}: changed")
+
+
+def _kit_verdict(data: dict[str, Any], problems: list[str], source: Path | None, verify_key: Path | None) -> Check:
+    """fail on any problem; without --verify-key at best warn (consistent is not authentic); else ok."""
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return Check("kit", "fail", f"kit install re-check failed: {problems[0]}{more}", data)
     where = f", kit folder {source} re-checked" if data["kit_folder_checked"] else ""
     facts = (
-        f"{data['packages']} locked packages, {files_checked} files as installed from SHA256SUMS "
+        f"{data['packages']} locked packages, {data['files_checked']} files as installed from SHA256SUMS "
         f"{data['sums_sha256']}{where}"
     )
     if verify_key is None:

@@ -192,7 +192,8 @@ def test_a_record_with_a_bad_digest_is_refused(release: Path, digest: str) -> No
 
 
 @pytest.mark.parametrize(
-    "value", ["https://r.example", "r.example/Mesh", "r.example/mesh:1.8", "r.example/a@sha256", ""]
+    "value",
+    ["https://r.example", "r.example/Mesh", "r.example/mesh:1.8", "r.example/a@sha256", "", "r.example:99999", "r:0"],
 )
 def test_bad_registry_values(value: str) -> None:
     with pytest.raises(InvalidInput, match="expected HOST\\[:PORT\\]\\[/PATH\\]"):

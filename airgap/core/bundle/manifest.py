@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -225,6 +226,28 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
 
     if not isinstance(doc, dict):
         raise bad("top level must be an object")
+    version = _check_version_and_keys(doc, bad)
+    _check_header(doc, bad, source=source)
+    recips = _check_recipients(doc["recipients"], bad)
+    members = _check_members(doc["members"], bad, limits)
+    held = _check_key_members(version, doc, [m.path for m in members], recips, bad)
+    return Manifest(
+        format_version=version,
+        bundle_id=doc["bundle_id"],
+        cluster=doc["cluster"],
+        sequence=doc["sequence"],
+        created=doc["created"],
+        expires=doc["expires"],
+        signer=doc["signer"],
+        recipients=tuple(recips),
+        members=members,
+        ceremony_head=doc.get("ceremony_head"),
+        held_key=held,
+    )
+
+
+def _check_version_and_keys(doc: dict[str, Any], bad: Callable[[str], InvalidInput]) -> int:
+    """A supported ``format_version``, and exactly that version's top-level fields."""
     version = doc.get("format_version")
     if not _is_int(version) or version not in SUPPORTED_FORMAT_VERSIONS:
         raise bad(f"format_version must be one of {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}")
@@ -236,6 +259,11 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
     missing = sorted(keys - set(doc))
     if missing:
         raise bad(f"missing field {missing[0]!r}")
+    return int(version)
+
+
+def _check_header(doc: dict[str, Any], bad: Callable[[str], InvalidInput], *, source: str) -> None:
+    """The scalar fields: ceremony head, bundle id, cluster, sequence, validity window, signer."""
     head = doc.get("ceremony_head")
     if head is not None and (not isinstance(head, str) or not _HEX64.match(head)):
         raise bad("ceremony_head must be null or 64 lowercase hex digits (SHA-256 of the ceremony log's last entry)")
@@ -257,7 +285,10 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
         raise bad(f"expires must be at most {MAX_EXPIRY_DAYS} days after created")
     if not isinstance(doc["signer"], str) or not _HEX64.match(doc["signer"]):
         raise bad("signer must be 64 lowercase hex digits (SHA-256 of the DER public key)")
-    recips = doc["recipients"]
+
+
+def _check_recipients(recips: Any, bad: Callable[[str], InvalidInput]) -> list[str]:
+    """At most MAX_RECIPIENTS distinct age X25519 recipients."""
     if not isinstance(recips, list) or len(recips) > MAX_RECIPIENTS:
         raise bad(f"recipients must be a list of at most {MAX_RECIPIENTS} age recipients")
     for r in recips:
@@ -265,73 +296,73 @@ def validate_manifest(doc: Any, *, source: str, limits: Limits = DEFAULT_LIMITS)
             raise bad("recipients must be age X25519 recipients (age1…)")
     if len(set(recips)) != len(recips):
         raise bad("recipients are not unique")
-    members_doc = doc["members"]
+    return recips
+
+
+def _check_members(members_doc: Any, bad: Callable[[str], InvalidInput], limits: Limits) -> tuple[MemberEntry, ...]:
+    """A non-empty, capped list of valid members with unique paths, holding the required certs."""
     if not isinstance(members_doc, list) or not members_doc:
         raise bad("members must be a non-empty list")
     if len(members_doc) > limits.max_members:
         raise bad(f"more than {limits.max_members} members")
-    members: list[MemberEntry] = []
-    for i, m in enumerate(members_doc):
-        where = f"members[{i}]"
-        if not isinstance(m, dict):
-            raise bad(f"{where} must be an object")
-        unknown = sorted(set(m) - _MEMBER_KEYS)
-        if unknown:
-            raise bad(f"{where}: unknown field {unknown[0]!r}")
-        missing = sorted(_MEMBER_KEYS - set(m))
-        if missing:
-            raise bad(f"{where}: missing field {missing[0]!r}")
-        path, size, digest, enc = m["path"], m["size"], m["sha256"], m["encrypted"]
-        if not isinstance(path, str) or not _MEMBER_PATH.match(path):
-            raise bad(f"{where}: path {path!r} is not an allowed member path")
-        if not _is_int(size) or not 0 <= size <= min(limits.max_member_size, MAX_USTAR_SIZE):
-            raise bad(f"{where}: size must be an integer from 0 to the member size limit")
-        if not isinstance(digest, str) or not _HEX64.match(digest):
-            raise bad(f"{where}: sha256 must be 64 lowercase hex digits")
-        if not isinstance(enc, bool):
-            raise bad(f"{where}: encrypted must be true or false")
-        if enc != (path == CA_KEY_AGE):
-            raise bad(f"{where}: encrypted must be true for {CA_KEY_AGE} and false for every other member")
-        members.append(MemberEntry(path, size, digest, enc))
+    members = tuple(_check_member(f"members[{i}]", m, bad, limits) for i, m in enumerate(members_doc))
     paths = [m.path for m in members]
     if len(set(paths)) != len(paths):
         raise bad("member paths are not unique")
     for required in (CA_CERT, CERT_CHAIN, ROOT_CERT):
         if required not in paths:
             raise bad(f"missing the {required} member")
-    held: HeldKey | None = None
-    if version == KEYLESS_FORMAT_VERSION:
-        hk = doc["held_key"]
-        if not isinstance(hk, dict) or set(hk) != _HELD_KEY_KEYS:
-            raise bad("held_key must be an object with exactly key_id and request_id")
-        if not isinstance(hk["key_id"], str) or not _HEX64.match(hk["key_id"]):
-            raise bad("held_key.key_id must be 64 lowercase hex digits (SHA-256 of the DER public key)")
-        rid = hk["request_id"]
-        if rid is not None and (not isinstance(rid, str) or not _BUNDLE_ID.match(rid)):
-            raise bad("held_key.request_id must be null or 32 lowercase hex digits")
-        if CA_KEY in paths or CA_KEY_AGE in paths:
-            raise bad("a format 3 (keyless) bundle carries no CA key member")
-        if recips:
-            raise bad("a format 3 (keyless) bundle has no recipients")
-        held = HeldKey(hk["key_id"], rid)
-    else:
+    return members
+
+
+def _check_member(where: str, m: Any, bad: Callable[[str], InvalidInput], limits: Limits) -> MemberEntry:
+    """One member entry: exactly its fields, an allowed path, a capped size, a digest, the encryption flag."""
+    if not isinstance(m, dict):
+        raise bad(f"{where} must be an object")
+    unknown = sorted(set(m) - _MEMBER_KEYS)
+    if unknown:
+        raise bad(f"{where}: unknown field {unknown[0]!r}")
+    missing = sorted(_MEMBER_KEYS - set(m))
+    if missing:
+        raise bad(f"{where}: missing field {missing[0]!r}")
+    path, size, digest, enc = m["path"], m["size"], m["sha256"], m["encrypted"]
+    if not isinstance(path, str) or not _MEMBER_PATH.match(path):
+        raise bad(f"{where}: path {path!r} is not an allowed member path")
+    if not _is_int(size) or not 0 <= size <= min(limits.max_member_size, MAX_USTAR_SIZE):
+        raise bad(f"{where}: size must be an integer from 0 to the member size limit")
+    if not isinstance(digest, str) or not _HEX64.match(digest):
+        raise bad(f"{where}: sha256 must be 64 lowercase hex digits")
+    if not isinstance(enc, bool):
+        raise bad(f"{where}: encrypted must be true or false")
+    if enc != (path == CA_KEY_AGE):
+        raise bad(f"{where}: encrypted must be true for {CA_KEY_AGE} and false for every other member")
+    return MemberEntry(path, size, digest, enc)
+
+
+def _check_key_members(
+    version: int, doc: dict[str, Any], paths: list[str], recips: list[str], bad: Callable[[str], InvalidInput]
+) -> HeldKey | None:
+    """Keyless (format 3): a held key, no CA key member, no recipients. Otherwise exactly one CA key
+    member, encrypted exactly when there are recipients."""
+    if version != KEYLESS_FORMAT_VERSION:
         if (CA_KEY in paths) == (CA_KEY_AGE in paths):
             raise bad(f"needs exactly one of {CA_KEY} and {CA_KEY_AGE}")
         if (CA_KEY_AGE in paths) != bool(recips):
             raise bad("recipients must be listed exactly when a member is encrypted")
-    return Manifest(
-        format_version=version,
-        bundle_id=doc["bundle_id"],
-        cluster=doc["cluster"],
-        sequence=seq,
-        created=doc["created"],
-        expires=doc["expires"],
-        signer=doc["signer"],
-        recipients=tuple(recips),
-        members=tuple(members),
-        ceremony_head=head,
-        held_key=held,
-    )
+        return None
+    hk = doc["held_key"]
+    if not isinstance(hk, dict) or set(hk) != _HELD_KEY_KEYS:
+        raise bad("held_key must be an object with exactly key_id and request_id")
+    if not isinstance(hk["key_id"], str) or not _HEX64.match(hk["key_id"]):
+        raise bad("held_key.key_id must be 64 lowercase hex digits (SHA-256 of the DER public key)")
+    rid = hk["request_id"]
+    if rid is not None and (not isinstance(rid, str) or not _BUNDLE_ID.match(rid)):
+        raise bad("held_key.request_id must be null or 32 lowercase hex digits")
+    if CA_KEY in paths or CA_KEY_AGE in paths:
+        raise bad("a format 3 (keyless) bundle carries no CA key member")
+    if recips:
+        raise bad("a format 3 (keyless) bundle has no recipients")
+    return HeldKey(hk["key_id"], rid)
 
 
 def check_bundled_crl(crl_pem: bytes, material: CAMaterial, *, source: str, cluster: str = "CLUSTER") -> None:

@@ -140,12 +140,7 @@ def open_bundle(
     """
     path = Path(path)
     source = str(path)
-    trusted: dict[str, PublicKey] = {}
-    for trusted_key in trust:
-        check_signer_key(trusted_key, source="--trust key")
-        trusted[spki_sha256(trusted_key)] = trusted_key
-    if not trusted:  # the empty policy fails
-        raise InvalidInput("no trusted signer key given (--trust)")
+    trusted = _trusted_keys(trust)
     fh, file_size = _open_for_reading(path)
     try:
         # 1. size caps (the whole file here; each member while scanning headers)
@@ -158,50 +153,11 @@ def open_bundle(
         manifest = validate_manifest(parse_manifest_json(manifest_bytes, source=source), source=source, limits=limits)
         # 5. the signature against the trusted keys
         signature = read_member(fh, sig_entry, source=source)
-        key = trusted.get(manifest.signer)
-        if key is None:
-            raise VerificationError(f"{source}: signed by key {manifest.signer}, which is not a --trust key")
-        try:
-            verify_bytes(key, manifest_bytes, signature)
-        except VerificationError as exc:
-            raise VerificationError(f"{source}: manifest signature does not verify") from exc
+        _check_signature(trusted, manifest, manifest_bytes, signature, source=source)
         # 6. every member's size and SHA-256 (sizes first, so nothing over-long is read)
-        by_name = {e.name: e for e in payload}
-        small: dict[str, bytes] = {}
-        offsets: dict[str, int] = {}
-        present = [m for m in manifest.members if m.path in by_name]
-        for m in present:
-            if by_name[m.path].size != m.size:
-                raise VerificationError(
-                    f"{source}: member {m.path} is {by_name[m.path].size} bytes, the manifest says {m.size}"
-                )
-        progress.start(f"verifying {path.name}", sum(m.size for m in present))
-        for m in present:
-            e = by_name[m.path]
-            digests = Digests(["sha256"])
-            if m.size <= limits.max_pem_size:  # small: kept exactly as hashed
-                data = os.pread(fh.fileno(), m.size, e.offset)
-                digests.update(data)
-                small[m.path] = data
-                progress.advance(len(data))
-            else:  # large: hashed in place, once, without a copy (airgap.core.hashing)
-                hash_fd(fh.fileno(), digests, offset=e.offset, length=m.size, progress=progress)
-            if digests.size != m.size:
-                raise InvalidInput(f"{source}: truncated archive")
-            if digests.hexdigest() != m.sha256:
-                raise VerificationError(f"{source}: member {m.path} does not match its SHA-256 in the manifest")
-            offsets[m.path] = e.offset
-        progress.finish()
+        small, offsets = _hash_members(fh, manifest, payload, limits=limits, progress=progress, path=path)
         # 7. no member missing or extra, and the archive order is the manifest's
-        missing = [m.path for m in manifest.members if m.path not in by_name]
-        if missing:
-            raise VerificationError(f"{source}: member {missing[0]} is named in the manifest but missing")
-        listed = {m.path for m in manifest.members}
-        extra = [e.name for e in payload if e.name not in listed]
-        if extra:
-            raise VerificationError(f"{source}: member {extra[0]!a} is not in the manifest")
-        if [e.name for e in payload] != [m.path for m in manifest.members]:
-            raise VerificationError(f"{source}: members are not in the manifest's order")
+        _check_member_set(manifest, payload, source=source)
         # 8. expiry
         t = now or dt.datetime.now(dt.UTC)
         if t >= manifest.expires_at:
@@ -222,6 +178,79 @@ def open_bundle(
         _offsets=offsets,
         _seal=_SEAL,
     )
+
+
+def _trusted_keys(trust: Iterable[PublicKey]) -> dict[str, PublicKey]:
+    """The --trust keys by SPKI SHA-256, each an allowed signer key; an empty policy fails."""
+    trusted: dict[str, PublicKey] = {}
+    for trusted_key in trust:
+        check_signer_key(trusted_key, source="--trust key")
+        trusted[spki_sha256(trusted_key)] = trusted_key
+    if not trusted:  # the empty policy fails
+        raise InvalidInput("no trusted signer key given (--trust)")
+    return trusted
+
+
+def _check_signature(
+    trusted: Mapping[str, PublicKey], manifest: Manifest, manifest_bytes: bytes, signature: bytes, *, source: str
+) -> None:
+    """Step 5: the manifest's signer is a trusted key and its signature over the manifest verifies."""
+    key = trusted.get(manifest.signer)
+    if key is None:
+        raise VerificationError(f"{source}: signed by key {manifest.signer}, which is not a --trust key")
+    try:
+        verify_bytes(key, manifest_bytes, signature)
+    except VerificationError as exc:
+        raise VerificationError(f"{source}: manifest signature does not verify") from exc
+
+
+def _hash_members(
+    fh: IO[bytes], manifest: Manifest, payload: list[TarEntry], *, limits: Limits, progress: Progress, path: Path
+) -> tuple[dict[str, bytes], dict[str, int]]:
+    """Step 6: each present member's size, then its SHA-256; returns the small members' bytes (kept
+    exactly as hashed) and every member's offset."""
+    source = str(path)
+    by_name = {e.name: e for e in payload}
+    small: dict[str, bytes] = {}
+    offsets: dict[str, int] = {}
+    present = [m for m in manifest.members if m.path in by_name]
+    for m in present:
+        if by_name[m.path].size != m.size:
+            raise VerificationError(
+                f"{source}: member {m.path} is {by_name[m.path].size} bytes, the manifest says {m.size}"
+            )
+    progress.start(f"verifying {path.name}", sum(m.size for m in present))
+    for m in present:
+        e = by_name[m.path]
+        digests = Digests(["sha256"])
+        if m.size <= limits.max_pem_size:  # small: kept exactly as hashed
+            data = os.pread(fh.fileno(), m.size, e.offset)
+            digests.update(data)
+            small[m.path] = data
+            progress.advance(len(data))
+        else:  # large: hashed in place, once, without a copy (airgap.core.hashing)
+            hash_fd(fh.fileno(), digests, offset=e.offset, length=m.size, progress=progress)
+        if digests.size != m.size:
+            raise InvalidInput(f"{source}: truncated archive")
+        if digests.hexdigest() != m.sha256:
+            raise VerificationError(f"{source}: member {m.path} does not match its SHA-256 in the manifest")
+        offsets[m.path] = e.offset
+    progress.finish()
+    return small, offsets
+
+
+def _check_member_set(manifest: Manifest, payload: list[TarEntry], *, source: str) -> None:
+    """Step 7: no member missing or extra, and the archive order is the manifest's."""
+    names = {e.name for e in payload}
+    missing = [m.path for m in manifest.members if m.path not in names]
+    if missing:
+        raise VerificationError(f"{source}: member {missing[0]} is named in the manifest but missing")
+    listed = {m.path for m in manifest.members}
+    extra = [e.name for e in payload if e.name not in listed]
+    if extra:
+        raise VerificationError(f"{source}: member {extra[0]!a} is not in the manifest")
+    if [e.name for e in payload] != [m.path for m in manifest.members]:
+        raise VerificationError(f"{source}: members are not in the manifest's order")
 
 
 def inspect_bundle(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
