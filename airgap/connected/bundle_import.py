@@ -29,7 +29,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from airgap.connected.render import render_files
-from airgap.core import age
+from airgap.core import age, names
 from airgap.core.atomic import (
     ensure_dir,
     write_replace,
@@ -205,13 +205,13 @@ class PreparedImport:
     def secret_data(self) -> dict[str, str]:
         """The ``cacerts`` data keys, base64, exactly as istiod's plugged-in CA reads them."""
         files = {
-            CA_CERT: self.material.ca_cert_pem,
-            CA_KEY: self.material.ca_key_pem,
-            CERT_CHAIN: self.material.cert_chain_pem,
-            ROOT_CERT: self.material.root_cert_pem,
+            names.CA_CERT: self.material.ca_cert_pem,  # the Secret's keys: the file names, not bundle members
+            names.CA_KEY: self.material.ca_key_pem,
+            names.CERT_CHAIN: self.material.cert_chain_pem,
+            names.ROOT_CERT: self.material.root_cert_pem,
         }
         if self.ca_crl_pem is not None:
-            files[CA_CRL] = self.ca_crl_pem
+            files[names.CA_CRL] = self.ca_crl_pem
         return {k: base64.b64encode(v).decode("ascii") for k, v in sorted(files.items())}
 
     def namespace_manifest(self) -> dict[str, Any]:
