@@ -509,7 +509,6 @@ def revoke(
 
     Example: airgap ca revoke cluster1 --reason keyCompromise --dir pki --passphrase-file pass.txt
     """
-    from airgap.offline.ca import CAStore
     from airgap.offline.crl import revoke as do_revoke
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
@@ -525,7 +524,7 @@ def revoke(
     )
     with open_root(dir, ref, opts) as root:
         rev, rec = do_revoke(
-            CAStore(dir),
+            dir,
             cluster,
             reason=reason,
             serial=serial,
@@ -561,7 +560,6 @@ def crl(
 
     Example: airgap ca crl --dir pki --next-update-days 30 --passphrase-file pass.txt
     """
-    from airgap.offline.ca import CAStore
     from airgap.offline.crl import refresh_crl
 
     ref = _token_ref(dir, pkcs11_module, token_label, key_label)
@@ -577,7 +575,7 @@ def crl(
     )
     with open_root(dir, ref, opts) as root:
         rec = refresh_crl(
-            CAStore(dir),
+            dir,
             passphrase=root.passphrase,
             root_key=root.key,
             officer=root.officer,
@@ -656,7 +654,7 @@ def rotate(
     )
     with open_root(dir, ref, opts, new_keys=True) as root:
         r = rotate_intermediate(
-            store,
+            dir,
             cluster,
             days=days,
             passphrase=root.passphrase,
@@ -728,7 +726,7 @@ def rotate_root(
         ref = _token_ref(dir, pkcs11_module, token_label, key_label, next_root=True)
         with open_root(dir, ref, opts) as root:
             rec = finish_root_rotation(
-                store,
+                dir,
                 passphrase=root.passphrase,
                 root_key=root.key,
                 officer=root.officer,
@@ -755,11 +753,11 @@ def rotate_root(
 
     if opened is not None:  # the next root key is encrypted under the same custody secret
         rec = begin_root_rotation(
-            store, key_type=key_kind, days=days, org=org, cn=cn, passphrase=opened.passphrase, officer=officer
+            dir, key_type=key_kind, days=days, org=org, cn=cn, passphrase=opened.passphrase, officer=officer
         )
     else:
         with root_key_args(new_ref, pin_file, key_kind, pw) as key_args:
-            rec = begin_root_rotation(store, key_type=key_kind, days=days, org=org, cn=cn, officer=officer, **key_args)
+            rec = begin_root_rotation(dir, key_type=key_kind, days=days, org=org, cn=cn, officer=officer, **key_args)
     typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
     typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")
     typer.echo("  then 'airgap ca rotate CLUSTER' for each cluster, then 'airgap ca rotate-root --finish'")

@@ -205,7 +205,7 @@ class PreparedImport:
     def secret_data(self) -> dict[str, str]:
         """The ``cacerts`` data keys, base64, exactly as istiod's plugged-in CA reads them."""
         files = {
-            names.CA_CERT: self.material.ca_cert_pem,
+            names.CA_CERT: self.material.ca_cert_pem,  # the Secret's keys: the file names, not bundle members
             names.CA_KEY: self.material.ca_key_pem,
             names.CERT_CHAIN: self.material.cert_chain_pem,
             names.ROOT_CERT: self.material.root_cert_pem,

@@ -35,7 +35,7 @@ from airgap.offline.act import pki_act
 from airgap.offline.ceremony import Officer
 from airgap.offline.inventory import RevocationState, Revoked, read_revocations, write_revocations
 from airgap.offline.keysource import load_root
-from airgap.offline.layout import CRL, REVOCATIONS, HasPath, PkiLayout, layout_of
+from airgap.offline.layout import CRL, REVOCATIONS, PkiLayout, layout_of
 from airgap.offline.recovery import write_crl_files
 
 STATE_NAME = REVOCATIONS
@@ -235,7 +235,7 @@ def _find_intermediate(layout: PkiLayout, cluster: str, serial: str | None) -> x
 
 
 def revoke(
-    store: HasPath | Path,
+    pki: Path,
     cluster: str,
     *,
     reason: str,
@@ -253,7 +253,7 @@ def revoke(
     reason_name = parse_reason(reason)
     if not 1 <= next_update_days <= MAX_CRL_DAYS:
         raise InvalidInput(f"--next-update-days must be between 1 and {MAX_CRL_DAYS}")
-    layout = layout_of(store)
+    layout = layout_of(pki)
     with pki_act(layout, "revoke", officer) as act:
         root_cert, key = load_root(layout, passphrase, root_key)
         cert = _find_intermediate(layout, cluster, serial)
@@ -268,7 +268,7 @@ def revoke(
 
 
 def refresh_crl(
-    store: HasPath | Path,
+    pki: Path,
     *,
     passphrase: bytes | None,
     root_key: PrivateKey | None = None,
@@ -278,7 +278,7 @@ def refresh_crl(
     """``ca crl``: sign a fresh CRL (new number, thisUpdate now) before the last one's nextUpdate."""
     if not 1 <= next_update_days <= MAX_CRL_DAYS:
         raise InvalidInput(f"--next-update-days must be between 1 and {MAX_CRL_DAYS}")
-    layout = layout_of(store)
+    layout = layout_of(pki)
     with pki_act(layout, "crl", officer) as act:
         root_cert, key = load_root(layout, passphrase, root_key)
         state = read_revocations(layout.revocations)

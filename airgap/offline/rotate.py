@@ -61,7 +61,6 @@ from airgap.offline.layout import (
     ROOT_CERT,
     ROOT_KEY,
     ROOT_KEY_REF,
-    HasPath,
     layout_of,
 )
 from airgap.offline.lint import sign_certificate
@@ -76,18 +75,18 @@ from airgap.offline.recovery import (
 )
 
 
-def archive_dir(store: HasPath | Path) -> Path:
-    return layout_of(store).archive_dir
+def archive_dir(pki: Path) -> Path:
+    return layout_of(pki).archive_dir
 
 
-def archived_certs(store: HasPath | Path, cluster: str) -> list[x509.Certificate]:
+def archived_certs(pki: Path, cluster: str) -> list[x509.Certificate]:
     """Intermediates a cluster had before (``PKI/archive/<cluster>/<serial>/ca-cert.pem``)."""
-    return layout_of(store).archived_certs(cluster)
+    return layout_of(pki).archived_certs(cluster)
 
 
-def finish_interrupted(store: HasPath | Path) -> None:
+def finish_interrupted(pki: Path) -> None:
     """Complete or undo what a crash interrupted (see :func:`airgap.offline.recovery.recover`)."""
-    recover(layout_of(store))
+    recover(layout_of(pki))
 
 
 def _san_strings(cert: x509.Certificate) -> list[str]:
@@ -117,7 +116,7 @@ class Rotation:
 
 
 def rotate_intermediate(
-    store: HasPath | Path,
+    pki: Path,
     cluster: str,
     *,
     days: int,
@@ -140,7 +139,7 @@ def rotate_intermediate(
     """
     if days <= 0:
         raise InvalidInput("--days must be positive")
-    layout = layout_of(store)
+    layout = layout_of(pki)
     current = layout.cluster_dir(cluster)
     if sans is not None:
         cx.validate_sans(list(sans))
@@ -284,7 +283,7 @@ def next_root_cn(current: x509.Certificate) -> str:
 
 
 def begin_root_rotation(
-    store: HasPath | Path,
+    pki: Path,
     *,
     key_type: KeyType,
     days: int,
@@ -302,7 +301,7 @@ def begin_root_rotation(
     ``cn`` None: :func:`next_root_cn` (never the current root's subject by default)."""
     if days <= 0:
         raise InvalidInput("--days must be positive")
-    layout = layout_of(store)
+    layout = layout_of(pki)
     nd = layout.next_root_dir
     with pki_act(layout, "rotate-root", officer) as act:
         old = layout.load_root_cert()
@@ -345,7 +344,7 @@ def begin_root_rotation(
 
 
 def finish_root_rotation(
-    store: HasPath | Path,
+    pki: Path,
     *,
     passphrase: bytes | None,
     root_key: PrivateKey | None = None,
@@ -359,7 +358,7 @@ def finish_root_rotation(
     The CRL is signed before anything moves and kept in the journal, so recovery can finish
     every step without a key.
     """
-    layout = layout_of(store)
+    layout = layout_of(pki)
     nd = layout.next_root_dir
     with pki_act(layout, "rotate-root --finish", officer) as act:
         if not layout.next_root_cert.exists():

@@ -36,7 +36,7 @@ def _logged_template(tmp_path_factory: pytest.TempPathFactory, _officer: Officer
     )
     store.issue(["c1"], officer=_officer, **ISSUE)  # type: ignore[arg-type]
     store.issue(["c2"], officer=_officer, **ISSUE)  # type: ignore[arg-type]
-    revoke(store, "c2", reason="keyCompromise", passphrase=PASSPHRASE, officer=_officer)
+    revoke(store.path, "c2", reason="keyCompromise", passphrase=PASSPHRASE, officer=_officer)
     return d
 
 
@@ -341,8 +341,8 @@ def _acts(pki: Path, officer: Officer | None, key_file: Path, out: Path) -> dict
     store = CAStore(pki)
     return {
         "issue": lambda: store.issue(["c3"], officer=officer, **ISSUE),  # type: ignore[arg-type]
-        "revoke": lambda: revoke(store, "c1", reason="superseded", passphrase=PASSPHRASE, officer=officer),
-        "crl": lambda: refresh_crl(store, passphrase=PASSPHRASE, officer=officer),
+        "revoke": lambda: revoke(store.path, "c1", reason="superseded", passphrase=PASSPHRASE, officer=officer),
+        "crl": lambda: refresh_crl(store.path, passphrase=PASSPHRASE, officer=officer),
         "bundle": lambda: seal_bundle(
             "c1",
             pki_dir=pki,
@@ -355,10 +355,11 @@ def _acts(pki: Path, officer: Officer | None, key_file: Path, out: Path) -> dict
             officer=officer,
         ),
         "rotate": lambda: rotate_intermediate(
-            store, "c1", days=365, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE, officer=officer
+            store.path, "c1", days=365, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE, officer=officer
         ),
         "rotate-root": lambda: begin_root_rotation(
-            store, key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA 2", passphrase=PASSPHRASE, officer=officer
+            store.path, key_type="ecdsa-p256", days=3650, org="Istio", cn="Root CA 2",
+            passphrase=PASSPHRASE, officer=officer
         ),
     }
 

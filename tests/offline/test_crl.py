@@ -24,7 +24,7 @@ def _serial(pki: Path, cluster: str) -> str:
 
 def test_revoke_writes_a_crl_openssl_verifies_and_lists_the_serial(pki: Path) -> None:
     serial = _serial(pki, "c1")
-    rev, rec = revoke(CAStore(pki), "c1", reason="keyCompromise", passphrase=PASSPHRASE)
+    rev, rec = revoke(pki, "c1", reason="keyCompromise", passphrase=PASSPHRASE)
     assert rev.serial.upper() == serial and rec.crl_number == 1
     crl = pki / "ca-crl.pem"
     r = openssl("crl", "-in", crl, "-CAfile", pki / "root-cert.pem", "-verify", "-noout", "-text")
@@ -51,8 +51,8 @@ def _lint_crl(path: Path, kind: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("kind", ["CRL", "ARL"])  # it lists CA certificates only, so it is also an ARL
 def test_pkilint_reports_no_error_on_the_crl(pki: Path, kind: str) -> None:
-    revoke(CAStore(pki), "c1", reason="superseded", passphrase=PASSPHRASE)
-    revoke(CAStore(pki), "c2", reason="unspecified", passphrase=PASSPHRASE)
+    revoke(pki, "c1", reason="superseded", passphrase=PASSPHRASE)
+    revoke(pki, "c2", reason="unspecified", passphrase=PASSPHRASE)
     r = _lint_crl(pki / "ca-crl.pem", kind)
     assert r.returncode == 0 and r.stdout.strip() == "", r.stdout + r.stderr
 
@@ -82,8 +82,8 @@ def test_pkilint_would_catch_a_bad_crl(pki: Path) -> None:
 
 
 def test_refresh_increments_the_number_and_keeps_entries(pki: Path) -> None:
-    revoke(CAStore(pki), "c1", reason="cessation-of-operation", passphrase=PASSPHRASE)
-    rec = refresh_crl(CAStore(pki), passphrase=PASSPHRASE, next_update_days=7)
+    revoke(pki, "c1", reason="cessation-of-operation", passphrase=PASSPHRASE)
+    rec = refresh_crl(pki, passphrase=PASSPHRASE, next_update_days=7)
     assert rec.crl_number == 2 and len(rec.revoked_serials) == 1
     crl = x509.load_pem_x509_crl((pki / "ca-crl.pem").read_bytes())
     assert crl.next_update_utc is not None
@@ -93,31 +93,31 @@ def test_refresh_increments_the_number_and_keeps_entries(pki: Path) -> None:
 
 
 def test_an_empty_crl_is_valid(pki: Path) -> None:
-    rec = refresh_crl(CAStore(pki), passphrase=PASSPHRASE)
+    rec = refresh_crl(pki, passphrase=PASSPHRASE)
     assert rec.revoked_serials == ()
     r = openssl("crl", "-in", pki / "ca-crl.pem", "-CAfile", pki / "root-cert.pem", "-verify", "-noout")
     assert "verify OK" in (r.stdout + r.stderr).decode()
 
 
 def test_refusals_change_nothing(pki: Path) -> None:
-    revoke(CAStore(pki), "c1", reason="keyCompromise", passphrase=PASSPHRASE)
+    revoke(pki, "c1", reason="keyCompromise", passphrase=PASSPHRASE)
     before = {p: (pki / p).read_bytes() for p in tree(pki) if (pki / p).is_file()}
     with pytest.raises(Refused, match="already revoked"):
-        revoke(CAStore(pki), "c1", reason="keyCompromise", passphrase=PASSPHRASE)
+        revoke(pki, "c1", reason="keyCompromise", passphrase=PASSPHRASE)
     with pytest.raises(InvalidInput, match="unknown revocation reason"):
-        revoke(CAStore(pki), "c2", reason="bored", passphrase=PASSPHRASE)
+        revoke(pki, "c2", reason="bored", passphrase=PASSPHRASE)
     with pytest.raises(Refused, match="no intermediate for cluster c9"):
-        revoke(CAStore(pki), "c9", reason="superseded", passphrase=PASSPHRASE)
+        revoke(pki, "c9", reason="superseded", passphrase=PASSPHRASE)
     with pytest.raises(InvalidInput, match="wrong passphrase"):
-        revoke(CAStore(pki), "c2", reason="superseded", passphrase=b"nope")
+        revoke(pki, "c2", reason="superseded", passphrase=b"nope")
     with pytest.raises(Refused, match="has serial"):
-        revoke(CAStore(pki), "c2", reason="superseded", passphrase=PASSPHRASE, serial="abc")
+        revoke(pki, "c2", reason="superseded", passphrase=PASSPHRASE, serial="abc")
     after = {p: (pki / p).read_bytes() for p in tree(pki) if (pki / p).is_file()}
     assert after == before
 
 
 def test_ca_list_marks_a_revoked_intermediate(pki: Path) -> None:
-    revoke(CAStore(pki), "c2", reason="keyCompromise", passphrase=PASSPHRASE)
+    revoke(pki, "c2", reason="keyCompromise", passphrase=PASSPHRASE)
     rows = {r.cluster: r for r in CAStore(pki).status(None)}
     assert rows["c2"].status == "revoked" and any("revoked" in p for p in rows["c2"].problems)
     assert rows["c1"].status == "valid"

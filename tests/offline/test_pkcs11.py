@@ -79,7 +79,7 @@ def test_rsa_root_in_token_signs_certificates_and_crls(softhsm: SoftHSM, tmp_pat
             workers=1,
             root_key=key,
         )
-        revoke(store, "c1", reason="keyCompromise", passphrase=None, root_key=key)
+        revoke(store.path, "c1", reason="keyCompromise", passphrase=None, root_key=key)
     text = openssl("x509", "-in", pki / "root-cert.pem", "-noout", "-text").stdout.decode()
     assert "sha256WithRSAEncryption" in text and "Public-Key: (3072 bit)" in text
     v = openssl("verify", "-CAfile", pki / "root-cert.pem", pki / "c1" / "ca-cert.pem")

@@ -75,7 +75,7 @@ def test_rotate_intermediate_archives_the_old_and_makes_the_new_current(pki: Pat
     shutil.copytree(pki / "c1", old_dir)
     old = _cert(pki / "c1" / "ca-cert.pem")
     c2_before = (pki / "c2" / "ca-cert.pem").read_bytes()
-    r = rotate_intermediate(CAStore(pki), "c1", days=200, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
+    r = rotate_intermediate(pki, "c1", days=200, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
     new = _cert(pki / "c1" / "ca-cert.pem")
     assert new.serial_number != old.serial_number and not r.under_next_root
     assert r.old_serial == format(old.serial_number, "x") and r.new.fingerprint == cx.fingerprint(new)
@@ -106,18 +106,18 @@ def test_rotate_intermediate_archives_the_old_and_makes_the_new_current(pki: Pat
 
 def test_revoke_then_rotate_then_revoke_the_archived_one(pki: Path) -> None:
     store = CAStore(pki)
-    revoke(store, "c1", reason="keyCompromise", passphrase=PASSPHRASE)
+    revoke(store.path, "c1", reason="keyCompromise", passphrase=PASSPHRASE)
     assert {s.cluster: s.status for s in store.status(None)}["c1"] == "revoked"
-    r = rotate_intermediate(store, "c1", days=100, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
+    r = rotate_intermediate(store.path, "c1", days=100, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
     assert {s.cluster: s.status for s in store.status(None)}["c1"] == "valid"
     # the new folder carries the current CRL, which still lists the old serial
     crl = x509.load_pem_x509_crl((pki / "c1" / "ca-crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(int(r.old_serial, 16)) is not None
     # an archived intermediate can be revoked by serial (here: already revoked: refused)
     with pytest.raises(Refused, match="already revoked"):
-        revoke(store, "c1", reason="superseded", passphrase=PASSPHRASE, serial=r.old_serial)
-    r2 = rotate_intermediate(store, "c1", days=100, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
-    revoke(store, "c1", reason="superseded", passphrase=PASSPHRASE, serial=r2.old_serial)
+        revoke(store.path, "c1", reason="superseded", passphrase=PASSPHRASE, serial=r.old_serial)
+    r2 = rotate_intermediate(store.path, "c1", days=100, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
+    revoke(store.path, "c1", reason="superseded", passphrase=PASSPHRASE, serial=r2.old_serial)
     assert [x.serial for x in read_state(pki).revoked] == [r.old_serial, r2.old_serial]
 
 
@@ -125,9 +125,9 @@ def test_rotate_refusals_change_nothing(pki: Path) -> None:
     store = CAStore(pki)
     before = tree(pki)
     with pytest.raises(Refused, match="no intermediate to rotate"):
-        rotate_intermediate(store, "c9", days=10, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
+        rotate_intermediate(store.path, "c9", days=10, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
     with pytest.raises(Refused, match="would outlive the root"):
-        rotate_intermediate(store, "c1", days=20000, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
+        rotate_intermediate(store.path, "c1", days=20000, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE)
     assert [x for x in tree(pki) if x != ".lock"] == [x for x in before if x != ".lock"]
 
 
@@ -151,14 +151,15 @@ def test_an_interrupted_rotation_is_finished_by_the_next_command(pki: Path) -> N
 def test_root_rotation_with_a_dual_root_trust_bundle(pki: Path, tmp_path: Path) -> None:
     store = CAStore(pki)
     officer = Officer.from_key(ec.generate_private_key(ec.SECP256R1()))
-    revoke(store, "c2", reason="superseded", passphrase=PASSPHRASE, officer=officer)
+    revoke(store.path, "c2", reason="superseded", passphrase=PASSPHRASE, officer=officer)
     old_root = _cert(pki / "root-cert.pem")
     old_c2 = tmp_path / "old-c2"
     shutil.copytree(pki / "c2", old_c2)
 
     # step 1: the next root; every cluster now trusts both roots
     nxt = begin_root_rotation(
-        store, key_type="ecdsa-p384", days=3650, org="Istio", cn="Root CA 2", passphrase=PASSPHRASE, officer=officer
+        store.path, key_type="ecdsa-p384", days=3650, org="Istio", cn="Root CA 2",
+        passphrase=PASSPHRASE, officer=officer
     )
     new_root = _cert(pki / "next-root" / "root-cert.pem")
     assert nxt.fingerprint == cx.fingerprint(new_root)
@@ -168,11 +169,13 @@ def test_root_rotation_with_a_dual_root_trust_bundle(pki: Path, tmp_path: Path) 
         _check(pki / c)  # the old intermediates still pass istiod's checks with the dual root
     with pytest.raises(Refused, match="already in progress"):
         begin_root_rotation(
-            store, key_type="ecdsa-p256", days=10, org="I", cn="R", passphrase=PASSPHRASE, officer=officer
+            store.path, key_type="ecdsa-p256", days=10, org="I", cn="R", passphrase=PASSPHRASE, officer=officer
         )
 
     # step 2: each cluster's next intermediate comes from the next root
-    r = rotate_intermediate(store, "c1", days=365, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE, officer=officer)
+    r = rotate_intermediate(
+        store.path, "c1", days=365, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE, officer=officer
+    )
     assert r.under_next_root
     chain = x509.load_pem_x509_certificates((pki / "c1" / "cert-chain.pem").read_bytes())
     assert chain == [_cert(pki / "c1" / "ca-cert.pem"), new_root]
@@ -188,10 +191,10 @@ def test_root_rotation_with_a_dual_root_trust_bundle(pki: Path, tmp_path: Path) 
     # step 3 is refused until every cluster is under the next root
     before = tree(pki)
     with pytest.raises(Refused, match="c2 still have an intermediate under the old root"):
-        finish_root_rotation(store, passphrase=PASSPHRASE, officer=officer)
+        finish_root_rotation(store.path, passphrase=PASSPHRASE, officer=officer)
     assert tree(pki) == before
-    rotate_intermediate(store, "c2", days=365, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE, officer=officer)
-    rec = finish_root_rotation(store, passphrase=PASSPHRASE, officer=officer)
+    rotate_intermediate(store.path, "c2", days=365, passphrase=PASSPHRASE, key_passphrase=PASSPHRASE, officer=officer)
+    rec = finish_root_rotation(store.path, passphrase=PASSPHRASE, officer=officer)
     assert rec.fingerprint == cx.fingerprint(new_root)
     assert _cert(pki / "root-cert.pem") == new_root and not (pki / "next-root").exists()
     archived = pki / "archive" / "root" / format(old_root.serial_number, "x")
