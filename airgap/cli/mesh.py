@@ -30,7 +30,7 @@ CONTEXT_HELP = "kubeconfig context (default: current); repeat for a fleet."
 PARALLEL_HELP = "Clusters at a time when --context is repeated."
 
 
-def _say(prefix: str) -> Callable[[str], None]:
+def _notifier(prefix: str) -> Callable[[str], None]:
     """Progress notes and istioctl's output (a child's bytes: shown through clean())."""
     from airgap.core.display import clean
 
@@ -303,7 +303,7 @@ def _install(
 
     base = template if plan.fleet else template.for_context(plan.contexts[0] or "")
 
-    def one(ctx: str | None) -> Any:
+    def install_context(ctx: str | None) -> Any:
         settings = base.for_context(ctx) if plan.fleet and ctx else base
         prefix = f"[{ctx}] " if plan.fleet else ""
         return install_mesh(
@@ -314,13 +314,13 @@ def _install(
             dry_run=plan.dry_run,
             policy=_policy(),
             wait=wait,
-            notify=_say(prefix),
-            on_output=_say(prefix + "istioctl: "),
+            notify=_notifier(prefix),
+            on_output=_notifier(prefix + "istioctl: "),
             registry=access,
         )
 
     if not plan.fleet:
-        result = one(plan.contexts[0])
+        result = install_context(plan.contexts[0])
         if as_json:
             print_json(result.as_dict())
             return
@@ -331,13 +331,13 @@ def _install(
 
         ask_install_fleet(plan.named, template.east_west, policy=_policy(), parallel=parallel)
 
-    def fleet_one(ctx: str) -> Outcome:
-        r = one(ctx)
+    def install_outcome(ctx: str) -> Outcome:
+        r = install_context(ctx)
         return Outcome(
             ctx, 0, "planned" if r.dry_run else "installed", f"label {r.network_label}, service {r.service}", r
         )
 
-    _finish_fleet(run_fleet(plan.named, fleet_one, parallel=parallel), as_json)
+    _finish_fleet(run_fleet(plan.named, install_outcome, parallel=parallel), as_json)
 
 
 def _check_image_options(
@@ -441,8 +441,8 @@ def inject(
     contexts = _contexts(context)
     fleet = len(contexts) > 1
 
-    def one(ctx: str | None) -> Any:
-        notify = _say(f"[{ctx}] " if fleet else "")
+    def inject_context(ctx: str | None) -> Any:
+        notify = _notifier(f"[{ctx}] " if fleet else "")
         with connect(ctx, policy=_policy(), notify=notify) as kube:
             return enable_injection(
                 kube,
@@ -464,7 +464,7 @@ def inject(
             )
 
     if not fleet:
-        result = one(contexts[0])
+        result = inject_context(contexts[0])
         if as_json:
             print_json(result.as_dict())
         else:
@@ -476,13 +476,13 @@ def inject(
 
     ask_inject_fleet([c for c in contexts if c], namespaces, restart, policy=_policy(), parallel=parallel)
 
-    def fleet_one(ctx: str) -> Outcome:
-        r = one(ctx)
+    def inject_outcome(ctx: str) -> Outcome:
+        r = inject_context(ctx)
         missing = r.pods_without_revision
         detail = f"revision {r.revision}" + (f"; without label: {', '.join(missing)}" if missing else "")
         return Outcome(ctx, 1 if missing else 0, "unchecked" if missing else "injected", detail, r)
 
-    _finish_fleet(run_fleet([c for c in contexts if c], fleet_one, parallel=parallel), as_json)
+    _finish_fleet(run_fleet([c for c in contexts if c], inject_outcome, parallel=parallel), as_json)
 
 
 def _print_inject(r: Any) -> None:
@@ -563,7 +563,7 @@ def connect_cmd(
         policy=_policy(),
         token_timeout=token_timeout,
         poll=poll,
-        notify=_say(""),
+        notify=_notifier(""),
         recipients=recipients,
         replace=force,
     )
@@ -684,13 +684,13 @@ def _read_fleet(names: list[str], parallel: int, check: Callable[[Any], Any]) ->
     from airgap.connected.fleet import Outcome, run_fleet
     from airgap.connected.kube import connect
 
-    def one(ctx: str) -> Outcome:
-        with connect(ctx, policy=_policy(), notify=_say(f"[{ctx}] " if len(names) > 1 else "")) as kube:
+    def check_context(ctx: str) -> Outcome:
+        with connect(ctx, policy=_policy(), notify=_notifier(f"[{ctx}] " if len(names) > 1 else "")) as kube:
             st = check(kube)
         detail = "; ".join(st.problems)
         return Outcome(ctx, 0 if st.ok else 1, "ok" if st.ok else "problems", detail, st)
 
-    return run_fleet(names, one, parallel=parallel)
+    return run_fleet(names, check_context, parallel=parallel)
 
 
 def _raise_status(report: Any) -> None:
@@ -729,12 +729,12 @@ def _check_clusters(
 
     contexts = _contexts(context)
 
-    def one(ctx: str | None) -> Any:
-        with connect(ctx, policy=_policy(), notify=_say(f"[{ctx}] " if len(contexts) > 1 else "")) as kube:
+    def read_context(ctx: str | None) -> Any:
+        with connect(ctx, policy=_policy(), notify=_notifier(f"[{ctx}] " if len(contexts) > 1 else "")) as kube:
             return check(kube)
 
     if len(contexts) == 1:
-        rep = one(contexts[0])
+        rep = read_context(contexts[0])
         if as_json:
             print_json(rep.as_dict())
         else:
@@ -745,12 +745,12 @@ def _check_clusters(
 
     docs: dict[str, Any] = {}
 
-    def fleet_one(ctx: str) -> Outcome:
-        rep = one(ctx)
+    def read_outcome(ctx: str) -> Outcome:
+        rep = read_context(ctx)
         docs[ctx] = rep.as_dict()
         return Outcome(ctx, 0 if rep.ok else 1, words[0] if rep.ok else words[1], detail(rep), rep)
 
-    report = run_fleet([c for c in contexts if c], fleet_one, parallel=parallel)
+    report = run_fleet([c for c in contexts if c], read_outcome, parallel=parallel)
     if not as_json:
         for o in report.outcomes:
             if o.value is not None:
@@ -784,7 +784,7 @@ def _fleet_trust(context: list[str], parallel: int) -> Any:
 
     contexts = [c for c in _contexts(context) if c]
 
-    def one(ctx: str) -> ClusterFacts:
+    def read_facts_of(ctx: str) -> ClusterFacts:
         try:
             endpoint = context_endpoint(ctx)
         except Refused:  # no CA data: still show the cluster; connect would refuse it
@@ -792,7 +792,7 @@ def _fleet_trust(context: list[str], parallel: int) -> Any:
         with connect(ctx, policy=_policy()) as kube:
             return read_facts(kube, endpoint)
 
-    facts = map_contexts(contexts, one, parallel)
+    facts = map_contexts(contexts, read_facts_of, parallel)
     return fleet_trust([facts[c] for c in contexts], known_servers())
 
 

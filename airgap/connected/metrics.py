@@ -24,7 +24,7 @@ from airgap.connected.cacerts import A_CLUSTER, NAMESPACE
 from airgap.connected.kube import secret_value
 from airgap.connected.mesh import CLUSTER_NAME_ANNOTATION
 from airgap.core.expiry_metrics import CertSample, CrlSample, Metrics, crl_sample
-from airgap.core.names import CA_CERT, CERT_CHAIN, ROOT_CERT
+from airgap.core.names import CA_CERT, CA_CRL, CERT_CHAIN, ROOT_CERT
 
 JSON = dict[str, Any]
 
@@ -40,7 +40,7 @@ def _certs(secret: JSON, key: str) -> list[x509.Certificate]:
 
 
 def _crl(secret: JSON) -> x509.CertificateRevocationList | None:
-    pem = secret_value(secret.get("data"), "ca-crl.pem")
+    pem = secret_value(secret.get("data"), CA_CRL)
     if pem is None:
         return None
     try:

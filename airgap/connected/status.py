@@ -14,6 +14,7 @@ from typing import Any
 
 from airgap.connected.cacerts import REQUIRED_KEYS
 from airgap.connected.mesh import INGRESS_SELECTOR, ISTIOD_SELECTOR, NAMESPACE, NETWORK_LABEL, REV_LABEL, _pod_ready
+from airgap.core.names import CA_CERT, CA_CRL, ROOT_CERT
 from airgap.errors import InvalidInput
 
 JSON = dict[str, Any]
@@ -97,7 +98,7 @@ def _revocation(secret: JSON, cert: Any, roots: list[Any]) -> str | None:
 
     from airgap.core.x509 import revocation_entry
 
-    pem = _secret_file(secret, "ca-crl.pem")
+    pem = _secret_file(secret, CA_CRL)
     if pem is None:
         return None
     try:
@@ -124,11 +125,11 @@ def _issued_by_any(cert: Any, roots: list[Any]) -> bool:
 def _cacerts_info(secret: JSON) -> JSON:
     from airgap.core.x509 import fingerprint, load_cert_pem, load_certs_pem, status_of
 
-    pem = _secret_file(secret, "ca-cert.pem")
+    pem = _secret_file(secret, CA_CERT)
     if pem is None:
         raise InvalidInput("cacerts has no ca-cert.pem")
     cert = load_cert_pem(pem, source="cacerts ca-cert.pem")
-    roots_pem = _secret_file(secret, "root-cert.pem")
+    roots_pem = _secret_file(secret, ROOT_CERT)
     roots = load_certs_pem(roots_pem, source="cacerts root-cert.pem") if roots_pem else []
     ann = secret["metadata"].get("annotations") or {}
     revoked = _revocation(secret, cert, roots)

@@ -31,7 +31,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from airgap.core import age
+from airgap.core import age, names
 from airgap.core import x509 as clock
 from airgap.core.atomic import AtomicFile, ensure_dir, write_replace
 from airgap.core.bundle import (
@@ -100,7 +100,7 @@ def sign_key_is_encrypted(path: Path) -> bool:
 
 def cluster_key_is_encrypted(pki_dir: Path, cluster: str) -> bool:
     try:
-        return key_file_is_encrypted(Path(pki_dir) / check_cluster_name(cluster) / "ca-key.pem")
+        return key_file_is_encrypted(Path(pki_dir) / check_cluster_name(cluster) / names.CA_KEY)
     except InvalidInput:
         return False  # reported properly by seal_bundle
 
@@ -165,11 +165,11 @@ def cacerts_members(
     d = Path(pki_dir) / check_cluster_name(cluster)
     if not d.is_dir():
         raise Refused(f"{d}: no CA for cluster {cluster!r}; run 'airgap ca issue {cluster} --dir {pki_dir}' first")
-    cert = _read_pki_file(d / "ca-cert.pem", limits)
-    chain = _read_pki_file(d / "cert-chain.pem", limits)
-    root = _read_pki_file(d / "root-cert.pem", limits)
-    key_pem_stored = _read_pki_file(d / "ca-key.pem", limits)
-    key = load_private_key_pem(key_pem_stored, pki_passphrase, source=str(d / "ca-key.pem"))
+    cert = _read_pki_file(d / names.CA_CERT, limits)
+    chain = _read_pki_file(d / names.CERT_CHAIN, limits)
+    root = _read_pki_file(d / names.ROOT_CERT, limits)
+    key_pem_stored = _read_pki_file(d / names.CA_KEY, limits)
+    key = load_private_key_pem(key_pem_stored, pki_passphrase, source=str(d / names.CA_KEY))
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -189,7 +189,7 @@ def cacerts_members(
         key_member = SecretMember(CA_KEY, key_pem, False)
     out = [SecretMember(CA_CERT, cert, False), key_member, SecretMember(CERT_CHAIN, chain, False)]
     out.append(SecretMember(ROOT_CERT, root, False))
-    crl = d / "ca-crl.pem"
+    crl = d / names.CA_CRL
     if crl.exists():
         crl_pem = _read_pki_file(crl, limits)
         check_bundled_crl(crl_pem, material, source=str(d), cluster=cluster)
@@ -236,7 +236,7 @@ def held_elsewhere(pki_dir: Path, cluster: str) -> IntermediateRecord | None:
     """The inventory record of ``cluster``'s current intermediate when its key is held elsewhere
     (``ca sign``: no ``ca-key.pem`` in the PKI folder), else None."""
     layout = PkiLayout(Path(pki_dir))
-    if (layout.cluster_dir(cluster) / "ca-key.pem").exists():
+    if (layout.cluster_dir(cluster) / names.CA_KEY).exists():
         return None
     rec = read_inventory(layout.inventory).current(cluster)
     return rec if rec is not None and rec.held_elsewhere else None
@@ -253,9 +253,9 @@ def keyless_members(
     """The public cacerts members of a cluster whose key is held elsewhere, checked as istiod would
     (except the key, which is not here) and bound to the recorded key (SPKI fingerprint)."""
     d = Path(pki_dir) / check_cluster_name(cluster)
-    cert = _read_pki_file(d / "ca-cert.pem", limits)
-    chain = _read_pki_file(d / "cert-chain.pem", limits)
-    root = _read_pki_file(d / "root-cert.pem", limits)
+    cert = _read_pki_file(d / names.CA_CERT, limits)
+    chain = _read_pki_file(d / names.CERT_CHAIN, limits)
+    root = _read_pki_file(d / names.ROOT_CERT, limits)
     refuse_out_of_date(d, cluster, pki_dir, chain, now)
     material = check_ca_material(
         ca_cert_pem=cert,
@@ -273,7 +273,7 @@ def keyless_members(
         SecretMember(CERT_CHAIN, chain, False),
         SecretMember(ROOT_CERT, root, False),
     ]
-    crl = d / "ca-crl.pem"
+    crl = d / names.CA_CRL
     if crl.exists():
         crl_pem = _read_pki_file(crl, limits)
         check_bundled_crl(crl_pem, material, source=str(d))
