@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +54,15 @@ def pki(_pki_template: Path, tmp_path: Path) -> Path:
     d = tmp_path / "pki"
     shutil.copytree(_pki_template, d)
     return d
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A private jump host state folder for the whole process, before any fixture runs: session- and
+    module-scoped fixtures (a release extracted once per module) run before the per-test one below,
+    and wrote into the user's ~/.local/state/airgap."""
+    state = tempfile.mkdtemp(prefix="airgap-test-state-")
+    os.environ["AIRGAP_STATE_DIR"] = state
+    config.add_cleanup(lambda: shutil.rmtree(state, ignore_errors=True))
 
 
 @pytest.fixture(autouse=True)
