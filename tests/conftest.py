@@ -14,9 +14,10 @@ import pytest
 
 from tests.helpers import make_pki
 
-# The SoftHSM2 token is one session fixture for the whole run, defined once: a module that imported
-# it would get its own copy, which re-points SOFTHSM2_CONF after the library has read it.
-pytest_plugins = ["tests.softhsm"]
+# Fixture modules registered once, so every test shares one definition (a module that imported a
+# session fixture got its own copy: the SoftHSM2 one re-pointed SOFTHSM2_CONF after the library
+# had read it).
+pytest_plugins = ["tests.softhsm", "tests.release_fixtures"]
 
 PASSPHRASE = b"correct horse battery staple"
 # The time the session PKIs are made: tests that pass ``now=NOW`` stay consistent with them however

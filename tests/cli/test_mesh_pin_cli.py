@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
 from tests.connected.kubehelpers import FAST_ENV, seed_cacerts
@@ -24,29 +21,11 @@ from tests.kubeapi.fixtures import *  # noqa: F403
 from tests.kubeapi.fixtures import Cluster
 from tests.pin_fixtures import PinImages, pin_bundle, pin_image, pin_images  # noqa: F401
 from tests.registry_fixtures import PIN_PASSWORD, PinRegistry, pin_registry  # noqa: F401
-from tests.release_fixtures import make_signed_release
 
 POLL = ("--poll", "0.02")
 INSTALL = ("--cluster-name", "cluster1", "--network", "net1", "--mesh-id", "proj-1")
 R = "registry.internal:5000/mesh"
 MakeBundle = Callable[[Path, PinImages, Path], Path]
-
-
-@pytest.fixture(scope="module")
-def _release_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("release")
-    tarball, sig, pub = make_signed_release(tmp)
-    out = tmp / "extracted"
-    r = run_cli("release", "extract", tarball, "--signature", sig, "--key", pub, "--out", out)
-    assert r.code == 0, r.err
-    return out
-
-
-@pytest.fixture
-def release(_release_template: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "release"
-    shutil.copytree(_release_template, dst, symlinks=True)
-    return dst
 
 
 def _env(c: Cluster, tmp_path: Path) -> dict[str, str]:

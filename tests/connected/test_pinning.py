@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,29 +21,10 @@ from airgap.connected.pinning import (
     pinned_refs,
 )
 from airgap.errors import InvalidInput, Refused, VerificationError
-from tests.helpers import run_cli
 from tests.pin_fixtures import PinImages, pin_digest, pin_image, pin_images
-from tests.release_fixtures import make_signed_release
 
 R = "registry.internal:5000/mesh"
 PUBLIC = ("gcr.io", "docker.io", "gke-release", "1.8.6-asm.8")
-
-
-@pytest.fixture(scope="module")
-def _release_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("release")
-    tarball, sig, pub = make_signed_release(tmp)
-    out = tmp / "extracted"
-    r = run_cli("release", "extract", tarball, "--signature", sig, "--key", pub, "--out", out)
-    assert r.code == 0, r.err
-    return out
-
-
-@pytest.fixture
-def release(_release_template: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "release"
-    shutil.copytree(_release_template, dst, symlinks=True)
-    return dst
 
 
 def _opener(images: PinImages):  # type: ignore[no-untyped-def]
