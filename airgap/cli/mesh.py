@@ -597,22 +597,7 @@ def status(
     if prometheus or prometheus_file is not None:
         _status_with_metrics(context, parallel, as_json, prometheus, prometheus_file)
         return
-
-    def problems(st: Any) -> str:
-        return "; ".join(st.problems)
-
-    trust = _fleet_trust(context, parallel) if len(_contexts(context)) > 1 else None
-    _check_clusters(
-        context,
-        parallel,
-        as_json,
-        check=mesh_status,
-        doc_key="status",
-        words=("ok", "problems"),
-        detail=problems,
-        error=lambda st: f"context {st.context}: {len(st.problems)} problem(s): {problems(st)}",
-        trust=trust,
-    )
+    _run_status(context, parallel, as_json, mesh_status)
 
 
 def _status_with_metrics(context: list[str], parallel: int, as_json: bool, prometheus: bool, path: Path | None) -> None:
@@ -660,12 +645,13 @@ def _status_with_metrics(context: list[str], parallel: int, as_json: bool, prome
 
 
 def _run_status(names: list[str], parallel: int, as_json: bool, check: Callable[[Any], Any]) -> None:
-    """``mesh status``'s usual report (text or JSON) over ``names``, with ``check`` as the per-cluster read."""
+    """``mesh status``'s usual report (text or JSON) over ``names`` (the --context values), with
+    ``check`` as the per-cluster read."""
 
     def problems(st: Any) -> str:
         return "; ".join(st.problems)
 
-    trust = _fleet_trust(names, parallel) if len(names) > 1 else None
+    trust = _fleet_trust(names, parallel) if len(_contexts(names)) > 1 else None
     _check_clusters(
         names,
         parallel,
