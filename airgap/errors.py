@@ -58,6 +58,10 @@ class NetworkError(ClusterError):
 class SignatureMismatch(VerificationError):
     """A signature does not verify against the key(s) trusted for it (exit 1)."""
 
+    def __init__(self, message: str, *, entry: int | None = None) -> None:
+        super().__init__(message)
+        self.entry = entry  # the ceremony log entry (its line) it concerns, when it is one
+
 
 class DigestMismatch(VerificationError):
     """Bytes do not match the digest recorded or signed for them (exit 1)."""
@@ -69,6 +73,10 @@ class ChainBroken(VerificationError):
 
 class LogTampered(VerificationError):
     """The ceremony log or its signed head was changed, reordered, cut short or is unreadable (exit 1)."""
+
+    def __init__(self, message: str, *, entry: int | None = None) -> None:
+        super().__init__(message)
+        self.entry = entry  # the entry (its line) found broken; None: the log or head as a whole
 
 
 class NotFound(InvalidInput):
