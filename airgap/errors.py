@@ -113,3 +113,7 @@ class Expired(Refused):
 
 class WrongCluster(Refused):
     """The target belongs to another cluster or context than the input names (exit 4)."""
+
+
+class NotServed(NetworkError):
+    """A registry answers that it has no such repository or manifest (MANIFEST_UNKNOWN, NAME_UNKNOWN) (exit 5)."""

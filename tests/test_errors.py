@@ -18,7 +18,9 @@ from airgap.errors import (
     InvalidInput,
     LogTampered,
     Malformed,
+    NetworkError,
     NotFound,
+    NotServed,
     Refused,
     Rollback,
     SignatureMismatch,
@@ -34,6 +36,7 @@ FAMILIES = {
     VerificationError: (SignatureMismatch, DigestMismatch, ChainBroken, LogTampered),
     InvalidInput: (NotFound, Malformed, TooLarge, UnsafePath, WrongPassphrase),
     Refused: (WouldOverwrite, Rollback, Expired, WrongCluster),
+    NetworkError: (NotServed,),
 }
 
 
