@@ -387,28 +387,33 @@ def _release_defaults(release: Path) -> Any:
 
 
 def _print_install(r: Any) -> None:
+    """The one cluster's install result; the label, Service and pod names were read from the cluster."""
     import shlex
 
     if r.dry_run:
-        typer.echo(f"context {r.context}: dry run, nothing changed")
-        typer.echo(f"would run: {shlex.join(r.argv)}")
-        typer.echo(f"network label: would be {r.network_label}")
-        typer.echo(f"istiod service: would {r.service}")
-        _print_images(r)
-        return
-    typer.echo(f"context {r.context}: mesh installed")
-    typer.echo(f"ran: {shlex.join(r.argv)}")
-    typer.echo(f"network label: {r.network_label}")
-    typer.echo(f"istiod service: {r.service}")
-    if r.east_west:
-        typer.echo(f"east-west gateway: {r.east_west}")
-    _print_images(r)
-    typer.echo(clean_lines(f"ready: {', '.join(r.ready)}"))  # pod names read from the cluster
+        lines = [
+            f"context {r.context}: dry run, nothing changed",
+            f"would run: {shlex.join(r.argv)}",
+            f"network label: would be {r.network_label}",
+            f"istiod service: would {r.service}",
+            *_image_lines(r),
+        ]
+    else:
+        lines = [
+            f"context {r.context}: mesh installed",
+            f"ran: {shlex.join(r.argv)}",
+            f"network label: {r.network_label}",
+            f"istiod service: {r.service}",
+            *([f"east-west gateway: {r.east_west}"] if r.east_west else []),
+            *_image_lines(r),
+            f"ready: {', '.join(r.ready)}",
+        ]
+    for line in lines:
+        typer.echo(clean_lines(line))
 
 
-def _print_images(r: Any) -> None:
-    for name, ref in sorted((r.images or {}).items()):
-        typer.echo(f"image {name}: {ref} (served by the registry)")
+def _image_lines(r: Any) -> list[str]:
+    return [f"image {name}: {ref} (served by the registry)" for name, ref in sorted((r.images or {}).items())]
 
 
 # -- mesh inject -----------------------------------------------------------------------------------
@@ -489,7 +494,7 @@ def inject(
 
 
 def _print_inject(r: Any) -> None:
-    typer.echo(f"context {r.context}: revision {r.revision}")
+    typer.echo(clean_lines(f"context {r.context}: revision {r.revision}"))  # the revision may be the cluster's
     for n in r.namespaces:
         line = f"namespace {n.namespace}: istio.io/rev={r.revision} ({n.label})"
         if n.restarted:
