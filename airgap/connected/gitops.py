@@ -125,7 +125,7 @@ def _read(path: Path) -> bytes | None:
         raise Refused(f"{path}: exists and is not a regular file; refusing to replace it")
     if not path.exists():
         return None
-    return read_capped(path, MAX_RENDERED, "rendered file")
+    return read_capped(path, MAX_RENDERED, "rendered file", regular=True)
 
 
 def write_sops_config(root: Path, recipients: Sequence[str]) -> str:

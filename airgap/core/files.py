@@ -12,18 +12,23 @@ from typing import IO
 from airgap.errors import InvalidInput, NotFound, TooLarge, UnsafePath
 
 
-def read_capped(path: Path, cap: int, what: str) -> bytes:
+def read_capped(path: Path, cap: int, what: str, *, regular: bool = False) -> bytes:
     """The bytes of ``path``, at most ``cap``; missing, a folder, unreadable or larger is exit 3.
 
     ``what`` names the file in the messages ("private key", "age identity file", ...). A pipe is
     read (``--passphrase-file <(...)`` style process substitution), but the open never waits for a
     writer: a named fifo nobody writes to reads as empty instead of hanging the command.
+    ``regular``: only a regular file will do (a state file, a log), as :func:`open_regular_fd` opens it.
     """
-    with _open_errors(path, what):
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb") as fh:
+    if regular:
+        with open_regular(path, what) as fh, _open_errors(path, what):
             data = fh.read(cap + 1)
+    else:
+        with _open_errors(path, what):
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "rb") as fh:
+                data = fh.read(cap + 1)
     if len(data) > cap:
         raise TooLarge(f"{path}: too large for {_article(what)} {what}")
     return data

@@ -105,7 +105,7 @@ def read_events(state: Path | None = None) -> History:
     path = resolve_state_dir(state) / HISTORY_FILE
     if not path.exists():
         return History()
-    data = read_capped(path, HISTORY_CAP, "jump host history")
+    data = read_capped(path, HISTORY_CAP, "jump host history", regular=True)
     events: list[dict[str, Any]] = []
     damaged: list[int] = []
     for number, raw in enumerate(data.splitlines(), start=1):

@@ -283,7 +283,7 @@ def write_secret_file(
     if path.exists() or path.is_symlink():
         if path.is_symlink() or not path.is_file():
             raise Refused(f"{path}: exists and is not a regular file; refusing to replace it")
-        existing = read_capped(path, MAX_SOPS_OUTPUT, "rendered Secret")
+        existing = read_capped(path, MAX_SOPS_OUTPUT, "rendered Secret", regular=True)
         if is_current(existing, secret_manifest, recipients):
             return SecretWrite(path, "unchanged")
         if not replace and existing_digest(existing) != content_digest(secret_manifest):

@@ -252,7 +252,7 @@ def read_record(pki: Path) -> CustodyRecord:
     p = folder_in_force(pki) / RECORD
     if not p.exists():
         raise Refused(f"{p}: this root is not under split custody (ca init --custody M-of-N)")
-    return CustodyRecord.from_json(read_capped(p, MAX_RECORD_FILE, "custody record"), source=str(p))
+    return CustodyRecord.from_json(read_capped(p, MAX_RECORD_FILE, "custody record", regular=True), source=str(p))
 
 
 @dataclass(frozen=True)
@@ -412,7 +412,7 @@ def staged_record(pki: Path) -> CustodyRecord | None:
     p = Path(pki) / NEXT_DIR / RECORD
     if not p.exists():
         return None
-    return CustodyRecord.from_json(read_capped(p, MAX_RECORD_FILE, "custody record"), source=str(p))
+    return CustodyRecord.from_json(read_capped(p, MAX_RECORD_FILE, "custody record", regular=True), source=str(p))
 
 
 def finish_interrupted(pki: Path, recorded: Callable[[CustodyRecord], bool] | None = None) -> str | None:

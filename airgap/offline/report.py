@@ -256,7 +256,9 @@ def build_report(pki: Path, trust: Sequence[PublicKey], *, now: dt.datetime, sta
     jump = gather_jump_side(Path(state), log, trust_ids) if state is not None else None
     failures = tuple(e.detail for e in jump.events if e.outcome == "failure") if jump else ()
     if jump is not None and jump.damaged_lines:
-        lines = ", ".join(str(n) for n in jump.damaged_lines)
+        shown = jump.damaged_lines[:10]
+        more = len(jump.damaged_lines) - len(shown)
+        lines = ", ".join(str(n) for n in shown) + (f" and {more} more" if more else "")
         failures += (f"the jump host's history has damaged lines ({lines}): it cannot be read whole",)
     jump_warnings = tuple(e.detail for e in jump.events if e.outcome == "warning") if jump else ()
     verdict = dataclasses.replace(
@@ -515,7 +517,7 @@ def gather_crl(layout: PkiLayout, entries: Sequence[Entry], now: dt.datetime) ->
     """The folder's current CRL (``PKI/ca-crl.pem``), and the log entry that records it by hash."""
     if not layout.crl.exists():
         return None, ()
-    data = read_capped(layout.crl, DEFAULT_LIMITS.max_pem_size, "CRL")
+    data = read_capped(layout.crl, DEFAULT_LIMITS.max_pem_size, "CRL", regular=True)
     try:
         crl = x509.load_pem_x509_crl(data)
     except ValueError as exc:

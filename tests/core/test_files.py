@@ -52,3 +52,20 @@ def test_a_pipe_is_read_and_a_fifo_without_writer_reads_empty_instead_of_hanging
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "b''"
+
+
+def test_regular_only_refuses_a_fifo_and_a_device(tmp_path: Path) -> None:
+    import os
+
+    from airgap.errors import UnsafePath
+
+    fifo = tmp_path / "history.jsonl"
+    os.mkfifo(fifo)
+    for p in (fifo, Path("/dev/zero")):
+        with pytest.raises(UnsafePath, match="not a regular file"):
+            read_capped(p, 10, "jump host history", regular=True)
+    real = tmp_path / "ok"
+    real.write_bytes(b"12345")
+    assert read_capped(real, 5, "jump host history", regular=True) == b"12345"
+    with pytest.raises(InvalidInput, match="too large"):
+        read_capped(real, 4, "jump host history", regular=True)

@@ -153,6 +153,29 @@ def test_damaged_history_is_a_failure(ceremony: Ceremony, tmp_path: Path) -> Non
     assert rep.jump_host is not None and rep.jump_host.damaged_lines == (2,)
 
 
+def test_a_history_of_many_damaged_lines_names_ten_and_counts_the_rest(ceremony: Ceremony, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "history.jsonl").write_bytes(b"not json\n" * 25)
+    rep = _report(ceremony, state)
+    assert rep.verdict.failures == (
+        "the jump host's history has damaged lines (1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 15 more): "
+        "it cannot be read whole",
+    )
+
+
+def test_a_history_that_is_a_fifo_is_refused_not_read_as_empty(ceremony: Ceremony, tmp_path: Path) -> None:
+    import os
+
+    from airgap.errors import UnsafePath
+
+    state = tmp_path / "state"
+    state.mkdir()
+    os.mkfifo(state / "history.jsonl")
+    with pytest.raises(UnsafePath, match=r"history\.jsonl: not a regular file"):
+        _report(ceremony, state)
+
+
 def test_image_push_by_another_signer_is_a_warning(ceremony: Ceremony, tmp_path: Path) -> None:
     state = tmp_path / "state"
     push = {"bundle_id": "i1", "bundle_sha256": "cd" * 32, "signer": "9" * 64, "registry": "r", "images": []}

@@ -122,7 +122,7 @@ def head_hash(pki: Path) -> str | None:
 
 
 def _read_log(p: Path) -> bytes:
-    return read_capped(p, MAX_LOG_BYTES, "ceremony log")
+    return read_capped(p, MAX_LOG_BYTES, "ceremony log", regular=True)
 
 
 def _read_lines(p: Path) -> list[bytes]:
