@@ -22,9 +22,20 @@ class AirgapError(Exception):
 
 
 class VerificationError(AirgapError):
-    """A signature, hash, chain or bundle did not verify (exit 1)."""
+    """A signature, hash, chain or bundle did not verify (exit 1).
+
+    Raised with ``subject`` (the path or URL it is about), the message is ``SUBJECT: REASON`` and
+    both parts stay apart in ``subject`` and ``reason``, so a caller that says it about something
+    else (the URL a file came from) uses ``reason`` instead of cutting the message. Raised without,
+    ``subject`` is None and ``reason`` is the whole message.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, *, subject: object = None) -> None:
+        self.subject = None if subject is None else str(subject)
+        self.reason = message
+        super().__init__(message if subject is None else f"{subject}: {message}")
 
 
 class InvalidInput(AirgapError):
@@ -105,3 +116,8 @@ class Expired(Refused):
 
 class WrongCluster(Refused):
     """The target belongs to another cluster or context than the input names (exit 4)."""
+
+
+class WrongRelease(VerificationError):
+    """A release archive is not the one asked for: its root folder names another version, or it has
+    none that can be read (exit 1). The signature covers bytes, not the version: a replay shows here."""

@@ -181,13 +181,13 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 def _hash_existing(part: Path, names: Sequence[str]) -> Digests:
     """The digests of what an earlier run left in the ``.part`` (resumed from its end)."""
-    sd = Digests(names)
+    hashed = Digests(names)
     fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        hash_fd(fd, sd)
+        hash_fd(fd, hashed)
     finally:
         os.close(fd)
-    return sd
+    return hashed
 
 
 def download(
@@ -215,14 +215,14 @@ def download(
     session = _new_session()
     if part.is_symlink() or (part.exists() and not part.is_file()):
         raise InvalidInput(f"{part}: exists and is not a regular file")
-    sd = _hash_existing(part, hash_names) if part.exists() else Digests(hash_names)
+    hashed = _hash_existing(part, hash_names) if part.exists() else Digests(hash_names)
     attempts = Attempts(options.retries, Backoff(options.backoff, MAX_BACKOFF), options.sleep)
-    state = _Download(progress, sd)
+    state = _Download(progress, hashed)
     try:
         while True:
             try:
                 if _attempt(session, url, part, hash_names, options, state):
-                    return state.sd.digests(), state.sd.size
+                    return state.hashed.digests(), state.hashed.size
             except (
                 _Transient,
                 requests.exceptions.RequestException,
@@ -242,8 +242,8 @@ class _Download:
     """One download across its attempts: the digests of what the ``.part`` holds, and the
     progress bar, started once (with the total of the first answer)."""
 
-    def __init__(self, progress: Progress, sd: Digests) -> None:
-        self.progress, self.started, self.sd = progress, False, sd
+    def __init__(self, progress: Progress, hashed: Digests) -> None:
+        self.progress, self.started, self.hashed = progress, False, hashed
 
     def start(self, name: str, total: int | None, offset: int) -> None:
         if not self.started:
@@ -265,7 +265,7 @@ def _attempt(
     state: _Download,
 ) -> bool:
     """One request: True when the file is complete, False to ask again at once."""
-    offset = state.sd.size
+    offset = state.hashed.size
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     resp = _open(session, url, headers, options)
     with resp:
@@ -274,7 +274,7 @@ def _attempt(
             m = re.fullmatch(r"bytes \*/(\d+)", resp.headers.get("Content-Range", ""))
             if m and int(m.group(1)) == offset:
                 return True  # the .part was already complete
-            state.sd = _restart(part, hash_names)
+            state.hashed = _restart(part, hash_names)
             return False
         if status == 404:
             raise NetworkError(f"{url}: 404 Not Found (check the version, --platform and --base-url)")
@@ -285,26 +285,26 @@ def _attempt(
         if status == 206:
             m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
             if not m or int(m.group(1)) != offset:
-                state.sd = _restart(part, hash_names)  # a range we did not ask for: start over
+                state.hashed = _restart(part, hash_names)  # a range we did not ask for: start over
                 raise _Transient(f"{url}: server answered a different range")
             total = None if m.group(3) == "*" else int(m.group(3))
         else:
             if offset:
-                state.sd = _restart(part, hash_names)  # server ignored Range: start over
+                state.hashed = _restart(part, hash_names)  # server ignored Range: start over
                 offset = 0
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         if total is not None and total > options.max_size:
             raise InvalidInput(f"{url}: {total} bytes is over the download cap of {options.max_size}")
         state.start(part.name.removesuffix(".part"), total, offset)
-        _receive(resp, url, part, state.sd, offset, options, state.progress)
-        if total is not None and state.sd.size != total:
-            raise _Transient(f"{url}: connection dropped mid-body ({state.sd.size} of {total} bytes)")
+        _receive(resp, url, part, state.hashed, offset, options, state.progress)
+        if total is not None and state.hashed.size != total:
+            raise _Transient(f"{url}: connection dropped mid-body ({state.hashed.size} of {total} bytes)")
         return True
 
 
 def _receive(
-    resp: Any, url: str, part: Path, sd: Digests, offset: int, options: FetchOptions, progress: Progress
+    resp: Any, url: str, part: Path, hashed: Digests, offset: int, options: FetchOptions, progress: Progress
 ) -> None:
     """Append the body to ``part`` as it arrives (one socket read at a time), hashing it on the way."""
     speed = LowSpeed(options.speed_limit, options.speed_time, options.clock)
@@ -312,7 +312,7 @@ def _receive(
     got = 0
     batch = bytearray()  # socket reads are small (a TLS record); the writer gets CHUNK-sized pieces
     with os.fdopen(open_for_update(part, append=True), "ab") as out:
-        sink = _Sink(out, sd, part)
+        sink = _Sink(out, hashed, part)
         try:
             while chunk := resp.raw.read1(CHUNK, decode_content=False):
                 if offset + got + len(chunk) > options.max_size:
@@ -331,7 +331,7 @@ def _receive(
         finally:
             if batch:
                 sink.put(bytes(batch))  # what arrived is kept for a resume, failure or not
-            sink.close()  # joins the writer: sd now covers exactly the bytes in the .part
+            sink.close()  # joins the writer: hashed now covers exactly the bytes in the .part
         out.flush()
         os.fsync(out.fileno())
 
@@ -342,13 +342,13 @@ class _Sink:
     release the GIL. At most 8 chunks wait: memory stays flat whatever the file size. The
     worker also starts writeback as it goes, so the fsync before the rename has little left."""
 
-    def __init__(self, out: Any, sd: Digests, part: Path) -> None:
-        self._out, self._sd, self._part = out, sd, part
+    def __init__(self, out: Any, hashed: Digests, part: Path) -> None:
+        self._out, self._hashed, self._part = out, hashed, part
         self._writer = WriteBehind(depth=8, writeback=True)
 
     def put(self, chunk: bytes) -> None:
         try:
-            self._writer.write(self._out, self._sd, chunk)
+            self._writer.write(self._out, self._hashed, chunk)
         except OSError as exc:
             self._writer.stop()
             raise InvalidInput(f"{self._part}: cannot write: {exc.strerror or exc}") from exc
@@ -371,7 +371,7 @@ def _copy_file(
     src: Path, part: Path, hash_names: Sequence[str], options: FetchOptions, progress: Progress
 ) -> tuple[dict[str, bytes], int]:
     """``file://`` mirrors: a plain streaming copy (no resume needed), same cap and hashing."""
-    sd = Digests(hash_names)
+    hashed = Digests(hash_names)
     try:
         fh = open(src, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError as exc:
@@ -385,16 +385,16 @@ def _copy_file(
         progress.start(part.name.removesuffix(".part"), size)
         try:
             while chunk := fh.read(CHUNK):
-                if sd.size + len(chunk) > options.max_size:
+                if hashed.size + len(chunk) > options.max_size:
                     raise InvalidInput(f"{src}: over the download cap of {options.max_size} bytes")
                 out.write(chunk)
-                sd.update(chunk)
+                hashed.update(chunk)
                 progress.advance(len(chunk))
         finally:
             progress.finish()
         out.flush()
         os.fsync(out.fileno())
-    return sd.digests(), sd.size
+    return hashed.digests(), hashed.size
 
 
 def fetch_small(url: str, *, limit: int, options: FetchOptions = FetchOptions()) -> bytes:
@@ -484,9 +484,8 @@ def _already_fetched(
     try:
         verified = verify_digests(final, digests, size, signature, keys)
     except VerificationError as exc:
-        why = exc.message.removeprefix(f"{final}: ")
         raise Refused(
-            f"{final} and {sig_final.name} already exist but do not verify together ({why}); "
+            f"{final} and {sig_final.name} already exist but do not verify together ({exc.reason}); "
             f"refusing to replace them; {advice}"
         ) from exc
     notify(f"{final}: already fetched and verified")
@@ -588,8 +587,8 @@ def _fetch_release(
             check_archive_root(part, version, kind=kind, shown=str(final))
         except VerificationError as exc:
             part.unlink(missing_ok=True)
-            why = exc.message.removeprefix(f"{final}: ")
-            raise VerificationError(f"{url}: {why}; the download was removed") from exc
+            # the same cause (SignatureMismatch, WrongRelease ...), said about the URL the bytes came from
+            raise type(exc)(f"{exc.reason}; the download was removed", subject=url) from exc
         link_regular(part, final)  # 8: the tarball first (never a link; exists: only a writer ignoring the lock)
         with contextlib.suppress(FileNotFoundError):
             part.unlink()

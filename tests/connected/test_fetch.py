@@ -25,10 +25,17 @@ import trustme
 
 from airgap.connected.fetch import FetchOptions, download, fetch_lock, fetch_release
 from airgap.core import hashing
-from airgap.errors import AirgapError, InvalidInput, NetworkError, Refused, VerificationError
+from airgap.errors import (
+    AirgapError,
+    InvalidInput,
+    NetworkError,
+    Refused,
+    SignatureMismatch,
+    WrongRelease,
+)
 from tests.hashing_fixtures import Counted
 from tests.helpers import one_error_line, run_cli, tree
-from tests.release_fixtures import make_signed_release
+from tests.release_fixtures import make_signed_release, openssl_sign
 
 VERSION = "1.8.6-asm.8"
 NAME = f"istio-{VERSION}-linux-amd64.tar.gz"
@@ -339,9 +346,35 @@ def test_tampered_tarball_is_refused_and_removed(
 ) -> None:
     _, pub = publish(server, signed, tamper=True)
     out = tmp_path / "out"
-    with pytest.raises(VerificationError, match="the download was removed"):
+    with pytest.raises(SignatureMismatch, match="the download was removed") as err:
         fetch(server, out, pub, quick(server))
     assert tree(out) == []
+    # the cause, said about the URL the bytes came from (not the .part nor the final name)
+    url = f"{server.url}/asm/{NAME}"
+    assert err.value.subject == url
+    assert re.fullmatch(r"signature does not verify with \S+; the download was removed", err.value.reason)
+    assert err.value.message == f"{url}: {err.value.reason}"
+
+
+@pytest.mark.parametrize("archive", ["older-release", "not-an-archive"])
+def test_signed_bytes_that_are_not_the_release_asked_for(archive: str, tmp_path: Path) -> None:
+    """The signature verifies, the archive is not istio-VERSION: WrongRelease about the URL, nothing kept."""
+    old_tar, _, pub = make_signed_release(tmp_path / "old", "1.8.5-asm.1")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    if archive == "older-release":
+        shutil.copy(old_tar, mirror / NAME)
+        why = "the archive's root folder is 'istio-1.8.5-asm.1', not 'istio-1.8.6-asm.8' of the release asked for"
+    else:
+        (mirror / NAME).write_bytes(b"signed, but not a tar.gz\n" * 40)
+        why = "cannot read the archive's first member (ReadError)"
+    openssl_sign(tmp_path / "old" / "keys" / "release.key", mirror / NAME, mirror / f"{NAME}.1.sig")
+    with pytest.raises(WrongRelease) as err:
+        fetch_release(VERSION, base_url=mirror.as_uri(), out=tmp_path / "out", key=pub)
+    assert err.value.subject == f"{mirror.as_uri()}/{NAME}"
+    assert err.value.reason.startswith(why) and err.value.reason.endswith("; the download was removed")
+    assert err.value.exit_code == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_404_is_a_clear_error(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -594,6 +627,27 @@ def test_existing_pair_that_does_not_verify_is_refused(
     assert "refusing to replace them" in line
     assert (out / NAME).read_bytes() == bad  # untouched
     assert tree(out) == [NAME, f"{NAME}.1.sig"]
+    assert server.script.seen == []
+
+
+def test_existing_pair_that_does_not_verify_says_why(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Library: Refused (the final names are not replaced), caused by the SignatureMismatch of the pair,
+    whose reason (without the path) is what the message says in brackets."""
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    data = tarball.read_bytes()
+    (out / NAME).write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+    shutil.copy(signed[1], out / f"{NAME}.1.sig")
+    with pytest.raises(Refused) as err:
+        fetch(server, out, pub, quick(server))
+    cause = err.value.__cause__
+    assert isinstance(cause, SignatureMismatch) and cause.subject == str(out / NAME)
+    assert err.value.message.startswith(
+        f"{out / NAME} and {NAME}.1.sig already exist but do not verify together ({cause.reason}); "
+    )
     assert server.script.seen == []
 
 
