@@ -162,7 +162,8 @@ def _open(session: requests.Session, url: str, headers: dict[str, str], options:
     raise NetworkError(f"{url}: more than {options.max_redirects} redirects")
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, default: str | None = None) -> str:
+    """A short reason for a network failure, from its text; else ``default`` (else the exception's type)."""
     text = str(exc)
     for pattern, reason in (
         (r"[Rr]ead timed out", "read timed out"),
@@ -173,7 +174,7 @@ def _reason(exc: BaseException) -> str:
     ):
         if re.search(pattern, text):
             return reason
-    return type(exc).__name__
+    return default or type(exc).__name__
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -309,49 +310,141 @@ def _receive(
     """Append the body to ``part`` as it arrives (one socket read at a time), hashing it on the way."""
     speed = LowSpeed(options.speed_limit, options.speed_time, options.clock)
     speed.start()
-    got = 0
-    batch = bytearray()  # socket reads are small (a TLS record); the writer gets CHUNK-sized pieces
+    read = _body_reader(resp, url, offset, options)
     with os.fdopen(open_for_update(part, append=True), "ab") as out:
-        sink = _Sink(out, hashed, part)
+        sink = _Sink(out, hashed, part, progress)
         try:
-            while chunk := resp.raw.read1(CHUNK, decode_content=False):
-                if offset + got + len(chunk) > options.max_size:
-                    raise InvalidInput(f"{url}: over the download cap of {options.max_size} bytes")
-                batch += chunk
-                got += len(chunk)
-                progress.advance(len(chunk))
-                if len(batch) >= CHUNK:
-                    sink.put(bytes(batch))
-                    batch.clear()
-                if speed.too_slow(len(chunk)):
-                    raise _Transient(
-                        f"{url}: slower than {options.speed_limit} bytes/s for {options.speed_time:g} s "
-                        "(--speed-limit/--speed-time)"
-                    )
+            _pump(read, url, offset, options, sink, speed)
         finally:
-            if batch:
-                sink.put(bytes(batch))  # what arrived is kept for a resume, failure or not
             sink.close()  # joins the writer: hashed now covers exactly the bytes in the .part
         out.flush()
         os.fsync(out.fileno())
 
 
+def _pump(
+    read: Callable[[memoryview], int], url: str, offset: int, options: FetchOptions, sink: _Sink, speed: LowSpeed
+) -> None:
+    """Read the body into the sink's buffers, one socket read at a time, and hand each full one over.
+
+    Every read is checked against the size cap (the bytes that would pass it are not kept) and
+    fed to the low-speed check, so a trickle fails after ``speed_time`` however small its reads."""
+    got, pos = 0, 0
+    buf = sink.take()
+    view = memoryview(buf)
+    try:
+        while n := read(view[pos:]):
+            if offset + got + n > options.max_size:
+                raise InvalidInput(f"{url}: over the download cap of {options.max_size} bytes")
+            got, pos = got + n, pos + n
+            if pos == len(buf):
+                full, buf, pos = buf, sink.take(), 0
+                view = memoryview(buf)
+                sink.give(full, len(full))
+            if speed.too_slow(n):
+                raise _Transient(
+                    f"{url}: slower than {options.speed_limit} bytes/s for {options.speed_time:g} s "
+                    "(--speed-limit/--speed-time)"
+                )
+    finally:
+        sink.give(buf, pos)  # what arrived is kept for a resume, failure or not
+
+
+def _body_reader(resp: Any, url: str, offset: int, options: FetchOptions) -> Callable[[memoryview], int]:
+    """``read(into) -> n``: one socket read of the raw body (never content-decoded) into ``into``; 0 at its end.
+
+    A plain body of a known length (the usual answer) is read from the response's own buffered socket
+    reader straight into the caller's buffer (``readinto1``: one TLS record, no allocation, no copy);
+    anything else (a chunked body, no length, a length past the cap) through urllib3's ``read1``.
+    """
+    raw = getattr(resp.raw, "_fp", None)  # urllib3 2's http.client.HTTPResponse
+    stream = getattr(raw, "fp", None)  # its buffered socket reader (the headers were read through it)
+    length = getattr(raw, "length", None)
+    if (
+        getattr(raw, "chunked", True) is False
+        and isinstance(length, int)
+        and offset + length <= options.max_size
+        and callable(getattr(stream, "readinto1", None))
+    ):
+        return _PlainBody(stream, length, url).readinto
+    return _FramedBody(resp).readinto
+
+
+class _PlainBody:
+    """The next ``length`` bytes of a buffered socket reader, with the failures urllib3 would report
+    turned into the same reasons (see :func:`_reason`): a timeout is ``read timed out``, a TLS
+    failure ``SSLError``, a reset, or the end of the stream before ``length`` bytes, ``connection
+    dropped mid-body``. It never reads past the body; http.client does not count what it read, so
+    the connection must not serve another request: it does not (requests closes the connection of a
+    response whose content it did not consume, which ``with resp:`` in :func:`_attempt` does)."""
+
+    def __init__(self, stream: Any, length: int, url: str) -> None:
+        self._stream, self._left, self._url = stream, length, url
+
+    def readinto(self, into: memoryview) -> int:
+        if not self._left:
+            return 0
+        try:
+            n: int = self._stream.readinto1(into[: self._left] if len(into) > self._left else into)
+        except TimeoutError as exc:
+            raise _Transient(f"{self._url}: read timed out") from exc
+        except OSError as exc:
+            import ssl
+
+            reason = _reason(exc, "SSLError") if isinstance(exc, ssl.SSLError) else "connection dropped mid-body"
+            raise _Transient(f"{self._url}: {reason}") from exc
+        if not n:
+            raise _Transient(f"{self._url}: connection dropped mid-body")
+        self._left -= n
+        return n
+
+
+class _FramedBody:
+    """Any other body, through urllib3 (which decodes chunked framing and translates the errors)."""
+
+    def __init__(self, resp: Any) -> None:
+        self._raw = resp.raw
+
+    def readinto(self, into: memoryview) -> int:
+        chunk: bytes = self._raw.read1(len(into), decode_content=False)
+        into[: len(chunk)] = chunk
+        return len(chunk)
+
+
 class _Sink:
     """Write and hash the body on a worker thread (:class:`~airgap.core.hashing.WriteBehind`),
     so the socket keeps being read meanwhile; TLS decryption, SHA-256 and file writes all
-    release the GIL. At most 8 chunks wait: memory stays flat whatever the file size. The
-    worker also starts writeback as it goes, so the fsync before the rename has little left."""
+    release the GIL. The body is read into a few reused buffers (:meth:`take`), each handed to the
+    worker when full (:meth:`give`) and back in the pool once written and hashed: memory stays flat
+    whatever the file size, and no fresh memory is touched per chunk (on a virtual machine a page
+    fault costs more than the copy). The worker also starts writeback as it goes, so the fsync
+    before the rename has little left."""
 
-    def __init__(self, out: Any, hashed: Digests, part: Path) -> None:
-        self._out, self._hashed, self._part = out, hashed, part
-        self._writer = WriteBehind(depth=8, writeback=True)
+    DEPTH = 8  # chunks waiting for the worker; the pool has 3 more: the worker's, the one being filled, the next
 
-    def put(self, chunk: bytes) -> None:
+    def __init__(self, out: Any, hashed: Digests, part: Path, progress: Progress) -> None:
+        import queue
+
+        self._out, self._hashed, self._part, self._progress = out, hashed, part, progress
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(self.DEPTH + 3):
+            self._free.put(bytearray(CHUNK))
+        self._writer = WriteBehind(depth=self.DEPTH, writeback=True)
+
+    def take(self) -> bytearray:
+        """A free buffer (waits for the worker to give one back when all are in use)."""
+        return self._free.get()
+
+    def give(self, buf: bytearray, n: int) -> None:
+        """Queue the first ``n`` bytes of ``buf`` to be written and hashed; ``buf`` returns to the pool after."""
+        if not n:
+            self._free.put(buf)
+            return
         try:
-            self._writer.write(self._out, self._hashed, chunk)
+            self._writer.write(self._out, self._hashed, memoryview(buf)[:n], lambda: self._free.put(buf))
         except OSError as exc:
-            self._writer.stop()
+            self._free.put(buf)
             raise InvalidInput(f"{self._part}: cannot write: {exc.strerror or exc}") from exc
+        self._progress.advance(n)
 
     def close(self) -> None:
         try:
