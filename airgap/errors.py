@@ -69,6 +69,10 @@ class NetworkError(ClusterError):
 class SignatureMismatch(VerificationError):
     """A signature does not verify against the key(s) trusted for it (exit 1)."""
 
+    def __init__(self, message: str, *, subject: object = None, entry: int | None = None) -> None:
+        super().__init__(message, subject=subject)
+        self.entry = entry  # the ceremony log entry (its line) it concerns, when it is one
+
 
 class DigestMismatch(VerificationError):
     """Bytes do not match the digest recorded or signed for them (exit 1)."""
@@ -80,6 +84,10 @@ class ChainBroken(VerificationError):
 
 class LogTampered(VerificationError):
     """The ceremony log or its signed head was changed, reordered, cut short or is unreadable (exit 1)."""
+
+    def __init__(self, message: str, *, subject: object = None, entry: int | None = None) -> None:
+        super().__init__(message, subject=subject)
+        self.entry = entry  # the entry (its line) found broken; None: the log or head as a whole
 
 
 class NotFound(InvalidInput):
@@ -121,3 +129,7 @@ class WrongCluster(Refused):
 class WrongRelease(VerificationError):
     """A release archive is not the one asked for: its root folder names another version, or it has
     none that can be read (exit 1). The signature covers bytes, not the version: a replay shows here."""
+
+
+class NotServed(NetworkError):
+    """A registry answers that it has no such repository or manifest (MANIFEST_UNKNOWN, NAME_UNKNOWN) (exit 5)."""

@@ -18,7 +18,9 @@ from airgap.errors import (
     InvalidInput,
     LogTampered,
     Malformed,
+    NetworkError,
     NotFound,
+    NotServed,
     Refused,
     Rollback,
     SignatureMismatch,
@@ -35,6 +37,7 @@ FAMILIES = {
     VerificationError: (SignatureMismatch, DigestMismatch, ChainBroken, LogTampered, WrongRelease),
     InvalidInput: (NotFound, Malformed, TooLarge, UnsafePath, WrongPassphrase),
     Refused: (WouldOverwrite, Rollback, Expired, WrongCluster),
+    NetworkError: (NotServed,),
 }
 
 
@@ -92,5 +95,8 @@ def test_a_verification_error_keeps_its_subject_and_reason_apart() -> None:
     about = SignatureMismatch("signature does not verify with k1", subject=Path("/out/x.tar.gz"))
     assert (about.subject, about.reason) == ("/out/x.tar.gz", "signature does not verify with k1")
     assert str(about) == about.message == "/out/x.tar.gz: signature does not verify with k1"
+    for cause in FAMILIES[VerificationError]:  # release fetch re-raises any of them about a URL (subject=)
+        said = cause("the reason", subject="https://m/x")
+        assert (said.subject, said.reason, said.message) == ("https://m/x", "the reason", "https://m/x: the reason")
     plain = VerificationError("/out/x.tar.gz: changed")  # no subject given: the reason is the whole message
     assert (plain.subject, plain.reason, plain.message) == (None, "/out/x.tar.gz: changed", "/out/x.tar.gz: changed")

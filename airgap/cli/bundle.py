@@ -432,39 +432,43 @@ def _import_live(
 ) -> None:
     """Into the cluster(s): the gate first (--rotate), then each cluster, its record and history."""
     from airgap.connected.bundle_import import history_hook
-    from airgap.connected.cacerts import import_to_cluster, import_to_fleet
+    from airgap.connected.cacerts import ask_import_fleet, import_row, import_to_cluster, record_once
+    from airgap.connected.fleet import run_on_contexts
 
     if rotate:
         _gate(prepared, contexts, peers, force_split, dry_run=dry_run, wait=wait, poll=poll, parallel=parallel)
     hook = history_hook(prepared, force_split)
-    if len(contexts) <= 1:
-        # Records the accepted bundle itself, after the cluster holds it (never in a dry run).
-        result = import_to_cluster(
-            prepared,
-            context=contexts[0] if contexts else None,
-            rotate=rotate,
-            dry_run=dry_run,
-            notify=_note,
-            on_imported=hook,
+    record = record_once()  # the accepted bundle, once, after the first cluster that holds it
+
+    def import_context(ctx: str | None) -> Any:  # never records or writes history in a dry run
+        return import_to_cluster(
+            prepared, context=ctx, rotate=rotate, dry_run=dry_run, notify=_note, record=record, on_imported=hook
         )
+
+    def show_one(result: Any) -> None:
         typer.echo(result.describe())
         if dry_run:
             typer.echo("Dry run: nothing written.")
-        return
-    report = import_to_fleet(
-        prepared,
-        contexts,
-        rotate=rotate,
-        dry_run=dry_run,
+
+    def show_fleet(report: Any) -> None:
+        typer.echo(report.table())
+        if dry_run:
+            typer.echo("Dry run: nothing written.")
+        report.raise_for_failures()  # the worst cluster's exit code, naming the failed contexts
+
+    def ask_every(names: list[str]) -> None:
+        ask_import_fleet(prepared, names, rotate=rotate, parallel=parallel)
+
+    run_on_contexts(
+        list(contexts),
+        import_context,
+        show_one=show_one,
+        row=import_row,
+        show_fleet=show_fleet,
+        ask_first=None if dry_run else ask_every,
         parallel=parallel,
-        notify=_note,
         on_done=lambda o: _note(o.value.describe() if o.value is not None else o.detail),
-        on_imported=hook,
     )
-    typer.echo(report.table())
-    if dry_run:
-        typer.echo("Dry run: nothing written.")
-    report.raise_for_failures()  # the worst cluster's exit code, naming the failed contexts
 
 
 def _gate(

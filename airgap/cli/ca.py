@@ -17,6 +17,7 @@ import typer
 from airgap.cli._app import KEY_TYPE_HELP, RichProgress, info, new_app, print_json, warn
 from airgap.cli._custody import ShareOpt, SharePassOpt, TypeShareOpt, custodian_recipients
 from airgap.cli._metrics import PrometheusFileOpt, PrometheusOpt, check_outputs, emit
+from airgap.core.display import clean
 from airgap.core.limits import MAX_CRL_DAYS, MAX_VALIDITY_DAYS, MAX_WINDOW_DAYS, MAX_WORKERS
 from airgap.offline.root import RootOptions, open_custody, open_root, pki_passphrase, with_custody
 
@@ -196,7 +197,7 @@ def _new_custody(custody_spec: str | None, custodian: list[str], no_passphrase: 
 
 def _print_root(dir: Path, rec: RootRecord, where: str, held: NewSet | None, *, logged: bool) -> None:
     typer.echo(f"Root CA created in {dir}")
-    typer.echo(f"  subject      {rec.subject}")
+    typer.echo(clean(f"  subject      {rec.subject}"))
     typer.echo(f"  key          {where}")
     typer.echo(f"  valid until  {rec.not_after}")
     typer.echo(f"  fingerprint  {rec.fingerprint}")
@@ -231,7 +232,7 @@ def _adopt(
     officer = _officer(log_key, log_key_passphrase_file, pw)
     rec = adopt_root(dir, cert_path=cert, key_path=key, key_passphrase=key_pw, passphrase=pw, officer=officer)
     typer.echo(f"Root CA adopted into {dir}")
-    typer.echo(f"  subject      {rec.subject}")
+    typer.echo(clean(f"  subject      {rec.subject}"))
     typer.echo(f"  key          {rec.key_type}, {'encrypted' if pw else 'UNENCRYPTED'} (re-encrypted copy)")
     typer.echo(f"  valid until  {rec.not_after}")
     typer.echo(f"  fingerprint  {rec.fingerprint}")
@@ -369,7 +370,7 @@ def issue(
     for name in done.skipped:
         typer.echo(f"Skipped {name}: {dir / name} already exists")
     for r in done.records:
-        typer.echo(f"Issued {r.cluster}: {r.subject}, until {r.not_after}, sha256 {r.fingerprint}")
+        typer.echo(clean(f"Issued {r.cluster}: {r.subject}, until {r.not_after}, sha256 {r.fingerprint}"))
     under = " (signed by the NEXT root: root rotation in progress)" if done.under_next_root else ""
     skipped = f", {len(done.skipped)} skipped" if done.skipped else ""
     info(f"{len(done.records)} intermediate(s) written under {dir}{skipped}{under}")
@@ -420,8 +421,8 @@ def _print_pki_report(report: PkiReport) -> None:
     """``ca list``'s text form: the roots, a table of intermediates, then each problem."""
     from rich.table import Table
 
-    from airgap.core.display import clean, short, text
     from airgap.core.display import console as make_console
+    from airgap.core.display import short, text
 
     console = make_console()  # full width when piped: cron mail and '| cat' are never cut
     root, nxt = report.root, report.next_root
@@ -732,7 +733,7 @@ def rotate_root(
                 officer=root.officer,
                 next_update_days=next_update_days,
             )
-        typer.echo(f"Root rotation finished: the root is now {rec.subject}, sha256 {rec.fingerprint}")
+        typer.echo(clean(f"Root rotation finished: the root is now {rec.subject}, sha256 {rec.fingerprint}"))
         typer.echo("  every cluster's root-cert.pem now carries the new root only; make and import new bundles")
         return
     from airgap.core.x509 import check_subject
@@ -758,6 +759,6 @@ def rotate_root(
     else:
         with root_key_args(new_ref, pin_file, key_kind, pw) as key_args:
             rec = begin_root_rotation(dir, key_type=key_kind, days=days, org=org, cn=cn, officer=officer, **key_args)
-    typer.echo(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}")
+    typer.echo(clean(f"Next root created in {store.next_root_dir}: {rec.subject}, sha256 {rec.fingerprint}"))
     typer.echo("  every cluster's root-cert.pem now carries both roots: bundle and import them everywhere,")
     typer.echo("  then 'airgap ca rotate CLUSTER' for each cluster, then 'airgap ca rotate-root --finish'")

@@ -25,6 +25,7 @@ from airgap.cli.ca import (
     TokenOpt,
     app,
 )
+from airgap.core.display import clean
 from airgap.offline.root import RootOptions, open_root
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def _print_signed(done: SignedBatch, dir: Path, out: Path, as_json: bool) -> Non
     for rec in skipped:
         typer.echo(f"Skipped {rec.cluster}: already signed for this key (sha256 {rec.fingerprint}); copied to {out}")
     for rec in recs:
-        typer.echo(f"Signed {rec.cluster}: {rec.subject}, until {rec.not_after}, sha256 {rec.fingerprint}")
+        typer.echo(clean(f"Signed {rec.cluster}: {rec.subject}, until {rec.not_after}, sha256 {rec.fingerprint}"))
         typer.echo(f"  key          {rec.key_type}, held elsewhere (SPKI sha256 {rec.key_id})")
         typer.echo(f"  request      sha256 {rec.csr_sha256}" + (f", id {rec.request_id}" if rec.request_id else ""))
     if not recs:

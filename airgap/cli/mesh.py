@@ -298,8 +298,8 @@ def _install(
     as_json: bool,
 ) -> None:
     """Install on the one cluster (its result printed), or on every cluster of the fleet (its table)."""
-    from airgap.connected.fleet import Outcome, run_fleet
-    from airgap.connected.mesh import install_mesh
+    from airgap.connected.fleet import Outcome, run_on_contexts
+    from airgap.connected.mesh import ask_install_fleet, install_mesh
 
     base = template if plan.fleet else template.for_context(plan.contexts[0] or "")
 
@@ -319,25 +319,28 @@ def _install(
             registry=access,
         )
 
-    if not plan.fleet:
-        result = install_context(plan.contexts[0])
+    def show_one(r: Any) -> None:
         if as_json:
-            print_json(result.as_dict())
-            return
-        _print_install(result)
-        return
-    if not plan.dry_run:  # every cluster is asked before any is written (issue 23)
-        from airgap.connected.mesh import ask_install_fleet
+            print_json(r.as_dict())
+        else:
+            _print_install(r)
 
-        ask_install_fleet(plan.named, template.east_west, policy=_policy(), parallel=parallel)
+    def row(ctx: str, r: Any) -> Outcome:
+        word = "planned" if r.dry_run else "installed"
+        return Outcome(ctx, 0, word, f"label {r.network_label}, service {r.service}", r)
 
-    def install_outcome(ctx: str) -> Outcome:
-        r = install_context(ctx)
-        return Outcome(
-            ctx, 0, "planned" if r.dry_run else "installed", f"label {r.network_label}, service {r.service}", r
-        )
+    def ask_every(names: list[str]) -> None:  # every cluster is asked before any is written (issue 23)
+        ask_install_fleet(names, template.east_west, policy=_policy(), parallel=parallel)
 
-    _finish_fleet(run_fleet(plan.named, install_outcome, parallel=parallel), as_json)
+    run_on_contexts(
+        plan.contexts,
+        install_context,
+        show_one=show_one,
+        row=row,
+        show_fleet=lambda report: _finish_fleet(report, as_json),
+        ask_first=None if plan.dry_run else ask_every,
+        parallel=parallel,
+    )
 
 
 def _check_image_options(
@@ -384,28 +387,33 @@ def _release_defaults(release: Path) -> Any:
 
 
 def _print_install(r: Any) -> None:
+    """The one cluster's install result; the label, Service and pod names were read from the cluster."""
     import shlex
 
     if r.dry_run:
-        typer.echo(f"context {r.context}: dry run, nothing changed")
-        typer.echo(f"would run: {shlex.join(r.argv)}")
-        typer.echo(f"network label: would be {r.network_label}")
-        typer.echo(f"istiod service: would {r.service}")
-        _print_images(r)
-        return
-    typer.echo(f"context {r.context}: mesh installed")
-    typer.echo(f"ran: {shlex.join(r.argv)}")
-    typer.echo(f"network label: {r.network_label}")
-    typer.echo(f"istiod service: {r.service}")
-    if r.east_west:
-        typer.echo(f"east-west gateway: {r.east_west}")
-    _print_images(r)
-    typer.echo(clean_lines(f"ready: {', '.join(r.ready)}"))  # pod names read from the cluster
+        lines = [
+            f"context {r.context}: dry run, nothing changed",
+            f"would run: {shlex.join(r.argv)}",
+            f"network label: would be {r.network_label}",
+            f"istiod service: would {r.service}",
+            *_image_lines(r),
+        ]
+    else:
+        lines = [
+            f"context {r.context}: mesh installed",
+            f"ran: {shlex.join(r.argv)}",
+            f"network label: {r.network_label}",
+            f"istiod service: {r.service}",
+            *([f"east-west gateway: {r.east_west}"] if r.east_west else []),
+            *_image_lines(r),
+            f"ready: {', '.join(r.ready)}",
+        ]
+    for line in lines:
+        typer.echo(clean_lines(line))
 
 
-def _print_images(r: Any) -> None:
-    for name, ref in sorted((r.images or {}).items()):
-        typer.echo(f"image {name}: {ref} (served by the registry)")
+def _image_lines(r: Any) -> list[str]:
+    return [f"image {name}: {ref} (served by the registry)" for name, ref in sorted((r.images or {}).items())]
 
 
 # -- mesh inject -----------------------------------------------------------------------------------
@@ -432,17 +440,16 @@ def inject(
 
     Example: airgap mesh inject shop payments --context ctx1 --restart
     """
-    from airgap.connected.fleet import Outcome, run_fleet
-    from airgap.connected.inject import check_names, enable_injection
+    from airgap.connected.fleet import Outcome, run_on_contexts
+    from airgap.connected.inject import ask_inject_fleet, check_names, enable_injection
     from airgap.connected.kube import connect
 
     check_names(namespaces, revision, force=force)  # bad names: exit 3 (system ones: 4) before any cluster
     allow_insecure(insecure)
     contexts = _contexts(context)
-    fleet = len(contexts) > 1
 
     def inject_context(ctx: str | None) -> Any:
-        notify = _notifier(f"[{ctx}] " if fleet else "")
+        notify = _notifier(f"[{ctx}] " if len(contexts) > 1 else "")
         with connect(ctx, policy=_policy(), notify=notify) as kube:
             return enable_injection(
                 kube,
@@ -455,7 +462,11 @@ def inject(
                 force=force,
             )
 
-    def check(r: Any) -> None:
+    def show_one(r: Any) -> None:
+        if as_json:
+            print_json(r.as_dict())
+        else:
+            _print_inject(r)
         missing = r.pods_without_revision
         if missing:
             raise VerificationError(
@@ -463,30 +474,27 @@ def inject(
                 f"{', '.join(missing)}"
             )
 
-    if not fleet:
-        result = inject_context(contexts[0])
-        if as_json:
-            print_json(result.as_dict())
-        else:
-            _print_inject(result)
-        check(result)
-        return
-
-    from airgap.connected.inject import ask_inject_fleet
-
-    ask_inject_fleet([c for c in contexts if c], namespaces, restart, policy=_policy(), parallel=parallel)
-
-    def inject_outcome(ctx: str) -> Outcome:
-        r = inject_context(ctx)
+    def row(ctx: str, r: Any) -> Outcome:
         missing = r.pods_without_revision
         detail = f"revision {r.revision}" + (f"; without label: {', '.join(missing)}" if missing else "")
         return Outcome(ctx, 1 if missing else 0, "unchecked" if missing else "injected", detail, r)
 
-    _finish_fleet(run_fleet([c for c in contexts if c], inject_outcome, parallel=parallel), as_json)
+    def ask_every(names: list[str]) -> None:
+        ask_inject_fleet(names, namespaces, restart, policy=_policy(), parallel=parallel)
+
+    run_on_contexts(
+        contexts,
+        inject_context,
+        show_one=show_one,
+        row=row,
+        show_fleet=lambda report: _finish_fleet(report, as_json),
+        ask_first=ask_every,
+        parallel=parallel,
+    )
 
 
 def _print_inject(r: Any) -> None:
-    typer.echo(f"context {r.context}: revision {r.revision}")
+    typer.echo(clean_lines(f"context {r.context}: revision {r.revision}"))  # the revision may be the cluster's
     for n in r.namespaces:
         line = f"namespace {n.namespace}: istio.io/rev={r.revision} ({n.label})"
         if n.restarted:
@@ -710,7 +718,7 @@ def _check_clusters(
     One cluster: the report, then exit 1 (``error(report)``) when it is not ok. A fleet: each report,
     a summary table (``words`` for ok / not ok, ``detail``), the worst exit code.
     """
-    from airgap.connected.fleet import Outcome, run_fleet
+    from airgap.connected.fleet import Outcome, run_on_contexts
     from airgap.connected.kube import connect
 
     contexts = _contexts(context)
@@ -719,39 +727,36 @@ def _check_clusters(
         with connect(ctx, policy=_policy(), notify=_notifier(f"[{ctx}] " if len(contexts) > 1 else "")) as kube:
             return check(kube)
 
-    if len(contexts) == 1:
-        rep = read_context(contexts[0])
+    def show_one(rep: Any) -> None:
         if as_json:
             print_json(rep.as_dict())
         else:
             typer.echo(clean_lines(rep.text()))  # names, labels and subjects read from the cluster
         if not rep.ok:
             raise VerificationError(error(rep))
-        return
 
-    docs: dict[str, Any] = {}
-
-    def read_outcome(ctx: str) -> Outcome:
-        rep = read_context(ctx)
-        docs[ctx] = rep.as_dict()
+    def row(ctx: str, rep: Any) -> Outcome:
         return Outcome(ctx, 0 if rep.ok else 1, words[0] if rep.ok else words[1], detail(rep), rep)
 
-    report = run_fleet([c for c in contexts if c], read_outcome, parallel=parallel)
-    if not as_json:
-        for o in report.outcomes:
-            if o.value is not None:
-                typer.echo(clean_lines(o.value.text()))
+    def show_fleet(report: Any) -> None:
+        if not as_json:
+            for o in report.outcomes:
+                if o.value is not None:
+                    typer.echo(clean_lines(o.value.text()))
+                    typer.echo("")
+            if trust is not None:
+                typer.echo("mesh trust:")
+                typer.echo(clean_lines(trust.table()))
                 typer.echo("")
+        docs = {o.context: o.value.as_dict() for o in report.outcomes if o.value is not None}
+        extra: dict[str, Any] = {doc_key: docs}
         if trust is not None:
-            typer.echo("mesh trust:")
-            typer.echo(clean_lines(trust.table()))
-            typer.echo("")
-    extra: dict[str, Any] = {doc_key: docs}
-    if trust is not None:
-        extra["trust"] = trust.as_dict()
-    _finish_fleet(report, as_json, extra)  # raises on a failed cluster (its worst code)
-    if trust is not None and not trust.ok:
-        raise VerificationError(f"the clusters do not form one mesh: {trust.problems[0]}")
+            extra["trust"] = trust.as_dict()
+        _finish_fleet(report, as_json, extra)  # raises on a failed cluster (its worst code)
+        if trust is not None and not trust.ok:
+            raise VerificationError(f"the clusters do not form one mesh: {trust.problems[0]}")
+
+    run_on_contexts(contexts, read_context, show_one=show_one, row=row, show_fleet=show_fleet, parallel=parallel)
 
 
 def _fleet_trust(context: list[str], parallel: int) -> Any:

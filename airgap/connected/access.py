@@ -80,10 +80,11 @@ def ask_every(
     """A fleet run asks every cluster first: ``needs_of(kube)`` (reads allowed) gives each cluster's
     writes; a denial anywhere (or a context whose TLS is not verified, without ``--insecure``) is one
     Refused (exit 4) before any cluster is written. A cluster that cannot be reached or read, or whose
-    own rules refuse, is left to its own run, which fails alone as a fleet's clusters do."""
+    own rules refuse, is left to its own run, which fails alone as a fleet's clusters do; a context
+    the kubeconfig does not name is a typo, refused (exit 3) before any cluster is asked or written."""
     import concurrent.futures as cf
 
-    from airgap.connected.kube import connect, policy_from_env
+    from airgap.connected.kube import connect, policy_from_env, resolve_context
 
     def ask(ctx: str) -> str | None:
         try:
@@ -105,6 +106,8 @@ def ask_every(
 
     if len(contexts) < 2:
         return  # one cluster asks itself, right before it writes
+    for ctx in contexts:
+        resolve_context(ctx, kubeconfig)
     with cf.ThreadPoolExecutor(max_workers=max(1, min(parallel, len(contexts))), thread_name_prefix="ask") as pool:
         lines = [a for a in pool.map(ask, contexts) if a]
     if lines:

@@ -599,15 +599,8 @@ def import_to_fleet(
     ``notify`` gets each retry note (they name their context). A dry run writes nothing and records nothing.
     """
     if not dry_run:
-        _ask_fleet(prepared, contexts, rotate=rotate, kubeconfig=kubeconfig, policy=policy, parallel=parallel)
-    recorder = record or _record_accepted
-    recorded = threading.Event()
-
-    def record_once(p: Any) -> None:
-        if recorded.is_set():
-            return
-        recorder(p)  # serialised by _RECORD_LOCK in _record
-        recorded.set()
+        ask_import_fleet(prepared, contexts, rotate=rotate, kubeconfig=kubeconfig, policy=policy, parallel=parallel)
+    record_fleet = record_once(record or _record_accepted)
 
     def import_context(ctx: str) -> Outcome:
         result = import_to_cluster(
@@ -618,23 +611,44 @@ def import_to_fleet(
             kubeconfig=kubeconfig,
             policy=policy,
             notify=notify,
-            record=record_once,
+            record=record_fleet,
             now=now,
             on_imported=on_imported,
         )
-        return Outcome(ctx, 0, result.result_word, result.detail, result)
+        return import_row(ctx, result)
 
     return run_fleet(contexts, import_context, parallel=parallel, on_done=on_done)
 
 
-def _ask_fleet(
+def import_row(context: str, result: ImportResult) -> Outcome:
+    """One cluster's row of a fleet import's summary."""
+    return Outcome(context, 0, result.result_word, result.detail, result)
+
+
+def record_once(recorder: Callable[[Any], None] | None = None) -> Callable[[Any], None]:
+    """A ``record`` for :func:`import_to_cluster` over a fleet: the accepted bundle is recorded
+    (``recorder``, default ``record_accepted``) after the first cluster that holds it; when that
+    write fails, the next cluster's success tries again."""
+    write = recorder or _record_accepted
+    recorded = threading.Event()
+
+    def record(prepared: Any) -> None:
+        if recorded.is_set():
+            return
+        write(prepared)  # serialised by _RECORD_LOCK in _record
+        recorded.set()
+
+    return record
+
+
+def ask_import_fleet(
     prepared: PreparedImportLike,
     contexts: Sequence[str],
     *,
     rotate: bool,
-    kubeconfig: Path | None,
-    policy: RetryPolicy | None,
-    parallel: int,
+    kubeconfig: Path | None = None,
+    policy: RetryPolicy | None = None,
+    parallel: int = DEFAULT_PARALLEL,
 ) -> None:
     """Ask every cluster of the fleet first (:func:`airgap.connected.access.ask_every`): an RBAC
     denial (or an insecure context without --insecure) anywhere is exit 4 before any cluster is written."""

@@ -2,6 +2,7 @@
 
 One cluster's failure never stops the others; every cluster gets a row in the summary; the
 fleet's exit code is the worst one (highest contract code; an unexpected error counts as 70).
+:func:`run_on_contexts` is the one place a command chooses between one cluster and a fleet.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from airgap.errors import AirgapError, InvalidInput
 
 DEFAULT_PARALLEL = 8
 INTERNAL_ERROR = 70
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -172,3 +175,37 @@ def run_fleet(
             if on_done is not None:
                 on_done(outcome)
     return FleetReport([results[c] for c in ordered])
+
+
+def run_on_contexts(
+    contexts: Sequence[str | None],
+    run: Callable[[str | None], T],
+    *,
+    show_one: Callable[[T], None],
+    row: Callable[[str, T], Outcome],
+    show_fleet: Callable[[FleetReport], None],
+    ask_first: Callable[[list[str]], None] | None = None,
+    parallel: int = DEFAULT_PARALLEL,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> None:
+    """Run a command's per-cluster ``run`` on one context or on a fleet: the one place that forks.
+
+    One context, or none (``None``: the kubeconfig's current one): ``show_one(run(context))``; an error
+    propagates as it is, with its own message and exit code. Several: ``ask_first(names)`` (so that
+    every cluster can refuse before any is written), then ``run`` on each with :func:`run_fleet`,
+    each result made a summary row by ``row``, and ``show_fleet(report)``, which prints the table
+    and raises the worst exit code.
+    """
+    if len(contexts) <= 1:
+        show_one(run(contexts[0] if contexts else None))
+        return
+    names = [c for c in contexts if c]
+    if len(names) != len(contexts):
+        raise InvalidInput("a fleet needs a named --context for every cluster")
+    if ask_first is not None:
+        ask_first(names)
+
+    def task(ctx: str) -> Outcome:
+        return row(ctx, run(ctx))
+
+    show_fleet(run_fleet(names, task, parallel=parallel, on_done=on_done))

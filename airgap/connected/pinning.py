@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
+from airgap.errors import InvalidInput, NotServed, Refused, VerificationError
 
 JSON = dict[str, Any]
 
@@ -44,7 +44,6 @@ IMAGE_FIELDS: dict[tuple[str, ...], str] = {
     ("global", "proxy_init", "image"): PROXY,
     ("cni", "image"): CNI,
 }
-MISSING_MARKERS = ("manifest unknown", "name unknown")  # distribution's MANIFEST_UNKNOWN, NAME_UNKNOWN
 
 
 class ImageRecordLike(Protocol):
@@ -282,11 +281,6 @@ class RegistryFlags:
     ca_bundle: Path | None = None
 
 
-def _missing(message: str) -> bool:
-    low = message.lower()
-    return any(m in low for m in MISSING_MARKERS)
-
-
 def check_served(
     refs: dict[str, str],
     flags: RegistryFlags = RegistryFlags(),
@@ -308,11 +302,9 @@ def check_served(
             notify(f"checking the registry serves {ref}")
             try:
                 body = inspect_raw(ref, wire)
-            except NetworkError as exc:
-                if _missing(exc.message):
-                    missing.append(ref)
-                    continue
-                raise
+            except NotServed:
+                missing.append(ref)
+                continue
             if "sha256:" + hashlib.sha256(body).hexdigest() != ref.rpartition("@")[2]:
                 raise VerificationError(f"{ref}: the registry serves other bytes than this digest")
     if missing:

@@ -29,10 +29,11 @@ from airgap.core.canonical import load_json
 from airgap.core.display import clean
 from airgap.core.files import read_capped
 from airgap.core.limits import DEFAULT_LIMITS, MAX_OCI_MANIFEST
-from airgap.errors import DigestMismatch, InvalidInput, Malformed, NetworkError, NotFound
+from airgap.errors import DigestMismatch, InvalidInput, Malformed, NetworkError, NotFound, NotServed
 
 RETRIES = 3
 MAX_AUTHFILE = 1024 * 1024
+NOT_SERVED_MARKERS = ("manifest unknown", "name unknown")  # distribution's MANIFEST_UNKNOWN, NAME_UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ def _fail(stderr: str, what: str) -> Exception:
         return NetworkError(
             f"{what}: the registry refused access (401; credentials come only from the auth file): {text}"
         )
+    if any(m in low for m in NOT_SERVED_MARKERS):
+        return NotServed(f"{what}: {text}")
     return NetworkError(f"{what}: {text}")
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -13,21 +15,35 @@ from airgap.errors import InvalidInput, NotFound, TooLarge, UnsafePath
 def read_capped(path: Path, cap: int, what: str) -> bytes:
     """The bytes of ``path``, at most ``cap``; missing, a folder, unreadable or larger is exit 3.
 
-    ``what`` names the file in the messages ("private key", "age identity file", ...).
+    ``what`` names the file in the messages ("private key", "age identity file", ...). A pipe is
+    read (``--passphrase-file <(...)`` style process substitution), but the open never waits for a
+    writer: a named fifo nobody writes to reads as empty instead of hanging the command.
     """
-    article = "an" if what[:1].lower() in "aeiou" else "a"
-    try:
-        with open(path, "rb") as fh:
+    with _open_errors(path, what):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as fh:
             data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise TooLarge(f"{path}: too large for {_article(what)} {what}")
+    return data
+
+
+def _article(what: str) -> str:
+    return "an" if what[:1].lower() in "aeiou" else "a"
+
+
+@contextlib.contextmanager
+def _open_errors(path: Path, what: str) -> Iterator[None]:
+    """The one translation of a failed open or read into the contract's exit 3 lines."""
+    try:
+        yield
     except FileNotFoundError as exc:
         raise NotFound(f"{path}: {what} not found") from exc
     except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a folder, expected {article} {what}") from exc
+        raise InvalidInput(f"{path}: is a folder, expected {_article(what)} {what}") from exc
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read {what}: {exc.strerror}") from exc
-    if len(data) > cap:
-        raise TooLarge(f"{path}: too large for {article} {what}")
-    return data
 
 
 def open_regular(path: Path, what: str) -> IO[bytes]:
@@ -42,15 +58,9 @@ def open_regular_fd(path: Path, what: str) -> int:
     hanging the command forever; the descriptor is switched back to blocking before use.
     ``what`` names the file in the messages ("archive", "file", "private key" ...).
     """
-    article = "an" if what[:1].lower() in "aeiou" else "a"
-    try:
+    article = _article(what)
+    with _open_errors(path, what):
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise NotFound(f"{path}: {what} not found") from exc
-    except IsADirectoryError as exc:
-        raise InvalidInput(f"{path}: is a folder, expected {article} {what}") from exc
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read {what}: {exc.strerror}") from exc
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,15 +200,12 @@ def _jsonable(value: Any) -> Any:
 
 # -- 1. the log -----------------------------------------------------------------------------------
 
-_ENTRY_RE = re.compile(r"\bentry (\d+)\b")
-
 
 def _failed_verdict(exc: VerificationError, trust_ids: tuple[str, ...]) -> Verdict:
-    m = _ENTRY_RE.search(exc.message)
     return Verdict(
         log_verified=False,
         error=exc.message,
-        failed_entry=int(m.group(1)) if m else None,
+        failed_entry=getattr(exc, "entry", None),  # LogTampered and SignatureMismatch name it
         trusted_keys=trust_ids,
         signers=(),
         head=None,
@@ -385,7 +381,7 @@ def _revoked_fingerprints(entries: Sequence[Entry]) -> set[str]:
 
 
 def _key_file_words(path: Path) -> str:
-    """"file (encrypted)" or "file (NOT encrypted)", read from the PEM itself, never assumed."""
+    """ "file (encrypted)" or "file (NOT encrypted)", read from the PEM itself, never assumed."""
     pem = read_capped(path, MAX_KEY_FILE, "private key")
     return "file (encrypted)" if is_encrypted_pem(pem) else "file (NOT encrypted)"
 

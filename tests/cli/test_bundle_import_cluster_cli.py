@@ -270,6 +270,18 @@ def test_fleet_verifies_before_touching_any_cluster(kube_fleet, bundle: Path, bk
         assert emu.requests == []
 
 
+def test_fleet_with_a_mistyped_context_writes_nothing(kube_fleet, bundle: Path, bkeys: Keys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fleet: Fleet = kube_fleet(2)
+    state = tmp_path / "state"
+    args = [a for c in [fleet.contexts[0], "c9-typo", fleet.contexts[1]] for a in ("--context", c)]
+    r = _import(bundle, bkeys, _env(fleet, state), *args)
+    assert r.code == 3, r.out + r.err
+    assert _one_error_line(r).startswith("airgap: error: context 'c9-typo' not found in kubeconfig ")
+    for emu in fleet.emulators.values():
+        assert _writes(emu) == []
+    assert _accepted(state) == []
+
+
 def test_fleet_dry_run_writes_nothing(kube_fleet, bundle: Path, bkeys: Keys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     fleet: Fleet = kube_fleet(3)
     c3 = fleet.emulators["c3"]

@@ -94,3 +94,43 @@ def test_adopt_refusals(tmp_path: Path, passfile: Path) -> None:
         assert r.code == code, (args, r.err)
         one_error_line(r, *needles)
         assert tree(pki) == before, args
+
+
+def test_an_adopted_subject_with_terminal_controls_is_shown_escaped(tmp_path: Path, passfile: Path) -> None:
+    """The subject of a root made elsewhere is untrusted text: ESC, BEL, a newline and a bidi override
+    in it reach the terminal escaped, as 'ca list' shows them."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Evil\x1b]0;pwned\x07\x1b[31mRED"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "root \u202egnp.exe\n2nd line"),
+    ])  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(k.public_key()), critical=False)
+        .sign(k, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp_path / "root.pem", tmp_path / "root.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    pki = tmp_path / "pki"
+    r = run_cli("ca", "init", "--dir", pki, "--adopt-cert", cert_path, "--adopt-key", key_path,
+                "--passphrase-file", passfile)  # fmt: skip
+    assert r.code == 0, r.err
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in r.out
+    subject = next(line for line in r.out.splitlines() if line.lstrip().startswith("subject"))
+    assert "\\x1b]0" in subject and "\\u202e" in subject and "\\x0a2nd line" in subject

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from airgap.connected.cacerts import import_to_fleet
-from airgap.connected.fleet import FleetFailed, Outcome, run_fleet, unique_contexts
+from airgap.connected.fleet import FleetFailed, FleetReport, Outcome, run_fleet, run_on_contexts, unique_contexts
 from airgap.errors import ClusterError, InvalidInput, Refused
 from tests.connected.kubehelpers import FAST, Prepared, cacerts_manifest
 from tests.kubeapi.fixtures import *  # noqa: F403
@@ -65,6 +65,92 @@ def test_inputs() -> None:
         run_fleet(["a"], lambda c: Outcome(c, 0, "ok"), parallel=0)
     with pytest.raises(InvalidInput):
         unique_contexts([""])
+
+
+class _Calls:
+    """What run_on_contexts called, in order."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.fail = fail
+        self.events: list[tuple[str, object]] = []
+        self.lock = threading.Lock()
+
+    def run(self, ctx: str | None) -> str:
+        with self.lock:
+            self.events.append(("run", ctx))
+        if self.fail is not None and ctx == self.fail:
+            raise Refused(f"{ctx}: no")
+        return f"result of {ctx}"
+
+    def show_one(self, result: str) -> None:
+        self.events.append(("one", result))
+
+    def row(self, ctx: str, result: str) -> Outcome:
+        return Outcome(ctx, 0, "done", result)
+
+    def show_fleet(self, report: FleetReport) -> None:
+        self.events.append(("fleet", [(o.context, o.exit_code, o.detail) for o in report.outcomes]))
+
+    def ask_first(self, names: list[str]) -> None:
+        self.events.append(("ask", list(names)))
+
+
+@pytest.mark.parametrize("contexts", [[None], ["c1"], []])
+def test_run_on_contexts_one_cluster_shows_its_result_and_asks_nothing_first(contexts: list[str | None]) -> None:
+    calls = _Calls()
+    run_on_contexts(
+        contexts,
+        calls.run,
+        show_one=calls.show_one,
+        row=calls.row,
+        show_fleet=calls.show_fleet,
+        ask_first=calls.ask_first,
+    )
+    ctx = contexts[0] if contexts else None
+    assert calls.events == [("run", ctx), ("one", f"result of {ctx}")]
+
+
+def test_run_on_contexts_one_cluster_error_propagates_with_its_own_type() -> None:
+    calls = _Calls(fail="c1")
+    with pytest.raises(Refused, match=r"^c1: no$"):
+        run_on_contexts(["c1"], calls.run, show_one=calls.show_one, row=calls.row, show_fleet=calls.show_fleet)
+    assert calls.events == [("run", "c1")]
+
+
+def test_run_on_contexts_fleet_asks_every_cluster_before_running_any() -> None:
+    calls = _Calls(fail="b")
+    run_on_contexts(
+        ["a", "b", "c"],
+        calls.run,
+        show_one=calls.show_one,
+        row=calls.row,
+        show_fleet=calls.show_fleet,
+        ask_first=calls.ask_first,
+        parallel=2,
+    )
+    assert calls.events[0] == ("ask", ["a", "b", "c"])
+    assert sorted(e for e in calls.events[1:4]) == [("run", "a"), ("run", "b"), ("run", "c")]
+    assert calls.events[4:] == [("fleet", [("a", 0, "result of a"), ("b", 4, "b: no"), ("c", 0, "result of c")])]
+
+
+def test_run_on_contexts_fleet_refused_by_ask_first_runs_nothing() -> None:
+    calls = _Calls()
+
+    def refuse(names: list[str]) -> None:
+        raise Refused(f"denied on {names[1]}")
+
+    with pytest.raises(Refused, match="denied on b"):
+        run_on_contexts(
+            ["a", "b"], calls.run, show_one=calls.show_one, row=calls.row, show_fleet=calls.show_fleet, ask_first=refuse
+        )
+    assert calls.events == []
+
+
+def test_run_on_contexts_fleet_needs_every_context_named() -> None:
+    calls = _Calls()
+    with pytest.raises(InvalidInput, match="named --context"):
+        run_on_contexts(["a", None], calls.run, show_one=calls.show_one, row=calls.row, show_fleet=calls.show_fleet)
+    assert calls.events == []
 
 
 def test_import_to_fleet_one_failure_does_not_stop_others(kube_fleet, pki: Path) -> None:  # type: ignore[no-untyped-def]

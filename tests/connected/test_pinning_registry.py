@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from airgap.connected.pinning import RegistryFlags, check_served
-from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
+from airgap.errors import InvalidInput, NetworkError, NotServed, Refused, VerificationError
 from tests.pin_fixtures import pin_digest
 from tests.registry_fixtures import PIN_PASSWORD, PinRegistry, pin_registry  # noqa: F401
 
@@ -37,6 +37,17 @@ def test_missing_digests_are_refused_naming_each(pin_registry: PinRegistry) -> N
         check_served(refs, _access(pin_registry))
     assert exc.value.exit_code == 4
     assert f"does not serve 2 pinned image(s): {absent_digest}, {absent_repo}" in exc.value.message
+
+
+def test_an_absent_manifest_or_repository_is_typed_not_served(pin_registry: PinRegistry) -> None:
+    from airgap.connected.skopeo import inspect_raw, registry_access
+
+    pin_registry.seed("mesh", "pilot", "1.8.6-asm.8")
+    with registry_access(pin_registry.ca_pem, pin_registry.authfile) as wire:
+        for ref in (f"{pin_registry.host}/mesh/pilot@{pin_digest('other')}", f"{pin_registry.host}/mesh/none:1"):
+            with pytest.raises(NotServed) as exc:
+                inspect_raw(ref, wire)
+            assert exc.value.exit_code == 5 and ref in exc.value.message
 
 
 def test_no_credentials_or_untrusted_tls_is_a_network_error(pin_registry: PinRegistry, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from airgap.core.keys import sign, spki_sha256
-from airgap.errors import InvalidInput, Refused, VerificationError
+from airgap.errors import InvalidInput, LogTampered, Refused, SignatureMismatch, VerificationError
 from airgap.offline import ceremony
 from airgap.offline.ca import CAStore
 from airgap.offline.ceremony import DOMAIN, HEAD_DOMAIN, Officer, canonical, head_hash, read_entries, verify_log
@@ -77,6 +77,15 @@ def _fails(logged: Logged, *needles: str, trust: bool = True, **kw: object) -> s
     return ei.value.message
 
 
+def _fails_at(logged: Logged, cause: type[VerificationError], entry: int | None, *needles: str) -> None:
+    """The log fails with ``cause`` (typed by cause) naming ``entry`` as data, not only in its text."""
+    with pytest.raises(cause) as ei:
+        verify_log(logged.pki, [logged.officer.key.public_key()])  # type: ignore[list-item]
+    assert getattr(ei.value, "entry", None) == entry
+    for n in needles:
+        assert n in ei.value.message, ei.value.message
+
+
 def test_intact_log_verifies_with_and_without_trust(logged: Logged) -> None:
     log = verify_log(logged.pki, [logged.officer.key.public_key()])  # type: ignore[list-item]
     assert [e.act for e in log.entries] == ["log-start", "key-create", "init", "issue", "issue", "revoke", "crl"]
@@ -106,21 +115,21 @@ def test_deleted_entry_is_named(logged: Logged) -> None:
     lines = _lines(logged.pki)
     del lines[3]
     _write(logged.pki, lines)
-    _fails(logged, "entry 4 was removed")
+    _fails_at(logged, LogTampered, 4, "entry 4 was removed")
 
 
 def test_edited_entry_is_named(logged: Logged) -> None:
     lines = _lines(logged.pki)
     lines[3] = lines[3].replace(b'"cluster":"c1"', b'"cluster":"c9"')
     _write(logged.pki, lines)
-    _fails(logged, "entry 4 (issue): signature does not verify", "changed after signing")
+    _fails_at(logged, SignatureMismatch, 4, "entry 4 (issue): signature does not verify", "changed after signing")
 
 
 def test_reordered_entries_are_named(logged: Logged) -> None:
     lines = _lines(logged.pki)
     lines[3], lines[4] = lines[4], lines[3]
     _write(logged.pki, lines)
-    _fails(logged, "entry 4", "reordered")
+    _fails_at(logged, LogTampered, 4, "entry 4", "reordered")
 
 
 def test_appended_unsigned_entry_is_named(logged: Logged) -> None:
@@ -136,7 +145,7 @@ def test_appended_unsigned_entry_is_named(logged: Logged) -> None:
         "time": last["time"],
     }
     _write(logged.pki, [*lines, canonical(forged)])
-    _fails(logged, "entry 8 (issue) is not signed")
+    _fails_at(logged, LogTampered, 8, "entry 8 (issue) is not signed")
     # and with the fields left out altogether
     forged.pop("signer")
     forged.pop("signature")
@@ -147,19 +156,19 @@ def test_appended_unsigned_entry_is_named(logged: Logged) -> None:
 def test_truncated_log_is_found(logged: Logged) -> None:
     lines = _lines(logged.pki)
     _write(logged.pki, lines[:-1])
-    _fails(logged, "entry 7 is missing", "truncated")
+    _fails_at(logged, LogTampered, 7, "entry 7 is missing", "truncated")
 
 
 def test_log_cut_mid_entry_is_found(logged: Logged) -> None:
     data = (logged.pki / "ceremony.log").read_bytes()
     (logged.pki / "ceremony.log").write_bytes(data[:-40])
-    _fails(logged, "entry 7", "cut short")
+    _fails_at(logged, LogTampered, 7, "entry 7", "cut short")
 
 
 def test_truncated_log_without_head_is_found(logged: Logged) -> None:
     _write(logged.pki, _lines(logged.pki)[:-2])
     (logged.pki / "ceremony-head.json").unlink()
-    _fails(logged, "signed head is missing", "truncated")
+    _fails_at(logged, LogTampered, None, "signed head is missing", "truncated")
 
 
 def test_truncated_log_with_an_older_head_is_found_by_the_files(logged: Logged) -> None:
@@ -517,3 +526,10 @@ def test_record_all_appends_a_batch_in_one_write_that_verifies(logged: Logged, m
     with pytest.raises(ValueError):
         ceremony.record_all(logged.pki, [("note", {"passphrase": "x"})], logged.officer)
     assert len(read_entries(logged.pki)) == len(after)  # a batch with a secret writes nothing
+
+
+def test_an_entry_that_is_not_json_is_named_as_data(logged: Logged) -> None:
+    lines = _lines(logged.pki)
+    lines[2] = b"{not json"
+    _write(logged.pki, lines)
+    _fails_at(logged, LogTampered, 3, "entry at line 3", "not valid JSON")

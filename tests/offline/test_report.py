@@ -289,6 +289,12 @@ def _drop_entry_3(pki: Path) -> None:
     log.write_bytes(b"".join(lines[:2] + lines[3:]))
 
 
+def _garble_entry_5(pki: Path) -> None:
+    log = pki / "ceremony.log"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join([*lines[:4], b"{garbled\n", *lines[5:]]))
+
+
 def _remove_head(pki: Path) -> None:
     (pki / "ceremony-head.json").unlink()
 
@@ -298,6 +304,7 @@ def _remove_head(pki: Path) -> None:
     [
         (_cut_last_line, 9, "entry 9 is incomplete"),
         (_drop_entry_3, 3, "entry 3 was removed"),
+        (_garble_entry_5, 5, "entry at line 5 is not valid JSON"),
         (_remove_head, None, "the signed head is missing"),
     ],
 )

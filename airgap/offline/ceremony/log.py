@@ -121,20 +121,20 @@ def parse_entry(line: bytes, lineno: int, source: str) -> Entry:
         line,
         what=f"{source}: entry at line {lineno}",
         max_bytes=MAX_LOG_BYTES,
-        error=LogTampered,
+        error=lambda message: LogTampered(message, entry=lineno),
         invalid="is not valid JSON (changed or cut short)",
     )
     if not isinstance(doc, dict) or set(doc) - ENTRY_FIELDS or {"act", "params", "prev", "seq", "time"} - set(doc):
-        raise LogTampered(f"{source}: entry at line {lineno} does not have the entry fields")
+        raise LogTampered(f"{source}: entry at line {lineno} does not have the entry fields", entry=lineno)
     seq, params = doc["seq"], doc["params"]
     if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(params, dict):
-        raise LogTampered(f"{source}: entry at line {lineno} has a malformed seq or params")
+        raise LogTampered(f"{source}: entry at line {lineno} has a malformed seq or params", entry=lineno)
     for k in ("act", "prev", "time"):
         if not isinstance(doc[k], str):
-            raise LogTampered(f"{source}: entry at line {lineno} has a malformed {k}")
+            raise LogTampered(f"{source}: entry at line {lineno} has a malformed {k}", entry=lineno)
     signer, signature = doc.get("signer", ""), doc.get("signature", "")
     if not isinstance(signer, str) or not isinstance(signature, str):
-        raise SignatureMismatch(f"{source}: entry at line {lineno} has a malformed signature")
+        raise SignatureMismatch(f"{source}: entry at line {lineno} has a malformed signature", entry=lineno)
     return Entry(seq, doc["time"], doc["act"], params, doc["prev"], signer, signature, line)
 
 
@@ -184,21 +184,22 @@ def _registered_officer(
 ) -> tuple[str, PublicKey]:
     """Step 4 for entry 1: the ``log-start`` and the officer key it registers (checked against pins and record)."""
     if e.act != "log-start":
-        raise LogTampered(f"{src}: entry 1 is {e.act!r}, not 'log-start': the start of the log is gone")
+        raise LogTampered(f"{src}: entry 1 is {e.act!r}, not 'log-start': the start of the log is gone", entry=1)
     pem = e.params.get("officer_key")
     if not isinstance(pem, str):
-        raise LogTampered(f"{src}: entry 1 does not register an officer key")
+        raise LogTampered(f"{src}: entry 1 does not register an officer key", entry=1)
     try:
         registered = load_public_key_pem(pem.encode(), source=f"{src} entry 1")
     except InvalidInput as exc:
-        raise LogTampered(f"{src}: entry 1: the registered officer key is malformed") from exc
+        raise LogTampered(f"{src}: entry 1: the registered officer key is malformed", entry=1) from exc
     reg_id = spki_sha256(registered)
     if pinned is not None and reg_id not in pinned:
-        raise LogTampered(f"{src}: entry 1: the log was started by key {reg_id}, which is not a --trust key")
+        raise LogTampered(f"{src}: entry 1: the log was started by key {reg_id}, which is not a --trust key", entry=1)
     if rec is not None and (rec.officer_key_id != reg_id or rec.started != e.time):
         raise LogTampered(
             f"{src}: entry 1 (started {e.time} by key {reg_id}) is not the log inventory.json records "
-            f"(started {rec.started} by key {rec.officer_key_id}): the log was replaced"
+            f"(started {rec.started} by key {rec.officer_key_id}): the log was replaced",
+            entry=1,
         )
     return reg_id, registered
 
@@ -208,12 +209,12 @@ def _check_signature(e: Entry, i: int, src: str, key: PublicKey) -> None:
     try:
         sig = base64.b64decode(e.signature, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise SignatureMismatch(f"{src}: entry {i} ({e.act}): the signature is not base64") from exc
+        raise SignatureMismatch(f"{src}: entry {i} ({e.act}): the signature is not base64", entry=i) from exc
     try:
         verify_bytes(key, e.signed_bytes(), sig)
     except VerificationError as exc:
         raise SignatureMismatch(
-            f"{src}: entry {i} ({e.act}): signature does not verify: the entry was changed after signing"
+            f"{src}: entry {i} ({e.act}): signature does not verify: the entry was changed after signing", entry=i
         ) from exc
 
 
@@ -221,10 +222,10 @@ def _check_place(e: Entry, i: int, src: str, seen_seqs: set[int]) -> None:
     """Steps 2 and 3: the entry sits at its own line, and is signed."""
     if e.seq != i:
         if i in seen_seqs:
-            raise LogTampered(f"{src}: entry {i}: line {i} holds entry {e.seq}; the entries were reordered")
-        raise LogTampered(f"{src}: entry {i} was removed (line {i} holds entry {e.seq})")
+            raise LogTampered(f"{src}: entry {i}: line {i} holds entry {e.seq}; the entries were reordered", entry=i)
+        raise LogTampered(f"{src}: entry {i} was removed (line {i} holds entry {e.seq})", entry=i)
     if not e.signature or not e.signer:
-        raise LogTampered(f"{src}: entry {i} ({e.act}) is not signed")
+        raise LogTampered(f"{src}: entry {i} ({e.act}) is not signed", entry=i)
 
 
 def verify_entries(
@@ -250,7 +251,7 @@ def verify_entries(
     prev_hash = GENESIS_PREV
     for i, line in enumerate(lines, start=1):
         if i == len(lines) and not data.endswith(b"\n"):  # 1. complete JSON, the entry fields
-            raise LogTampered(f"{src}: entry {i} is incomplete: the log was cut short mid-entry")
+            raise LogTampered(f"{src}: entry {i} is incomplete: the log was cut short mid-entry", entry=i)
         e = parse_entry(line, i, src)
         _check_place(e, i, src, seen_seqs)  # 2. sequence, 3. signed
         if i == 1:  # 4. an officer key
@@ -260,13 +261,15 @@ def verify_entries(
         if key is None:
             raise LogTampered(
                 f"{src}: entry {i} ({e.act}) is signed by key {e.signer}, which is not "
-                + ("a --trust key" if pinned is not None else "the officer key registered in entry 1")
+                + ("a --trust key" if pinned is not None else "the officer key registered in entry 1"),
+                entry=i,
             )
         _check_signature(e, i, src, key)  # 5. signature
         if e.prev != prev_hash:  # 6. chain
             raise LogTampered(
                 f"{src}: entry {i} ({e.act}) does not follow entry {i - 1}: "
-                f"entry {i - 1} was changed, replaced or removed"
+                f"entry {i - 1} was changed, replaced or removed",
+                entry=i,
             )
         prev_hash = e.hash
         entries.append(e)
@@ -306,10 +309,11 @@ def check_head(
     if seq > n:
         raise LogTampered(
             f"{log_source}: entry {n + 1} is missing: the log ends at entry {n} but its signed head "
-            f"names entry {seq}; the log was truncated"
+            f"names entry {seq}; the log was truncated",
+            entry=n + 1,
         )
     if entries[seq - 1].hash != h:
-        raise LogTampered(f"{src}: entry {seq} does not match the signed head: the log was rewritten")
+        raise LogTampered(f"{src}: entry {seq} does not match the signed head: the log was rewritten", entry=seq)
     if seq < n:  # a crash between writing the log and its head; every entry is still signed
         return f"the signed head names entry {seq} of {n}: entries after it were written but not headed"
     return None
