@@ -45,6 +45,18 @@ class LiveCluster:
     namespaces: tuple[str, ...] = ()  # injected namespaces (restarted after a trust change)
     reload: tuple[str, str] | None = None  # (istiod flag, public source) when istiod reloads roots
     istiod: bool = False  # istiod pods run in istio-system
+    named_by_cacerts: bool = True  # False: no airgap cluster annotation (or no cacerts); ``cluster`` is the context's
+
+    def unknown_note(self, pki_path: object) -> str:
+        """Why the plan leaves this context out: its cluster has no folder in the PKI."""
+        if self.trust.issuing is None:
+            return f"{self.context}: no readable cacerts; import its cluster's bundle first (left out of the plan)"
+        if not self.named_by_cacerts:
+            return (
+                f"{self.context}: its cacerts has no airgap cluster annotation (not imported by airgap?), and "
+                f"{pki_path} has no folder named after the context ({self.cluster!r}); left out of the plan"
+            )
+        return f"{self.context}: its cacerts names cluster {self.cluster!r}, which {pki_path} has no folder for"
 
     @property
     def context(self) -> str:
@@ -233,8 +245,7 @@ def build_plan(pki: PkiTrust, live: Sequence[LiveCluster]) -> RotationPlan:
     labels = {pki.root: "A"} | ({pki.next_root: "B"} if pki.next_root else {})
     state = evaluate([lc.trust for lc in live], labels)
     unknown = [lc for lc in live if pki.cluster(lc.cluster) is None]
-    notes = [f"{lc.context}: its cacerts names cluster {lc.cluster!r}, which {pki.path} has no folder for"
-             for lc in unknown]  # fmt: skip
+    notes = [lc.unknown_note(pki.path) for lc in unknown]
     known = [lc for lc in live if lc not in unknown and lc.trust.issuing is not None]
     steps, more = _rotating(pki, known) if pki.next_root else _settled(pki, known)
     if not state.whole:
@@ -251,6 +262,7 @@ def read_live(kube: Any) -> LiveCluster:
 
     secret = kube.get("Secret", "cacerts", "istio-system")
     ann = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    named = bool(ann.get(A_CLUSTER))
     name = str(ann.get(A_CLUSTER) or context_cluster(kube.context))
     namespaces = tuple(
         sorted(
@@ -270,7 +282,7 @@ def read_live(kube: Any) -> LiveCluster:
             reload = None
             break  # one istiod that needs restarts decides
         reload = (line.reload_flag, line.reload_source)
-    return LiveCluster(cluster_trust(kube.context, secret), name, namespaces, reload, bool(pods))
+    return LiveCluster(cluster_trust(kube.context, secret), name, namespaces, reload, bool(pods), named)
 
 
 def fleet_plan(pki: PkiTrust, contexts: Sequence[str], *, parallel: int, policy: Any = None) -> RotationPlan:

@@ -75,6 +75,18 @@ def test_a_context_of_an_unknown_cluster_is_a_note_and_a_quoted_command() -> Non
     assert "--context 'k;1' --rotate" in plan.steps[0].commands[1]
 
 
+def test_a_context_without_cacerts_or_without_the_annotation_is_not_said_to_name_a_cluster() -> None:
+    pki = _pki(None, ("n1", A, (A,)))
+    empty = LiveCluster(ClusterTrust("k2", None, (), problem="secret istio-system/cacerts is missing"), "k2",
+                        named_by_cacerts=False)  # fmt: skip
+    by_hand = LiveCluster(ClusterTrust("k3", A, (A,)), "k3", named_by_cacerts=False)  # kubectl create secret
+    plan = build_plan(pki, [_live("k1", "n1", A, A), empty, by_hand])
+    notes = {n.split(":", 1)[0]: n for n in plan.notes}
+    assert "no readable cacerts; import its cluster's bundle first" in notes["k2"]
+    assert "no airgap cluster annotation" in notes["k3"] and "names cluster" not in notes["k3"]
+    assert "names cluster" not in notes["k2"]
+
+
 def test_the_release_line_of_a_running_istiod() -> None:
     assert line_of_revision("asm-186-8", "gcr.io/x/pilot:1.8.6-asm.8") is CATALOG["asm-1.8"]
     assert line_of_revision("asm-186-8", "example/istiod:1") is CATALOG["asm-1.8"]
