@@ -22,9 +22,20 @@ class AirgapError(Exception):
 
 
 class VerificationError(AirgapError):
-    """A signature, hash, chain or bundle did not verify (exit 1)."""
+    """A signature, hash, chain or bundle did not verify (exit 1).
+
+    Raised with ``subject`` (the path or URL it is about), the message is ``SUBJECT: REASON`` and
+    both parts stay apart in ``subject`` and ``reason``, so a caller that says it about something
+    else (the URL a file came from) uses ``reason`` instead of cutting the message. Raised without,
+    ``subject`` is None and ``reason`` is the whole message.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, *, subject: object = None) -> None:
+        self.subject = None if subject is None else str(subject)
+        self.reason = message
+        super().__init__(message if subject is None else f"{subject}: {message}")
 
 
 class InvalidInput(AirgapError):
@@ -58,8 +69,8 @@ class NetworkError(ClusterError):
 class SignatureMismatch(VerificationError):
     """A signature does not verify against the key(s) trusted for it (exit 1)."""
 
-    def __init__(self, message: str, *, entry: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, subject: object = None, entry: int | None = None) -> None:
+        super().__init__(message, subject=subject)
         self.entry = entry  # the ceremony log entry (its line) it concerns, when it is one
 
 
@@ -74,8 +85,8 @@ class ChainBroken(VerificationError):
 class LogTampered(VerificationError):
     """The ceremony log or its signed head was changed, reordered, cut short or is unreadable (exit 1)."""
 
-    def __init__(self, message: str, *, entry: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, subject: object = None, entry: int | None = None) -> None:
+        super().__init__(message, subject=subject)
         self.entry = entry  # the entry (its line) found broken; None: the log or head as a whole
 
 
@@ -113,6 +124,11 @@ class Expired(Refused):
 
 class WrongCluster(Refused):
     """The target belongs to another cluster or context than the input names (exit 4)."""
+
+
+class WrongRelease(VerificationError):
+    """A release archive is not the one asked for: its root folder names another version, or it has
+    none that can be read (exit 1). The signature covers bytes, not the version: a replay shows here."""
 
 
 class NotServed(NetworkError):

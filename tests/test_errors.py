@@ -30,10 +30,11 @@ from airgap.errors import (
     WouldOverwrite,
     WrongCluster,
     WrongPassphrase,
+    WrongRelease,
 )
 
 FAMILIES = {
-    VerificationError: (SignatureMismatch, DigestMismatch, ChainBroken, LogTampered),
+    VerificationError: (SignatureMismatch, DigestMismatch, ChainBroken, LogTampered, WrongRelease),
     InvalidInput: (NotFound, Malformed, TooLarge, UnsafePath, WrongPassphrase),
     Refused: (WouldOverwrite, Rollback, Expired, WrongCluster),
     NetworkError: (NotServed,),
@@ -88,3 +89,14 @@ def test_a_tampered_log_is_log_tampered(tmp_path: Path) -> None:
     (tmp_path / "ceremony.log").write_bytes(b'{"act": 1}\n')
     with pytest.raises(LogTampered):
         read_entries(tmp_path)
+
+
+def test_a_verification_error_keeps_its_subject_and_reason_apart() -> None:
+    about = SignatureMismatch("signature does not verify with k1", subject=Path("/out/x.tar.gz"))
+    assert (about.subject, about.reason) == ("/out/x.tar.gz", "signature does not verify with k1")
+    assert str(about) == about.message == "/out/x.tar.gz: signature does not verify with k1"
+    for cause in FAMILIES[VerificationError]:  # release fetch re-raises any of them about a URL (subject=)
+        said = cause("the reason", subject="https://m/x")
+        assert (said.subject, said.reason, said.message) == ("https://m/x", "the reason", "https://m/x: the reason")
+    plain = VerificationError("/out/x.tar.gz: changed")  # no subject given: the reason is the whole message
+    assert (plain.subject, plain.reason, plain.message) == (None, "/out/x.tar.gz: changed", "/out/x.tar.gz: changed")

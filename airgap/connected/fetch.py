@@ -162,7 +162,8 @@ def _open(session: requests.Session, url: str, headers: dict[str, str], options:
     raise NetworkError(f"{url}: more than {options.max_redirects} redirects")
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, default: str | None = None) -> str:
+    """A short reason for a network failure, from its text; else ``default`` (else the exception's type)."""
     text = str(exc)
     for pattern, reason in (
         (r"[Rr]ead timed out", "read timed out"),
@@ -173,7 +174,7 @@ def _reason(exc: BaseException) -> str:
     ):
         if re.search(pattern, text):
             return reason
-    return type(exc).__name__
+    return default or type(exc).__name__
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -181,13 +182,13 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 def _hash_existing(part: Path, names: Sequence[str]) -> Digests:
     """The digests of what an earlier run left in the ``.part`` (resumed from its end)."""
-    sd = Digests(names)
+    hashed = Digests(names)
     fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        hash_fd(fd, sd)
+        hash_fd(fd, hashed)
     finally:
         os.close(fd)
-    return sd
+    return hashed
 
 
 def download(
@@ -215,14 +216,14 @@ def download(
     session = _new_session()
     if part.is_symlink() or (part.exists() and not part.is_file()):
         raise InvalidInput(f"{part}: exists and is not a regular file")
-    sd = _hash_existing(part, hash_names) if part.exists() else Digests(hash_names)
+    hashed = _hash_existing(part, hash_names) if part.exists() else Digests(hash_names)
     attempts = Attempts(options.retries, Backoff(options.backoff, MAX_BACKOFF), options.sleep)
-    state = _Download(progress, sd)
+    state = _Download(progress, hashed)
     try:
         while True:
             try:
                 if _attempt(session, url, part, hash_names, options, state):
-                    return state.sd.digests(), state.sd.size
+                    return state.hashed.digests(), state.hashed.size
             except (
                 _Transient,
                 requests.exceptions.RequestException,
@@ -242,8 +243,8 @@ class _Download:
     """One download across its attempts: the digests of what the ``.part`` holds, and the
     progress bar, started once (with the total of the first answer)."""
 
-    def __init__(self, progress: Progress, sd: Digests) -> None:
-        self.progress, self.started, self.sd = progress, False, sd
+    def __init__(self, progress: Progress, hashed: Digests) -> None:
+        self.progress, self.started, self.hashed = progress, False, hashed
 
     def start(self, name: str, total: int | None, offset: int) -> None:
         if not self.started:
@@ -265,7 +266,7 @@ def _attempt(
     state: _Download,
 ) -> bool:
     """One request: True when the file is complete, False to ask again at once."""
-    offset = state.sd.size
+    offset = state.hashed.size
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     resp = _open(session, url, headers, options)
     with resp:
@@ -274,7 +275,7 @@ def _attempt(
             m = re.fullmatch(r"bytes \*/(\d+)", resp.headers.get("Content-Range", ""))
             if m and int(m.group(1)) == offset:
                 return True  # the .part was already complete
-            state.sd = _restart(part, hash_names)
+            state.hashed = _restart(part, hash_names)
             return False
         if status == 404:
             raise NetworkError(f"{url}: 404 Not Found (check the version, --platform and --base-url)")
@@ -285,73 +286,165 @@ def _attempt(
         if status == 206:
             m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
             if not m or int(m.group(1)) != offset:
-                state.sd = _restart(part, hash_names)  # a range we did not ask for: start over
+                state.hashed = _restart(part, hash_names)  # a range we did not ask for: start over
                 raise _Transient(f"{url}: server answered a different range")
             total = None if m.group(3) == "*" else int(m.group(3))
         else:
             if offset:
-                state.sd = _restart(part, hash_names)  # server ignored Range: start over
+                state.hashed = _restart(part, hash_names)  # server ignored Range: start over
                 offset = 0
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         if total is not None and total > options.max_size:
             raise InvalidInput(f"{url}: {total} bytes is over the download cap of {options.max_size}")
         state.start(part.name.removesuffix(".part"), total, offset)
-        _receive(resp, url, part, state.sd, offset, options, state.progress)
-        if total is not None and state.sd.size != total:
-            raise _Transient(f"{url}: connection dropped mid-body ({state.sd.size} of {total} bytes)")
+        _receive(resp, url, part, state.hashed, offset, options, state.progress)
+        if total is not None and state.hashed.size != total:
+            raise _Transient(f"{url}: connection dropped mid-body ({state.hashed.size} of {total} bytes)")
         return True
 
 
 def _receive(
-    resp: Any, url: str, part: Path, sd: Digests, offset: int, options: FetchOptions, progress: Progress
+    resp: Any, url: str, part: Path, hashed: Digests, offset: int, options: FetchOptions, progress: Progress
 ) -> None:
     """Append the body to ``part`` as it arrives (one socket read at a time), hashing it on the way."""
     speed = LowSpeed(options.speed_limit, options.speed_time, options.clock)
     speed.start()
-    got = 0
-    batch = bytearray()  # socket reads are small (a TLS record); the writer gets CHUNK-sized pieces
+    read = _body_reader(resp, url, offset, options)
     with os.fdopen(open_for_update(part, append=True), "ab") as out:
-        sink = _Sink(out, sd, part)
+        sink = _Sink(out, hashed, part, progress)
         try:
-            while chunk := resp.raw.read1(CHUNK, decode_content=False):
-                if offset + got + len(chunk) > options.max_size:
-                    raise InvalidInput(f"{url}: over the download cap of {options.max_size} bytes")
-                batch += chunk
-                got += len(chunk)
-                progress.advance(len(chunk))
-                if len(batch) >= CHUNK:
-                    sink.put(bytes(batch))
-                    batch.clear()
-                if speed.too_slow(len(chunk)):
-                    raise _Transient(
-                        f"{url}: slower than {options.speed_limit} bytes/s for {options.speed_time:g} s "
-                        "(--speed-limit/--speed-time)"
-                    )
+            _pump(read, url, offset, options, sink, speed)
         finally:
-            if batch:
-                sink.put(bytes(batch))  # what arrived is kept for a resume, failure or not
-            sink.close()  # joins the writer: sd now covers exactly the bytes in the .part
+            sink.close()  # joins the writer: hashed now covers exactly the bytes in the .part
         out.flush()
         os.fsync(out.fileno())
+
+
+def _pump(
+    read: Callable[[memoryview], int], url: str, offset: int, options: FetchOptions, sink: _Sink, speed: LowSpeed
+) -> None:
+    """Read the body into the sink's buffers, one socket read at a time, and hand each full one over.
+
+    Every read is checked against the size cap (the bytes that would pass it are not kept) and
+    fed to the low-speed check, so a trickle fails after ``speed_time`` however small its reads."""
+    got, pos = 0, 0
+    buf = sink.take()
+    view = memoryview(buf)
+    try:
+        while n := read(view[pos:]):
+            if offset + got + n > options.max_size:
+                raise InvalidInput(f"{url}: over the download cap of {options.max_size} bytes")
+            got, pos = got + n, pos + n
+            if pos == len(buf):
+                full, buf, pos = buf, sink.take(), 0
+                view = memoryview(buf)
+                sink.give(full, len(full))
+            if speed.too_slow(n):
+                raise _Transient(
+                    f"{url}: slower than {options.speed_limit} bytes/s for {options.speed_time:g} s "
+                    "(--speed-limit/--speed-time)"
+                )
+    finally:
+        sink.give(buf, pos)  # what arrived is kept for a resume, failure or not
+
+
+def _body_reader(resp: Any, url: str, offset: int, options: FetchOptions) -> Callable[[memoryview], int]:
+    """``read(into) -> n``: one socket read of the raw body (never content-decoded) into ``into``; 0 at its end.
+
+    A plain body of a known length (the usual answer) is read from the response's own buffered socket
+    reader straight into the caller's buffer (``readinto1``: one TLS record, no allocation, no copy);
+    anything else (a chunked body, no length, a length past the cap) through urllib3's ``read1``.
+    """
+    raw = getattr(resp.raw, "_fp", None)  # urllib3 2's http.client.HTTPResponse
+    stream = getattr(raw, "fp", None)  # its buffered socket reader (the headers were read through it)
+    length = getattr(raw, "length", None)
+    if (
+        getattr(raw, "chunked", True) is False
+        and isinstance(length, int)
+        and offset + length <= options.max_size
+        and callable(getattr(stream, "readinto1", None))
+    ):
+        return _PlainBody(stream, length, url).readinto
+    return _FramedBody(resp).readinto
+
+
+class _PlainBody:
+    """The next ``length`` bytes of a buffered socket reader, with the failures urllib3 would report
+    turned into the same reasons (see :func:`_reason`): a timeout is ``read timed out``, a TLS
+    failure ``SSLError``, a reset, or the end of the stream before ``length`` bytes, ``connection
+    dropped mid-body``. It never reads past the body; http.client does not count what it read, so
+    the connection must not serve another request: it does not (requests closes the connection of a
+    response whose content it did not consume, which ``with resp:`` in :func:`_attempt` does)."""
+
+    def __init__(self, stream: Any, length: int, url: str) -> None:
+        self._stream, self._left, self._url = stream, length, url
+
+    def readinto(self, into: memoryview) -> int:
+        if not self._left:
+            return 0
+        try:
+            n: int = self._stream.readinto1(into[: self._left] if len(into) > self._left else into)
+        except TimeoutError as exc:
+            raise _Transient(f"{self._url}: read timed out") from exc
+        except OSError as exc:
+            import ssl
+
+            reason = _reason(exc, "SSLError") if isinstance(exc, ssl.SSLError) else "connection dropped mid-body"
+            raise _Transient(f"{self._url}: {reason}") from exc
+        if not n:
+            raise _Transient(f"{self._url}: connection dropped mid-body")
+        self._left -= n
+        return n
+
+
+class _FramedBody:
+    """Any other body, through urllib3 (which decodes chunked framing and translates the errors)."""
+
+    def __init__(self, resp: Any) -> None:
+        self._raw = resp.raw
+
+    def readinto(self, into: memoryview) -> int:
+        chunk: bytes = self._raw.read1(len(into), decode_content=False)
+        into[: len(chunk)] = chunk
+        return len(chunk)
 
 
 class _Sink:
     """Write and hash the body on a worker thread (:class:`~airgap.core.hashing.WriteBehind`),
     so the socket keeps being read meanwhile; TLS decryption, SHA-256 and file writes all
-    release the GIL. At most 8 chunks wait: memory stays flat whatever the file size. The
-    worker also starts writeback as it goes, so the fsync before the rename has little left."""
+    release the GIL. The body is read into a few reused buffers (:meth:`take`), each handed to the
+    worker when full (:meth:`give`) and back in the pool once written and hashed: memory stays flat
+    whatever the file size, and no fresh memory is touched per chunk (on a virtual machine a page
+    fault costs more than the copy). The worker also starts writeback as it goes, so the fsync
+    before the rename has little left."""
 
-    def __init__(self, out: Any, sd: Digests, part: Path) -> None:
-        self._out, self._sd, self._part = out, sd, part
-        self._writer = WriteBehind(depth=8, writeback=True)
+    DEPTH = 8  # chunks waiting for the worker; the pool has 3 more: the worker's, the one being filled, the next
 
-    def put(self, chunk: bytes) -> None:
+    def __init__(self, out: Any, hashed: Digests, part: Path, progress: Progress) -> None:
+        import queue
+
+        self._out, self._hashed, self._part, self._progress = out, hashed, part, progress
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(self.DEPTH + 3):
+            self._free.put(bytearray(CHUNK))
+        self._writer = WriteBehind(depth=self.DEPTH, writeback=True)
+
+    def take(self) -> bytearray:
+        """A free buffer (waits for the worker to give one back when all are in use)."""
+        return self._free.get()
+
+    def give(self, buf: bytearray, n: int) -> None:
+        """Queue the first ``n`` bytes of ``buf`` to be written and hashed; ``buf`` returns to the pool after."""
+        if not n:
+            self._free.put(buf)
+            return
         try:
-            self._writer.write(self._out, self._sd, chunk)
+            self._writer.write(self._out, self._hashed, memoryview(buf)[:n], lambda: self._free.put(buf))
         except OSError as exc:
-            self._writer.stop()
+            self._free.put(buf)
             raise InvalidInput(f"{self._part}: cannot write: {exc.strerror or exc}") from exc
+        self._progress.advance(n)
 
     def close(self) -> None:
         try:
@@ -371,7 +464,7 @@ def _copy_file(
     src: Path, part: Path, hash_names: Sequence[str], options: FetchOptions, progress: Progress
 ) -> tuple[dict[str, bytes], int]:
     """``file://`` mirrors: a plain streaming copy (no resume needed), same cap and hashing."""
-    sd = Digests(hash_names)
+    hashed = Digests(hash_names)
     try:
         fh = open(src, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError as exc:
@@ -385,16 +478,16 @@ def _copy_file(
         progress.start(part.name.removesuffix(".part"), size)
         try:
             while chunk := fh.read(CHUNK):
-                if sd.size + len(chunk) > options.max_size:
+                if hashed.size + len(chunk) > options.max_size:
                     raise InvalidInput(f"{src}: over the download cap of {options.max_size} bytes")
                 out.write(chunk)
-                sd.update(chunk)
+                hashed.update(chunk)
                 progress.advance(len(chunk))
         finally:
             progress.finish()
         out.flush()
         os.fsync(out.fileno())
-    return sd.digests(), sd.size
+    return hashed.digests(), hashed.size
 
 
 def fetch_small(url: str, *, limit: int, options: FetchOptions = FetchOptions()) -> bytes:
@@ -484,9 +577,8 @@ def _already_fetched(
     try:
         verified = verify_digests(final, digests, size, signature, keys)
     except VerificationError as exc:
-        why = exc.message.removeprefix(f"{final}: ")
         raise Refused(
-            f"{final} and {sig_final.name} already exist but do not verify together ({why}); "
+            f"{final} and {sig_final.name} already exist but do not verify together ({exc.reason}); "
             f"refusing to replace them; {advice}"
         ) from exc
     notify(f"{final}: already fetched and verified")
@@ -588,8 +680,8 @@ def _fetch_release(
             check_archive_root(part, version, kind=kind, shown=str(final))
         except VerificationError as exc:
             part.unlink(missing_ok=True)
-            why = exc.message.removeprefix(f"{final}: ")
-            raise VerificationError(f"{url}: {why}; the download was removed") from exc
+            # the same cause (SignatureMismatch, WrongRelease ...), said about the URL the bytes came from
+            raise type(exc)(f"{exc.reason}; the download was removed", subject=url) from exc
         link_regular(part, final)  # 8: the tarball first (never a link; exists: only a writer ignoring the lock)
         with contextlib.suppress(FileNotFoundError):
             part.unlink()

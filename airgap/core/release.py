@@ -39,7 +39,7 @@ from airgap.core.keys import (
 from airgap.core.limits import DEFAULT_LIMITS, Limits
 from airgap.core.progress import NO_PROGRESS, Progress
 from airgap.core.signatures import MAX_SIGNATURE, decode_signature, verify_digest
-from airgap.errors import InvalidInput, VerificationError
+from airgap.errors import InvalidInput, SignatureMismatch, VerificationError, WrongRelease
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives import hashes
@@ -223,9 +223,9 @@ def verify_digests(
     path: Path, digests: dict[str, bytes], size: int, signature: bytes, keys: Sequence[ReleaseKey]
 ) -> VerifiedRelease:
     """Check ``signature`` over pre-computed digests of ``path`` against ``keys``; the first that
-    verifies wins. Raise :class:`VerificationError` when none does."""
+    verifies wins. Raise :class:`~airgap.errors.SignatureMismatch` (``subject`` ``path``) when none does."""
     if not keys:
-        raise VerificationError(f"{path}: no trusted release key to verify with")
+        raise SignatureMismatch("no trusted release key to verify with", subject=path)
     for k in keys:
         alg = signature_hash_for(k.public)
         try:
@@ -234,7 +234,7 @@ def verify_digests(
             continue
         return VerifiedRelease(path, digests["sha256"].hex(), size, k, signature)
     which = keys[0].id if len(keys) == 1 else f"any of {', '.join(k.id for k in keys)}"
-    raise VerificationError(f"{path}: signature does not verify with {which}")
+    raise SignatureMismatch(f"signature does not verify with {which}", subject=path)
 
 
 def verify_release(
@@ -291,7 +291,7 @@ def version_from_file_name(name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _first_member(path: Path, kind: str) -> str:
+def _first_member(path: Path, kind: str, shown: str) -> str:
     """The name of the first member of a ``.tar.gz`` (one header: cheap) or ``.zip`` (central directory)."""
     import tarfile
     import zipfile
@@ -306,27 +306,30 @@ def _first_member(path: Path, kind: str) -> str:
             first = tar.next()
             return first.name if first is not None else ""
     except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as exc:
-        raise VerificationError(f"{path}: cannot read the archive's first member ({exc.__class__.__name__})") from exc
+        raise WrongRelease(f"cannot read the archive's first member ({exc.__class__.__name__})", subject=shown) from exc
 
 
 def check_archive_root(path: Path, version: str, *, kind: str | None = None, shown: str | None = None) -> None:
-    """Refuse (exit 1) an archive whose first member is not under ``istio-VERSION/``.
+    """Refuse an archive whose first member is not under ``istio-VERSION/`` (:class:`~airgap.errors.WrongRelease`,
+    exit 1; its ``subject`` is ``shown``, the name the user knows the file by, default ``path``).
 
     The detached signature covers the bytes, not the version: an older signed release published
     under a newer name is caught here, from one header, before anyone extracts it.
     """
     from airgap.core.archive import archive_kind
 
-    first = _first_member(path, kind or archive_kind(path))
+    shown = shown or str(path)
+    first = _first_member(path, kind or archive_kind(path), shown)
     root = first.removeprefix("./").split("/", 1)[0] if first else ""
-    _check_root(shown or str(path), root, version)
+    _check_root(shown, root, version)
 
 
 def _check_root(shown: str, root: str | None, version: str) -> None:
     if root != f"istio-{version}":
-        raise VerificationError(
-            f"{shown}: the archive's root folder is {root!r}, not 'istio-{version}' of the release asked for; "
-            "refusing it (a different release published under this name?)"
+        raise WrongRelease(
+            f"the archive's root folder is {root!r}, not 'istio-{version}' of the release asked for; "
+            "refusing it (a different release published under this name?)",
+            subject=shown,
         )
 
 

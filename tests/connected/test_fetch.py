@@ -14,6 +14,7 @@ import re
 import shutil
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -23,12 +24,20 @@ from pathlib import Path
 import pytest
 import trustme
 
+from airgap.connected import fetch as fetch_module
 from airgap.connected.fetch import FetchOptions, download, fetch_lock, fetch_release
 from airgap.core import hashing
-from airgap.errors import AirgapError, InvalidInput, NetworkError, Refused, VerificationError
+from airgap.errors import (
+    AirgapError,
+    InvalidInput,
+    NetworkError,
+    Refused,
+    SignatureMismatch,
+    WrongRelease,
+)
 from tests.hashing_fixtures import Counted
 from tests.helpers import one_error_line, run_cli, tree
-from tests.release_fixtures import make_signed_release
+from tests.release_fixtures import make_signed_release, openssl_sign
 
 VERSION = "1.8.6-asm.8"
 NAME = f"istio-{VERSION}-linux-amd64.tar.gz"
@@ -125,6 +134,9 @@ def make_handler(script: Script) -> type[http.server.BaseHTTPRequestHandler]:
                     time.sleep(1.5)
                 self.close_connection = True
                 return
+            if step in ("reset", "forged"):
+                self._break_off(step, body[: len(body) // 2])
+                return
             if step == "cut":
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
@@ -132,6 +144,21 @@ def make_handler(script: Script) -> type[http.server.BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             self.wfile.write(body)
+
+        def _break_off(self, step: str, half: bytes) -> None:
+            """Half the body, then a TCP reset ("reset") or a TLS record no session key sealed ("forged")."""
+            self.wfile.write(half)
+            self.wfile.flush()
+            self.close_connection = True
+            if step == "forged":
+                os.write(self.connection.fileno(), b"\x17\x03\x03\x00\x20" + os.urandom(32))
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            time.sleep(0.3)  # the client has read the headers and the half: a reset now drops nothing it was sent
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.wfile.close()
+            self.rfile.close()
+            self.connection.close()  # the last reference: with a zero linger, the kernel answers with RST
 
         def _status(self, code: int) -> None:
             self.send_response(code)
@@ -339,9 +366,35 @@ def test_tampered_tarball_is_refused_and_removed(
 ) -> None:
     _, pub = publish(server, signed, tamper=True)
     out = tmp_path / "out"
-    with pytest.raises(VerificationError, match="the download was removed"):
+    with pytest.raises(SignatureMismatch, match="the download was removed") as err:
         fetch(server, out, pub, quick(server))
     assert tree(out) == []
+    # the cause, said about the URL the bytes came from (not the .part nor the final name)
+    url = f"{server.url}/asm/{NAME}"
+    assert err.value.subject == url
+    assert re.fullmatch(r"signature does not verify with \S+; the download was removed", err.value.reason)
+    assert err.value.message == f"{url}: {err.value.reason}"
+
+
+@pytest.mark.parametrize("archive", ["older-release", "not-an-archive"])
+def test_signed_bytes_that_are_not_the_release_asked_for(archive: str, tmp_path: Path) -> None:
+    """The signature verifies, the archive is not istio-VERSION: WrongRelease about the URL, nothing kept."""
+    old_tar, _, pub = make_signed_release(tmp_path / "old", "1.8.5-asm.1")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    if archive == "older-release":
+        shutil.copy(old_tar, mirror / NAME)
+        why = "the archive's root folder is 'istio-1.8.5-asm.1', not 'istio-1.8.6-asm.8' of the release asked for"
+    else:
+        (mirror / NAME).write_bytes(b"signed, but not a tar.gz\n" * 40)
+        why = "cannot read the archive's first member (ReadError)"
+    openssl_sign(tmp_path / "old" / "keys" / "release.key", mirror / NAME, mirror / f"{NAME}.1.sig")
+    with pytest.raises(WrongRelease) as err:
+        fetch_release(VERSION, base_url=mirror.as_uri(), out=tmp_path / "out", key=pub)
+    assert err.value.subject == f"{mirror.as_uri()}/{NAME}"
+    assert err.value.reason.startswith(why) and err.value.reason.endswith("; the download was removed")
+    assert err.value.exit_code == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_404_is_a_clear_error(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -359,6 +412,84 @@ def test_slow_server_hits_the_read_timeout(server: Server, signed: tuple[Path, P
     server.script.plan[f"/asm/{NAME}"] = ["slow", "slow"]
     with pytest.raises(NetworkError, match=r"read timed out .*gave up after 1 retries"):
         fetch(server, tmp_path / "out", pub, quick(server, read_timeout=0.3, retries=1))
+
+
+def test_body_over_the_cap_without_a_length_is_cut_at_the_cap(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A chunked body announces no size: the cap is checked on every read, nothing past it is kept."""
+    tarball, _ = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = ["chunked"]
+    part = tmp_path / "x.part"
+    with pytest.raises(InvalidInput, match=r"over the download cap of 500 bytes$"):
+        download(f"{server.url}/asm/{NAME}", part, options=quick(server, max_size=500))
+    assert part.stat().st_size <= 500
+    assert part.read_bytes() == tarball.read_bytes()[: part.stat().st_size]
+
+
+@pytest.mark.parametrize(("step", "reason"), [("reset", "connection dropped mid-body"), ("forged", "SSLError")])
+def test_a_body_broken_off_mid_way_is_kept_and_resumed(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path, step: str, reason: str
+) -> None:
+    """A TCP reset, or a TLS record that does not authenticate, in the middle of the body: the attempt
+    fails with the reason urllib3 would give, the bytes before it stay in the .part, a re-run resumes."""
+    tarball, _ = publish(server, signed)
+    url = f"{server.url}/asm/{NAME}"
+    server.script.plan[f"/asm/{NAME}"] = [step]
+    part = tmp_path / "x.part"
+    with pytest.raises(NetworkError) as err:
+        download(url, part, options=quick(server, retries=0))
+    assert err.value.message == f"{url}: {reason} (gave up after 0 retries)"
+    kept = part.read_bytes()
+    assert len(kept) < tarball.stat().st_size and tarball.read_bytes().startswith(kept)
+    digests, size = download(url, part, options=quick(server))
+    assert (digests["sha256"], size) == (hashlib.sha256(tarball.read_bytes()).digest(), tarball.stat().st_size)
+    assert part.read_bytes() == tarball.read_bytes()
+    assert server.script.seen[-1] == (f"/asm/{NAME}", f"bytes={len(kept)}-" if kept else None)
+
+
+@pytest.mark.parametrize("plan", [[], ["chunked"], ["cut"]], ids=["plain", "chunked", "cut-and-resumed"])
+def test_a_body_many_buffers_long(
+    server: Server,
+    signed: tuple[Path, Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    plan: list[str],
+) -> None:
+    """The body goes through a few reused buffers: shrunk to 64 bytes, each is filled, written, hashed
+    and refilled many times over; the file and its digest come out exact, every byte hashed once."""
+    monkeypatch.setattr(fetch_module, "CHUNK", 64)
+    tarball, pub = publish(server, signed)
+    server.script.plan[f"/asm/{NAME}"] = list(plan)
+    counted = _counting(monkeypatch)
+    got = fetch(server, tmp_path / "out", pub, quick(server))
+    assert got.read_bytes() == tarball.read_bytes()
+    assert tarball.stat().st_size > 64 * (fetch_module._Sink.DEPTH + 3)  # more bytes than the pool holds
+    size, sig_size = tarball.stat().st_size, signed[1].stat().st_size
+    assert sorted((c.name, c.fed) for c in counted) == sorted([("sha256", sig_size), ("sha256", size)])
+
+
+def test_a_plain_body_is_read_straight_into_the_buffers(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17's speed: a body of known length is read from the socket into the reused buffers, never
+    through urllib3's read1 (a fresh allocation per TLS record); a chunked body still goes through it."""
+    import urllib3.response
+
+    calls: list[int] = []
+    real = urllib3.response.HTTPResponse.read1
+
+    def spy(self: urllib3.response.HTTPResponse, amt: int | None = None, decode_content: bool | None = None) -> bytes:
+        calls.append(amt or 0)
+        return real(self, amt, decode_content)
+
+    monkeypatch.setattr(urllib3.response.HTTPResponse, "read1", spy)
+    tarball, pub = publish(server, signed)
+    assert fetch(server, tmp_path / "a", pub, quick(server)).read_bytes() == tarball.read_bytes()
+    assert calls == []
+    server.script.plan[f"/asm/{NAME}"] = ["chunked"]
+    assert fetch(server, tmp_path / "b", pub, quick(server)).read_bytes() == tarball.read_bytes()
+    assert calls
 
 
 def test_https_to_http_redirect_is_refused(server: Server, signed: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -594,6 +725,27 @@ def test_existing_pair_that_does_not_verify_is_refused(
     assert "refusing to replace them" in line
     assert (out / NAME).read_bytes() == bad  # untouched
     assert tree(out) == [NAME, f"{NAME}.1.sig"]
+    assert server.script.seen == []
+
+
+def test_existing_pair_that_does_not_verify_says_why(
+    server: Server, signed: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Library: Refused (the final names are not replaced), caused by the SignatureMismatch of the pair,
+    whose reason (without the path) is what the message says in brackets."""
+    tarball, pub = publish(server, signed)
+    out = tmp_path / "out"
+    out.mkdir()
+    data = tarball.read_bytes()
+    (out / NAME).write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+    shutil.copy(signed[1], out / f"{NAME}.1.sig")
+    with pytest.raises(Refused) as err:
+        fetch(server, out, pub, quick(server))
+    cause = err.value.__cause__
+    assert isinstance(cause, SignatureMismatch) and cause.subject == str(out / NAME)
+    assert err.value.message.startswith(
+        f"{out / NAME} and {NAME}.1.sig already exist but do not verify together ({cause.reason}); "
+    )
     assert server.script.seen == []
 
 

@@ -24,7 +24,7 @@ from airgap.core.release import (
     select_keys,
     verify_release,
 )
-from airgap.errors import InvalidInput, Malformed, Refused, VerificationError
+from airgap.errors import InvalidInput, Malformed, Refused, SignatureMismatch, VerificationError
 from tests.helpers import openssl, tree
 from tests.release_fixtures import make_signed_release, openssl_keypair, openssl_sign
 
@@ -85,8 +85,11 @@ def test_one_byte_change_fails_like_openssl(
     data[len(data) // 2] ^= 0x01
     changed.write_bytes(bytes(data))
     assert not openssl_verdict(pub, sig, changed, ALGS[alg])
-    with pytest.raises(VerificationError, match="signature does not verify"):
+    with pytest.raises(SignatureMismatch, match="signature does not verify") as err:
         verify_release(changed, sig, key=pub)
+    assert err.value.subject == str(changed)
+    assert err.value.reason.startswith("signature does not verify with ")
+    assert err.value.message == f"{changed}: {err.value.reason}"
 
 
 def test_wrong_key_fails(openssl_keys: dict[str, tuple[Path, Path]], data_file: Path, tmp_path: Path) -> None:
