@@ -23,7 +23,7 @@ from airgap.offline.root import RootOptions, open_custody, open_root, pki_passph
 
 app = new_app(help="Offline root CA and per-cluster intermediate CAs (Istio's cacerts layout).")
 
-DirOpt = typer.Option(..., "--dir", help="The PKI folder (created when missing).")
+DirOpt = typer.Option(..., "--dir", help="The PKI folder (made by 'ca init').")
 PassFileOpt = typer.Option(
     None,
     "--passphrase-file",
@@ -83,7 +83,7 @@ def _token_ref(
 
 @app.command("init")
 def init(
-    dir: Path = DirOpt,
+    dir: Path = typer.Option(..., "--dir", help="The PKI folder (created when missing; must not hold a root)."),
     key_type: str = typer.Option("rsa-4096", "--key-type", help=KEY_TYPE_HELP),
     days: int = typer.Option(3650, "--days", min=1, max=MAX_VALIDITY_DAYS, help="Validity of the root in days."),
     org: str = typer.Option("Istio", "--org"),

@@ -102,6 +102,11 @@ def test_an_act_on_a_missing_or_empty_folder_creates_nothing_there(
         one_error_line(r, "no root here", "ca init")
     assert not missing.exists()
     assert tree(empty) == []
+    assert "created when missing" not in " ".join(run_cli(*command[:2], "--help").out.split())  # its help says so too
+
+
+def test_only_ca_init_says_it_creates_the_folder() -> None:
+    assert "created when missing" in " ".join(run_cli("ca", "init", "--help").out.split())
 
 
 def test_release_fetch_removes_the_out_folder_it_created_when_it_fails(tmp_path: Path) -> None:
