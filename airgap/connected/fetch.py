@@ -51,6 +51,7 @@ from airgap.core.release import (
 )
 from airgap.core.release_lines import check_not_downgrade, record_accepted
 from airgap.core.retry import Attempts, Backoff, LowSpeed
+from airgap.core.scratch import scratch_dir
 from airgap.errors import InvalidInput, NetworkError, Refused, VerificationError
 
 if TYPE_CHECKING:
@@ -504,11 +505,9 @@ def fetch_small(url: str, *, limit: int, options: FetchOptions = FetchOptions())
         if len(data) > limit:
             raise InvalidInput(f"{url}: larger than {limit} bytes")
         return data
-    import tempfile
-
     small = dataclasses.replace(options, max_size=limit)
-    with tempfile.TemporaryDirectory(prefix="airgap-sig-") as tmp:
-        part = Path(tmp) / "small.part"
+    with scratch_dir("airgap-sig-") as tmp:
+        part = tmp / "small.part"
         download(url, part, options=small)
         return part.read_bytes()
 

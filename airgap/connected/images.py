@@ -14,8 +14,7 @@ import contextlib
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from airgap.core.keys import PrivateKey, PublicKey
 from airgap.core.limits import DEFAULT_LIMITS, MAX_OCI_MANIFEST, Limits
 from airgap.core.oci import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Parsed, check_platform, digest_of, parse_manifest
 from airgap.core.progress import NO_PROGRESS, Progress
+from airgap.core.scratch import scratch_dir
 from airgap.errors import (
     DigestMismatch,
     InvalidInput,
@@ -200,8 +200,7 @@ def _open_base(since: Path, key: PrivateKey, work: Path) -> VerifiedImages:
     """Verify the base bundle with the signing key's public half, and seed the work layout with
     the blobs it carries (from the copy verified in the same pass): skopeo does not fetch a blob
     the layout has, so a delta downloads only what the base lacks."""
-    seed = Path(tempfile.mkdtemp(prefix=".base-", dir=work))
-    try:
+    with scratch_dir(".airgap-base-", work) as seed:
         base = verify_images(Path(since), [key.public_key()], extract=seed)
         target = work / "blobs" / "sha256"
         target.mkdir(parents=True, exist_ok=True)
@@ -209,8 +208,6 @@ def _open_base(since: Path, key: PrivateKey, work: Path) -> VerifiedImages:
             if not (target / blob.name).exists():
                 os.replace(blob, target / blob.name)
         return base
-    finally:
-        shutil.rmtree(seed, ignore_errors=True)
 
 
 def pull_images(
@@ -294,13 +291,9 @@ def _image_dir(blobs: Path, folder: Path, image: ImageRecord) -> None:
                 os.link(blobs / ref.hex, folder / ref.hex)
 
 
-@contextlib.contextmanager
-def _private_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="airgap-push-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def _private_dir() -> contextlib.AbstractContextManager[Path]:
+    """The verified copy of the bundle's blobs that skopeo pushes from (swept if a killed push left it)."""
+    return scratch_dir("airgap-push-")
 
 
 def _check_base(verified: VerifiedImages, host: str, path: str, client: Any) -> None:

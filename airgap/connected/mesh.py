@@ -31,7 +31,6 @@ import copy
 import re
 import shlex
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from airgap.core.atomic import write_new
 from airgap.core.limits import MAX_OVERLAY
 from airgap.core.names import ANNOTATION_PREFIX, ISTIO_NAMESPACE
 from airgap.core.retry import poll_until
+from airgap.core.scratch import scratch_dir
 from airgap.errors import ClusterError, InvalidInput, Refused, WouldOverwrite
 
 if TYPE_CHECKING:
@@ -822,8 +822,8 @@ def install_mesh(
         action, _ns = _network_action(kube, settings.network, force)  # 3
         live_service = kube.get("Service", "istiod", NAMESPACE)
         check_istiod_service(kube, live_service, settings.revision, force)  # 3: not someone else's
-        with tempfile.TemporaryDirectory(prefix="airgap-mesh-") as tmp:
-            cluster_yaml = Path(tmp) / RENDERED_OPERATOR
+        with scratch_dir("airgap-mesh-") as tmp:
+            cluster_yaml = tmp / RENDERED_OPERATOR
             argv = istioctl_argv(istioctl, kube.context, cluster_yaml)
             if dry_run:
                 return _planned(kube, settings, argv, action, live_service, images)

@@ -18,7 +18,6 @@ import binascii
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from airgap.core.canonical import load_json
 from airgap.core.display import clean
 from airgap.core.files import read_capped
 from airgap.core.limits import DEFAULT_LIMITS, MAX_OCI_MANIFEST
+from airgap.core.scratch import scratch_dir
 from airgap.errors import DigestMismatch, InvalidInput, Malformed, NetworkError, NotFound, NotServed
 
 RETRIES = 3
@@ -103,12 +103,9 @@ def registry_access(ca_bundle: Path | None, authfile: Path | None) -> Iterator[R
         return
     pem = read_capped(ca_bundle, DEFAULT_LIMITS.max_pem_size, "CA bundle")
     load_certs_pem(pem, source=str(ca_bundle))
-    folder = Path(tempfile.mkdtemp(prefix="airgap-certs-"))
-    try:
+    with scratch_dir("airgap-certs-") as folder:
         write_new(folder / "ca.crt", pem, mode=0o600)
         yield RegistryAccess(folder, resolved)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _fail(stderr: str, what: str) -> Exception:

@@ -9,12 +9,9 @@ indexes are copied byte for byte, so digests never change.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +39,7 @@ from airgap.core.keys import PrivateKey, spki_sha256
 from airgap.core.limits import MAX_IMAGE_MEMBERS, MAX_OCI_MANIFEST
 from airgap.core.oci import INDEX_TYPES, MANIFEST_TYPES, check_platform, parse_manifest
 from airgap.core.progress import NO_PROGRESS, Progress
+from airgap.core.scratch import scratch_dir
 from airgap.errors import AirgapError, DigestMismatch, InvalidInput, NotFound, TooLarge, WouldOverwrite
 
 FAT32_MAX = 4 * 1024**3 - 1
@@ -285,8 +283,7 @@ def _seal_split(
         raise InvalidInput(f"--split {split}: a part must be {MIN_SPLIT} to {FAT32_MAX} bytes")
     if out.exists() or any(out.parent.glob(f"{out.name}.part[0-9][0-9][0-9]")):
         raise WouldOverwrite(f"{out}: already exists (or its parts do); refusing to overwrite")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with scratch_dir(".airgap-seal-", out.parent) as tmp:  # beside out: published by rename
         parts_writer = _PartWriter(tmp, out.name, split)
         members = write(parts_writer)
         parts = parts_writer.finish()
@@ -301,9 +298,6 @@ def _seal_split(
         publish(tmp / out.name, out, replace=False)
         fsync_dir(out.parent)
         return manifest
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
 
 
 MIN_SPLIT = 1024 * 1024
