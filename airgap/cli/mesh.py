@@ -47,6 +47,18 @@ def _contexts(context: list[str]) -> list[str | None]:
     return list(unique_contexts(context)) if context else [None]
 
 
+def _shown_as(as_json: bool, print_text: Callable[[Any], None]) -> Callable[[Any], None]:
+    """How one cluster's result is shown: its JSON document (``--json``), or ``print_text``."""
+
+    def show(result: Any) -> None:
+        if as_json:
+            print_json(result.as_dict())
+        else:
+            print_text(result)
+
+    return show
+
+
 def _finish_fleet(report: Any, as_json: bool, extra: dict[str, Any] | None = None) -> None:
     """Print the fleet's table (or JSON) and exit with the worst code."""
     if as_json:
@@ -319,12 +331,6 @@ def _install(
             registry=access,
         )
 
-    def show_one(r: Any) -> None:
-        if as_json:
-            print_json(r.as_dict())
-        else:
-            _print_install(r)
-
     def row(ctx: str, r: Any) -> Outcome:
         word = "planned" if r.dry_run else "installed"
         return Outcome(ctx, 0, word, f"label {r.network_label}, service {r.service}", r)
@@ -335,7 +341,7 @@ def _install(
     run_on_contexts(
         plan.contexts,
         install_context,
-        show_one=show_one,
+        show_one=_shown_as(as_json, _print_install),
         row=row,
         show_fleet=lambda report: _finish_fleet(report, as_json),
         ask_first=None if plan.dry_run else ask_every,
@@ -463,10 +469,7 @@ def inject(
             )
 
     def show_one(r: Any) -> None:
-        if as_json:
-            print_json(r.as_dict())
-        else:
-            _print_inject(r)
+        _shown_as(as_json, _print_inject)(r)
         missing = r.pods_without_revision
         if missing:
             raise VerificationError(
@@ -728,10 +731,7 @@ def _check_clusters(
             return check(kube)
 
     def show_one(rep: Any) -> None:
-        if as_json:
-            print_json(rep.as_dict())
-        else:
-            typer.echo(clean_lines(rep.text()))  # names, labels and subjects read from the cluster
+        _shown_as(as_json, lambda r: typer.echo(clean_lines(r.text())))(rep)  # names, labels read from the cluster
         if not rep.ok:
             raise VerificationError(error(rep))
 
