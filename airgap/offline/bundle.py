@@ -174,6 +174,7 @@ def cacerts_members(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     refuse_out_of_date(d, cluster, pki_dir, chain, now)
+    refuse_foreign_roots(Path(pki_dir), cluster, root)
     material = check_ca_material(
         ca_cert_pem=cert,
         ca_key=key,
@@ -232,6 +233,18 @@ def refuse_out_of_date(d: Path, cluster: str, pki_dir: Path, chain_pem: bytes, n
         )
 
 
+def refuse_foreign_roots(pki_dir: Path, cluster: str, root_pem: bytes) -> None:
+    """A cluster's ``root-cert.pem`` carrying a root the PKI does not hold (a lost ``next-root/``) is
+    never sealed into a bundle: clusters would trust a root whose key may be someone else's (exit 4)."""
+    foreign = PkiLayout(pki_dir).foreign_roots(cluster, root_pem)
+    if foreign:
+        raise Refused(
+            f"{pki_dir / cluster / names.ROOT_CERT}: carries root sha256 {', '.join(foreign)}, which is neither "
+            f"the root nor a next root of {pki_dir} (a lost or moved next-root/ folder?); a bundle is never "
+            f"sealed with it: run 'airgap audit verify {pki_dir}' to see what is missing"
+        )
+
+
 def held_elsewhere(pki_dir: Path, cluster: str) -> IntermediateRecord | None:
     """The inventory record of ``cluster``'s current intermediate when its key is held elsewhere
     (``ca sign``: no ``ca-key.pem`` in the PKI folder), else None."""
@@ -257,6 +270,7 @@ def keyless_members(
     chain = _read_pki_file(d / names.CERT_CHAIN, limits)
     root = _read_pki_file(d / names.ROOT_CERT, limits)
     refuse_out_of_date(d, cluster, pki_dir, chain, now)
+    refuse_foreign_roots(Path(pki_dir), cluster, root)
     material = check_ca_material(
         ca_cert_pem=cert,
         ca_key=None,

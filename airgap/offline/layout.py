@@ -203,6 +203,15 @@ class PkiLayout:
             roots.append(nxt)
         return roots
 
+    def foreign_roots(self, cluster: str, root_pem: bytes | None = None) -> list[str]:
+        """Fingerprints of the certificates in ``CLUSTER/root-cert.pem`` (or ``root_pem``, its bytes)
+        that are neither the root nor the next root: a lost or moved ``next-root/`` (whose key
+        someone else may hold now) or a changed file. A bundle must never carry them."""
+        known = {cx.fingerprint(c) for c in self.trust_roots()}
+        path = self.cluster_file(cluster, ROOT_CERT)
+        pem = path.read_bytes() if root_pem is None else root_pem
+        return [fp for fp in (cx.fingerprint(c) for c in cx.load_certs_pem(pem, source=str(path))) if fp not in known]
+
     def trust_pem(self) -> bytes:
         """:meth:`trust_roots` as the PEM a cluster's ``root-cert.pem`` holds."""
         return b"".join(cx.cert_pem(c) for c in self.trust_roots())

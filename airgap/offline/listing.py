@@ -320,6 +320,24 @@ def _root_checks(layout: PkiLayout, at: dt.datetime) -> tuple[list[str], list[st
     return failures, warnings
 
 
+def _foreign_roots(layout: PkiLayout) -> list[str]:
+    """Cluster folders whose root-cert.pem trusts a root this PKI does not hold (a lost next-root/),
+    one line per such root, naming its clusters."""
+    holders: dict[str, list[str]] = {}
+    for name in layout.clusters():
+        try:
+            foreign = layout.foreign_roots(name)
+        except (OSError, InvalidInput):
+            continue  # a missing or unreadable file: the intermediate's own row says so
+        for fp in foreign:
+            holders.setdefault(fp, []).append(name)
+    return [
+        f"root-cert.pem of {', '.join(names)} trusts root sha256 {fp}, which is neither the root nor a next root "
+        "here (a lost or moved next-root/ folder?): 'airgap audit verify' names it"
+        for fp, names in holders.items()
+    ]
+
+
 def days_left(end: dt.datetime, at: dt.datetime) -> str:
     """How long is left, in words: "0 days left: it expires today", "1 day left", "12 days left"."""
     days = (end - at).days
@@ -346,6 +364,7 @@ def pki_report(layout: PkiLayout, passphrase: bytes | None, *, expiring_days: in
     in_token = layout.root_key_ref.exists() and not layout.root_key.exists()
     rows = intermediate_status(layout, passphrase, at=at)
     root_failures, root_warnings = _root_checks(layout, at)
+    root_failures += _foreign_roots(layout)
     pending = pending_publication(layout)
     if pending:
         root_warnings.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from tests.helpers import REPO, one_error_line, run_cli, run_proc, tree, without_file_override
 
@@ -306,6 +308,32 @@ def test_rotate_root_cli(pki: Path, passfile: Path) -> None:
     r = run_cli("ca", "rotate-root", "--dir", pki, "--finish", *pf)
     assert r.code == 4
     one_error_line(r.err, "no root rotation in progress")
+
+
+def test_a_lost_next_root_folder_is_a_problem_and_no_bundle_carries_its_root(
+    pki: Path, passfile: Path, tmp_path: Path
+) -> None:
+    """After rotate-root every cluster's root-cert.pem trusts A and B. If next-root/ (B's key) is
+    gone, whoever holds it could issue under B: ca list says so and bundle create refuses."""
+    pf = ("--passphrase-file", passfile)
+    assert run_cli("ca", "rotate-root", "--dir", pki, *EC, "--cn", "Root CA 2", *pf).code == 0
+    b = x509.load_pem_x509_certificates((pki / "c1" / "root-cert.pem").read_bytes())[1]
+    b_sha = b.fingerprint(hashes.SHA256()).hex()
+    shutil.move(pki / "next-root", tmp_path / "stolen")
+    r = run_cli("ca", "list", "--dir", pki)
+    assert r.code == 1
+    one_error_line(r.err, f"root-cert.pem of c1, c2 trusts root sha256 {b_sha}", "lost or moved next-root/")
+    keys = tmp_path / "keys"
+    assert run_cli("keys", "new", "officer", "--out", keys, *pf).code == 0
+    assert run_cli("keys", "new", "op", "--kind", "recipient", "--out", keys, "--no-passphrase").code == 0
+    out = tmp_path / "c1.bundle"
+    r = run_cli("bundle", "create", "c1", "--dir", pki, "--sign-key", keys / "officer.key", "--recipient",
+                keys / "op.pub", "--out", out, *pf)  # fmt: skip
+    assert r.code == 4
+    one_error_line(r.err, "c1/root-cert.pem: carries root sha256", b_sha, "never sealed")
+    assert not out.exists()
+    shutil.move(tmp_path / "stolen", pki / "next-root")
+    assert run_cli("ca", "list", "--dir", pki).code == 0
 
 
 def test_list_expiring_within_for_cron(pki: Path) -> None:
