@@ -15,6 +15,7 @@ import typer
 
 from airgap.cli._app import INSECURE_HELP, RichProgress, allow_insecure, info, json_failure, new_app, print_json
 from airgap.cli._gitops import raise_for_tree, secret_policy
+from airgap.core.display import clean_lines
 from airgap.core.limits import MAX_BUNDLE_EXPIRY_DAYS, MAX_PARALLEL, MAX_TIMEOUT
 
 if TYPE_CHECKING:
@@ -409,7 +410,7 @@ def _import_render(
         tree = import_to_tree(
             prepared, output_dir, contexts, recipients=recipients, rotate=rotate, parallel=parallel
         )  # records the accepted bundle first; the same bundle may be rendered again
-        typer.echo(tree.table())
+        typer.echo(clean_lines(tree.table()))
         raise_for_tree(tree)
         return
     written = import_to_dir(prepared, output_dir, recipients)  # records the accepted bundle before publishing
@@ -446,12 +447,12 @@ def _import_live(
         )
 
     def show_one(result: Any) -> None:
-        typer.echo(result.describe())
+        typer.echo(clean_lines(result.describe()))
         if dry_run:
             typer.echo("Dry run: nothing written.")
 
     def show_fleet(report: Any) -> None:
-        typer.echo(report.table())
+        typer.echo(clean_lines(report.table()))  # a failed cluster's detail may quote its server
         if dry_run:
             typer.echo("Dry run: nothing written.")
         report.raise_for_failures()  # the worst cluster's exit code, naming the failed contexts

@@ -270,6 +270,16 @@ def test_fleet_verifies_before_touching_any_cluster(kube_fleet, bundle: Path, bk
         assert emu.requests == []
 
 
+def test_a_server_message_is_escaped_in_the_table(kube_fleet, bundle: Path, bkeys: Keys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fleet: Fleet = kube_fleet(2)
+    fleet.emulators["c2"].faults.fail(100000, 500, message="boom\x1b]0;owned\x07\x1b[2J")  # a hostile apiserver
+    args = [a for c in fleet.contexts for a in ("--context", c)]
+    r = _import(bundle, bkeys, _env(fleet, tmp_path / "state"), *args)
+    assert r.code == 5
+    assert "\x1b" not in r.out and "\x07" not in r.out
+    assert "500 InternalError: injected fault: boom\\x1b]0;owned\\x07\\x1b[2J" in r.out
+
+
 def test_fleet_with_a_mistyped_context_writes_nothing(kube_fleet, bundle: Path, bkeys: Keys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     fleet: Fleet = kube_fleet(2)
     state = tmp_path / "state"
