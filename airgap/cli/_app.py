@@ -54,16 +54,18 @@ def json_failure(as_json: bool, doc: dict[str, Any]) -> Any:
 
 
 def warn(message: str) -> None:
-    from airgap.core.display import without_userinfo
+    """A warning on stderr; like every note it may quote a server or a file, so it is shown escaped."""
+    from airgap.core.display import clean_lines
 
-    print(f"airgap: warning: {without_userinfo(message)}", file=sys.stderr)
+    print(f"airgap: warning: {clean_lines(message)}", file=sys.stderr)
 
 
 def info(message: str) -> None:
-    """Human progress notes go to stderr so stdout stays clean for --json and pipes."""
-    from airgap.core.display import without_userinfo
+    """Human progress notes go to stderr so stdout stays clean for --json and pipes; shown escaped
+    (a retry note quotes the server's answer) with credentials in URLs dropped."""
+    from airgap.core.display import clean_lines
 
-    print(without_userinfo(message), file=sys.stderr)
+    print(clean_lines(message), file=sys.stderr)
 
 
 class RichProgress:

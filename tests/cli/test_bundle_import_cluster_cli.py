@@ -276,7 +276,7 @@ def test_a_server_message_is_escaped_in_the_table(kube_fleet, bundle: Path, bkey
     args = [a for c in fleet.contexts for a in ("--context", c)]
     r = _import(bundle, bkeys, _env(fleet, tmp_path / "state"), *args)
     assert r.code == 5
-    assert "\x1b" not in r.out and "\x07" not in r.out
+    assert "\x1b" not in r.out + r.err and "\x07" not in r.out + r.err  # the table, and the notes on stderr
     assert "500 InternalError: injected fault: boom\\x1b]0;owned\\x07\\x1b[2J" in r.out
 
 
