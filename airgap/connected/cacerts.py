@@ -209,6 +209,23 @@ def _annotation(secret: JSON | None, key: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _live_fingerprint(live: JSON) -> str:
+    """The live CA's fingerprint: airgap's annotation, else (a cacerts made by hand) the SHA-256 of
+    its ``ca-cert.pem`` read from the Secret, else ``unknown``."""
+    from airgap.connected.kube import secret_value
+    from airgap.core import x509 as cx
+    from airgap.core.names import CA_CERT
+
+    noted = _annotation(live, A_FINGERPRINT)
+    if noted:
+        return noted
+    pem = secret_value(live.get("data"), CA_CERT)
+    try:
+        return cx.fingerprint(cx.load_cert_pem(pem, source="live cacerts")) if pem else "unknown"
+    except AirgapError:
+        return "unknown"
+
+
 def same_content(live: JSON, desired: JSON) -> bool:
     """True when the live secret holds exactly the desired keys with the same CA material: the same
     bytes, or (a ``cacerts`` made by hand with kubectl from the same four files) the same
@@ -329,7 +346,7 @@ def _decide(live: JSON | None, desired: JSON, *, sequence: int | None, rotate: b
     if same_content(live, desired):
         return "unchanged" if _airgap_annotations(live) == _airgap_annotations(desired) else "annotate"
     if not rotate:
-        live_fp = _annotation(live, A_FINGERPRINT) or "unknown"
+        live_fp = _live_fingerprint(live)
         seq_text = "unknown" if live_seq is None else str(live_seq)
         raise WouldOverwrite(
             f"{where} already exists with different content (sequence {seq_text}, CA fingerprint {live_fp}); "

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from tests.bundle_fixtures import Keys, bkeys  # noqa: F401
 from tests.connected.kubehelpers import FAST_ENV, KEYS
@@ -128,7 +130,10 @@ def test_hand_made_cacerts_from_other_files_is_refused(
     before = kjson(cluster, "get", "secret", "-n", "istio-system", "cacerts")
     r = _import(_bundle(pki, bkeys, passfile, tmp_path / "c1.bundle"), bkeys, cluster, _env(cluster, tmp_path))
     assert r.code == 4
-    assert "already exists with different content" in one_error_line(r, alone=False)
+    line = one_error_line(r, alone=False)
+    c2 = x509.load_pem_x509_certificate((tmp_path / "files" / "ca-cert.pem").read_bytes())
+    live_fp = c2.fingerprint(hashes.SHA256()).hex()  # no annotation: read from the secret's own ca-cert.pem
+    assert f"already exists with different content (sequence unknown, CA fingerprint {live_fp})" in line
     assert kjson(cluster, "get", "secret", "-n", "istio-system", "cacerts") == before
 
 
