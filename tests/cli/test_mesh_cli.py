@@ -36,6 +36,17 @@ def _one_error_line(r: Result) -> str:
     return one_error_line(r, alone=False)  # progress lines may stand beside the error
 
 
+def _c1_import(pki: Path, bkeys: Keys, passfile: Path, tmp_path: Path) -> tuple[object, ...]:
+    """``bundle create c1`` (it must succeed), then the ``bundle import`` arguments for that bundle."""
+    bundle = tmp_path / "c1.bundle"
+    r = run_cli(
+        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
+        "--passphrase-file", passfile, "--out", bundle,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    return ("bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1")
+
+
 def _istioctl_calls(c: Cluster | Fleet) -> list[list[str]]:
     if not c.istioctl_log.exists():
         return []
@@ -73,13 +84,7 @@ def test_end_to_end(
     }
 
     # 2. bundle import (the bundles issue's verified path, then our cluster writer)
-    bundle = tmp_path / "c1.bundle"
-    r = run_cli(
-        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
-        "--passphrase-file", passfile, "--out", bundle,
-    )  # fmt: skip
-    assert r.code == 0, r.err
-    imp = ("bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1")
+    imp = _c1_import(pki, bkeys, passfile, tmp_path)
     r = run_cli(*imp, *ctx, env=env)
     assert r.code == 0, r.err
     secret = emu.get("secrets", "istio-system", "cacerts")
@@ -508,25 +513,7 @@ def test_bundle_import_different_cacerts_refused_then_rotate(
     env = _env(kube_cluster, tmp_path)
     emu.create("namespaces", None, {"metadata": {"name": "istio-system"}})
     old = emu.create("secrets", "istio-system", {"metadata": {"name": "cacerts"}, "data": {"ca-cert.pem": "b2xk"}})
-    bundle = tmp_path / "c1.bundle"
-    r = run_cli(
-        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
-        "--passphrase-file", passfile, "--out", bundle,
-    )  # fmt: skip
-    assert r.code == 0, r.err
-    imp = (
-        "bundle",
-        "import",
-        bundle,
-        "--trust",
-        bkeys.signer_pub,
-        "--identity",
-        bkeys.identity,
-        "--cluster",
-        "c1",
-        "--context",
-        "test",
-    )
+    imp = (*_c1_import(pki, bkeys, passfile, tmp_path), "--context", "test")
     r = run_cli(*imp, env=env)
     assert r.code == 4 and "already exists with different content" in _one_error_line(r)
     assert emu.get("secrets", "istio-system", "cacerts") == old
@@ -633,17 +620,11 @@ def test_bundle_import_through_faults(
 ) -> None:
     emu = kube_cluster.emu()
     env = _env(kube_cluster, tmp_path)
-    bundle = tmp_path / "c1.bundle"
-    r = run_cli(
-        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
-        "--passphrase-file", passfile, "--out", bundle,
-    )  # fmt: skip
-    assert r.code == 0, r.err
+    imp = _c1_import(pki, bkeys, passfile, tmp_path)
     emu.faults.fail(2, 503, method="POST")
     emu.faults.throttle(1, retry_after=0, method="GET", path="/secrets/cacerts")
     emu.faults.drop(1, after_write=True, method="POST", path="/secrets")
     emu.faults.drop(1, method="GET")
-    imp = ("bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1")
     r = run_cli(*imp, "--context", "test", env=env)
     assert r.code == 0, r.err
     assert len(emu.get("secrets", "istio-system", "cacerts")["data"]) == 4
@@ -797,13 +778,7 @@ def test_fault_9_rotate_refuses_a_cacerts_annotated_for_another_cluster(
         "metadata": {"name": "cacerts", "annotations": {"airgap.dev/cluster": "inter", "airgap.dev/sequence": "1"}}
     }
     old = emu.create("secrets", "istio-system", {**theirs, "data": {"ca-cert.pem": "b2xk"}})
-    bundle = tmp_path / "c1.bundle"
-    r = run_cli(
-        "bundle", "create", "c1", "--dir", pki, "--sign-key", bkeys.signer, "--recipient", bkeys.recipient_pub,
-        "--passphrase-file", passfile, "--out", bundle,
-    )  # fmt: skip
-    assert r.code == 0, r.err
-    imp = ("bundle", "import", bundle, "--trust", bkeys.signer_pub, "--identity", bkeys.identity, "--cluster", "c1")
+    imp = _c1_import(pki, bkeys, passfile, tmp_path)
     line = (
         "airgap: error: context test: secret istio-system/cacerts is annotated for cluster 'inter' "
         "(airgap.dev/cluster), not 'c1' of this bundle: refusing to replace it, --rotate or not "
