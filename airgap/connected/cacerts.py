@@ -617,7 +617,7 @@ def import_to_fleet(
     """
     if not dry_run:
         ask_import_fleet(prepared, contexts, rotate=rotate, kubeconfig=kubeconfig, policy=policy, parallel=parallel)
-    record_fleet = record_once(record or _record_accepted)
+    record_fleet = record_once(record)  # default: record_accepted
 
     def import_context(ctx: str) -> Outcome:
         result = import_to_cluster(

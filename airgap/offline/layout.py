@@ -23,6 +23,7 @@ is :class:`~airgap.errors.InvalidInput`), they do not verify chains.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -203,11 +204,14 @@ class PkiLayout:
             roots.append(nxt)
         return roots
 
-    def foreign_roots(self, cluster: str, root_pem: bytes | None = None) -> list[str]:
+    def foreign_roots(
+        self, cluster: str, root_pem: bytes | None = None, trusted: Collection[str] | None = None
+    ) -> list[str]:
         """Fingerprints of the certificates in ``CLUSTER/root-cert.pem`` (or ``root_pem``, its bytes)
-        that are neither the root nor the next root: a lost or moved ``next-root/`` (whose key
-        someone else may hold now) or a changed file. A bundle must never carry them."""
-        known = {cx.fingerprint(c) for c in self.trust_roots()}
+        that are neither the root nor the next root (``trusted``: their fingerprints, when the caller
+        already has them): a lost or moved ``next-root/`` (whose key someone else may hold now) or a
+        changed file. A bundle must never carry them."""
+        known = trusted if trusted is not None else {cx.fingerprint(c) for c in self.trust_roots()}
         path = self.cluster_file(cluster, ROOT_CERT)
         pem = path.read_bytes() if root_pem is None else root_pem
         return [fp for fp in (cx.fingerprint(c) for c in cx.load_certs_pem(pem, source=str(path))) if fp not in known]

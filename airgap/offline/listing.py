@@ -323,10 +323,11 @@ def _root_checks(layout: PkiLayout, at: dt.datetime) -> tuple[list[str], list[st
 def _foreign_roots(layout: PkiLayout) -> list[str]:
     """Cluster folders whose root-cert.pem trusts a root this PKI does not hold (a lost next-root/),
     one line per such root, naming its clusters."""
+    trusted = {cx.fingerprint(c) for c in layout.trust_roots()}  # read once, not once per cluster
     holders: dict[str, list[str]] = {}
     for name in layout.clusters():
         try:
-            foreign = layout.foreign_roots(name)
+            foreign = layout.foreign_roots(name, trusted=trusted)
         except (OSError, InvalidInput):
             continue  # a missing or unreadable file: the intermediate's own row says so
         for fp in foreign:
