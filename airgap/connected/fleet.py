@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from airgap.core.names import LABEL_VALUE_RE
 from airgap.errors import AirgapError, InvalidInput
 
 DEFAULT_PARALLEL = 8
@@ -75,7 +76,6 @@ class FleetReport:
         return {"exit_code": self.exit_code, "clusters": [o.as_dict() for o in self.outcomes]}
 
 
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _GKE = re.compile(r"^gke_[^_]+_[^_]+_(.+)$")  # gke_PROJECT_LOCATION_CLUSTER (gcloud get-credentials)
 _EKS = re.compile(r"^arn:aws[a-z-]*:eks:[^:]+:[0-9]+:cluster/(.+)$")  # aws eks update-kubeconfig
 
@@ -91,7 +91,7 @@ def context_label(context: str) -> str:
     and gets 8 hex digits of its SHA-256. The result never is empty, ``.``, ``..`` or holds a
     ``/``. Trust: the name is the kubeconfig's.
     """
-    if _LABEL_VALUE.match(context):
+    if LABEL_VALUE_RE.match(context):
         return context
     digest = hashlib.sha256(context.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", context).strip("-_")

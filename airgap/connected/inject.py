@@ -18,12 +18,12 @@ and pods, which are read and checked.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from airgap.connected.mesh import ISTIOD_SELECTOR, NAMESPACE, REV_LABEL
+from airgap.core.names import DNS_LABEL_RE
 from airgap.core.retry import poll_until
 from airgap.errors import ClusterError, InvalidInput, Refused
 
@@ -130,7 +130,6 @@ def _rolled_out(dep: JSON) -> bool:
     )
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 # Kubernetes' and the mesh's own namespaces: injecting them puts sidecars into the cluster's system
@@ -147,9 +146,9 @@ def check_names(namespaces: Sequence[str], revision: str | None, *, force: bool 
     if not namespaces:
         raise InvalidInput("name at least one namespace")
     for ns in namespaces:
-        if not _DNS_LABEL.match(ns):
+        if not DNS_LABEL_RE.match(ns):
             raise InvalidInput(f"namespace {ns!r}: must be a lowercase DNS label (1-63 of a-z, 0-9, '-')")
-    if revision is not None and not _DNS_LABEL.match(revision):
+    if revision is not None and not DNS_LABEL_RE.match(revision):
         raise InvalidInput(f"--revision {revision!r}: must be a lowercase DNS label (e.g. asm-186-8)")
     system = [ns for ns in dict.fromkeys(namespaces) if ns in SYSTEM_NAMESPACES]
     if system and not force:

@@ -44,7 +44,7 @@ from airgap.connected.cacerts import REQUIRED_KEYS
 from airgap.connected.render import render_files
 from airgap.core.atomic import write_new
 from airgap.core.limits import MAX_OVERLAY
-from airgap.core.names import ANNOTATION_PREFIX, ISTIO_NAMESPACE
+from airgap.core.names import ANNOTATION_PREFIX, DNS_LABEL_RE, ISTIO_NAMESPACE, LABEL_VALUE_RE
 from airgap.core.retry import poll_until
 from airgap.core.scratch import scratch_dir
 from airgap.errors import ClusterError, InvalidInput, Refused, WouldOverwrite
@@ -70,8 +70,6 @@ RENDERED_EASTWEST = "eastwest-gateway.yaml"
 RENDERED_CROSS_NETWORK = "40-cross-network-gateway.yaml"
 EASTWEST_SELECTOR = "istio=eastwestgateway"
 
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -100,12 +98,12 @@ class MeshSettings:
             ("--mesh-id", self.mesh_id),
         ):
             concrete = value.replace("{context}", "c").replace("{cluster}", "c")  # checked per cluster again
-            if not concrete or len(concrete) > 63 or not _LABEL_VALUE.match(concrete):
+            if not LABEL_VALUE_RE.match(concrete):
                 raise InvalidInput(
                     f"{flag} {value!r}: must be 1-63 letters, digits, '-', '_' or '.', starting and ending "
                     "with a letter or digit (Kubernetes label value rules)"
                 )
-        if not _DNS_LABEL.match(self.revision) or len(self.revision) > 63:
+        if not DNS_LABEL_RE.match(self.revision):
             raise InvalidInput(f"--revision {self.revision!r}: must be a lowercase DNS label (e.g. asm-186-8)")
         if not self.profile or not re.match(r"^[A-Za-z0-9][-A-Za-z0-9_.]*$", self.profile):
             raise InvalidInput(f"--profile {self.profile!r}: not a profile name")

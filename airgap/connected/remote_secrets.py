@@ -556,14 +556,14 @@ class ConnectResult:
 
 def parse_name_map(pairs: Sequence[str]) -> dict[str, str]:
     """``CTX=NAME`` options into a mapping (a NAME is checked as a label value and a path element)."""
-    from airgap.connected.mesh import _LABEL_VALUE
+    from airgap.core.names import LABEL_VALUE_RE
 
     out: dict[str, str] = {}
     for p in pairs:
         ctx, sep, name = p.partition("=")
         if not sep or not ctx or not name:
             raise InvalidInput(f"--cluster-name {p!r}: expected CONTEXT=NAME")
-        if len(name) > 63 or not _LABEL_VALUE.match(name) or name in (".", ".."):
+        if not LABEL_VALUE_RE.match(name) or name in (".", ".."):
             raise InvalidInput(f"--cluster-name {p!r}: NAME must be 1-63 letters, digits, '-', '_' or '.'")
         out[ctx] = name
     return out

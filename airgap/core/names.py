@@ -24,6 +24,10 @@ ANNOTATION_PREFIX = "airgap.dev/"
 # A Kubernetes label value: a cluster name is also a folder name, the L= of its intermediate and
 # the ``cluster`` of a bundle manifest.
 CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE_RE = CLUSTER_NAME_RE  # a network, a meshID, a context made safe: the same rule
+
+# An RFC 1123 DNS label (a namespace, a control plane revision): 1-63 lowercase letters, digits, '-'.
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # The key types airgap makes (root, intermediates); one name per algorithm and size.
 KeyType = Literal["rsa-4096", "rsa-3072", "ecdsa-p256", "ecdsa-p384"]

@@ -48,6 +48,7 @@ from airgap.core.bundle.ustar import TarEntry, read_member
 from airgap.core.csr import MAX_CSR_BYTES, VerifiedCSR, verify_csr
 from airgap.core.keys import PrivateKey, PublicKey, load_public_key, spki_sha256
 from airgap.core.limits import Limits
+from airgap.core.names import CLUSTER_NAME_RE
 from airgap.core.signatures import verify_bytes
 from airgap.errors import DigestMismatch, Expired, InvalidInput, Refused, SignatureMismatch, TooLarge, VerificationError
 
@@ -67,7 +68,6 @@ _KEYS = frozenset(
 _MEMBER_KEYS = frozenset({"path", "size", "sha256", "encrypted"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[0-9a-f]{32}$")
-_CLUSTER = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class VerifiedRequest:
 
 def check_cluster(name: str) -> str:
     """A cluster name as a manifest holds it (a Kubernetes label value); exit 3 otherwise."""
-    if not _CLUSTER.match(name):
+    if not CLUSTER_NAME_RE.match(name):
         raise InvalidInput(
             f"cluster name {name!a} is not valid: use 1-63 letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit (a Kubernetes label value)"
@@ -146,7 +146,7 @@ def validate_request_manifest(doc: Any, *, source: str) -> RequestManifest:
         raise _bad(source, f"missing field {missing[0]!r}")
     if doc["format_version"] != FORMAT_VERSION or isinstance(doc["format_version"], bool):
         raise _bad(source, f"format_version must be {FORMAT_VERSION}")
-    for k, rx in (("request_id", _ID), ("cluster", _CLUSTER), ("requester", _HEX64), ("key_id", _HEX64)):
+    for k, rx in (("request_id", _ID), ("cluster", CLUSTER_NAME_RE), ("requester", _HEX64), ("key_id", _HEX64)):
         if not isinstance(doc[k], str) or not rx.match(doc[k]):
             raise _bad(source, f"{k} is malformed")
     for k in ("created", "expires"):
