@@ -7,8 +7,6 @@ job before import). Problems found make the command exit 1.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,13 +81,15 @@ class MeshStatus:
 
 
 def _secret_file(secret: JSON, key: str) -> bytes | None:
-    raw = (secret.get("data") or {}).get(key)
-    if not raw:
-        return None
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"cacerts {key} is not base64") from exc
+    """``key`` of the Secret, decoded (:func:`~airgap.connected.kube.secret_value`); absent is None,
+    present but not base64 is exit 3."""
+    from airgap.connected.kube import secret_value
+
+    data = secret.get("data") or {}
+    value = secret_value(data, key)
+    if value is None and data.get(key):
+        raise InvalidInput(f"cacerts {key} is not base64")
+    return value
 
 
 def _revocation(secret: JSON, cert: Any, roots: list[Any]) -> str | None:
